@@ -1,0 +1,2 @@
+//! `sskd-data`: part of the sskd workspace (filled by its own issue).
+#![warn(missing_docs)]

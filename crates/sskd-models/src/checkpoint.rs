@@ -1,0 +1,131 @@
+//! This crate's own checkpoints: Burn's named MessagePack record format (`.mpk`), written
+//! atomically (a temporary file in the same folder, then a rename), so a crash never leaves a
+//! half-written file under the final name.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
+use burn::tensor::backend::Backend;
+use burn_store::ModuleSnapshot;
+
+use crate::ModelError;
+
+type ByteRecorder = NamedMpkBytesRecorder<FullPrecisionSettings>;
+
+/// Writes `module`'s record to `path` atomically (full precision).
+pub fn save_record<B: Backend, M: Module<B>>(module: M, path: &Path) -> Result<(), ModelError> {
+    let bytes = Recorder::<B>::record(&ByteRecorder::default(), module.into_record(), ())
+        .map_err(|e| write_error(path, e))?;
+    write_atomically(path, &bytes)
+}
+
+/// Reads a record written by [`save_record`] into `module`, which must have the same
+/// architecture: a record of another architecture, or with other parameter shapes, is an error
+/// naming the file and the first parameter that differs.
+pub fn load_record<B: Backend, M: Module<B>>(module: M, path: &Path, device: &B::Device) -> Result<M, ModelError> {
+    let read_error = |reason: String| ModelError::Read {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let bytes = std::fs::read(path).map_err(|e| read_error(e.to_string()))?;
+    let record = Recorder::<B>::load(&ByteRecorder::default(), bytes, device)
+        .map_err(|e| read_error(format!("not a record of this architecture: {e}")))?;
+    let expected = parameter_shapes(&module);
+    // Burn panics when a record's structure differs from the module's (another enum variant,
+    // another number of blocks); turn that into an error.
+    let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| module.load_record(record)))
+        .map_err(|_| read_error("the record holds another architecture".to_string()))?;
+    let found = parameter_shapes(&loaded);
+    if let Some((key, shape)) = expected.iter().find(|(key, shape)| found.get(*key) != Some(*shape)) {
+        return Err(ModelError::ShapeMismatch {
+            path: path.to_path_buf(),
+            key: key.clone(),
+            arch: "the model".to_string(),
+            expected: shape.clone(),
+            found: found.get(key).cloned().unwrap_or_default(),
+        });
+    }
+    Ok(loaded)
+}
+
+/// Every parameter path of `module` with its shape.
+fn parameter_shapes<B: Backend, M: Module<B>>(module: &M) -> BTreeMap<String, Vec<usize>> {
+    module
+        .collect(None, None, true)
+        .into_iter()
+        .map(|snapshot| (snapshot.full_path(), snapshot.shape.to_vec()))
+        .collect()
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
+    let temporary = temporary_path(path);
+    let result = (|| {
+        let mut file = std::fs::File::create(&temporary)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, path)
+    })();
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&temporary);
+        write_error(path, e)
+    })
+}
+
+fn temporary_path(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.{}.partial", std::process::id()))
+}
+
+fn write_error(path: &Path, reason: impl ToString) -> ModelError {
+    ModelError::Write {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::create_model;
+    use burn::backend::Flex;
+    use burn::tensor::Tensor;
+
+    #[test]
+    fn record_round_trip_keeps_outputs() {
+        let device = Default::default();
+        let model = create_model::<Flex>("resnet8", 10, &device).unwrap();
+        let input = Tensor::<Flex, 4>::ones([1, 3, 32, 32], &device);
+        let expected = model.forward(input.clone()).logits;
+        let dir = std::env::temp_dir().join(format!("sskd-record-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("resnet8.mpk");
+        save_record(model, &path).unwrap();
+        let fresh = create_model::<Flex>("resnet8", 10, &device).unwrap();
+        let loaded = load_record(fresh, &path, &device).unwrap();
+        loaded.forward(input).logits.into_data().assert_eq(&expected.into_data(), true);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn record_of_another_architecture_is_an_error() {
+        let device = Default::default();
+        let dir = std::env::temp_dir().join(format!("sskd-record-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("resnet8.mpk");
+        save_record(create_model::<Flex>("resnet8", 10, &device).unwrap(), &path).unwrap();
+        let other = create_model::<Flex>("wrn_16_1", 10, &device).unwrap();
+        let error = load_record(other, &path, &device).unwrap_err().to_string();
+        assert!(error.contains("resnet8.mpk"), "{error}");
+        let deeper = create_model::<Flex>("resnet20", 10, &device).unwrap();
+        let error = load_record(deeper, &path, &device).unwrap_err().to_string();
+        assert!(error.contains("resnet8.mpk"), "{error}");
+        let wider = create_model::<Flex>("resnet8x4", 10, &device).unwrap();
+        let error = load_record(wider, &path, &device).unwrap_err().to_string();
+        assert!(error.contains("resnet8.mpk") && error.contains("expects"), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,287 @@
+//! Weights from the files users have: PyTorch checkpoints of the RepDistiller and SSKD code,
+//! safetensors files with the same key names, and this crate's own Burn records.
+//!
+//! Accepted PyTorch layouts (any of them may carry DataParallel's `module.` prefix):
+//! - a bare state dict;
+//! - `{"model": state_dict, …}` (RepDistiller teachers and students);
+//! - `{"state_dict": state_dict, …}` (SSKD `best.pth` / `student_best.pth`);
+//! - SSKD's `backbone.` / `proj_head.` prefixed keys (teacher after head training, students).
+//!
+//! Every key is mapped onto the model's own parameter paths; a key that does not belong to the
+//! architecture, a parameter with no tensor, or a shape that differs is an error naming the
+//! file, the key and both shapes. `num_batches_tracked` has no Burn counterpart and is skipped.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use burn::module::{Module, ParamId};
+use burn::tensor::backend::Backend;
+use burn::tensor::{bf16, f16, DType, TensorData};
+use burn_store::{BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, TensorSnapshot};
+use burn_store::pytorch::PytorchReader;
+
+use crate::checkpoint::load_record;
+use crate::head::SelfSupervisionHead;
+use crate::{BackboneWithHead, Model, ModelError};
+
+/// The formats [`load_weights`] reads, told apart by the file extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightFormat {
+    /// `torch.save` output: `.pth`, `.pt`, `.tar`, `.ckpt`, `.bin`.
+    PyTorch,
+    /// A safetensors file with PyTorch key names: `.safetensors`.
+    SafeTensors,
+    /// A Burn record written by [`crate::checkpoint::save_record`]: `.mpk`.
+    BurnRecord,
+}
+
+impl WeightFormat {
+    /// The format of `path`, from its extension.
+    pub fn of(path: &Path) -> Result<Self, ModelError> {
+        let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        match extension.to_ascii_lowercase().as_str() {
+            "pth" | "pt" | "tar" | "ckpt" | "bin" => Ok(Self::PyTorch),
+            "safetensors" => Ok(Self::SafeTensors),
+            "mpk" => Ok(Self::BurnRecord),
+            _ => Err(ModelError::UnknownFormat { path: path.to_path_buf() }),
+        }
+    }
+}
+
+/// Loads backbone weights from `path` (any [`WeightFormat`]) into `model`.
+///
+/// From an SSKD checkpoint with a head, the `backbone.` tensors are taken and the `proj_head.`
+/// ones left aside.
+pub fn load_weights<B: Backend>(model: Model<B>, path: &Path, device: &B::Device) -> Result<Model<B>, ModelError> {
+    if WeightFormat::of(path)? == WeightFormat::BurnRecord {
+        return load_record(model, path, device);
+    }
+    let checkpoint = read_state_dict(path)?;
+    let label = model.family();
+    let mut entries = Vec::new();
+    for (key, data) in checkpoint.tensors {
+        if key.starts_with("proj_head.") {
+            continue;
+        }
+        let backbone_key = key.strip_prefix("backbone.").unwrap_or(&key);
+        let module_path = model
+            .burn_path(backbone_key)
+            .ok_or_else(|| unexpected_key(path, &key, label))?;
+        entries.push(Entry { file_key: key, module_path, data });
+    }
+    let mut model = model;
+    apply_entries(&mut model, entries, path, label)?;
+    Ok(model)
+}
+
+/// Loads a backbone and its SS head from an SSKD checkpoint (`backbone.` / `proj_head.` keys),
+/// or from a Burn record of a [`BackboneWithHead`].
+pub fn load_weights_with_head<B: Backend>(
+    network: BackboneWithHead<B>,
+    path: &Path,
+    device: &B::Device,
+) -> Result<BackboneWithHead<B>, ModelError> {
+    if WeightFormat::of(path)? == WeightFormat::BurnRecord {
+        return load_record(network, path, device);
+    }
+    let checkpoint = read_state_dict(path)?;
+    let label = network.backbone.family();
+    let mut entries = Vec::new();
+    for (key, data) in checkpoint.tensors {
+        let module_path = if let Some(head_key) = key.strip_prefix("proj_head.") {
+            SelfSupervisionHead::<B>::burn_path(head_key).map(|p| format!("proj_head.{p}"))
+        } else {
+            let backbone_key = key.strip_prefix("backbone.").unwrap_or(&key);
+            network.backbone.burn_path(backbone_key).map(|p| format!("backbone.{p}"))
+        }
+        .ok_or_else(|| unexpected_key(path, &key, label))?;
+        entries.push(Entry { file_key: key, module_path, data });
+    }
+    let mut network = network;
+    apply_entries(&mut network, entries, path, label)?;
+    Ok(network)
+}
+
+/// The float tensors of a checkpoint, keyed as the model's state dict would be (container key,
+/// `module.` prefix and `num_batches_tracked` removed).
+#[derive(Debug)]
+pub struct StateDict {
+    /// The file read.
+    pub path: PathBuf,
+    /// `(key, f32 data)` sorted by key.
+    pub tensors: Vec<(String, TensorData)>,
+}
+
+/// Container keys under which training scripts nest the state dict, tried in this order.
+const CONTAINER_KEYS: [&str; 4] = ["state_dict", "model", "model_state_dict", "net"];
+
+/// Reads the state dict of a PyTorch or safetensors file; see [`StateDict`].
+pub fn read_state_dict(path: &Path) -> Result<StateDict, ModelError> {
+    if !path.is_file() {
+        return Err(ModelError::Read {
+            path: path.to_path_buf(),
+            reason: "no such file".to_string(),
+        });
+    }
+    let raw = match WeightFormat::of(path)? {
+        WeightFormat::PyTorch => read_pytorch(path)?,
+        WeightFormat::SafeTensors => read_safetensors(path)?,
+        WeightFormat::BurnRecord => {
+            return Err(ModelError::Read {
+                path: path.to_path_buf(),
+                reason: "a Burn record has no PyTorch state dict; load it with checkpoint::load_record".to_string(),
+            })
+        }
+    };
+    let container = CONTAINER_KEYS
+        .iter()
+        .map(|key| format!("{key}."))
+        .find(|prefix| raw.iter().any(|(key, _)| key.starts_with(prefix.as_str())));
+    let mut tensors: Vec<(String, TensorData)> = raw
+        .into_iter()
+        .filter_map(|(key, data)| {
+            let key = match &container {
+                Some(prefix) => key.strip_prefix(prefix.as_str())?.to_string(),
+                None => key,
+            };
+            let key = key.strip_prefix("module.").map(str::to_string).unwrap_or(key);
+            (!key.ends_with("num_batches_tracked")).then_some((key, data))
+        })
+        .collect();
+    if tensors.is_empty() {
+        return Err(ModelError::Read {
+            path: path.to_path_buf(),
+            reason: "the file holds no tensors".to_string(),
+        });
+    }
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(StateDict { path: path.to_path_buf(), tensors })
+}
+
+fn read_error(path: &Path, reason: impl ToString) -> ModelError {
+    ModelError::Read {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    }
+}
+
+fn read_pytorch(path: &Path) -> Result<Vec<(String, TensorData)>, ModelError> {
+    let reader = PytorchReader::new(path).map_err(|e| read_error(path, e))?;
+    reader
+        .into_tensors()
+        .into_iter()
+        .filter(|(key, _)| !key.ends_with("num_batches_tracked"))
+        .map(|(key, snapshot)| {
+            let data = snapshot.to_data().map_err(|e| read_error(path, format!("{key}: {e:?}")))?;
+            Ok((key.clone(), to_f32(path, &key, data)?))
+        })
+        .collect()
+}
+
+fn read_safetensors(path: &Path) -> Result<Vec<(String, TensorData)>, ModelError> {
+    use safetensors::Dtype;
+    let bytes = std::fs::read(path).map_err(|e| read_error(path, e))?;
+    let file = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| read_error(path, e))?;
+    file.tensors()
+        .into_iter()
+        .filter(|(key, _)| !key.ends_with("num_batches_tracked"))
+        .map(|(key, view)| {
+            let shape = view.shape().to_vec();
+            let raw = view.data();
+            let data = match view.dtype() {
+                Dtype::F32 => TensorData::new(le_values(raw, f32::from_le_bytes), shape),
+                Dtype::F64 => TensorData::new(le_values(raw, f64::from_le_bytes), shape),
+                Dtype::F16 => TensorData::new(le_values(raw, |b: [u8; 2]| f16::from_le_bytes(b)), shape),
+                Dtype::BF16 => TensorData::new(le_values(raw, |b: [u8; 2]| bf16::from_le_bytes(b)), shape),
+                other => {
+                    return Err(ModelError::BadDtype {
+                        path: path.to_path_buf(),
+                        key,
+                        dtype: format!("{other:?}"),
+                    })
+                }
+            };
+            Ok((key.clone(), to_f32(path, &key, data)?))
+        })
+        .collect()
+}
+
+/// Decodes little-endian values of `N` bytes each.
+fn le_values<T, const N: usize>(raw: &[u8], decode: impl Fn([u8; N]) -> T) -> Vec<T> {
+    raw.chunks_exact(N)
+        .map(|chunk| decode(chunk.try_into().expect("chunks_exact yields N bytes")))
+        .collect()
+}
+
+fn to_f32(path: &Path, key: &str, data: TensorData) -> Result<TensorData, ModelError> {
+    match data.dtype {
+        DType::F32 => Ok(data),
+        DType::F64 | DType::F16 | DType::BF16 => Ok(data.convert::<f32>()),
+        other => Err(ModelError::BadDtype {
+            path: path.to_path_buf(),
+            key: key.to_string(),
+            dtype: format!("{other:?}"),
+        }),
+    }
+}
+
+fn unexpected_key(path: &Path, key: &str, label: &str) -> ModelError {
+    ModelError::UnexpectedKey {
+        path: path.to_path_buf(),
+        key: key.to_string(),
+        arch: label.to_string(),
+        hint: " (is the file for another architecture?)".to_string(),
+    }
+}
+
+/// One tensor of the file and where it goes in the module.
+struct Entry {
+    file_key: String,
+    module_path: String,
+    data: TensorData,
+}
+
+/// Checks `entries` against the module's parameters (every parameter covered once, shapes
+/// equal in PyTorch layout) and writes them into the module.
+fn apply_entries<B: Backend, M: Module<B>>(
+    module: &mut M,
+    entries: Vec<Entry>,
+    path: &Path,
+    label: &str,
+) -> Result<(), ModelError> {
+    let mut expected: BTreeMap<String, Vec<usize>> = module
+        .collect(None, Some(Box::new(BurnToPyTorchAdapter)), true)
+        .into_iter()
+        .map(|snapshot| (snapshot.full_path(), snapshot.shape.to_vec()))
+        .collect();
+    let mut snapshots = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let expected_shape = expected
+            .remove(&entry.module_path)
+            .ok_or_else(|| unexpected_key(path, &entry.file_key, label))?;
+        if entry.data.shape.to_vec() != expected_shape {
+            return Err(ModelError::ShapeMismatch {
+                path: path.to_path_buf(),
+                key: entry.file_key,
+                arch: label.to_string(),
+                expected: expected_shape,
+                found: entry.data.shape.to_vec(),
+            });
+        }
+        let path_stack = entry.module_path.split('.').map(str::to_string).collect();
+        snapshots.push(TensorSnapshot::from_data(entry.data, path_stack, Vec::new(), ParamId::new()));
+    }
+    if let Some((first_missing, _)) = expected.iter().next() {
+        return Err(ModelError::MissingKey {
+            path: path.to_path_buf(),
+            key: first_missing.clone(),
+            arch: label.to_string(),
+            count: expected.len(),
+        });
+    }
+    let result = module.apply(snapshots, None, Some(Box::new(PyTorchToBurnAdapter)), true);
+    if !result.errors.is_empty() || !result.missing.is_empty() || !result.unused.is_empty() {
+        return Err(read_error(path, format!("applying the tensors failed:\n{result}")));
+    }
+    Ok(())
+}

@@ -1,0 +1,225 @@
+//! Building blocks shared by the architectures of the zoo: convolution factories with the
+//! reference initialisations, a convolution followed by batch norm, pooling and channel shuffle.
+
+use burn::config::Config;
+use burn::module::{Initializer, Module};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::tensor::{backend::Backend, Tensor};
+
+/// How the weights of a convolution are drawn, following the reference zoo.
+#[derive(Config, Debug, Copy, PartialEq)]
+pub enum ConvInit {
+    /// `N(0, sqrt(2 / (k·k·out_channels)))`: Kaiming-normal with `mode="fan_out"` and ReLU gain
+    /// (ResNets), which is also the `normal_(0, sqrt(2/n))` rule of WRN, VGG and MobileNetV2.
+    /// A bias, if any, starts at zero.
+    FanOutNormal,
+    /// PyTorch's default: Kaiming-uniform with `a = sqrt(5)`, i.e. `U(±1/sqrt(fan_in))` for the
+    /// weight and the bias (ShuffleNets).
+    PyTorchDefault,
+}
+
+impl ConvInit {
+    fn weight_initializer(self, channels_out: usize, kernel: usize) -> Initializer {
+        match self {
+            ConvInit::FanOutNormal => Initializer::Normal {
+                mean: 0.0,
+                std: (2.0 / (kernel * kernel * channels_out) as f64).sqrt(),
+            },
+            ConvInit::PyTorchDefault => Initializer::KaimingUniform {
+                gain: 1.0 / 3.0f64.sqrt(),
+                fan_out_only: false,
+            },
+        }
+    }
+}
+
+/// How the classifier `Linear` is initialised, following the reference zoo.
+#[derive(Config, Debug, Copy, PartialEq)]
+pub enum LinearInit {
+    /// PyTorch's default `U(±1/sqrt(in))` for weight and bias (ResNets, ShuffleNets).
+    PyTorchDefault,
+    /// PyTorch's default weight, zero bias (WRN).
+    ZeroBias,
+    /// `N(0, 0.01)` weight, zero bias (VGG, MobileNetV2).
+    Normal001,
+}
+
+/// A square `k×k` convolution with `padding = k / 2`, stride `stride`, `groups` groups and no
+/// bias, initialised by `init`.
+///
+/// # Shapes
+/// - input `[batch, channels_in, h, w]`
+/// - output `[batch, channels_out, (h + 2·(k/2) − k) / stride + 1, …]`
+pub fn conv<B: Backend>(
+    channels: [usize; 2],
+    kernel: usize,
+    stride: usize,
+    groups: usize,
+    init: ConvInit,
+    device: &B::Device,
+) -> Conv2d<B> {
+    let pad = kernel / 2;
+    Conv2dConfig::new(channels, [kernel, kernel])
+        .with_stride([stride, stride])
+        .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+        .with_groups(groups)
+        .with_bias(false)
+        .with_initializer(init.weight_initializer(channels[1], kernel))
+        .init(device)
+}
+
+/// Like [`conv`] (groups 1) but with a bias, initialised as `init` says (zero for
+/// [`ConvInit::FanOutNormal`]).
+pub fn conv_with_bias<B: Backend>(
+    channels: [usize; 2],
+    kernel: usize,
+    stride: usize,
+    init: ConvInit,
+    device: &B::Device,
+) -> Conv2d<B> {
+    let pad = kernel / 2;
+    let mut layer = Conv2dConfig::new(channels, [kernel, kernel])
+        .with_stride([stride, stride])
+        .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+        .with_bias(true)
+        .with_initializer(init.weight_initializer(channels[1], kernel))
+        .init(device);
+    if init == ConvInit::FanOutNormal {
+        layer.bias = Some(Initializer::Zeros.init([channels[1]], device));
+    }
+    layer
+}
+
+/// Batch norm with PyTorch's defaults (eps 1e-5, momentum 0.1, γ = 1, β = 0).
+pub fn batch_norm<B: Backend>(channels: usize, device: &B::Device) -> BatchNorm<B> {
+    BatchNormConfig::new(channels).init(device)
+}
+
+/// The classifier `Linear(d_input → d_output)` initialised as `init` says.
+pub fn classifier<B: Backend>(
+    d_input: usize,
+    d_output: usize,
+    init: LinearInit,
+    device: &B::Device,
+) -> Linear<B> {
+    let config = LinearConfig::new(d_input, d_output);
+    let mut layer = match init {
+        LinearInit::Normal001 => config
+            .with_initializer(Initializer::Normal {
+                mean: 0.0,
+                std: 0.01,
+            })
+            .init(device),
+        LinearInit::PyTorchDefault | LinearInit::ZeroBias => config.init(device),
+    };
+    if init != LinearInit::PyTorchDefault {
+        layer.bias = Some(Initializer::Zeros.init([d_output], device));
+    }
+    layer
+}
+
+/// A convolution followed by batch norm (no activation): `bn(conv(x))`.
+///
+/// # Shapes
+/// - input `[batch, channels_in, h, w]`
+/// - output `[batch, channels_out, h', w']`
+#[derive(Module, Debug)]
+pub struct ConvBn<B: Backend> {
+    /// The convolution.
+    pub conv: Conv2d<B>,
+    /// The batch norm over its output channels.
+    pub bn: BatchNorm<B>,
+}
+
+impl<B: Backend> ConvBn<B> {
+    /// A [`conv`] and its batch norm.
+    pub fn new(
+        channels: [usize; 2],
+        kernel: usize,
+        stride: usize,
+        groups: usize,
+        init: ConvInit,
+        device: &B::Device,
+    ) -> Self {
+        Self {
+            conv: conv(channels, kernel, stride, groups, init, device),
+            bn: batch_norm(channels[1], device),
+        }
+    }
+
+    /// Applies `bn(conv(x))`.
+    pub fn forward(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
+        self.bn.forward(self.conv.forward(input))
+    }
+}
+
+/// Global average pooling followed by flattening.
+///
+/// Equal to the reference's fixed-kernel `avg_pool2d(x, 8)` / `AvgPool2d(4)` / `AvgPool2d(2)` at
+/// the input size each architecture was written for, and still defined at other sizes.
+///
+/// # Shapes
+/// - input `[batch, channels, h, w]`
+/// - output `[batch, channels]`
+pub fn global_avg_pool<B: Backend>(input: Tensor<B, 4>) -> Tensor<B, 2> {
+    let [batch, channels, height, width] = input.dims();
+    input
+        .reshape([batch, channels, height * width])
+        .mean_dim(2)
+        .reshape([batch, channels])
+}
+
+/// The channel shuffle of ShuffleNet: view `[N, g, C/g, H, W]`, swap the two group axes,
+/// flatten back.
+///
+/// # Shapes
+/// - input and output `[batch, channels, h, w]`, `channels` divisible by `groups`
+pub fn channel_shuffle<B: Backend>(input: Tensor<B, 4>, groups: usize) -> Tensor<B, 4> {
+    let [batch, channels, height, width] = input.dims();
+    input
+        .reshape([batch, groups, channels / groups, height, width])
+        .swap_dims(1, 2)
+        .reshape([batch, channels, height, width])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+    use burn::tensor::TensorData;
+
+    #[test]
+    fn channel_shuffle_interleaves_groups() {
+        let device = Default::default();
+        let input = Tensor::<Flex, 1>::from_floats([0.0, 1.0, 2.0, 3.0, 4.0, 5.0], &device)
+            .reshape([1, 6, 1, 1]);
+        let shuffled = channel_shuffle(input, 2).reshape([6]);
+        // [g0: 0 1 2 | g1: 3 4 5] → 0 3 1 4 2 5, as torch's view/permute/reshape does.
+        shuffled
+            .into_data()
+            .assert_eq(&TensorData::from([0.0f32, 3.0, 1.0, 4.0, 2.0, 5.0]), false);
+    }
+
+    #[test]
+    fn global_avg_pool_means_each_channel() {
+        let device = Default::default();
+        let input = Tensor::<Flex, 1>::from_floats([1.0, 2.0, 3.0, 4.0, 10.0, 10.0, 10.0, 30.0], &device)
+            .reshape([1, 2, 2, 2]);
+        global_avg_pool(input)
+            .into_data()
+            .assert_eq(&TensorData::from([[2.5f32, 15.0]]), false);
+    }
+
+    #[test]
+    fn fan_out_conv_has_zero_bias_and_reference_std() {
+        let device = Default::default();
+        let layer = conv_with_bias::<Flex>([64, 256], 3, 1, ConvInit::FanOutNormal, &device);
+        let bias_sum: f32 = layer.bias.unwrap().val().abs().sum().into_scalar();
+        assert_eq!(bias_sum, 0.0);
+        let weight = layer.weight.val();
+        let std: f32 = weight.clone().powf_scalar(2.0).mean().sqrt().into_scalar();
+        let expected = (2.0f32 / (9.0 * 256.0)).sqrt();
+        assert!((std - expected).abs() < 0.03 * expected, "std {std} vs {expected}");
+    }
+}

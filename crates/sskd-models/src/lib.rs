@@ -1,0 +1,37 @@
+//! # sskd-models
+//!
+//! The knowledge-distillation model zoo of the CRD / SSKD codebases (CIFAR-100 ResNets, Wide
+//! ResNets, VGG-BN, MobileNetV2 ×0.5, ShuffleNetV1/V2, CIFAR ResNet18/34/50) and the torchvision
+//! ImageNet ResNet18/34/50, generic over any Burn backend.
+//!
+//! Every backbone returns a [`ModelOutput`]: the logits, the pooled embedding (`feat[-1]` of the
+//! reference code), the per-stage feature maps and, where the reference defines it, their
+//! pre-activation variant. Architectures are built by name through the [registry](create_model),
+//! PyTorch checkpoints are read by [`import`], and the self-supervision head of SSKD is
+//! [`SelfSupervisionHead`].
+//!
+//! ## Feature flags
+//! This crate has no feature flags: it depends on `burn` without a backend; binaries, tests and
+//! benches choose one.
+#![warn(missing_docs)]
+
+pub mod checkpoint;
+mod error;
+pub mod head;
+pub mod import;
+pub mod layers;
+pub mod mobilenetv2;
+mod model;
+mod output;
+pub mod registry;
+pub mod resnet;
+pub mod shufflenet_v1;
+pub mod shufflenet_v2;
+pub mod vgg;
+pub mod wrn;
+
+pub use error::ModelError;
+pub use head::{BackboneWithHead, SelfSupervisionHead, SelfSupervisionHeadConfig};
+pub use model::Model;
+pub use output::ModelOutput;
+pub use registry::{create_model, model_names, ModelSpec};

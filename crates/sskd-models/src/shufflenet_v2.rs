@@ -1,0 +1,275 @@
+//! ShuffleNetV2 of `models/ShuffleNetv2.py` (`ShuffleV2`, net size 1: out channels
+//! 116/232/464/1024, blocks 3/7/3), PyTorch's default initialisation.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::conv::Conv2d;
+use burn::nn::{BatchNorm, Linear};
+use burn::tensor::activation::relu;
+use burn::tensor::{backend::Backend, Tensor};
+
+use crate::layers::{batch_norm, channel_shuffle, classifier, conv, global_avg_pool, ConvInit, LinearInit};
+use crate::ModelOutput;
+
+/// Configuration of a [`ShuffleNetV2`].
+#[derive(Config, Debug)]
+pub struct ShuffleNetV2Config {
+    /// Number of classes.
+    pub num_classes: usize,
+    /// Output channels of the three stages and of the last 1×1 convolution.
+    #[config(default = "[116, 232, 464, 1024]")]
+    pub out_channels: [usize; 4],
+    /// Basic blocks per stage (after its down-sampling block).
+    #[config(default = "[3, 7, 3]")]
+    pub num_blocks: [usize; 3],
+}
+
+impl ShuffleNetV2Config {
+    /// Length of the pooled embedding.
+    pub fn embedding_dim(&self) -> usize {
+        self.out_channels[3]
+    }
+
+    /// Builds the network with PyTorch's default initialisation.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> ShuffleNetV2<B> {
+        let stage = |channels_in: usize, channels_out: usize, blocks: usize| ShuffleStageV2 {
+            down: DownBlock::new(channels_in, channels_out, device),
+            blocks: (0..blocks).map(|_| SplitBlock::new(channels_out, device)).collect(),
+        };
+        let [c1, c2, c3, last] = self.out_channels;
+        ShuffleNetV2 {
+            conv1: conv([3, 24], 1, 1, 1, ConvInit::PyTorchDefault, device),
+            bn1: batch_norm(24, device),
+            layer1: stage(24, c1, self.num_blocks[0]),
+            layer2: stage(c1, c2, self.num_blocks[1]),
+            layer3: stage(c2, c3, self.num_blocks[2]),
+            conv2: conv([c3, last], 1, 1, 1, ConvInit::PyTorchDefault, device),
+            bn2: batch_norm(last, device),
+            linear: classifier(last, self.num_classes, LinearInit::PyTorchDefault, device),
+        }
+    }
+}
+
+/// The basic unit: split the channels in halves, keep the first, run the second through
+/// `conv1×1 → BN → ReLU → dwconv3×3 → BN → conv1×1 → BN → ReLU`, concatenate, shuffle (2 groups).
+///
+/// # Shapes
+/// - input and output `[batch, channels, h, w]`
+#[derive(Module, Debug)]
+pub struct SplitBlock<B: Backend> {
+    /// Pointwise in.
+    pub conv1: Conv2d<B>,
+    /// Its batch norm.
+    pub bn1: BatchNorm<B>,
+    /// Depthwise 3×3.
+    pub conv2: Conv2d<B>,
+    /// Its batch norm.
+    pub bn2: BatchNorm<B>,
+    /// Pointwise out.
+    pub conv3: Conv2d<B>,
+    /// Its batch norm.
+    pub bn3: BatchNorm<B>,
+}
+
+impl<B: Backend> SplitBlock<B> {
+    fn new(channels: usize, device: &B::Device) -> Self {
+        let half = channels / 2;
+        let init = ConvInit::PyTorchDefault;
+        Self {
+            conv1: conv([half, half], 1, 1, 1, init, device),
+            bn1: batch_norm(half, device),
+            conv2: conv([half, half], 3, 1, half, init, device),
+            bn2: batch_norm(half, device),
+            conv3: conv([half, half], 1, 1, 1, init, device),
+            bn3: batch_norm(half, device),
+        }
+    }
+
+    /// Returns `(output, preact)`; `preact` is `[kept half, branch before its last ReLU]`,
+    /// unshuffled, as in the reference.
+    pub fn forward(&self, input: Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 4>) {
+        let [batch, channels, height, width] = input.dims();
+        let half = channels / 2;
+        let kept = input.clone().slice([0..batch, 0..half, 0..height, 0..width]);
+        let branch = input.slice([0..batch, half..channels, 0..height, 0..width]);
+        let branch = relu(self.bn1.forward(self.conv1.forward(branch)));
+        let branch = self.bn2.forward(self.conv2.forward(branch));
+        let branch_preact = self.bn3.forward(self.conv3.forward(branch));
+        let output = Tensor::cat(vec![kept.clone(), relu(branch_preact.clone())], 1);
+        let preact = Tensor::cat(vec![kept, branch_preact], 1);
+        (channel_shuffle(output, 2), preact)
+    }
+}
+
+/// The down-sampling unit: left `dwconv3×3/2 → BN → conv1×1 → BN → ReLU`, right `conv1×1 → BN →
+/// ReLU → dwconv3×3/2 → BN → conv1×1 → BN → ReLU`, concatenated and shuffled (2 groups).
+///
+/// # Shapes
+/// - input `[batch, channels_in, h, w]`, output `[batch, channels_out, h / 2, w / 2]`
+#[derive(Module, Debug)]
+pub struct DownBlock<B: Backend> {
+    /// Left depthwise 3×3/2.
+    pub conv1: Conv2d<B>,
+    /// Its batch norm.
+    pub bn1: BatchNorm<B>,
+    /// Left pointwise.
+    pub conv2: Conv2d<B>,
+    /// Its batch norm.
+    pub bn2: BatchNorm<B>,
+    /// Right pointwise in.
+    pub conv3: Conv2d<B>,
+    /// Its batch norm.
+    pub bn3: BatchNorm<B>,
+    /// Right depthwise 3×3/2.
+    pub conv4: Conv2d<B>,
+    /// Its batch norm.
+    pub bn4: BatchNorm<B>,
+    /// Right pointwise out.
+    pub conv5: Conv2d<B>,
+    /// Its batch norm.
+    pub bn5: BatchNorm<B>,
+}
+
+impl<B: Backend> DownBlock<B> {
+    fn new(channels_in: usize, channels_out: usize, device: &B::Device) -> Self {
+        let mid = channels_out / 2;
+        let init = ConvInit::PyTorchDefault;
+        Self {
+            conv1: conv([channels_in, channels_in], 3, 2, channels_in, init, device),
+            bn1: batch_norm(channels_in, device),
+            conv2: conv([channels_in, mid], 1, 1, 1, init, device),
+            bn2: batch_norm(mid, device),
+            conv3: conv([channels_in, mid], 1, 1, 1, init, device),
+            bn3: batch_norm(mid, device),
+            conv4: conv([mid, mid], 3, 2, mid, init, device),
+            bn4: batch_norm(mid, device),
+            conv5: conv([mid, mid], 1, 1, 1, init, device),
+            bn5: batch_norm(mid, device),
+        }
+    }
+
+    /// Applies the unit.
+    pub fn forward(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
+        let left = self.bn1.forward(self.conv1.forward(input.clone()));
+        let left = relu(self.bn2.forward(self.conv2.forward(left)));
+        let right = relu(self.bn3.forward(self.conv3.forward(input)));
+        let right = self.bn4.forward(self.conv4.forward(right));
+        let right = relu(self.bn5.forward(self.conv5.forward(right)));
+        channel_shuffle(Tensor::cat(vec![left, right], 1), 2)
+    }
+}
+
+/// A stage: one [`DownBlock`] (`layerK.0` in PyTorch) then basic units (`layerK.1…`).
+#[derive(Module, Debug)]
+pub struct ShuffleStageV2<B: Backend> {
+    /// The down-sampling unit.
+    pub down: DownBlock<B>,
+    /// The basic units.
+    pub blocks: Vec<SplitBlock<B>>,
+}
+
+impl<B: Backend> ShuffleStageV2<B> {
+    /// Returns `(output, preact)` of the stage (`preact` of its last unit).
+    pub fn forward(&self, input: Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 4>) {
+        let hidden = self.down.forward(input);
+        self.blocks
+            .iter()
+            .fold((hidden.clone(), hidden), |(hidden, _), block| block.forward(hidden))
+    }
+}
+
+/// ShuffleNetV2: stem `conv1×1(3→24) → BN → ReLU`, three stages, `conv1×1 → BN → ReLU`, global
+/// average pool, `Linear`.
+///
+/// # Shapes
+/// - input `[batch, 3, 32, 32]`
+/// - features `[24,32,32]`, `[116,16,16]`, `[232,8,8]`, `[464,4,4]`
+/// - embedding `[batch, 1024]`, logits `[batch, num_classes]`
+#[derive(Module, Debug)]
+pub struct ShuffleNetV2<B: Backend> {
+    /// Stem convolution.
+    pub conv1: Conv2d<B>,
+    /// Stem batch norm.
+    pub bn1: BatchNorm<B>,
+    /// Stage 1.
+    pub layer1: ShuffleStageV2<B>,
+    /// Stage 2.
+    pub layer2: ShuffleStageV2<B>,
+    /// Stage 3.
+    pub layer3: ShuffleStageV2<B>,
+    /// Last 1×1 convolution.
+    pub conv2: Conv2d<B>,
+    /// Its batch norm.
+    pub bn2: BatchNorm<B>,
+    /// Classifier.
+    pub linear: Linear<B>,
+}
+
+impl<B: Backend> ShuffleNetV2<B> {
+    /// Runs the network; see [`ModelOutput`]. `preact_features` holds each stage's last unit's
+    /// `preact`.
+    pub fn forward(&self, input: Tensor<B, 4>) -> ModelOutput<B> {
+        let stem = relu(self.bn1.forward(self.conv1.forward(input))); // [batch, 24, 32, 32]
+        let (stage1, preact1) = self.layer1.forward(stem.clone()); // [batch, 116, 16, 16]
+        let (stage2, preact2) = self.layer2.forward(stage1.clone()); // [batch, 232, 8, 8]
+        let (stage3, preact3) = self.layer3.forward(stage2.clone()); // [batch, 464, 4, 4]
+        let last = relu(self.bn2.forward(self.conv2.forward(stage3.clone())));
+        let embedding = global_avg_pool(last); // [batch, 1024]
+        ModelOutput {
+            logits: self.linear.forward(embedding.clone()),
+            embedding,
+            features: vec![stem.clone(), stage1, stage2, stage3],
+            preact_features: Some(vec![stem, preact1, preact2, preact3]),
+        }
+    }
+
+    /// Length of the pooled embedding.
+    pub fn embedding_dim(&self) -> usize {
+        self.linear.weight.dims()[0]
+    }
+
+    /// Maps a PyTorch key of `ShuffleNetv2.py` onto this module: `layerK.0.` → `layerK.down.`,
+    /// `layerK.J.` → `layerK.blocks.{J−1}.`.
+    pub fn burn_path(torch_key: &str) -> Option<String> {
+        let parts: Vec<&str> = torch_key.split('.').collect();
+        match parts.as_slice() {
+            [stage, index, rest @ ..] if stage.starts_with("layer") => {
+                let index: usize = index.parse().ok()?;
+                let unit = match index {
+                    0 => "down".to_string(),
+                    n => format!("blocks.{}", n - 1),
+                };
+                Some(format!("{stage}.{unit}.{}", rest.join(".")))
+            }
+            _ => Some(torch_key.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+
+    #[test]
+    fn shapes_at_32() {
+        let device = Default::default();
+        let model = ShuffleNetV2Config::new(100).init::<Flex>(&device);
+        let output = model.forward(Tensor::zeros([1, 3, 32, 32], &device));
+        let dims: Vec<_> = output.features.iter().map(|f| f.dims()).collect();
+        assert_eq!(dims, vec![[1, 24, 32, 32], [1, 116, 16, 16], [1, 232, 8, 8], [1, 464, 4, 4]]);
+        assert_eq!(output.embedding.dims(), [1, 1024]);
+    }
+
+    #[test]
+    fn first_unit_is_the_down_block() {
+        assert_eq!(
+            ShuffleNetV2::<Flex>::burn_path("layer2.0.bn5.weight").as_deref(),
+            Some("layer2.down.bn5.weight")
+        );
+        assert_eq!(
+            ShuffleNetV2::<Flex>::burn_path("layer2.3.conv1.weight").as_deref(),
+            Some("layer2.blocks.2.conv1.weight")
+        );
+    }
+}

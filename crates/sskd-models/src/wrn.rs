@@ -1,0 +1,212 @@
+//! Wide ResNets of `models/wrn.py` (wrn_16_1, wrn_16_2, wrn_40_1, wrn_40_2): pre-activation
+//! blocks, widths 16k, 32k, 64k, dropout 0.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::conv::Conv2d;
+use burn::nn::{BatchNorm, Linear};
+use burn::tensor::activation::relu;
+use burn::tensor::{backend::Backend, Tensor};
+
+use crate::layers::{batch_norm, classifier, conv, global_avg_pool, ConvInit, LinearInit};
+use crate::ModelOutput;
+
+/// Configuration of a [`WideResNet`] `wrn_{depth}_{widen_factor}`.
+#[derive(Config, Debug)]
+pub struct WideResNetConfig {
+    /// Depth `6n + 4`.
+    pub depth: usize,
+    /// Width multiplier `k`.
+    pub widen_factor: usize,
+    /// Number of classes.
+    pub num_classes: usize,
+}
+
+impl WideResNetConfig {
+    /// Channel widths of the stem and the three groups: `[16, 16k, 32k, 64k]`.
+    pub fn widths(&self) -> [usize; 4] {
+        let k = self.widen_factor;
+        [16, 16 * k, 32 * k, 64 * k]
+    }
+
+    /// Length of the pooled embedding (`64k`).
+    pub fn embedding_dim(&self) -> usize {
+        self.widths()[3]
+    }
+
+    /// Builds the network with the reference initialisation: convs `N(0, sqrt(2/(k·k·out)))`,
+    /// BN γ = 1 β = 0, classifier bias 0.
+    ///
+    /// # Panics
+    /// If `depth − 4` is not a multiple of 6.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> WideResNet<B> {
+        assert!(
+            self.depth >= 10 && (self.depth - 4) % 6 == 0,
+            "WRN depth must be 6n + 4, got {}",
+            self.depth
+        );
+        let blocks = (self.depth - 4) / 6;
+        let widths = self.widths();
+        let group = |index: usize, stride: usize| WrnGroup {
+            layer: (0..blocks)
+                .map(|block| {
+                    let channels_in = if block == 0 { widths[index] } else { widths[index + 1] };
+                    let stride = if block == 0 { stride } else { 1 };
+                    WrnBlock::new(channels_in, widths[index + 1], stride, device)
+                })
+                .collect(),
+        };
+        WideResNet {
+            conv1: conv([3, 16], 3, 1, 1, ConvInit::FanOutNormal, device),
+            block1: group(0, 1),
+            block2: group(1, 2),
+            block3: group(2, 2),
+            bn1: batch_norm(widths[3], device),
+            fc: classifier(widths[3], self.num_classes, LinearInit::ZeroBias, device),
+        }
+    }
+}
+
+/// A pre-activation WRN block.
+///
+/// If `in == out`: `x + conv2(ReLU(BN2(conv1(ReLU(BN1(x))))))`. Otherwise `x` is first replaced
+/// by `ReLU(BN1(x))`, which feeds both the branch and the `conv1×1(stride)` shortcut.
+///
+/// # Shapes
+/// - input `[batch, channels_in, h, w]`, output `[batch, channels_out, h / stride, w / stride]`
+#[derive(Module, Debug)]
+pub struct WrnBlock<B: Backend> {
+    /// Pre-activation batch norm of the input.
+    pub bn1: BatchNorm<B>,
+    /// First 3×3 convolution (strided).
+    pub conv1: Conv2d<B>,
+    /// Batch norm after `conv1`.
+    pub bn2: BatchNorm<B>,
+    /// Second 3×3 convolution.
+    pub conv2: Conv2d<B>,
+    /// 1×1 projection when the width changes (`convShortcut` in PyTorch).
+    pub conv_shortcut: Option<Conv2d<B>>,
+}
+
+impl<B: Backend> WrnBlock<B> {
+    fn new(channels_in: usize, channels_out: usize, stride: usize, device: &B::Device) -> Self {
+        let init = ConvInit::FanOutNormal;
+        Self {
+            bn1: batch_norm(channels_in, device),
+            conv1: conv([channels_in, channels_out], 3, stride, 1, init, device),
+            bn2: batch_norm(channels_out, device),
+            conv2: conv([channels_out, channels_out], 3, 1, 1, init, device),
+            conv_shortcut: (channels_in != channels_out)
+                .then(|| conv([channels_in, channels_out], 1, stride, 1, init, device)),
+        }
+    }
+
+    /// Applies the block.
+    pub fn forward(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
+        let activated = relu(self.bn1.forward(input.clone()));
+        let branch = relu(self.bn2.forward(self.conv1.forward(activated.clone())));
+        let branch = self.conv2.forward(branch);
+        match &self.conv_shortcut {
+            Some(projection) => projection.forward(activated) + branch,
+            None => input + branch,
+        }
+    }
+}
+
+/// A group of WRN blocks (`NetworkBlock` in PyTorch, whose blocks live in `.layer`).
+#[derive(Module, Debug)]
+pub struct WrnGroup<B: Backend> {
+    /// The blocks.
+    pub layer: Vec<WrnBlock<B>>,
+}
+
+impl<B: Backend> WrnGroup<B> {
+    /// Applies the blocks in order.
+    pub fn forward(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
+        self.layer.iter().fold(input, |hidden, block| block.forward(hidden))
+    }
+}
+
+/// A Wide ResNet: `conv3×3(3→16)`, three groups, `BN → ReLU → avg-pool → Linear`.
+///
+/// # Shapes
+/// - input `[batch, 3, 32, 32]`
+/// - features `[16,32,32]`, `[16k,32,32]`, `[32k,16,16]`, `[64k,8,8]` (per sample)
+/// - embedding `[batch, 64k]`, logits `[batch, num_classes]`
+#[derive(Module, Debug)]
+pub struct WideResNet<B: Backend> {
+    /// Stem convolution (no BN or ReLU after it).
+    pub conv1: Conv2d<B>,
+    /// Group 1 (stride 1).
+    pub block1: WrnGroup<B>,
+    /// Group 2 (stride 2).
+    pub block2: WrnGroup<B>,
+    /// Group 3 (stride 2).
+    pub block3: WrnGroup<B>,
+    /// Final batch norm.
+    pub bn1: BatchNorm<B>,
+    /// Classifier.
+    pub fc: Linear<B>,
+}
+
+impl<B: Backend> WideResNet<B> {
+    /// Runs the network; see [`ModelOutput`].
+    ///
+    /// `features` are the raw residual sums; `preact_features` replaces stage 1 by the `bn1` of
+    /// group 2's first block applied to it, stage 2 likewise with group 3, and stage 3 by the
+    /// final `bn1`, as the reference does.
+    pub fn forward(&self, input: Tensor<B, 4>) -> ModelOutput<B> {
+        let stem = self.conv1.forward(input); // [batch, 16, 32, 32]
+        let stage1 = self.block1.forward(stem.clone()); // [batch, 16k, 32, 32]
+        let stage2 = self.block2.forward(stage1.clone()); // [batch, 32k, 16, 16]
+        let stage3 = self.block3.forward(stage2.clone()); // [batch, 64k, 8, 8]
+        let normalised = self.bn1.forward(stage3.clone());
+        let embedding = global_avg_pool(relu(normalised.clone())); // [batch, 64k]
+        let preact_features = vec![
+            stem.clone(),
+            self.block2.layer[0].bn1.forward(stage1.clone()),
+            self.block3.layer[0].bn1.forward(stage2.clone()),
+            normalised,
+        ];
+        ModelOutput {
+            logits: self.fc.forward(embedding.clone()),
+            embedding,
+            features: vec![stem, stage1, stage2, stage3],
+            preact_features: Some(preact_features),
+        }
+    }
+
+    /// Length of the pooled embedding.
+    pub fn embedding_dim(&self) -> usize {
+        self.fc.weight.dims()[0]
+    }
+
+    /// Maps a PyTorch key of `wrn.py` onto this module: only `convShortcut` is renamed.
+    pub fn burn_path(torch_key: &str) -> Option<String> {
+        Some(torch_key.replace(".convShortcut.", ".conv_shortcut."))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+
+    #[test]
+    fn wrn_16_2_shapes() {
+        let device = Default::default();
+        let model = WideResNetConfig::new(16, 2, 100).init::<Flex>(&device);
+        let output = model.forward(Tensor::zeros([1, 3, 32, 32], &device));
+        let dims: Vec<_> = output.features.iter().map(|f| f.dims()).collect();
+        assert_eq!(dims, vec![[1, 16, 32, 32], [1, 32, 32, 32], [1, 64, 16, 16], [1, 128, 8, 8]]);
+        assert_eq!(output.embedding.dims(), [1, 128]);
+    }
+
+    #[test]
+    fn wrn_16_1_first_block_has_no_shortcut() {
+        let device = Default::default();
+        let model = WideResNetConfig::new(16, 1, 100).init::<Flex>(&device);
+        assert!(model.block1.layer[0].conv_shortcut.is_none());
+        assert!(model.block2.layer[0].conv_shortcut.is_some());
+    }
+}
