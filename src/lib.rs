@@ -1,1 +1,26 @@
-//! sskd
+//! # sskd
+//!
+//! Knowledge distillation meets self-supervision (Xu, Liu, Li, Loy; ECCV 2020) and the
+//! CRD-codebase baselines, in pure Rust on [Burn](https://burn.dev).
+//!
+//! This crate re-exports the workspace crates and owns the examples, benches and integration
+//! tests:
+//! - [`models`]: the CIFAR-100 / ImageNet model zoo, the SS head, PyTorch weight import;
+//! - [`data`], [`augment`], [`losses`], [`train`]: data readers, augmentations, distillation
+//!   losses and the training pipeline.
+//!
+//! ## Feature flags
+//! - `flex` (default): the CPU backend `burn-flex`, used by the tests;
+//! - `cuda`: NVIDIA GPUs through `burn-cuda`;
+//! - `wgpu`: Vulkan / Metal / DX12 GPUs through `burn-wgpu`;
+//! - `fusion`, `autotune`: kernel fusion and autotuning of the cubecl backends;
+//! - `wgpu-test`: the integration test that runs a model on wgpu and compares it with the CPU.
+#![warn(missing_docs)]
+
+pub use sskd_augment as augment;
+pub use sskd_data as data;
+pub use sskd_losses as losses;
+pub use sskd_models as models;
+pub use sskd_train as train;
+
+pub mod backend;

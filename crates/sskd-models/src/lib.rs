@@ -35,3 +35,19 @@ pub use head::{BackboneWithHead, SelfSupervisionHead, SelfSupervisionHeadConfig}
 pub use model::Model;
 pub use output::ModelOutput;
 pub use registry::{create_model, model_names, ModelSpec};
+
+/// Number of trainable parameters of `module`: every parameter tensor except batch-norm
+/// running statistics (which Burn's `num_params` also counts), as PyTorch's
+/// `sum(p.numel() for p in model.parameters())` does.
+pub fn trainable_parameter_count<B: burn::tensor::backend::Backend, M: burn::module::Module<B>>(module: &M) -> usize {
+    use burn_store::ModuleSnapshot;
+    module
+        .collect(None, None, true)
+        .iter()
+        .filter(|snapshot| {
+            let path = snapshot.full_path();
+            !(path.ends_with(".running_mean") || path.ends_with(".running_var"))
+        })
+        .map(|snapshot| snapshot.shape.num_elements())
+        .sum()
+}
