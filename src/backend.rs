@@ -41,7 +41,9 @@ impl std::str::FromStr for DeviceChoice {
             ("cpu", None) => Ok(DeviceChoice::Cpu),
             ("cuda", index) => Ok(DeviceChoice::Cuda(index.unwrap_or(0))),
             ("wgpu", index) => Ok(DeviceChoice::Wgpu(index)),
-            _ => Err(format!("unknown device `{text}`: expected cpu, cuda[:N] or wgpu[:N]")),
+            _ => Err(format!(
+                "unknown device `{text}`: expected cpu, cuda[:N] or wgpu[:N]"
+            )),
         }
     }
 }
@@ -77,5 +79,38 @@ mod tests {
         assert!("tpu".parse::<DeviceChoice>().is_err());
         assert!("cuda:x".parse::<DeviceChoice>().is_err());
         assert!("cpu:1".parse::<DeviceChoice>().is_err());
+    }
+}
+
+/// Work generic over the backend, run by [`dispatch`] on the backend a [`DeviceChoice`] names.
+///
+/// (A closure cannot be generic over the backend type, hence a trait.)
+pub trait BackendJob {
+    /// What the job returns.
+    type Output;
+    /// Runs the job on backend `B` and its device.
+    fn run<B: burn::tensor::backend::Backend>(self, device: B::Device) -> Self::Output;
+}
+
+/// Runs `job` on the backend of `choice`, or says which feature the build lacks.
+pub fn dispatch<J: BackendJob>(choice: DeviceChoice, job: J) -> Result<J::Output, String> {
+    choice.check_compiled()?;
+    match choice {
+        #[cfg(feature = "flex")]
+        DeviceChoice::Cpu => Ok(job.run::<burn::backend::Flex>(Default::default())),
+        #[cfg(feature = "cuda")]
+        DeviceChoice::Cuda(index) => {
+            Ok(job.run::<burn::backend::Cuda>(burn::backend::cuda::CudaDevice::new(index)))
+        }
+        #[cfg(feature = "wgpu")]
+        DeviceChoice::Wgpu(index) => {
+            let device = match index {
+                Some(index) => burn::backend::wgpu::WgpuDevice::DiscreteGpu(index),
+                None => burn::backend::wgpu::WgpuDevice::DefaultDevice,
+            };
+            Ok(job.run::<burn::backend::Wgpu>(device))
+        }
+        #[allow(unreachable_patterns)]
+        _ => unreachable!("check_compiled rejects backends this build lacks"),
     }
 }

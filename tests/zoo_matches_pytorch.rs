@@ -7,8 +7,12 @@ use std::path::Path;
 
 use burn::backend::Flex;
 use common::{assert_close, deterministic_input, fixture_dir, sample, values, Fixture};
-use sskd::models::import::{load_state_dict, load_state_dict_with_head, load_weights, load_weights_with_head};
-use sskd::models::{create_model, model_names, trainable_parameter_count, BackboneWithHead, ModelError, ModelOutput};
+use sskd::models::import::{
+    load_state_dict, load_state_dict_with_head, load_weights, load_weights_with_head,
+};
+use sskd::models::{
+    create_model, model_names, trainable_parameter_count, BackboneWithHead, ModelError, ModelOutput,
+};
 
 type B = Flex;
 
@@ -30,7 +34,12 @@ fn fixture_names() -> Vec<String> {
 
 fn check_outputs(fixture: &Fixture, output: &ModelOutput<B>) {
     let name = &fixture.name;
-    assert_close(&format!("{name} logits"), &values(output.logits.clone()), fixture.expected("logits").unwrap(), TOLERANCE);
+    assert_close(
+        &format!("{name} logits"),
+        &values(output.logits.clone()),
+        fixture.expected("logits").unwrap(),
+        TOLERANCE,
+    );
     assert_close(
         &format!("{name} embedding"),
         &values(output.embedding.clone()),
@@ -38,18 +47,45 @@ fn check_outputs(fixture: &Fixture, output: &ModelOutput<B>) {
         TOLERANCE,
     );
     let shapes = fixture.meta["feature_shapes"].as_array().unwrap();
-    assert_eq!(output.features.len(), shapes.len(), "{name}: number of feature maps");
+    assert_eq!(
+        output.features.len(),
+        shapes.len(),
+        "{name}: number of feature maps"
+    );
     for (k, feature) in output.features.iter().enumerate() {
-        let expected_shape: Vec<usize> = shapes[k].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
-        assert_eq!(feature.dims().to_vec(), expected_shape, "{name}: shape of feat.{k}");
+        let expected_shape: Vec<usize> = shapes[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as usize)
+            .collect();
+        assert_eq!(
+            feature.dims().to_vec(),
+            expected_shape,
+            "{name}: shape of feat.{k}"
+        );
         let expected = fixture.expected(&format!("feat.{k}")).unwrap();
-        assert_close(&format!("{name} feat.{k}"), &sample(&values(feature.clone())), expected, TOLERANCE);
+        assert_close(
+            &format!("{name} feat.{k}"),
+            &sample(&values(feature.clone())),
+            expected,
+            TOLERANCE,
+        );
     }
     let has_preact = fixture.meta["has_preact"].as_bool().unwrap();
-    assert_eq!(output.preact_features.is_some(), has_preact, "{name}: preact defined");
+    assert_eq!(
+        output.preact_features.is_some(),
+        has_preact,
+        "{name}: preact defined"
+    );
     for (k, preact) in output.preact_features.iter().flatten().enumerate() {
         let expected = fixture.expected(&format!("preact.{k}")).unwrap();
-        assert_close(&format!("{name} preact.{k}"), &sample(&values(preact.clone())), expected, TOLERANCE);
+        assert_close(
+            &format!("{name} preact.{k}"),
+            &sample(&values(preact.clone())),
+            expected,
+            TOLERANCE,
+        );
     }
 }
 
@@ -61,13 +97,17 @@ fn every_architecture_matches_pytorch() {
     for name in &names {
         let fixture = Fixture::read(name);
         let model = create_model::<B>(fixture.arch(), fixture.num_classes(), &device).unwrap();
-        let model = load_state_dict(model, fixture.state_dict("")).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let model = load_state_dict(model, fixture.state_dict(""))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         let output = model.forward(deterministic_input(fixture.input_shape(), &device));
         check_outputs(&fixture, &output);
         covered.push(fixture.arch().to_string());
     }
     for arch in model_names() {
-        assert!(covered.iter().any(|c| c == arch), "no PyTorch fixture covers `{arch}`");
+        assert!(
+            covered.iter().any(|c| c == arch),
+            "no PyTorch fixture covers `{arch}`"
+        );
     }
 }
 
@@ -107,10 +147,18 @@ fn parameter_counts_match_the_spec() {
         ("resnet34", 21_797_672),
         ("resnet50", 25_557_032),
     ];
-    assert_eq!(expected.len(), model_names().len(), "every registered model has a count");
+    assert_eq!(
+        expected.len(),
+        model_names().len(),
+        "every registered model has a count"
+    );
     let device = Default::default();
     for (name, params) in expected {
-        let classes = if ["resnet18", "resnet34", "resnet50"].contains(&name) { 1000 } else { 100 };
+        let classes = if ["resnet18", "resnet34", "resnet50"].contains(&name) {
+            1000
+        } else {
+            100
+        };
         let model = create_model::<B>(name, classes, &device).unwrap();
         assert_eq!(trainable_parameter_count(&model), params, "{name}");
     }
@@ -126,7 +174,10 @@ fn repdistiller_checkpoint_loads() {
     let fixture = Fixture::read("resnet8");
     let model = create_model::<B>("resnet8", 100, &device).unwrap();
     let model = load_weights(model, &fixture_file("resnet8_repdistiller.pth"), &device).unwrap();
-    check_outputs(&fixture, &model.forward(deterministic_input(fixture.input_shape(), &device)));
+    check_outputs(
+        &fixture,
+        &model.forward(deterministic_input(fixture.input_shape(), &device)),
+    );
 }
 
 #[test]
@@ -134,24 +185,49 @@ fn safetensors_state_dict_loads() {
     let device = Default::default();
     let fixture = Fixture::read("resnet8");
     let model = create_model::<B>("resnet8", 100, &device).unwrap();
-    let model = load_weights(model, &fixture_file("resnet8_state_dict.safetensors"), &device).unwrap();
-    check_outputs(&fixture, &model.forward(deterministic_input(fixture.input_shape(), &device)));
+    let model = load_weights(
+        model,
+        &fixture_file("resnet8_state_dict.safetensors"),
+        &device,
+    )
+    .unwrap();
+    check_outputs(
+        &fixture,
+        &model.forward(deterministic_input(fixture.input_shape(), &device)),
+    );
 }
 
 #[test]
 fn sskd_teacher_with_head_loads_from_a_data_parallel_checkpoint() {
     let device = Default::default();
     let fixture = Fixture::read("wrn_16_1");
-    let network = BackboneWithHead::new(create_model::<B>("wrn_16_1", 10, &device).unwrap(), &device);
-    let network = load_weights_with_head(network, &fixture_file("wrn_16_1_sskd_teacher.pth"), &device).unwrap();
-    let (output, head) = network.forward(deterministic_input(fixture.input_shape(), &device), false);
+    let network =
+        BackboneWithHead::new(create_model::<B>("wrn_16_1", 10, &device).unwrap(), &device);
+    let network =
+        load_weights_with_head(network, &fixture_file("wrn_16_1_sskd_teacher.pth"), &device)
+            .unwrap();
+    let (output, head) =
+        network.forward(deterministic_input(fixture.input_shape(), &device), false);
     check_outputs(&fixture, &output);
-    assert_close("wrn_16_1 head", &values(head), fixture.expected("head").unwrap(), TOLERANCE);
+    assert_close(
+        "wrn_16_1 head",
+        &values(head),
+        fixture.expected("head").unwrap(),
+        TOLERANCE,
+    );
 
     // The same file gives the bare backbone too.
     let backbone = create_model::<B>("wrn_16_1", 10, &device).unwrap();
-    let backbone = load_weights(backbone, &fixture_file("wrn_16_1_sskd_teacher.pth"), &device).unwrap();
-    check_outputs(&fixture, &backbone.forward(deterministic_input(fixture.input_shape(), &device)));
+    let backbone = load_weights(
+        backbone,
+        &fixture_file("wrn_16_1_sskd_teacher.pth"),
+        &device,
+    )
+    .unwrap();
+    check_outputs(
+        &fixture,
+        &backbone.forward(deterministic_input(fixture.input_shape(), &device)),
+    );
 }
 
 #[test]
@@ -170,11 +246,19 @@ fn head_state_dict_in_memory_loads() {
         ("2.weight".to_string(), vec![64, 64]),
         ("2.bias".to_string(), vec![64]),
     ];
-    state.tensors.extend(common::deterministic_state_dict(&head_keys, "proj_head."));
-    let network = BackboneWithHead::new(create_model::<B>("wrn_16_1", 10, &device).unwrap(), &device);
+    state
+        .tensors
+        .extend(common::deterministic_state_dict(&head_keys, "proj_head."));
+    let network =
+        BackboneWithHead::new(create_model::<B>("wrn_16_1", 10, &device).unwrap(), &device);
     let network = load_state_dict_with_head(network, state).unwrap();
     let (_, head) = network.forward(deterministic_input(fixture.input_shape(), &device), true);
-    assert_close("wrn_16_1 head", &values(head), fixture.expected("head").unwrap(), TOLERANCE);
+    assert_close(
+        "wrn_16_1 head",
+        &values(head),
+        fixture.expected("head").unwrap(),
+        TOLERANCE,
+    );
 }
 
 fn load_error(arch: &str, classes: usize, file: &Path) -> ModelError {
@@ -188,9 +272,17 @@ fn shape_mismatch_names_key_and_both_shapes() {
     let file = fixture_file("resnet8_repdistiller.pth");
     let message = load_error("resnet8x4", 100, &file).to_string();
     assert!(message.contains("resnet8_repdistiller.pth"), "{message}");
-    assert!(message.contains("key `bn1.bias` has shape [16] in the file") && message.contains("expects [32]"), "{message}");
+    assert!(
+        message.contains("key `bn1.bias` has shape [16] in the file")
+            && message.contains("expects [32]"),
+        "{message}"
+    );
     let message = load_error("resnet8", 10, &file).to_string();
-    assert!(message.contains("key `fc.bias` has shape [100] in the file") && message.contains("expects [10]"), "{message}");
+    assert!(
+        message.contains("key `fc.bias` has shape [100] in the file")
+            && message.contains("expects [10]"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -199,11 +291,18 @@ fn missing_and_unexpected_keys_are_errors() {
     match load_error("resnet20", 100, &file) {
         ModelError::MissingKey { key, count, .. } => {
             assert!(key.starts_with("layers.0.1."), "{key}");
-            assert_eq!(count, 2 * 3 * 10 - 0, "two more blocks per stage, ten tensors each");
+            assert_eq!(
+                count,
+                2 * 3 * 10 - 0,
+                "two more blocks per stage, ten tensors each"
+            );
         }
         other => panic!("expected MissingKey, got {other}"),
     }
-    assert!(matches!(load_error("vgg8", 100, &file), ModelError::UnexpectedKey { .. } | ModelError::ShapeMismatch { .. }));
+    assert!(matches!(
+        load_error("vgg8", 100, &file),
+        ModelError::UnexpectedKey { .. } | ModelError::ShapeMismatch { .. }
+    ));
 }
 
 #[test]
@@ -217,7 +316,10 @@ fn unreadable_files_are_errors_not_panics() {
     std::fs::write(&garbage, b"not a safetensors file").unwrap();
     for file in [truncated.clone(), garbage.clone(), dir.join("absent.pth")] {
         let message = load_error("resnet8", 100, &file).to_string();
-        assert!(message.contains(&*file.file_name().unwrap().to_string_lossy()), "{message}");
+        assert!(
+            message.contains(&*file.file_name().unwrap().to_string_lossy()),
+            "{message}"
+        );
     }
     let message = load_error("resnet8", 100, &dir.join("weights.h5")).to_string();
     assert!(message.contains("cannot tell the format"), "{message}");

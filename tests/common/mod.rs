@@ -57,11 +57,17 @@ pub fn deterministic(key: &str, shape: &[usize]) -> Vec<f32> {
 
 /// The deterministic input batch of the fixtures.
 pub fn deterministic_input<B: Backend>(shape: [usize; 4], device: &B::Device) -> Tensor<B, 4> {
-    Tensor::from_data(TensorData::new(deterministic("input", &shape), shape), device)
+    Tensor::from_data(
+        TensorData::new(deterministic("input", &shape), shape),
+        device,
+    )
 }
 
 /// A state dict of deterministic values for `keys` (`[key, shape]` pairs), under `prefix`.
-pub fn deterministic_state_dict(keys: &[(String, Vec<usize>)], prefix: &str) -> Vec<(String, TensorData)> {
+pub fn deterministic_state_dict(
+    keys: &[(String, Vec<usize>)],
+    prefix: &str,
+) -> Vec<(String, TensorData)> {
     keys.iter()
         .map(|(key, shape)| {
             let full = format!("{prefix}{key}");
@@ -82,9 +88,14 @@ impl Fixture {
     pub fn read(name: &str) -> Fixture {
         let path = fixture_dir().join(format!("{name}.safetensors"));
         let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let (_, metadata) = safetensors::SafeTensors::read_metadata(&bytes).expect("fixture header");
+        let (_, metadata) =
+            safetensors::SafeTensors::read_metadata(&bytes).expect("fixture header");
         let meta: Value = serde_json::from_str(
-            metadata.metadata().as_ref().and_then(|m| m.get("case")).expect("case metadata"),
+            metadata
+                .metadata()
+                .as_ref()
+                .and_then(|m| m.get("case"))
+                .expect("case metadata"),
         )
         .expect("case JSON");
         let file = safetensors::SafeTensors::deserialize(&bytes).expect("fixture tensors");
@@ -100,7 +111,11 @@ impl Fixture {
                 (key, values, view.shape().to_vec())
             })
             .collect();
-        Fixture { name: name.to_string(), meta, tensors }
+        Fixture {
+            name: name.to_string(),
+            meta,
+            tensors,
+        }
     }
 
     pub fn arch(&self) -> &str {
@@ -128,7 +143,12 @@ impl Fixture {
             .iter()
             .map(|pair| {
                 let key = pair[0].as_str().unwrap().to_string();
-                let shape = pair[1].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+                let shape = pair[1]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_u64().unwrap() as usize)
+                    .collect();
                 (key, shape)
             })
             .collect()
@@ -142,7 +162,10 @@ impl Fixture {
     }
 
     pub fn expected(&self, key: &str) -> Option<&[f32]> {
-        self.tensors.iter().find(|(k, _, _)| k == key).map(|(_, v, _)| v.as_slice())
+        self.tensors
+            .iter()
+            .find(|(k, _, _)| k == key)
+            .map(|(_, v, _)| v.as_slice())
     }
 }
 
@@ -152,19 +175,33 @@ pub fn sample(values: &[f32]) -> Vec<f32> {
     if values.len() <= SAMPLES {
         return values.to_vec();
     }
-    (0..SAMPLES).map(|j| values[j * values.len() / SAMPLES]).collect()
+    (0..SAMPLES)
+        .map(|j| values[j * values.len() / SAMPLES])
+        .collect()
 }
 
 /// Asserts `max|actual − expected| ≤ tolerance · max|expected|`.
 pub fn assert_close(what: &str, actual: &[f32], expected: &[f32], tolerance: f32) {
-    assert_eq!(actual.len(), expected.len(), "{what}: {} values, expected {}", actual.len(), expected.len());
-    let scale = expected.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(f32::MIN_POSITIVE);
+    assert_eq!(
+        actual.len(),
+        expected.len(),
+        "{what}: {} values, expected {}",
+        actual.len(),
+        expected.len()
+    );
+    let scale = expected
+        .iter()
+        .fold(0.0f32, |m, v| m.max(v.abs()))
+        .max(f32::MIN_POSITIVE);
     let (worst, index) = actual
         .iter()
         .zip(expected)
         .enumerate()
         .map(|(i, (a, e))| ((a - e).abs(), i))
-        .fold((0.0f32, 0), |best, cur| if cur.0 > best.0 { cur } else { best });
+        .fold(
+            (0.0f32, 0),
+            |best, cur| if cur.0 > best.0 { cur } else { best },
+        );
     assert!(
         worst <= tolerance * scale && actual.iter().all(|v| v.is_finite()),
         "{what}: max |error| {worst:e} at {index} (got {}, expected {}) exceeds {tolerance:e} × {scale:e}",

@@ -25,7 +25,11 @@ pub fn save_record<B: Backend, M: Module<B>>(module: M, path: &Path) -> Result<(
 /// Reads a record written by [`save_record`] into `module`, which must have the same
 /// architecture: a record of another architecture, or with other parameter shapes, is an error
 /// naming the file and the first parameter that differs.
-pub fn load_record<B: Backend, M: Module<B>>(module: M, path: &Path, device: &B::Device) -> Result<M, ModelError> {
+pub fn load_record<B: Backend, M: Module<B>>(
+    module: M,
+    path: &Path,
+    device: &B::Device,
+) -> Result<M, ModelError> {
     let read_error = |reason: String| ModelError::Read {
         path: path.to_path_buf(),
         reason,
@@ -36,10 +40,14 @@ pub fn load_record<B: Backend, M: Module<B>>(module: M, path: &Path, device: &B:
     let expected = parameter_shapes(&module);
     // Burn panics when a record's structure differs from the module's (another enum variant,
     // another number of blocks); turn that into an error.
-    let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| module.load_record(record)))
-        .map_err(|_| read_error("the record holds another architecture".to_string()))?;
+    let loaded =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| module.load_record(record)))
+            .map_err(|_| read_error("the record holds another architecture".to_string()))?;
     let found = parameter_shapes(&loaded);
-    if let Some((key, shape)) = expected.iter().find(|(key, shape)| found.get(*key) != Some(*shape)) {
+    if let Some((key, shape)) = expected
+        .iter()
+        .find(|(key, shape)| found.get(*key) != Some(*shape))
+    {
         return Err(ModelError::ShapeMismatch {
             path: path.to_path_buf(),
             key: key.clone(),
@@ -76,7 +84,10 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
 }
 
 fn temporary_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.{}.partial", std::process::id()))
 }
 
@@ -106,7 +117,11 @@ mod tests {
         save_record(model, &path).unwrap();
         let fresh = create_model::<Flex>("resnet8", 10, &device).unwrap();
         let loaded = load_record(fresh, &path, &device).unwrap();
-        loaded.forward(input).logits.into_data().assert_eq(&expected.into_data(), true);
+        loaded
+            .forward(input)
+            .logits
+            .into_data()
+            .assert_eq(&expected.into_data(), true);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -125,7 +140,10 @@ mod tests {
         assert!(error.contains("resnet8.mpk"), "{error}");
         let wider = create_model::<Flex>("resnet8x4", 10, &device).unwrap();
         let error = load_record(wider, &path, &device).unwrap_err().to_string();
-        assert!(error.contains("resnet8.mpk") && error.contains("expects"), "{error}");
+        assert!(
+            error.contains("resnet8.mpk") && error.contains("expects"),
+            "{error}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

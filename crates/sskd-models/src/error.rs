@@ -61,7 +61,9 @@ pub enum ModelError {
         count: usize,
     },
     /// A tensor has another shape than the model's parameter.
-    #[error("{path}: key `{key}` has shape {found:?} in the file, but `{arch}` expects {expected:?}")]
+    #[error(
+        "{path}: key `{key}` has shape {found:?} in the file, but `{arch}` expects {expected:?}"
+    )]
     ShapeMismatch {
         /// The file.
         path: PathBuf,

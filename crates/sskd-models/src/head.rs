@@ -70,14 +70,21 @@ impl<B: Backend> BackboneWithHead<B> {
     /// Puts a freshly initialised head of width `backbone.embedding_dim()` on `backbone`.
     pub fn new(backbone: Model<B>, device: &B::Device) -> Self {
         let proj_head = SelfSupervisionHeadConfig::new(backbone.embedding_dim()).init(device);
-        Self { backbone, proj_head }
+        Self {
+            backbone,
+            proj_head,
+        }
     }
 
     /// Runs backbone and head. With `backbone_grad = false` the embedding is detached before the
     /// head, so no gradient of the head's output reaches the backbone (stage 2 of SSKD).
     ///
     /// Returns the backbone output and the head output `[batch, d]`.
-    pub fn forward(&self, input: Tensor<B, 4>, backbone_grad: bool) -> (ModelOutput<B>, Tensor<B, 2>) {
+    pub fn forward(
+        &self,
+        input: Tensor<B, 4>,
+        backbone_grad: bool,
+    ) -> (ModelOutput<B>, Tensor<B, 2>) {
         let output = self.backbone.forward(input);
         let embedding = if backbone_grad {
             output.embedding.clone()
@@ -105,7 +112,10 @@ mod tests {
 
     #[test]
     fn sequential_keys_map() {
-        assert_eq!(SelfSupervisionHead::<Flex>::burn_path("2.bias").as_deref(), Some("fc2.bias"));
+        assert_eq!(
+            SelfSupervisionHead::<Flex>::burn_path("2.bias").as_deref(),
+            Some("fc2.bias")
+        );
         assert_eq!(SelfSupervisionHead::<Flex>::burn_path("1.weight"), None);
     }
 }

@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use burn::module::{Module, ParamId};
 use burn::tensor::backend::Backend;
 use burn::tensor::{bf16, f16, DType, TensorData};
-use burn_store::{BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, TensorSnapshot};
 use burn_store::pytorch::PytorchReader;
+use burn_store::{BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, TensorSnapshot};
 
 use crate::checkpoint::load_record;
 use crate::head::SelfSupervisionHead;
@@ -43,7 +43,9 @@ impl WeightFormat {
             "pth" | "pt" | "tar" | "ckpt" | "bin" => Ok(Self::PyTorch),
             "safetensors" => Ok(Self::SafeTensors),
             "mpk" => Ok(Self::BurnRecord),
-            _ => Err(ModelError::UnknownFormat { path: path.to_path_buf() }),
+            _ => Err(ModelError::UnknownFormat {
+                path: path.to_path_buf(),
+            }),
         }
     }
 }
@@ -52,7 +54,11 @@ impl WeightFormat {
 ///
 /// From an SSKD checkpoint with a head, the `backbone.` tensors are taken and the `proj_head.`
 /// ones left aside.
-pub fn load_weights<B: Backend>(model: Model<B>, path: &Path, device: &B::Device) -> Result<Model<B>, ModelError> {
+pub fn load_weights<B: Backend>(
+    model: Model<B>,
+    path: &Path,
+    device: &B::Device,
+) -> Result<Model<B>, ModelError> {
     if WeightFormat::of(path)? == WeightFormat::BurnRecord {
         return load_record(model, path, device);
     }
@@ -61,7 +67,10 @@ pub fn load_weights<B: Backend>(model: Model<B>, path: &Path, device: &B::Device
 
 /// Loads backbone weights from a state dict already in memory (see [`read_state_dict`]).
 /// `proj_head.` tensors are left aside and a `backbone.` prefix is removed.
-pub fn load_state_dict<B: Backend>(model: Model<B>, state: StateDict) -> Result<Model<B>, ModelError> {
+pub fn load_state_dict<B: Backend>(
+    model: Model<B>,
+    state: StateDict,
+) -> Result<Model<B>, ModelError> {
     let mut model = model;
     let backbone_tensors = state
         .tensors
@@ -96,11 +105,18 @@ pub fn load_state_dict_with_head<B: Backend>(
 ) -> Result<BackboneWithHead<B>, ModelError> {
     let mut network = network;
     let label = network.backbone.family();
-    let entries = map_entries(state.tensors, &state.path, label, |key| match key.strip_prefix("proj_head.") {
-        Some(head_key) => SelfSupervisionHead::<B>::burn_path(head_key).map(|p| format!("proj_head.{p}")),
-        None => {
-            let backbone_key = key.strip_prefix("backbone.").unwrap_or(key);
-            network.backbone.burn_path(backbone_key).map(|p| format!("backbone.{p}"))
+    let entries = map_entries(state.tensors, &state.path, label, |key| {
+        match key.strip_prefix("proj_head.") {
+            Some(head_key) => {
+                SelfSupervisionHead::<B>::burn_path(head_key).map(|p| format!("proj_head.{p}"))
+            }
+            None => {
+                let backbone_key = key.strip_prefix("backbone.").unwrap_or(key);
+                network
+                    .backbone
+                    .burn_path(backbone_key)
+                    .map(|p| format!("backbone.{p}"))
+            }
         }
     })?;
     apply_entries(&mut network, entries, &state.path, label)?;
@@ -117,8 +133,13 @@ fn map_entries(
     tensors
         .into_iter()
         .map(|(file_key, data)| {
-            let module_path = module_path(&file_key).ok_or_else(|| unexpected_key(path, &file_key, label))?;
-            Ok(Entry { file_key, module_path, data })
+            let module_path =
+                module_path(&file_key).ok_or_else(|| unexpected_key(path, &file_key, label))?;
+            Ok(Entry {
+                file_key,
+                module_path,
+                data,
+            })
         })
         .collect()
 }
@@ -144,16 +165,17 @@ pub fn read_state_dict(path: &Path) -> Result<StateDict, ModelError> {
             reason: "no such file".to_string(),
         });
     }
-    let raw = match WeightFormat::of(path)? {
-        WeightFormat::PyTorch => read_pytorch(path)?,
-        WeightFormat::SafeTensors => read_safetensors(path)?,
-        WeightFormat::BurnRecord => {
-            return Err(ModelError::Read {
+    let raw =
+        match WeightFormat::of(path)? {
+            WeightFormat::PyTorch => read_pytorch(path)?,
+            WeightFormat::SafeTensors => read_safetensors(path)?,
+            WeightFormat::BurnRecord => return Err(ModelError::Read {
                 path: path.to_path_buf(),
-                reason: "a Burn record has no PyTorch state dict; load it with checkpoint::load_record".to_string(),
-            })
-        }
-    };
+                reason:
+                    "a Burn record has no PyTorch state dict; load it with checkpoint::load_record"
+                        .to_string(),
+            }),
+        };
     let container = CONTAINER_KEYS
         .iter()
         .map(|key| format!("{key}."))
@@ -165,7 +187,10 @@ pub fn read_state_dict(path: &Path) -> Result<StateDict, ModelError> {
                 Some(prefix) => key.strip_prefix(prefix.as_str())?.to_string(),
                 None => key,
             };
-            let key = key.strip_prefix("module.").map(str::to_string).unwrap_or(key);
+            let key = key
+                .strip_prefix("module.")
+                .map(str::to_string)
+                .unwrap_or(key);
             (!key.ends_with("num_batches_tracked")).then_some((key, data))
         })
         .collect();
@@ -176,7 +201,10 @@ pub fn read_state_dict(path: &Path) -> Result<StateDict, ModelError> {
         });
     }
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(StateDict { path: path.to_path_buf(), tensors })
+    Ok(StateDict {
+        path: path.to_path_buf(),
+        tensors,
+    })
 }
 
 fn read_error(path: &Path, reason: impl ToString) -> ModelError {
@@ -193,7 +221,9 @@ fn read_pytorch(path: &Path) -> Result<Vec<(String, TensorData)>, ModelError> {
         .into_iter()
         .filter(|(key, _)| !key.ends_with("num_batches_tracked"))
         .map(|(key, snapshot)| {
-            let data = snapshot.to_data().map_err(|e| read_error(path, format!("{key}: {e:?}")))?;
+            let data = snapshot
+                .to_data()
+                .map_err(|e| read_error(path, format!("{key}: {e:?}")))?;
             Ok((key.clone(), to_f32(path, &key, data)?))
         })
         .collect()
@@ -212,8 +242,12 @@ fn read_safetensors(path: &Path) -> Result<Vec<(String, TensorData)>, ModelError
             let data = match view.dtype() {
                 Dtype::F32 => TensorData::new(le_values(raw, f32::from_le_bytes), shape),
                 Dtype::F64 => TensorData::new(le_values(raw, f64::from_le_bytes), shape),
-                Dtype::F16 => TensorData::new(le_values(raw, |b: [u8; 2]| f16::from_le_bytes(b)), shape),
-                Dtype::BF16 => TensorData::new(le_values(raw, |b: [u8; 2]| bf16::from_le_bytes(b)), shape),
+                Dtype::F16 => {
+                    TensorData::new(le_values(raw, |b: [u8; 2]| f16::from_le_bytes(b)), shape)
+                }
+                Dtype::BF16 => {
+                    TensorData::new(le_values(raw, |b: [u8; 2]| bf16::from_le_bytes(b)), shape)
+                }
                 other => {
                     return Err(ModelError::BadDtype {
                         path: path.to_path_buf(),
@@ -290,7 +324,12 @@ fn apply_entries<B: Backend, M: Module<B>>(
             });
         }
         let path_stack = entry.module_path.split('.').map(str::to_string).collect();
-        snapshots.push(TensorSnapshot::from_data(entry.data, path_stack, Vec::new(), ParamId::new()));
+        snapshots.push(TensorSnapshot::from_data(
+            entry.data,
+            path_stack,
+            Vec::new(),
+            ParamId::new(),
+        ));
     }
     if let Some((first_missing, _)) = expected.iter().next() {
         return Err(ModelError::MissingKey {
@@ -306,7 +345,10 @@ fn apply_entries<B: Backend, M: Module<B>>(
     // burn-store still lists as "unused"; the checks above already matched every entry, so
     // success is: every entry applied, no error.
     if !result.errors.is_empty() || !result.missing.is_empty() || result.applied.len() != count {
-        return Err(read_error(path, format!("applying the tensors failed:\n{result}")));
+        return Err(read_error(
+            path,
+            format!("applying the tensors failed:\n{result}"),
+        ));
     }
     Ok(())
 }

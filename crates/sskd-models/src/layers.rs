@@ -5,7 +5,9 @@ use burn::config::Config;
 use burn::module::{Initializer, Module};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
-use burn::tensor::{backend::Backend, Tensor};
+use burn::tensor::module::conv2d;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{backend::Backend, s, Tensor};
 
 /// How the weights of a convolution are drawn, following the reference zoo.
 #[derive(Config, Debug, Copy, PartialEq)]
@@ -150,8 +152,36 @@ impl<B: Backend> ConvBn<B> {
 
     /// Applies `bn(conv(x))`.
     pub fn forward(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
-        self.bn.forward(self.conv.forward(input))
+        self.bn.forward(conv_forward(&self.conv, input))
     }
+}
+
+/// Applies `conv` to `input`, as `conv.forward(input)` does.
+///
+/// A 1×1 convolution with stride `s > 1` and no padding (the projection shortcuts of ResNet and
+/// WRN) is computed as sub-sampling (every `s`-th row and column) followed by the stride-1
+/// convolution: the same values with 1/s² of the work, and it sidesteps a bug of Burn 0.21's
+/// cubecl backends, whose input gradient of a strided 1×1 convolution is wrong (measured on
+/// wgpu; `tests/wgpu_matches_cpu.rs` checks it).
+///
+/// # Shapes
+/// - input `[batch, channels_in, h, w]`, output `[batch, channels_out, h', w']` as `conv` gives
+pub fn conv_forward<B: Backend>(conv: &Conv2d<B>, input: Tensor<B, 4>) -> Tensor<B, 4> {
+    let unpadded = matches!(
+        conv.padding,
+        PaddingConfig2d::Valid | PaddingConfig2d::Explicit(0, 0, 0, 0)
+    );
+    let [stride_h, stride_w] = conv.stride;
+    if conv.kernel_size != [1, 1] || conv.stride == [1, 1] || !unpadded || conv.dilation != [1, 1] {
+        return conv.forward(input);
+    }
+    let subsampled = input.slice(s![.., .., ..;stride_h, ..;stride_w]);
+    conv2d(
+        subsampled,
+        conv.weight.val(),
+        conv.bias.as_ref().map(|bias| bias.val()),
+        ConvOptions::new([1, 1], [0, 0], [1, 1], conv.groups),
+    )
 }
 
 /// Global average pooling followed by flattening.
@@ -204,11 +234,43 @@ mod tests {
     #[test]
     fn global_avg_pool_means_each_channel() {
         let device = Default::default();
-        let input = Tensor::<Flex, 1>::from_floats([1.0, 2.0, 3.0, 4.0, 10.0, 10.0, 10.0, 30.0], &device)
-            .reshape([1, 2, 2, 2]);
+        let input =
+            Tensor::<Flex, 1>::from_floats([1.0, 2.0, 3.0, 4.0, 10.0, 10.0, 10.0, 30.0], &device)
+                .reshape([1, 2, 2, 2]);
         global_avg_pool(input)
             .into_data()
             .assert_eq(&TensorData::from([[2.5f32, 15.0]]), false);
+    }
+
+    #[test]
+    fn strided_pointwise_conv_equals_the_strided_convolution() {
+        type A = burn::backend::Autodiff<Flex>;
+        let device = Default::default();
+        for size in [8, 7] {
+            let layer = conv::<A>([4, 6], 1, 2, 1, ConvInit::FanOutNormal, &device);
+            let input = Tensor::<A, 4>::random(
+                [2, 4, size, size],
+                burn::tensor::Distribution::Default,
+                &device,
+            )
+            .require_grad();
+            let expected = layer.forward(input.clone());
+            let actual = conv_forward(&layer, input.clone());
+            assert_eq!(actual.dims(), expected.dims());
+            actual
+                .clone()
+                .into_data()
+                .assert_approx_eq::<f32>(&expected.clone().into_data(), Default::default());
+            let expected_grad = input
+                .grad(&expected.powf_scalar(2.0).sum().backward())
+                .unwrap();
+            let actual_grad = input
+                .grad(&actual.powf_scalar(2.0).sum().backward())
+                .unwrap();
+            actual_grad
+                .into_data()
+                .assert_approx_eq::<f32>(&expected_grad.into_data(), Default::default());
+        }
     }
 
     #[test]
@@ -220,6 +282,9 @@ mod tests {
         let weight = layer.weight.val();
         let std: f32 = weight.clone().powf_scalar(2.0).mean().sqrt().into_scalar();
         let expected = (2.0f32 / (9.0 * 256.0)).sqrt();
-        assert!((std - expected).abs() < 0.03 * expected, "std {std} vs {expected}");
+        assert!(
+            (std - expected).abs() < 0.03 * expected,
+            "std {std} vs {expected}"
+        );
     }
 }

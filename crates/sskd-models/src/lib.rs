@@ -39,7 +39,9 @@ pub use registry::{create_model, model_names, ModelSpec};
 /// Number of trainable parameters of `module`: every parameter tensor except batch-norm
 /// running statistics (which Burn's `num_params` also counts), as PyTorch's
 /// `sum(p.numel() for p in model.parameters())` does.
-pub fn trainable_parameter_count<B: burn::tensor::backend::Backend, M: burn::module::Module<B>>(module: &M) -> usize {
+pub fn trainable_parameter_count<B: burn::tensor::backend::Backend, M: burn::module::Module<B>>(
+    module: &M,
+) -> usize {
     use burn_store::ModuleSnapshot;
     module
         .collect(None, None, true)

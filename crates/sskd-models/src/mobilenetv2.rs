@@ -59,7 +59,13 @@ impl MobileNetV2Config {
                 (0..n)
                     .map(|index| {
                         let stride = if index == 0 { s } else { 1 };
-                        let block = InvertedResidual::new(channels_in, channels_out, stride, expansion, device);
+                        let block = InvertedResidual::new(
+                            channels_in,
+                            channels_out,
+                            stride,
+                            expansion,
+                            device,
+                        );
                         channels_in = channels_out;
                         block
                     })
@@ -211,7 +217,13 @@ mod tests {
         let dims: Vec<_> = output.features.iter().map(|f| f.dims()).collect();
         assert_eq!(
             dims,
-            vec![[1, 16, 16, 16], [1, 12, 16, 16], [1, 16, 8, 8], [1, 48, 4, 4], [1, 160, 2, 2]]
+            vec![
+                [1, 16, 16, 16],
+                [1, 12, 16, 16],
+                [1, 16, 8, 8],
+                [1, 48, 4, 4],
+                [1, 160, 2, 2]
+            ]
         );
         assert_eq!(output.embedding.dims(), [1, 1280]);
     }
@@ -219,12 +231,18 @@ mod tests {
     #[test]
     fn both_classifier_layouts_map() {
         for key in ["classifier.0.weight", "classifier.weight"] {
-            assert_eq!(MobileNetV2::<Flex>::burn_path(key).as_deref(), Some("classifier.weight"));
+            assert_eq!(
+                MobileNetV2::<Flex>::burn_path(key).as_deref(),
+                Some("classifier.weight")
+            );
         }
         assert_eq!(
             MobileNetV2::<Flex>::burn_path("blocks.3.2.conv.7.running_var").as_deref(),
             Some("blocks.3.2.project.bn.running_var")
         );
-        assert_eq!(MobileNetV2::<Flex>::burn_path("blocks.3.2.conv.2.weight"), None);
+        assert_eq!(
+            MobileNetV2::<Flex>::burn_path("blocks.3.2.conv.2.weight"),
+            None
+        );
     }
 }

@@ -73,7 +73,9 @@ impl ModelSpec {
     /// The configuration registered under `name`, with `num_classes` classes.
     pub fn from_name(name: &str, num_classes: usize) -> Result<Self, ModelError> {
         if num_classes == 0 {
-            return Err(ModelError::ZeroClasses { name: name.to_string() });
+            return Err(ModelError::ZeroClasses {
+                name: name.to_string(),
+            });
         }
         let cifar = |depth, widths| Self::ResNet(ResNetConfig::cifar(depth, widths, num_classes));
         let four_stage = |blocks, kind, stem| {
@@ -98,7 +100,9 @@ impl ModelSpec {
             "wrn_40_1" => wrn(40, 1),
             "wrn_40_2" => wrn(40, 2),
             "vgg8" | "vgg11" | "vgg13" | "vgg16" | "vgg19" => {
-                let depth = name[3..].parse().expect("registered VGG names end in a depth");
+                let depth = name[3..]
+                    .parse()
+                    .expect("registered VGG names end in a depth");
                 Self::Vgg(VggConfig::from_depth(depth, num_classes).expect("registered VGG depth"))
             }
             "MobileNetV2" => Self::MobileNetV2(MobileNetV2Config::new(num_classes)),
@@ -175,9 +179,17 @@ mod tests {
 
     #[test]
     fn unknown_name_lists_the_known_ones() {
-        let message = ModelSpec::from_name("resnet9", 100).unwrap_err().to_string();
-        assert!(message.contains("unknown architecture `resnet9`"), "{message}");
-        assert!(message.contains("wrn_40_2") && message.contains("ShuffleV1"), "{message}");
+        let message = ModelSpec::from_name("resnet9", 100)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("unknown architecture `resnet9`"),
+            "{message}"
+        );
+        assert!(
+            message.contains("wrn_40_2") && message.contains("ShuffleV1"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -75,7 +75,13 @@ impl ResNetConfig {
             "CIFAR ResNet depth must be 6n + 2, got {depth}"
         );
         let blocks = (depth - 2) / 6;
-        Self::new(num_classes, widths[0], widths[1..].to_vec(), vec![blocks; 3], BlockKind::Basic)
+        Self::new(
+            num_classes,
+            widths[0],
+            widths[1..].to_vec(),
+            vec![blocks; 3],
+            BlockKind::Basic,
+        )
     }
 
     /// A four-stage ResNet (64, 128, 256, 512) with the given blocks per stage: the CIFAR form of
@@ -86,8 +92,14 @@ impl ResNetConfig {
         stem: ResNetStem,
         num_classes: usize,
     ) -> Self {
-        Self::new(num_classes, 64, vec![64, 128, 256, 512], blocks_per_stage.to_vec(), block)
-            .with_stem(stem)
+        Self::new(
+            num_classes,
+            64,
+            vec![64, 128, 256, 512],
+            blocks_per_stage.to_vec(),
+            block,
+        )
+        .with_stem(stem)
     }
 
     /// Length of the pooled embedding.
@@ -100,11 +112,25 @@ impl ResNetConfig {
     pub fn init<B: Backend>(&self, device: &B::Device) -> ResNet<B> {
         let (conv1, maxpool) = match self.stem {
             ResNetStem::Cifar => (
-                conv([3, self.stem_width], 3, 1, 1, ConvInit::FanOutNormal, device),
+                conv(
+                    [3, self.stem_width],
+                    3,
+                    1,
+                    1,
+                    ConvInit::FanOutNormal,
+                    device,
+                ),
                 None,
             ),
             ResNetStem::ImageNet => (
-                conv([3, self.stem_width], 7, 2, 1, ConvInit::FanOutNormal, device),
+                conv(
+                    [3, self.stem_width],
+                    7,
+                    2,
+                    1,
+                    ConvInit::FanOutNormal,
+                    device,
+                ),
                 Some(
                     MaxPool2dConfig::new([3, 3])
                         .with_strides([2, 2])
@@ -136,7 +162,12 @@ impl ResNetConfig {
             bn1: batch_norm(self.stem_width, device),
             maxpool,
             layers,
-            fc: classifier(channels_in, self.num_classes, LinearInit::PyTorchDefault, device),
+            fc: classifier(
+                channels_in,
+                self.num_classes,
+                LinearInit::PyTorchDefault,
+                device,
+            ),
         }
     }
 }
@@ -286,7 +317,10 @@ impl<B: Backend> ResNet<B> {
         let mut index = 0;
         while index < parts.len() {
             let part = parts[index];
-            if let Some(stage) = part.strip_prefix("layer").and_then(|n| n.parse::<usize>().ok()) {
+            if let Some(stage) = part
+                .strip_prefix("layer")
+                .and_then(|n| n.parse::<usize>().ok())
+            {
                 out.push("layers".to_string());
                 out.push(stage.checked_sub(1)?.to_string());
             } else if (part == "downsample" || part == "shortcut") && index + 1 < parts.len() {
@@ -319,7 +353,15 @@ mod tests {
         let model = ResNetConfig::cifar(8, [16, 16, 32, 64], 100).init::<Flex>(&device);
         let output = model.forward(Tensor::zeros([2, 3, 32, 32], &device));
         let dims: Vec<_> = output.features.iter().map(|f| f.dims()).collect();
-        assert_eq!(dims, vec![[2, 16, 32, 32], [2, 16, 32, 32], [2, 32, 16, 16], [2, 64, 8, 8]]);
+        assert_eq!(
+            dims,
+            vec![
+                [2, 16, 32, 32],
+                [2, 16, 32, 32],
+                [2, 32, 16, 16],
+                [2, 64, 8, 8]
+            ]
+        );
         assert_eq!(output.embedding.dims(), [2, 64]);
         assert_eq!(output.logits.dims(), [2, 100]);
     }
@@ -341,7 +383,10 @@ mod tests {
             ResNet::<Flex>::burn_path("layer4.2.shortcut.0.weight").as_deref(),
             Some("layers.3.2.downsample.conv.weight")
         );
-        assert_eq!(ResNet::<Flex>::burn_path("linear.bias").as_deref(), Some("fc.bias"));
+        assert_eq!(
+            ResNet::<Flex>::burn_path("linear.bias").as_deref(),
+            Some("fc.bias")
+        );
         assert_eq!(ResNet::<Flex>::burn_path("layer0.0.conv1.weight"), None);
     }
 }

@@ -10,7 +10,9 @@ use burn::nn::{BatchNorm, Linear, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Tensor};
 
-use crate::layers::{batch_norm, channel_shuffle, classifier, conv, global_avg_pool, ConvInit, LinearInit};
+use crate::layers::{
+    batch_norm, channel_shuffle, classifier, conv, global_avg_pool, ConvInit, LinearInit,
+};
 use crate::ModelOutput;
 
 /// Configuration of a [`ShuffleNetV1`].
@@ -41,7 +43,8 @@ impl ShuffleNetV1Config {
         let mut stage = |out_planes: usize, blocks: usize| -> Vec<ShuffleUnitV1<B>> {
             (0..blocks)
                 .map(|index| {
-                    let (stride, concat_planes) = if index == 0 { (2, channels_in) } else { (1, 0) };
+                    let (stride, concat_planes) =
+                        if index == 0 { (2, channels_in) } else { (1, 0) };
                     let unit = ShuffleUnitV1::new(
                         channels_in,
                         out_planes - concat_planes,
@@ -63,7 +66,12 @@ impl ShuffleNetV1Config {
             layer1,
             layer2,
             layer3,
-            linear: classifier(self.out_planes[2], self.num_classes, LinearInit::PyTorchDefault, device),
+            linear: classifier(
+                self.out_planes[2],
+                self.num_classes,
+                LinearInit::PyTorchDefault,
+                device,
+            ),
         }
     }
 }
@@ -96,7 +104,13 @@ pub struct ShuffleUnitV1<B: Backend> {
 }
 
 impl<B: Backend> ShuffleUnitV1<B> {
-    fn new(channels_in: usize, channels_out: usize, stride: usize, groups: usize, device: &B::Device) -> Self {
+    fn new(
+        channels_in: usize,
+        channels_out: usize,
+        stride: usize,
+        groups: usize,
+        device: &B::Device,
+    ) -> Self {
         let mid = channels_out / 4;
         let first_groups = if channels_in == 24 { 1 } else { groups };
         let init = ConvInit::PyTorchDefault;
@@ -156,10 +170,15 @@ pub struct ShuffleNetV1<B: Backend> {
 }
 
 /// Runs the units of a stage; returns the output and the last unit's pre-ReLU value.
-fn run_stage<B: Backend>(units: &[ShuffleUnitV1<B>], input: Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 4>) {
+fn run_stage<B: Backend>(
+    units: &[ShuffleUnitV1<B>],
+    input: Tensor<B, 4>,
+) -> (Tensor<B, 4>, Tensor<B, 4>) {
     units
         .iter()
-        .fold((input.clone(), input), |(hidden, _), unit| unit.forward(hidden))
+        .fold((input.clone(), input), |(hidden, _), unit| {
+            unit.forward(hidden)
+        })
 }
 
 impl<B: Backend> ShuffleNetV1<B> {
@@ -201,7 +220,15 @@ mod tests {
         let model = ShuffleNetV1Config::new(100).init::<Flex>(&device);
         let output = model.forward(Tensor::zeros([1, 3, 32, 32], &device));
         let dims: Vec<_> = output.features.iter().map(|f| f.dims()).collect();
-        assert_eq!(dims, vec![[1, 24, 32, 32], [1, 240, 16, 16], [1, 480, 8, 8], [1, 960, 4, 4]]);
+        assert_eq!(
+            dims,
+            vec![
+                [1, 24, 32, 32],
+                [1, 240, 16, 16],
+                [1, 480, 8, 8],
+                [1, 960, 4, 4]
+            ]
+        );
         assert_eq!(output.logits.dims(), [1, 100]);
     }
 }

@@ -8,7 +8,9 @@ use burn::nn::{BatchNorm, Linear};
 use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Tensor};
 
-use crate::layers::{batch_norm, channel_shuffle, classifier, conv, global_avg_pool, ConvInit, LinearInit};
+use crate::layers::{
+    batch_norm, channel_shuffle, classifier, conv, global_avg_pool, ConvInit, LinearInit,
+};
 use crate::ModelOutput;
 
 /// Configuration of a [`ShuffleNetV2`].
@@ -34,7 +36,9 @@ impl ShuffleNetV2Config {
     pub fn init<B: Backend>(&self, device: &B::Device) -> ShuffleNetV2<B> {
         let stage = |channels_in: usize, channels_out: usize, blocks: usize| ShuffleStageV2 {
             down: DownBlock::new(channels_in, channels_out, device),
-            blocks: (0..blocks).map(|_| SplitBlock::new(channels_out, device)).collect(),
+            blocks: (0..blocks)
+                .map(|_| SplitBlock::new(channels_out, device))
+                .collect(),
         };
         let [c1, c2, c3, last] = self.out_channels;
         ShuffleNetV2 {
@@ -90,7 +94,9 @@ impl<B: Backend> SplitBlock<B> {
     pub fn forward(&self, input: Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 4>) {
         let [batch, channels, height, width] = input.dims();
         let half = channels / 2;
-        let kept = input.clone().slice([0..batch, 0..half, 0..height, 0..width]);
+        let kept = input
+            .clone()
+            .slice([0..batch, 0..half, 0..height, 0..width]);
         let branch = input.slice([0..batch, half..channels, 0..height, 0..width]);
         let branch = relu(self.bn1.forward(self.conv1.forward(branch)));
         let branch = self.bn2.forward(self.conv2.forward(branch));
@@ -174,7 +180,9 @@ impl<B: Backend> ShuffleStageV2<B> {
         let hidden = self.down.forward(input);
         self.blocks
             .iter()
-            .fold((hidden.clone(), hidden), |(hidden, _), block| block.forward(hidden))
+            .fold((hidden.clone(), hidden), |(hidden, _), block| {
+                block.forward(hidden)
+            })
     }
 }
 
@@ -257,7 +265,15 @@ mod tests {
         let model = ShuffleNetV2Config::new(100).init::<Flex>(&device);
         let output = model.forward(Tensor::zeros([1, 3, 32, 32], &device));
         let dims: Vec<_> = output.features.iter().map(|f| f.dims()).collect();
-        assert_eq!(dims, vec![[1, 24, 32, 32], [1, 116, 16, 16], [1, 232, 8, 8], [1, 464, 4, 4]]);
+        assert_eq!(
+            dims,
+            vec![
+                [1, 24, 32, 32],
+                [1, 116, 16, 16],
+                [1, 232, 8, 8],
+                [1, 464, 4, 4]
+            ]
+        );
         assert_eq!(output.embedding.dims(), [1, 1024]);
     }
 

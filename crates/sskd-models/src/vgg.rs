@@ -8,7 +8,9 @@ use burn::nn::Linear;
 use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Tensor};
 
-use crate::layers::{batch_norm, classifier, conv_with_bias, global_avg_pool, ConvBn, ConvInit, LinearInit};
+use crate::layers::{
+    batch_norm, classifier, conv_with_bias, global_avg_pool, ConvBn, ConvInit, LinearInit,
+};
 use crate::ModelOutput;
 
 /// Configuration of a [`Vgg`]: the output channels of every convolution, block by block.
@@ -25,10 +27,34 @@ impl VggConfig {
     pub fn from_depth(depth: usize, num_classes: usize) -> Option<Self> {
         let blocks: Vec<Vec<usize>> = match depth {
             8 => vec![vec![64], vec![128], vec![256], vec![512], vec![512]],
-            11 => vec![vec![64], vec![128], vec![256; 2], vec![512; 2], vec![512; 2]],
-            13 => vec![vec![64; 2], vec![128; 2], vec![256; 2], vec![512; 2], vec![512; 2]],
-            16 => vec![vec![64; 2], vec![128; 2], vec![256; 3], vec![512; 3], vec![512; 3]],
-            19 => vec![vec![64; 2], vec![128; 2], vec![256; 4], vec![512; 4], vec![512; 4]],
+            11 => vec![
+                vec![64],
+                vec![128],
+                vec![256; 2],
+                vec![512; 2],
+                vec![512; 2],
+            ],
+            13 => vec![
+                vec![64; 2],
+                vec![128; 2],
+                vec![256; 2],
+                vec![512; 2],
+                vec![512; 2],
+            ],
+            16 => vec![
+                vec![64; 2],
+                vec![128; 2],
+                vec![256; 3],
+                vec![512; 3],
+                vec![512; 3],
+            ],
+            19 => vec![
+                vec![64; 2],
+                vec![128; 2],
+                vec![256; 4],
+                vec![512; 4],
+                vec![512; 4],
+            ],
             _ => return None,
         };
         Some(Self::new(blocks, num_classes))
@@ -36,7 +62,11 @@ impl VggConfig {
 
     /// Length of the pooled embedding (the last block's width).
     pub fn embedding_dim(&self) -> usize {
-        self.blocks.last().and_then(|b| b.last()).copied().unwrap_or(3)
+        self.blocks
+            .last()
+            .and_then(|b| b.last())
+            .copied()
+            .unwrap_or(3)
     }
 
     /// Builds the network with the reference initialisation: convs `N(0, sqrt(2/(9·out)))`
@@ -57,9 +87,18 @@ impl VggConfig {
                 widths
                     .iter()
                     .map(|&width| {
-                        let conv = conv_with_bias([channels_in, width], 3, 1, ConvInit::FanOutNormal, device);
+                        let conv = conv_with_bias(
+                            [channels_in, width],
+                            3,
+                            1,
+                            ConvInit::FanOutNormal,
+                            device,
+                        );
                         channels_in = width;
-                        ConvBn { conv, bn: batch_norm(width, device) }
+                        ConvBn {
+                            conv,
+                            bn: batch_norm(width, device),
+                        }
                     })
                     .collect()
             })
@@ -109,7 +148,9 @@ pub struct Vgg<B: Backend> {
 /// Runs a block and returns its pre-ReLU output (ReLU between its layers, none after the last).
 fn run_block<B: Backend>(block: &[ConvBn<B>], input: Tensor<B, 4>) -> Tensor<B, 4> {
     let (last, body) = block.split_last().expect("blocks are never empty");
-    let hidden = body.iter().fold(input, |hidden, layer| relu(layer.forward(hidden)));
+    let hidden = body
+        .iter()
+        .fold(input, |hidden, layer| relu(layer.forward(hidden)));
     last.forward(hidden)
 }
 
@@ -162,7 +203,11 @@ impl<B: Backend> Vgg<B> {
             _ => return None,
         };
         let rest: Vec<&str> = parts.collect();
-        Some(format!("{head}.{}.{layer}.{}", position / 3, rest.join(".")))
+        Some(format!(
+            "{head}.{}.{layer}.{}",
+            position / 3,
+            rest.join(".")
+        ))
     }
 }
 
@@ -188,8 +233,14 @@ mod tests {
             Vgg::<Flex>::burn_path("block2.4.running_mean").as_deref(),
             Some("block2.1.bn.running_mean")
         );
-        assert_eq!(Vgg::<Flex>::burn_path("block0.3.bias").as_deref(), Some("block0.1.conv.bias"));
+        assert_eq!(
+            Vgg::<Flex>::burn_path("block0.3.bias").as_deref(),
+            Some("block0.1.conv.bias")
+        );
         assert_eq!(Vgg::<Flex>::burn_path("block0.2.weight"), None);
-        assert_eq!(Vgg::<Flex>::burn_path("classifier.weight").as_deref(), Some("classifier.weight"));
+        assert_eq!(
+            Vgg::<Flex>::burn_path("classifier.weight").as_deref(),
+            Some("classifier.weight")
+        );
     }
 }

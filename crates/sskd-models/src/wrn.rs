@@ -8,7 +8,9 @@ use burn::nn::{BatchNorm, Linear};
 use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Tensor};
 
-use crate::layers::{batch_norm, classifier, conv, global_avg_pool, ConvInit, LinearInit};
+use crate::layers::{
+    batch_norm, classifier, conv, conv_forward, global_avg_pool, ConvInit, LinearInit,
+};
 use crate::ModelOutput;
 
 /// Configuration of a [`WideResNet`] `wrn_{depth}_{widen_factor}`.
@@ -50,7 +52,11 @@ impl WideResNetConfig {
         let group = |index: usize, stride: usize| WrnGroup {
             layer: (0..blocks)
                 .map(|block| {
-                    let channels_in = if block == 0 { widths[index] } else { widths[index + 1] };
+                    let channels_in = if block == 0 {
+                        widths[index]
+                    } else {
+                        widths[index + 1]
+                    };
                     let stride = if block == 0 { stride } else { 1 };
                     WrnBlock::new(channels_in, widths[index + 1], stride, device)
                 })
@@ -107,7 +113,7 @@ impl<B: Backend> WrnBlock<B> {
         let branch = relu(self.bn2.forward(self.conv1.forward(activated.clone())));
         let branch = self.conv2.forward(branch);
         match &self.conv_shortcut {
-            Some(projection) => projection.forward(activated) + branch,
+            Some(projection) => conv_forward(projection, activated) + branch,
             None => input + branch,
         }
     }
@@ -123,7 +129,9 @@ pub struct WrnGroup<B: Backend> {
 impl<B: Backend> WrnGroup<B> {
     /// Applies the blocks in order.
     pub fn forward(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
-        self.layer.iter().fold(input, |hidden, block| block.forward(hidden))
+        self.layer
+            .iter()
+            .fold(input, |hidden, block| block.forward(hidden))
     }
 }
 
@@ -198,7 +206,15 @@ mod tests {
         let model = WideResNetConfig::new(16, 2, 100).init::<Flex>(&device);
         let output = model.forward(Tensor::zeros([1, 3, 32, 32], &device));
         let dims: Vec<_> = output.features.iter().map(|f| f.dims()).collect();
-        assert_eq!(dims, vec![[1, 16, 32, 32], [1, 32, 32, 32], [1, 64, 16, 16], [1, 128, 8, 8]]);
+        assert_eq!(
+            dims,
+            vec![
+                [1, 16, 32, 32],
+                [1, 32, 32, 32],
+                [1, 64, 16, 16],
+                [1, 128, 8, 8]
+            ]
+        );
         assert_eq!(output.embedding.dims(), [1, 128]);
     }
 

@@ -1,0 +1,118 @@
+//! The `forward` example, run as a user would: a PyTorch checkpoint and an input file in, every
+//! output out, compared with the PyTorch fixture; bad input gives a clear error.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{assert_close, deterministic, fixture_dir, sample, Fixture};
+
+/// The example binary `cargo test` builds next to the test binaries.
+fn example_binary(name: &str) -> PathBuf {
+    let test_binary = std::env::current_exe().expect("test binary path");
+    let target_dir = test_binary
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    target_dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
+}
+
+fn write_input(path: &Path, shape: [usize; 4]) {
+    let values = deterministic("input", &shape);
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let view =
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.to_vec(), &bytes)
+            .unwrap();
+    std::fs::write(path, safetensors::serialize([("x", view)], None).unwrap()).unwrap();
+}
+
+fn read_output(path: &Path, key: &str) -> Vec<f32> {
+    let bytes = std::fs::read(path).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let view = file
+        .tensor(key)
+        .unwrap_or_else(|_| panic!("output lacks `{key}`"));
+    view.data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+#[test]
+fn forward_example_reproduces_pytorch_from_a_checkpoint() {
+    let dir = std::env::temp_dir().join(format!("sskd-forward-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fixture = Fixture::read("resnet8");
+    let input = dir.join("x.safetensors");
+    let output = dir.join("out.safetensors");
+    write_input(&input, fixture.input_shape());
+    let status = Command::new(example_binary("forward"))
+        .args(["--arch", "resnet8", "--weights"])
+        .arg(fixture_dir().join("resnet8_repdistiller.pth"))
+        .arg("--input")
+        .arg(&input)
+        .arg("--output")
+        .arg(&output)
+        .status()
+        .expect("run the forward example (built by cargo test)");
+    assert!(status.success());
+    assert_close(
+        "logits",
+        &read_output(&output, "logits"),
+        fixture.expected("logits").unwrap(),
+        1e-4,
+    );
+    assert_close(
+        "embedding",
+        &read_output(&output, "embedding"),
+        fixture.expected("embedding").unwrap(),
+        1e-4,
+    );
+    for k in 0..4 {
+        let written = sample(&read_output(&output, &format!("feat.{k}")));
+        assert_close(
+            &format!("feat.{k}"),
+            &written,
+            fixture.expected(&format!("feat.{k}")).unwrap(),
+            1e-4,
+        );
+        let written = sample(&read_output(&output, &format!("preact.{k}")));
+        assert_close(
+            &format!("preact.{k}"),
+            &written,
+            fixture.expected(&format!("preact.{k}")).unwrap(),
+            1e-4,
+        );
+    }
+
+    // An input without `x` is a clear error and writes nothing.
+    let bad_input = dir.join("bad.safetensors");
+    let view =
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![1], &[0u8; 4]).unwrap();
+    std::fs::write(
+        &bad_input,
+        safetensors::serialize([("y", view)], None).unwrap(),
+    )
+    .unwrap();
+    let missing_output = dir.join("never.safetensors");
+    let result = Command::new(example_binary("forward"))
+        .args(["--arch", "resnet8", "--weights"])
+        .arg(fixture_dir().join("resnet8_repdistiller.pth"))
+        .arg("--input")
+        .arg(&bad_input)
+        .arg("--output")
+        .arg(&missing_output)
+        .output()
+        .unwrap();
+    assert!(!result.status.success());
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        stderr.contains("bad.safetensors") && stderr.contains("no tensor named `x`"),
+        "{stderr}"
+    );
+    assert!(!missing_output.exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
