@@ -66,22 +66,6 @@ impl DeviceChoice {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_devices() {
-        assert_eq!("cpu".parse(), Ok(DeviceChoice::Cpu));
-        assert_eq!("cuda".parse(), Ok(DeviceChoice::Cuda(0)));
-        assert_eq!("cuda:1".parse(), Ok(DeviceChoice::Cuda(1)));
-        assert_eq!("wgpu".parse(), Ok(DeviceChoice::Wgpu(None)));
-        assert!("tpu".parse::<DeviceChoice>().is_err());
-        assert!("cuda:x".parse::<DeviceChoice>().is_err());
-        assert!("cpu:1".parse::<DeviceChoice>().is_err());
-    }
-}
-
 /// Work generic over the backend, run by [`dispatch`] on the backend a [`DeviceChoice`] names.
 ///
 /// (A closure cannot be generic over the backend type, hence a trait.)
@@ -112,5 +96,21 @@ pub fn dispatch<J: BackendJob>(choice: DeviceChoice, job: J) -> Result<J::Output
         }
         #[allow(unreachable_patterns)]
         _ => unreachable!("check_compiled rejects backends this build lacks"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_devices() {
+        assert_eq!("cpu".parse(), Ok(DeviceChoice::Cpu));
+        assert_eq!("cuda".parse(), Ok(DeviceChoice::Cuda(0)));
+        assert_eq!("cuda:1".parse(), Ok(DeviceChoice::Cuda(1)));
+        assert_eq!("wgpu".parse(), Ok(DeviceChoice::Wgpu(None)));
+        assert!("tpu".parse::<DeviceChoice>().is_err());
+        assert!("cuda:x".parse::<DeviceChoice>().is_err());
+        assert!("cpu:1".parse::<DeviceChoice>().is_err());
     }
 }

@@ -293,7 +293,7 @@ fn missing_and_unexpected_keys_are_errors() {
             assert!(key.starts_with("layers.0.1."), "{key}");
             assert_eq!(
                 count,
-                2 * 3 * 10 - 0,
+                2 * 3 * 10,
                 "two more blocks per stage, ten tensors each"
             );
         }

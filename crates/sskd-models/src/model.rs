@@ -16,6 +16,8 @@ use crate::ModelOutput;
 /// # Shapes
 /// - input `[batch, 3, h, w]`
 /// - output: see [`ModelOutput`]
+// Built once per run and moved rarely; the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Model<B: Backend> {
     /// CIFAR ResNets, CIFAR ResNet18/34/50 and ImageNet ResNet18/34/50.

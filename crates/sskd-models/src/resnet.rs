@@ -71,7 +71,7 @@ impl ResNetConfig {
     /// If `depth − 2` is not a multiple of 6.
     pub fn cifar(depth: usize, widths: [usize; 4], num_classes: usize) -> Self {
         assert!(
-            depth >= 8 && (depth - 2) % 6 == 0,
+            depth >= 8 && (depth - 2).is_multiple_of(6),
             "CIFAR ResNet depth must be 6n + 2, got {depth}"
         );
         let blocks = (depth - 2) / 6;

@@ -43,7 +43,7 @@ impl WideResNetConfig {
     /// If `depth − 4` is not a multiple of 6.
     pub fn init<B: Backend>(&self, device: &B::Device) -> WideResNet<B> {
         assert!(
-            self.depth >= 10 && (self.depth - 4) % 6 == 0,
+            self.depth >= 10 && (self.depth - 4).is_multiple_of(6),
             "WRN depth must be 6n + 4, got {}",
             self.depth
         );
