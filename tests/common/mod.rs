@@ -85,8 +85,14 @@ pub struct Fixture {
 }
 
 impl Fixture {
+    /// A model fixture of `tests/fixtures/models/`.
     pub fn read(name: &str) -> Fixture {
-        let path = fixture_dir().join(format!("{name}.safetensors"));
+        Self::read_from(&fixture_dir(), name)
+    }
+
+    /// The fixture `name` of folder `dir`. F32 and I64 tensors are read as f32.
+    pub fn read_from(dir: &Path, name: &str) -> Fixture {
+        let path = dir.join(format!("{name}.safetensors"));
         let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let (_, metadata) =
             safetensors::SafeTensors::read_metadata(&bytes).expect("fixture header");
@@ -103,11 +109,18 @@ impl Fixture {
             .tensors()
             .into_iter()
             .map(|(key, view)| {
-                let values = view
-                    .data()
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                    .collect();
+                let values = match view.dtype() {
+                    safetensors::Dtype::I64 => view
+                        .data()
+                        .chunks_exact(8)
+                        .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f32)
+                        .collect(),
+                    _ => view
+                        .data()
+                        .chunks_exact(4)
+                        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                        .collect(),
+                };
                 (key, values, view.shape().to_vec())
             })
             .collect();
@@ -166,6 +179,14 @@ impl Fixture {
             .iter()
             .find(|(k, _, _)| k == key)
             .map(|(_, v, _)| v.as_slice())
+    }
+
+    /// The shape of tensor `key`.
+    pub fn shape(&self, key: &str) -> Option<&[usize]> {
+        self.tensors
+            .iter()
+            .find(|(k, _, _)| k == key)
+            .map(|(_, _, shape)| shape.as_slice())
     }
 }
 

@@ -1,2 +1,30 @@
-//! `sskd-losses`: part of the sskd workspace (filled by its own issue).
+//! # sskd-losses
+//!
+//! The distillation losses of SSKD and its comparisons, generic over any Burn backend and
+//! differentiable on the autodiff backend. Every method implements [`Distiller`]: it receives the
+//! student's and the teacher's outputs for a batch and returns its loss terms by name
+//! ([`LossTerms`]), which the trainer sums and logs; a method never needs a trainer change.
+//!
+//! Methods so far: [`Kd`] (with optional logit standardisation), [`Dkd`] and [`Sskd`] (with the
+//! stage-2 [`ss_head_loss`]). Each formula is written in the doc comment next to the code that
+//! computes it; `tools/make_loss_fixtures.py` implements the same formulas in PyTorch and the
+//! tests match its values and gradients.
+//!
+//! ## Feature flags
+//! None: the crate depends on `burn` without a backend.
 #![warn(missing_docs)]
+
+mod contract;
+mod dkd;
+mod error;
+pub mod functional;
+mod kd;
+mod sskd;
+
+pub use contract::{
+    BatchLayout, DistillInputs, Distiller, LossTerm, LossTerms, Needs, NetworkOutputs,
+};
+pub use dkd::{Dkd, DkdConfig};
+pub use error::LossError;
+pub use kd::{Kd, KdConfig};
+pub use sskd::{ss_head_loss, Sskd, SskdConfig};

@@ -1,0 +1,149 @@
+//! The contract every distillation method implements.
+
+use burn::tensor::{backend::Backend, Int, Tensor};
+use sskd_models::ModelOutput;
+
+use crate::LossError;
+
+/// How the rows of a batch are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchLayout {
+    /// One row per image.
+    Plain,
+    /// SSKD's layout: four rows per image, row `4i + k` is image `i` rotated by `k·90°`.
+    Rotations4,
+}
+
+/// One network's outputs for a batch, as a method may need them.
+#[derive(Debug, Clone)]
+pub struct NetworkOutputs<B: Backend> {
+    /// Logits `[rows, classes]`.
+    pub logits: Tensor<B, 2>,
+    /// Pooled embedding `[rows, d]` (`feat[-1]`).
+    pub embedding: Option<Tensor<B, 2>>,
+    /// Feature maps `feat[0..K]`, each `[rows, c, h, w]`.
+    pub features: Vec<Tensor<B, 4>>,
+    /// Pre-activation feature maps, where the architecture defines them.
+    pub preact_features: Option<Vec<Tensor<B, 4>>>,
+    /// Output of the self-supervision head `[rows, d]`, where the network has one.
+    pub head: Option<Tensor<B, 2>>,
+}
+
+impl<B: Backend> NetworkOutputs<B> {
+    /// Outputs holding only logits.
+    pub fn from_logits(logits: Tensor<B, 2>) -> Self {
+        Self {
+            logits,
+            embedding: None,
+            features: Vec::new(),
+            preact_features: None,
+            head: None,
+        }
+    }
+
+    /// A backbone's output, with an optional SS-head output.
+    pub fn from_model(output: ModelOutput<B>, head: Option<Tensor<B, 2>>) -> Self {
+        Self {
+            logits: output.logits,
+            embedding: Some(output.embedding),
+            features: output.features,
+            preact_features: output.preact_features,
+            head,
+        }
+    }
+}
+
+/// Everything a method sees of a training step.
+#[derive(Debug, Clone)]
+pub struct DistillInputs<B: Backend> {
+    /// The student's outputs (with gradient).
+    pub student: NetworkOutputs<B>,
+    /// The teacher's outputs (constants: computed in inference mode, no gradient).
+    pub teacher: NetworkOutputs<B>,
+    /// Class labels of the images `[images]` (one per image, not per row).
+    pub labels: Tensor<B, 1, Int>,
+    /// Dataset indices of the images `[images]` (memory-bank methods).
+    pub sample_indices: Option<Tensor<B, 1, Int>>,
+    /// Row layout of the outputs.
+    pub layout: BatchLayout,
+    /// The 0-based training epoch (for methods with a warm-up).
+    pub epoch: usize,
+}
+
+/// What a method needs the trainer to compute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Needs {
+    /// Pooled embeddings.
+    pub embedding: bool,
+    /// Feature maps.
+    pub features: bool,
+    /// Pre-activation feature maps.
+    pub preact_features: bool,
+    /// SS-head outputs of both networks.
+    pub head: bool,
+    /// The four-rotation batch layout.
+    pub rotations: bool,
+    /// Dataset sample indices.
+    pub sample_indices: bool,
+}
+
+/// One named loss term.
+#[derive(Debug, Clone)]
+pub struct LossTerm<B: Backend> {
+    /// Name (`ce`, `kd`, `tf`, `ss`, …), as logged.
+    pub name: &'static str,
+    /// The unweighted value (already multiplied by its τ² where the method has one). `[1]`.
+    pub value: Tensor<B, 1>,
+    /// Its weight in the total.
+    pub weight: f64,
+}
+
+/// The named terms of a method and their weighted total, plus counts a method reports (e.g.
+/// how many rows a selection kept).
+#[derive(Debug, Clone)]
+pub struct LossTerms<B: Backend> {
+    /// The terms, in the method's order.
+    pub terms: Vec<LossTerm<B>>,
+    /// Named counts (`kept_tf`, `kept_ss`, …).
+    pub counts: Vec<(&'static str, usize)>,
+}
+
+impl<B: Backend> LossTerms<B> {
+    /// `Σ weight · value`. `[1]`.
+    pub fn total(&self) -> Tensor<B, 1> {
+        self.terms
+            .iter()
+            .map(|term| term.value.clone().mul_scalar(term.weight))
+            .reduce(|sum, value| sum + value)
+            .expect("a method returns at least one term")
+    }
+
+    /// The unweighted term called `name`.
+    pub fn get(&self, name: &str) -> Option<&Tensor<B, 1>> {
+        self.terms
+            .iter()
+            .find(|term| term.name == name)
+            .map(|term| &term.value)
+    }
+
+    /// The count called `name`.
+    pub fn count(&self, name: &str) -> Option<usize> {
+        self.counts
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, count)| *count)
+    }
+}
+
+/// A distillation method, in the manner of mdistiller's `Distiller`: given both networks'
+/// outputs for a batch it returns its named loss terms. Methods with trainable parts
+/// (regressors, embeddings) are Burn modules themselves, so the trainer optimises them with the
+/// student.
+pub trait Distiller<B: Backend> {
+    /// The method's name, as configs and logs spell it.
+    fn name(&self) -> &'static str;
+    /// What the trainer must compute for this method.
+    fn needs(&self) -> Needs;
+    /// The loss terms for one batch.
+    fn loss(&self, inputs: &DistillInputs<B>) -> Result<LossTerms<B>, LossError>;
+}

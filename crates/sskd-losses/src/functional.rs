@@ -1,0 +1,202 @@
+//! The numerical building blocks shared by the methods, each stable on ties, zero rows and
+//! batches of one.
+
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
+
+use crate::LossError;
+
+/// `KL(softmax(teacher/T) ‖ softmax(student/T))` summed over classes and divided by the number
+/// of rows (PyTorch's `kl_div(..., reduction="batchmean")`), computed with log-softmax on both
+/// sides. Zero rows give 0. Not multiplied by `T²`.
+///
+/// # Shapes
+/// - `teacher_logits`, `student_logits`: `[rows, classes]`; output `[1]`
+pub fn kl_batchmean<B: Backend>(
+    teacher_logits: Tensor<B, 2>,
+    student_logits: Tensor<B, 2>,
+    temperature: f64,
+) -> Tensor<B, 1> {
+    let [rows, _] = student_logits.dims();
+    if rows == 0 {
+        return Tensor::zeros([1], &student_logits.device());
+    }
+    let teacher_log_probs = log_softmax(teacher_logits.div_scalar(temperature), 1);
+    let student_log_probs = log_softmax(student_logits.div_scalar(temperature), 1);
+    let teacher_probs = teacher_log_probs.clone().exp();
+    (teacher_probs * (teacher_log_probs - student_log_probs))
+        .sum()
+        .div_scalar(rows as f64)
+}
+
+/// Mean cross-entropy of `logits` against integer `targets`.
+///
+/// # Shapes
+/// - `logits`: `[rows, classes]`, `targets`: `[rows]`; output `[1]`
+pub fn cross_entropy<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 1, Int>) -> Tensor<B, 1> {
+    let [rows, _] = logits.dims();
+    let log_probs = log_softmax(logits, 1);
+    log_probs.gather(1, targets.reshape([rows, 1])).mean().neg()
+}
+
+/// Row-normalises with the norm clamped at `eps`: `x / max(‖x‖, eps)` (PyTorch's
+/// `cosine_similarity` normalisation; a zero row stays zero).
+///
+/// # Shapes
+/// - input and output `[rows, d]`
+pub fn normalize_rows<B: Backend>(rows: Tensor<B, 2>, eps: f64) -> Tensor<B, 2> {
+    // sqrt(max(‖x‖², eps²)) = max(‖x‖, eps), but its gradient at a zero row is 0, not NaN.
+    let norms = rows
+        .clone()
+        .powf_scalar(2.0)
+        .sum_dim(1)
+        .clamp_min(eps * eps)
+        .sqrt();
+    rows / norms
+}
+
+/// Cosine similarity of every row of `queries` with every row of `keys`, as
+/// `F.cosine_similarity(q.unsqueeze(2), k.unsqueeze(2).transpose(0, 2), dim=1, eps=1e-8)`.
+///
+/// # Shapes
+/// - `queries`: `[m, d]`, `keys`: `[n, d]`; output `[m, n]`
+pub fn cosine_similarity_matrix<B: Backend>(
+    queries: Tensor<B, 2>,
+    keys: Tensor<B, 2>,
+) -> Tensor<B, 2> {
+    const EPS: f64 = 1e-8;
+    normalize_rows(queries, EPS).matmul(normalize_rows(keys, EPS).transpose())
+}
+
+/// For each row, the number of entries strictly larger than the entry at the target column:
+/// 0 when the row's arg-max is the target (ties count in the target's favour).
+///
+/// # Shapes
+/// - `scores`: `[rows, columns]`, `targets`: `[rows]`; output `[rows]`
+pub fn target_rank<B: Backend>(
+    scores: Tensor<B, 2>,
+    targets: Tensor<B, 1, Int>,
+) -> Tensor<B, 1, Int> {
+    let [rows, _] = scores.dims();
+    let target_scores = scores.clone().gather(1, targets.reshape([rows, 1]));
+    scores
+        .greater(target_scores)
+        .int()
+        .sum_dim(1)
+        .reshape([rows])
+}
+
+/// SSKD's error-level ranking: keeps every row whose rank is 0 plus the
+/// `floor(ratio · #wrong)` wrong rows of smallest rank (a stable sort breaks ties at the cut-off
+/// by row order). Returns the kept row indices in ascending order.
+pub fn select_by_rank(ranks: &[i64], ratio: f64) -> Vec<usize> {
+    let wrong = ranks.iter().filter(|&&rank| rank != 0).count();
+    let keep = ranks.len() - wrong + (wrong as f64 * ratio).floor() as usize;
+    let mut order: Vec<usize> = (0..ranks.len()).collect();
+    order.sort_by_key(|&row| ranks[row]);
+    let mut kept: Vec<usize> = order.into_iter().take(keep).collect();
+    kept.sort_unstable();
+    kept
+}
+
+/// The rows `indices` of `tensor`.
+///
+/// # Shapes
+/// - `tensor`: `[rows, columns]`; output `[indices.len(), columns]`
+pub fn take_rows<B: Backend>(tensor: Tensor<B, 2>, indices: &[usize]) -> Tensor<B, 2> {
+    let device = tensor.device();
+    let indices: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
+    let count = indices.len();
+    tensor.select(
+        0,
+        Tensor::<B, 1, Int>::from_data(TensorData::new(indices, [count]), &device),
+    )
+}
+
+/// Reads an integer tensor back to the host.
+pub fn to_host_ints<B: Backend>(tensor: Tensor<B, 1, Int>) -> Vec<i64> {
+    tensor
+        .into_data()
+        .convert::<i64>()
+        .to_vec()
+        .expect("integer data converts to i64")
+}
+
+/// An error when `tensor` holds NaN or ±∞.
+pub fn ensure_finite<B: Backend, const D: usize>(
+    method: &'static str,
+    input: &'static str,
+    tensor: &Tensor<B, D>,
+) -> Result<(), LossError> {
+    let finite = tensor.clone().is_finite().all().into_scalar();
+    if burn::tensor::ElementConversion::elem::<bool>(finite) {
+        Ok(())
+    } else {
+        Err(LossError::NonFinite { method, input })
+    }
+}
+
+/// The rows of image `i`'s unrotated copy (`4i`) and of its rotated copies (`4i + 1 … 4i + 3`,
+/// in that order), from a [`BatchLayout::Rotations4`](crate::BatchLayout) batch.
+///
+/// # Shapes
+/// - input `[4B, columns]`; outputs `[B, columns]` and `[3B, columns]` (row `a` of the second
+///   comes from image `a div 3`)
+pub fn split_rotations<B: Backend>(rows: Tensor<B, 2>) -> (Tensor<B, 2>, Tensor<B, 2>) {
+    let [count, columns] = rows.dims();
+    let images = count / 4;
+    let grouped = rows.reshape([images, 4, columns]);
+    let normal = grouped
+        .clone()
+        .slice([0..images, 0..1, 0..columns])
+        .reshape([images, columns]);
+    let rotated = grouped
+        .slice([0..images, 1..4, 0..columns])
+        .reshape([3 * images, columns]);
+    (normal, rotated)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+
+    #[test]
+    fn selection_keeps_correct_rows_and_least_wrong() {
+        // Ranks: two correct rows, four wrong (1, 3, 1, 2); ratio 0.5 keeps 2 wrong: the two
+        // rank-1 rows.
+        assert_eq!(select_by_rank(&[0, 1, 3, 0, 1, 2], 0.5), vec![0, 1, 3, 4]);
+        assert_eq!(select_by_rank(&[2, 1, 3], 1.0), vec![0, 1, 2]);
+        assert_eq!(select_by_rank(&[2, 1, 3], 0.0), Vec::<usize>::new());
+        // Tie at the cut-off: rows 1 and 2 both have rank 1, one slot; the earlier row wins.
+        assert_eq!(select_by_rank(&[0, 1, 1, 4], 0.5), vec![0, 1]);
+    }
+
+    #[test]
+    fn rank_counts_strictly_larger_entries() {
+        let device = Default::default();
+        let scores = Tensor::<Flex, 2>::from_floats([[1.0, 3.0, 2.0], [5.0, 5.0, 1.0]], &device);
+        let targets = Tensor::<Flex, 1, Int>::from_ints([2, 1], &device);
+        assert_eq!(to_host_ints(target_rank(scores, targets)), vec![1, 0]);
+    }
+
+    #[test]
+    fn kl_of_identical_logits_is_zero_and_empty_is_zero() {
+        let device = Default::default();
+        let logits = Tensor::<Flex, 2>::from_floats([[1.0, -2.0, 0.5]], &device);
+        let kl: f32 = kl_batchmean(logits.clone(), logits, 4.0).into_scalar();
+        assert!(kl.abs() < 1e-7);
+        let empty = Tensor::<Flex, 2>::zeros([0, 3], &device);
+        let kl: f32 = kl_batchmean(empty.clone(), empty, 4.0).into_scalar();
+        assert_eq!(kl, 0.0);
+    }
+
+    #[test]
+    fn non_finite_inputs_are_reported() {
+        let device = Default::default();
+        let bad = Tensor::<Flex, 2>::from_floats([[1.0, f32::NAN]], &device);
+        assert!(ensure_finite("kd", "student logits", &bad).is_err());
+        let good = Tensor::<Flex, 2>::from_floats([[1.0, 2.0]], &device);
+        assert!(ensure_finite("kd", "student logits", &good).is_ok());
+    }
+}

@@ -1,0 +1,215 @@
+"""Writes the PyTorch reference fixtures of the distillation losses to tests/fixtures/losses/.
+
+Usage (CPU torch from PyPI, plus numpy and safetensors):
+    python tools/make_loss_fixtures.py
+
+Each formula below is written from ../shared/spec/sskd-method.md (§1.4–1.7 for SSKD, §3.2 for
+KD) and the papers (DKD: Zhao et al. 2022, mdistiller; logit standardisation: Sun et al. 2024),
+in the reference code's style (log-softmax / softmax, kl_div "batchmean", cosine_similarity with
+eps 1e-8). Inputs are drawn in float32; the reference values and the gradients of the weighted
+total with respect to the student's inputs are computed in float64 from those exact values.
+
+The selection rank is "number of entries strictly larger than the target entry" and rows are
+ordered by a stable sort, the deterministic reading of the released code's argsort (spec §1.6).
+"""
+import json
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.numpy import save_file
+
+OUT = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "losses")
+
+
+def kl_batchmean(t, s, temperature):
+    if s.shape[0] == 0:
+        return s.sum() * 0.0
+    return F.kl_div(F.log_softmax(s / temperature, 1), F.softmax(t / temperature, 1), reduction="batchmean")
+
+
+def rank_of_target(scores, targets):
+    target_scores = scores.gather(1, targets.view(-1, 1))
+    return (scores > target_scores).sum(1)
+
+
+def select(rank, ratio):
+    wrong = int((rank != 0).sum())
+    keep = rank.numel() - wrong + int(wrong * ratio)
+    order = torch.argsort(rank, stable=True)
+    return torch.sort(order[:keep])[0]
+
+
+def cos_matrix(aug, nor):
+    return F.cosine_similarity(aug.unsqueeze(2), nor.unsqueeze(2).transpose(0, 2), dim=1, eps=1e-8)
+
+
+def split(rows):
+    b = rows.shape[0] // 4
+    grouped = rows.view(b, 4, -1)
+    return grouped[:, 0], grouped[:, 1:].reshape(3 * b, -1)
+
+
+def sskd(s_logits, t_logits, s_head, t_head, labels, cfg):
+    b = labels.numel()
+    s_nor, s_aug = split(s_logits)
+    t_nor, t_aug = split(t_logits)
+    ce = F.cross_entropy(s_nor, labels)
+    kd = kl_batchmean(t_nor, s_nor, cfg["kd_temperature"]) * cfg["kd_temperature"] ** 2
+    aug_labels = labels.unsqueeze(1).expand(-1, 3).reshape(-1)
+    keep_tf = select(rank_of_target(t_aug, aug_labels), cfg["ratio_tf"])
+    tf = kl_batchmean(t_aug[keep_tf], s_aug[keep_tf], cfg["tf_temperature"]) * cfg["tf_temperature"] ** 2
+    sh_nor, sh_aug = split(s_head)
+    th_nor, th_aug = split(t_head)
+    s_sim = cos_matrix(sh_aug, sh_nor)
+    t_sim = cos_matrix(th_aug, th_nor)
+    sources = torch.arange(3 * b) // 3
+    keep_ss = select(rank_of_target(t_sim, sources), cfg["ratio_ss"])
+    ss = kl_batchmean(t_sim[keep_ss], s_sim[keep_ss], cfg["ss_temperature"]) * cfg["ss_temperature"] ** 2
+    terms = {"ce": ce, "kd": kd, "tf": tf, "ss": ss}
+    weights = {"ce": cfg["ce_weight"], "kd": cfg["kd_weight"], "tf": cfg["tf_weight"], "ss": cfg["ss_weight"]}
+    return terms, weights, {"kept_tf": int(keep_tf.numel()), "kept_ss": int(keep_ss.numel())}
+
+
+def standardize(logits):
+    mean = logits.mean(dim=-1, keepdim=True)
+    std = logits.std(dim=-1, keepdim=True)
+    return (logits - mean) / (1e-7 + std)
+
+
+def kd(s_logits, t_logits, labels, cfg):
+    s, t = s_logits, t_logits
+    if cfg["logit_standardization"]:
+        s, t = standardize(s), standardize(t)
+    temperature = cfg["temperature"]
+    terms = {"ce": F.cross_entropy(s_logits, labels), "kd": kl_batchmean(t, s, temperature) * temperature ** 2}
+    return terms, {"ce": cfg["ce_weight"], "kd": cfg["kd_weight"]}, {}
+
+
+def dkd(s_logits, t_logits, labels, cfg):
+    """mdistiller's dkd_loss, with the warm-up of DKD.forward_train (epoch counted from 1)."""
+    temperature = cfg["temperature"]
+    gt = F.one_hot(labels, s_logits.shape[1]).double()
+    other = 1.0 - gt
+
+    def cat_mask(p):
+        return torch.cat([(p * gt).sum(1, keepdim=True), (p * other).sum(1, keepdim=True)], 1)
+
+    p_s = cat_mask(F.softmax(s_logits / temperature, 1))
+    p_t = cat_mask(F.softmax(t_logits / temperature, 1))
+    b = s_logits.shape[0]
+    tckd = F.kl_div(torch.log(p_s), p_t, reduction="sum") * temperature ** 2 / b
+    log_s2 = F.log_softmax(s_logits / temperature - 1000.0 * gt, 1)
+    p_t2 = F.softmax(t_logits / temperature - 1000.0 * gt, 1)
+    nckd = F.kl_div(log_s2, p_t2, reduction="sum") * temperature ** 2 / b
+    warm = min((cfg["epoch"] + 1) / cfg["warmup_epochs"], 1.0)
+    terms = {"ce": F.cross_entropy(s_logits, labels), "tckd": tckd, "nckd": nckd}
+    return terms, {"ce": cfg["ce_weight"], "tckd": cfg["alpha"] * warm, "nckd": cfg["beta"] * warm}, {}
+
+
+def ss_head(head):
+    b = head.shape[0] // 4
+    nor, aug = split(head)
+    sim = cos_matrix(aug, nor)
+    sources = torch.arange(3 * b) // 3
+    correct = int((rank_of_target(sim, sources) == 0).sum())
+    return {"head": F.cross_entropy(sim, sources)}, {"head": 1.0}, {"correct": correct}
+
+
+SSKD_DEFAULT = dict(ce_weight=0.1, kd_weight=0.9, tf_weight=2.7, ss_weight=10.0, kd_temperature=4.0,
+                    tf_temperature=4.0, ss_temperature=0.5, ratio_tf=1.0, ratio_ss=0.75)
+
+
+def sskd_inputs(rng, b, classes, dim, kind):
+    labels = rng.integers(0, classes, size=b)
+    rows_labels = np.repeat(labels, 4)
+    s_logits = rng.normal(0, 2, (4 * b, classes)).astype(np.float32)
+    t_logits = rng.normal(0, 2, (4 * b, classes))
+    s_head = rng.normal(0, 1, (4 * b, dim)).astype(np.float32)
+    base = rng.normal(0, 1, (b, dim))
+    t_head = np.repeat(base, 4, axis=0) + rng.normal(0, 1.2, (4 * b, dim))
+    if kind == "plausible":
+        boost = rng.random(4 * b) < 0.5
+        t_logits[np.arange(4 * b), rows_labels] += 6.0 * boost
+    elif kind == "all_correct":
+        t_logits[np.arange(4 * b), rows_labels] += 50.0
+        t_head = np.repeat(base, 4, axis=0) + rng.normal(0, 0.01, (4 * b, dim))
+    elif kind == "all_wrong":
+        t_logits[np.arange(4 * b), rows_labels] -= 50.0
+        t_head = np.repeat(-base, 4, axis=0)
+        t_head[0::4] = base
+    elif kind == "ties":
+        t_logits = np.round(t_logits)
+        t_logits[np.arange(4 * b), rows_labels] = 1.0
+        t_head = np.round(t_head)
+    elif kind == "zero_rows":
+        s_head[1] = 0.0
+        s_head[4] = 0.0
+        t_head[2] = 0.0
+        t_head[8] = 0.0
+    return s_logits, t_logits.astype(np.float32), s_head, t_head.astype(np.float32), labels
+
+
+def run(name, method, cfg, arrays, labels, fn):
+    """Evaluates `fn` in float64 and saves inputs, terms, total and gradients."""
+    tensors = {k: torch.from_numpy(v.astype(np.float64)).requires_grad_(k.startswith("s_")) for k, v in arrays.items()}
+    lab = torch.from_numpy(np.asarray(labels, dtype=np.int64)) if labels is not None else None
+    terms, weights, counts = fn(tensors, lab)
+    total = sum(weights[k] * v for k, v in terms.items())
+    total.backward()
+    out = {k: np.ascontiguousarray(v.astype(np.float32)) for k, v in arrays.items()}
+    if lab is not None:
+        out["labels"] = lab.numpy()
+    for k, v in terms.items():
+        out[f"expected.{k}"] = np.array([v.item()], dtype=np.float32)
+    out["expected.total"] = np.array([total.item()], dtype=np.float32)
+    for k, t in tensors.items():
+        if t.requires_grad:
+            out[f"grad.{k}"] = t.grad.numpy().astype(np.float32)
+    meta = {"method": method, "config": cfg, "counts": counts, "weights": weights}
+    save_file(out, os.path.join(OUT, f"{name}.safetensors"), metadata={"case": json.dumps(meta)})
+    print(name, {k: round(v.item(), 6) for k, v in terms.items()}, counts)
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    rng = np.random.default_rng(2020)
+    sskd_cases = [
+        ("sskd_paper_shapes", 64, 100, 128, "plausible", SSKD_DEFAULT),
+        ("sskd_all_correct", 8, 20, 16, "all_correct", SSKD_DEFAULT),
+        ("sskd_all_wrong", 8, 20, 16, "all_wrong", SSKD_DEFAULT),
+        ("sskd_ties_at_cutoff", 8, 10, 8, "ties", dict(SSKD_DEFAULT, ratio_tf=0.5)),
+        ("sskd_batch_of_one", 1, 10, 8, "plausible", SSKD_DEFAULT),
+        ("sskd_zero_head_rows", 6, 10, 8, "zero_rows", SSKD_DEFAULT),
+        ("sskd_supplementary_weights", 16, 100, 64, "plausible", dict(SSKD_DEFAULT, tf_weight=5.0, ss_weight=3.0)),
+    ]
+    for name, b, classes, dim, kind, cfg in sskd_cases:
+        s_logits, t_logits, s_head, t_head, labels = sskd_inputs(rng, b, classes, dim, kind)
+        arrays = {"s_logits": s_logits, "t_logits": t_logits, "s_head": s_head, "t_head": t_head}
+        run(name, "sskd", cfg, arrays, labels,
+            lambda x, y, cfg=cfg: sskd(x["s_logits"], x["t_logits"], x["s_head"], x["t_head"], y, cfg))
+
+    kd_cfg = dict(temperature=4.0, ce_weight=0.1, kd_weight=0.9, logit_standardization=False)
+    ls_cfg = dict(temperature=2.0, ce_weight=1.0, kd_weight=9.0, logit_standardization=True)
+    dkd_cfg = dict(temperature=4.0, alpha=1.0, beta=8.0, ce_weight=1.0, warmup_epochs=20, epoch=4)
+    for name, method, cfg, b, fn in [
+        ("kd_paper_shapes", "kd", kd_cfg, 64, kd),
+        ("kd_batch_of_one", "kd", kd_cfg, 1, kd),
+        ("kd_logit_standardization", "kd", ls_cfg, 64, kd),
+        ("dkd_paper_shapes", "dkd", dkd_cfg, 64, dkd),
+    ]:
+        labels = rng.integers(0, 100, size=b)
+        s_logits = rng.normal(0, 3, (b, 100)).astype(np.float32)
+        t_logits = rng.normal(0, 3, (b, 100)).astype(np.float32)
+        t_logits[np.arange(b), labels] += 5.0
+        run(name, method, cfg, {"s_logits": s_logits, "t_logits": t_logits}, labels,
+            lambda x, y, cfg=cfg, fn=fn: fn(x["s_logits"], x["t_logits"], y, cfg))
+
+    head = rng.normal(0, 1, (64, 32))
+    head = (head + np.repeat(head[0::4], 4, axis=0)).astype(np.float32)
+    run("ss_head_stage2", "ss_head", {}, {"s_head": head}, None, lambda x, y: ss_head(x["s_head"]))
+
+
+if __name__ == "__main__":
+    main()
