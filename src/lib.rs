@@ -24,3 +24,4 @@ pub use sskd_models as models;
 pub use sskd_train as train;
 
 pub mod backend;
+pub mod config;

@@ -1,5 +1,6 @@
-//! The `forward` example, run as a user would: a PyTorch checkpoint and an input file in, every
-//! output out, compared with the PyTorch fixture; bad input gives a clear error.
+//! The examples run as a user would: `forward` (a PyTorch checkpoint and an input file in, every
+//! output out) and `losses` (tensors in, terms out as JSON), compared with the PyTorch fixtures;
+//! bad input gives a clear error and a non-zero exit.
 
 mod common;
 
@@ -114,5 +115,51 @@ fn forward_example_reproduces_pytorch_from_a_checkpoint() {
         "{stderr}"
     );
     assert!(!missing_output.exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn losses_example_reports_every_sskd_term() {
+    let dir = std::env::temp_dir().join(format!("sskd-losses-example-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/losses");
+    let fixture = Fixture::read_from(&fixtures, "sskd_paper_shapes");
+    let output = dir.join("out.json");
+    let status = Command::new(example_binary("losses"))
+        .arg("--input")
+        .arg(fixtures.join("sskd_paper_shapes.safetensors"))
+        .arg("--output")
+        .arg(&output)
+        .status()
+        .expect("run the losses example (built by cargo test)");
+    assert!(status.success());
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&output).unwrap()).unwrap();
+    for key in ["ce", "kd", "tf", "ss", "total"] {
+        let expected = fixture.expected(&format!("expected.{key}")).unwrap();
+        assert_close(key, &[report[key].as_f64().unwrap() as f32], expected, 1e-5);
+    }
+    for key in ["kept_tf", "kept_ss"] {
+        assert_eq!(report[key], fixture.meta["counts"][key], "{key}");
+    }
+
+    let config = dir.join("bad.json");
+    std::fs::write(&config, r#"{"ratio_sss": 0.5}"#).unwrap();
+    let result = Command::new(example_binary("losses"))
+        .arg("--input")
+        .arg(fixtures.join("sskd_paper_shapes.safetensors"))
+        .arg("--config")
+        .arg(&config)
+        .arg("--output")
+        .arg(dir.join("never.json"))
+        .output()
+        .unwrap();
+    assert!(!result.status.success());
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        stderr.contains("bad.json") && stderr.contains("unknown field `ratio_sss`"),
+        "{stderr}"
+    );
+    assert!(!dir.join("never.json").exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
