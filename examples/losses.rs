@@ -198,6 +198,7 @@ fn main() -> Result<()> {
         teacher: network(&inputs, "t_logits", "t_head")?,
         labels: inputs.labels()?,
         sample_indices: None,
+        contrast_indices: None,
         layout: if distiller.needs().rotations {
             BatchLayout::Rotations4
         } else {

@@ -178,6 +178,7 @@ fn every_loss_matches_pytorch() {
             teacher,
             labels: labels(&fixture),
             sample_indices: None,
+            contrast_indices: None,
             layout: if method == "sskd" {
                 BatchLayout::Rotations4
             } else {
@@ -233,6 +234,7 @@ fn non_finite_and_misshapen_inputs_are_errors() {
         },
         labels: Tensor::<B, 1, Int>::zeros([labels], &device),
         sample_indices: None,
+        contrast_indices: None,
         layout: BatchLayout::Rotations4,
         epoch: 0,
     };

@@ -17,6 +17,7 @@ import os
 
 import numpy as np
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.numpy import save_file
 
@@ -211,5 +212,109 @@ def main():
     run("ss_head_stage2", "ss_head", {}, {"s_head": head}, None, lambda x, y: ss_head(x["s_head"]))
 
 
+SHAPE_SETS = {
+    # per-sample [c, h, w] of feat[0..3] for student and teacher
+    "same_size": ([[4, 8, 8], [4, 8, 8], [8, 4, 4], [16, 2, 2]], [[8, 8, 8], [16, 8, 8], [32, 4, 4], [64, 2, 2]]),
+    "teacher_larger": ([[4, 8, 8], [4, 8, 8], [8, 4, 4], [16, 2, 2]], [[8, 16, 16], [16, 16, 16], [32, 8, 8], [64, 4, 4]]),
+    "student_larger": ([[4, 16, 16], [4, 16, 16], [8, 8, 8], [16, 4, 4]], [[8, 8, 8], [16, 8, 8], [32, 4, 4], [64, 2, 2]]),
+    "equal_channels": ([[4, 8, 8], [4, 8, 8], [8, 4, 4], [16, 2, 2]], [[4, 16, 16], [4, 16, 16], [8, 8, 8], [16, 4, 4]]),
+}
+
+
+def feature_inputs(rng, shapes, batch=4, d_s=32, d_t=64):
+    s_shapes, t_shapes = SHAPE_SETS[shapes]
+    arrays = {}
+    for side, side_shapes in (("s", s_shapes), ("t", t_shapes)):
+        for i, shape in enumerate(side_shapes):
+            pre = rng.normal(0, 1, (batch, *shape)).astype(np.float32)
+            arrays[f"{side}_preact.{i}"] = pre
+            arrays[f"{side}_feat.{i}"] = np.maximum(pre, 0).astype(np.float32)
+        arrays[f"{side}_emb"] = rng.normal(0, 1, (batch, d_s if side == "s" else d_t)).astype(np.float32)
+    return arrays
+
+
+def run_feature(name, method, shapes, rng, compute, module=None, extra=None, uses=("feat",)):
+    """`compute(tensors, module)` returns the term; saves inputs, module state, term and the
+    gradients with respect to the student's features, pre-activations and embedding."""
+    import loss_baselines_reference as ref  # noqa: F401
+    arrays = feature_inputs(rng, shapes)
+    arrays = {k: v for k, v in arrays.items() if k.split(".")[0][2:] in uses}
+    arrays.update(extra or {})
+    tensors = {k: torch.from_numpy(v.astype(np.float64)).requires_grad_(k.startswith("s_"))
+               for k, v in arrays.items() if v.dtype == np.float32}
+    out = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+    if module is not None:
+        for k, v in module.state_dict().items():
+            if not k.endswith("num_batches_tracked"):
+                out[f"module.{k}"] = v.float().numpy()
+        module = module.double().train()
+    term = compute(tensors, module)
+    term.backward()
+    out["expected.term"] = np.array([term.item()], dtype=np.float32)
+    for k, t in tensors.items():
+        if t.requires_grad and t.grad is not None:
+            out[f"grad.{k}"] = t.grad.numpy().astype(np.float32)
+    if module is not None:
+        for k, v in module.state_dict().items():
+            if k.startswith("memory") or k == "normalizers":
+                out[f"after.{k}"] = v.float().numpy()
+    meta = {"method": method, "shapes": shapes}
+    save_file(out, os.path.join(OUT, f"{name}.safetensors"), metadata={"case": json.dumps(meta)})
+    print(name, round(term.item(), 6))
+
+
+def maps(t, side, kind="feat"):
+    return [t[f"{side}_{kind}.{i}"] for i in range(4)]
+
+
+def baseline_cases():
+    import loss_baselines_reference as ref
+    rng = np.random.default_rng(2019)
+    torch.manual_seed(0)
+    for shapes in ("same_size", "teacher_larger"):
+        run_feature(f"at_{shapes}", "at", shapes, rng, lambda t, m: ref.at_loss(maps(t, "s")[1:], maps(t, "t")[1:]))
+        run_feature(f"nst_{shapes}", "nst", shapes, rng, lambda t, m: ref.nst_loss(maps(t, "s")[1:], maps(t, "t")[1:]))
+    run_feature("sp", "sp", "same_size", rng, lambda t, m: ref.sp_loss(t["s_feat.3"], t["t_feat.3"]))
+    run_feature("pkt", "pkt", "same_size", rng, lambda t, m: ref.pkt_loss(t["s_emb"], t["t_emb"]), uses=("emb",))
+    run_feature("rkd", "rkd", "same_size", rng, lambda t, m: ref.rkd_loss(t["s_emb"], t["t_emb"]), uses=("emb",))
+    run_feature("fsp", "fsp", "equal_channels", rng, lambda t, m: ref.fsp_loss(maps(t, "s"), maps(t, "t")))
+    for shapes in ("same_size", "teacher_larger", "student_larger"):
+        s_shapes, t_shapes = SHAPE_SETS[shapes]
+        reg = ref.ConvReg(s_shapes[2], t_shapes[2])
+        run_feature(f"fitnet_{shapes}", "fitnet", shapes, rng,
+                    lambda t, m: F.mse_loss(m(t["s_feat.2"]), t["t_feat.2"]), module=reg)
+    s_shapes, t_shapes = SHAPE_SETS["teacher_larger"]
+    vid = nn.ModuleList([ref.VIDLoss(s[0], t[0], t[0]) for s, t in zip(s_shapes[1:], t_shapes[1:])])
+    run_feature("vid", "vid", "teacher_larger", rng,
+                lambda t, m: sum(layer(s, tt) for layer, s, tt in zip(m, maps(t, "s")[1:], maps(t, "t")[1:])), module=vid)
+    cc = ref.Correlation(32, 64)
+    run_feature("cc", "cc", "same_size", rng, lambda t, m: m(t["s_emb"], t["t_emb"]), module=cc, uses=("emb",))
+    s_shapes, t_shapes = SHAPE_SETS["same_size"]
+    connectors = nn.Module()
+    connectors.connectors = nn.ModuleList([nn.Sequential() if s[0] == tt[0] and s[1] == tt[1] else ref.ConvReg(s, tt, use_relu=False)
+                                           for s, tt in zip(s_shapes[1:], t_shapes[1:])])
+    run_feature("ab", "ab", "same_size", rng,
+                lambda t, m: ref.ab_loss([c(x) for c, x in zip(m.connectors, maps(t, "s", "preact")[1:])], maps(t, "t", "preact")[1:]),
+                module=connectors, uses=("preact",))
+    ft = nn.Module()
+    ft.paraphraser = ref.Paraphraser(64)
+    ft.translator = ref.Translator(16, 64)
+    run_feature("ft", "ft", "same_size", rng,
+                lambda t, m: ref.ft_loss(m.translator.encoder(t["s_feat.3"]), m.paraphraser.encoder(t["t_feat.3"]).detach()), module=ft)
+    n_data, k = 48, 10
+    crd = ref.CRD(32, 64, 16, n_data, k)
+    y = torch.tensor([3, 17, 25, 40])
+    labels = np.arange(n_data) % 6
+    idx = np.stack([np.concatenate([[i], rng.choice(np.flatnonzero(labels != labels[i]), k, replace=False)]) for i in y.numpy()])
+    extra = {"sample_indices": y.numpy().astype(np.int64), "contrast_indices": idx.astype(np.int64)}
+
+    def crd_two_steps(t, m):
+        first = m(t["s_emb"], t["t_emb"], torch.from_numpy(extra["sample_indices"]), torch.from_numpy(extra["contrast_indices"]))
+        second = m(t["s_emb"] * 0.5, t["t_emb"], torch.from_numpy(extra["sample_indices"]), torch.from_numpy(extra["contrast_indices"]))
+        return first + second
+    run_feature("crd_two_steps", "crd", "same_size", rng, crd_two_steps, module=crd, extra=extra, uses=("emb",))
+
+
 if __name__ == "__main__":
     main()
+    baseline_cases()

@@ -64,6 +64,9 @@ pub struct DistillInputs<B: Backend> {
     pub labels: Tensor<B, 1, Int>,
     /// Dataset indices of the images `[images]` (memory-bank methods).
     pub sample_indices: Option<Tensor<B, 1, Int>>,
+    /// CRD's contrast indices `[images, K + 1]`: column 0 the positive, then K negatives (see
+    /// `CrdSampler`).
+    pub contrast_indices: Option<Tensor<B, 2, Int>>,
     /// Row layout of the outputs.
     pub layout: BatchLayout,
     /// The 0-based training epoch (for methods with a warm-up).

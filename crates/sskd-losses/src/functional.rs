@@ -2,6 +2,7 @@
 //! batches of one.
 
 use burn::tensor::activation::log_softmax;
+use burn::tensor::module::adaptive_avg_pool2d;
 use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 
 use crate::LossError;
@@ -45,14 +46,22 @@ pub fn cross_entropy<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 1, Int
 /// # Shapes
 /// - input and output `[rows, d]`
 pub fn normalize_rows<B: Backend>(rows: Tensor<B, 2>, eps: f64) -> Tensor<B, 2> {
-    // sqrt(max(‖x‖², eps²)) = max(‖x‖, eps), but its gradient at a zero row is 0, not NaN.
-    let norms = rows
-        .clone()
-        .powf_scalar(2.0)
-        .sum_dim(1)
-        .clamp_min(eps * eps)
-        .sqrt();
+    let norms = clamped_norm(rows.clone(), 1, eps);
     rows / norms
+}
+
+/// `max(‖x‖₂, eps)` along `dim` (kept as size 1), computed as `sqrt(max(Σx², eps²))`: the same
+/// value, but a zero vector gets gradient 0 instead of NaN.
+pub fn clamped_norm<B: Backend, const D: usize>(
+    tensor: Tensor<B, D>,
+    dim: usize,
+    eps: f64,
+) -> Tensor<B, D> {
+    tensor
+        .powf_scalar(2.0)
+        .sum_dim(dim)
+        .clamp_min(eps * eps)
+        .sqrt()
 }
 
 /// Cosine similarity of every row of `queries` with every row of `keys`, as
@@ -154,6 +163,119 @@ pub fn split_rotations<B: Backend>(rows: Tensor<B, 2>) -> (Tensor<B, 2>, Tensor<
         .slice([0..images, 1..4, 0..columns])
         .reshape([3 * images, columns]);
     (normal, rotated)
+}
+
+/// Brings two feature maps to one spatial size the way the CRD codebase does: the larger is
+/// adaptive-average-pooled down to the smaller's height (square output).
+///
+/// # Shapes
+/// - `student`: `[b, c_s, h_s, w_s]`, `teacher`: `[b, c_t, h_t, w_t]`; outputs `[b, c, h, h]`
+///   with `h = min(h_s, h_t)` (unchanged when the heights agree)
+pub fn match_spatial<B: Backend>(
+    student: Tensor<B, 4>,
+    teacher: Tensor<B, 4>,
+) -> (Tensor<B, 4>, Tensor<B, 4>) {
+    let student_height = student.dims()[2];
+    let teacher_height = teacher.dims()[2];
+    match student_height.cmp(&teacher_height) {
+        std::cmp::Ordering::Greater => (
+            adaptive_avg_pool2d(student, [teacher_height, teacher_height]),
+            teacher,
+        ),
+        std::cmp::Ordering::Less => (
+            student,
+            adaptive_avg_pool2d(teacher, [student_height, student_height]),
+        ),
+        std::cmp::Ordering::Equal => (student, teacher),
+    }
+}
+
+/// The attention map of AT and FT: `normalize(mean_C(f^p))` flattened per sample (L2, eps
+/// 1e-12 as `F.normalize`).
+///
+/// # Shapes
+/// - input `[b, c, h, w]`; output `[b, h·w]`
+pub fn attention_map<B: Backend>(features: Tensor<B, 4>, p: f64) -> Tensor<B, 2> {
+    let [batch, _, height, width] = features.dims();
+    let energy = features
+        .powf_scalar(p)
+        .mean_dim(1)
+        .reshape([batch, height * width]);
+    normalize_rows(energy, 1e-12)
+}
+
+/// Mean smooth-L1 (Huber, β = 1) distance, as `F.smooth_l1_loss`.
+///
+/// # Shapes
+/// - inputs of equal shape; output `[1]`
+pub fn smooth_l1<B: Backend, const D: usize>(
+    input: Tensor<B, D>,
+    target: Tensor<B, D>,
+) -> Tensor<B, 1> {
+    let difference = (input - target).abs();
+    let quadratic = difference.clone().lower_elem(1.0);
+    let loss = difference
+        .clone()
+        .powf_scalar(2.0)
+        .mul_scalar(0.5)
+        .mask_where(quadratic.bool_not(), difference.sub_scalar(0.5));
+    loss.mean()
+}
+
+/// Flattens every dimension after the first. `[b, …]` → `[b, rest]`.
+pub fn flatten_rows<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Tensor<B, 2> {
+    let dims = tensor.dims();
+    let rest: usize = dims[1..].iter().product();
+    tensor.reshape([dims[0], rest])
+}
+
+/// An error unless the outputs hold the embedding.
+pub fn embedding_of<B: Backend>(
+    method: &'static str,
+    outputs: &crate::NetworkOutputs<B>,
+    which: &str,
+) -> Result<Tensor<B, 2>, LossError> {
+    outputs
+        .embedding
+        .clone()
+        .ok_or_else(|| LossError::BadInput {
+            method,
+            message: format!("needs the {which}'s pooled embedding (feat[-1])"),
+        })
+}
+
+/// The stage maps `feat[1:-1]` (every feature map after the stem), or an error.
+pub fn stage_maps<B: Backend>(
+    method: &'static str,
+    outputs: &crate::NetworkOutputs<B>,
+    which: &str,
+) -> Result<Vec<Tensor<B, 4>>, LossError> {
+    if outputs.features.len() < 2 {
+        return Err(LossError::BadInput {
+            method,
+            message: format!(
+                "needs the {which}'s feature maps (feat[1:-1]); got {}",
+                outputs.features.len()
+            ),
+        });
+    }
+    Ok(outputs.features[1..].to_vec())
+}
+
+/// The last feature map `feat[-2]`, or an error.
+pub fn last_map<B: Backend>(
+    method: &'static str,
+    outputs: &crate::NetworkOutputs<B>,
+    which: &str,
+) -> Result<Tensor<B, 4>, LossError> {
+    outputs
+        .features
+        .last()
+        .cloned()
+        .ok_or_else(|| LossError::BadInput {
+            method,
+            message: format!("needs the {which}'s last feature map (feat[-2])"),
+        })
 }
 
 #[cfg(test)]

@@ -14,17 +14,45 @@
 //! None: the crate depends on `burn` without a backend.
 #![warn(missing_docs)]
 
+mod ab;
+mod at;
+mod cc;
+mod combined;
 mod contract;
+mod crd;
 mod dkd;
 mod error;
+mod fitnet;
+mod fsp;
+mod ft;
 pub mod functional;
 mod kd;
+mod nst;
+mod pkt;
+mod rkd;
+mod shapes;
+mod sp;
 mod sskd;
+mod vid;
 
+pub use ab::ActivationBoundary;
+pub use at::Attention;
+pub use cc::Correlation;
+pub use combined::{FeatureTerm, ObjectiveWeights, WithCeKd};
 pub use contract::{
     BatchLayout, DistillInputs, Distiller, LossTerm, LossTerms, Needs, NetworkOutputs,
 };
+pub use crd::{Crd, CrdConfig, CrdSampler};
 pub use dkd::{Dkd, DkdConfig};
 pub use error::LossError;
+pub use fitnet::{ConvReg, FitNet, RegressorConv};
+pub use fsp::Fsp;
+pub use ft::{FactorTransfer, Paraphraser};
 pub use kd::{Kd, KdConfig};
+pub use nst::Nst;
+pub use pkt::Pkt;
+pub use rkd::Rkd;
+pub use shapes::FeatureShapes;
+pub use sp::Similarity;
 pub use sskd::{ss_head_loss, Sskd, SskdConfig};
+pub use vid::{Vid, VidLayer};

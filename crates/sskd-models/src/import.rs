@@ -71,18 +71,32 @@ pub fn load_state_dict<B: Backend>(
     model: Model<B>,
     state: StateDict,
 ) -> Result<Model<B>, ModelError> {
-    let mut model = model;
-    let backbone_tensors = state
-        .tensors
+    let StateDict { path, tensors } = state;
+    let tensors = tensors
         .into_iter()
         .filter(|(key, _)| !key.starts_with("proj_head."))
         .collect();
-    let label = model.family();
-    let entries = map_entries(backbone_tensors, &state.path, label, |key| {
-        model.burn_path(key.strip_prefix("backbone.").unwrap_or(key))
-    })?;
-    apply_entries(&mut model, entries, &state.path, label)?;
-    Ok(model)
+    let (label, backbone_path) = (model.family(), model.key_mapper());
+    load_module_state_dict(model, StateDict { path, tensors }, label, |key| {
+        backbone_path(key.strip_prefix("backbone.").unwrap_or(key))
+    })
+}
+
+/// Loads a state dict with PyTorch names into any module: `module_path` maps each key onto the
+/// module's parameter path (with PyTorch leaf names: `weight`, `bias`, `running_mean`, …).
+/// Linear weights are transposed and batch-norm names translated as for the backbones; every
+/// parameter must be covered once, with its shape, or the error names the key (`label` names
+/// the module in messages).
+pub fn load_module_state_dict<B: Backend, M: Module<B>>(
+    module: M,
+    state: StateDict,
+    label: &str,
+    module_path: impl Fn(&str) -> Option<String>,
+) -> Result<M, ModelError> {
+    let mut module = module;
+    let entries = map_entries(state.tensors, &state.path, label, module_path)?;
+    apply_entries(&mut module, entries, &state.path, label)?;
+    Ok(module)
 }
 
 /// Loads a backbone and its SS head from an SSKD checkpoint (`backbone.` / `proj_head.` keys),
@@ -103,24 +117,16 @@ pub fn load_state_dict_with_head<B: Backend>(
     network: BackboneWithHead<B>,
     state: StateDict,
 ) -> Result<BackboneWithHead<B>, ModelError> {
-    let mut network = network;
-    let label = network.backbone.family();
-    let entries = map_entries(state.tensors, &state.path, label, |key| {
+    let (label, backbone_path) = (network.backbone.family(), network.backbone.key_mapper());
+    load_module_state_dict(network, state, label, |key| {
         match key.strip_prefix("proj_head.") {
             Some(head_key) => {
                 SelfSupervisionHead::<B>::burn_path(head_key).map(|p| format!("proj_head.{p}"))
             }
-            None => {
-                let backbone_key = key.strip_prefix("backbone.").unwrap_or(key);
-                network
-                    .backbone
-                    .burn_path(backbone_key)
-                    .map(|p| format!("backbone.{p}"))
-            }
+            None => backbone_path(key.strip_prefix("backbone.").unwrap_or(key))
+                .map(|p| format!("backbone.{p}")),
         }
-    })?;
-    apply_entries(&mut network, entries, &state.path, label)?;
-    Ok(network)
+    })
 }
 
 /// Pairs every tensor with its module path; a key `module_path` cannot place is an error.

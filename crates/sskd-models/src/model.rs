@@ -89,13 +89,19 @@ impl<B: Backend> Model<B> {
     /// is removed) onto this model's parameter path, with PyTorch's leaf names (`weight`,
     /// `bias`, `running_mean`, `running_var`). `None` if the key cannot belong to this family.
     pub fn burn_path(&self, torch_key: &str) -> Option<String> {
+        self.key_mapper()(torch_key)
+    }
+
+    /// The family's key mapping of [`Model::burn_path`] as a plain function, usable after the
+    /// model has been moved.
+    pub fn key_mapper(&self) -> fn(&str) -> Option<String> {
         match self {
-            Model::ResNet(_) => ResNet::<B>::burn_path(torch_key),
-            Model::WideResNet(_) => WideResNet::<B>::burn_path(torch_key),
-            Model::Vgg(_) => Vgg::<B>::burn_path(torch_key),
-            Model::MobileNetV2(_) => MobileNetV2::<B>::burn_path(torch_key),
-            Model::ShuffleNetV1(_) => ShuffleNetV1::<B>::burn_path(torch_key),
-            Model::ShuffleNetV2(_) => ShuffleNetV2::<B>::burn_path(torch_key),
+            Model::ResNet(_) => ResNet::<B>::burn_path,
+            Model::WideResNet(_) => WideResNet::<B>::burn_path,
+            Model::Vgg(_) => Vgg::<B>::burn_path,
+            Model::MobileNetV2(_) => MobileNetV2::<B>::burn_path,
+            Model::ShuffleNetV1(_) => ShuffleNetV1::<B>::burn_path,
+            Model::ShuffleNetV2(_) => ShuffleNetV2::<B>::burn_path,
         }
     }
 }

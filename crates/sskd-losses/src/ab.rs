@@ -1,0 +1,105 @@
+//! Activation-boundary distillation (Heo et al., AAAI 2019), as `distiller_zoo/AB.py` with the
+//! CRD codebase's `Connector`. Used in a pre-training stage (30 epochs); the main stage then
+//! trains with CE (+ KD) only.
+
+use burn::module::Module;
+use burn::tensor::{backend::Backend, Tensor};
+
+use crate::{ConvReg, DistillInputs, FeatureTerm, LossError, Needs};
+
+/// AB on the pre-activation stage maps `preact feat[1:-1]`: each student map goes through its
+/// connector (identity when channels and height match the teacher's, else `ConvReg` without
+/// ReLU), then with margin `m = 1`
+/// `l_i = Σ (s + m)²·[s > −m ∧ t ≤ 0] + (s − m)²·[s ≤ m ∧ t > 0]`,
+/// weighted by `2^(i − L + 1)` (the last layer 1), divided by the batch and multiplied by
+/// 3/1000; the term is the sum over layers.
+#[derive(Module, Debug)]
+pub struct ActivationBoundary<B: Backend> {
+    /// One connector per layer pair (`None`: identity).
+    pub connectors: Vec<Option<ConvReg<B>>>,
+    /// The margin `m`.
+    pub margin: f64,
+}
+
+impl<B: Backend> ActivationBoundary<B> {
+    /// Connectors for the zipped pairs of `feat[1:-1]` of networks with the given map shapes.
+    pub fn new(
+        student: &[[usize; 3]],
+        teacher: &[[usize; 3]],
+        device: &B::Device,
+    ) -> Result<Self, LossError> {
+        let connectors = student
+            .iter()
+            .skip(1)
+            .zip(teacher.iter().skip(1))
+            .map(|(s, t)| {
+                if s[0] == t[0] && s[1] == t[1] {
+                    Ok(None)
+                } else {
+                    ConvReg::new(*s, *t, false, device).map(Some)
+                }
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            connectors,
+            margin: 1.0,
+        })
+    }
+
+    fn boundary_loss(&self, student: Tensor<B, 4>, teacher: Tensor<B, 4>) -> Tensor<B, 1> {
+        let m = self.margin;
+        let teacher_active = teacher.greater_elem(0.0);
+        let push_down = student
+            .clone()
+            .greater_elem(-m)
+            .bool_and(teacher_active.clone().bool_not());
+        let push_up = student.clone().lower_equal_elem(m).bool_and(teacher_active);
+        let below = student.clone().add_scalar(m).powf_scalar(2.0) * push_down.float();
+        let above = student.sub_scalar(m).powf_scalar(2.0) * push_up.float();
+        (below + above).sum()
+    }
+}
+
+impl<B: Backend> FeatureTerm<B> for ActivationBoundary<B> {
+    fn name(&self) -> &'static str {
+        "ab"
+    }
+
+    fn needs(&self) -> Needs {
+        Needs {
+            preact_features: true,
+            ..Needs::default()
+        }
+    }
+
+    fn term(&self, inputs: &DistillInputs<B>) -> Result<Tensor<B, 1>, LossError> {
+        let maps = |outputs: &crate::NetworkOutputs<B>, which: &str| match &outputs.preact_features
+        {
+            Some(maps) if maps.len() >= 2 => Ok(maps[1..].to_vec()),
+            _ => Err(LossError::BadInput {
+                method: "ab",
+                message: format!("needs the {which}'s pre-activation feature maps"),
+            }),
+        };
+        let student = maps(&inputs.student, "student")?;
+        let teacher = maps(&inputs.teacher, "teacher")?;
+        let layers = self.connectors.len();
+        let batch = student[0].dims()[0] as f64;
+        Ok(self
+            .connectors
+            .iter()
+            .zip(student.into_iter().zip(teacher))
+            .enumerate()
+            .map(|(index, (connector, (s, t)))| {
+                let s = match connector {
+                    Some(regressor) => regressor.forward(s),
+                    None => s,
+                };
+                let weight = 2f64.powi(index as i32 - layers as i32 + 1);
+                self.boundary_loss(s, t)
+                    .mul_scalar(weight / batch * 3.0 / 1000.0)
+            })
+            .reduce(|a, b| a + b)
+            .expect("at least one layer pair"))
+    }
+}

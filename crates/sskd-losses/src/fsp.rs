@@ -1,0 +1,64 @@
+//! Flow of solution procedure (Yim et al., CVPR 2017), as `distiller_zoo/FSP.py`.
+
+use burn::module::Module;
+use burn::tensor::{backend::Backend, Tensor};
+
+use crate::functional::match_spatial;
+use crate::{DistillInputs, FeatureTerm, LossError, Needs};
+
+/// FSP on all feature maps `feat[:-1]`: for consecutive maps (bottom, top) of one network,
+/// pooled to a common size, `G = (1/HW) · top · bottomᵀ` (`[B, C_top, C_bottom]`); the term is
+/// `Σ_pairs mean (G_s − G_t)²`. Student and teacher must have the same channel counts at every
+/// stage (the CRD code raises otherwise). Used in a pre-training stage; CRD weight β = 50.
+#[derive(Module, Debug, Clone, Default)]
+pub struct Fsp;
+
+/// The FSP matrices of consecutive maps. Each `[b, c_top, c_bottom]`.
+fn fsp_matrices<B: Backend>(maps: &[Tensor<B, 4>]) -> Vec<Tensor<B, 3>> {
+    maps.windows(2)
+        .map(|pair| {
+            let (bottom, top) = match_spatial(pair[0].clone(), pair[1].clone());
+            let [batch, bottom_channels, height, width] = bottom.dims();
+            let top_channels = top.dims()[1];
+            let bottom = bottom.reshape([batch, bottom_channels, height * width]);
+            let top = top.reshape([batch, top_channels, height * width]);
+            top.matmul(bottom.swap_dims(1, 2))
+                .div_scalar((height * width) as f64)
+        })
+        .collect()
+}
+
+impl<B: Backend> FeatureTerm<B> for Fsp {
+    fn name(&self) -> &'static str {
+        "fsp"
+    }
+
+    fn needs(&self) -> Needs {
+        Needs {
+            features: true,
+            ..Needs::default()
+        }
+    }
+
+    fn term(&self, inputs: &DistillInputs<B>) -> Result<Tensor<B, 1>, LossError> {
+        let student = &inputs.student.features;
+        let teacher = &inputs.teacher.features;
+        let channels = |maps: &[Tensor<B, 4>]| maps.iter().map(|m| m.dims()[1]).collect::<Vec<_>>();
+        if student.len() < 2 || channels(student) != channels(teacher) {
+            return Err(LossError::BadInput {
+                method: "fsp",
+                message: format!(
+                    "needs equal channel counts at every stage: student {:?}, teacher {:?}",
+                    channels(student),
+                    channels(teacher)
+                ),
+            });
+        }
+        Ok(fsp_matrices(student)
+            .into_iter()
+            .zip(fsp_matrices(teacher))
+            .map(|(s, t)| (s - t).powf_scalar(2.0).mean())
+            .reduce(|a, b| a + b)
+            .expect("at least one pair"))
+    }
+}

@@ -1,0 +1,143 @@
+//! Factor transfer (Kim et al., NeurIPS 2018) as the CRD codebase implements it: a paraphraser
+//! pre-trained on the teacher's last feature map, a translator trained with the student.
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
+use burn::nn::PaddingConfig2d;
+use burn::tensor::activation::leaky_relu;
+use burn::tensor::{backend::Backend, Tensor};
+use sskd_models::layers::ConvBn;
+
+use crate::functional::{attention_map, last_map, match_spatial};
+use crate::{DistillInputs, FeatureTerm, LossError, Needs};
+
+const SLOPE: f64 = 0.1;
+
+fn conv3x3<B: Backend>(channels_in: usize, channels_out: usize, device: &B::Device) -> Conv2d<B> {
+    Conv2dConfig::new([channels_in, channels_out], [3, 3])
+        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .init(device)
+}
+
+fn conv_transpose3x3<B: Backend>(
+    channels_in: usize,
+    channels_out: usize,
+    device: &B::Device,
+) -> ConvTranspose2d<B> {
+    ConvTranspose2dConfig::new([channels_in, channels_out], [3, 3])
+        .with_padding([1, 1])
+        .init(device)
+}
+
+/// The paraphraser of the teacher's `feat[-2]` (C channels, factor `k·C`, k = 0.5, no BN):
+/// encoder `conv3×3(C→C) → conv3×3(C→kC) → conv3×3(kC→kC)`, decoder the mirror with transposed
+/// convolutions; LeakyReLU(0.1) after each layer.
+///
+/// # Shapes
+/// - input `[b, C, h, w]`; factor `[b, kC, h, w]`; reconstruction `[b, C, h, w]`
+#[derive(Module, Debug)]
+pub struct Paraphraser<B: Backend> {
+    /// Encoder convolutions (`encoder.0`, `.3`, `.6`).
+    pub encoder: Vec<Conv2d<B>>,
+    /// Decoder transposed convolutions (`decoder.0`, `.3`, `.6`).
+    pub decoder: Vec<ConvTranspose2d<B>>,
+}
+
+impl<B: Backend> Paraphraser<B> {
+    /// A paraphraser for a teacher map with `channels` channels.
+    pub fn new(channels: usize, device: &B::Device) -> Self {
+        let factor = channels / 2;
+        Self {
+            encoder: vec![
+                conv3x3(channels, channels, device),
+                conv3x3(channels, factor, device),
+                conv3x3(factor, factor, device),
+            ],
+            decoder: vec![
+                conv_transpose3x3(factor, factor, device),
+                conv_transpose3x3(factor, channels, device),
+                conv_transpose3x3(channels, channels, device),
+            ],
+        }
+    }
+
+    /// The factor of a teacher map.
+    pub fn encode(&self, map: Tensor<B, 4>) -> Tensor<B, 4> {
+        self.encoder
+            .iter()
+            .fold(map, |hidden, conv| leaky_relu(conv.forward(hidden), SLOPE))
+    }
+
+    /// The pre-training loss: `mean (decoder(encoder(f_t)) − f_t)²`.
+    pub fn reconstruction_loss(&self, map: Tensor<B, 4>) -> Tensor<B, 1> {
+        let factor = self.encode(map.clone());
+        let reconstruction = self.decoder.iter().fold(factor, |hidden, conv| {
+            leaky_relu(conv.forward(hidden), SLOPE)
+        });
+        (reconstruction - map).powf_scalar(2.0).mean()
+    }
+}
+
+/// FT: the translator (`conv3×3 → BN → LeakyReLU` ×3, `C_s → C_s → kC_t → kC_t`) on the
+/// student's `feat[-2]`, the frozen paraphraser's factor of the teacher's, and the term
+/// `mean |n(f_s) − n(f_t)|` with `n(f) = normalize(mean_C(f²))` (pooled to a common size).
+/// CRD weight β = 200.
+#[derive(Module, Debug)]
+pub struct FactorTransfer<B: Backend> {
+    /// The student-side translator (`encoder.{0,3,6}` convs, `encoder.{1,4,7}` BN).
+    pub translator: Vec<ConvBn<B>>,
+    /// The pre-trained paraphraser (kept frozen: its factor is detached).
+    pub paraphraser: Paraphraser<B>,
+}
+
+impl<B: Backend> FactorTransfer<B> {
+    /// FT between last maps of `student_channels` and `teacher_channels`, with a fresh
+    /// paraphraser (pre-train it with [`Paraphraser::reconstruction_loss`]).
+    pub fn new(student_channels: usize, teacher_channels: usize, device: &B::Device) -> Self {
+        let factor = teacher_channels / 2;
+        let layer = |channels_in, channels_out| ConvBn {
+            conv: conv3x3(channels_in, channels_out, device),
+            bn: burn::nn::BatchNormConfig::new(channels_out).init(device),
+        };
+        Self {
+            translator: vec![
+                layer(student_channels, student_channels),
+                layer(student_channels, factor),
+                layer(factor, factor),
+            ],
+            paraphraser: Paraphraser::new(teacher_channels, device),
+        }
+    }
+
+    /// The translator's factor of a student map.
+    pub fn translate(&self, map: Tensor<B, 4>) -> Tensor<B, 4> {
+        self.translator.iter().fold(map, |hidden, layer| {
+            leaky_relu(layer.forward(hidden), SLOPE)
+        })
+    }
+}
+
+impl<B: Backend> FeatureTerm<B> for FactorTransfer<B> {
+    fn name(&self) -> &'static str {
+        "ft"
+    }
+
+    fn needs(&self) -> Needs {
+        Needs {
+            features: true,
+            ..Needs::default()
+        }
+    }
+
+    fn term(&self, inputs: &DistillInputs<B>) -> Result<Tensor<B, 1>, LossError> {
+        let student = self.translate(last_map("ft", &inputs.student, "student")?);
+        let teacher = self
+            .paraphraser
+            .encode(last_map("ft", &inputs.teacher, "teacher")?)
+            .detach();
+        let (student, teacher) = match_spatial(student, teacher);
+        Ok((attention_map(student, 2.0) - attention_map(teacher, 2.0))
+            .abs()
+            .mean())
+    }
+}

@@ -1,0 +1,57 @@
+//! Neuron selectivity transfer (Huang & Wang, 2017), as `distiller_zoo/NST.py`.
+
+use burn::module::Module;
+use burn::tensor::{backend::Backend, Tensor};
+
+use crate::functional::{clamped_norm, match_spatial, stage_maps};
+use crate::{DistillInputs, FeatureTerm, LossError, Needs};
+
+/// NST on the stage maps `feat[1:-1]`: each map is reshaped to `[B, C, HW]` and every channel's
+/// spatial vector L2-normalised; with the polynomial kernel `k(a, b) = (a·b)²` between all channel
+/// pairs, the per-layer term is `mean K_tt + mean K_ss − 2 · mean K_st`, summed over zipped
+/// layers (larger maps pooled to the smaller size). CRD weight β = 50.
+#[derive(Module, Debug, Clone, Default)]
+pub struct Nst;
+
+/// Channel vectors normalised over space. `[b, c, h, w]` → `[b, c, h·w]`.
+fn channel_vectors<B: Backend>(features: Tensor<B, 4>) -> Tensor<B, 3> {
+    let [batch, channels, height, width] = features.dims();
+    let flat = features.reshape([batch, channels, height * width]);
+    let norms = clamped_norm(flat.clone(), 2, 1e-12);
+    flat / norms
+}
+
+/// `mean_{b,i,j} (a_i · b_j)²`.
+fn mean_polynomial_kernel<B: Backend>(a: Tensor<B, 3>, b: Tensor<B, 3>) -> Tensor<B, 1> {
+    a.matmul(b.swap_dims(1, 2)).powf_scalar(2.0).mean()
+}
+
+impl<B: Backend> FeatureTerm<B> for Nst {
+    fn name(&self) -> &'static str {
+        "nst"
+    }
+
+    fn needs(&self) -> Needs {
+        Needs {
+            features: true,
+            ..Needs::default()
+        }
+    }
+
+    fn term(&self, inputs: &DistillInputs<B>) -> Result<Tensor<B, 1>, LossError> {
+        let student = stage_maps("nst", &inputs.student, "student")?;
+        let teacher = stage_maps("nst", &inputs.teacher, "teacher")?;
+        Ok(student
+            .into_iter()
+            .zip(teacher)
+            .map(|(s, t)| {
+                let (s, t) = match_spatial(s, t);
+                let (s, t) = (channel_vectors(s), channel_vectors(t));
+                mean_polynomial_kernel(t.clone(), t.clone()).detach()
+                    + mean_polynomial_kernel(s.clone(), s.clone())
+                    - mean_polynomial_kernel(s, t).mul_scalar(2.0)
+            })
+            .reduce(|a, b| a + b)
+            .expect("at least one layer pair"))
+    }
+}

@@ -1,0 +1,41 @@
+//! The feature shapes a method's trainable parts are sized from.
+
+use burn::tensor::{backend::Backend, Tensor};
+use sskd_models::{Model, ModelOutput};
+
+/// Per-sample shapes of a network's outputs: the feature maps `[c, h, w]` and the embedding
+/// width.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeatureShapes {
+    /// `feat[0..K]` as `[channels, height, width]`.
+    pub maps: Vec<[usize; 3]>,
+    /// Length of `feat[-1]`.
+    pub embedding: usize,
+}
+
+impl FeatureShapes {
+    /// The shapes of an output.
+    pub fn of<B: Backend>(output: &ModelOutput<B>) -> Self {
+        Self {
+            maps: output
+                .features
+                .iter()
+                .map(|f| {
+                    let [_, c, h, w] = f.dims();
+                    [c, h, w]
+                })
+                .collect(),
+            embedding: output.embedding.dims()[1],
+        }
+    }
+
+    /// Runs two blank images of `height × width` through `model` and reads the shapes.
+    pub fn probe<B: Backend>(
+        model: &Model<B>,
+        height: usize,
+        width: usize,
+        device: &B::Device,
+    ) -> Self {
+        Self::of(&model.forward(Tensor::zeros([2, 3, height, width], device)))
+    }
+}

@@ -1,0 +1,103 @@
+//! Variational information distillation (Ahn et al., CVPR 2019), as `distiller_zoo/VID.py`.
+
+use burn::module::{Initializer, Module, Param};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::tensor::activation::{relu, softplus};
+use burn::tensor::{backend::Backend, Tensor};
+
+use crate::functional::{match_spatial, stage_maps};
+use crate::{DistillInputs, FeatureTerm, LossError, Needs};
+
+/// One VID layer pair: the regressor `conv1×1(C_s→C_t) → ReLU → conv1×1 → ReLU → conv1×1` (no
+/// biases) gives the mean μ, and a per-channel variance `σ² = softplus(θ) + 1e-5` with θ
+/// initialised so that σ² = 5.
+#[derive(Module, Debug)]
+pub struct VidLayer<B: Backend> {
+    /// First 1×1 convolution (`regressor.0`).
+    pub conv1: Conv2d<B>,
+    /// Second (`regressor.2`).
+    pub conv2: Conv2d<B>,
+    /// Third (`regressor.4`).
+    pub conv3: Conv2d<B>,
+    /// θ (`log_scale`). `[c_t]`.
+    pub log_scale: Param<Tensor<B, 1>>,
+}
+
+const VARIANCE_EPS: f64 = 1e-5;
+
+impl<B: Backend> VidLayer<B> {
+    fn new(student_channels: usize, teacher_channels: usize, device: &B::Device) -> Self {
+        let conv = |channels_in| {
+            Conv2dConfig::new([channels_in, teacher_channels], [1, 1])
+                .with_bias(false)
+                .init(device)
+        };
+        let initial = ((5.0f64 - VARIANCE_EPS).exp() - 1.0).ln();
+        Self {
+            conv1: conv(student_channels),
+            conv2: conv(teacher_channels),
+            conv3: conv(teacher_channels),
+            log_scale: Initializer::Constant { value: initial }.init([teacher_channels], device),
+        }
+    }
+
+    /// `mean(0.5 · ((μ − f_t)² / σ² + log σ²))` after pooling the larger map to the smaller.
+    fn loss(&self, student: Tensor<B, 4>, teacher: Tensor<B, 4>) -> Tensor<B, 1> {
+        let (student, teacher) = match_spatial(student, teacher);
+        let mean = self
+            .conv3
+            .forward(relu(self.conv2.forward(relu(self.conv1.forward(student)))));
+        let channels = self.log_scale.dims()[0];
+        let variance = softplus(self.log_scale.val(), 1.0)
+            .add_scalar(VARIANCE_EPS)
+            .reshape([1, channels, 1, 1]);
+        ((mean - teacher).powf_scalar(2.0) / variance.clone() + variance.log())
+            .mul_scalar(0.5)
+            .mean()
+    }
+}
+
+/// VID on the stage maps `feat[1:-1]`, one [`VidLayer`] per zipped pair, summed. CRD weight β = 1.
+#[derive(Module, Debug)]
+pub struct Vid<B: Backend> {
+    /// The layer pairs.
+    pub layers: Vec<VidLayer<B>>,
+}
+
+impl<B: Backend> Vid<B> {
+    /// One layer per zipped pair of `feat[1:-1]` of networks with the given map shapes.
+    pub fn new(student: &[[usize; 3]], teacher: &[[usize; 3]], device: &B::Device) -> Self {
+        let layers = student
+            .iter()
+            .skip(1)
+            .zip(teacher.iter().skip(1))
+            .map(|(s, t)| VidLayer::new(s[0], t[0], device))
+            .collect();
+        Self { layers }
+    }
+}
+
+impl<B: Backend> FeatureTerm<B> for Vid<B> {
+    fn name(&self) -> &'static str {
+        "vid"
+    }
+
+    fn needs(&self) -> Needs {
+        Needs {
+            features: true,
+            ..Needs::default()
+        }
+    }
+
+    fn term(&self, inputs: &DistillInputs<B>) -> Result<Tensor<B, 1>, LossError> {
+        let student = stage_maps("vid", &inputs.student, "student")?;
+        let teacher = stage_maps("vid", &inputs.teacher, "teacher")?;
+        Ok(self
+            .layers
+            .iter()
+            .zip(student.into_iter().zip(teacher))
+            .map(|(layer, (s, t))| layer.loss(s, t))
+            .reduce(|a, b| a + b)
+            .expect("at least one layer pair"))
+    }
+}
