@@ -21,7 +21,7 @@ type B = Autodiff<Flex>;
 const TOLERANCE: f32 = 1e-5;
 
 fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/losses")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/baselines")
 }
 
 /// The student/teacher tensors of a fixture, student ones tracking gradients.

@@ -1,4 +1,6 @@
-"""Writes the PyTorch reference fixtures of the distillation losses to tests/fixtures/losses/.
+"""Writes the PyTorch reference fixtures of the distillation losses to tests/fixtures/losses/
+(logit methods and SSKD) and tests/fixtures/baselines/ (the CRD-codebase baselines, whose
+references live in tools/loss_baselines_reference.py).
 
 Usage (CPU torch from PyPI, plus numpy and safetensors):
     python tools/make_loss_fixtures.py
@@ -22,6 +24,7 @@ import torch.nn.functional as F
 from safetensors.numpy import save_file
 
 OUT = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "losses")
+OUT_BASELINES = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "baselines")
 
 
 def kl_batchmean(t, s, temperature):
@@ -259,7 +262,7 @@ def run_feature(name, method, shapes, rng, compute, module=None, extra=None, use
             if k.startswith("memory") or k == "normalizers":
                 out[f"after.{k}"] = v.float().numpy()
     meta = {"method": method, "shapes": shapes}
-    save_file(out, os.path.join(OUT, f"{name}.safetensors"), metadata={"case": json.dumps(meta)})
+    save_file(out, os.path.join(OUT_BASELINES, f"{name}.safetensors"), metadata={"case": json.dumps(meta)})
     print(name, round(term.item(), 6))
 
 
@@ -316,5 +319,6 @@ def baseline_cases():
 
 
 if __name__ == "__main__":
+    os.makedirs(OUT_BASELINES, exist_ok=True)
     main()
     baseline_cases()
