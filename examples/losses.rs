@@ -199,6 +199,7 @@ fn main() -> Result<()> {
         labels: inputs.labels()?,
         sample_indices: None,
         contrast_indices: None,
+        ss_labels: None,
         layout: if distiller.needs().rotations {
             BatchLayout::Rotations4
         } else {

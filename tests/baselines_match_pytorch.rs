@@ -100,6 +100,7 @@ impl Case {
                 .map(|d| Tensor::from_data(d, &Default::default())),
             contrast_indices: ints("contrast_indices")
                 .map(|d| Tensor::from_data(d, &Default::default())),
+            ss_labels: None,
             layout: BatchLayout::Plain,
             epoch: 0,
         }

@@ -11,7 +11,7 @@ use common::{assert_close, values, Fixture};
 use serde_json::Value;
 use sskd::losses::{
     ss_head_loss, BatchLayout, DistillInputs, Distiller, DkdConfig, KdConfig, LossTerms,
-    NetworkOutputs, SskdConfig,
+    NetworkOutputs, SsKnowledge, SskdConfig,
 };
 
 type B = Autodiff<Flex>;
@@ -78,6 +78,10 @@ fn distiller(method: &str, config: &Value) -> Box<dyn Distiller<B>> {
                 .with_ss_temperature(f64_field(config, "ss_temperature"))
                 .with_ratio_tf(f64_field(config, "ratio_tf"))
                 .with_ratio_ss(f64_field(config, "ratio_ss"))
+                .with_ss_knowledge(match config["ss_knowledge"].as_str() {
+                    Some("Classification") => SsKnowledge::Classification,
+                    _ => SsKnowledge::Contrastive,
+                })
                 .init()
                 .unwrap(),
         ),
@@ -179,6 +183,7 @@ fn every_loss_matches_pytorch() {
             labels: labels(&fixture),
             sample_indices: None,
             contrast_indices: None,
+            ss_labels: None,
             layout: if method == "sskd" {
                 BatchLayout::Rotations4
             } else {
@@ -235,6 +240,7 @@ fn non_finite_and_misshapen_inputs_are_errors() {
         labels: Tensor::<B, 1, Int>::zeros([labels], &device),
         sample_indices: None,
         contrast_indices: None,
+        ss_labels: None,
         layout: BatchLayout::Rotations4,
         epoch: 0,
     };

@@ -64,11 +64,15 @@ def sskd(s_logits, t_logits, s_head, t_head, labels, cfg):
     aug_labels = labels.unsqueeze(1).expand(-1, 3).reshape(-1)
     keep_tf = select(rank_of_target(t_aug, aug_labels), cfg["ratio_tf"])
     tf = kl_batchmean(t_aug[keep_tf], s_aug[keep_tf], cfg["tf_temperature"]) * cfg["tf_temperature"] ** 2
-    sh_nor, sh_aug = split(s_head)
-    th_nor, th_aug = split(t_head)
-    s_sim = cos_matrix(sh_aug, sh_nor)
-    t_sim = cos_matrix(th_aug, th_nor)
-    sources = torch.arange(3 * b) // 3
+    if cfg.get("ss_knowledge", "Contrastive") == "Contrastive":
+        sh_nor, sh_aug = split(s_head)
+        th_nor, th_aug = split(t_head)
+        s_sim = cos_matrix(sh_aug, sh_nor)
+        t_sim = cos_matrix(th_aug, th_nor)
+        sources = torch.arange(3 * b) // 3
+    else:  # classification SS task (rotation): logits on all 4B rows, label = rotation index
+        s_sim, t_sim = s_head, t_head
+        sources = torch.arange(4 * b) % 4
     keep_ss = select(rank_of_target(t_sim, sources), cfg["ratio_ss"])
     ss = kl_batchmean(t_sim[keep_ss], s_sim[keep_ss], cfg["ss_temperature"]) * cfg["ss_temperature"] ** 2
     terms = {"ce": ce, "kd": kd, "tf": tf, "ss": ss}
@@ -187,6 +191,7 @@ def main():
         ("sskd_batch_of_one", 1, 10, 8, "plausible", SSKD_DEFAULT),
         ("sskd_zero_head_rows", 6, 10, 8, "zero_rows", SSKD_DEFAULT),
         ("sskd_supplementary_weights", 16, 100, 64, "plausible", dict(SSKD_DEFAULT, tf_weight=5.0, ss_weight=3.0)),
+        ("sskd_rotation_task", 16, 100, 4, "plausible", dict(SSKD_DEFAULT, ss_temperature=4.0, ss_knowledge="Classification")),
     ]
     for name, b, classes, dim, kind, cfg in sskd_cases:
         s_logits, t_logits, s_head, t_head, labels = sskd_inputs(rng, b, classes, dim, kind)

@@ -67,6 +67,8 @@ pub struct DistillInputs<B: Backend> {
     /// CRD's contrast indices `[images, K + 1]`: column 0 the positive, then K negatives (see
     /// `CrdSampler`).
     pub contrast_indices: Option<Tensor<B, 2, Int>>,
+    /// Labels of a classification SS task, one per row (SSKD's SS-task ablation).
+    pub ss_labels: Option<Tensor<B, 1, Int>>,
     /// Row layout of the outputs.
     pub layout: BatchLayout,
     /// The 0-based training epoch (for methods with a warm-up).

@@ -54,5 +54,5 @@ pub use pkt::Pkt;
 pub use rkd::Rkd;
 pub use shapes::FeatureShapes;
 pub use sp::Similarity;
-pub use sskd::{ss_head_loss, Sskd, SskdConfig};
+pub use sskd::{ss_head_loss, SsKnowledge, Sskd, SskdConfig};
 pub use vid::{Vid, VidLayer};

@@ -46,6 +46,22 @@ pub struct SskdConfig {
     /// Share of the teacher-wrong similarity rows kept for `L_ss`.
     #[config(default = 0.75)]
     pub ratio_ss: f64,
+    /// What the SS heads output: the contrastive embedding of the paper (default), or the
+    /// logits of a classification SS task for the ablation of Table 2 (rotation, jigsaw,
+    /// exemplar). Set `ss_temperature` for logits (e.g. 4.0); the paper gives no weights for
+    /// the ablation.
+    #[config(default = "SsKnowledge::Contrastive")]
+    pub ss_knowledge: SsKnowledge,
+}
+
+/// The knowledge SSKD transfers through the self-supervision heads.
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub enum SsKnowledge {
+    /// The `[3B, B]` cosine-similarity matrix of the heads' embeddings, target `a div 3`.
+    Contrastive,
+    /// The heads' logits of a classification SS task, on all `4B` rows, target the row's SS
+    /// label (`DistillInputs::ss_labels`, or the rotation index `row mod 4` when absent).
+    Classification,
 }
 
 impl SskdConfig {
@@ -106,6 +122,12 @@ impl SskdConfig {
 #[derive(Debug, Clone)]
 pub struct Sskd {
     config: SskdConfig,
+}
+
+/// `[0, 1, 2, 3, 0, 1, …]`: the rotation index of each row of a four-rotation batch.
+fn rotation_labels<B: Backend>(images: usize, device: &B::Device) -> Tensor<B, 1, Int> {
+    let labels: Vec<i64> = (0..4 * images as i64).map(|row| row % 4).collect();
+    Tensor::from_data(TensorData::new(labels, [4 * images]), device)
 }
 
 /// `[0, 0, 0, 1, 1, 1, …]`: the source image of each transformed row.
@@ -222,19 +244,36 @@ impl<B: Backend> Distiller<B> for Sskd {
             config.tf_temperature,
         );
 
-        let (student_head_normal, student_head_rotated) = split_rotations(student_head);
-        let (teacher_head_normal, teacher_head_rotated) = split_rotations(teacher_head);
-        let student_similarity =
-            cosine_similarity_matrix(student_head_rotated, student_head_normal); // [3B, B]
-        let teacher_similarity =
-            cosine_similarity_matrix(teacher_head_rotated, teacher_head_normal); // [3B, B]
-        let (ss, kept_ss) = Self::selected_kl(
-            teacher_similarity,
-            student_similarity,
-            source_images::<B>(images, &device),
-            config.ratio_ss,
-            config.ss_temperature,
-        );
+        let (ss, kept_ss) = match config.ss_knowledge {
+            SsKnowledge::Contrastive => {
+                let (student_head_normal, student_head_rotated) = split_rotations(student_head);
+                let (teacher_head_normal, teacher_head_rotated) = split_rotations(teacher_head);
+                let student_similarity =
+                    cosine_similarity_matrix(student_head_rotated, student_head_normal); // [3B, B]
+                let teacher_similarity =
+                    cosine_similarity_matrix(teacher_head_rotated, teacher_head_normal); // [3B, B]
+                Self::selected_kl(
+                    teacher_similarity,
+                    student_similarity,
+                    source_images::<B>(images, &device),
+                    config.ratio_ss,
+                    config.ss_temperature,
+                )
+            }
+            SsKnowledge::Classification => {
+                let ss_labels = match &inputs.ss_labels {
+                    Some(labels) => labels.clone(),
+                    None => rotation_labels::<B>(images, &device),
+                };
+                Self::selected_kl(
+                    teacher_head,
+                    student_head,
+                    ss_labels,
+                    config.ratio_ss,
+                    config.ss_temperature,
+                )
+            }
+        };
 
         Ok(LossTerms {
             terms: vec![

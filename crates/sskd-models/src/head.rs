@@ -11,8 +11,11 @@ use crate::{Model, ModelOutput};
 /// Configuration of a [`SelfSupervisionHead`].
 #[derive(Config, Debug)]
 pub struct SelfSupervisionHeadConfig {
-    /// Width `d` of the backbone's embedding, which is also the head's output width.
+    /// Width `d` of the backbone's embedding.
     pub dim: usize,
+    /// Output width: `d` for SSKD's contrastive head (the default), or the number of classes
+    /// of a classification SS task (4 for rotation, 24 for 2×2 jigsaw).
+    pub outputs: Option<usize>,
 }
 
 impl SelfSupervisionHeadConfig {
@@ -20,15 +23,16 @@ impl SelfSupervisionHeadConfig {
     pub fn init<B: Backend>(&self, device: &B::Device) -> SelfSupervisionHead<B> {
         SelfSupervisionHead {
             fc1: LinearConfig::new(self.dim, self.dim).init(device),
-            fc2: LinearConfig::new(self.dim, self.dim).init(device),
+            fc2: LinearConfig::new(self.dim, self.outputs.unwrap_or(self.dim)).init(device),
         }
     }
 }
 
-/// The SS module: `Linear(d→d) → ReLU → Linear(d→d)`, no normalisation.
+/// The SS module: `Linear(d→d) → ReLU → Linear(d→d)`, no normalisation (or `→ classes` for a
+/// classification SS task).
 ///
 /// # Shapes
-/// - input `[batch, d]`, output `[batch, d]`
+/// - input `[batch, d]`, output `[batch, d]` (or `[batch, classes]`)
 #[derive(Module, Debug)]
 pub struct SelfSupervisionHead<B: Backend> {
     /// First linear layer (`proj_head.0`).
