@@ -25,3 +25,4 @@ pub use sskd_train as train;
 
 pub mod backend;
 pub mod config;
+pub mod loss_workloads;

@@ -1,6 +1,7 @@
 //! Decoupled knowledge distillation (Zhao et al., CVPR 2022), as mdistiller computes it.
 
 use burn::config::Config;
+use burn::module::Module;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{backend::Backend, Tensor};
 
@@ -53,7 +54,7 @@ impl DkdConfig {
 ///   distribution over the non-target classes;
 /// - weights `α·w`, `β·w` with the warm-up factor `w = min((epoch + 1) / warmup, 1)` (`epoch`
 ///   0-based, mdistiller counts from 1).
-#[derive(Debug, Clone)]
+#[derive(Module, Debug, Clone)]
 pub struct Dkd {
     config: DkdConfig,
 }

@@ -2,6 +2,7 @@
 //! the optional logit standardisation of Sun et al. (CVPR 2024).
 
 use burn::config::Config;
+use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
 
 use crate::functional::{cross_entropy, ensure_finite, kl_batchmean, split_rotations};
@@ -50,7 +51,7 @@ impl KdConfig {
 /// `(z − mean(z)) / (std(z) + 1e-7)` (unbiased std, as the LS code's `torch.std`).
 ///
 /// On a [`BatchLayout::Rotations4`] batch it uses the unrotated rows.
-#[derive(Debug, Clone)]
+#[derive(Module, Debug, Clone)]
 pub struct Kd {
     temperature: f64,
     ce_weight: f64,

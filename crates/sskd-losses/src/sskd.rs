@@ -2,6 +2,7 @@
 //! released code computes it (`student.py`, HEAD 661b972).
 
 use burn::config::Config;
+use burn::module::Module;
 use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 
 use crate::functional::{
@@ -119,7 +120,7 @@ impl SskdConfig {
 /// Terms are reported unweighted (each already × τ²) with their weights; counts `kept_tf` and
 /// `kept_ss` say how many rows each selection kept. A selection that keeps no row gives a zero
 /// term (PyTorch would give NaN).
-#[derive(Debug, Clone)]
+#[derive(Module, Debug, Clone)]
 pub struct Sskd {
     config: SskdConfig,
 }
