@@ -37,7 +37,11 @@ impl BackendJob for Bench {
 
     fn run<B: Backend>(self, device: B::Device) -> Result<()> {
         let args = self.0;
-        let names = if args.names.is_empty() { workload_names() } else { args.names.clone() };
+        let names = if args.names.is_empty() {
+            workload_names()
+        } else {
+            args.names.clone()
+        };
         for name in names {
             let step = LossStep::<Autodiff<B>>::new(&name, &device).map_err(anyhow::Error::msg)?;
             for _ in 0..args.warmup {

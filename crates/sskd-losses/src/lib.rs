@@ -2,13 +2,21 @@
 //!
 //! The distillation losses of SSKD and its comparisons, generic over any Burn backend and
 //! differentiable on the autodiff backend. Every method implements [`Distiller`]: it receives the
-//! student's and the teacher's outputs for a batch and returns its loss terms by name
-//! ([`LossTerms`]), which the trainer sums and logs; a method never needs a trainer change.
+//! student's and the teacher's outputs for a batch ([`DistillInputs`]) and returns its loss terms
+//! by name ([`LossTerms`]), which the trainer sums and logs; a method never needs a trainer
+//! change. Methods with trainable parts (regressors, embeddings, memories) are Burn modules, so
+//! the trainer optimises them with the student. [`create_method`] builds any of them by name.
 //!
-//! Methods so far: [`Kd`] (with optional logit standardisation), [`Dkd`] and [`Sskd`] (with the
-//! stage-2 [`ss_head_loss`]). Each formula is written in the doc comment next to the code that
-//! computes it; `tools/make_loss_fixtures.py` implements the same formulas in PyTorch and the
-//! tests match its values and gradients.
+//! - SSKD ([`Sskd`]) with the error-level ranking, the stage-2 head loss ([`ss_head_loss`]) and
+//!   the SS-task ablation ([`SsKnowledge::Classification`]);
+//! - logit methods: [`Kd`] (with optional logit standardisation), [`Dkd`];
+//! - the CRD-codebase baselines, each a [`FeatureTerm`] combined with CE and KD by
+//!   [`WithCeKd`]: [`FitNet`], [`Attention`], [`Similarity`], [`Correlation`], [`Vid`], [`Rkd`],
+//!   [`Pkt`], [`ActivationBoundary`], [`FactorTransfer`], [`Fsp`], [`Nst`], [`Crd`].
+//!
+//! Each formula is written in the doc comment next to the code that computes it;
+//! `tools/make_loss_fixtures.py` and `tools/loss_baselines_reference.py` implement the same
+//! formulas in PyTorch, and the tests match their values and gradients within 1e-5.
 //!
 //! ## Feature flags
 //! None: the crate depends on `burn` without a backend.
