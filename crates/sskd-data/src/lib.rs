@@ -1,2 +1,25 @@
-//! `sskd-data`: part of the sskd workspace (filled by its own issue).
+//! # sskd-data
+//!
+//! Readers for the datasets of the SSKD experiments, offline, from the files users have:
+//! CIFAR-100 (binary and python pickle), CIFAR-10 (binary), STL-10 (binary, folds,
+//! unlabeled), Tiny-ImageNet-200, ImageNet-style class folders and (Fashion-)MNIST IDX files.
+//! Every reader validates what it reads (sizes, labels, missing files, undecodable images) and
+//! fails with a [`DataError`] naming the file and the record. In-memory sets are
+//! [`PlanarImages`]; file sets are [`ImageFiles`]; both implement Burn's `Dataset` trait with
+//! [`LabeledImage`] items.
+//!
+//! ## Feature flags
+//! None.
 #![warn(missing_docs)]
+
+pub mod cifar;
+mod error;
+pub mod folders;
+pub mod idx;
+mod item;
+pub mod pickle;
+pub mod stl10;
+
+pub use error::DataError;
+pub use folders::ImageFiles;
+pub use item::{LabeledImage, PlanarImages};
