@@ -125,6 +125,8 @@ fn cifar100_python_pickles_match_the_binary_version() {
         assert_eq!(python.labels, binary.labels, "{protocol}");
         assert_eq!(python.pixels, binary.pixels, "{protocol}");
         assert_eq!(cifar100(&dir, Split::Test).unwrap().len(), 10);
+        let names = cifar100_python_label_names(&dir).unwrap();
+        assert_eq!((names.len(), names[42].as_str()), (100, "class_42"));
     }
     let dir = tempfile::tempdir().unwrap();
     let bytes = std::fs::read(repo("tests/fixtures/data/cifar100_python_p2/train")).unwrap();

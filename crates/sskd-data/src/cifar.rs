@@ -187,6 +187,30 @@ pub fn cifar100_python(dir: &Path, split: Split) -> Result<PlanarImages, DataErr
     })
 }
 
+/// The fine class names of the python version's `meta` pickle (`fine_label_names`).
+pub fn cifar100_python_label_names(dir: &Path) -> Result<Vec<String>, DataError> {
+    let path = dir.join("meta");
+    let value = pickle::load(&path, &read(&path)?)?;
+    let names = value
+        .as_dict()
+        .and_then(|dict| pickle::entry(dict, "fine_label_names"))
+        .and_then(PickleValue::as_list)
+        .ok_or_else(|| DataError::Format {
+            path: path.clone(),
+            format: "CIFAR-100 meta pickle",
+            reason: "no `fine_label_names` list".into(),
+        })?;
+    names
+        .iter()
+        .enumerate()
+        .map(|(index, name)| {
+            name.as_text().ok_or_else(|| {
+                DataError::record(&path, format!("fine_label_names[{index}]"), "not a string")
+            })
+        })
+        .collect()
+}
+
 /// CIFAR-100 from a folder holding either version: `train.bin`/`test.bin` (binary) or
 /// `train`/`test` pickles (python).
 pub fn cifar100(dir: &Path, split: Split) -> Result<PlanarImages, DataError> {
