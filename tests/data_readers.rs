@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use burn::data::dataset::Dataset;
 use image::{Rgb, RgbImage};
-use sskd::data::cifar::{cifar100, cifar100_binary, cifar100_python, cifar10_binary, Split};
+use sskd::data::cifar::{
+    cifar100, cifar100_binary, cifar100_python, cifar100_python_label_names, cifar10_binary, Split,
+};
 use sskd::data::folders::decode_rgb;
 use sskd::data::idx::idx_images;
 use sskd::data::stl10::{stl10, stl10_folds, Stl10Split};
