@@ -1,0 +1,263 @@
+//! One epoch of each SSKD stage, and evaluation. Every function takes the batches of one epoch
+//! (from `sskd_augment::loader::load_epoch`) and returns the updated module and a report.
+//!
+//! Frozen networks run on the inner (non-autodiff) backend — batch norm then uses its running
+//! statistics, which stay untouched, and no graph is built — and their outputs are lifted to the
+//! autodiff backend as constants.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use burn::module::{AutodiffModule, Module};
+use burn::optim::{GradientsParams, Optimizer};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{ElementConversion, Int, Tensor};
+use sskd_augment::loader::HostBatch;
+use sskd_losses::functional::{cross_entropy, split_rotations};
+use sskd_losses::{ss_head_loss, BatchLayout, DistillInputs, Distiller, Method, NetworkOutputs};
+use sskd_models::{BackboneWithHead, Model, ModelOutput, SelfSupervisionHead};
+
+use crate::metrics::Accuracy;
+use crate::TrainError;
+
+/// What an epoch did: mean loss terms (unweighted, and `total`), mean counts, throughput and
+/// the training accuracy on the unrotated rows.
+#[derive(Debug, Clone, Default)]
+pub struct EpochReport {
+    /// Mean of each named term over the batches, and `total`.
+    pub terms: BTreeMap<String, f64>,
+    /// Mean of each named count over the batches.
+    pub counts: BTreeMap<String, f64>,
+    /// Source images seen.
+    pub images: usize,
+    /// Wall time in seconds.
+    pub seconds: f64,
+    /// Training accuracy (classification stages) or SS-head accuracy (head stage).
+    pub accuracy: Accuracy,
+}
+
+impl EpochReport {
+    fn add(&mut self, name: &str, value: f64) {
+        *self.terms.entry(name.to_string()).or_default() += value;
+    }
+
+    fn finish(mut self, batches: usize, started: Instant) -> Self {
+        let batches = batches.max(1) as f64;
+        self.terms.values_mut().for_each(|v| *v /= batches);
+        self.counts.values_mut().for_each(|v| *v /= batches);
+        self.seconds = started.elapsed().as_secs_f64();
+        self
+    }
+
+    /// The report as a JSON object (terms, counts, images, images/s, accuracy).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "terms": self.terms,
+            "counts": self.counts,
+            "images": self.images,
+            "seconds": self.seconds,
+            "images_per_second": self.images as f64 / self.seconds.max(1e-9),
+            "top1": self.accuracy.top1_percent(),
+            "top5": self.accuracy.top5_percent(),
+        })
+    }
+}
+
+fn scalar<B: Backend>(tensor: &Tensor<B, 1>) -> f64 {
+    tensor.clone().into_scalar().elem::<f64>()
+}
+
+fn check_finite(value: f64, stage: &'static str) -> Result<f64, TrainError> {
+    if value.is_finite() {
+        Ok(value)
+    } else {
+        Err(TrainError::Diverged { stage, value })
+    }
+}
+
+/// Stage 1: one epoch of cross-entropy training of `model` on plain batches.
+pub fn teacher_epoch<B, O>(
+    mut model: Model<B>,
+    optimizer: &mut O,
+    batches: impl IntoIterator<Item = Result<HostBatch, String>>,
+    lr: f64,
+    device: &B::Device,
+) -> Result<(Model<B>, EpochReport), TrainError>
+where
+    B: AutodiffBackend,
+    O: Optimizer<Model<B>, B>,
+{
+    let started = Instant::now();
+    let mut report = EpochReport::default();
+    let mut count = 0;
+    for batch in batches {
+        let (images, labels, _) = batch.map_err(TrainError::Data)?.to_tensors::<B>(device);
+        let logits = model.forward(images).logits;
+        let loss = cross_entropy(logits.clone(), labels.clone());
+        report.add("ce", check_finite(scalar(&loss), "teacher")?);
+        report.images += labels.dims()[0];
+        report.accuracy.add(logits.detach(), labels);
+        let gradients = GradientsParams::from_grads(loss.backward(), &model);
+        model = optimizer.step(lr, model, gradients);
+        count += 1;
+    }
+    Ok((model, report.finish(count, started)))
+}
+
+/// Stage 2: one epoch of SS-head training on four-rotation batches, the teacher frozen.
+pub fn head_epoch<B, O>(
+    teacher: &Model<B::InnerBackend>,
+    mut head: SelfSupervisionHead<B>,
+    optimizer: &mut O,
+    batches: impl IntoIterator<Item = Result<HostBatch, String>>,
+    lr: f64,
+    device: &B::Device,
+) -> Result<(SelfSupervisionHead<B>, EpochReport), TrainError>
+where
+    B: AutodiffBackend,
+    O: Optimizer<SelfSupervisionHead<B>, B>,
+{
+    let started = Instant::now();
+    let mut report = EpochReport::default();
+    let mut count = 0;
+    for batch in batches {
+        let (images, labels, _) = batch
+            .map_err(TrainError::Data)?
+            .to_tensors::<B::InnerBackend>(device);
+        let embedding = Tensor::<B, 2>::from_inner(teacher.forward(images).embedding);
+        let (loss, correct) = ss_head_loss(head.forward(embedding)).map_err(TrainError::Loss)?;
+        report.add("ss_head", check_finite(scalar(&loss), "head")?);
+        let images = labels.dims()[0];
+        report.images += images;
+        report.accuracy.top1 += correct;
+        report.accuracy.total += 3 * images;
+        let gradients = GradientsParams::from_grads(loss.backward(), &head);
+        head = optimizer.step(lr, head, gradients);
+        count += 1;
+    }
+    Ok((head, report.finish(count, started)))
+}
+
+/// The student, its SS head and the method's trainable parts, optimised together.
+#[derive(Module, Debug)]
+pub struct Student<B: Backend> {
+    /// Backbone and SS head.
+    pub network: BackboneWithHead<B>,
+    /// The distillation method (regressors, embeddings, memories).
+    pub method: Method<B>,
+}
+
+/// Lifts a frozen network's output to the autodiff backend as constants.
+fn lift<B: AutodiffBackend>(
+    output: ModelOutput<B::InnerBackend>,
+    head: Tensor<B::InnerBackend, 2>,
+) -> NetworkOutputs<B> {
+    NetworkOutputs {
+        logits: Tensor::from_inner(output.logits),
+        embedding: Some(Tensor::from_inner(output.embedding)),
+        features: output
+            .features
+            .into_iter()
+            .map(Tensor::from_inner)
+            .collect(),
+        preact_features: output
+            .preact_features
+            .map(|maps| maps.into_iter().map(Tensor::from_inner).collect()),
+        head: Some(Tensor::from_inner(head)),
+    }
+}
+
+/// Stage 3: one epoch of distillation with the student's method, one forward over each batch
+/// (four-rotation batches when the method needs them).
+#[allow(clippy::too_many_arguments)]
+pub fn student_epoch<B, O>(
+    mut student: Student<B>,
+    teacher: &BackboneWithHead<B::InnerBackend>,
+    optimizer: &mut O,
+    batches: impl IntoIterator<Item = Result<HostBatch, String>>,
+    epoch: usize,
+    lr: f64,
+    device: &B::Device,
+) -> Result<(Student<B>, EpochReport), TrainError>
+where
+    B: AutodiffBackend,
+    O: Optimizer<Student<B>, B>,
+{
+    let started = Instant::now();
+    let mut report = EpochReport::default();
+    let layout = if student.method.needs().rotations {
+        BatchLayout::Rotations4
+    } else {
+        BatchLayout::Plain
+    };
+    let mut count = 0;
+    for batch in batches {
+        let (images, labels, indices) = batch.map_err(TrainError::Data)?.to_tensors::<B>(device);
+        let (teacher_output, teacher_head) = teacher.forward(images.clone().inner(), false);
+        let (student_output, student_head) = student.network.forward(images, true);
+        let inputs = DistillInputs {
+            student: NetworkOutputs::from_model(student_output, Some(student_head)),
+            teacher: lift::<B>(teacher_output, teacher_head),
+            labels: labels.clone(),
+            sample_indices: Some(indices),
+            contrast_indices: None,
+            ss_labels: None,
+            layout,
+            epoch,
+        };
+        let terms = student.method.loss(&inputs).map_err(TrainError::Loss)?;
+        for term in &terms.terms {
+            report.add(term.name, scalar(&term.value));
+        }
+        for (name, value) in &terms.counts {
+            *report.counts.entry(name.to_string()).or_default() += *value as f64;
+        }
+        let total = terms.total();
+        report.add("total", check_finite(scalar(&total), "student")?);
+        let logits = match layout {
+            BatchLayout::Plain => inputs.student.logits.clone(),
+            BatchLayout::Rotations4 => split_rotations(inputs.student.logits.clone()).0,
+        };
+        report.images += labels.dims()[0];
+        report.accuracy.add(logits.detach(), labels);
+        let gradients = GradientsParams::from_grads(total.backward(), &student);
+        student = optimizer.step(lr, student, gradients);
+        count += 1;
+    }
+    Ok((student, report.finish(count, started)))
+}
+
+/// Top-1/top-5 accuracy of `model` (inference mode: pass the inner-backend model) on
+/// `batches`; with `rotations`, only each image's unrotated row is classified.
+pub fn evaluate<B: Backend>(
+    model: &Model<B>,
+    batches: impl IntoIterator<Item = Result<HostBatch, String>>,
+    rotations: bool,
+    device: &B::Device,
+) -> Result<Accuracy, TrainError> {
+    let mut accuracy = Accuracy::default();
+    for batch in batches {
+        let (images, labels, _) = batch.map_err(TrainError::Data)?.to_tensors::<B>(device);
+        let logits = model.forward(images).logits;
+        let logits = if rotations {
+            split_rotations(logits).0
+        } else {
+            logits
+        };
+        accuracy.add(logits, labels);
+    }
+    Ok(accuracy)
+}
+
+/// The inference-mode copy of an autodiff model (for [`evaluate`]).
+pub fn frozen<B: AutodiffBackend, M: AutodiffModule<B>>(module: &M) -> M::InnerModule {
+    module.valid()
+}
+
+/// Labels as a tensor (helper for callers building batches by hand).
+pub fn labels_tensor<B: Backend>(labels: &[i64], device: &B::Device) -> Tensor<B, 1, Int> {
+    Tensor::from_data(
+        burn::tensor::TensorData::new(labels.to_vec(), [labels.len()]),
+        device,
+    )
+}

@@ -1,0 +1,223 @@
+//! The three stages on the shipped Fashion-MNIST subset at a tiny size: a teacher learns, its
+//! SS head trains on the frozen backbone, and SSKD and KD students train with every term.
+
+use std::sync::Arc;
+
+use burn::backend::{Autodiff, Flex};
+use burn::data::dataset::Dataset;
+use burn::module::{AutodiffModule, Module, Param};
+use burn::optim::{GradientsParams, Optimizer};
+use burn::tensor::Tensor;
+use rand::rngs::StdRng;
+use sskd::augment::loader::{load_epoch, LoaderConfig, Sample};
+use sskd::augment::pipeline::{normalize, sskd_rotations};
+use sskd::data::idx::idx_images;
+use sskd::data::{LabeledImage, PlanarImages};
+use sskd::losses::{create_method, FeatureShapes, MethodContext};
+use sskd::models::{create_model, BackboneWithHead, SelfSupervisionHeadConfig};
+use sskd::train::stages::{evaluate, head_epoch, student_epoch, teacher_epoch, Student};
+use sskd::train::{metrics::JsonlLog, sgd};
+
+type B = Autodiff<Flex>;
+
+const MEAN: [f32; 3] = [0.286, 0.286, 0.286];
+const STD: [f32; 3] = [0.353, 0.353, 0.353];
+
+struct Subset {
+    images: PlanarImages,
+    indices: Vec<usize>,
+}
+
+impl Dataset<LabeledImage> for Subset {
+    fn get(&self, index: usize) -> Option<LabeledImage> {
+        self.images.get(*self.indices.get(index)?)
+    }
+    fn len(&self) -> usize {
+        self.indices.len()
+    }
+}
+
+fn fashion(count: usize, test: bool) -> Arc<Subset> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/fashion-mnist");
+    let images = idx_images(&dir, if test { "t10k" } else { "train" }, 10).unwrap();
+    let step = images.len() / count;
+    Arc::new(Subset {
+        indices: (0..count).map(|i| i * step).collect(),
+        images,
+    })
+}
+
+fn plain(item: LabeledImage, _: &mut StdRng) -> Result<Sample, String> {
+    Ok(Sample {
+        pixels: normalize(&item.image, MEAN, STD),
+        shape: [1, 3, 28, 28],
+        label: item.label,
+    })
+}
+
+fn rotations(item: LabeledImage, rng: &mut StdRng) -> Result<Sample, String> {
+    let copies = sskd_rotations(&item.image, true, rng);
+    Ok(Sample {
+        pixels: copies
+            .iter()
+            .flat_map(|c| normalize(c, MEAN, STD))
+            .collect(),
+        shape: [4, 3, 28, 28],
+        label: item.label,
+    })
+}
+
+#[test]
+fn sgd_matches_torch_optim_sgd() {
+    // torch.optim.SGD(lr=0.1, momentum=0.9, weight_decay=0.01) on loss = sum(w²·x) with x = 3,
+    // from w = 1: step 1 d = 6·1 + 0.01 = 6.01, v = 6.01, w = 0.399; step 2 d = 6·0.399 +
+    // 0.00399 = 2.39799, v = 0.9·6.01 + 2.39799 = 7.80699, w = 0.399 − 0.780699 = −0.381699.
+    let device = Default::default();
+    let mut layer = burn::nn::LinearConfig::new(1, 1)
+        .with_bias(false)
+        .init::<B>(&device);
+    layer.weight = Param::from_tensor(Tensor::ones([1, 1], &device));
+    let mut optimizer = sgd(0.9, 0.01).init::<B, burn::nn::Linear<B>>();
+    for _ in 0..2 {
+        let loss = layer.weight.val().powf_scalar(2.0).mul_scalar(3.0).sum();
+        let gradients = GradientsParams::from_grads(loss.backward(), &layer);
+        layer = optimizer.step(0.1, layer, gradients);
+    }
+    let weight: f32 = layer.weight.val().into_scalar();
+    assert!((weight - (-0.381699)).abs() < 1e-6, "{weight}");
+}
+
+#[test]
+fn teacher_head_and_students_train_on_fashion_mnist() {
+    let device = Default::default();
+    let train = fashion(256, false);
+    let test = fashion(128, true);
+    let config = LoaderConfig::new(64, 3);
+
+    let mut teacher = create_model::<B>("resnet8", 10, &device).unwrap();
+    let mut optimizer = sgd(0.9, 5e-4).init();
+    let mut losses = Vec::new();
+    for epoch in 0..3 {
+        let batches = load_epoch(train.clone(), Arc::new(plain), config, epoch);
+        let (next, report) =
+            teacher_epoch(teacher, &mut optimizer, batches, 0.05, &device).unwrap();
+        teacher = next;
+        losses.push(report.terms["ce"]);
+        assert_eq!(report.images, 256);
+    }
+    assert!(
+        losses[2] < losses[0],
+        "teacher loss should fall: {losses:?}"
+    );
+    let frozen = teacher.valid();
+    let accuracy = evaluate(
+        &frozen,
+        load_epoch(
+            test.clone(),
+            Arc::new(plain),
+            LoaderConfig {
+                shuffle: false,
+                ..config
+            },
+            0,
+        ),
+        false,
+        &device,
+    )
+    .unwrap();
+    assert_eq!(accuracy.total, 128);
+    assert!(
+        accuracy.top1_percent() > 20.0,
+        "teacher top-1 {}",
+        accuracy.top1_percent()
+    );
+
+    let mut head = SelfSupervisionHeadConfig::new(frozen.embedding_dim()).init::<B>(&device);
+    let mut head_optimizer = sgd(0.9, 5e-4).init();
+    for epoch in 0..2 {
+        let batches = load_epoch(train.clone(), Arc::new(rotations), config, epoch);
+        let (next, report) =
+            head_epoch(&frozen, head, &mut head_optimizer, batches, 0.05, &device).unwrap();
+        head = next;
+        assert!(report.terms["ss_head"].is_finite());
+        assert_eq!(report.accuracy.total, 3 * 256);
+    }
+    let teacher_with_head = BackboneWithHead {
+        backbone: frozen,
+        proj_head: head.valid(),
+    };
+
+    let student_model = create_model::<B>("resnet8", 10, &device).unwrap();
+    let shapes = FeatureShapes::probe(&student_model, 28, 28, &device);
+    let context = MethodContext {
+        student: shapes.clone(),
+        teacher: shapes,
+        n_data: 256,
+        with_kd: true,
+    };
+    let log_dir = tempfile::tempdir().unwrap();
+    let log = JsonlLog::new(&log_dir.path().join("metrics.jsonl"));
+    for (name, transform) in [
+        (
+            "sskd",
+            Arc::new(rotations)
+                as Arc<dyn Fn(LabeledImage, &mut StdRng) -> Result<Sample, String> + Send + Sync>,
+        ),
+        ("kd", Arc::new(plain)),
+    ] {
+        let student = Student {
+            network: BackboneWithHead::new(
+                create_model::<B>("resnet8", 10, &device).unwrap(),
+                &device,
+            ),
+            method: create_method::<B>(name, &context, &device).unwrap(),
+        };
+        let mut optimizer = sgd(0.9, 5e-4).init();
+        let batches = load_epoch(
+            train.clone(),
+            Arc::new(move |item, rng: &mut StdRng| transform(item, rng)),
+            config,
+            0,
+        );
+        let (student, report) = student_epoch(
+            student,
+            &teacher_with_head,
+            &mut optimizer,
+            batches,
+            0,
+            0.05,
+            &device,
+        )
+        .unwrap();
+        let expected_terms: &[&str] = if name == "sskd" {
+            &["ce", "kd", "tf", "ss", "total"]
+        } else {
+            &["ce", "kd", "total"]
+        };
+        assert_eq!(
+            report
+                .terms
+                .keys()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .len(),
+            expected_terms.len(),
+            "{name}: {:?}",
+            report.terms
+        );
+        for term in expected_terms {
+            assert!(report.terms[*term].is_finite(), "{name} {term}");
+        }
+        if name == "sskd" {
+            assert!(
+                report.counts["kept_ss"] > 0.0 && report.counts["kept_tf"] == 192.0,
+                "{:?}",
+                report.counts
+            );
+        }
+        log.append(&serde_json::json!({"method": name, "epoch": 0, "train": report.to_json()}))
+            .unwrap();
+        assert!(student.network.num_params() > 0);
+    }
+    assert_eq!(log.read().unwrap().len(), 2);
+}
