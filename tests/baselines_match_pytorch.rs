@@ -342,7 +342,8 @@ fn baselines_combine_with_ce_and_kd() {
     let method = WithCeKd::new(
         Attention::default(),
         ObjectiveWeights::sskd_comparison(1000.0),
-    );
+    )
+    .unwrap();
     let terms = Distiller::loss(&method, &inputs).unwrap();
     let names: Vec<_> = terms.terms.iter().map(|t| (t.name, t.weight)).collect();
     assert_eq!(names, vec![("ce", 0.1), ("kd", 0.9), ("at", 1000.0)]);

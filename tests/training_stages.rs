@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use burn::backend::{Autodiff, Flex};
-use burn::data::dataset::Dataset;
+use burn::data::dataset::transform::SelectionDataset;
 use burn::module::{AutodiffModule, Module, Param};
 use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::Tensor;
@@ -23,28 +23,12 @@ type B = Autodiff<Flex>;
 const MEAN: [f32; 3] = [0.286, 0.286, 0.286];
 const STD: [f32; 3] = [0.353, 0.353, 0.353];
 
-struct Subset {
-    images: PlanarImages,
-    indices: Vec<usize>,
-}
-
-impl Dataset<LabeledImage> for Subset {
-    fn get(&self, index: usize) -> Option<LabeledImage> {
-        self.images.get(*self.indices.get(index)?)
-    }
-    fn len(&self) -> usize {
-        self.indices.len()
-    }
-}
-
-fn fashion(count: usize, test: bool) -> Arc<Subset> {
+/// `count` class-balanced images of the shipped subset.
+fn fashion(count: usize, test: bool) -> Arc<SelectionDataset<PlanarImages, LabeledImage>> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/fashion-mnist");
     let images = idx_images(&dir, if test { "t10k" } else { "train" }, 10).unwrap();
-    let step = images.len() / count;
-    Arc::new(Subset {
-        indices: (0..count).map(|i| i * step).collect(),
-        images,
-    })
+    let indices = images.class_balanced(count / 10);
+    Arc::new(SelectionDataset::from_indices_checked(images, indices))
 }
 
 fn plain(item: LabeledImage, _: &mut StdRng) -> Result<Sample, String> {

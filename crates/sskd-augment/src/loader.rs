@@ -106,7 +106,7 @@ pub fn load_epoch<I, D, F>(
 where
     I: Send + 'static,
     D: Dataset<I> + 'static,
-    F: Fn(I, &mut StdRng) -> Result<Sample, String> + Send + Sync + 'static,
+    F: Fn(I, &mut StdRng) -> Result<Sample, String> + Send + Sync + ?Sized + 'static,
 {
     let (sender, receiver) = sync_channel(config.prefetch.max(1));
     std::thread::spawn(move || {

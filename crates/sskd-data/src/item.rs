@@ -38,6 +38,25 @@ impl PlanarImages {
         self.labels.is_empty()
     }
 
+    /// The indices of the first `per_class` images of each class, in dataset order (a
+    /// class-balanced subset; a class with fewer images contributes all it has).
+    pub fn class_balanced(&self, per_class: usize) -> Vec<usize> {
+        let classes = self
+            .labels
+            .iter()
+            .max()
+            .map_or(0, |&c| c + 1)
+            .max(self.classes);
+        let mut taken = vec![0usize; classes];
+        (0..self.labels.len())
+            .filter(|&index| {
+                let slot = &mut taken[self.labels[index]];
+                *slot += 1;
+                *slot <= per_class
+            })
+            .collect()
+    }
+
     /// Image `index` as an interleaved RGB image, or `None` past the end.
     pub fn image(&self, index: usize) -> Option<RgbImage> {
         let plane = self.height * self.width;

@@ -4,9 +4,7 @@
 use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
 
-use crate::functional::cross_entropy;
-use crate::kd::{check_logit_pair, image_logits};
-use crate::{DistillInputs, Distiller, KdConfig, LossError, LossTerm, LossTerms, Needs};
+use crate::{DistillInputs, Distiller, Kd, KdConfig, LossError, LossTerm, LossTerms, Needs};
 
 /// The method-specific term of a baseline (AT, SP, CRD, …). [`WithCeKd`] adds CE and KD.
 pub trait FeatureTerm<B: Backend> {
@@ -41,29 +39,31 @@ impl ObjectiveWeights {
     }
 }
 
-/// A [`FeatureTerm`] method with CE and KD: terms `ce`, `kd` and the method's own.
+/// A [`FeatureTerm`] method with CE and KD: terms `ce`, `kd` (those of [`Kd`]) and the
+/// method's own.
 #[derive(Module, Debug)]
 pub struct WithCeKd<B: Backend, M: Module<B>> {
     /// The method (a module: its trainable parts, if any, train with the student).
     pub method: M,
-    phantom: core::marker::PhantomData<B>,
-    ce_weight: f64,
-    kd_weight: f64,
+    logit_terms: Kd,
     method_weight: f64,
-    temperature: f64,
+    phantom: core::marker::PhantomData<B>,
 }
 
 impl<B: Backend, M: Module<B>> WithCeKd<B, M> {
     /// Combines `method` with CE and KD under `weights`.
-    pub fn new(method: M, weights: ObjectiveWeights) -> Self {
-        Self {
+    pub fn new(method: M, weights: ObjectiveWeights) -> Result<Self, LossError> {
+        let logit_terms = KdConfig::new()
+            .with_temperature(weights.temperature)
+            .with_ce_weight(weights.ce)
+            .with_kd_weight(weights.kd)
+            .init()?;
+        Ok(Self {
             method,
-            phantom: core::marker::PhantomData,
-            ce_weight: weights.ce,
-            kd_weight: weights.kd,
+            logit_terms,
             method_weight: weights.method,
-            temperature: weights.temperature,
-        }
+            phantom: core::marker::PhantomData,
+        })
     }
 }
 
@@ -77,34 +77,12 @@ impl<B: Backend, M: FeatureTerm<B> + Module<B>> Distiller<B> for WithCeKd<B, M> 
     }
 
     fn loss(&self, inputs: &DistillInputs<B>) -> Result<LossTerms<B>, LossError> {
-        let student = image_logits(&inputs.student.logits, inputs.layout);
-        let teacher = image_logits(&inputs.teacher.logits, inputs.layout);
-        check_logit_pair(
-            self.method.name(),
-            &student,
-            &teacher,
-            inputs.labels.dims()[0],
-        )?;
-        let kd = KdConfig::new().with_temperature(self.temperature).init()?;
-        Ok(LossTerms {
-            terms: vec![
-                LossTerm {
-                    name: "ce",
-                    value: cross_entropy(student.clone(), inputs.labels.clone()),
-                    weight: self.ce_weight,
-                },
-                LossTerm {
-                    name: "kd",
-                    value: kd.kd_term(teacher, student),
-                    weight: self.kd_weight,
-                },
-                LossTerm {
-                    name: self.method.name(),
-                    value: self.method.term(inputs)?,
-                    weight: self.method_weight,
-                },
-            ],
-            counts: Vec::new(),
-        })
+        let mut terms = Distiller::<B>::loss(&self.logit_terms, inputs)?;
+        terms.terms.push(LossTerm {
+            name: self.method.name(),
+            value: self.method.term(inputs)?,
+            weight: self.method_weight,
+        });
+        Ok(terms)
     }
 }

@@ -116,38 +116,38 @@ pub fn create_method<B: Backend>(
         "hint" | "fitnet" => Method::FitNet(WithCeKd::new(
             FitNet::new(&student.maps, &teacher.maps, 2, device)?,
             combine(100.0),
-        )),
+        )?),
         "attention" | "at" => {
-            Method::Attention(WithCeKd::new(Attention::default(), combine(1000.0)))
+            Method::Attention(WithCeKd::new(Attention::default(), combine(1000.0))?)
         }
-        "similarity" | "sp" => Method::Similarity(WithCeKd::new(Similarity, combine(3000.0))),
+        "similarity" | "sp" => Method::Similarity(WithCeKd::new(Similarity, combine(3000.0))?),
         "correlation" | "cc" => Method::Correlation(WithCeKd::new(
             Correlation::new(student.embedding, teacher.embedding, 128, device),
             combine(0.02),
-        )),
+        )?),
         "vid" => Method::Vid(WithCeKd::new(
             Vid::new(&student.maps, &teacher.maps, device),
             combine(1.0),
-        )),
-        "rkd" => Method::Rkd(WithCeKd::new(Rkd::default(), combine(1.0))),
-        "pkt" => Method::Pkt(WithCeKd::new(Pkt, combine(30000.0))),
+        )?),
+        "rkd" => Method::Rkd(WithCeKd::new(Rkd::default(), combine(1.0))?),
+        "pkt" => Method::Pkt(WithCeKd::new(Pkt, combine(30000.0))?),
         "abound" | "ab" => Method::ActivationBoundary(WithCeKd::new(
             ActivationBoundary::new(&student.maps, &teacher.maps, device)?,
             combine(0.0),
-        )),
+        )?),
         "factor" | "ft" => {
             let last = |maps: &[[usize; 3]]| maps.last().map_or(0, |m| m[0]);
             Method::FactorTransfer(WithCeKd::new(
                 FactorTransfer::new(last(&student.maps), last(&teacher.maps), device),
                 combine(200.0),
-            ))
+            )?)
         }
-        "fsp" => Method::Fsp(WithCeKd::new(Fsp, combine(0.0))),
-        "nst" => Method::Nst(WithCeKd::new(Nst, combine(50.0))),
+        "fsp" => Method::Fsp(WithCeKd::new(Fsp, combine(0.0))?),
+        "nst" => Method::Nst(WithCeKd::new(Nst, combine(50.0))?),
         "crd" => Method::Crd(WithCeKd::new(
             CrdConfig::new(student.embedding, teacher.embedding, context.n_data).init(device),
             combine(0.8),
-        )),
+        )?),
         _ => {
             return Err(LossError::BadInput {
                 method: "registry",
