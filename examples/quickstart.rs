@@ -177,6 +177,8 @@ fn train_teacher(
 fn main() -> Result<()> {
     let args = Args::parse();
     let device = Default::default();
+    // Weight initialisation draws from the backend's generator.
+    <B as burn::tensor::backend::Backend>::seed(&device, args.seed);
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     let log = JsonlLog::new(&args.out.join("metrics.jsonl"));
