@@ -23,7 +23,7 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
 use sskd::augment::loader::{load_epoch, LoaderConfig, Sample};
-use sskd::augment::pipeline::{normalize, sskd_rotations};
+use sskd::augment::pipeline::sskd_rotations;
 use sskd::data::idx::idx_images;
 use sskd::data::{LabeledImage, PlanarImages};
 use sskd::losses::{create_method, FeatureShapes, MethodContext};
@@ -85,25 +85,18 @@ fn subset(images: &Arc<PlanarImages>, count: usize) -> Arc<Subset> {
 
 fn plain() -> Transform {
     Arc::new(|item: LabeledImage, _: &mut StdRng| {
-        Ok(Sample {
-            pixels: normalize(&item.image, MEAN, STD),
-            shape: [1, 3, 28, 28],
-            label: item.label,
-        })
+        Ok(Sample::from_images(&[item.image], MEAN, STD, item.label))
     })
 }
 
 fn rotations() -> Transform {
     Arc::new(|item: LabeledImage, rng: &mut StdRng| {
-        let copies = sskd_rotations(&item.image, true, rng);
-        Ok(Sample {
-            pixels: copies
-                .iter()
-                .flat_map(|c| normalize(c, MEAN, STD))
-                .collect(),
-            shape: [4, 3, 28, 28],
-            label: item.label,
-        })
+        Ok(Sample::from_images(
+            &sskd_rotations(&item.image, true, rng),
+            MEAN,
+            STD,
+            item.label,
+        ))
     })
 }
 

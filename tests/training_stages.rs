@@ -8,7 +8,7 @@ use burn::data::dataset::transform::SelectionDataset;
 use burn::module::{AutodiffModule, Module};
 use rand::rngs::StdRng;
 use sskd::augment::loader::{load_epoch, LoaderConfig, Sample};
-use sskd::augment::pipeline::{normalize, sskd_rotations};
+use sskd::augment::pipeline::sskd_rotations;
 use sskd::data::idx::idx_images;
 use sskd::data::{LabeledImage, PlanarImages};
 use sskd::losses::{create_method, FeatureShapes, MethodContext};
@@ -30,23 +30,16 @@ fn fashion(count: usize, test: bool) -> Arc<SelectionDataset<PlanarImages, Label
 }
 
 fn plain(item: LabeledImage, _: &mut StdRng) -> Result<Sample, String> {
-    Ok(Sample {
-        pixels: normalize(&item.image, MEAN, STD),
-        shape: [1, 3, 28, 28],
-        label: item.label,
-    })
+    Ok(Sample::from_images(&[item.image], MEAN, STD, item.label))
 }
 
 fn rotations(item: LabeledImage, rng: &mut StdRng) -> Result<Sample, String> {
-    let copies = sskd_rotations(&item.image, true, rng);
-    Ok(Sample {
-        pixels: copies
-            .iter()
-            .flat_map(|c| normalize(c, MEAN, STD))
-            .collect(),
-        shape: [4, 3, 28, 28],
-        label: item.label,
-    })
+    Ok(Sample::from_images(
+        &sskd_rotations(&item.image, true, rng),
+        MEAN,
+        STD,
+        item.label,
+    ))
 }
 
 #[test]

@@ -28,6 +28,26 @@ pub struct Sample {
     pub label: usize,
 }
 
+impl Sample {
+    /// Normalised copies of one image (all of one size) as a sample: `[copies, 3, H, W]`.
+    pub fn from_images(
+        copies: &[image::RgbImage],
+        mean: [f32; 3],
+        std: [f32; 3],
+        label: usize,
+    ) -> Self {
+        let (width, height) = copies.first().map_or((0, 0), |c| c.dimensions());
+        Self {
+            pixels: copies
+                .iter()
+                .flat_map(|copy| crate::pipeline::normalize(copy, mean, std))
+                .collect(),
+            shape: [copies.len(), 3, height as usize, width as usize],
+            label,
+        }
+    }
+}
+
 /// A batch on the host, ready to become tensors.
 #[derive(Debug, Clone)]
 pub struct HostBatch {

@@ -61,14 +61,24 @@ pub fn conv<B: Backend>(
     init: ConvInit,
     device: &B::Device,
 ) -> Conv2d<B> {
+    square_conv_config(channels, kernel, stride, init)
+        .with_groups(groups)
+        .with_bias(false)
+        .init(device)
+}
+
+/// `k×k`, stride `stride`, `padding = k / 2`, weights drawn as `init` says.
+fn square_conv_config(
+    channels: [usize; 2],
+    kernel: usize,
+    stride: usize,
+    init: ConvInit,
+) -> Conv2dConfig {
     let pad = kernel / 2;
     Conv2dConfig::new(channels, [kernel, kernel])
         .with_stride([stride, stride])
         .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
-        .with_groups(groups)
-        .with_bias(false)
         .with_initializer(init.weight_initializer(channels[1], kernel))
-        .init(device)
 }
 
 /// Like [`conv`] (groups 1) but with a bias, initialised as `init` says (zero for
@@ -80,12 +90,8 @@ pub fn conv_with_bias<B: Backend>(
     init: ConvInit,
     device: &B::Device,
 ) -> Conv2d<B> {
-    let pad = kernel / 2;
-    let mut layer = Conv2dConfig::new(channels, [kernel, kernel])
-        .with_stride([stride, stride])
-        .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+    let mut layer = square_conv_config(channels, kernel, stride, init)
         .with_bias(true)
-        .with_initializer(init.weight_initializer(channels[1], kernel))
         .init(device);
     if init == ConvInit::FanOutNormal {
         layer.bias = Some(Initializer::Zeros.init([channels[1]], device));
