@@ -111,6 +111,41 @@ fn progress(label: &str, epochs: usize) -> ProgressBar {
     bar
 }
 
+/// Cross-entropy training of `model` on `data` for `epochs`, logging each epoch under `stage`.
+fn train_with_ce(
+    mut model: Model<B>,
+    data: &Arc<Subset>,
+    epochs: usize,
+    seed: u64,
+    stage: &str,
+    log: &JsonlLog,
+    device: &burn::tensor::Device<B>,
+) -> Result<Model<B>> {
+    let mut optimizer = sgd(0.9, 5e-4).init();
+    let schedule = MultiStepLr {
+        base: 0.05,
+        milestones: vec![epochs * 3 / 4],
+        gamma: 0.1,
+    };
+    let bar = progress(stage, epochs);
+    for epoch in 0..epochs {
+        let batches = load_epoch(
+            data.clone(),
+            plain(),
+            LoaderConfig::new(64, seed),
+            epoch as u64,
+        );
+        let lr = schedule.lr(epoch);
+        let (next, report) = teacher_epoch(model, &mut optimizer, batches, lr, device)?;
+        model = next;
+        log.append(&serde_json::json!({"stage": stage, "epoch": epoch, "lr": lr, "train": report.to_json()}))?;
+        bar.set_message(format!("ce {:.3}", report.terms["ce"]));
+        bar.inc(1);
+    }
+    bar.finish();
+    Ok(model)
+}
+
 fn train_teacher(
     args: &Args,
     train: &Arc<PlanarImages>,
@@ -118,29 +153,16 @@ fn train_teacher(
     log: &JsonlLog,
 ) -> Result<BackboneWithHead<B>> {
     let data = subset(train, train.len());
-    let mut model = create_model::<B>("resnet20", 10, device)?;
-    let mut optimizer = sgd(0.9, 5e-4).init();
-    let schedule = MultiStepLr {
-        base: 0.05,
-        milestones: vec![args.teacher_epochs * 3 / 4],
-        gamma: 0.1,
-    };
-    let bar = progress("teacher", args.teacher_epochs);
-    for epoch in 0..args.teacher_epochs {
-        let batches = load_epoch(
-            data.clone(),
-            plain(),
-            LoaderConfig::new(64, args.seed),
-            epoch as u64,
-        );
-        let (next, report) =
-            teacher_epoch(model, &mut optimizer, batches, schedule.lr(epoch), device)?;
-        model = next;
-        log.append(&serde_json::json!({"stage": "teacher", "epoch": epoch, "lr": schedule.lr(epoch), "train": report.to_json()}))?;
-        bar.set_message(format!("ce {:.3}", report.terms["ce"]));
-        bar.inc(1);
-    }
-    bar.finish();
+    let model = create_model::<B>("resnet20", 10, device)?;
+    let model = train_with_ce(
+        model,
+        &data,
+        args.teacher_epochs,
+        args.seed,
+        "teacher",
+        log,
+        device,
+    )?;
     let frozen = model.valid();
     let mut head = SelfSupervisionHeadConfig::new(frozen.embedding_dim()).init::<B>(device);
     let mut head_optimizer = sgd(0.9, 5e-4).init();
@@ -223,25 +245,18 @@ fn main() -> Result<()> {
             milestones: vec![args.epochs * 3 / 4],
             gamma: 0.1,
         };
-        let bar = progress(method, args.epochs);
         let trained = if method == "vanilla" {
-            let mut model = network.backbone;
-            let mut optimizer = sgd(0.9, 5e-4).init();
-            for epoch in 0..args.epochs {
-                let batches = load_epoch(
-                    labelled.clone(),
-                    plain(),
-                    LoaderConfig::new(64, args.seed),
-                    epoch as u64,
-                );
-                let (next, report) =
-                    teacher_epoch(model, &mut optimizer, batches, schedule.lr(epoch), &device)?;
-                model = next;
-                log.append(&serde_json::json!({"stage": "student", "method": method, "epoch": epoch, "train": report.to_json()}))?;
-                bar.inc(1);
-            }
-            model
+            train_with_ce(
+                network.backbone,
+                &labelled,
+                args.epochs,
+                args.seed,
+                "vanilla",
+                &log,
+                &device,
+            )?
         } else {
+            let bar = progress(method, args.epochs);
             let mut student = Student {
                 network,
                 method: create_method::<B>(method, &context, &device)?,
@@ -273,9 +288,9 @@ fn main() -> Result<()> {
                 bar.set_message(format!("loss {:.3}", report.terms["total"]));
                 bar.inc(1);
             }
+            bar.finish();
             student.network.backbone
         };
-        bar.finish();
         let accuracy = evaluate_model(&trained)?;
         let seconds = started.elapsed().as_secs_f64();
         log.append(&serde_json::json!({"stage": "result", "method": method, "test_top1": accuracy, "seconds": seconds, "last_epoch": args.epochs - 1}))?;

@@ -422,32 +422,21 @@ pub fn load(path: &Path, bytes: &[u8]) -> Result<PickleValue, DataError> {
                 let target = pop!();
                 stack.push(build(target, state));
             }
-            b'p' => {
-                let index: usize = reader
-                    .line()?
-                    .parse()
-                    .map_err(|_| reader.error("bad PUT index"))?;
-                memo.insert(
-                    index,
-                    stack
-                        .last()
-                        .cloned()
-                        .ok_or_else(|| reader.error("PUT on an empty stack"))?,
-                );
-            }
-            b'q' | b'r' | 0x94 => {
+            b'p' | b'q' | b'r' | 0x94 => {
                 let index = match opcode {
+                    b'p' => reader
+                        .line()?
+                        .parse()
+                        .map_err(|_| reader.error("bad PUT index"))?,
                     b'q' => reader.u8()? as usize,
                     b'r' => u32::from_le_bytes(reader.le()?) as usize,
                     _ => memo.len(),
                 };
-                memo.insert(
-                    index,
-                    stack
-                        .last()
-                        .cloned()
-                        .ok_or_else(|| reader.error("PUT on an empty stack"))?,
-                );
+                let top = stack
+                    .last()
+                    .cloned()
+                    .ok_or_else(|| reader.error("PUT on an empty stack"))?;
+                memo.insert(index, top);
             }
             b'g' | b'h' | b'j' => {
                 let index = match opcode {
