@@ -32,14 +32,7 @@ pub struct DkdConfig {
 impl DkdConfig {
     /// Validates the configuration and builds the method.
     pub fn init(&self) -> Result<Dkd, LossError> {
-        if !(self.temperature > 0.0 && self.temperature.is_finite()) {
-            return Err(LossError::BadConfig {
-                method: "dkd",
-                field: "temperature",
-                value: self.temperature,
-                reason: "must be a positive number",
-            });
-        }
+        LossError::require_positive("dkd", "temperature", self.temperature)?;
         Ok(Dkd {
             config: self.clone(),
         })

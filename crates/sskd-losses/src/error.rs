@@ -32,3 +32,23 @@ pub enum LossError {
         reason: &'static str,
     },
 }
+
+impl LossError {
+    /// `Ok` when the config field `field` of `method` is a positive, finite number.
+    pub(crate) fn require_positive(
+        method: &'static str,
+        field: &'static str,
+        value: f64,
+    ) -> Result<(), Self> {
+        if value > 0.0 && value.is_finite() {
+            Ok(())
+        } else {
+            Err(Self::BadConfig {
+                method,
+                field,
+                value,
+                reason: "must be a positive number",
+            })
+        }
+    }
+}

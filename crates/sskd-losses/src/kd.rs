@@ -28,14 +28,7 @@ pub struct KdConfig {
 impl KdConfig {
     /// Validates the configuration and builds the method.
     pub fn init(&self) -> Result<Kd, LossError> {
-        if !(self.temperature > 0.0 && self.temperature.is_finite()) {
-            return Err(LossError::BadConfig {
-                method: "kd",
-                field: "temperature",
-                value: self.temperature,
-                reason: "must be a positive number",
-            });
-        }
+        LossError::require_positive("kd", "temperature", self.temperature)?;
         Ok(Kd {
             temperature: self.temperature,
             ce_weight: self.ce_weight,

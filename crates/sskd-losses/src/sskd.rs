@@ -79,14 +79,7 @@ impl SskdConfig {
             ("ss_temperature", self.ss_temperature),
         ];
         for (field, value) in positive {
-            if !(value > 0.0 && value.is_finite()) {
-                return Err(LossError::BadConfig {
-                    method: "sskd",
-                    field,
-                    value,
-                    reason: "must be a positive number",
-                });
-            }
+            LossError::require_positive("sskd", field, value)?;
         }
         for (field, value) in [("ratio_tf", self.ratio_tf), ("ratio_ss", self.ratio_ss)] {
             if !(0.0..=1.0).contains(&value) {
