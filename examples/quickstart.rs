@@ -7,38 +7,39 @@
 //! ```
 //! The teacher (resnet20 with its SS head) was trained by this project's own stages with
 //! `--train-teacher` and ships as `data/quickstart/teacher.mpk`. Three resnet8 students learn
-//! from `--labelled` training images: plain cross-entropy, KD, and SSKD; each is evaluated on
-//! the 2,000 test images. Metrics go to `--out` as JSONL.
+//! from `--labelled` class-balanced training images: plain cross-entropy, KD and SSKD, each
+//! evaluated after every epoch on the test images. Every stage writes its metrics, checkpoints
+//! and best/last records under `--out/<stage>`; `--resume` continues a killed run.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use burn::backend::{Autodiff, Flex};
 use burn::data::dataset::transform::SelectionDataset;
 use burn::data::dataset::Dataset;
 use burn::module::AutodiffModule;
 use clap::Parser;
-use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
-use sskd::augment::loader::{load_epoch, LoaderConfig, Sample};
-use sskd::augment::pipeline::sskd_rotations;
+use sskd::augment::loader::Sample;
+use sskd::augment::pipeline::{crop_and_flip, sskd_rotations};
 use sskd::data::idx::idx_images;
 use sskd::data::{LabeledImage, PlanarImages};
-use sskd::losses::{create_method, FeatureShapes, MethodContext};
+use sskd::losses::{create_method, method_names, FeatureShapes, MethodContext};
 use sskd::models::checkpoint::{load_record, save_record};
-use sskd::models::{create_model, BackboneWithHead, Model, SelfSupervisionHeadConfig};
-use sskd::train::metrics::JsonlLog;
-use sskd::train::schedule::MultiStepLr;
-use sskd::train::sgd;
-use sskd::train::stages::{evaluate, head_epoch, student_epoch, teacher_epoch, Student};
+use sskd::models::{create_model, BackboneWithHead, SelfSupervisionHeadConfig};
+use sskd::train::pipeline::{train_head, train_student, train_teacher, RunData, Transform};
+use sskd::train::run::{EpochResult, FitPlan, RunDir};
+use sskd::train::schedule::{CosineLr, LrSchedule};
+use sskd::train::stages::Student;
 
 type B = Autodiff<Flex>;
-type Transform = Arc<dyn Fn(LabeledImage, &mut StdRng) -> Result<Sample, String> + Send + Sync>;
+type Subset = SelectionDataset<PlanarImages, LabeledImage>;
 
 const MEAN: [f32; 3] = [0.286, 0.286, 0.286];
 const STD: [f32; 3] = [0.353, 0.353, 0.353];
+const SGD: (f64, f64) = (0.9, 5e-4);
 
 #[derive(Parser, Debug)]
 #[command(about = "SSKD vs KD vs plain training on the shipped Fashion-MNIST subset")]
@@ -46,33 +47,46 @@ struct Args {
     /// Train the teacher and its SS head again (and overwrite --teacher).
     #[arg(long)]
     train_teacher: bool,
-    /// The teacher record.
+    /// The teacher record (a resnet20 `BackboneWithHead`, 10 classes).
     #[arg(long, default_value = "data/quickstart/teacher.mpk")]
     teacher: PathBuf,
-    /// The Fashion-MNIST folder.
+    /// The Fashion-MNIST folder (IDX files).
     #[arg(long, default_value = "data/fashion-mnist")]
     data: PathBuf,
-    /// Labelled training images for the students (class-balanced).
+    /// Labelled training images for the students (class-balanced, a multiple of 10).
     #[arg(long, default_value_t = 640)]
     labelled: usize,
+    /// Test images evaluated after every epoch (class-balanced, at most 2,000).
+    #[arg(long, default_value_t = 1000)]
+    test_images: usize,
     /// Student epochs.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 10)]
     epochs: usize,
+    /// Students to train, in order: `vanilla` or any method name (kd, sskd, dkd, crd, ...).
+    #[arg(long, value_delimiter = ',', default_value = "vanilla,kd,sskd")]
+    methods: Vec<String>,
+    /// Teacher training images (with --train-teacher).
+    #[arg(long, default_value_t = 8000)]
+    teacher_images: usize,
     /// Teacher epochs (with --train-teacher).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 6)]
     teacher_epochs: usize,
     /// SS-head epochs (with --train-teacher).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 4)]
     head_epochs: usize,
-    /// Seed.
+    /// Seed of weight initialisation, sample order and augmentation.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Run folder for the metrics.
+    /// Checkpoint every this many epochs (and after the last).
+    #[arg(long, default_value_t = 1)]
+    checkpoint_every: usize,
+    /// Continue each stage from its checkpoint in --out.
+    #[arg(long)]
+    resume: bool,
+    /// Run folder.
     #[arg(long, default_value = "runs/quickstart")]
     out: PathBuf,
 }
-
-type Subset = SelectionDataset<PlanarImages, LabeledImage>;
 
 /// `count` class-balanced images of `images` (the first `count / 10` of each class).
 fn subset(images: &Arc<PlanarImages>, count: usize) -> Arc<Subset> {
@@ -83,16 +97,12 @@ fn subset(images: &Arc<PlanarImages>, count: usize) -> Arc<Subset> {
     ))
 }
 
-fn plain() -> Transform {
-    Arc::new(|item: LabeledImage, _: &mut StdRng| {
-        Ok(Sample::from_images(&[item.image], MEAN, STD, item.label))
-    })
-}
-
-fn rotations() -> Transform {
-    Arc::new(|item: LabeledImage, rng: &mut StdRng| {
+fn transform(
+    make: impl Fn(&image::RgbImage, &mut StdRng) -> Vec<image::RgbImage> + Send + Sync + 'static,
+) -> Transform<LabeledImage> {
+    Arc::new(move |item: LabeledImage, rng: &mut StdRng| {
         Ok(Sample::from_images(
-            &sskd_rotations(&item.image, true, rng),
+            &make(&item.image, rng),
             MEAN,
             STD,
             item.label,
@@ -100,207 +110,206 @@ fn rotations() -> Transform {
     })
 }
 
-fn progress(label: &str, epochs: usize) -> ProgressBar {
-    let bar = ProgressBar::new(epochs as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{prefix:>8} [{bar:30}] {pos}/{len} epochs, eta {eta} {msg}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar.set_prefix(label.to_string());
-    bar
-}
-
-/// Cross-entropy training of `model` on `data` for `epochs`, logging each epoch under `stage`.
-fn train_with_ce(
-    mut model: Model<B>,
-    data: &Arc<Subset>,
-    epochs: usize,
-    seed: u64,
-    stage: &str,
-    log: &JsonlLog,
-    device: &burn::tensor::Device<B>,
-) -> Result<Model<B>> {
-    let mut optimizer = sgd(0.9, 5e-4).init();
-    let schedule = MultiStepLr {
-        base: 0.05,
-        milestones: vec![epochs * 3 / 4],
-        gamma: 0.1,
-    };
-    let bar = progress(stage, epochs);
-    for epoch in 0..epochs {
-        let batches = load_epoch(
-            data.clone(),
-            plain(),
-            LoaderConfig::new(64, seed),
-            epoch as u64,
-        );
-        let lr = schedule.lr(epoch);
-        let (next, report) = teacher_epoch(model, &mut optimizer, batches, lr, device)?;
-        model = next;
-        log.append(&serde_json::json!({"stage": stage, "epoch": epoch, "lr": lr, "train": report.to_json()}))?;
-        bar.set_message(format!("ce {:.3}", report.terms["ce"]));
-        bar.inc(1);
+/// Crop + flip (train) or nothing (test), one copy or four rotations; 28×28 throughout.
+fn run_data(train: Arc<Subset>, test: Arc<Subset>, seed: u64) -> RunData<Subset, LabeledImage> {
+    RunData {
+        train,
+        test,
+        plain_train: transform(|image, rng| vec![crop_and_flip(image, 28, 4, rng)]),
+        rotations_train: transform(|image, rng| sskd_rotations(image, true, rng).to_vec()),
+        plain_test: transform(|image, _| vec![image.clone()]),
+        rotations_test: transform(|image, rng| sskd_rotations(image, false, rng).to_vec()),
+        batch_size: 64,
+        test_batch_size: 250,
+        seed,
     }
-    bar.finish();
-    Ok(model)
 }
 
-fn train_teacher(
+fn plan(args: &Args, stage: &str, epochs: usize) -> FitPlan {
+    FitPlan {
+        stage: stage.to_string(),
+        epochs,
+        schedule: LrSchedule::Cosine(CosineLr {
+            base: 0.05,
+            epochs,
+            min: 0.0,
+        }),
+        checkpoint_every: args.checkpoint_every,
+        seed: args.seed,
+        resume: args.resume,
+        select_by_ss: stage == "head",
+        tags: serde_json::Map::new(),
+    }
+}
+
+fn run_dir(args: &Args, name: &str) -> Result<RunDir> {
+    Ok(RunDir::create(&args.out.join(name))?)
+}
+
+/// Stages 1 and 2 on `data` (the teacher's images).
+fn train_teacher_and_head(
     args: &Args,
-    train: &Arc<PlanarImages>,
+    data: &RunData<Subset, LabeledImage>,
     device: &burn::tensor::Device<B>,
-    log: &JsonlLog,
 ) -> Result<BackboneWithHead<B>> {
-    let data = subset(train, train.len());
+    let run = run_dir(args, "teacher")?;
     let model = create_model::<B>("resnet20", 10, device)?;
-    let model = train_with_ce(
+    let teacher = train_teacher(
+        &run,
+        &plan(args, "teacher", args.teacher_epochs),
         model,
-        &data,
-        args.teacher_epochs,
-        args.seed,
-        "teacher",
-        log,
+        data,
+        SGD,
         device,
     )?;
-    let frozen = model.valid();
-    let mut head = SelfSupervisionHeadConfig::new(frozen.embedding_dim()).init::<B>(device);
-    let mut head_optimizer = sgd(0.9, 5e-4).init();
-    let bar = progress("ss head", args.head_epochs);
-    for epoch in 0..args.head_epochs {
-        let batches = load_epoch(
-            data.clone(),
-            rotations(),
-            LoaderConfig::new(64, args.seed),
-            epoch as u64,
-        );
-        let (next, report) = head_epoch(&frozen, head, &mut head_optimizer, batches, 0.05, device)?;
-        head = next;
-        log.append(
-            &serde_json::json!({"stage": "head", "epoch": epoch, "train": report.to_json()}),
-        )?;
-        bar.set_message(format!("head acc {:.1}%", report.accuracy.top1_percent()));
-        bar.inc(1);
-    }
-    bar.finish();
+    let frozen = teacher.module.valid();
+    let head = SelfSupervisionHeadConfig::new(frozen.embedding_dim()).init::<B>(device);
+    let head = train_head(
+        &run,
+        &plan(args, "head", args.head_epochs),
+        &frozen,
+        head,
+        data,
+        SGD,
+        device,
+    )?;
+    // SSKD uses the last epoch of each stage.
     Ok(BackboneWithHead {
-        backbone: model,
-        proj_head: head,
+        backbone: teacher.module,
+        proj_head: head.module,
     })
+}
+
+fn load_teacher(path: &Path, device: &burn::tensor::Device<B>) -> Result<BackboneWithHead<B>> {
+    let shell = BackboneWithHead::new(create_model::<B>("resnet20", 10, device)?, device);
+    load_record(shell, path, device)
+        .with_context(|| "run with --train-teacher to make the teacher".to_string())
+}
+
+/// A result row: name, best and last epoch, seconds.
+struct Row {
+    name: String,
+    best: Option<EpochResult>,
+    last: Option<EpochResult>,
+    seconds: f64,
+}
+
+/// Trains one resnet8 student with `method` (`vanilla` = cross-entropy only).
+fn train_one(
+    args: &Args,
+    method: &str,
+    teacher: &BackboneWithHead<<B as burn::tensor::backend::AutodiffBackend>::InnerBackend>,
+    data: &RunData<Subset, LabeledImage>,
+    device: &burn::tensor::Device<B>,
+) -> Result<Row> {
+    let started = Instant::now();
+    let run = run_dir(args, method)?;
+    let plan = plan(args, "student", args.epochs);
+    let network = BackboneWithHead::new(create_model::<B>("resnet8", 10, device)?, device);
+    let (best, last) = if method == "vanilla" {
+        let outcome = train_teacher(&run, &plan, network.backbone, data, SGD, device)?;
+        (outcome.best, outcome.last)
+    } else {
+        let context = MethodContext {
+            student: FeatureShapes::probe(&network.backbone.valid(), 28, 28, device),
+            teacher: FeatureShapes::probe(&teacher.backbone, 28, 28, device),
+            n_data: data.train.len(),
+            with_kd: true,
+        };
+        let student = Student {
+            network,
+            method: create_method::<B>(method, &context, device)?,
+        };
+        let outcome = train_student(&run, &plan, student, teacher, data, SGD, device)?;
+        (outcome.best, outcome.last)
+    };
+    Ok(Row {
+        name: format!("student resnet8, {method}"),
+        best,
+        last,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn check_methods(methods: &[String]) -> Result<()> {
+    for method in methods {
+        if method != "vanilla" && !method_names().contains(&method.as_str()) {
+            bail!(
+                "unknown method `{method}`: expected vanilla or one of {}",
+                method_names().join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+fn print_table(rows: &[Row], args: &Args, labelled: usize, test: usize) {
+    println!(
+        "\nFashion-MNIST, {test} test images; students on {labelled} labelled images, {} epochs:",
+        args.epochs
+    );
+    println!(
+        "{:<28} {:>16} {:>10} {:>9}",
+        "model", "best top-1 (ep)", "last top-1", "train s"
+    );
+    for row in rows {
+        let best = row.best.map_or("-".to_string(), |b| {
+            format!("{:.2} ({})", b.evaluation.top1, b.epoch)
+        });
+        let last = row
+            .last
+            .map_or("-".to_string(), |l| format!("{:.2}", l.evaluation.top1));
+        println!(
+            "{:<28} {best:>16} {last:>10} {:>9.1}",
+            row.name, row.seconds
+        );
+    }
+    println!("metrics: {}/*/metrics.jsonl", args.out.display());
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    check_methods(&args.methods)?;
     let device = Default::default();
     // Weight initialisation draws from the backend's generator.
     <B as burn::tensor::backend::Backend>::seed(&device, args.seed);
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create {}", args.out.display()))?;
-    let log = JsonlLog::new(&args.out.join("metrics.jsonl"));
     let train = Arc::new(idx_images(&args.data, "train", 10)?);
-    let test = Arc::new(idx_images(&args.data, "t10k", 10)?);
-    let test_data = subset(&test, test.len());
-    let evaluate_model = |model: &Model<B>| -> Result<f64> {
-        let batches = load_epoch(
-            test_data.clone(),
-            plain(),
-            LoaderConfig {
-                shuffle: false,
-                ..LoaderConfig::new(256, 0)
-            },
-            0,
-        );
-        Ok(evaluate(&model.valid(), batches, false, &device)?.top1_percent())
-    };
+    let test = subset(
+        &Arc::new(idx_images(&args.data, "t10k", 10)?),
+        args.test_images,
+    );
 
     let teacher = if args.train_teacher {
-        let teacher = train_teacher(&args, &train, &device, &log)?;
+        let data = run_data(subset(&train, args.teacher_images), test.clone(), args.seed);
+        let teacher = train_teacher_and_head(&args, &data, &device)?;
         if let Some(parent) = args.teacher.parent() {
             std::fs::create_dir_all(parent)?;
         }
         save_record(teacher.clone(), &args.teacher)?;
         teacher
     } else {
-        let shell = BackboneWithHead::new(create_model::<B>("resnet20", 10, &device)?, &device);
-        load_record(shell, &args.teacher, &device)
-            .with_context(|| "run with --train-teacher to make the teacher")?
+        load_teacher(&args.teacher, &device)?
     };
-    let teacher_accuracy = evaluate_model(&teacher.backbone)?;
-    let frozen_teacher = teacher.valid();
-
-    let labelled = subset(&train, args.labelled);
-    let probe = create_model::<B>("resnet8", 10, &device)?;
-    let context = MethodContext {
-        student: FeatureShapes::probe(&probe, 28, 28, &device),
-        teacher: FeatureShapes::probe(&teacher.backbone, 28, 28, &device),
-        n_data: labelled.len(),
-        with_kd: true,
-    };
-    let mut rows = vec![("teacher resnet20".to_string(), teacher_accuracy, 0.0)];
-    for method in ["vanilla", "kd", "sskd"] {
-        let started = Instant::now();
-        let network = BackboneWithHead::new(create_model::<B>("resnet8", 10, &device)?, &device);
-        let schedule = MultiStepLr {
-            base: 0.05,
-            milestones: vec![args.epochs * 3 / 4],
-            gamma: 0.1,
-        };
-        let trained = if method == "vanilla" {
-            train_with_ce(
-                network.backbone,
-                &labelled,
-                args.epochs,
-                args.seed,
-                "vanilla",
-                &log,
-                &device,
-            )?
-        } else {
-            let bar = progress(method, args.epochs);
-            let mut student = Student {
-                network,
-                method: create_method::<B>(method, &context, &device)?,
-            };
-            let mut optimizer = sgd(0.9, 5e-4).init();
-            let transform = if method == "sskd" {
-                rotations()
-            } else {
-                plain()
-            };
-            for epoch in 0..args.epochs {
-                let batches = load_epoch(
-                    labelled.clone(),
-                    transform.clone(),
-                    LoaderConfig::new(64, args.seed),
-                    epoch as u64,
-                );
-                let (next, report) = student_epoch(
-                    student,
-                    &frozen_teacher,
-                    &mut optimizer,
-                    batches,
-                    epoch,
-                    schedule.lr(epoch),
-                    &device,
-                )?;
-                student = next;
-                log.append(&serde_json::json!({"stage": "student", "method": method, "epoch": epoch, "train": report.to_json()}))?;
-                bar.set_message(format!("loss {:.3}", report.terms["total"]));
-                bar.inc(1);
-            }
-            bar.finish();
-            student.network.backbone
-        };
-        let accuracy = evaluate_model(&trained)?;
-        let seconds = started.elapsed().as_secs_f64();
-        log.append(&serde_json::json!({"stage": "result", "method": method, "test_top1": accuracy, "seconds": seconds, "last_epoch": args.epochs - 1}))?;
-        rows.push((format!("student resnet8, {method}"), accuracy, seconds));
+    let data = run_data(subset(&train, args.labelled), test.clone(), args.seed);
+    let frozen = teacher.valid();
+    let teacher_eval = data.evaluate_network(&frozen, &device)?;
+    let mut rows = vec![Row {
+        name: "teacher resnet20".to_string(),
+        best: None,
+        last: Some(EpochResult {
+            epoch: 0,
+            evaluation: teacher_eval,
+        }),
+        seconds: 0.0,
+    }];
+    println!(
+        "teacher: top-1 {:.2} %, SS-head accuracy {:.2} % on the test set",
+        teacher_eval.top1,
+        teacher_eval.ss_top1.unwrap_or(0.0)
+    );
+    for method in &args.methods {
+        rows.push(train_one(&args, method, &frozen, &data, &device)?);
     }
-    println!("\nFashion-MNIST test (2,000 images), students on {} labelled images, {} epochs, last epoch:", labelled.len(), args.epochs);
-    println!("{:<28} {:>8} {:>10}", "model", "top-1 %", "train s");
-    for (name, accuracy, seconds) in rows {
-        println!("{name:<28} {accuracy:>8.2} {seconds:>10.1}");
-    }
-    println!("metrics: {}", args.out.join("metrics.jsonl").display());
+    print_table(&rows, &args, data.train.len(), test.len());
     Ok(())
 }

@@ -105,7 +105,7 @@ fn teacher_head_and_students_train_on_fashion_mnist() {
     };
 
     let student_model = create_model::<B>("resnet8", 10, &device).unwrap();
-    let shapes = FeatureShapes::probe(&student_model, 28, 28, &device);
+    let shapes = FeatureShapes::probe(&student_model.valid(), 28, 28, &device);
     let context = MethodContext {
         student: shapes.clone(),
         teacher: shapes,

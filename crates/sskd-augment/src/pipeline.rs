@@ -42,7 +42,13 @@ fn coin<R: Rng>(rng: &mut R) -> bool {
 
 /// CIFAR training: zero-pad 4, random 32×32 crop, horizontal flip with p = 0.5.
 pub fn cifar_train<R: Rng>(image: &RgbImage, rng: &mut R) -> RgbImage {
-    let (cropped, _) = random_crop(image, 32, 4, rng);
+    crop_and_flip(image, 32, 4, rng)
+}
+
+/// `RandomCrop(size, padding)` then `RandomHorizontalFlip()`: the CIFAR recipe at any size
+/// (e.g. 28 with padding 4 for Fashion-MNIST).
+pub fn crop_and_flip<R: Rng>(image: &RgbImage, size: u32, padding: u32, rng: &mut R) -> RgbImage {
+    let (cropped, _) = random_crop(image, size, padding, rng);
     if coin(rng) {
         horizontal_flip(&cropped)
     } else {

@@ -3,9 +3,10 @@
 
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
+use burn::nn::PaddingConfig2d;
 use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Tensor};
+use sskd_models::batch_norm::{BatchNorm, BatchNormConfig};
 
 use crate::{DistillInputs, FeatureTerm, LossError, Needs};
 

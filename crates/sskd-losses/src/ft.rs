@@ -97,7 +97,7 @@ impl<B: Backend> FactorTransfer<B> {
         let factor = teacher_channels / 2;
         let layer = |channels_in, channels_out| ConvBn {
             conv: conv3x3(channels_in, channels_out, device),
-            bn: burn::nn::BatchNormConfig::new(channels_out).init(device),
+            bn: sskd_models::batch_norm::BatchNormConfig::new(channels_out).init(device),
         };
         Self {
             translator: vec![

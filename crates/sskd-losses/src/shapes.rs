@@ -30,6 +30,9 @@ impl FeatureShapes {
     }
 
     /// Runs two blank images of `height × width` through `model` and reads the shapes.
+    ///
+    /// Pass an inference-mode model (`model.valid()` of an autodiff one): on an autodiff
+    /// backend the forward runs batch norm in training mode and updates its running statistics.
     pub fn probe<B: Backend>(
         model: &Model<B>,
         height: usize,

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
-use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
+use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Record, Recorder};
 use burn::tensor::backend::Backend;
 use burn_store::ModuleSnapshot;
 
@@ -17,9 +17,29 @@ type ByteRecorder = NamedMpkBytesRecorder<FullPrecisionSettings>;
 
 /// Writes `module`'s record to `path` atomically (full precision).
 pub fn save_record<B: Backend, M: Module<B>>(module: M, path: &Path) -> Result<(), ModelError> {
-    let bytes = Recorder::<B>::record(&ByteRecorder::default(), module.into_record(), ())
+    write_record::<B, _>(module.into_record(), path)
+}
+
+/// Writes any Burn record (a module's, an optimizer's) to `path` atomically (full precision).
+pub fn write_record<B: Backend, R: Record<B>>(record: R, path: &Path) -> Result<(), ModelError> {
+    let bytes = Recorder::<B>::record(&ByteRecorder::default(), record, ())
         .map_err(|e| write_error(path, e))?;
     write_atomically(path, &bytes)
+}
+
+/// Reads a record written by [`write_record`]; a file of another record type is an error
+/// naming the file.
+pub fn read_record<B: Backend, R: Record<B>>(
+    path: &Path,
+    device: &B::Device,
+) -> Result<R, ModelError> {
+    let read_error = |reason: String| ModelError::Read {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let bytes = std::fs::read(path).map_err(|e| read_error(e.to_string()))?;
+    Recorder::<B>::load(&ByteRecorder::default(), bytes, device)
+        .map_err(|e| read_error(format!("not a record of the expected kind: {e}")))
 }
 
 /// Reads a record written by [`save_record`] into `module`, which must have the same
@@ -34,9 +54,16 @@ pub fn load_record<B: Backend, M: Module<B>>(
         path: path.to_path_buf(),
         reason,
     };
-    let bytes = std::fs::read(path).map_err(|e| read_error(e.to_string()))?;
-    let record = Recorder::<B>::load(&ByteRecorder::default(), bytes, device)
-        .map_err(|e| read_error(format!("not a record of this architecture: {e}")))?;
+    let record = read_record::<B, M::Record>(path, device).map_err(|e| match e {
+        ModelError::Read { reason, .. } => {
+            read_error(reason.replace("of the expected kind", "of this architecture"))
+        }
+        other => other,
+    })?;
+    // Burn's `RunningState::load_record` replaces the value but keeps updates still pending
+    // from earlier forwards (e.g. a shape probe), which would then overwrite the loaded
+    // batch-norm statistics at the next sync: flush them first.
+    let _ = module.clone().into_record();
     let expected = parameter_shapes(&module);
     // Burn panics when a record's structure differs from the module's (another enum variant,
     // another number of blocks); turn that into an error.

@@ -15,6 +15,7 @@
 //! benches choose one.
 #![warn(missing_docs)]
 
+pub mod batch_norm;
 pub mod checkpoint;
 mod error;
 pub mod head;

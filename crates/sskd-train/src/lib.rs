@@ -12,6 +12,8 @@
 #![warn(missing_docs)]
 
 pub mod metrics;
+pub mod pipeline;
+pub mod run;
 pub mod schedule;
 pub mod stages;
 
@@ -32,6 +34,9 @@ pub enum TrainError {
         /// What went wrong.
         reason: String,
     },
+    /// A checkpoint could not be read or written.
+    #[error(transparent)]
+    Model(#[from] sskd_models::ModelError),
     /// The data loader failed.
     #[error("data: {0}")]
     Data(String),

@@ -46,6 +46,15 @@ impl Accuracy {
     pub fn top5_percent(&self) -> f64 {
         100.0 * self.top5 as f64 / self.total.max(1) as f64
     }
+
+    /// The accuracies as an [`Evaluation`](crate::run::Evaluation) (no SS-head accuracy).
+    pub fn evaluation(&self) -> crate::run::Evaluation {
+        crate::run::Evaluation {
+            top1: self.top1_percent(),
+            top5: self.top5_percent(),
+            ss_top1: None,
+        }
+    }
 }
 
 /// Appends one JSON object per line to a file and syncs it, so a finished epoch's line

@@ -18,6 +18,7 @@ use sskd_losses::{ss_head_loss, BatchLayout, DistillInputs, Distiller, Method, N
 use sskd_models::{BackboneWithHead, Model, ModelOutput, SelfSupervisionHead};
 
 use crate::metrics::Accuracy;
+use crate::run::Evaluation;
 use crate::TrainError;
 
 /// What an epoch did: mean loss terms (unweighted, and `total`), mean counts, throughput and
@@ -247,6 +248,33 @@ pub fn evaluate<B: Backend>(
         accuracy.add(logits, labels);
     }
     Ok(accuracy)
+}
+
+/// Top-1/top-5 of `backbone` on the unrotated rows of four-rotation `batches` and the
+/// accuracy of `head` on the SS task (each rotated row picks its source among the batch's
+/// unrotated rows), in percent. Pass inner-backend (inference-mode) modules.
+pub fn evaluate_with_head<B: Backend>(
+    backbone: &Model<B>,
+    head: &SelfSupervisionHead<B>,
+    batches: impl IntoIterator<Item = Result<HostBatch, String>>,
+    device: &B::Device,
+) -> Result<Evaluation, TrainError> {
+    let mut accuracy = Accuracy::default();
+    let (mut ss_correct, mut ss_rows) = (0, 0);
+    for batch in batches {
+        let (images, labels, _) = batch.map_err(TrainError::Data)?.to_tensors::<B>(device);
+        let output = backbone.forward(images);
+        let (_, correct) =
+            ss_head_loss(head.forward(output.embedding)).map_err(TrainError::Loss)?;
+        ss_correct += correct;
+        ss_rows += 3 * labels.dims()[0];
+        accuracy.add(split_rotations(output.logits).0, labels);
+    }
+    Ok(Evaluation {
+        top1: accuracy.top1_percent(),
+        top5: accuracy.top5_percent(),
+        ss_top1: Some(100.0 * ss_correct as f64 / ss_rows.max(1) as f64),
+    })
 }
 
 /// The inference-mode copy of an autodiff model (for [`evaluate`]).

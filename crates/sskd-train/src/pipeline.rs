@@ -1,0 +1,215 @@
+//! The three stages as whole runs over a dataset: [`train_teacher`], [`train_head`] and
+//! [`train_student`], each an epoch loop of [`crate::run::fit`] (schedule, evaluation after
+//! every epoch, JSONL log, progress, checkpoints, resume) around one epoch function of
+//! [`crate::stages`].
+
+use std::sync::Arc;
+
+use burn::data::dataset::Dataset;
+use burn::module::AutodiffModule;
+use burn::tensor::backend::AutodiffBackend;
+use rand::rngs::StdRng;
+use sskd_augment::loader::{load_epoch, HostBatch, LoaderConfig, Sample};
+use sskd_models::{BackboneWithHead, Model, SelfSupervisionHead};
+
+use sskd_losses::Distiller;
+
+use crate::run::{fit, Evaluation, FitOutcome, FitPlan, RunDir};
+use crate::stages::{
+    evaluate, evaluate_with_head, head_epoch, student_epoch, teacher_epoch, Student,
+};
+use crate::TrainError;
+
+/// A per-sample transform: an item and its generator to a [`Sample`] (one copy, or four
+/// rotations).
+pub type Transform<I> = Arc<dyn Fn(I, &mut StdRng) -> Result<Sample, String> + Send + Sync>;
+
+/// The data of a run: train and test sets, the four transforms, batch sizes and the seed.
+pub struct RunData<D, I> {
+    /// Training set.
+    pub train: Arc<D>,
+    /// Test set (evaluated after every epoch).
+    pub test: Arc<D>,
+    /// Training augmentation, one copy per image (e.g. crop + flip).
+    pub plain_train: Transform<I>,
+    /// Training augmentation with four rotations per image.
+    pub rotations_train: Transform<I>,
+    /// Test transform, one copy.
+    pub plain_test: Transform<I>,
+    /// Test transform with four rotations (the SS-head accuracy).
+    pub rotations_test: Transform<I>,
+    /// Training batch in source images (64 in SSKD).
+    pub batch_size: usize,
+    /// Test batch in source images.
+    pub test_batch_size: usize,
+    /// Seed of sample order and augmentation.
+    pub seed: u64,
+}
+
+impl<D, I> RunData<D, I>
+where
+    I: Send + 'static,
+    D: Dataset<I> + 'static,
+{
+    /// The batches of training epoch `epoch`.
+    pub fn train_epoch(
+        &self,
+        rotations: bool,
+        epoch: usize,
+    ) -> std::sync::mpsc::Receiver<Result<HostBatch, String>> {
+        let transform = if rotations {
+            &self.rotations_train
+        } else {
+            &self.plain_train
+        };
+        load_epoch(
+            self.train.clone(),
+            transform.clone(),
+            LoaderConfig::new(self.batch_size, self.seed),
+            epoch as u64,
+        )
+    }
+
+    /// The test batches, in order.
+    pub fn test_batches(
+        &self,
+        rotations: bool,
+    ) -> std::sync::mpsc::Receiver<Result<HostBatch, String>> {
+        let transform = if rotations {
+            &self.rotations_test
+        } else {
+            &self.plain_test
+        };
+        let config = LoaderConfig {
+            shuffle: false,
+            ..LoaderConfig::new(self.test_batch_size, self.seed)
+        };
+        load_epoch(self.test.clone(), transform.clone(), config, 0)
+    }
+
+    /// Top-1/top-5 of `model` (inference mode) on the unrotated test set.
+    pub fn evaluate_model<B: burn::tensor::backend::Backend>(
+        &self,
+        model: &Model<B>,
+        device: &B::Device,
+    ) -> Result<Evaluation, TrainError> {
+        Ok(evaluate(model, self.test_batches(false), false, device)?.evaluation())
+    }
+
+    /// Top-1/top-5 of `network`'s backbone and its SS-head accuracy on the four-rotation test set.
+    pub fn evaluate_network<B: burn::tensor::backend::Backend>(
+        &self,
+        network: &BackboneWithHead<B>,
+        device: &B::Device,
+    ) -> Result<Evaluation, TrainError> {
+        evaluate_with_head(
+            &network.backbone,
+            &network.proj_head,
+            self.test_batches(true),
+            device,
+        )
+    }
+}
+
+/// Stage 1: cross-entropy training of `model` (SGD with `momentum` and `weight_decay`).
+pub fn train_teacher<B, D, I>(
+    run: &RunDir,
+    plan: &FitPlan,
+    model: Model<B>,
+    data: &RunData<D, I>,
+    (momentum, weight_decay): (f64, f64),
+    device: &B::Device,
+) -> Result<FitOutcome<Model<B>>, TrainError>
+where
+    B: AutodiffBackend,
+    I: Send + 'static,
+    D: Dataset<I> + 'static,
+{
+    fit(
+        run,
+        plan,
+        model,
+        crate::sgd(momentum, weight_decay).init(),
+        |model, optimizer, epoch, lr| {
+            teacher_epoch(model, optimizer, data.train_epoch(false, epoch), lr, device)
+        },
+        |model| data.evaluate_model(&model.valid(), device),
+        device,
+    )
+}
+
+/// Stage 2: the SS head on the frozen `teacher` (inference mode), four-rotation batches.
+pub fn train_head<B, D, I>(
+    run: &RunDir,
+    plan: &FitPlan,
+    teacher: &Model<B::InnerBackend>,
+    head: SelfSupervisionHead<B>,
+    data: &RunData<D, I>,
+    (momentum, weight_decay): (f64, f64),
+    device: &B::Device,
+) -> Result<FitOutcome<SelfSupervisionHead<B>>, TrainError>
+where
+    B: AutodiffBackend,
+    I: Send + 'static,
+    D: Dataset<I> + 'static,
+{
+    fit(
+        run,
+        plan,
+        head,
+        crate::sgd(momentum, weight_decay).init(),
+        |head, optimizer, epoch, lr| {
+            head_epoch(
+                teacher,
+                head,
+                optimizer,
+                data.train_epoch(true, epoch),
+                lr,
+                device,
+            )
+        },
+        |head| {
+            let batches = data.test_batches(true);
+            evaluate_with_head(teacher, &head.valid(), batches, device)
+        },
+        device,
+    )
+}
+
+/// Stage 3: the student (backbone, head and the method's modules) against the frozen
+/// `teacher`; four-rotation batches when the method needs them.
+pub fn train_student<B, D, I>(
+    run: &RunDir,
+    plan: &FitPlan,
+    student: Student<B>,
+    teacher: &BackboneWithHead<B::InnerBackend>,
+    data: &RunData<D, I>,
+    (momentum, weight_decay): (f64, f64),
+    device: &B::Device,
+) -> Result<FitOutcome<Student<B>>, TrainError>
+where
+    B: AutodiffBackend,
+    I: Send + 'static,
+    D: Dataset<I> + 'static,
+{
+    let rotations = student.method.needs().rotations;
+    fit(
+        run,
+        plan,
+        student,
+        crate::sgd(momentum, weight_decay).init(),
+        |student, optimizer, epoch, lr| {
+            let batches = data.train_epoch(rotations, epoch);
+            student_epoch(student, teacher, optimizer, batches, epoch, lr, device)
+        },
+        |student| {
+            let network = student.network.valid();
+            if rotations {
+                data.evaluate_network(&network, device)
+            } else {
+                data.evaluate_model(&network.backbone, device)
+            }
+        },
+        device,
+    )
+}

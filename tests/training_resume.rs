@@ -1,0 +1,231 @@
+//! Kill and resume: an SSKD student run interrupted after a checkpoint and resumed with
+//! `resume` ends with exactly the weights, log lines and best/last records of the
+//! uninterrupted run; a damaged or foreign checkpoint is an error naming the file.
+
+use std::sync::Arc;
+
+use burn::backend::{Autodiff, Flex};
+use burn::data::dataset::transform::SelectionDataset;
+use burn::module::AutodiffModule;
+use burn::tensor::Tensor;
+use rand::rngs::StdRng;
+use sskd::augment::loader::Sample;
+use sskd::augment::pipeline::{crop_and_flip, sskd_rotations};
+use sskd::data::idx::idx_images;
+use sskd::data::{LabeledImage, PlanarImages};
+use sskd::losses::{create_method, FeatureShapes, MethodContext};
+use sskd::models::{create_model, BackboneWithHead};
+use sskd::train::pipeline::{train_student, RunData};
+use sskd::train::run::{latest_epochs, read_checkpoint, FitOutcome, FitPlan, RunDir};
+use sskd::train::schedule::{CosineLr, LrSchedule};
+use sskd::train::stages::Student;
+use sskd::train::TrainError;
+
+type B = Autodiff<Flex>;
+type Subset = SelectionDataset<PlanarImages, LabeledImage>;
+
+const EPOCHS: usize = 3;
+
+/// The backend's generator is global: tests that seed it run one at a time.
+static SEEDED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn fashion(count: usize, test: bool) -> Arc<Subset> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/fashion-mnist");
+    let images = idx_images(&dir, if test { "t10k" } else { "train" }, 10).unwrap();
+    let indices = images.class_balanced(count / 10);
+    Arc::new(SelectionDataset::from_indices_checked(images, indices))
+}
+
+fn to_sample(copies: Vec<image::RgbImage>, label: usize) -> Result<Sample, String> {
+    Ok(Sample::from_images(&copies, [0.286; 3], [0.353; 3], label))
+}
+
+/// The run's data; with `poison`, every rotated sample of that class fails (the "kill").
+fn data(poison: Option<usize>) -> RunData<Subset, LabeledImage> {
+    RunData {
+        train: fashion(60, false),
+        test: fashion(40, true),
+        plain_train: Arc::new(|item: LabeledImage, rng: &mut StdRng| {
+            to_sample(vec![crop_and_flip(&item.image, 28, 4, rng)], item.label)
+        }),
+        rotations_train: Arc::new(move |item: LabeledImage, rng: &mut StdRng| {
+            if poison == Some(item.label) {
+                return Err("simulated crash".to_string());
+            }
+            to_sample(sskd_rotations(&item.image, true, rng).to_vec(), item.label)
+        }),
+        plain_test: Arc::new(|item: LabeledImage, _: &mut StdRng| {
+            to_sample(vec![item.image], item.label)
+        }),
+        rotations_test: Arc::new(|item: LabeledImage, rng: &mut StdRng| {
+            to_sample(sskd_rotations(&item.image, false, rng).to_vec(), item.label)
+        }),
+        batch_size: 16,
+        test_batch_size: 40,
+        seed: 5,
+    }
+}
+
+fn plan(resume: bool) -> FitPlan {
+    FitPlan {
+        stage: "student".to_string(),
+        epochs: EPOCHS,
+        schedule: LrSchedule::Cosine(CosineLr {
+            base: 0.05,
+            epochs: EPOCHS,
+            min: 0.0,
+        }),
+        checkpoint_every: 1,
+        seed: 5,
+        resume,
+        select_by_ss: false,
+        tags: serde_json::Map::new(),
+    }
+}
+
+fn student(device: &burn::tensor::Device<B>) -> Student<B> {
+    let network = BackboneWithHead::new(create_model::<B>("resnet8", 10, device).unwrap(), device);
+    let shapes = FeatureShapes::probe(&network.backbone.valid(), 28, 28, device);
+    let context = MethodContext {
+        student: shapes.clone(),
+        teacher: shapes,
+        n_data: 60,
+        with_kd: true,
+    };
+    Student {
+        network,
+        method: create_method::<B>("sskd", &context, device).unwrap(),
+    }
+}
+
+fn teacher(device: &burn::tensor::Device<B>) -> BackboneWithHead<Flex> {
+    <B as burn::tensor::backend::Backend>::seed(device, 11);
+    BackboneWithHead::new(create_model::<B>("resnet8", 10, device).unwrap(), device).valid()
+}
+
+/// The 3-epoch plan from a fresh student seeded like every other run.
+fn run(
+    dir: &RunDir,
+    data: &RunData<Subset, LabeledImage>,
+    resume: bool,
+) -> Result<FitOutcome<Student<B>>, TrainError> {
+    let device = Default::default();
+    let teacher = teacher(&device);
+    <B as burn::tensor::backend::Backend>::seed(&device, 3);
+    train_student(
+        dir,
+        &plan(resume),
+        student(&device),
+        &teacher,
+        data,
+        (0.9, 5e-4),
+        &device,
+    )
+}
+
+fn logits(outcome: &FitOutcome<Student<B>>) -> Vec<f32> {
+    let device = Default::default();
+    let input = Tensor::<Flex, 4>::ones([2, 3, 28, 28], &device);
+    let network = outcome.module.network.valid();
+    network
+        .backbone
+        .forward(input)
+        .logits
+        .into_data()
+        .to_vec()
+        .unwrap()
+}
+
+#[test]
+fn a_killed_run_resumes_to_the_uninterrupted_result() {
+    let _serial = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
+    let whole_dir = tempfile::tempdir().unwrap();
+    let whole_run = RunDir::create(whole_dir.path()).unwrap();
+    let whole = run(&whole_run, &data(None), false).unwrap();
+
+    // Two epochs (a plan cut short, same schedule), then a resumed attempt that crashes in
+    // epoch 2 (a data error), then a resume that finishes.
+    let resumed_dir = tempfile::tempdir().unwrap();
+    let resumed_run = RunDir::create(resumed_dir.path()).unwrap();
+    let mut short = plan(false);
+    short.epochs = 2;
+    {
+        let device = Default::default();
+        let teacher = teacher(&device);
+        <B as burn::tensor::backend::Backend>::seed(&device, 3);
+        train_student(
+            &resumed_run,
+            &short,
+            student(&device),
+            &teacher,
+            &data(None),
+            (0.9, 5e-4),
+            &device,
+        )
+        .unwrap();
+    }
+    let crashed = run(&resumed_run, &data(Some(3)), true);
+    assert!(
+        matches!(crashed, Err(TrainError::Data(ref m)) if m.contains("simulated crash")),
+        "{crashed:?}"
+    );
+    let state = read_checkpoint(&resumed_run, "student").unwrap().unwrap();
+    assert_eq!(
+        state.epochs_done, 2,
+        "the crash must not damage the checkpoint"
+    );
+
+    let resumed = run(&resumed_run, &data(None), true).unwrap();
+    assert_eq!(logits(&whole), logits(&resumed));
+    assert_eq!(whole.last, resumed.last);
+    assert_eq!(whole.best, resumed.best);
+
+    let whole_log = latest_epochs(&whole_run.log().read().unwrap());
+    let resumed_lines = resumed_run.log().read().unwrap();
+    assert!(resumed_lines.iter().any(|l| l["event"] == "resume"));
+    let resumed_log = latest_epochs(&resumed_lines);
+    assert_eq!(whole_log.len(), EPOCHS);
+    for (a, b) in whole_log.iter().zip(&resumed_log) {
+        assert_eq!(
+            (&a["epoch"], &a["test"], &a["train"]["terms"]),
+            (&b["epoch"], &b["test"], &b["train"]["terms"])
+        );
+    }
+    // Only the committed checkpoint's records remain.
+    let records: Vec<String> = std::fs::read_dir(resumed_run.root())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("-e"))
+        .collect();
+    assert_eq!(records.len(), 2, "{records:?}");
+}
+
+#[test]
+fn damaged_checkpoints_are_errors_naming_the_file() {
+    let _serial = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = RunDir::create(dir.path()).unwrap();
+    let mut short = plan(false);
+    short.epochs = 1;
+    let device = Default::default();
+    let teacher = teacher(&device);
+    train_student(
+        &run_dir,
+        &short,
+        student(&device),
+        &teacher,
+        &data(None),
+        (0.9, 5e-4),
+        &device,
+    )
+    .unwrap();
+    let state = read_checkpoint(&run_dir, "student").unwrap().unwrap();
+
+    std::fs::write(run_dir.path(&state.optimizer_file), b"not a record").unwrap();
+    let error = run(&run_dir, &data(None), true).unwrap_err().to_string();
+    assert!(error.contains(&state.optimizer_file), "{error}");
+
+    std::fs::write(run_dir.path("student-checkpoint.json"), b"{").unwrap();
+    let error = run(&run_dir, &data(None), true).unwrap_err().to_string();
+    assert!(error.contains("student-checkpoint.json"), "{error}");
+}
