@@ -30,6 +30,7 @@ use sskd::losses::{create_method, method_names, FeatureShapes, MethodContext};
 use sskd::models::checkpoint::{load_record, save_record};
 use sskd::models::{create_model, BackboneWithHead, SelfSupervisionHeadConfig};
 use sskd::train::pipeline::{train_head, train_student, train_teacher, RunData, Transform};
+use sskd::train::plot::plot_run;
 use sskd::train::run::{EpochResult, FitPlan, RunDir};
 use sskd::train::schedule::{CosineLr, LrSchedule};
 use sskd::train::stages::Student;
@@ -173,6 +174,7 @@ fn train_teacher_and_head(
         SGD,
         device,
     )?;
+    plot_run(&run)?;
     // SSKD uses the last epoch of each stage.
     Ok(BackboneWithHead {
         backbone: teacher.module,
@@ -223,6 +225,7 @@ fn train_one(
         let outcome = train_student(&run, &plan, student, teacher, data, SGD, device)?;
         (outcome.best, outcome.last)
     };
+    plot_run(&run)?;
     Ok(Row {
         name: format!("student resnet8, {method}"),
         best,

@@ -16,27 +16,57 @@ pub fn load_overrides<C: Config>(path: &Path, defaults: C) -> Result<C, String> 
     apply_overrides(defaults, &overrides).map_err(|e| format!("config {}: {e}", path.display()))
 }
 
-/// Applies the fields of the JSON object `overrides` over `defaults` (see [`load_overrides`]).
+/// Applies the fields of the JSON object `overrides` over `defaults` (see [`load_overrides`]);
+/// nested objects override nested configs field by field.
 pub fn apply_overrides<C: Config>(defaults: C, overrides: &Value) -> Result<C, String> {
     let Value::Object(fields) = overrides else {
         return Err("expected a JSON object of config fields".to_string());
     };
     let mut merged = serde_json::to_value(&defaults).map_err(|e| e.to_string())?;
-    let known: Vec<String> = merged
-        .as_object()
-        .map(|m| m.keys().cloned().collect())
-        .unwrap_or_default();
     for (field, value) in fields {
-        if !known.contains(field) {
-            return Err(format!(
-                "unknown field `{field}`; known fields: {}",
-                known.join(", ")
-            ));
-        }
-        merged[field] = value.clone();
+        merge_field(&mut merged, field, value)?;
         serde_json::from_value::<C>(merged.clone()).map_err(|e| format!("field `{field}`: {e}"))?;
     }
     serde_json::from_value(merged).map_err(|e| e.to_string())
+}
+
+/// Sets `path` (`a.b.c`) of `config` to the JSON text `value` (a bare word is a string): the
+/// command-line form `--set student_stage.epochs=1`.
+pub fn apply_assignment<C: Config>(config: C, assignment: &str) -> Result<C, String> {
+    let (path, text) = assignment
+        .split_once('=')
+        .ok_or_else(|| format!("`{assignment}`: expected FIELD=VALUE"))?;
+    let value = serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()));
+    let mut nested = value;
+    for key in path.rsplit('.') {
+        nested = serde_json::json!({ key: nested });
+    }
+    apply_overrides(config, &nested)
+}
+
+/// Merges `value` into `target[field]`: objects key by key (each key must exist), anything
+/// else replaces.
+fn merge_field(target: &mut Value, field: &str, value: &Value) -> Result<(), String> {
+    let known: Vec<String> = target
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    if !known.iter().any(|k| k == field) {
+        return Err(format!(
+            "unknown field `{field}`; known fields: {}",
+            known.join(", ")
+        ));
+    }
+    let slot = &mut target[field];
+    match (value, slot.is_object()) {
+        (Value::Object(inner), true) => {
+            for (key, inner_value) in inner {
+                merge_field(slot, key, inner_value).map_err(|e| format!("in `{field}`: {e}"))?;
+            }
+        }
+        _ => *slot = value.clone(),
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -58,5 +88,26 @@ mod tests {
         let error =
             apply_overrides(SskdConfig::new(), &serde_json::json!({"tf_weight": "x"})).unwrap_err();
         assert!(error.contains("field `tf_weight`"), "{error}");
+    }
+
+    #[test]
+    fn nested_fields_override_from_the_command_line() {
+        use crate::experiment::ExperimentConfig;
+        let config = ExperimentConfig::new("resnet56".into(), "resnet20".into());
+        let config = apply_assignment(config, "student_stage.epochs=3").unwrap();
+        let config = apply_assignment(config, "sskd.ss_weight=3.0").unwrap();
+        let config = apply_assignment(config, "method=kd").unwrap();
+        assert_eq!(
+            (config.student_stage.epochs, config.student_stage.lr),
+            (3, 0.05)
+        );
+        assert_eq!((config.sskd.ss_weight, config.method.as_str()), (3.0, "kd"));
+        let error = apply_assignment(config.clone(), "student_stage.epoch=3").unwrap_err();
+        assert!(
+            error.contains("unknown field `epoch`") && error.contains("student_stage"),
+            "{error}"
+        );
+        let error = apply_assignment(config, "student_stage.epochs=-1").unwrap_err();
+        assert!(error.contains("student_stage"), "{error}");
     }
 }

@@ -25,4 +25,5 @@ pub use sskd_train as train;
 
 pub mod backend;
 pub mod config;
+pub mod experiment;
 pub mod loss_workloads;

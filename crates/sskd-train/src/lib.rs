@@ -13,6 +13,7 @@
 
 pub mod metrics;
 pub mod pipeline;
+pub mod plot;
 pub mod run;
 pub mod schedule;
 pub mod stages;

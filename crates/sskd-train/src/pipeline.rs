@@ -46,6 +46,20 @@ pub struct RunData<D, I> {
     pub seed: u64,
 }
 
+impl<D, I> Clone for RunData<D, I> {
+    fn clone(&self) -> Self {
+        Self {
+            train: self.train.clone(),
+            test: self.test.clone(),
+            plain_train: self.plain_train.clone(),
+            rotations_train: self.rotations_train.clone(),
+            plain_test: self.plain_test.clone(),
+            rotations_test: self.rotations_test.clone(),
+            ..*self
+        }
+    }
+}
+
 impl<D, I> RunData<D, I>
 where
     I: Send + 'static,

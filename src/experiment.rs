@@ -1,0 +1,161 @@
+//! Every hyper-parameter of a CIFAR-100 SSKD experiment (spec §1.5–1.6, §6) in one config,
+//! loadable from JSON (`configs/cifar100/*.json`, one per published teacher → student pair)
+//! and overridable field by field (`student_stage.epochs=1`).
+
+use burn::config::Config;
+use sskd_losses::SskdConfig;
+use sskd_train::schedule::LrSchedule;
+
+/// One training stage: epochs and the step schedule (×`gamma` at each milestone).
+#[derive(Config, Debug, PartialEq)]
+pub struct StageConfig {
+    /// Number of epochs.
+    pub epochs: usize,
+    /// Initial learning rate.
+    pub lr: f64,
+    /// 0-based epochs at which the rate is multiplied by `gamma`.
+    pub milestones: Vec<usize>,
+    /// The factor.
+    #[config(default = 0.1)]
+    pub gamma: f64,
+}
+
+impl StageConfig {
+    /// The stage's schedule.
+    pub fn schedule(&self) -> LrSchedule {
+        LrSchedule::MultiStep(sskd_train::schedule::MultiStepLr {
+            base: self.lr,
+            milestones: self.milestones.clone(),
+            gamma: self.gamma,
+        })
+    }
+}
+
+/// A teacher → student experiment with SSKD's code defaults.
+#[derive(Config, Debug)]
+pub struct ExperimentConfig {
+    /// Teacher architecture (registry name).
+    pub teacher: String,
+    /// Student architecture (registry name).
+    pub student: String,
+    /// Distillation method of stage 3 (`sskd`, or any name of `sskd_losses::method_names`).
+    #[config(default = "String::from(\"sskd\")")]
+    pub method: String,
+    /// Number of classes.
+    #[config(default = 100)]
+    pub num_classes: usize,
+    /// Stage 1 (teacher, cross-entropy).
+    #[config(default = "StageConfig::new(240, 0.05, vec![150, 180, 210])")]
+    pub teacher_stage: StageConfig,
+    /// Stage 2 (teacher SS head on the frozen backbone).
+    #[config(default = "StageConfig::new(60, 0.05, vec![30, 45])")]
+    pub head_stage: StageConfig,
+    /// Stage 3 (student); lr 0.01 for MobileNetV2 / ShuffleV1 / ShuffleV2 students.
+    #[config(default = "StageConfig::new(240, 0.05, vec![150, 180, 210])")]
+    pub student_stage: StageConfig,
+    /// Training batch in source images (×4 rows with rotations).
+    #[config(default = 64)]
+    pub batch_size: usize,
+    /// Test batch in source images.
+    #[config(default = 100)]
+    pub test_batch_size: usize,
+    /// SGD momentum (no dampening, no Nesterov).
+    #[config(default = 0.9)]
+    pub momentum: f64,
+    /// Weight decay on every parameter (L2, added to the gradient).
+    #[config(default = 5e-4)]
+    pub weight_decay: f64,
+    /// Seed of initialisation, sample order and augmentation.
+    #[config(default = 0)]
+    pub seed: u64,
+    /// A checkpoint every this many epochs (and after the last).
+    #[config(default = 10)]
+    pub checkpoint_every: usize,
+    /// SSKD's loss weights, temperatures and selection ratios (method `sskd`).
+    #[config(default = "SskdConfig::new()")]
+    pub sskd: SskdConfig,
+    /// Baselines: `0.1·CE + 0.9·KD + β·L` (SSKD's comparison) instead of the CRD scripts'
+    /// `CE + β·L`.
+    #[config(default = true)]
+    pub with_kd: bool,
+}
+
+impl ExperimentConfig {
+    /// Checks values no type can: known architectures and method, positive sizes, increasing
+    /// milestones. The error names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        let names = sskd_models::model_names();
+        for (field, arch) in [("teacher", &self.teacher), ("student", &self.student)] {
+            if !names.contains(&arch.as_str()) {
+                return Err(format!(
+                    "field `{field}`: unknown architecture `{arch}`; known: {}",
+                    names.join(", ")
+                ));
+            }
+        }
+        if !sskd_losses::method_names().contains(&self.method.as_str()) {
+            return Err(format!(
+                "field `method`: unknown method `{}`; known: {}",
+                self.method,
+                sskd_losses::method_names().join(", ")
+            ));
+        }
+        for (field, value) in [
+            ("num_classes", self.num_classes),
+            ("batch_size", self.batch_size),
+            ("test_batch_size", self.test_batch_size),
+        ] {
+            if value == 0 {
+                return Err(format!("field `{field}` must be positive"));
+            }
+        }
+        for (field, stage) in [
+            ("teacher_stage", &self.teacher_stage),
+            ("head_stage", &self.head_stage),
+            ("student_stage", &self.student_stage),
+        ] {
+            if !(stage.lr > 0.0 && stage.lr.is_finite()) {
+                return Err(format!(
+                    "field `{field}.lr` must be positive, got {}",
+                    stage.lr
+                ));
+            }
+            if stage.milestones.windows(2).any(|w| w[0] >= w[1]) {
+                return Err(format!(
+                    "field `{field}.milestones` must increase: {:?}",
+                    stage.milestones
+                ));
+            }
+        }
+        self.sskd
+            .init()
+            .map(|_| ())
+            .map_err(|e| format!("field `sskd`: {e}"))
+    }
+}
+
+/// The student learning rate of the SSKD and CRD scripts: 0.01 for MobileNetV2 and the
+/// ShuffleNets, 0.05 otherwise.
+pub fn default_student_lr(student: &str) -> f64 {
+    if matches!(student, "MobileNetV2" | "ShuffleV1" | "ShuffleV2") {
+        0.01
+    } else {
+        0.05
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_sskd_code_defaults() {
+        let config = ExperimentConfig::new("wrn_40_2".into(), "wrn_16_2".into());
+        assert_eq!(config.student_stage.schedule().lr(150), 0.05 * 0.1);
+        assert_eq!(config.head_stage.schedule().lr(45), 0.05 * 0.1 * 0.1);
+        assert_eq!((config.batch_size, config.sskd.ss_weight), (64, 10.0));
+        config.validate().unwrap();
+        let bad = ExperimentConfig::new("wrn_40_2".into(), "wrn_16_3".into());
+        assert!(bad.validate().unwrap_err().contains("field `student`"));
+    }
+}

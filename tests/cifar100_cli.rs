@@ -1,0 +1,226 @@
+//! The `cifar100` example end to end on the ten-image CIFAR-100 fixture: teacher, head and
+//! student (two seeds) stages, evaluation, resume, the reference codebases' teacher
+//! checkpoints, plots and metrics; bad input ends with a clear error and a non-zero exit.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn example_binary(name: &str) -> PathBuf {
+    let test_binary = std::env::current_exe().expect("test binary path");
+    let target_dir = test_binary
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    target_dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
+}
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// Tiny sizes: resnet8 → resnet8, batches of 4, a few epochs.
+const TINY: &[&str] = &[
+    "--student-arch",
+    "resnet8",
+    "--set",
+    "batch_size=4",
+    "--set",
+    "test_batch_size=5",
+    "--set",
+    "teacher_stage.epochs=2",
+    "--set",
+    "head_stage.epochs=1",
+    "--set",
+    "student_stage.epochs=2",
+    "--set",
+    "checkpoint_every=1",
+];
+
+fn cifar100(stage: &str, out: &Path, extra: &[&str]) -> Output {
+    Command::new(example_binary("cifar100"))
+        .arg(stage)
+        .args(["--teacher-arch", "resnet8"])
+        .args(TINY)
+        .arg("--data")
+        .arg(repo("tests/fixtures/data/cifar100_binary"))
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .env("CUBECL_AUTOTUNE_LEVEL", "minimal")
+        .output()
+        .expect("run the cifar100 example")
+}
+
+fn succeeded(output: &Output) -> String {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{text}");
+    text
+}
+
+fn failed(output: &Output) -> String {
+    let text = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!output.status.success(), "expected a failure: {text}");
+    text
+}
+
+#[test]
+fn three_stages_evaluation_and_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path();
+    let teacher = succeeded(&cifar100("teacher", out, &[]));
+    assert!(
+        teacher.contains("teacher: best epoch") && teacher.contains("teacher: last epoch"),
+        "{teacher}"
+    );
+    let best = out.join("teacher-best.mpk");
+    let head = succeeded(&cifar100(
+        "head",
+        out,
+        &["--teacher", best.to_str().unwrap()],
+    ));
+    assert!(head.contains("SS head"), "{head}");
+    let with_head = out.join("teacher-with-head.mpk");
+    let student = succeeded(&cifar100(
+        "student",
+        out,
+        &["--teacher", with_head.to_str().unwrap(), "--seeds", "0,1"],
+    ));
+    assert!(student.contains("2 seeds: best-epoch top-1"), "{student}");
+    let seeds: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("seeds.json")).unwrap()).unwrap();
+    assert_eq!(seeds["seeds"], serde_json::json!([0, 1]));
+    for seed in ["seed-0", "seed-1"] {
+        let run = out.join(seed);
+        assert!(
+            run.join("student.png").is_file() && run.join("student-last-backbone.mpk").is_file()
+        );
+        let lines = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+        let last: serde_json::Value = serde_json::from_str(lines.lines().last().unwrap()).unwrap();
+        for term in ["ce", "kd", "tf", "ss", "total"] {
+            assert!(last["train"]["terms"][term].is_number(), "{term}: {last}");
+        }
+        assert!(
+            last["test"]["ss_top1"].is_number() && last["best"]["epoch"].is_number(),
+            "{last}"
+        );
+    }
+    assert!(out.join("teacher.png").is_file() && out.join("head.png").is_file());
+
+    // Resuming a finished stage trains nothing more and reports the same result.
+    let again = succeeded(&cifar100(
+        "student",
+        &out.join("seed-0"),
+        &["--teacher", with_head.to_str().unwrap(), "--resume"],
+    ));
+    let last_line = |text: &str| {
+        text.lines()
+            .find(|l| l.starts_with("student: last"))
+            .map(str::to_string)
+    };
+    assert_eq!(last_line(&again), last_line(&student), "{again}\n{student}");
+
+    let eval = Command::new(example_binary("cifar100"))
+        .args(["eval", "--arch", "resnet8", "--weights"])
+        .arg(out.join("seed-1/student-best-backbone.mpk"))
+        .arg("--data")
+        .arg(repo("tests/fixtures/data/cifar100_binary"))
+        .output()
+        .unwrap();
+    assert!(succeeded(&eval).contains("on 10 test images: top-1"));
+}
+
+#[test]
+fn reference_teacher_checkpoints_are_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    // RepDistiller's {"model": ...} resnet8 for the head stage.
+    let repdistiller = repo("tests/fixtures/models/resnet8_repdistiller.pth");
+    succeeded(&cifar100(
+        "head",
+        dir.path(),
+        &["--teacher", repdistiller.to_str().unwrap()],
+    ));
+    // SSKD's teacher.pth (DataParallel, with proj_head) for the student stage.
+    let sskd = repo("tests/fixtures/models/resnet8_sskd_teacher.pth");
+    let output = cifar100(
+        "student",
+        &dir.path().join("kd"),
+        &["--method", "kd", "--teacher", sskd.to_str().unwrap()],
+    );
+    succeeded(&output);
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path();
+    let sskd_teacher = repo("tests/fixtures/models/wrn_16_1_sskd_teacher.pth");
+    // A checkpoint of another architecture.
+    let message = failed(&cifar100(
+        "student",
+        out,
+        &["--teacher", sskd_teacher.to_str().unwrap()],
+    ));
+    assert!(message.contains("wrn_16_1_sskd_teacher.pth"), "{message}");
+    let message = failed(&cifar100(
+        "student",
+        out,
+        &["--method", "kdd", "--teacher", "x.pth"],
+    ));
+    assert!(message.contains("unknown method `kdd`"), "{message}");
+    let message = failed(&cifar100("teacher", out, &["--device", "tpu"]));
+    assert!(message.contains("unknown device `tpu`"), "{message}");
+    let message = failed(&cifar100(
+        "teacher",
+        out,
+        &["--set", "student_stage.epoch=3"],
+    ));
+    assert!(message.contains("unknown field `epoch`"), "{message}");
+    let message = failed(&cifar100("teacher", out, &["--set", "num_classes=50"]));
+    assert!(message.contains("num_classes = 50"), "{message}");
+    let output = Command::new(example_binary("cifar100"))
+        .args(["teacher", "--data"])
+        .arg(out.join("missing"))
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(failed(&output).contains("missing"));
+    let message = failed(&cifar100("head", out, &[]));
+    assert!(message.contains("--teacher is required"), "{message}");
+}
+
+#[test]
+fn every_published_pair_has_a_valid_config() {
+    let dir = repo("configs/cifar100");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let output = Command::new(example_binary("cifar100"))
+            .args(["config", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let text = succeeded(&output);
+        let config: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+        assert_eq!(
+            stem,
+            format!(
+                "{}-{}",
+                config["teacher"].as_str().unwrap(),
+                config["student"].as_str().unwrap()
+            )
+        );
+        count += 1;
+    }
+    assert_eq!(
+        count, 11,
+        "the 11 teacher → student pairs of the SSKD README"
+    );
+}
