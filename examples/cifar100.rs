@@ -59,6 +59,12 @@ enum Command {
     Student(StageArgs),
     /// Top-1/top-5 of a checkpoint on the test set.
     Eval(EvalArgs),
+    /// Linear evaluation: a frozen CIFAR-100 model's features of STL-10 or Tiny-ImageNet
+    /// (resized to 32×32), a linear classifier trained on them, its top-1.
+    LinearEval(LinearEvalArgs),
+    /// The correlation-difference heatmap: |C_teacher − C_student| of the normalised
+    /// classifier weights, a PNG and the mean per student.
+    Correlation(CorrelationArgs),
     /// Print a full config as JSON: a pair's defaults, or a config file checked and completed.
     Config {
         /// Teacher architecture.
@@ -128,6 +134,56 @@ struct EvalArgs {
     /// cpu, cuda[:N] or wgpu[:N].
     #[arg(long, default_value = "cpu")]
     device: DeviceChoice,
+}
+
+#[derive(ClapArgs, Debug)]
+struct LinearEvalArgs {
+    /// Architecture of the frozen model.
+    #[arg(long)]
+    arch: String,
+    /// Its weights (.mpk, .pth, .safetensors).
+    #[arg(long)]
+    weights: PathBuf,
+    /// Classes of its classifier.
+    #[arg(long, default_value_t = 100)]
+    num_classes: usize,
+    /// `stl10` (binary files) or `tiny-imagenet` (the folder of tiny-imagenet-200).
+    #[arg(long)]
+    dataset: String,
+    /// The dataset's folder.
+    #[arg(long)]
+    data: PathBuf,
+    /// Epochs of the linear classifier.
+    #[arg(long, default_value_t = 30)]
+    epochs: usize,
+    /// Its initial learning rate (×0.1 at 60 % and 80 % of the epochs).
+    #[arg(long, default_value_t = 0.1)]
+    lr: f64,
+    /// cpu, cuda[:N] or wgpu[:N].
+    #[arg(long, default_value = "cpu")]
+    device: DeviceChoice,
+}
+
+#[derive(ClapArgs, Debug)]
+struct CorrelationArgs {
+    /// Teacher architecture.
+    #[arg(long)]
+    teacher_arch: String,
+    /// Teacher weights.
+    #[arg(long)]
+    teacher: PathBuf,
+    /// Student architecture.
+    #[arg(long)]
+    student_arch: String,
+    /// Student weights, one heatmap each.
+    #[arg(long, value_delimiter = ',', required = true)]
+    students: Vec<PathBuf>,
+    /// Number of classes.
+    #[arg(long, default_value_t = 100)]
+    num_classes: usize,
+    /// Folder for the PNGs and `correlation.json`.
+    #[arg(long)]
+    out: PathBuf,
 }
 
 type Data = RunData<PlanarImages, LabeledImage>;
@@ -456,6 +512,104 @@ fn eval<B: Backend>(args: &EvalArgs, device: &B::Device) -> Result<()> {
     Ok(())
 }
 
+/// Images of `data` resized to 32×32 (Pillow bilinear, as torchvision's `Resize(32)`), as
+/// one-copy samples normalised like CIFAR-100.
+fn resized_batches<D: Dataset<LabeledImage> + 'static>(
+    data: Arc<D>,
+) -> std::sync::mpsc::Receiver<Result<sskd::augment::loader::HostBatch, String>> {
+    let to_32 = Arc::new(|item: LabeledImage, _: &mut StdRng| {
+        let image = sskd::augment::resize::resize_bilinear(&item.image, 32, 32);
+        Ok(Sample::from_images(
+            &[image],
+            CIFAR100_MEAN,
+            CIFAR100_STD,
+            item.label,
+        ))
+    });
+    let config = sskd::augment::loader::LoaderConfig {
+        shuffle: false,
+        ..sskd::augment::loader::LoaderConfig::new(200, 0)
+    };
+    sskd::augment::loader::load_epoch(data, to_32, config, 0)
+}
+
+fn linear_eval<B: AutodiffBackend>(args: &LinearEvalArgs, device: &B::Device) -> Result<()> {
+    use sskd::train::analysis::{extract_features, linear_probe, LinearProbeConfig};
+    let model = create_model::<B>(&args.arch, args.num_classes, device)?;
+    let model = load_weights(model, &args.weights, device)?.valid();
+    let (train, test, classes) = match args.dataset.as_str() {
+        "stl10" => {
+            use sskd::data::stl10::{stl10, Stl10Split};
+            let train = Arc::new(stl10(&args.data, Stl10Split::Train)?);
+            let test = Arc::new(stl10(&args.data, Stl10Split::Test)?);
+            (
+                extract_features(&model, resized_batches(train), device)?,
+                extract_features(&model, resized_batches(test), device)?,
+                10,
+            )
+        }
+        "tiny-imagenet" => {
+            use sskd::data::folders::ImageFiles;
+            let train = ImageFiles::tiny_imagenet(&args.data, false)?;
+            let classes = train.classes.len();
+            let test = Arc::new(ImageFiles::tiny_imagenet(&args.data, true)?);
+            (
+                extract_features(&model, resized_batches(Arc::new(train)), device)?,
+                extract_features(&model, resized_batches(test), device)?,
+                classes,
+            )
+        }
+        other => bail!("unknown dataset `{other}`: expected stl10 or tiny-imagenet"),
+    };
+    let config = LinearProbeConfig::new()
+        .with_epochs(args.epochs)
+        .with_lr(args.lr);
+    let result = linear_probe::<B>(&train, &test, classes, &config, device)?;
+    println!(
+        "linear evaluation of {} on {} ({} train / {} test images at 32×32): top-1 {:.2} % (train {:.2} %)",
+        args.weights.display(), args.dataset, train.len(), test.len(), result.test_top1, result.train_top1
+    );
+    Ok(())
+}
+
+fn correlation<B: Backend>(args: &CorrelationArgs, device: &B::Device) -> Result<()> {
+    use sskd::train::analysis::correlation_difference;
+    use sskd::train::plot::plot_heatmap;
+    let teacher = create_model::<B>(&args.teacher_arch, args.num_classes, device)?;
+    let teacher = load_weights(teacher, &args.teacher, device)?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let mut summary = Vec::new();
+    for path in &args.students {
+        let student = create_model::<B>(&args.student_arch, args.num_classes, device)?;
+        let student = load_weights(student, path, device)?;
+        let (difference, mean) = correlation_difference(&teacher, &student)?;
+        let name = path
+            .file_stem()
+            .map_or("student".into(), |s| s.to_string_lossy().into_owned());
+        let png = args.out.join(format!("correlation-{name}.png"));
+        let title = format!("|C_teacher − C_student|, {name}: mean {mean:.4}");
+        plot_heatmap(
+            &png,
+            &title,
+            &difference,
+            (args.num_classes, args.num_classes),
+        )?;
+        println!(
+            "{}: mean |difference| {mean:.5} → {}",
+            path.display(),
+            png.display()
+        );
+        summary.push(serde_json::json!({"student": path, "mean_difference": mean, "heatmap": png}));
+    }
+    let json = args.out.join("correlation.json");
+    sskd::models::checkpoint::write_atomically(
+        &json,
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )?;
+    Ok(())
+}
+
 struct Job(Command);
 
 impl BackendJob for Job {
@@ -467,6 +621,8 @@ impl BackendJob for Job {
             Command::Head(args) => head_stage::<Autodiff<B>>(args, &device),
             Command::Student(args) => student_stage::<Autodiff<B>>(args, &device),
             Command::Eval(args) => eval::<B>(args, &device),
+            Command::LinearEval(args) => linear_eval::<Autodiff<B>>(args, &device),
+            Command::Correlation(args) => correlation::<B>(args, &device),
             Command::Config { .. } => unreachable!("handled before dispatch"),
         }
     }
@@ -491,6 +647,8 @@ fn main() -> Result<()> {
         }
         Command::Teacher(a) | Command::Head(a) | Command::Student(a) => a.device,
         Command::Eval(a) => a.device,
+        Command::LinearEval(a) => a.device,
+        Command::Correlation(_) => DeviceChoice::Cpu,
     };
     dispatch(device, Job(cli.command)).map_err(anyhow::Error::msg)?
 }

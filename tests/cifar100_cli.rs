@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use sskd::train::run::RunDir;
+
 fn example_binary(name: &str) -> PathBuf {
     let test_binary = std::env::current_exe().expect("test binary path");
     let target_dir = test_binary
@@ -223,4 +225,89 @@ fn every_published_pair_has_a_valid_config() {
         count, 11,
         "the 11 teacher → student pairs of the SSKD README"
     );
+}
+
+/// A small STL-10 folder whose class `k` images are uniformly `20·k + 10` with a little
+/// per-image texture, so features of any network separate the classes.
+fn write_stl10(dir: &Path, per_class: usize) {
+    for (split, count) in [("train", per_class), ("test", per_class / 2)] {
+        let mut pixels = Vec::new();
+        let mut labels = Vec::new();
+        for class in 0..10u8 {
+            for index in 0..count {
+                for position in 0..3 * 96 * 96 {
+                    let texture = ((position * 31 + index * 17) % 7) as u8;
+                    pixels.push(20 * class + 10 + texture);
+                }
+                labels.push(class + 1);
+            }
+        }
+        std::fs::write(dir.join(format!("{split}_X.bin")), pixels).unwrap();
+        std::fs::write(dir.join(format!("{split}_y.bin")), labels).unwrap();
+    }
+}
+
+#[test]
+fn linear_evaluation_and_correlation_heatmap() {
+    let dir = tempfile::tempdir().unwrap();
+    write_stl10(dir.path(), 6);
+    let teacher = repo("tests/fixtures/models/resnet8_repdistiller.pth");
+    let output = Command::new(example_binary("cifar100"))
+        .args([
+            "linear-eval",
+            "--arch",
+            "resnet8",
+            "--dataset",
+            "stl10",
+            "--epochs",
+            "40",
+            "--weights",
+        ])
+        .arg(&teacher)
+        .arg("--data")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let text = succeeded(&output);
+    assert!(
+        text.contains("(60 train / 30 test images at 32×32): top-1 100.00 %"),
+        "{text}"
+    );
+
+    // The teacher against itself (zero difference) and against a fresh student.
+    let run = RunDir::create(&dir.path().join("run")).unwrap();
+    let fresh = run.path("fresh.mpk");
+    let device = Default::default();
+    sskd::models::checkpoint::save_record(
+        sskd::models::create_model::<burn::backend::Flex>("resnet8", 100, &device).unwrap(),
+        &fresh,
+    )
+    .unwrap();
+    let out = dir.path().join("heatmaps");
+    let output = Command::new(example_binary("cifar100"))
+        .args([
+            "correlation",
+            "--teacher-arch",
+            "resnet8",
+            "--student-arch",
+            "resnet8",
+            "--teacher",
+        ])
+        .arg(&teacher)
+        .arg("--students")
+        .arg(format!("{},{}", teacher.display(), fresh.display()))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    succeeded(&output);
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("correlation.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary[0]["mean_difference"], 0.0);
+    assert!(
+        summary[1]["mean_difference"].as_f64().unwrap() > 0.01,
+        "{summary}"
+    );
+    assert!(out.join("correlation-fresh.png").is_file());
 }

@@ -11,6 +11,7 @@
 //! None.
 #![warn(missing_docs)]
 
+pub mod analysis;
 pub mod metrics;
 pub mod pipeline;
 pub mod plot;
