@@ -51,6 +51,24 @@ impl<B: Backend> NetworkOutputs<B> {
             head,
         }
     }
+
+    /// A frozen network's outputs (computed on the inner backend of `A`, without a graph)
+    /// moved onto the autodiff backend `A` as constants, for [`DistillInputs::teacher`].
+    pub fn lift<A>(self) -> NetworkOutputs<A>
+    where
+        A: burn::tensor::backend::AutodiffBackend<InnerBackend = B>,
+    {
+        let lift = |tensor: Tensor<B, 4>| Tensor::<A, 4>::from_inner(tensor);
+        NetworkOutputs {
+            logits: Tensor::from_inner(self.logits),
+            embedding: self.embedding.map(Tensor::from_inner),
+            features: self.features.into_iter().map(lift).collect(),
+            preact_features: self
+                .preact_features
+                .map(|maps| maps.into_iter().map(lift).collect()),
+            head: self.head.map(Tensor::from_inner),
+        }
+    }
 }
 
 /// Everything a method sees of a training step.

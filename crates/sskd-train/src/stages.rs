@@ -15,7 +15,7 @@ use burn::tensor::{ElementConversion, Int, Tensor};
 use sskd_augment::loader::HostBatch;
 use sskd_losses::functional::{cross_entropy, split_rotations};
 use sskd_losses::{ss_head_loss, BatchLayout, DistillInputs, Distiller, Method, NetworkOutputs};
-use sskd_models::{BackboneWithHead, Model, ModelOutput, SelfSupervisionHead};
+use sskd_models::{BackboneWithHead, Model, SelfSupervisionHead};
 
 use crate::metrics::Accuracy;
 use crate::run::Evaluation;
@@ -148,26 +148,6 @@ pub struct Student<B: Backend> {
     pub method: Method<B>,
 }
 
-/// Lifts a frozen network's output to the autodiff backend as constants.
-fn lift<B: AutodiffBackend>(
-    output: ModelOutput<B::InnerBackend>,
-    head: Tensor<B::InnerBackend, 2>,
-) -> NetworkOutputs<B> {
-    NetworkOutputs {
-        logits: Tensor::from_inner(output.logits),
-        embedding: Some(Tensor::from_inner(output.embedding)),
-        features: output
-            .features
-            .into_iter()
-            .map(Tensor::from_inner)
-            .collect(),
-        preact_features: output
-            .preact_features
-            .map(|maps| maps.into_iter().map(Tensor::from_inner).collect()),
-        head: Some(Tensor::from_inner(head)),
-    }
-}
-
 /// Stage 3: one epoch of distillation with the student's method, one forward over each batch
 /// (four-rotation batches when the method needs them).
 #[allow(clippy::too_many_arguments)]
@@ -198,7 +178,7 @@ where
         let (student_output, student_head) = student.network.forward(images, true);
         let inputs = DistillInputs {
             student: NetworkOutputs::from_model(student_output, Some(student_head)),
-            teacher: lift::<B>(teacher_output, teacher_head),
+            teacher: NetworkOutputs::from_model(teacher_output, Some(teacher_head)).lift(),
             labels: labels.clone(),
             sample_indices: Some(indices),
             contrast_indices: None,
