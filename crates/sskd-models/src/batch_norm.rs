@@ -81,6 +81,17 @@ impl<B: Backend> BatchNorm<B> {
     /// # Panics
     /// If the rank is below 2 or dimension 1 is not `C`.
     pub fn forward<const D: usize>(&self, input: Tensor<B, D>) -> Tensor<B, D> {
+        self.normalise(input, true)
+    }
+
+    /// [`forward`](Self::forward) that leaves the running statistics as they are: for a
+    /// second look at a tensor this layer already normalised in the same step (the WRN
+    /// pre-activation features), which must not count the batch twice.
+    pub fn forward_without_update<const D: usize>(&self, input: Tensor<B, D>) -> Tensor<B, D> {
+        self.normalise(input, false)
+    }
+
+    fn normalise<const D: usize>(&self, input: Tensor<B, D>, update: bool) -> Tensor<B, D> {
         let dims = input.dims();
         assert!(
             D >= 2,
@@ -95,7 +106,7 @@ impl<B: Backend> BatchNorm<B> {
         let len: usize = dims[2..].iter().product();
         let rows = input.reshape([batch * channels, len]);
         let output = if B::ad_enabled(&rows.device()) {
-            self.forward_train(rows, batch, channels)
+            self.forward_train(rows, batch, channels, update)
         } else {
             self.forward_inference(rows, batch, channels)
         };
@@ -119,12 +130,20 @@ impl<B: Backend> BatchNorm<B> {
         rows.mul(per_row(scale, batch)).add(per_row(shift, batch))
     }
 
-    fn forward_train(&self, rows: Tensor<B, 2>, batch: usize, channels: usize) -> Tensor<B, 2> {
+    fn forward_train(
+        &self,
+        rows: Tensor<B, 2>,
+        batch: usize,
+        channels: usize,
+        update: bool,
+    ) -> Tensor<B, 2> {
         let count = rows.dims()[1] * batch;
         let mean = channel_mean(rows.clone(), batch, channels);
         let centered = rows.sub(per_row(mean.clone(), batch));
         let var = channel_mean(centered.clone().square(), batch, channels);
-        self.update_running(mean.detach(), var.clone().detach(), count);
+        if update {
+            self.update_running(mean.detach(), var.clone().detach(), count);
+        }
         let (gamma, beta) = self.gamma_beta(channels);
         let scale = gamma.div(var.add_scalar(self.epsilon).sqrt());
         centered

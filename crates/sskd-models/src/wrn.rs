@@ -174,8 +174,14 @@ impl<B: Backend> WideResNet<B> {
         let embedding = global_avg_pool(relu(normalised.clone())); // [batch, 64k]
         let preact_features = vec![
             stem.clone(),
-            self.block2.layer[0].bn1.forward(stage1.clone()),
-            self.block3.layer[0].bn1.forward(stage2.clone()),
+            // The same batch already went through these layers above: normalise it again
+            // without counting it twice in their running statistics.
+            self.block2.layer[0]
+                .bn1
+                .forward_without_update(stage1.clone()),
+            self.block3.layer[0]
+                .bn1
+                .forward_without_update(stage2.clone()),
             normalised,
         ];
         ModelOutput {
