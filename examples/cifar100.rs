@@ -14,7 +14,8 @@
 //! config field (`--set student_stage.epochs=30 --set sskd.ss_weight=3`). `--resume`
 //! continues a killed stage from its last checkpoint. Each stage logs every epoch to
 //! `OUT/metrics.jsonl`, keeps `OUT/<stage>-best.mpk` and `OUT/<stage>-last.mpk`, and draws
-//! `OUT/<stage>.png`.
+//! `OUT/<stage>.png`. `--device cuda:0,cuda:1,…` trains a stage data-parallel over several
+//! devices (each batch split between them, gradients summed; see `sskd::train::parallel`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,19 +29,14 @@ use clap::{Args as ClapArgs, Parser, Subcommand};
 use rand::rngs::StdRng;
 use sskd::augment::loader::Sample;
 use sskd::augment::pipeline::{cifar_train, sskd_rotations, CIFAR100_MEAN, CIFAR100_STD};
-use sskd::backend::{dispatch, BackendJob, DeviceChoice};
-use sskd::config::{apply_assignment, load_overrides};
+use sskd::backend::{dispatch, dispatch_devices, BackendJob, DeviceChoice, DevicesJob};
 use sskd::data::cifar::{cifar100, Split};
 use sskd::data::{LabeledImage, PlanarImages};
 use sskd::experiment::{default_student_lr, ExperimentConfig, StageConfig};
-use sskd::losses::{create_method, FeatureShapes, Method, MethodContext};
-use sskd::models::checkpoint::{load_record, save_record};
-use sskd::models::import::{load_weights, load_weights_with_head};
-use sskd::models::{create_model, BackboneWithHead, SelfSupervisionHeadConfig};
-use sskd::train::pipeline::{train_head, train_student, train_teacher, RunData, Transform};
-use sskd::train::plot::plot_run;
-use sskd::train::run::{EpochResult, FitPlan, RunDir};
-use sskd::train::stages::Student;
+use sskd::models::create_model;
+use sskd::models::import::load_weights;
+use sskd::runner::{self, load_experiment, transform, StageArgs};
+use sskd::train::pipeline::{RunData, Transform};
 
 #[derive(Parser, Debug)]
 #[command(about = "SSKD on CIFAR-100: teacher, SS head, student, evaluation")]
@@ -77,44 +73,6 @@ enum Command {
         #[arg(long, conflicts_with_all = ["teacher", "student"])]
         config: Option<PathBuf>,
     },
-}
-
-#[derive(ClapArgs, Debug, Clone)]
-struct StageArgs {
-    /// Experiment config (JSON); without it, --teacher-arch / --student-arch with the defaults.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Teacher architecture when no config is given.
-    #[arg(long, default_value = "wrn_40_2")]
-    teacher_arch: String,
-    /// Student architecture when no config is given.
-    #[arg(long, default_value = "wrn_16_2")]
-    student_arch: String,
-    /// Config overrides, FIELD=VALUE (dotted for nested fields).
-    #[arg(long = "set")]
-    overrides: Vec<String>,
-    /// Distillation method (overrides the config's).
-    #[arg(long)]
-    method: Option<String>,
-    /// Teacher weights: stage 1's record or a PyTorch checkpoint (head), with the SS head for
-    /// the student stage.
-    #[arg(long)]
-    teacher: Option<PathBuf>,
-    /// CIFAR-100 folder (binary or python version).
-    #[arg(long)]
-    data: PathBuf,
-    /// Run folder.
-    #[arg(long)]
-    out: PathBuf,
-    /// cpu, cuda[:N] or wgpu[:N].
-    #[arg(long, default_value = "cpu")]
-    device: DeviceChoice,
-    /// Continue from the stage's last checkpoint in --out.
-    #[arg(long)]
-    resume: bool,
-    /// Seeds of the student stage (one run each under OUT/seed-N, then mean ± std).
-    #[arg(long, value_delimiter = ',')]
-    seeds: Vec<u64>,
 }
 
 #[derive(ClapArgs, Debug)]
@@ -188,18 +146,16 @@ struct CorrelationArgs {
 
 type Data = RunData<PlanarImages, LabeledImage>;
 
-fn transform(
+/// A transform normalised with CIFAR-100's mean and std.
+fn cifar(
     make: impl Fn(&image::RgbImage, &mut StdRng) -> Vec<image::RgbImage> + Send + Sync + 'static,
 ) -> Transform<LabeledImage> {
-    Arc::new(move |item: LabeledImage, rng: &mut StdRng| {
-        let copies = make(&item.image, rng);
-        Ok(Sample::from_images(
-            &copies,
-            CIFAR100_MEAN,
-            CIFAR100_STD,
-            item.label,
-        ))
-    })
+    transform(CIFAR100_MEAN, CIFAR100_STD, make)
+}
+
+/// The config of a stage's arguments (default pair wrn_40_2 → wrn_16_2).
+fn experiment(args: &StageArgs) -> Result<ExperimentConfig> {
+    runner::experiment(args, ("wrn_40_2", "wrn_16_2"), pair_defaults)
 }
 
 /// CIFAR-100 with SSKD's transforms: crop + flip, four rotations (shared flip, independent crops).
@@ -220,50 +176,14 @@ fn cifar_data(dir: &Path, config: &ExperimentConfig) -> Result<Data> {
     Ok(RunData {
         train: Arc::new(train),
         test: Arc::new(test),
-        plain_train: transform(|image, rng| vec![cifar_train(image, rng)]),
-        rotations_train: transform(|image, rng| sskd_rotations(image, true, rng).to_vec()),
-        plain_test: transform(|image, _| vec![image.clone()]),
-        rotations_test: transform(|image, rng| sskd_rotations(image, false, rng).to_vec()),
+        plain_train: cifar(|image, rng| vec![cifar_train(image, rng)]),
+        rotations_train: cifar(|image, rng| sskd_rotations(image, true, rng).to_vec()),
+        plain_test: cifar(|image, _| vec![image.clone()]),
+        rotations_test: cifar(|image, rng| sskd_rotations(image, false, rng).to_vec()),
         batch_size: config.batch_size,
         test_batch_size: config.test_batch_size,
         seed: config.seed,
     })
-}
-
-/// The config of `args`: the file or the defaults of the pair, the method, the overrides.
-fn experiment(args: &StageArgs) -> Result<ExperimentConfig> {
-    let mut config = match &args.config {
-        Some(path) => load_experiment(path)?,
-        None => pair_defaults(&args.teacher_arch, &args.student_arch),
-    };
-    if let Some(method) = &args.method {
-        config.method = method.clone();
-    }
-    for assignment in &args.overrides {
-        config = apply_assignment(config, assignment).map_err(anyhow::Error::msg)?;
-    }
-    config.validate().map_err(anyhow::Error::msg)?;
-    Ok(config)
-}
-
-/// A config file: its `teacher` and `student` pick the defaults, its other fields override them.
-fn load_experiment(path: &Path) -> Result<ExperimentConfig> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read config {}", path.display()))?;
-    let json: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("config {} is not valid JSON", path.display()))?;
-    let arch = |field: &str| {
-        json.get(field)
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
-            .with_context(|| format!("config {}: field `{field}` is missing", path.display()))
-    };
-    let defaults = pair_defaults(&arch("teacher")?, &arch("student")?);
-    let config = load_overrides(path, defaults).map_err(anyhow::Error::msg)?;
-    config
-        .validate()
-        .map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))?;
-    Ok(config)
 }
 
 /// SSKD's defaults for a pair (student lr 0.01 for MobileNetV2 / ShuffleNets).
@@ -273,226 +193,18 @@ fn pair_defaults(teacher: &str, student: &str) -> ExperimentConfig {
         .with_student_stage(StageConfig::new(240, lr, vec![150, 180, 210]))
 }
 
-fn plan(stage: &str, config: &StageConfig, experiment: &ExperimentConfig, resume: bool) -> FitPlan {
-    let mut tags = serde_json::Map::new();
-    tags.insert("teacher_arch".into(), experiment.teacher.clone().into());
-    tags.insert("student_arch".into(), experiment.student.clone().into());
-    tags.insert("method".into(), experiment.method.clone().into());
-    tags.insert("seed".into(), experiment.seed.into());
-    FitPlan {
-        stage: stage.to_string(),
-        epochs: config.epochs,
-        schedule: config.schedule(),
-        checkpoint_every: experiment.checkpoint_every,
-        seed: experiment.seed,
-        resume,
-        select_by_ss: stage == "head",
-        tags,
-    }
-}
-
-fn required<'a>(path: &'a Option<PathBuf>, what: &str) -> Result<&'a Path> {
-    path.as_deref()
-        .with_context(|| format!("--teacher is required: {what}"))
-}
-
-fn report(stage: &str, best: Option<EpochResult>, last: Option<EpochResult>) {
-    let show = |label: &str, result: Option<EpochResult>| {
-        if let Some(r) = result {
-            let ss = r
-                .evaluation
-                .ss_top1
-                .map(|s| format!(", SS head {s:.2} %"))
-                .unwrap_or_default();
-            println!(
-                "{stage}: {label} epoch {} top-1 {:.2} %, top-5 {:.2} %{ss}",
-                r.epoch, r.evaluation.top1, r.evaluation.top5
-            );
-        }
+/// A training stage on CIFAR-100 (32×32 images).
+fn stage<B: AutodiffBackend>(command: &Command, devices: &[B::Device]) -> Result<()> {
+    let (Command::Teacher(args) | Command::Head(args) | Command::Student(args)) = command else {
+        unreachable!("only the training stages run on several devices")
     };
-    show("best", best);
-    show("last", last);
-}
-
-fn sgd(config: &ExperimentConfig) -> (f64, f64) {
-    (config.momentum, config.weight_decay)
-}
-
-fn seed_backend<B: Backend>(device: &B::Device, seed: u64) {
-    B::seed(device, seed);
-}
-
-fn teacher_stage<B: AutodiffBackend>(args: &StageArgs, device: &B::Device) -> Result<()> {
     let config = experiment(args)?;
-    seed_backend::<B>(device, config.seed);
     let data = cifar_data(&args.data, &config)?;
-    let run = RunDir::create(&args.out)?;
-    let model = create_model::<B>(&config.teacher, config.num_classes, device)?;
-    let plan = plan("teacher", &config.teacher_stage, &config, args.resume);
-    let outcome = train_teacher(&run, &plan, model, &data, sgd(&config), device)?;
-    report("teacher", outcome.best, outcome.last);
-    plot_run(&run)?;
-    println!(
-        "SSKD uses the best teacher: {}",
-        run.path("teacher-best.mpk").display()
-    );
-    Ok(())
-}
-
-fn head_stage<B: AutodiffBackend>(args: &StageArgs, device: &B::Device) -> Result<()> {
-    let config = experiment(args)?;
-    seed_backend::<B>(device, config.seed);
-    let weights = required(&args.teacher, "the teacher backbone to train a head on")?;
-    let data = cifar_data(&args.data, &config)?;
-    let run = RunDir::create(&args.out)?;
-    let teacher = create_model::<B>(&config.teacher, config.num_classes, device)?;
-    let teacher = load_weights(teacher, weights, device)?;
-    let frozen = teacher.valid();
-    let head = SelfSupervisionHeadConfig::new(frozen.embedding_dim()).init::<B>(device);
-    let plan = plan("head", &config.head_stage, &config, args.resume);
-    let outcome = train_head(&run, &plan, &frozen, head, &data, sgd(&config), device)?;
-    report("head", outcome.best, outcome.last);
-    // SSKD keeps the head of the last epoch.
-    let with_head = BackboneWithHead {
-        backbone: teacher,
-        proj_head: outcome.module,
-    };
-    let path = run.path("teacher-with-head.mpk");
-    save_record(with_head, &path)?;
-    plot_run(&run)?;
-    println!("teacher with its last-epoch SS head: {}", path.display());
-    Ok(())
-}
-
-/// A fresh student of `config`: backbone, SS head and the method's modules.
-fn build_student<B: AutodiffBackend>(
-    config: &ExperimentConfig,
-    teacher: &BackboneWithHead<B::InnerBackend>,
-    n_data: usize,
-    device: &B::Device,
-) -> Result<Student<B>> {
-    let backbone = create_model::<B>(&config.student, config.num_classes, device)?;
-    let context = MethodContext {
-        student: FeatureShapes::probe(&backbone.valid(), 32, 32, device),
-        teacher: FeatureShapes::probe(&teacher.backbone, 32, 32, device),
-        n_data,
-        with_kd: config.with_kd,
-    };
-    let method = if config.method == "sskd" {
-        Method::Sskd(config.sskd.init()?)
-    } else {
-        create_method::<B>(&config.method, &context, device)?
-    };
-    Ok(Student {
-        network: BackboneWithHead::new(backbone, device),
-        method,
-    })
-}
-
-/// One student run of `config` in `run`; returns its best and last epochs. Besides the whole
-/// student records (`student-best.mpk`, `student-last.mpk`, with the head and the method's
-/// modules) it writes the classifiers alone, `student-best-backbone.mpk` and
-/// `student-last-backbone.mpk`, for `eval` and for use as a model of the zoo.
-fn student_run<B: AutodiffBackend>(
-    config: &ExperimentConfig,
-    teacher: &BackboneWithHead<B::InnerBackend>,
-    data: &Data,
-    run: &RunDir,
-    resume: bool,
-    device: &B::Device,
-) -> Result<(Option<EpochResult>, Option<EpochResult>)> {
-    seed_backend::<B>(device, config.seed);
-    let student = build_student::<B>(config, teacher, data.train.len(), device)?;
-    let plan = plan("student", &config.student_stage, config, resume);
-    let outcome = train_student(run, &plan, student, teacher, data, sgd(config), device)?;
-    report("student", outcome.best, outcome.last);
-    let shell = build_student::<B>(config, teacher, data.train.len(), device)?;
-    let best = load_record(shell, &run.path("student-best.mpk"), device)?;
-    save_record(
-        best.network.backbone,
-        &run.path("student-best-backbone.mpk"),
-    )?;
-    save_record(
-        outcome.module.network.backbone,
-        &run.path("student-last-backbone.mpk"),
-    )?;
-    plot_run(run)?;
-    Ok((outcome.best, outcome.last))
-}
-
-fn student_stage<B: AutodiffBackend>(args: &StageArgs, device: &B::Device) -> Result<()> {
-    let config = experiment(args)?;
-    let weights = required(&args.teacher, "the teacher with its SS head (the head stage's teacher-with-head.mpk, or SSKD's teacher.pth)")?;
-    let data = cifar_data(&args.data, &config)?;
-    let teacher = BackboneWithHead::new(
-        create_model::<B>(&config.teacher, config.num_classes, device)?,
-        device,
-    );
-    let teacher = load_weights_with_head(teacher, weights, device)?.valid();
-    if args.seeds.is_empty() {
-        student_run::<B>(
-            &config,
-            &teacher,
-            &data,
-            &RunDir::create(&args.out)?,
-            args.resume,
-            device,
-        )?;
-        return Ok(());
+    match command {
+        Command::Teacher(_) => runner::teacher_stage::<B, _, _>(args, &config, &data, devices),
+        Command::Head(_) => runner::head_stage::<B, _, _>(args, &config, &data, devices),
+        _ => runner::student_stage::<B, _, _>(args, &config, &data, 32, devices),
     }
-    let mut results = Vec::new();
-    for &seed in &args.seeds {
-        let mut config = config.clone();
-        config.seed = seed;
-        let data = RunData {
-            seed,
-            ..data.clone()
-        };
-        let run = RunDir::create(&args.out.join(format!("seed-{seed}")))?;
-        let (best, last) = student_run::<B>(&config, &teacher, &data, &run, args.resume, device)?;
-        results.push((seed, best, last));
-    }
-    summarise_seeds(&args.out, &results)
-}
-
-/// Mean ± sample standard deviation of the seeds' best and last top-1, printed and written to
-/// `OUT/seeds.json`.
-fn summarise_seeds(
-    out: &Path,
-    results: &[(u64, Option<EpochResult>, Option<EpochResult>)],
-) -> Result<()> {
-    let stats = |values: Vec<f64>| {
-        let n = values.len() as f64;
-        let mean = values.iter().sum::<f64>() / n;
-        let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
-        (mean, var.sqrt())
-    };
-    let top1 =
-        |pick: fn(&(u64, Option<EpochResult>, Option<EpochResult>)) -> Option<EpochResult>| {
-            stats(
-                results
-                    .iter()
-                    .filter_map(pick)
-                    .map(|r| r.evaluation.top1)
-                    .collect(),
-            )
-        };
-    let (best_mean, best_std) = top1(|r| r.1);
-    let (last_mean, last_std) = top1(|r| r.2);
-    println!("{} seeds: best-epoch top-1 {best_mean:.2} ± {best_std:.2} %, last-epoch top-1 {last_mean:.2} ± {last_std:.2} %", results.len());
-    let summary = serde_json::json!({
-        "seeds": results.iter().map(|r| r.0).collect::<Vec<_>>(),
-        "best_top1": results.iter().map(|r| r.1.map(|b| b.evaluation.top1)).collect::<Vec<_>>(),
-        "last_top1": results.iter().map(|r| r.2.map(|b| b.evaluation.top1)).collect::<Vec<_>>(),
-        "best_top1_mean": best_mean, "best_top1_std": best_std,
-        "last_top1_mean": last_mean, "last_top1_std": last_std,
-    });
-    let path = out.join("seeds.json");
-    sskd::models::checkpoint::write_atomically(
-        &path,
-        serde_json::to_string_pretty(&summary)?.as_bytes(),
-    )?;
-    Ok(())
 }
 
 fn eval<B: Backend>(args: &EvalArgs, device: &B::Device) -> Result<()> {
@@ -610,6 +322,18 @@ fn correlation<B: Backend>(args: &CorrelationArgs, device: &B::Device) -> Result
     Ok(())
 }
 
+/// The training stages, over one device or several (data-parallel).
+struct StageJob(Command);
+
+impl DevicesJob for StageJob {
+    type Output = Result<()>;
+
+    fn run<B: Backend>(self, devices: Vec<B::Device>) -> Result<()> {
+        stage::<Autodiff<B>>(&self.0, &devices)
+    }
+}
+
+/// The other commands, on one device.
 struct Job(Command);
 
 impl BackendJob for Job {
@@ -617,13 +341,10 @@ impl BackendJob for Job {
 
     fn run<B: Backend>(self, device: B::Device) -> Result<()> {
         match &self.0 {
-            Command::Teacher(args) => teacher_stage::<Autodiff<B>>(args, &device),
-            Command::Head(args) => head_stage::<Autodiff<B>>(args, &device),
-            Command::Student(args) => student_stage::<Autodiff<B>>(args, &device),
             Command::Eval(args) => eval::<B>(args, &device),
             Command::LinearEval(args) => linear_eval::<Autodiff<B>>(args, &device),
             Command::Correlation(args) => correlation::<B>(args, &device),
-            Command::Config { .. } => unreachable!("handled before dispatch"),
+            _ => unreachable!("the training stages run through StageJob"),
         }
     }
 }
@@ -637,7 +358,7 @@ fn main() -> Result<()> {
             config,
         } => {
             let config = match (config, teacher, student) {
-                (Some(path), _, _) => load_experiment(path)?,
+                (Some(path), _, _) => load_experiment(path, pair_defaults)?,
                 (None, Some(teacher), Some(student)) => pair_defaults(teacher, student),
                 _ => bail!("give --config, or --teacher and --student"),
             };
@@ -645,7 +366,11 @@ fn main() -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&config)?);
             return Ok(());
         }
-        Command::Teacher(a) | Command::Head(a) | Command::Student(a) => a.device,
+        Command::Teacher(a) | Command::Head(a) | Command::Student(a) => {
+            let devices = a.device.clone();
+            return dispatch_devices(&devices, StageJob(cli.command))
+                .map_err(anyhow::Error::msg)?;
+        }
         Command::Eval(a) => a.device,
         Command::LinearEval(a) => a.device,
         Command::Correlation(_) => DeviceChoice::Cpu,

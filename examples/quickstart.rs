@@ -161,7 +161,7 @@ fn train_teacher_and_head(
         model,
         data,
         SGD,
-        device,
+        std::slice::from_ref(device),
     )?;
     let frozen = teacher.module.valid();
     let head = SelfSupervisionHeadConfig::new(frozen.embedding_dim()).init::<B>(device);
@@ -172,7 +172,7 @@ fn train_teacher_and_head(
         head,
         data,
         SGD,
-        device,
+        std::slice::from_ref(device),
     )?;
     plot_run(&run)?;
     // SSKD uses the last epoch of each stage.
@@ -209,7 +209,14 @@ fn train_one(
     let plan = plan(args, "student", args.epochs);
     let network = BackboneWithHead::new(create_model::<B>("resnet8", 10, device)?, device);
     let (best, last) = if method == "vanilla" {
-        let outcome = train_teacher(&run, &plan, network.backbone, data, SGD, device)?;
+        let outcome = train_teacher(
+            &run,
+            &plan,
+            network.backbone,
+            data,
+            SGD,
+            std::slice::from_ref(device),
+        )?;
         (outcome.best, outcome.last)
     } else {
         let context = MethodContext {
@@ -222,7 +229,15 @@ fn train_one(
             network,
             method: create_method::<B>(method, &context, device)?,
         };
-        let outcome = train_student(&run, &plan, student, teacher, data, SGD, device)?;
+        let outcome = train_student(
+            &run,
+            &plan,
+            student,
+            teacher,
+            data,
+            SGD,
+            std::slice::from_ref(device),
+        )?;
         (outcome.best, outcome.last)
     };
     plot_run(&run)?;

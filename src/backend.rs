@@ -99,6 +99,98 @@ pub fn dispatch<J: BackendJob>(choice: DeviceChoice, job: J) -> Result<J::Output
     }
 }
 
+/// Several devices of one backend for data-parallel training, named on the command line as a
+/// comma-separated list: `cuda:0,cuda:1`, `wgpu:0,wgpu:1`, or `cpu,cpu` (replicas sharing the
+/// CPU, for tests). A single device is a list of one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceList(Vec<DeviceChoice>);
+
+impl DeviceList {
+    /// The devices, the first being the main one.
+    pub fn devices(&self) -> &[DeviceChoice] {
+        &self.0
+    }
+}
+
+impl From<DeviceChoice> for DeviceList {
+    fn from(choice: DeviceChoice) -> Self {
+        Self(vec![choice])
+    }
+}
+
+impl fmt::Display for DeviceList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<String> = self.0.iter().map(|d| d.to_string()).collect();
+        write!(f, "{}", names.join(","))
+    }
+}
+
+impl std::str::FromStr for DeviceList {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let choices = text
+            .split(',')
+            .map(|name| name.trim().parse::<DeviceChoice>())
+            .collect::<Result<Vec<_>, _>>()?;
+        let first = choices[0];
+        if let Some(other) = choices
+            .iter()
+            .find(|c| std::mem::discriminant(*c) != std::mem::discriminant(&first))
+        {
+            return Err(format!(
+                "devices `{text}`: `{other}` is not a {} device; data-parallel training uses one backend",
+                first.to_string().split(':').next().unwrap_or_default()
+            ));
+        }
+        Ok(Self(choices))
+    }
+}
+
+/// Work over several devices of one backend, run by [`dispatch_devices`].
+pub trait DevicesJob {
+    /// What the job returns.
+    type Output;
+    /// Runs the job on backend `B` and its devices (at least one; the first is the main one).
+    fn run<B: burn::tensor::backend::Backend>(self, devices: Vec<B::Device>) -> Self::Output;
+}
+
+/// Runs `job` on the backend of `list`'s devices, or says which feature the build lacks.
+pub fn dispatch_devices<J: DevicesJob>(list: &DeviceList, job: J) -> Result<J::Output, String> {
+    let first = list.0[0];
+    first.check_compiled()?;
+    match first {
+        #[cfg(feature = "flex")]
+        DeviceChoice::Cpu => {
+            Ok(job.run::<burn::backend::Flex>(vec![Default::default(); list.0.len()]))
+        }
+        #[cfg(feature = "cuda")]
+        DeviceChoice::Cuda(_) => Ok(job.run::<burn::backend::Cuda>(
+            list.0
+                .iter()
+                .map(|choice| match choice {
+                    DeviceChoice::Cuda(index) => burn::backend::cuda::CudaDevice::new(*index),
+                    _ => unreachable!("a device list has one backend"),
+                })
+                .collect(),
+        )),
+        #[cfg(feature = "wgpu")]
+        DeviceChoice::Wgpu(_) => Ok(job.run::<burn::backend::Wgpu>(
+            list.0
+                .iter()
+                .map(|choice| match choice {
+                    DeviceChoice::Wgpu(Some(index)) => {
+                        burn::backend::wgpu::WgpuDevice::DiscreteGpu(*index)
+                    }
+                    _ => burn::backend::wgpu::WgpuDevice::DefaultDevice,
+                })
+                .collect(),
+        )),
+        #[allow(unreachable_patterns)]
+        _ => unreachable!("check_compiled rejects backends this build lacks"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,5 +204,19 @@ mod tests {
         assert!("tpu".parse::<DeviceChoice>().is_err());
         assert!("cuda:x".parse::<DeviceChoice>().is_err());
         assert!("cpu:1".parse::<DeviceChoice>().is_err());
+    }
+
+    #[test]
+    fn parses_device_lists_of_one_backend() {
+        let list: DeviceList = "cuda:0,cuda:1".parse().unwrap();
+        assert_eq!(
+            list.devices(),
+            &[DeviceChoice::Cuda(0), DeviceChoice::Cuda(1)]
+        );
+        assert_eq!(list.to_string(), "cuda:0,cuda:1");
+        assert_eq!("cpu".parse::<DeviceList>().unwrap().devices().len(), 1);
+        let mixed = "cuda:0,wgpu".parse::<DeviceList>().unwrap_err();
+        assert!(mixed.contains("`wgpu` is not a cuda device"), "{mixed}");
+        assert!("cuda:0,,cuda:1".parse::<DeviceList>().is_err());
     }
 }

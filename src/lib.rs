@@ -27,3 +27,4 @@ pub mod backend;
 pub mod config;
 pub mod experiment;
 pub mod loss_workloads;
+pub mod runner;

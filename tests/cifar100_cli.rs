@@ -2,25 +2,14 @@
 //! student (two seeds) stages, evaluation, resume, the reference codebases' teacher
 //! checkpoints, plots and metrics; bad input ends with a clear error and a non-zero exit.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Command, Output};
 
+use common::{example_binary, failed, repo, succeeded};
+
 use sskd::train::run::RunDir;
-
-fn example_binary(name: &str) -> PathBuf {
-    let test_binary = std::env::current_exe().expect("test binary path");
-    let target_dir = test_binary
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>");
-    target_dir
-        .join("examples")
-        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
-}
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
 
 /// Tiny sizes: resnet8 → resnet8, batches of 4, a few epochs.
 const TINY: &[&str] = &[
@@ -53,22 +42,6 @@ fn cifar100(stage: &str, out: &Path, extra: &[&str]) -> Output {
         .env("CUBECL_AUTOTUNE_LEVEL", "minimal")
         .output()
         .expect("run the cifar100 example")
-}
-
-fn succeeded(output: &Output) -> String {
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(output.status.success(), "{text}");
-    text
-}
-
-fn failed(output: &Output) -> String {
-    let text = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(!output.status.success(), "expected a failure: {text}");
-    text
 }
 
 #[test]

@@ -4,22 +4,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use common::{assert_close, deterministic, fixture_dir, sample, Fixture};
-
-/// The example binary `cargo test` builds next to the test binaries.
-fn example_binary(name: &str) -> PathBuf {
-    let test_binary = std::env::current_exe().expect("test binary path");
-    let target_dir = test_binary
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>");
-    target_dir
-        .join("examples")
-        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
-}
+use common::{assert_close, deterministic, example_binary, fixture_dir, sample, Fixture};
 
 fn write_input(path: &Path, shape: [usize; 4]) {
     let values = deterministic("input", &shape);

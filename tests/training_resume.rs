@@ -119,7 +119,7 @@ fn run(
         &teacher,
         data,
         (0.9, 5e-4),
-        &device,
+        std::slice::from_ref(&device),
     )
 }
 
@@ -160,7 +160,7 @@ fn a_killed_run_resumes_to_the_uninterrupted_result() {
             &teacher,
             &data(None),
             (0.9, 5e-4),
-            &device,
+            std::slice::from_ref(&device),
         )
         .unwrap();
     }
@@ -216,7 +216,7 @@ fn damaged_checkpoints_are_errors_naming_the_file() {
         &teacher,
         &data(None),
         (0.9, 5e-4),
-        &device,
+        std::slice::from_ref(&device),
     )
     .unwrap();
     let state = read_checkpoint(&run_dir, "student").unwrap().unwrap();

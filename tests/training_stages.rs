@@ -56,8 +56,14 @@ fn teacher_head_and_students_train_on_fashion_mnist() {
     let mut losses = Vec::new();
     for epoch in 0..5 {
         let batches = load_epoch(train.clone(), Arc::new(plain), config, epoch);
-        let (next, report) =
-            teacher_epoch(teacher, &mut optimizer, batches, 0.05, &device).unwrap();
+        let (next, report) = teacher_epoch(
+            teacher,
+            &mut optimizer,
+            batches,
+            0.05,
+            std::slice::from_ref(&device),
+        )
+        .unwrap();
         teacher = next;
         losses.push(report.terms["ce"]);
         assert_eq!(report.images, 250);
@@ -93,8 +99,15 @@ fn teacher_head_and_students_train_on_fashion_mnist() {
     let mut head_optimizer = sgd(0.9, 5e-4).init();
     for epoch in 0..2 {
         let batches = load_epoch(train.clone(), Arc::new(rotations), config, epoch);
-        let (next, report) =
-            head_epoch(&frozen, head, &mut head_optimizer, batches, 0.05, &device).unwrap();
+        let (next, report) = head_epoch(
+            &frozen,
+            head,
+            &mut head_optimizer,
+            batches,
+            0.05,
+            std::slice::from_ref(&device),
+        )
+        .unwrap();
         head = next;
         assert!(report.terms["ss_head"].is_finite());
         assert_eq!(report.accuracy.total, 3 * 250);
@@ -143,7 +156,7 @@ fn teacher_head_and_students_train_on_fashion_mnist() {
             batches,
             0,
             0.05,
-            &device,
+            std::slice::from_ref(&device),
         )
         .unwrap();
         let expected_terms: &[&str] = if name == "sskd" {

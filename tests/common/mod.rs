@@ -1,5 +1,6 @@
 //! Shared helpers of the integration tests: the deterministic weight generator of
-//! `tools/make_model_fixtures.py`, reimplemented bit for bit, and fixture reading.
+//! `tools/make_model_fixtures.py`, reimplemented bit for bit, fixture reading, and running the
+//! example binaries.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -234,4 +235,39 @@ pub fn assert_close(what: &str, actual: &[f32], expected: &[f32], tolerance: f32
 /// The values of a tensor as f32.
 pub fn values<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Vec<f32> {
     tensor.into_data().convert::<f32>().to_vec().unwrap()
+}
+
+/// The example binary `cargo test` builds next to the test binaries.
+pub fn example_binary(name: &str) -> PathBuf {
+    let test_binary = std::env::current_exe().expect("test binary path");
+    let target_dir = test_binary
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    target_dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
+}
+
+/// A path of the repository.
+pub fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// Stdout and stderr of a run that must have succeeded.
+pub fn succeeded(output: &std::process::Output) -> String {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{text}");
+    text
+}
+
+/// Stderr of a run that must have failed.
+pub fn failed(output: &std::process::Output) -> String {
+    let text = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!output.status.success(), "expected a failure: {text}");
+    text
 }

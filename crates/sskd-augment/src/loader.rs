@@ -89,6 +89,11 @@ pub struct LoaderConfig {
     pub seed: u64,
     /// Batches prepared ahead.
     pub prefetch: usize,
+    /// `(part, parts)`: this process loads part `part` of every batch (the samples at
+    /// positions `part`, `part + parts`, …), for training across `parts` machines; a last
+    /// batch smaller than `parts` is dropped so that every part has as many batches.
+    /// `(0, 1)` loads whole batches.
+    pub part: (usize, usize),
 }
 
 impl LoaderConfig {
@@ -100,8 +105,20 @@ impl LoaderConfig {
             drop_last: false,
             seed,
             prefetch: 2,
+            part: (0, 1),
         }
     }
+}
+
+/// The dataset indices of `chunk` (one batch of the epoch order) that `part` loads; `None`
+/// when the batch must be dropped.
+fn part_of(chunk: &[usize], config: &LoaderConfig) -> Option<Vec<usize>> {
+    let (part, parts) = config.part;
+    let parts = parts.max(1);
+    if (config.drop_last && chunk.len() < config.batch_size) || chunk.len() < parts {
+        return None;
+    }
+    Some(chunk.iter().copied().skip(part).step_by(parts).collect())
 }
 
 /// The order of dataset indices in `epoch`.
@@ -132,9 +149,10 @@ where
     std::thread::spawn(move || {
         let order = epoch_order(dataset.len(), &config, epoch);
         for chunk in order.chunks(config.batch_size.max(1)) {
-            if config.drop_last && chunk.len() < config.batch_size {
+            let Some(chunk) = part_of(chunk, &config) else {
                 break;
-            }
+            };
+            let chunk = chunk.as_slice();
             let samples: Result<Vec<Sample>, String> = chunk
                 .par_iter()
                 .map(|&index| {
@@ -218,6 +236,34 @@ mod tests {
         let mut seen: Vec<i64> = one.iter().flat_map(|b| b.indices.clone()).collect();
         seen.sort();
         assert_eq!(seen, (0..10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn parts_split_every_batch_and_drop_a_last_batch_too_small_to_split() {
+        let dataset = Arc::new(InMemDataset::new((0..11usize).collect::<Vec<_>>()));
+        let indices = |part: usize| -> Vec<Vec<i64>> {
+            let config = LoaderConfig {
+                part: (part, 3),
+                ..LoaderConfig::new(5, 9)
+            };
+            load_epoch(dataset.clone(), Arc::new(noisy), config, 1)
+                .into_iter()
+                .map(|b| b.unwrap().indices)
+                .collect()
+        };
+        let parts: Vec<Vec<Vec<i64>>> = (0..3).map(indices).collect();
+        // Batches of 5, 5 and 1: the last is dropped (fewer samples than parts).
+        assert!(parts.iter().all(|p| p.len() == 2), "{parts:?}");
+        assert_eq!(
+            parts.iter().map(|p| p[0].len()).collect::<Vec<_>>(),
+            vec![2, 2, 1]
+        );
+        let order = epoch_order(11, &LoaderConfig::new(5, 9), 1);
+        let mut first_batch: Vec<i64> = parts.iter().flat_map(|p| p[0].clone()).collect();
+        first_batch.sort();
+        let mut expected: Vec<i64> = order[..5].iter().map(|&i| i as i64).collect();
+        expected.sort();
+        assert_eq!(first_batch, expected);
     }
 
     #[test]

@@ -123,8 +123,17 @@ impl<B: Backend> BatchNorm<B> {
     /// `rows · scale + shift` with the running statistics folded into one scale and shift.
     fn forward_inference(&self, rows: Tensor<B, 2>, batch: usize, channels: usize) -> Tensor<B, 2> {
         let (gamma, beta) = self.gamma_beta(channels);
-        let mean = self.running_mean.value().reshape([1, channels]);
-        let var = self.running_var.value().reshape([1, channels]);
+        let device = rows.device();
+        let mean = self
+            .running_mean
+            .value()
+            .to_device(&device)
+            .reshape([1, channels]);
+        let var = self
+            .running_var
+            .value()
+            .to_device(&device)
+            .reshape([1, channels]);
         let scale = gamma.div(var.add_scalar(self.epsilon).sqrt());
         let shift = beta.sub(mean.mul(scale.clone()));
         rows.mul(per_row(scale, batch)).add(per_row(shift, batch))
@@ -159,8 +168,11 @@ impl<B: Backend> BatchNorm<B> {
         } else {
             1.0
         };
+        // A data-parallel replica may find the shared running value on another device.
+        let device = mean.device();
         let blend = |running: Tensor<B, 1>, batch: Tensor<B, 2>| {
             running
+                .to_device(&device)
                 .mul_scalar(1.0 - self.momentum)
                 .add(batch.reshape([channels]).mul_scalar(self.momentum))
         };

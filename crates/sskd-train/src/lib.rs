@@ -3,16 +3,21 @@
 //! The building blocks of SSKD's three-stage pipeline: one epoch of teacher training
 //! ([`stages::teacher_epoch`]), of SS-head training on the frozen teacher
 //! ([`stages::head_epoch`]), of student distillation with any method of `sskd-losses`
-//! ([`stages::student_epoch`]), evaluation, the multi-step schedule and the per-epoch JSONL log.
+//! ([`stages::student_epoch`]), evaluation, schedules, data parallelism over several devices
+//! ([`parallel`]), the run folder with its JSONL log, checkpoints and resume ([`run`]), whole
+//! stages over a dataset ([`pipeline`]), plots, linear evaluation and the correlation analysis.
 //! Optimisation uses Burn's SGD, which matches `torch.optim.SGD` (coupled weight decay,
 //! momentum without dampening; see [`sgd`]).
 //!
 //! ## Feature flags
-//! None.
+//! - `collective`: training across machines with Burn's `burn-collective` ([`nodes`]).
 #![warn(missing_docs)]
 
 pub mod analysis;
 pub mod metrics;
+#[cfg(feature = "collective")]
+pub mod nodes;
+pub mod parallel;
 pub mod pipeline;
 pub mod plot;
 pub mod run;
@@ -45,6 +50,12 @@ pub enum TrainError {
     /// A loss rejected its inputs.
     #[error(transparent)]
     Loss(#[from] sskd_losses::LossError),
+    /// A training thread of a data-parallel step failed.
+    #[error("data-parallel worker: {0}")]
+    Worker(String),
+    /// The run's settings do not fit together.
+    #[error("{0}")]
+    Config(String),
     /// The loss became NaN or infinite.
     #[error("{stage} training diverged: the loss is {value}")]
     Diverged {

@@ -65,7 +65,7 @@ where
     I: Send + 'static,
     D: Dataset<I> + 'static,
 {
-    /// The batches of training epoch `epoch`.
+    /// The batches of training epoch `epoch` (this node's part of each, with a node group).
     pub fn train_epoch(
         &self,
         rotations: bool,
@@ -76,12 +76,11 @@ where
         } else {
             &self.plain_train
         };
-        load_epoch(
-            self.train.clone(),
-            transform.clone(),
-            LoaderConfig::new(self.batch_size, self.seed),
-            epoch as u64,
-        )
+        let config = LoaderConfig {
+            part: node_part(),
+            ..LoaderConfig::new(self.batch_size, self.seed)
+        };
+        load_epoch(self.train.clone(), transform.clone(), config, epoch as u64)
     }
 
     /// The test batches, in order.
@@ -125,34 +124,60 @@ where
     }
 }
 
-/// Stage 1: cross-entropy training of `model` (SGD with `momentum` and `weight_decay`).
+/// This node's part of every training batch: `(rank, nodes)` with a node group joined
+/// (feature `collective`), else the whole batch.
+fn node_part() -> (usize, usize) {
+    #[cfg(feature = "collective")]
+    if let Some((rank, nodes)) = crate::nodes::current() {
+        return (rank as usize, nodes as usize);
+    }
+    (0, 1)
+}
+
+/// The first of `devices`, where the model lives between steps and is evaluated.
+fn main_device<D>(devices: &[D]) -> Result<&D, TrainError> {
+    devices
+        .first()
+        .ok_or_else(|| TrainError::Config("no training device given".to_string()))
+}
+
+/// Stage 1: cross-entropy training of `model` (SGD with `momentum` and `weight_decay`),
+/// data-parallel over `devices` (the first is the main one: evaluation, checkpoints).
 pub fn train_teacher<B, D, I>(
     run: &RunDir,
     plan: &FitPlan,
     model: Model<B>,
     data: &RunData<D, I>,
     (momentum, weight_decay): (f64, f64),
-    device: &B::Device,
+    devices: &[B::Device],
 ) -> Result<FitOutcome<Model<B>>, TrainError>
 where
     B: AutodiffBackend,
     I: Send + 'static,
     D: Dataset<I> + 'static,
 {
+    let device = main_device(devices)?;
     fit(
         run,
         plan,
         model,
         crate::sgd(momentum, weight_decay).init(),
         |model, optimizer, epoch, lr| {
-            teacher_epoch(model, optimizer, data.train_epoch(false, epoch), lr, device)
+            teacher_epoch(
+                model,
+                optimizer,
+                data.train_epoch(false, epoch),
+                lr,
+                devices,
+            )
         },
         |model| data.evaluate_model(&model.valid(), device),
         device,
     )
 }
 
-/// Stage 2: the SS head on the frozen `teacher` (inference mode), four-rotation batches.
+/// Stage 2: the SS head on the frozen `teacher` (inference mode), four-rotation batches,
+/// over `devices`.
 pub fn train_head<B, D, I>(
     run: &RunDir,
     plan: &FitPlan,
@@ -160,13 +185,14 @@ pub fn train_head<B, D, I>(
     head: SelfSupervisionHead<B>,
     data: &RunData<D, I>,
     (momentum, weight_decay): (f64, f64),
-    device: &B::Device,
+    devices: &[B::Device],
 ) -> Result<FitOutcome<SelfSupervisionHead<B>>, TrainError>
 where
     B: AutodiffBackend,
     I: Send + 'static,
     D: Dataset<I> + 'static,
 {
+    let device = main_device(devices)?;
     fit(
         run,
         plan,
@@ -179,7 +205,7 @@ where
                 optimizer,
                 data.train_epoch(true, epoch),
                 lr,
-                device,
+                devices,
             )
         },
         |head| {
@@ -191,7 +217,7 @@ where
 }
 
 /// Stage 3: the student (backbone, head and the method's modules) against the frozen
-/// `teacher`; four-rotation batches when the method needs them.
+/// `teacher`; four-rotation batches when the method needs them; over `devices`.
 pub fn train_student<B, D, I>(
     run: &RunDir,
     plan: &FitPlan,
@@ -199,13 +225,14 @@ pub fn train_student<B, D, I>(
     teacher: &BackboneWithHead<B::InnerBackend>,
     data: &RunData<D, I>,
     (momentum, weight_decay): (f64, f64),
-    device: &B::Device,
+    devices: &[B::Device],
 ) -> Result<FitOutcome<Student<B>>, TrainError>
 where
     B: AutodiffBackend,
     I: Send + 'static,
     D: Dataset<I> + 'static,
 {
+    let device = main_device(devices)?;
     let rotations = student.method.needs().rotations;
     fit(
         run,
@@ -214,7 +241,7 @@ where
         crate::sgd(momentum, weight_decay).init(),
         |student, optimizer, epoch, lr| {
             let batches = data.train_epoch(rotations, epoch);
-            student_epoch(student, teacher, optimizer, batches, epoch, lr, device)
+            student_epoch(student, teacher, optimizer, batches, epoch, lr, devices)
         },
         |student| {
             let network = student.network.valid();

@@ -9,15 +9,16 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use burn::module::{AutodiffModule, Module};
-use burn::optim::{GradientsParams, Optimizer};
+use burn::optim::Optimizer;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{ElementConversion, Int, Tensor};
+use burn::tensor::{Int, Tensor};
 use sskd_augment::loader::HostBatch;
 use sskd_losses::functional::{cross_entropy, split_rotations};
 use sskd_losses::{ss_head_loss, BatchLayout, DistillInputs, Distiller, Method, NetworkOutputs};
 use sskd_models::{BackboneWithHead, Model, SelfSupervisionHead};
 
 use crate::metrics::Accuracy;
+use crate::parallel::{check_parallel_method, gather, train_step, ShardOutput, StepLog};
 use crate::run::Evaluation;
 use crate::TrainError;
 
@@ -38,8 +39,17 @@ pub struct EpochReport {
 }
 
 impl EpochReport {
-    fn add(&mut self, name: &str, value: f64) {
-        *self.terms.entry(name.to_string()).or_default() += value;
+    fn add_step(&mut self, step: StepLog) {
+        for (name, value) in step.terms {
+            *self.terms.entry(name).or_default() += value;
+        }
+        for (name, value) in step.counts {
+            *self.counts.entry(name).or_default() += value;
+        }
+        self.images += step.images;
+        self.accuracy.top1 += step.accuracy.top1;
+        self.accuracy.top5 += step.accuracy.top5;
+        self.accuracy.total += step.accuracy.total;
     }
 
     fn finish(mut self, batches: usize, started: Instant) -> Self {
@@ -64,79 +74,125 @@ impl EpochReport {
     }
 }
 
-fn scalar<B: Backend>(tensor: &Tensor<B, 1>) -> f64 {
-    tensor.clone().into_scalar().elem::<f64>()
-}
-
-fn check_finite(value: f64, stage: &'static str) -> Result<f64, TrainError> {
-    if value.is_finite() {
-        Ok(value)
-    } else {
-        Err(TrainError::Diverged { stage, value })
-    }
-}
-
-/// Stage 1: one epoch of cross-entropy training of `model` on plain batches.
-pub fn teacher_epoch<B, O>(
-    mut model: Model<B>,
+/// An epoch of `shard_step` steps over `batches` on `devices` ([`train_step`]); stops at the
+/// first bad batch or at a loss that is not finite.
+fn run_epoch<B, M, O, F>(
+    mut model: M,
     optimizer: &mut O,
     batches: impl IntoIterator<Item = Result<HostBatch, String>>,
     lr: f64,
-    device: &B::Device,
+    devices: &[B::Device],
+    stage: &'static str,
+    shard_step: F,
+) -> Result<(M, EpochReport), TrainError>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    O: Optimizer<M, B>,
+    F: Fn(&M, HostBatch, usize) -> Result<ShardOutput<B>, TrainError> + Sync,
+{
+    let started = Instant::now();
+    let mut report = EpochReport::default();
+    let mut count = 0;
+    for batch in batches {
+        let batch = batch.map_err(TrainError::Data)?;
+        let (next, step) = train_step(model, optimizer, lr, batch, devices, &shard_step)?;
+        model = next;
+        let total = step.terms.get("total").copied().unwrap_or(f64::NAN);
+        if !total.is_finite() {
+            return Err(TrainError::Diverged {
+                stage,
+                value: total,
+            });
+        }
+        report.add_step(step);
+        count += 1;
+    }
+    let model = gather(model, devices);
+    #[cfg(feature = "collective")]
+    let model = crate::nodes::average_running_states(model)?;
+    Ok((model, report.finish(count, started)))
+}
+
+/// Replicas of a frozen network, one per device (the first is `network` itself).
+fn replicas<B: Backend, M: Module<B>>(network: &M, devices: &[B::Device]) -> Vec<M> {
+    let mut copies = vec![network.clone()];
+    copies.extend(devices.iter().skip(1).map(|d| network.clone().fork(d)));
+    copies
+}
+
+/// Stage 1: one epoch of cross-entropy training of `model` on plain batches, data-parallel
+/// over `devices` (one device: the plain step).
+pub fn teacher_epoch<B, O>(
+    model: Model<B>,
+    optimizer: &mut O,
+    batches: impl IntoIterator<Item = Result<HostBatch, String>>,
+    lr: f64,
+    devices: &[B::Device],
 ) -> Result<(Model<B>, EpochReport), TrainError>
 where
     B: AutodiffBackend,
     O: Optimizer<Model<B>, B>,
 {
-    let started = Instant::now();
-    let mut report = EpochReport::default();
-    let mut count = 0;
-    for batch in batches {
-        let (images, labels, _) = batch.map_err(TrainError::Data)?.to_tensors::<B>(device);
-        let logits = model.forward(images).logits;
-        let loss = cross_entropy(logits.clone(), labels.clone());
-        report.add("ce", check_finite(scalar(&loss), "teacher")?);
-        report.images += labels.dims()[0];
-        report.accuracy.add(logits.detach(), labels);
-        let gradients = GradientsParams::from_grads(loss.backward(), &model);
-        model = optimizer.step(lr, model, gradients);
-        count += 1;
-    }
-    Ok((model, report.finish(count, started)))
+    run_epoch(
+        model,
+        optimizer,
+        batches,
+        lr,
+        devices,
+        "teacher",
+        |model: &Model<B>, batch: HostBatch, k: usize| {
+            let (images, labels, _) = batch.to_tensors::<B>(&devices[k]);
+            let logits = model.forward(images).logits;
+            let loss = cross_entropy(logits.clone(), labels.clone());
+            let mut log = StepLog {
+                images: labels.dims()[0],
+                ..StepLog::default()
+            };
+            log.record("ce", &loss);
+            log.accuracy.add(logits.detach(), labels);
+            Ok(ShardOutput { loss, log })
+        },
+    )
 }
 
 /// Stage 2: one epoch of SS-head training on four-rotation batches, the teacher frozen.
 pub fn head_epoch<B, O>(
     teacher: &Model<B::InnerBackend>,
-    mut head: SelfSupervisionHead<B>,
+    head: SelfSupervisionHead<B>,
     optimizer: &mut O,
     batches: impl IntoIterator<Item = Result<HostBatch, String>>,
     lr: f64,
-    device: &B::Device,
+    devices: &[B::Device],
 ) -> Result<(SelfSupervisionHead<B>, EpochReport), TrainError>
 where
     B: AutodiffBackend,
     O: Optimizer<SelfSupervisionHead<B>, B>,
 {
-    let started = Instant::now();
-    let mut report = EpochReport::default();
-    let mut count = 0;
-    for batch in batches {
-        let (images, labels, _) = batch
-            .map_err(TrainError::Data)?
-            .to_tensors::<B::InnerBackend>(device);
-        let embedding = Tensor::<B, 2>::from_inner(teacher.forward(images).embedding);
-        let (loss, correct) = ss_head_loss(head.forward(embedding)).map_err(TrainError::Loss)?;
-        report.add("ss_head", check_finite(scalar(&loss), "head")?);
-        let images = labels.dims()[0];
-        report.images += images;
-        report.accuracy.top1 += correct;
-        report.accuracy.total += 3 * images;
-        let gradients = GradientsParams::from_grads(loss.backward(), &head);
-        head = optimizer.step(lr, head, gradients);
-        count += 1;
-    }
-    Ok((head, report.finish(count, started)))
+    let teachers = replicas(teacher, devices);
+    run_epoch(
+        head,
+        optimizer,
+        batches,
+        lr,
+        devices,
+        "head",
+        |head: &SelfSupervisionHead<B>, batch: HostBatch, k: usize| {
+            let (images, labels, _) = batch.to_tensors::<B::InnerBackend>(&devices[k]);
+            let embedding = Tensor::<B, 2>::from_inner(teachers[k].forward(images).embedding);
+            let (loss, correct) =
+                ss_head_loss(head.forward(embedding)).map_err(TrainError::Loss)?;
+            let images = labels.dims()[0];
+            let mut log = StepLog {
+                images,
+                ..StepLog::default()
+            };
+            log.record("ss_head", &loss);
+            log.accuracy.top1 = correct;
+            log.accuracy.total = 3 * images;
+            Ok(ShardOutput { loss, log })
+        },
+    )
 }
 
 /// The student, its SS head and the method's trainable parts, optimised together.
@@ -149,63 +205,72 @@ pub struct Student<B: Backend> {
 }
 
 /// Stage 3: one epoch of distillation with the student's method, one forward over each batch
-/// (four-rotation batches when the method needs them).
+/// (four-rotation batches when the method needs them), data-parallel over `devices`.
 #[allow(clippy::too_many_arguments)]
 pub fn student_epoch<B, O>(
-    mut student: Student<B>,
+    student: Student<B>,
     teacher: &BackboneWithHead<B::InnerBackend>,
     optimizer: &mut O,
     batches: impl IntoIterator<Item = Result<HostBatch, String>>,
     epoch: usize,
     lr: f64,
-    device: &B::Device,
+    devices: &[B::Device],
 ) -> Result<(Student<B>, EpochReport), TrainError>
 where
     B: AutodiffBackend,
     O: Optimizer<Student<B>, B>,
 {
-    let started = Instant::now();
-    let mut report = EpochReport::default();
-    let layout = if student.method.needs().rotations {
+    let needs = student.method.needs();
+    check_parallel_method(needs.sample_indices, devices.len())?;
+    let layout = if needs.rotations {
         BatchLayout::Rotations4
     } else {
         BatchLayout::Plain
     };
-    let mut count = 0;
-    for batch in batches {
-        let (images, labels, indices) = batch.map_err(TrainError::Data)?.to_tensors::<B>(device);
-        let (teacher_output, teacher_head) = teacher.forward(images.clone().inner(), false);
-        let (student_output, student_head) = student.network.forward(images, true);
-        let inputs = DistillInputs {
-            student: NetworkOutputs::from_model(student_output, Some(student_head)),
-            teacher: NetworkOutputs::from_model(teacher_output, Some(teacher_head)).lift(),
-            labels: labels.clone(),
-            sample_indices: Some(indices),
-            contrast_indices: None,
-            ss_labels: None,
-            layout,
-            epoch,
-        };
-        let terms = student.method.loss(&inputs).map_err(TrainError::Loss)?;
-        for term in &terms.terms {
-            report.add(term.name, scalar(&term.value));
-        }
-        for (name, value) in &terms.counts {
-            *report.counts.entry(name.to_string()).or_default() += *value as f64;
-        }
-        let total = terms.total();
-        report.add("total", check_finite(scalar(&total), "student")?);
-        let logits = match layout {
-            BatchLayout::Plain => inputs.student.logits.clone(),
-            BatchLayout::Rotations4 => split_rotations(inputs.student.logits.clone()).0,
-        };
-        report.images += labels.dims()[0];
-        report.accuracy.add(logits.detach(), labels);
-        let gradients = GradientsParams::from_grads(total.backward(), &student);
-        student = optimizer.step(lr, student, gradients);
-        count += 1;
-    }
-    Ok((student, report.finish(count, started)))
+    let teachers = replicas(teacher, devices);
+    run_epoch(
+        student,
+        optimizer,
+        batches,
+        lr,
+        devices,
+        "student",
+        |student: &Student<B>, batch: HostBatch, k: usize| {
+            let (images, labels, indices) = batch.to_tensors::<B>(&devices[k]);
+            let (teacher_output, teacher_head) = teachers[k].forward(images.clone().inner(), false);
+            let (student_output, student_head) = student.network.forward(images, true);
+            let inputs = DistillInputs {
+                student: NetworkOutputs::from_model(student_output, Some(student_head)),
+                teacher: NetworkOutputs::from_model(teacher_output, Some(teacher_head)).lift(),
+                labels: labels.clone(),
+                sample_indices: Some(indices),
+                contrast_indices: None,
+                ss_labels: None,
+                layout,
+                epoch,
+            };
+            let terms = student.method.loss(&inputs).map_err(TrainError::Loss)?;
+            let mut log = StepLog {
+                images: labels.dims()[0],
+                ..StepLog::default()
+            };
+            for term in &terms.terms {
+                log.record(term.name, &term.value);
+            }
+            for (name, value) in &terms.counts {
+                log.counts.insert(name.to_string(), *value as f64);
+            }
+            let logits = match layout {
+                BatchLayout::Plain => inputs.student.logits.clone(),
+                BatchLayout::Rotations4 => split_rotations(inputs.student.logits.clone()).0,
+            };
+            log.accuracy.add(logits.detach(), labels);
+            Ok(ShardOutput {
+                loss: terms.total(),
+                log,
+            })
+        },
+    )
 }
 
 /// Top-1/top-5 accuracy of `model` (inference mode: pass the inner-backend model) on

@@ -1,0 +1,345 @@
+//! Data parallelism over the devices of one machine.
+//!
+//! With one device a training step is the plain one: forward, backward, optimiser step. With
+//! several, [`train_step`] splits the batch by source images into one shard per device (the
+//! four rotations of an image stay together), and in one thread per device runs the shard's
+//! forward and backward on a replica of the model ([`Module::fork`]). Each shard's loss is
+//! weighted by its share of the batch, so the summed gradients are those of the whole batch's
+//! mean loss; Burn's [`MultiGradientsParams`] sums them and [`Optimizer::step_multi`] applies
+//! them once. This is PyTorch `DistributedDataParallel` within one process: batch-level parts
+//! of a loss (SSKD's similarity matrix and error ranking, batch-norm statistics) are computed
+//! per shard, and the running statistics of batch norm become the mean of the shards' updates.
+//!
+//! Across machines (feature `collective`), [`crate::nodes`] sums the gradients of several such
+//! processes with Burn 0.21's `burn-collective`.
+
+use std::collections::BTreeMap;
+
+use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
+use burn::optim::{GradientsParams, MultiGradientsParams, Optimizer};
+use burn::tensor::backend::{AutodiffBackend, Backend, Device as _};
+use burn::tensor::{ElementConversion, Tensor};
+use sskd_augment::loader::HostBatch;
+
+use crate::metrics::Accuracy;
+use crate::TrainError;
+
+/// What one step (or one shard of it) contributes to the epoch's log.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StepLog {
+    /// Each named loss term (unweighted, and `total`), the mean over the step's images.
+    pub terms: BTreeMap<String, f64>,
+    /// Named counts (e.g. rows kept by SSKD's error ranking), summed over shards.
+    pub counts: BTreeMap<String, f64>,
+    /// Source images of the step.
+    pub images: usize,
+    /// Training accuracy (classification stages) or SS-head accuracy (head stage).
+    pub accuracy: Accuracy,
+}
+
+impl StepLog {
+    /// Records the value of `term` (`[1]`), read back from the device.
+    pub fn record<B: Backend>(&mut self, name: &str, term: &Tensor<B, 1>) {
+        self.terms
+            .insert(name.to_string(), term.clone().into_scalar().elem::<f64>());
+    }
+
+    /// Adds another shard of the same step whose images are `weight` of the step's.
+    fn merge(&mut self, shard: StepLog, weight: f64) {
+        for (name, value) in shard.terms {
+            *self.terms.entry(name).or_default() += weight * value;
+        }
+        for (name, value) in shard.counts {
+            *self.counts.entry(name).or_default() += value;
+        }
+        self.images += shard.images;
+        self.accuracy.top1 += shard.accuracy.top1;
+        self.accuracy.top5 += shard.accuracy.top5;
+        self.accuracy.total += shard.accuracy.total;
+    }
+}
+
+/// The result of one shard's forward: the loss to differentiate (`[1]`) and its log.
+pub struct ShardOutput<B: Backend> {
+    /// The loss of the shard (mean over its images).
+    pub loss: Tensor<B, 1>,
+    /// What to log.
+    pub log: StepLog,
+}
+
+/// Splits `batch` into at most `parts` batches of consecutive source images, as equal as
+/// possible (the first ones one image larger); every copy of an image stays with it.
+pub fn split_batch(batch: HostBatch, parts: usize) -> Vec<HostBatch> {
+    let samples = batch.labels.len();
+    let parts = parts.clamp(1, samples.max(1));
+    if parts == 1 {
+        return vec![batch];
+    }
+    let rows_per_sample = batch.shape[0] / samples;
+    let floats_per_sample = batch.pixels.len() / samples;
+    let mut shards = Vec::with_capacity(parts);
+    let mut start = 0;
+    for part in 0..parts {
+        let size = samples / parts + usize::from(part < samples % parts);
+        let end = start + size;
+        shards.push(HostBatch {
+            pixels: batch.pixels[start * floats_per_sample..end * floats_per_sample].to_vec(),
+            shape: [
+                size * rows_per_sample,
+                batch.shape[1],
+                batch.shape[2],
+                batch.shape[3],
+            ],
+            labels: batch.labels[start..end].to_vec(),
+            indices: batch.indices[start..end].to_vec(),
+        });
+        start = end;
+    }
+    shards
+}
+
+/// Checks that a method can be trained data-parallel: a memory bank indexed by dataset
+/// sample (CRD) is updated by each shard separately, and the replicas' updates cannot be
+/// merged by averaging.
+pub fn check_parallel_method(needs_sample_indices: bool, devices: usize) -> Result<(), TrainError> {
+    if devices > 1 && needs_sample_indices {
+        return Err(TrainError::Config(format!(
+            "this method keeps a memory bank of per-sample embeddings, which data-parallel \
+             training over {devices} devices cannot keep consistent; train it on one device"
+        )));
+    }
+    Ok(())
+}
+
+/// One optimisation step of `model` on `batch` over `devices` (the first is the main one);
+/// `shard_step(model, shard, k)` runs the forward of a shard on device `k` and returns its
+/// loss. Returns the updated model and the step's log (`total` included).
+///
+/// With several devices, the parameters of the returned model are spread over them (each
+/// parameter is updated on one device, chosen by Burn by its id); [`gather`] brings the model
+/// back to the main device, e.g. before evaluation. With a node group joined (feature
+/// `collective`, [`crate::nodes`]) the gradients are also summed over the nodes.
+pub fn train_step<B, M, O, F>(
+    model: M,
+    optimizer: &mut O,
+    lr: f64,
+    batch: HostBatch,
+    devices: &[B::Device],
+    shard_step: &F,
+) -> Result<(M, StepLog), TrainError>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    O: Optimizer<M, B>,
+    F: Fn(&M, HostBatch, usize) -> Result<ShardOutput<B>, TrainError> + Sync,
+{
+    let shards = split_batch(batch, devices.len());
+    let local_images: usize = shards.iter().map(|shard| shard.labels.len()).sum();
+    let global_images = images_over_nodes::<B>(local_images, &devices[0])?;
+    if shards.len() == 1 && !over_nodes() {
+        let output = shard_step(&model, shards.into_iter().next().expect("one shard"), 0)?;
+        let mut log = output.log;
+        log.record("total", &output.loss);
+        let gradients = GradientsParams::from_grads(output.loss.backward(), &model);
+        return Ok((optimizer.step(lr, model, gradients), log));
+    }
+    let replicas: Vec<M> = if shards.len() == 1 {
+        vec![model.clone()]
+    } else {
+        // A clone of a lazily initialised parameter would initialise to its own values.
+        model.visit(&mut Initialise);
+        devices[..shards.len()]
+            .iter()
+            .map(|device| model.clone().fork(device))
+            .collect()
+    };
+    let run_shard = |k: usize, shard: HostBatch, replica: M| {
+        let images = shard.labels.len() as f64;
+        let output = shard_step(&replica, shard, k)?;
+        let mut log = output.log;
+        log.record("total", &output.loss);
+        let loss = output.loss.mul_scalar(images / global_images as f64);
+        let gradients = GradientsParams::from_grads(loss.backward(), &replica);
+        Ok::<_, TrainError>((
+            gradients,
+            devices[k].to_id(),
+            log,
+            images / local_images as f64,
+        ))
+    };
+    let results = if shards.len() == 1 {
+        let shard = shards.into_iter().next().expect("one shard");
+        vec![run_shard(
+            0,
+            shard,
+            replicas.into_iter().next().expect("one replica"),
+        )]
+    } else {
+        let run_shard = &run_shard;
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = shards
+                .into_iter()
+                .zip(replicas)
+                .enumerate()
+                .map(|(k, (shard, replica))| scope.spawn(move || run_shard(k, shard, replica)))
+                .collect();
+            workers
+                .into_iter()
+                .map(|worker| {
+                    worker
+                        .join()
+                        .unwrap_or_else(|panic| Err(TrainError::Worker(panic_message(&panic))))
+                })
+                .collect::<Vec<_>>()
+        })
+    };
+    let mut gradients = MultiGradientsParams::default();
+    let mut log = StepLog::default();
+    for result in results {
+        let (shard_gradients, device_id, shard_log, weight) = result?;
+        gradients.grads.push((shard_gradients, device_id));
+        log.merge(shard_log, weight);
+    }
+    let model = apply(model, optimizer, lr, gradients, &devices[0])?;
+    flush_running_states(&model);
+    Ok((model, log))
+}
+
+/// Initialises every lazy parameter of the module it visits, in place.
+struct Initialise;
+
+impl<B: Backend> ModuleVisitor<B> for Initialise {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        drop(param.val());
+    }
+}
+
+/// Whether a node group is joined (feature `collective`).
+fn over_nodes() -> bool {
+    #[cfg(feature = "collective")]
+    return crate::nodes::current().is_some();
+    #[cfg(not(feature = "collective"))]
+    false
+}
+
+/// The images of the step over all nodes (the local ones without a node group).
+fn images_over_nodes<B: AutodiffBackend>(
+    local: usize,
+    device: &B::Device,
+) -> Result<usize, TrainError> {
+    #[cfg(feature = "collective")]
+    if over_nodes() {
+        let count = Tensor::<B::InnerBackend, 1>::from_floats([local as f32], device);
+        let total = crate::nodes::sum_over_nodes(count)?
+            .into_scalar()
+            .elem::<f64>();
+        return Ok(total.round() as usize);
+    }
+    let _ = device;
+    Ok(local)
+}
+
+/// The optimiser step on the shards' gradients (summed over the nodes with a node group).
+fn apply<B, M, O>(
+    model: M,
+    optimizer: &mut O,
+    lr: f64,
+    gradients: MultiGradientsParams,
+    device: &B::Device,
+) -> Result<M, TrainError>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    O: Optimizer<M, B>,
+{
+    #[cfg(feature = "collective")]
+    if over_nodes() {
+        let reduced = crate::nodes::reduce_gradients(&model, gradients, device)?;
+        return Ok(optimizer.step(lr, model, reduced));
+    }
+    let _ = device;
+    Ok(optimizer.step_multi(lr, model, gradients))
+}
+
+/// Merges the running statistics the replicas' threads recorded (each thread's update is kept
+/// apart by Burn's `RunningState` until a record is taken; the merge is their mean).
+fn flush_running_states<B: Backend, M: Module<B>>(model: &M) {
+    drop(model.clone().into_record());
+}
+
+/// `model` with every parameter and running statistic on `device` (after [`train_step`] over
+/// several devices).
+pub fn gather<B: Backend, M: Module<B>>(model: M, devices: &[B::Device]) -> M {
+    match devices {
+        [main, _, ..] => model.fork(main),
+        _ => model,
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "a training thread panicked".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(samples: usize, copies: usize) -> HostBatch {
+        let floats = copies * 3 * 2 * 2;
+        HostBatch {
+            pixels: (0..samples * floats).map(|v| v as f32).collect(),
+            shape: [samples * copies, 3, 2, 2],
+            labels: (0..samples as i64).collect(),
+            indices: (100..100 + samples as i64).collect(),
+        }
+    }
+
+    #[test]
+    fn split_keeps_each_image_with_its_copies_and_balances_shards() {
+        let whole = batch(5, 4);
+        let shards = split_batch(whole.clone(), 2);
+        assert_eq!(shards.len(), 2);
+        assert_eq!(shards[0].labels, vec![0, 1, 2]);
+        assert_eq!(shards[1].labels, vec![3, 4]);
+        assert_eq!(shards[1].indices, vec![103, 104]);
+        assert_eq!(shards[0].shape, [12, 3, 2, 2]);
+        assert_eq!(shards[1].shape, [8, 3, 2, 2]);
+        let rejoined: Vec<f32> = shards.iter().flat_map(|s| s.pixels.clone()).collect();
+        assert_eq!(rejoined, whole.pixels);
+        // Never an empty shard: more devices than images gives one shard per image.
+        assert_eq!(split_batch(batch(2, 1), 4).len(), 2);
+        assert_eq!(split_batch(batch(3, 1), 1)[0].labels, vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn logs_merge_as_weighted_means_and_sums() {
+        let shard = |value: f64, images: usize| StepLog {
+            terms: BTreeMap::from([("ce".to_string(), value)]),
+            counts: BTreeMap::from([("kept".to_string(), images as f64)]),
+            images,
+            accuracy: Accuracy {
+                top1: images,
+                top5: images,
+                total: images,
+            },
+        };
+        let mut log = StepLog::default();
+        log.merge(shard(1.0, 3), 0.75);
+        log.merge(shard(3.0, 1), 0.25);
+        assert_eq!(log.terms["ce"], 1.5);
+        assert_eq!(log.counts["kept"], 4.0);
+        assert_eq!(log.images, 4);
+        assert_eq!(log.accuracy.total, 4);
+    }
+
+    #[test]
+    fn memory_bank_methods_stay_on_one_device() {
+        assert!(check_parallel_method(true, 2).is_err());
+        assert!(check_parallel_method(true, 1).is_ok());
+        assert!(check_parallel_method(false, 4).is_ok());
+    }
+}

@@ -1,0 +1,307 @@
+//! SSKD on ImageNet: ResNet34 → ResNet18 (paper Table 5), data-parallel over the GPUs of one
+//! machine.
+//!
+//! ```text
+//! # the SS head of a torchvision ResNet34 (its .pth), on its frozen backbone
+//! imagenet head    --teacher resnet34-b627a593.pth --data ~/ilsvrc2012 --out runs/in \
+//!                  --device cuda:0,cuda:1,cuda:2,cuda:3
+//! # the student, SSKD by default (or --method kd|crd|…)
+//! imagenet student --teacher runs/in/teacher-with-head.mpk --data ~/ilsvrc2012 --out runs/in \
+//!                  --device cuda:0,cuda:1,cuda:2,cuda:3
+//! imagenet eval    --arch resnet18 --weights runs/in/student-best-backbone.mpk --data ~/ilsvrc2012
+//! imagenet teacher --data ~/ilsvrc2012 --out runs/in-teacher     # a teacher from scratch
+//! imagenet config                                                # the full default config
+//! ```
+//! `--data` is the `ImageFolder` layout every peer uses: `train/<wnid>/*.JPEG` and
+//! `val/<wnid>/*.JPEG` (labels in sorted wnid order, like torchvision). Training images get
+//! `RandomResizedCrop` + flip, evaluation `Resize(256)` + `CenterCrop(224)`, both with
+//! ImageNet's mean and std; SSKD's four rotations turn the same crop. The defaults are
+//! torchdistill's re-implementation (the authors never published theirs; spec §1.8): batch
+//! 256, student lr 0.1 ×0.1 at epochs 30/60/90 of 100, SS head 30 epochs at lr 0.1 ×0.1 at
+//! 10/20, loss weights CE 1.0 (λ1), KD 0.9, SS 10, TF 2.7. `--set FIELD=VALUE` overrides any
+//! field, `--config FILE` loads one (`configs/imagenet/resnet34-resnet18.json`).
+//!
+//! `--device cuda:0,cuda:1,…` splits every batch over the devices (one thread each, gradients
+//! summed into one step: `sskd::train::parallel`); `--image-size` trains at another crop size
+//! (the tests use 32).
+//!
+//! Across machines (build with `--features collective`): start `imagenet orchestrator --port
+//! 3000` on one machine, then the same stage command on every machine with `--nodes N
+//! --node-rank R --orchestrator ws://HOST:3000 --node-address ws://THIS_HOST:3001 --data-port
+//! 3001` (and its own `--out`); see `docs/training.md`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Result};
+use burn::backend::Autodiff;
+use burn::data::dataset::Dataset;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use clap::{Parser, Subcommand};
+use image::RgbImage;
+use rand::rngs::StdRng;
+use sskd::augment::geometry::{center_crop, rotate90};
+use sskd::augment::loader::Sample;
+use sskd::augment::pipeline::{random_resized_crop, IMAGENET_MEAN, IMAGENET_STD};
+use sskd::augment::resize::resize_shorter_side;
+use sskd::backend::{dispatch_devices, DeviceList, DevicesJob};
+use sskd::data::folders::{decode_rgb, ImageFiles};
+use sskd::experiment::{ExperimentConfig, StageConfig};
+use sskd::losses::SskdConfig;
+use sskd::models::create_model;
+use sskd::models::import::load_weights;
+use sskd::runner::{self, load_experiment, StageArgs};
+use sskd::train::pipeline::{RunData, Transform};
+
+#[derive(Parser, Debug)]
+#[command(about = "SSKD on ImageNet (ResNet34 → ResNet18), data-parallel over several devices")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Crop size of training and evaluation (evaluation resizes to size·256/224 first).
+    #[arg(long, global = true, default_value_t = 224)]
+    image_size: u32,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Stage 1: train the teacher with cross-entropy (or import torchvision's instead).
+    Teacher(StageArgs),
+    /// Stage 2: train the teacher's SS head on its frozen backbone.
+    Head(StageArgs),
+    /// Stage 3: distil the student.
+    Student(StageArgs),
+    /// Top-1/top-5 of a checkpoint on `val/`.
+    Eval {
+        /// Architecture (`resnet18`, `resnet34`, …).
+        #[arg(long)]
+        arch: String,
+        /// Weights (.mpk, or a torchvision .pth).
+        #[arg(long)]
+        weights: PathBuf,
+        /// The ImageNet folder.
+        #[arg(long)]
+        data: PathBuf,
+        /// Number of classes.
+        #[arg(long, default_value_t = 1000)]
+        num_classes: usize,
+        /// cpu, cuda[:N] or wgpu[:N] (of a list, the first).
+        #[arg(long, default_value = "cpu")]
+        device: DeviceList,
+    },
+    /// Serve as the orchestrator of a run across machines (feature `collective`): the nodes
+    /// find each other through it (`--orchestrator ws://THIS_HOST:PORT`).
+    #[cfg(feature = "collective")]
+    Orchestrator {
+        /// The port to listen on.
+        #[arg(long, default_value_t = 3000)]
+        port: u16,
+    },
+    /// Print the full config: the defaults, or a config file checked and completed.
+    Config {
+        /// A config file to check.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+/// The ImageNet pair's defaults (torchdistill's settings, spec §1.8).
+fn pair_defaults(teacher: &str, student: &str) -> ExperimentConfig {
+    ExperimentConfig::new(teacher.to_string(), student.to_string())
+        .with_num_classes(1000)
+        .with_teacher_stage(StageConfig::new(90, 0.1, vec![30, 60]))
+        .with_head_stage(StageConfig::new(30, 0.1, vec![10, 20]))
+        .with_student_stage(StageConfig::new(100, 0.1, vec![30, 60, 90]))
+        .with_batch_size(256)
+        .with_test_batch_size(250)
+        .with_weight_decay(1e-4)
+        .with_checkpoint_every(1)
+        .with_sskd(SskdConfig::new().with_ce_weight(1.0))
+}
+
+/// Image files decoded when the loader asks for them, so that a bad file is an error naming it.
+struct Files(ImageFiles);
+
+impl Dataset<(PathBuf, usize)> for Files {
+    fn get(&self, index: usize) -> Option<(PathBuf, usize)> {
+        self.0.files.get(index).cloned()
+    }
+
+    fn len(&self) -> usize {
+        self.0.files.len()
+    }
+}
+
+type Data = RunData<Files, (PathBuf, usize)>;
+
+/// A transform of a file into normalised copies; the error names the file.
+fn imagenet(
+    make: impl Fn(&RgbImage, &mut StdRng) -> Vec<RgbImage> + Send + Sync + 'static,
+) -> Transform<(PathBuf, usize)> {
+    Arc::new(move |(path, label): (PathBuf, usize), rng: &mut StdRng| {
+        let image = decode_rgb(&path).map_err(|e| e.to_string())?;
+        Ok(Sample::from_images(
+            &make(&image, rng),
+            IMAGENET_MEAN,
+            IMAGENET_STD,
+            label,
+        ))
+    })
+}
+
+/// `RandomResizedCrop(size)` + flip, as torchvision.
+fn train_crop(image: &RgbImage, size: u32, rng: &mut StdRng) -> RgbImage {
+    use rand::Rng;
+    let crop = random_resized_crop(image, size, (0.08, 1.0), (3.0 / 4.0, 4.0 / 3.0), rng);
+    if rng.random::<f64>() < 0.5 {
+        sskd::augment::geometry::horizontal_flip(&crop)
+    } else {
+        crop
+    }
+}
+
+/// `Resize(size·256/224)` + `CenterCrop(size)`.
+fn val_crop(image: &RgbImage, size: u32) -> RgbImage {
+    center_crop(&resize_shorter_side(image, size * 256 / 224), size)
+}
+
+fn rotations(image: RgbImage) -> Vec<RgbImage> {
+    (0..4).map(|k| rotate90(&image, k)).collect()
+}
+
+/// `root/train` and `root/val` with the transforms of `size`.
+fn imagenet_data(root: &Path, config: &ExperimentConfig, size: u32) -> Result<Data> {
+    let train = ImageFiles::image_folder(&root.join("train"))?;
+    let val = ImageFiles::image_folder(&root.join("val"))?;
+    if train.classes != val.classes {
+        bail!(
+            "{}: train/ has {} classes and val/ {}, or their names differ",
+            root.display(),
+            train.classes.len(),
+            val.classes.len()
+        );
+    }
+    if train.classes.len() > config.num_classes {
+        bail!(
+            "{}: {} classes but the config has num_classes = {}",
+            root.display(),
+            train.classes.len(),
+            config.num_classes
+        );
+    }
+    Ok(RunData {
+        train: Arc::new(Files(train)),
+        test: Arc::new(Files(val)),
+        plain_train: imagenet(move |image, rng| vec![train_crop(image, size, rng)]),
+        rotations_train: imagenet(move |image, rng| rotations(train_crop(image, size, rng))),
+        plain_test: imagenet(move |image, _| vec![val_crop(image, size)]),
+        rotations_test: imagenet(move |image, _| rotations(val_crop(image, size))),
+        batch_size: config.batch_size,
+        test_batch_size: config.test_batch_size,
+        seed: config.seed,
+    })
+}
+
+fn experiment(args: &StageArgs) -> Result<ExperimentConfig> {
+    runner::experiment(args, ("resnet34", "resnet18"), pair_defaults)
+}
+
+struct Job {
+    command: Command,
+    image_size: u32,
+}
+
+impl Job {
+    fn stage<B: AutodiffBackend>(&self, devices: &[B::Device]) -> Result<()> {
+        let size = self.image_size;
+        match &self.command {
+            Command::Teacher(args) | Command::Head(args) | Command::Student(args) => {
+                let config = experiment(args)?;
+                let data = imagenet_data(&args.data, &config, size)?;
+                match &self.command {
+                    Command::Teacher(_) => {
+                        runner::teacher_stage::<B, _, _>(args, &config, &data, devices)
+                    }
+                    Command::Head(_) => {
+                        runner::head_stage::<B, _, _>(args, &config, &data, devices)
+                    }
+                    _ => runner::student_stage::<B, _, _>(
+                        args,
+                        &config,
+                        &data,
+                        size as usize,
+                        devices,
+                    ),
+                }
+            }
+            Command::Eval {
+                arch,
+                weights,
+                data,
+                num_classes,
+                ..
+            } => {
+                let device = &devices[0];
+                let model = create_model::<B::InnerBackend>(arch, *num_classes, device)?;
+                let model = load_weights(model, weights, device)?;
+                let config = pair_defaults(arch, arch).with_num_classes(*num_classes);
+                let data = imagenet_data(data, &config, size)?;
+                let evaluation = data.evaluate_model(&model, device)?;
+                println!(
+                    "{} on {} validation images: top-1 {:.2} %, top-5 {:.2} %",
+                    weights.display(),
+                    data.test.len(),
+                    evaluation.top1,
+                    evaluation.top5
+                );
+                Ok(())
+            }
+            #[cfg(feature = "collective")]
+            Command::Orchestrator { .. } => unreachable!("handled before dispatch"),
+            Command::Config { .. } => unreachable!("handled before dispatch"),
+        }
+    }
+}
+
+impl DevicesJob for Job {
+    type Output = Result<()>;
+
+    fn run<B: Backend>(self, devices: Vec<B::Device>) -> Result<()> {
+        self.stage::<Autodiff<B>>(&devices)
+    }
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    if cli.image_size < 32 {
+        bail!(
+            "--image-size {} is too small: the ImageNet ResNets need at least 32",
+            cli.image_size
+        );
+    }
+    let devices = match &cli.command {
+        Command::Config { config } => {
+            let config = match config {
+                Some(path) => load_experiment(path, pair_defaults)?,
+                None => pair_defaults("resnet34", "resnet18"),
+            };
+            config.validate().map_err(anyhow::Error::msg)?;
+            println!("{}", serde_json::to_string_pretty(&config)?);
+            return Ok(());
+        }
+        Command::Teacher(args) | Command::Head(args) | Command::Student(args) => {
+            args.device.clone()
+        }
+        Command::Eval { device, .. } => device.clone(),
+        #[cfg(feature = "collective")]
+        Command::Orchestrator { port } => {
+            println!("orchestrator listening on port {port}; stop it with Ctrl-C after the run");
+            return Ok(sskd::train::nodes::run_orchestrator(*port)?);
+        }
+    };
+    let job = Job {
+        command: cli.command,
+        image_size: cli.image_size,
+    };
+    dispatch_devices(&devices, job).map_err(anyhow::Error::msg)?
+}
