@@ -14,7 +14,7 @@
 
 use std::sync::Mutex;
 
-use burn::collective::{self, CollectiveConfig, PeerId, ReduceOperation};
+use burn::collective::{self, AllReduceStrategy, CollectiveConfig, PeerId, ReduceOperation};
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::{GradientsParams, MultiGradientsParams};
 use burn::tensor::backend::{AutodiffBackend, Backend};
@@ -82,7 +82,9 @@ pub fn join<B: Backend>(config: NodeConfig, device: &B::Device) -> Result<(), Tr
         .with_num_nodes(config.nodes)
         .with_global_address(parse(&config.orchestrator)?)
         .with_node_address(parse(&config.address)?)
-        .with_data_service_port(config.data_port);
+        .with_data_service_port(config.data_port)
+        // Burn's ring all-reduce refuses tensors with fewer rows than nodes (biases, counts).
+        .with_global_all_reduce_strategy(AllReduceStrategy::Tree(2));
     collective::register::<B>(PeerId(config.rank), device.clone(), collective_config)
         .map_err(collective_error("joining the node group"))?;
     *NODE.lock().expect("node lock") = Some(config);
@@ -112,7 +114,7 @@ pub fn run_orchestrator(port: u16) -> Result<(), TrainError> {
         path: format!("orchestrator on port {port}").into(),
         reason: e.to_string(),
     })?;
-    runtime.block_on(collective::start_global_orchestrator(port));
+    runtime.block_on(burn_collective::start_global_orchestrator(port));
     Ok(())
 }
 
