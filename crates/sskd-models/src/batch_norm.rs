@@ -9,7 +9,7 @@
 //!   per-row scale and shift. Burn's layer broadcasts `[1, C, 1, 1]` statistics over
 //!   `[N, C, H, W]`, a pattern `burn-flex` runs through a scalar strided iterator; per-row
 //!   operands take its SIMD path and the reductions run along contiguous rows. On the CPU
-//!   backend this made a resnet8 training step about twice as fast (see `docs/performance.md`).
+//!   backend this made a resnet8 training step about three times as fast (`docs/performance.md`).
 
 use burn::config::Config;
 use burn::module::{Initializer, Module, Param, RunningState};
