@@ -200,10 +200,15 @@ fn stage<B: AutodiffBackend>(command: &Command, devices: &[B::Device]) -> Result
     };
     let config = experiment(args)?;
     let data = cifar_data(&args.data, &config)?;
+    let stage = runner::Stage {
+        args,
+        config: &config,
+        data: &data,
+    };
     match command {
-        Command::Teacher(_) => runner::teacher_stage::<B, _, _>(args, &config, &data, devices),
-        Command::Head(_) => runner::head_stage::<B, _, _>(args, &config, &data, devices),
-        _ => runner::student_stage::<B, _, _>(args, &config, &data, 32, devices),
+        Command::Teacher(_) => stage.teacher::<B>(devices),
+        Command::Head(_) => stage.head::<B>(devices),
+        _ => stage.student::<B>(32, devices),
     }
 }
 

@@ -218,20 +218,15 @@ impl Job {
             Command::Teacher(args) | Command::Head(args) | Command::Student(args) => {
                 let config = experiment(args)?;
                 let data = imagenet_data(&args.data, &config, size)?;
+                let stage = runner::Stage {
+                    args,
+                    config: &config,
+                    data: &data,
+                };
                 match &self.command {
-                    Command::Teacher(_) => {
-                        runner::teacher_stage::<B, _, _>(args, &config, &data, devices)
-                    }
-                    Command::Head(_) => {
-                        runner::head_stage::<B, _, _>(args, &config, &data, devices)
-                    }
-                    _ => runner::student_stage::<B, _, _>(
-                        args,
-                        &config,
-                        &data,
-                        size as usize,
-                        devices,
-                    ),
+                    Command::Teacher(_) => stage.teacher::<B>(devices),
+                    Command::Head(_) => stage.head::<B>(devices),
+                    _ => stage.student::<B>(size as usize, devices),
                 }
             }
             Command::Eval {

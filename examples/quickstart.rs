@@ -22,7 +22,6 @@ use burn::data::dataset::Dataset;
 use burn::module::AutodiffModule;
 use clap::Parser;
 use rand::rngs::StdRng;
-use sskd::augment::loader::Sample;
 use sskd::augment::pipeline::{crop_and_flip, sskd_rotations};
 use sskd::data::idx::idx_images;
 use sskd::data::{LabeledImage, PlanarImages};
@@ -101,14 +100,7 @@ fn subset(images: &Arc<PlanarImages>, count: usize) -> Arc<Subset> {
 fn transform(
     make: impl Fn(&image::RgbImage, &mut StdRng) -> Vec<image::RgbImage> + Send + Sync + 'static,
 ) -> Transform<LabeledImage> {
-    Arc::new(move |item: LabeledImage, rng: &mut StdRng| {
-        Ok(Sample::from_images(
-            &make(&item.image, rng),
-            MEAN,
-            STD,
-            item.label,
-        ))
-    })
+    sskd::runner::transform(MEAN, STD, make)
 }
 
 /// Crop + flip (train) or nothing (test), one copy or four rotations; 28×28 throughout.

@@ -267,132 +267,133 @@ pub fn build_student<B: AutodiffBackend>(
     })
 }
 
-/// Stage 1: the teacher `config.teacher` trained with cross-entropy on `data`, in `args.out`
-/// (`teacher-best.mpk`, `teacher-last.mpk`, the log and the plot).
-pub fn teacher_stage<B, D, I>(
-    args: &StageArgs,
-    config: &ExperimentConfig,
-    data: &RunData<D, I>,
-    devices: &[B::Device],
-) -> Result<()>
-where
-    B: AutodiffBackend,
-    I: Send + 'static,
-    D: Dataset<I> + 'static,
-{
-    let device = devices.first().context("no device given")?;
-    B::seed(device, config.seed);
-    let run = RunDir::create(&args.out)?;
-    let model = create_model::<B>(&config.teacher, config.num_classes, device)?;
-    let plan = plan("teacher", &config.teacher_stage, config, args.resume);
-    let outcome = in_node_group::<B, _>(args, device, || {
-        Ok(train_teacher(
-            &run,
-            &plan,
-            model,
-            data,
-            sgd(config),
-            devices,
-        )?)
-    })?;
-    report("teacher", outcome.best, outcome.last);
-    plot_run(&run)?;
-    println!(
-        "SSKD uses the best teacher: {}",
-        run.path("teacher-best.mpk").display()
-    );
-    Ok(())
+/// A training stage of an example: its arguments, its config and the data.
+pub struct Stage<'a, D, I> {
+    /// The command line of the stage.
+    pub args: &'a StageArgs,
+    /// The experiment.
+    pub config: &'a ExperimentConfig,
+    /// Datasets and transforms.
+    pub data: &'a RunData<D, I>,
 }
 
-/// Stage 2: the SS head of the teacher in `args.teacher` (a record of stage 1 or a PyTorch
-/// checkpoint) trained on its frozen backbone; writes `teacher-with-head.mpk` (the head of
-/// the last epoch, as SSKD keeps it) to `args.out`.
-pub fn head_stage<B, D, I>(
-    args: &StageArgs,
-    config: &ExperimentConfig,
-    data: &RunData<D, I>,
-    devices: &[B::Device],
-) -> Result<()>
+impl<D, I> Stage<'_, D, I>
 where
-    B: AutodiffBackend,
     I: Send + 'static,
     D: Dataset<I> + 'static,
 {
-    let device = devices.first().context("no device given")?;
-    B::seed(device, config.seed);
-    let weights = args.teacher_weights("the teacher backbone to train a head on")?;
-    let teacher = create_model::<B>(&config.teacher, config.num_classes, device)?;
-    let teacher = load_weights(teacher, weights, device)?;
-    let run = RunDir::create(&args.out)?;
-    let frozen = teacher.valid();
-    let head = SelfSupervisionHeadConfig::new(frozen.embedding_dim()).init::<B>(device);
-    let plan = plan("head", &config.head_stage, config, args.resume);
-    let outcome = in_node_group::<B, _>(args, device, || {
-        Ok(train_head(
-            &run,
-            &plan,
-            &frozen,
-            head,
-            data,
-            sgd(config),
-            devices,
-        )?)
-    })?;
-    report("head", outcome.best, outcome.last);
-    let with_head = BackboneWithHead {
-        backbone: teacher,
-        proj_head: outcome.module,
-    };
-    let path = run.path("teacher-with-head.mpk");
-    save_record(with_head, &path)?;
-    plot_run(&run)?;
-    println!("teacher with its last-epoch SS head: {}", path.display());
-    Ok(())
-}
+    /// Stage 1: the teacher `config.teacher` trained with cross-entropy, in `args.out`
+    /// (`teacher-best.mpk`, `teacher-last.mpk`, the log and the plot).
+    pub fn teacher<B: AutodiffBackend>(&self, devices: &[B::Device]) -> Result<()> {
+        let device = devices.first().context("no device given")?;
+        B::seed(device, self.config.seed);
+        let run = RunDir::create(&self.args.out)?;
+        let model = create_model::<B>(&self.config.teacher, self.config.num_classes, device)?;
+        let plan = plan(
+            "teacher",
+            &self.config.teacher_stage,
+            self.config,
+            self.args.resume,
+        );
+        let outcome = in_node_group::<B, _>(self.args, device, || {
+            Ok(train_teacher(
+                &run,
+                &plan,
+                model,
+                self.data,
+                sgd(self.config),
+                devices,
+            )?)
+        })?;
+        report("teacher", outcome.best, outcome.last);
+        plot_run(&run)?;
+        println!(
+            "SSKD uses the best teacher: {}",
+            run.path("teacher-best.mpk").display()
+        );
+        Ok(())
+    }
 
-/// Stage 3: the student distilled from the teacher with its SS head in `args.teacher` (the
-/// head stage's `teacher-with-head.mpk`, or SSKD's `teacher.pth`): one run in `args.out`, or
-/// one per seed of `args.seeds` under `OUT/seed-N` followed by their mean ± std
-/// (`OUT/seeds.json`). The method's modules are sized by a probe at `image_size`.
-pub fn student_stage<B, D, I>(
-    args: &StageArgs,
-    config: &ExperimentConfig,
-    data: &RunData<D, I>,
-    image_size: usize,
-    devices: &[B::Device],
-) -> Result<()>
-where
-    B: AutodiffBackend,
-    I: Send + 'static,
-    D: Dataset<I> + 'static,
-{
-    let device = devices.first().context("no device given")?;
-    let weights = args.teacher_weights(
-        "the teacher with its SS head (the head stage's teacher-with-head.mpk, or SSKD's teacher.pth)",
-    )?;
-    let teacher = BackboneWithHead::new(
-        create_model::<B>(&config.teacher, config.num_classes, device)?,
-        device,
-    );
-    let teacher = load_weights_with_head(teacher, weights, device)?.valid();
-    let teacher = &teacher;
-    let run_of = |config: &ExperimentConfig, data: &RunData<D, I>, out: &Path| {
-        let run = RunDir::create(out)?;
-        let input = StudentInput {
-            config,
-            teacher,
-            data,
-            image_size,
+    /// Stage 2: the SS head of the teacher in `args.teacher` (a record of stage 1 or a
+    /// PyTorch checkpoint) trained on its frozen backbone; writes `teacher-with-head.mpk` (the
+    /// head of the last epoch, as SSKD keeps it) to `args.out`.
+    pub fn head<B: AutodiffBackend>(&self, devices: &[B::Device]) -> Result<()> {
+        let device = devices.first().context("no device given")?;
+        B::seed(device, self.config.seed);
+        let weights = self
+            .args
+            .teacher_weights("the teacher backbone to train a head on")?;
+        let teacher = create_model::<B>(&self.config.teacher, self.config.num_classes, device)?;
+        let teacher = load_weights(teacher, weights, device)?;
+        let run = RunDir::create(&self.args.out)?;
+        let frozen = teacher.valid();
+        let head = SelfSupervisionHeadConfig::new(frozen.embedding_dim()).init::<B>(device);
+        let plan = plan(
+            "head",
+            &self.config.head_stage,
+            self.config,
+            self.args.resume,
+        );
+        let outcome = in_node_group::<B, _>(self.args, device, || {
+            Ok(train_head(
+                &run,
+                &plan,
+                &frozen,
+                head,
+                self.data,
+                sgd(self.config),
+                devices,
+            )?)
+        })?;
+        report("head", outcome.best, outcome.last);
+        let with_head = BackboneWithHead {
+            backbone: teacher,
+            proj_head: outcome.module,
         };
-        student_run::<B, D, I>(&input, &run, args.resume, devices)
-    };
-    in_node_group::<B, _>(args, device, || {
-        if args.seeds.is_empty() {
-            run_of(config, data, &args.out).map(drop)
-        } else {
-            student_seeds(args, config, data, run_of)
-        }
-    })
+        let path = run.path("teacher-with-head.mpk");
+        save_record(with_head, &path)?;
+        plot_run(&run)?;
+        println!("teacher with its last-epoch SS head: {}", path.display());
+        Ok(())
+    }
+
+    /// Stage 3: the student distilled from the teacher with its SS head in `args.teacher` (the
+    /// head stage's `teacher-with-head.mpk`, or SSKD's `teacher.pth`): one run in `args.out`,
+    /// or one per seed of `args.seeds` under `OUT/seed-N` followed by their mean ± std
+    /// (`OUT/seeds.json`). The method's modules are sized by a probe at `image_size`.
+    pub fn student<B: AutodiffBackend>(
+        &self,
+        image_size: usize,
+        devices: &[B::Device],
+    ) -> Result<()> {
+        let device = devices.first().context("no device given")?;
+        let weights = self.args.teacher_weights(
+            "the teacher with its SS head (the head stage's teacher-with-head.mpk, or SSKD's teacher.pth)",
+        )?;
+        let teacher = BackboneWithHead::new(
+            create_model::<B>(&self.config.teacher, self.config.num_classes, device)?,
+            device,
+        );
+        let teacher = load_weights_with_head(teacher, weights, device)?.valid();
+        let teacher = &teacher;
+        let run_of = |config: &ExperimentConfig, data: &RunData<D, I>, out: &Path| {
+            let run = RunDir::create(out)?;
+            let input = StudentInput {
+                config,
+                teacher,
+                data,
+                image_size,
+            };
+            student_run::<B, D, I>(&input, &run, self.args.resume, devices)
+        };
+        in_node_group::<B, _>(self.args, device, || {
+            if self.args.seeds.is_empty() {
+                run_of(self.config, self.data, &self.args.out).map(drop)
+            } else {
+                student_seeds(self.args, self.config, self.data, run_of)
+            }
+        })
+    }
 }
 
 /// One student run per seed of `args.seeds`, then their mean ± std.

@@ -57,6 +57,14 @@ impl Accuracy {
     }
 }
 
+impl std::ops::AddAssign for Accuracy {
+    fn add_assign(&mut self, other: Self) {
+        self.top1 += other.top1;
+        self.top5 += other.top5;
+        self.total += other.total;
+    }
+}
+
 /// Appends one JSON object per line to a file and syncs it, so a finished epoch's line
 /// survives a crash.
 #[derive(Debug)]

@@ -46,16 +46,21 @@ impl StepLog {
 
     /// Adds another shard of the same step whose images are `weight` of the step's.
     fn merge(&mut self, shard: StepLog, weight: f64) {
-        for (name, value) in shard.terms {
-            *self.terms.entry(name).or_default() += weight * value;
-        }
-        for (name, value) in shard.counts {
-            *self.counts.entry(name).or_default() += value;
-        }
+        accumulate(&mut self.terms, shard.terms, weight);
+        accumulate(&mut self.counts, shard.counts, 1.0);
         self.images += shard.images;
-        self.accuracy.top1 += shard.accuracy.top1;
-        self.accuracy.top5 += shard.accuracy.top5;
-        self.accuracy.total += shard.accuracy.total;
+        self.accuracy += shard.accuracy;
+    }
+}
+
+/// Adds `weight ·` each named value of `from` to `into`.
+pub(crate) fn accumulate(
+    into: &mut BTreeMap<String, f64>,
+    from: BTreeMap<String, f64>,
+    weight: f64,
+) {
+    for (name, value) in from {
+        *into.entry(name).or_default() += weight * value;
     }
 }
 
@@ -133,9 +138,12 @@ where
     O: Optimizer<M, B>,
     F: Fn(&M, HostBatch, usize) -> Result<ShardOutput<B>, TrainError> + Sync,
 {
+    let Some(main_device) = devices.first() else {
+        return Err(TrainError::Config("no training device given".to_string()));
+    };
     let shards = split_batch(batch, devices.len());
     let local_images: usize = shards.iter().map(|shard| shard.labels.len()).sum();
-    let global_images = images_over_nodes::<B>(local_images, &devices[0])?;
+    let global_images = images_over_nodes::<B>(local_images, main_device)?;
     if shards.len() == 1 && !over_nodes() {
         let output = shard_step(&model, shards.into_iter().next().expect("one shard"), 0)?;
         let mut log = output.log;
@@ -200,7 +208,7 @@ where
         gradients.grads.push((shard_gradients, device_id));
         log.merge(shard_log, weight);
     }
-    let model = apply(model, optimizer, lr, gradients, &devices[0])?;
+    let model = apply(model, optimizer, lr, gradients, main_device)?;
     flush_running_states(&model);
     Ok((model, log))
 }

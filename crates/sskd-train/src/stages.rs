@@ -18,7 +18,9 @@ use sskd_losses::{ss_head_loss, BatchLayout, DistillInputs, Distiller, Method, N
 use sskd_models::{BackboneWithHead, Model, SelfSupervisionHead};
 
 use crate::metrics::Accuracy;
-use crate::parallel::{check_parallel_method, gather, train_step, ShardOutput, StepLog};
+use crate::parallel::{
+    accumulate, check_parallel_method, gather, train_step, ShardOutput, StepLog,
+};
 use crate::run::Evaluation;
 use crate::TrainError;
 
@@ -40,16 +42,10 @@ pub struct EpochReport {
 
 impl EpochReport {
     fn add_step(&mut self, step: StepLog) {
-        for (name, value) in step.terms {
-            *self.terms.entry(name).or_default() += value;
-        }
-        for (name, value) in step.counts {
-            *self.counts.entry(name).or_default() += value;
-        }
+        accumulate(&mut self.terms, step.terms, 1.0);
+        accumulate(&mut self.counts, step.counts, 1.0);
         self.images += step.images;
-        self.accuracy.top1 += step.accuracy.top1;
-        self.accuracy.top5 += step.accuracy.top5;
-        self.accuracy.total += step.accuracy.total;
+        self.accuracy += step.accuracy;
     }
 
     fn finish(mut self, batches: usize, started: Instant) -> Self {
