@@ -470,12 +470,12 @@ where
     Ok((outcome.best, outcome.last))
 }
 
+/// A seed and the best and last epochs of its run.
+type SeedResult = (u64, Option<EpochResult>, Option<EpochResult>);
+
 /// Mean ± sample standard deviation of the seeds' best and last top-1, printed and written to
 /// `OUT/seeds.json`.
-fn summarise_seeds(
-    out: &Path,
-    results: &[(u64, Option<EpochResult>, Option<EpochResult>)],
-) -> Result<()> {
+fn summarise_seeds(out: &Path, results: &[SeedResult]) -> Result<()> {
     if results.is_empty() {
         bail!("no seeds given");
     }
@@ -485,16 +485,15 @@ fn summarise_seeds(
         let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
         (mean, var.sqrt())
     };
-    let top1 =
-        |pick: fn(&(u64, Option<EpochResult>, Option<EpochResult>)) -> Option<EpochResult>| {
-            stats(
-                results
-                    .iter()
-                    .filter_map(pick)
-                    .map(|r| r.evaluation.top1)
-                    .collect(),
-            )
-        };
+    let top1 = |pick: fn(&SeedResult) -> Option<EpochResult>| {
+        stats(
+            results
+                .iter()
+                .filter_map(pick)
+                .map(|r| r.evaluation.top1)
+                .collect(),
+        )
+    };
     let (best_mean, best_std) = top1(|r| r.1);
     let (last_mean, last_std) = top1(|r| r.2);
     println!("{} seeds: best-epoch top-1 {best_mean:.2} ± {best_std:.2} %, last-epoch top-1 {last_mean:.2} ± {last_std:.2} %", results.len());
