@@ -288,6 +288,6 @@ fn a_worker_that_fails_fails_the_step_with_its_error() {
         &[device, device],
         &failing,
     );
-    let error = result.err().expect("the step must fail");
+    let error = result.expect_err("the step must fail");
     assert!(error.to_string().contains("shard 1 is broken"), "{error}");
 }
