@@ -87,15 +87,123 @@ pub fn dispatch<J: BackendJob>(choice: DeviceChoice, job: J) -> Result<J::Output
             Ok(job.run::<burn::backend::Cuda>(burn::backend::cuda::CudaDevice::new(index)))
         }
         #[cfg(feature = "wgpu")]
-        DeviceChoice::Wgpu(index) => {
-            let device = match index {
-                Some(index) => burn::backend::wgpu::WgpuDevice::DiscreteGpu(index),
-                None => burn::backend::wgpu::WgpuDevice::DefaultDevice,
-            };
-            Ok(job.run::<burn::backend::Wgpu>(device))
-        }
+        DeviceChoice::Wgpu(index) => Ok(job.run::<burn::backend::Wgpu>(wgpu_device(index))),
         #[allow(unreachable_patterns)]
         _ => unreachable!("check_compiled rejects backends this build lacks"),
+    }
+}
+
+/// The float type a backend computes in: `f32`, or the half types where the backend has them
+/// (`f16` on CUDA and wgpu, `bf16` on CUDA). Half precision here is the whole graph in that
+/// type (weights, activations, gradients), not mixed precision with `f32` master weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    /// 32-bit floats.
+    F32,
+    /// IEEE half precision.
+    F16,
+    /// bfloat16.
+    Bf16,
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+            Precision::Bf16 => "bf16",
+        })
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "f32" | "fp32" => Ok(Precision::F32),
+            "f16" | "fp16" => Ok(Precision::F16),
+            "bf16" => Ok(Precision::Bf16),
+            _ => Err(format!(
+                "unknown precision `{text}`: expected f32, f16 or bf16"
+            )),
+        }
+    }
+}
+
+/// Runs `job` on the backend of `choice` computing in `precision` (`f32`: [`dispatch`]), or
+/// says why this build or backend cannot.
+pub fn dispatch_precision<J: BackendJob>(
+    choice: DeviceChoice,
+    precision: Precision,
+    job: J,
+) -> Result<J::Output, String> {
+    choice.check_compiled()?;
+    match (choice, precision) {
+        (_, Precision::F32) => dispatch(choice, job),
+        #[cfg(feature = "cuda")]
+        (DeviceChoice::Cuda(index), Precision::F16) => {
+            Ok(job.run::<burn::backend::Cuda<burn::tensor::f16>>(
+                burn::backend::cuda::CudaDevice::new(index),
+            ))
+        }
+        #[cfg(feature = "cuda")]
+        (DeviceChoice::Cuda(index), Precision::Bf16) => {
+            Ok(job.run::<burn::backend::Cuda<burn::tensor::bf16>>(
+                burn::backend::cuda::CudaDevice::new(index),
+            ))
+        }
+        #[cfg(feature = "wgpu")]
+        (DeviceChoice::Wgpu(index), Precision::F16) => {
+            Ok(job.run::<burn::backend::Wgpu<burn::tensor::f16>>(wgpu_device(index)))
+        }
+        _ => Err(format!(
+            "precision {precision} is not available on device `{choice}`"
+        )),
+    }
+}
+
+/// Device memory of a cubecl device, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DeviceMemory {
+    /// Bytes held by live tensors.
+    pub in_use: u64,
+    /// Bytes the memory pools have reserved from the device (what other processes cannot use;
+    /// comparable to `torch.cuda.memory_reserved`).
+    pub reserved: u64,
+}
+
+/// The memory the cubecl runtime of `choice` holds now; `None` on the CPU or when the runtime
+/// cannot say.
+pub fn device_memory(choice: DeviceChoice) -> Option<DeviceMemory> {
+    match choice {
+        #[cfg(feature = "cuda")]
+        DeviceChoice::Cuda(index) => memory_of::<burn::cubecl::cuda::CudaRuntime>(
+            &burn::backend::cuda::CudaDevice::new(index),
+        ),
+        #[cfg(feature = "wgpu")]
+        DeviceChoice::Wgpu(index) => {
+            memory_of::<burn::backend::wgpu::WgpuRuntime>(&wgpu_device(index))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+fn memory_of<R: burn::cubecl::Runtime>(device: &R::Device) -> Option<DeviceMemory> {
+    let usage = R::client(device).memory_usage().ok()?;
+    Some(DeviceMemory {
+        in_use: usage.bytes_in_use,
+        reserved: usage.bytes_reserved,
+    })
+}
+
+/// The wgpu device of a `wgpu[:N]` choice: discrete GPU `N`, or the default adapter.
+#[cfg(feature = "wgpu")]
+fn wgpu_device(index: Option<usize>) -> burn::backend::wgpu::WgpuDevice {
+    match index {
+        Some(index) => burn::backend::wgpu::WgpuDevice::DiscreteGpu(index),
+        None => burn::backend::wgpu::WgpuDevice::DefaultDevice,
     }
 }
 
@@ -179,10 +287,8 @@ pub fn dispatch_devices<J: DevicesJob>(list: &DeviceList, job: J) -> Result<J::O
             list.0
                 .iter()
                 .map(|choice| match choice {
-                    DeviceChoice::Wgpu(Some(index)) => {
-                        burn::backend::wgpu::WgpuDevice::DiscreteGpu(*index)
-                    }
-                    _ => burn::backend::wgpu::WgpuDevice::DefaultDevice,
+                    DeviceChoice::Wgpu(index) => wgpu_device(*index),
+                    _ => unreachable!("a device list has one backend"),
                 })
                 .collect(),
         )),

@@ -28,3 +28,4 @@ pub mod config;
 pub mod experiment;
 pub mod loss_workloads;
 pub mod runner;
+pub mod step_bench;

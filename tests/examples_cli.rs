@@ -151,3 +151,59 @@ fn losses_example_reports_every_sskd_term() {
     assert!(!dir.join("never.json").exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn gpu_bench_prints_one_json_line_per_configuration() {
+    let output = Command::new(example_binary("gpu_bench"))
+        .args(["--device", "cpu", "--warmup", "1", "--steps", "2"])
+        .args(["teacher/resnet8/2", "kd/resnet8/resnet8/2"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{text}");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    for (line, config) in lines
+        .iter()
+        .zip(["teacher/resnet8/2", "kd/resnet8/resnet8/2"])
+    {
+        assert_eq!(line["config"], config);
+        assert_eq!(line["impl"], "burn");
+        assert_eq!(line["steps"], 2);
+        let (p10, median, p90) = (
+            line["step_ms_p10"].as_f64().unwrap(),
+            line["step_ms"].as_f64().unwrap(),
+            line["step_ms_p90"].as_f64().unwrap(),
+        );
+        assert!(0.0 < p10 && p10 <= median && median <= p90, "{line}");
+        let images_per_s = line["images_per_s"].as_f64().unwrap();
+        assert!((images_per_s - 2.0 / (median / 1e3)).abs() < 1e-6, "{line}");
+        assert!(line["first_step_s"].as_f64().unwrap() > 0.0, "{line}");
+    }
+    assert_eq!(lines[0]["rows"], 2);
+}
+
+#[test]
+fn gpu_bench_explains_bad_requests() {
+    let run = |args: &[&str]| {
+        Command::new(example_binary("gpu_bench"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let error = common::failed(&run(&["sskd/wrn_40_2/64"]));
+    assert!(
+        error.contains("expected sskd|kd/TEACHER/STUDENT/BATCH"),
+        "{error}"
+    );
+    let error = common::failed(&run(&["--precision", "bf16", "teacher/resnet8/2"]));
+    assert!(
+        error.contains("precision bf16 is not available on device `cpu`"),
+        "{error}"
+    );
+    let error = common::failed(&run(&["--set", "most"]));
+    assert!(error.contains("unknown set `most`"), "{error}");
+}

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Runs the whole GPU benchmark on a machine without a Rust toolchain, in one go, and prints a
+# short table last. Needs the `gpu_bench` binary built elsewhere (tools/build_gpu_bench.sh:
+# x86-64, features cuda,fusion,autotune, stripped, xz-compressed) and python3 with torch.
+#
+#   tools/gpu_bench_device.sh            # from the repository root; results under $OUT
+#
+# Settings (environment):
+#   GPU_BENCH      the binary, plain or .xz        (default carry/gpu_bench.xz)
+#   DEVICE         Burn's device                   (default cuda)
+#   TORCH_DEVICE   PyTorch's device                (default cuda)
+#   SET            the configurations, a gpu_bench set (default core)
+#   CONFIGS        explicit configurations instead of SET (space-separated)
+#   COLD_CONFIG    the configuration of the cold-start runs (default the first one)
+#   WARMUP, STEPS  steps per configuration         (default 10, 50)
+#   BUDGET_S       seconds for the whole script    (default 480)
+#   PRECISIONS     extra precisions, e.g. "bf16"   (default none)
+#   OUT            where results go                (default ./gpu-bench-out)
+#
+# Phases, each under its own time limit so that a slow one cannot take the others' time:
+#   1. PyTorch over every configuration (f32, then each of PRECISIONS with autocast);
+#   2. Burn's cold start: COLD_CONFIG with empty cubecl caches (compiled kernels and autotune
+#      results in a fresh folder), then the same again with those caches warm, then once more
+#      with warm caches and CUBECL_AUTOTUNE_LEVEL=minimal in a second fresh folder pair;
+#   3. Burn over every configuration with the warm caches of phase 2 (what is left of BUDGET_S);
+#   4. one profiled run of COLD_CONFIG (cubecl's per-kernel profile log);
+#   5. the table (tools/gpu_bench_table.py) of phases 1 and 3, and the cold-start lines.
+set -uo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+OUT=${OUT:-$root/gpu-bench-out}
+mkdir -p "$OUT"
+DEVICE=${DEVICE:-cuda}
+TORCH_DEVICE=${TORCH_DEVICE:-cuda}
+WARMUP=${WARMUP:-10}
+STEPS=${STEPS:-50}
+BUDGET_S=${BUDGET_S:-480}
+PRECISIONS=${PRECISIONS:-}
+started=$(date +%s)
+left() { echo $((BUDGET_S - ($(date +%s) - started))); }
+share() { local s=$(( $(left) / $1 - ${2:-0} )); echo $(( s < 10 ? 10 : s )); } # share N [MINUS]: a time limit
+say() { echo "[$(($(date +%s) - started)) s] $*" | tee -a "$OUT/phases.log"; }
+
+bin=${GPU_BENCH:-$root/carry/gpu_bench.xz}
+if [[ $bin == *.xz ]]; then
+    xz -dc "$bin" >/tmp/gpu_bench || { echo "cannot unpack $bin" >&2; exit 2; }
+    bin=/tmp/gpu_bench
+fi
+chmod +x "$bin" 2>/dev/null || true
+
+if [[ -n ${CONFIGS:-} ]]; then
+    read -r -a configs <<<"$CONFIGS"
+else
+    mapfile -t configs < <("$bin" --list --set "${SET:-core}")
+fi
+[[ ${#configs[@]} -gt 0 ]] || { echo "no configurations" >&2; exit 2; }
+cold=${COLD_CONFIG:-${configs[0]}}
+
+{
+    date -u
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null
+    python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version())'
+    uname -m
+} >"$OUT/machine.txt" 2>&1
+cat "$OUT/machine.txt"
+
+# A folder whose cubecl.toml (tools/cubecl-cache.toml) keeps compiled kernels and autotune
+# results in $1/cache.
+cubecl_dir() {
+    rm -rf "$1" && mkdir -p "$1/cache"
+    sed "s|CACHE_DIR|$1/cache|g" "$root/tools/cubecl-cache.toml" >"$1/cubecl.toml"
+}
+
+bench() { # bench FOLDER LIMIT_S OUTPUT ARGS… : gpu_bench run from FOLDER (its cubecl.toml)
+    local folder=$1 limit=$2 output=$3
+    shift 3
+    (cd "$folder" && timeout --kill-after=10 "$limit" "$bin" --device "$DEVICE" "$@") \
+        >>"$output" 2>>"$OUT/stderr.log"
+    local rc=$?
+    [[ $rc -eq 0 ]] || say "gpu_bench exited $rc ($*)"
+}
+
+say "phase 1: PyTorch, ${#configs[@]} configurations"
+for precision in f32 $PRECISIONS; do
+    PYTHONUNBUFFERED=1 timeout --kill-after=10 "$(share 4)" python3 "$root/tools/gpu_bench_torch.py" \
+        --device "$TORCH_DEVICE" --precision "$precision" --warmup "$WARMUP" --steps "$STEPS" \
+        "${configs[@]}" >>"$OUT/torch.jsonl" 2>>"$OUT/stderr.log" || say "PyTorch exited $? ($precision)"
+done
+
+say "phase 2: cold start of $cold"
+cubecl_dir /tmp/sskd-cubecl
+bench /tmp/sskd-cubecl "$(share 3)" "$OUT/cold.jsonl" "$cold" --warmup 1 --steps 5
+say "phase 2: the same, caches warm"
+bench /tmp/sskd-cubecl 120 "$OUT/cold.jsonl" "$cold" --warmup 1 --steps 5
+cubecl_dir /tmp/sskd-cubecl-minimal
+say "phase 2: CUBECL_AUTOTUNE_LEVEL=minimal, fresh caches"
+CUBECL_AUTOTUNE_LEVEL=minimal bench /tmp/sskd-cubecl-minimal "$(share 4)" "$OUT/cold.jsonl" "$cold" --warmup 1 --steps 5
+
+say "phase 3: Burn, ${#configs[@]} configurations, $(share 1 60) s"
+for precision in f32 $PRECISIONS; do
+    bench /tmp/sskd-cubecl "$(share 1 60)" "$OUT/burn.jsonl" "${configs[@]}" \
+        --precision "$precision" --warmup "$WARMUP" --steps "$STEPS" --budget-s "$(share 1 90)"
+done
+
+say "phase 4: profile of $cold"
+cat >>/tmp/sskd-cubecl/cubecl.toml <<EOF
+
+[profiling.logger]
+level = "basic"
+file = "$OUT/profile.log"
+append = false
+EOF
+bench /tmp/sskd-cubecl 45 /dev/null "$cold" --warmup 2 --steps 3
+if [[ -f $OUT/profile.log ]] && [[ $(stat -c %s "$OUT/profile.log") -gt 15000000 ]]; then
+    tail -c 15000000 "$OUT/profile.log" >"$OUT/profile.tail" && mv "$OUT/profile.tail" "$OUT/profile.log"
+fi
+
+say "done"
+echo
+echo "## Cold start ($cold): build + first step, seconds"
+python3 - "$OUT/cold.jsonl" <<'EOF'
+import json, sys
+labels = ["fresh caches", "warm caches", "autotune minimal, fresh caches"]
+for label, line in zip(labels, (json.loads(l) for l in open(sys.argv[1]) if l.startswith("{"))):
+    print(f"- {label}: " + (f"first step {line['first_step_s']:.1f} s (since launch {line['first_step_since_launch_s']:.1f} s), then {line['step_ms']:.1f} ms/step" if "step_ms" in line else line.get("error", "no result")))
+EOF
+echo
+python3 "$root/tools/gpu_bench_table.py" "$OUT/burn.jsonl" "$OUT/torch.jsonl" | tee "$OUT/table.md"

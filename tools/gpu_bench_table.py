@@ -1,0 +1,79 @@
+"""Joins the JSON lines of `examples/gpu_bench.rs` (impl "burn") and `tools/gpu_bench_torch.py`
+(impl "torch") by configuration and precision, and prints a Markdown table: step times, the
+ratio Burn / PyTorch (under 1.0: Burn is faster), images/s, peak reserved device memory and
+Burn's first step (compilation and autotuning included).
+
+Usage: python tools/gpu_bench_table.py FILE.jsonl [FILE.jsonl …]
+"""
+import json
+import sys
+
+
+def read_lines(paths):
+    for path in paths:
+        with open(path) as handle:
+            for number, text in enumerate(handle, 1):
+                text = text.strip()
+                if not text.startswith("{"):
+                    continue
+                try:
+                    yield json.loads(text)
+                except json.JSONDecodeError as error:
+                    print(f"{path}:{number}: not JSON ({error}); skipped", file=sys.stderr)
+
+
+def mib(value):
+    return f"{value / 2**20:.0f}" if isinstance(value, (int, float)) else "–"
+
+
+def ms(line):
+    if line is None:
+        return "–"
+    if "error" in line:
+        return "error"
+    if "skipped" in line:
+        return "skipped"
+    return f"{line['step_ms']:.2f}"
+
+
+def measured(line):
+    return line is not None and "step_ms" in line
+
+
+def table(lines):
+    rows = {}
+    for line in lines:
+        key = (line["config"], line["precision"])
+        rows.setdefault(key, {})[line["impl"]] = line  # the last line of an impl wins
+    out = [
+        "| configuration | precision | Burn ms | PyTorch ms | Burn / PyTorch | Burn img/s | Burn peak MiB | PyTorch peak MiB | Burn first step s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (config, precision), impls in rows.items():
+        burn, torch = impls.get("burn"), impls.get("torch")
+        burn_ok, torch_ok = measured(burn), measured(torch)
+        cells = [
+            config,
+            precision,
+            ms(burn),
+            ms(torch),
+            f"{burn['step_ms'] / torch['step_ms']:.2f}" if burn_ok and torch_ok else "–",
+            f"{burn['images_per_s']:.0f}" if burn_ok else "–",
+            mib(burn.get("peak_memory_reserved_bytes")) if burn_ok else "–",
+            mib(torch.get("peak_memory_reserved_bytes")) if torch_ok else "–",
+            f"{burn['first_step_s']:.1f}" if burn_ok else "–",
+        ]
+        out.append("| " + " | ".join(cells) + " |")
+    errors = [
+        f"- {line['impl']} {line['config']} ({line['precision']}): {line['error']}"
+        for impls in rows.values()
+        for line in impls.values()
+        if "error" in line
+    ]
+    return "\n".join(out + ([""] + errors if errors else []))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        raise SystemExit(__doc__)
+    print(table(list(read_lines(sys.argv[1:]))))
