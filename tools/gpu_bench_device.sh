@@ -20,11 +20,13 @@
 # Phases, each under its own time limit so that a slow one cannot take the others' time:
 #   1. PyTorch over every configuration (f32, then each of PRECISIONS with autocast);
 #   2. Burn's cold start: COLD_CONFIG with empty cubecl caches (compiled kernels and autotune
-#      results in a fresh folder), then the same again with those caches warm, then once more
-#      with warm caches and CUBECL_AUTOTUNE_LEVEL=minimal in a second fresh folder pair;
-#   3. Burn over every configuration with the warm caches of phase 2 (what is left of BUDGET_S);
-#   4. one profiled run of COLD_CONFIG (cubecl's per-kernel profile log);
-#   5. the table (tools/gpu_bench_table.py) of phases 1 and 3, and the cold-start lines.
+#      results in a fresh folder), then the same again with those caches warm;
+#   3. Burn over every configuration with the caches of phase 2 (what is left of BUDGET_S but
+#      150 s), configurations past the budget reported as skipped;
+#   4. COLD_CONFIG with CUBECL_AUTOTUNE_LEVEL=minimal on fresh caches (the autotune lever);
+#   5. one profiled run of COLD_CONFIG (cubecl's per-kernel profile log);
+#   then the cold-start lines, the table (tools/gpu_bench_table.py) of phases 1 and 3, and the
+#   kernels that took the most time (tools/cubecl_profile_summary.py).
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -88,21 +90,26 @@ for precision in f32 $PRECISIONS; do
 done
 
 say "phase 2: cold start of $cold"
+cold_run() { # cold_run LABEL FOLDER LIMIT_S : COLD_CONFIG once, its line in cold.jsonl after LABEL
+    echo "{\"phase\": \"$1\"}" >>"$OUT/cold.jsonl"
+    bench "$2" "$3" "$OUT/cold.jsonl" "$cold" --warmup 1 --steps 5
+}
 cubecl_dir /tmp/sskd-cubecl
-bench /tmp/sskd-cubecl "$(share 3)" "$OUT/cold.jsonl" "$cold" --warmup 1 --steps 5
+cold_run "fresh caches" /tmp/sskd-cubecl "$(share 3)"
 say "phase 2: the same, caches warm"
-bench /tmp/sskd-cubecl 120 "$OUT/cold.jsonl" "$cold" --warmup 1 --steps 5
-cubecl_dir /tmp/sskd-cubecl-minimal
-say "phase 2: CUBECL_AUTOTUNE_LEVEL=minimal, fresh caches"
-CUBECL_AUTOTUNE_LEVEL=minimal bench /tmp/sskd-cubecl-minimal "$(share 4)" "$OUT/cold.jsonl" "$cold" --warmup 1 --steps 5
+cold_run "warm caches" /tmp/sskd-cubecl 120
 
-say "phase 3: Burn, ${#configs[@]} configurations, $(share 1 60) s"
+say "phase 3: Burn, ${#configs[@]} configurations, $(share 1 150) s"
 for precision in f32 $PRECISIONS; do
-    bench /tmp/sskd-cubecl "$(share 1 60)" "$OUT/burn.jsonl" "${configs[@]}" \
-        --precision "$precision" --warmup "$WARMUP" --steps "$STEPS" --budget-s "$(share 1 90)"
+    bench /tmp/sskd-cubecl "$(share 1 150)" "$OUT/burn.jsonl" "${configs[@]}" \
+        --precision "$precision" --warmup "$WARMUP" --steps "$STEPS" --budget-s "$(share 1 180)"
 done
 
-say "phase 4: profile of $cold"
+say "phase 4: CUBECL_AUTOTUNE_LEVEL=minimal, fresh caches"
+cubecl_dir /tmp/sskd-cubecl-minimal
+CUBECL_AUTOTUNE_LEVEL=minimal cold_run "autotune minimal, fresh caches" /tmp/sskd-cubecl-minimal "$(share 2)"
+
+say "phase 5: profile of $cold"
 cat >>/tmp/sskd-cubecl/cubecl.toml <<EOF
 
 [profiling.logger]
@@ -110,7 +117,7 @@ level = "basic"
 file = "$OUT/profile.log"
 append = false
 EOF
-bench /tmp/sskd-cubecl 45 /dev/null "$cold" --warmup 2 --steps 3
+bench /tmp/sskd-cubecl "$(share 1 15)" /dev/null "$cold" --warmup 1 --steps 3
 if [[ -f $OUT/profile.log ]] && [[ $(stat -c %s "$OUT/profile.log") -gt 15000000 ]]; then
     tail -c 15000000 "$OUT/profile.log" >"$OUT/profile.tail" && mv "$OUT/profile.tail" "$OUT/profile.log"
 fi
@@ -120,9 +127,26 @@ echo
 echo "## Cold start ($cold): build + first step, seconds"
 python3 - "$OUT/cold.jsonl" <<'EOF'
 import json, sys
-labels = ["fresh caches", "warm caches", "autotune minimal, fresh caches"]
-for label, line in zip(labels, (json.loads(l) for l in open(sys.argv[1]) if l.startswith("{"))):
-    print(f"- {label}: " + (f"first step {line['first_step_s']:.1f} s (since launch {line['first_step_since_launch_s']:.1f} s), then {line['step_ms']:.1f} ms/step" if "step_ms" in line else line.get("error", "no result")))
+runs = {}
+for text in open(sys.argv[1]):
+    line = json.loads(text)
+    if "phase" in line:
+        label = line["phase"]
+        runs[label] = None
+    else:
+        runs[label] = line
+for label, line in runs.items():
+    if line is None:
+        print(f"- {label}: no result (stopped at its time limit?)")
+    elif "step_ms" in line:
+        print(f"- {label}: first step {line['first_step_s']:.1f} s (since launch {line['first_step_since_launch_s']:.1f} s), then {line['step_ms']:.1f} ms/step")
+    else:
+        print(f"- {label}: {line.get('error', 'no result')}")
 EOF
 echo
 python3 "$root/tools/gpu_bench_table.py" "$OUT/burn.jsonl" "$OUT/torch.jsonl" | tee "$OUT/table.md"
+if [[ -s $OUT/profile.log ]]; then
+    echo
+    echo "## Kernels of $cold (cubecl profile: build, 1 warm-up and 3 steps)" | tee -a "$OUT/table.md"
+    python3 "$root/tools/cubecl_profile_summary.py" "$OUT/profile.log" --top 15 | tee -a "$OUT/table.md"
+fi
