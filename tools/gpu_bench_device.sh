@@ -25,7 +25,7 @@
 #      150 s), configurations past the budget reported as skipped;
 #   4. COLD_CONFIG with CUBECL_AUTOTUNE_LEVEL=minimal on fresh caches (the autotune lever);
 #   5. one profiled run of COLD_CONFIG (cubecl's per-kernel profile log);
-#   then the cold-start lines, the table (tools/gpu_bench_table.py) of phases 1 and 3, and the
+#   then the cold-start lines, the table (tools/gpu_bench_table.py) of phases 1 to 3, and the
 #   kernels that took the most time (tools/cubecl_profile_summary.py).
 set -uo pipefail
 
@@ -95,7 +95,7 @@ cold_run() { # cold_run LABEL FOLDER LIMIT_S : COLD_CONFIG once, its line in col
     bench "$2" "$3" "$OUT/cold.jsonl" "$cold" --warmup 1 --steps 5
 }
 cubecl_dir /tmp/sskd-cubecl
-cold_run "fresh caches" /tmp/sskd-cubecl "$(share 3)"
+cold_run "fresh caches" /tmp/sskd-cubecl "$(share 2)"
 say "phase 2: the same, caches warm"
 cold_run "warm caches" /tmp/sskd-cubecl 120
 
@@ -144,7 +144,7 @@ for label, line in runs.items():
         print(f"- {label}: {line.get('error', 'no result')}")
 EOF
 echo
-python3 "$root/tools/gpu_bench_table.py" "$OUT/burn.jsonl" "$OUT/torch.jsonl" | tee "$OUT/table.md"
+python3 "$root/tools/gpu_bench_table.py" "$OUT/cold.jsonl" "$OUT/burn.jsonl" "$OUT/torch.jsonl" | tee "$OUT/table.md"
 if [[ -s $OUT/profile.log ]]; then
     echo
     echo "## Kernels of $cold (cubecl profile: build, 1 warm-up and 3 steps)" | tee -a "$OUT/table.md"

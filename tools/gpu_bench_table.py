@@ -1,7 +1,9 @@
 """Joins the JSON lines of `examples/gpu_bench.rs` (impl "burn") and `tools/gpu_bench_torch.py`
 (impl "torch") by configuration and precision, and prints a Markdown table: step times, the
 ratio Burn / PyTorch (under 1.0: Burn is faster), images/s, peak reserved device memory and
-Burn's first step (compilation and autotuning included).
+Burn's first step (compilation and autotuning included). Where a configuration was measured
+more than once, the line with the most timed steps counts; lines without a configuration
+(the device script's phase markers) are skipped.
 
 Usage: python tools/gpu_bench_table.py FILE.jsonl [FILE.jsonl …]
 """
@@ -43,8 +45,12 @@ def measured(line):
 def table(lines):
     rows = {}
     for line in lines:
-        key = (line["config"], line["precision"])
-        rows.setdefault(key, {})[line["impl"]] = line  # the last line of an impl wins
+        if "config" not in line:
+            continue
+        impls = rows.setdefault((line["config"], line["precision"]), {})
+        kept = impls.get(line["impl"])
+        if kept is None or line.get("steps", 0) >= kept.get("steps", 0):
+            impls[line["impl"]] = line  # the line with the most timed steps, else the last
     out = [
         "| configuration | precision | Burn ms | PyTorch ms | Burn / PyTorch | Burn img/s | Burn peak MiB | PyTorch peak MiB | Burn first step s |",
         "|---|---|---|---|---|---|---|---|---|",
