@@ -35,7 +35,7 @@ use sskd::data::{LabeledImage, PlanarImages};
 use sskd::experiment::{default_student_lr, ExperimentConfig, StageConfig};
 use sskd::models::create_model;
 use sskd::models::import::load_weights;
-use sskd::runner::{self, load_experiment, transform, StageArgs};
+use sskd::runner::{self, load_experiment, transform, EvalArgs, StageArgs};
 use sskd::train::pipeline::{RunData, Transform};
 
 #[derive(Parser, Debug)]
@@ -73,25 +73,6 @@ enum Command {
         #[arg(long, conflicts_with_all = ["teacher", "student"])]
         config: Option<PathBuf>,
     },
-}
-
-#[derive(ClapArgs, Debug)]
-struct EvalArgs {
-    /// Architecture.
-    #[arg(long)]
-    arch: String,
-    /// Weights (.mpk, .pth, .safetensors).
-    #[arg(long)]
-    weights: PathBuf,
-    /// CIFAR-100 folder.
-    #[arg(long)]
-    data: PathBuf,
-    /// Number of classes.
-    #[arg(long, default_value_t = 100)]
-    num_classes: usize,
-    /// cpu, cuda[:N] or wgpu[:N].
-    #[arg(long, default_value = "cpu")]
-    device: DeviceChoice,
 }
 
 #[derive(ClapArgs, Debug)]
@@ -213,20 +194,9 @@ fn stage<B: AutodiffBackend>(command: &Command, devices: &[B::Device]) -> Result
 }
 
 fn eval<B: Backend>(args: &EvalArgs, device: &B::Device) -> Result<()> {
-    let model = create_model::<B>(&args.arch, args.num_classes, device)?;
-    let model = load_weights(model, &args.weights, device)?;
     let config = ExperimentConfig::new(args.arch.clone(), args.arch.clone())
-        .with_num_classes(args.num_classes);
-    let data = cifar_data(&args.data, &config)?;
-    let evaluation = data.evaluate_model(&model, device)?;
-    println!(
-        "{} on {} test images: top-1 {:.2} %, top-5 {:.2} %",
-        args.weights.display(),
-        data.test.len(),
-        evaluation.top1,
-        evaluation.top5
-    );
-    Ok(())
+        .with_num_classes(args.num_classes.unwrap_or(100));
+    runner::evaluate_checkpoint::<B, _, _>(args, &config, cifar_data, "test", device)
 }
 
 /// Images of `data` resized to 32×32 (Pillow bilinear, as torchvision's `Resize(32)`), as

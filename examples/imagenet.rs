@@ -48,9 +48,7 @@ use sskd::backend::{dispatch_devices, DeviceList, DevicesJob};
 use sskd::data::folders::{decode_rgb, ImageFiles};
 use sskd::experiment::{ExperimentConfig, StageConfig};
 use sskd::losses::SskdConfig;
-use sskd::models::create_model;
-use sskd::models::import::load_weights;
-use sskd::runner::{self, load_experiment, StageArgs};
+use sskd::runner::{self, load_experiment, EvalArgs, StageArgs};
 use sskd::train::pipeline::{RunData, Transform};
 
 #[derive(Parser, Debug)]
@@ -72,23 +70,7 @@ enum Command {
     /// Stage 3: distil the student.
     Student(StageArgs),
     /// Top-1/top-5 of a checkpoint on `val/`.
-    Eval {
-        /// Architecture (`resnet18`, `resnet34`, …).
-        #[arg(long)]
-        arch: String,
-        /// Weights (.mpk, or a torchvision .pth).
-        #[arg(long)]
-        weights: PathBuf,
-        /// The ImageNet folder.
-        #[arg(long)]
-        data: PathBuf,
-        /// Number of classes.
-        #[arg(long, default_value_t = 1000)]
-        num_classes: usize,
-        /// cpu, cuda[:N] or wgpu[:N] (of a list, the first).
-        #[arg(long, default_value = "cpu")]
-        device: DeviceList,
-    },
+    Eval(EvalArgs),
     /// Serve as the orchestrator of a run across machines (feature `collective`): the nodes
     /// find each other through it (`--orchestrator ws://THIS_HOST:PORT`).
     #[cfg(feature = "collective")]
@@ -229,27 +211,17 @@ impl Job {
                     _ => stage.student::<B>(size as usize, devices),
                 }
             }
-            Command::Eval {
-                arch,
-                weights,
-                data,
-                num_classes,
-                ..
-            } => {
-                let device = &devices[0];
-                let model = create_model::<B::InnerBackend>(arch, *num_classes, device)?;
-                let model = load_weights(model, weights, device)?;
-                let config = pair_defaults(arch, arch).with_num_classes(*num_classes);
-                let data = imagenet_data(data, &config, size)?;
-                let evaluation = data.evaluate_model(&model, device)?;
-                println!(
-                    "{} on {} validation images: top-1 {:.2} %, top-5 {:.2} %",
-                    weights.display(),
-                    data.test.len(),
-                    evaluation.top1,
-                    evaluation.top5
-                );
-                Ok(())
+            Command::Eval(args) => {
+                let classes = args.num_classes.unwrap_or(1000);
+                let config = pair_defaults(&args.arch, &args.arch).with_num_classes(classes);
+                let data = |dir: &Path, config: &ExperimentConfig| imagenet_data(dir, config, size);
+                runner::evaluate_checkpoint::<B::InnerBackend, _, _>(
+                    args,
+                    &config,
+                    data,
+                    "validation",
+                    &devices[0],
+                )
             }
             #[cfg(feature = "collective")]
             Command::Orchestrator { .. } => unreachable!("handled before dispatch"),
@@ -287,7 +259,7 @@ fn main() -> Result<()> {
         Command::Teacher(args) | Command::Head(args) | Command::Student(args) => {
             args.device.clone()
         }
-        Command::Eval { device, .. } => device.clone(),
+        Command::Eval(args) => DeviceList::from(args.device),
         #[cfg(feature = "collective")]
         Command::Orchestrator { port } => {
             println!("orchestrator listening on port {port}; stop it with Ctrl-C after the run");

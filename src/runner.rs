@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use burn::data::dataset::Dataset;
 use burn::module::AutodiffModule;
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use rand::rngs::StdRng;
 use sskd_augment::loader::Sample;
 use sskd_data::LabeledImage;
@@ -21,7 +21,7 @@ use sskd_train::plot::plot_run;
 use sskd_train::run::{EpochResult, FitPlan, RunDir};
 use sskd_train::stages::Student;
 
-use crate::backend::DeviceList;
+use crate::backend::{DeviceChoice, DeviceList};
 use crate::config::{apply_assignment, load_overrides};
 use crate::experiment::{ExperimentConfig, StageConfig};
 
@@ -93,6 +93,56 @@ impl StageArgs {
             .as_deref()
             .with_context(|| format!("--teacher is required: {what}"))
     }
+}
+
+/// The arguments of an `eval` command: a checkpoint's top-1/top-5 on a dataset's test split.
+#[derive(clap::Args, Debug, Clone)]
+pub struct EvalArgs {
+    /// Architecture.
+    #[arg(long)]
+    pub arch: String,
+    /// Weights (.mpk, or a PyTorch .pth / .safetensors checkpoint).
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// The dataset's folder.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Number of classes (default: the example's dataset, 100 for CIFAR-100, 1000 for
+    /// ImageNet).
+    #[arg(long)]
+    pub num_classes: Option<usize>,
+    /// cpu, cuda[:N] or wgpu[:N].
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceChoice,
+}
+
+/// Evaluates the checkpoint of `args` (a model of `config.num_classes` classes) on the test
+/// split of the data `load_data` builds for `config`, and prints top-1/top-5, naming the split
+/// `split` ("test", "validation").
+pub fn evaluate_checkpoint<B, D, I>(
+    args: &EvalArgs,
+    config: &ExperimentConfig,
+    load_data: impl FnOnce(&Path, &ExperimentConfig) -> Result<RunData<D, I>>,
+    split: &str,
+    device: &B::Device,
+) -> Result<()>
+where
+    B: Backend,
+    I: Send + 'static,
+    D: Dataset<I> + 'static,
+{
+    let model = create_model::<B>(&args.arch, config.num_classes, device)?;
+    let model = load_weights(model, &args.weights, device)?;
+    let data = load_data(&args.data, config)?;
+    let evaluation = data.evaluate_model(&model, device)?;
+    println!(
+        "{} on {} {split} images: top-1 {:.2} %, top-5 {:.2} %",
+        args.weights.display(),
+        data.test.len(),
+        evaluation.top1,
+        evaluation.top5
+    );
+    Ok(())
 }
 
 /// Runs `train` as one node of the multi-machine run of `args` (feature `collective`, with
