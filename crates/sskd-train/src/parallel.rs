@@ -72,6 +72,18 @@ pub struct ShardOutput<B: Backend> {
     pub log: StepLog,
 }
 
+/// The forward of one shard: `step(model, shard, k)` runs `shard` through `model` on device
+/// `k` and returns its loss and log. Any such closure is one.
+pub trait ShardStep<B: AutodiffBackend, M>:
+    Fn(&M, HostBatch, usize) -> Result<ShardOutput<B>, TrainError> + Sync
+{
+}
+
+impl<B: AutodiffBackend, M, F> ShardStep<B, M> for F where
+    F: Fn(&M, HostBatch, usize) -> Result<ShardOutput<B>, TrainError> + Sync
+{
+}
+
 /// Splits `batch` into at most `parts` batches of consecutive source images, as equal as
 /// possible (the first ones one image larger); every copy of an image stays with it.
 pub fn split_batch(batch: HostBatch, parts: usize) -> Vec<HostBatch> {
@@ -136,7 +148,7 @@ where
     B: AutodiffBackend,
     M: AutodiffModule<B>,
     O: Optimizer<M, B>,
-    F: Fn(&M, HostBatch, usize) -> Result<ShardOutput<B>, TrainError> + Sync,
+    F: ShardStep<B, M>,
 {
     let Some(main_device) = devices.first() else {
         return Err(TrainError::Config("no training device given".to_string()));

@@ -19,7 +19,7 @@ use sskd_models::{BackboneWithHead, Model, SelfSupervisionHead};
 
 use crate::metrics::Accuracy;
 use crate::parallel::{
-    accumulate, check_parallel_method, gather, train_step, ShardOutput, StepLog,
+    accumulate, check_parallel_method, gather, train_step, ShardOutput, ShardStep, StepLog,
 };
 use crate::run::Evaluation;
 use crate::TrainError;
@@ -85,7 +85,7 @@ where
     B: AutodiffBackend,
     M: AutodiffModule<B>,
     O: Optimizer<M, B>,
-    F: Fn(&M, HostBatch, usize) -> Result<ShardOutput<B>, TrainError> + Sync,
+    F: ShardStep<B, M>,
 {
     let started = Instant::now();
     let mut report = EpochReport::default();
