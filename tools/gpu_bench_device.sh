@@ -15,6 +15,8 @@
 #   WARMUP, STEPS  steps per configuration         (default 10, 50)
 #   BUDGET_S       seconds for the whole script    (default 480)
 #   PRECISIONS     extra precisions, e.g. "bf16"   (default none)
+#   SEED_CACHE     a cubecl-cache.tar.xz of an earlier run on the same card: one more cold
+#                  run starts from it (the "shipped caches" lever)
 #   OUT            where results go                (default ./gpu-bench-out)
 #
 # Phases, each under its own time limit so that a slow one cannot take the others' time:
@@ -41,7 +43,7 @@ PRECISIONS=${PRECISIONS:-}
 started=$(date +%s)
 left() { echo $((BUDGET_S - ($(date +%s) - started))); }
 share() { local s=$(( $(left) / $1 - ${2:-0} )); echo $(( s < 10 ? 10 : s )); } # share N [MINUS]: a time limit
-say() { echo "[$(($(date +%s) - started)) s] $*" | tee -a "$OUT/phases.log"; }
+say() { echo "[$(($(date +%s) - started)) s] $*" | tee -a "$OUT/log.txt"; }
 
 bin=${GPU_BENCH:-$root/carry/gpu_bench.xz}
 if [[ $bin == *.xz ]]; then
@@ -73,8 +75,8 @@ cold=${COLD_CONFIG:-${configs[0]}}
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null
     python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version())'
     uname -m
-} >"$OUT/machine.txt" 2>&1
-cat "$OUT/machine.txt"
+} >>"$OUT/log.txt" 2>&1
+cat "$OUT/log.txt"
 
 # A folder whose cubecl.toml (tools/cubecl-cache.toml) keeps compiled kernels and autotune
 # results in $1/cache.
@@ -109,6 +111,13 @@ cold_run "fresh caches" /tmp/sskd-cubecl "$(share 2)"
 say "phase 2: the same, caches warm"
 cold_run "warm caches" /tmp/sskd-cubecl 120
 
+if [[ -n ${SEED_CACHE:-} && -f ${SEED_CACHE:-} ]]; then
+    say "phase 2: the same from the shipped caches $SEED_CACHE"
+    cubecl_dir /tmp/sskd-cubecl-seeded
+    tar -C /tmp/sskd-cubecl-seeded -xJf "$SEED_CACHE"
+    cold_run "shipped caches" /tmp/sskd-cubecl-seeded 120
+fi
+
 say "phase 3: Burn, ${#configs[@]} configurations, $(share 1 150) s"
 for precision in f32 $PRECISIONS; do
     bench /tmp/sskd-cubecl "$(share 1 150)" "$OUT/burn.jsonl" "${configs[@]}" \
@@ -132,6 +141,8 @@ if [[ -f $OUT/profile.log ]] && [[ $(stat -c %s "$OUT/profile.log") -gt 15000000
     tail -c 15000000 "$OUT/profile.log" >"$OUT/profile.tail" && mv "$OUT/profile.tail" "$OUT/profile.log"
 fi
 
+# The caches of phases 2 and 3 (autotune results, compiled kernels), to ship for this card.
+tar -C /tmp/sskd-cubecl -cJf "$OUT/cubecl-cache.tar.xz" cache 2>>"$OUT/stderr.log"
 say "done"
 echo
 echo "## Cold start ($cold): build + first step, seconds"
