@@ -313,6 +313,34 @@ mod tests {
     }
 
     #[test]
+    fn parses_precisions_and_refuses_what_the_device_lacks() {
+        for (text, precision) in [
+            ("f32", Precision::F32),
+            ("fp16", Precision::F16),
+            ("bf16", Precision::Bf16),
+        ] {
+            assert_eq!(text.parse(), Ok(precision));
+        }
+        assert_eq!(Precision::Bf16.to_string(), "bf16");
+        assert!("f64"
+            .parse::<Precision>()
+            .unwrap_err()
+            .contains("f32, f16 or bf16"));
+
+        struct Nothing;
+        impl BackendJob for Nothing {
+            type Output = ();
+            fn run<B: burn::tensor::backend::Backend>(self, _: B::Device) {}
+        }
+        let refused = dispatch_precision(DeviceChoice::Cpu, Precision::F16, Nothing).unwrap_err();
+        assert_eq!(refused, "precision f16 is not available on device `cpu`");
+        assert_eq!(
+            dispatch_precision(DeviceChoice::Cpu, Precision::F32, Nothing),
+            Ok(())
+        );
+    }
+
+    #[test]
     fn parses_device_lists_of_one_backend() {
         let list: DeviceList = "cuda:0,cuda:1".parse().unwrap();
         assert_eq!(
