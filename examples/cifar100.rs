@@ -346,7 +346,7 @@ fn main() -> Result<()> {
             return dispatch_devices(&devices, StageJob(cli.command))
                 .map_err(anyhow::Error::msg)?;
         }
-        Command::Eval(a) => a.device,
+        Command::Eval(a) => a.main_device(),
         Command::LinearEval(a) => a.device,
         Command::Correlation(_) => DeviceChoice::Cpu,
     };

@@ -259,7 +259,7 @@ fn main() -> Result<()> {
         Command::Teacher(args) | Command::Head(args) | Command::Student(args) => {
             args.device.clone()
         }
-        Command::Eval(args) => DeviceList::from(args.device),
+        Command::Eval(args) => DeviceList::from(args.main_device()),
         #[cfg(feature = "collective")]
         Command::Orchestrator { port } => {
             println!("orchestrator listening on port {port}; stop it with Ctrl-C after the run");

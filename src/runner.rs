@@ -111,9 +111,16 @@ pub struct EvalArgs {
     /// ImageNet).
     #[arg(long)]
     pub num_classes: Option<usize>,
-    /// cpu, cuda[:N] or wgpu[:N].
+    /// cpu, cuda[:N] or wgpu[:N] (of a training run's list, the first is used).
     #[arg(long, default_value = "cpu")]
-    pub device: DeviceChoice,
+    pub device: DeviceList,
+}
+
+impl EvalArgs {
+    /// The device the evaluation runs on: the first of `--device`.
+    pub fn main_device(&self) -> DeviceChoice {
+        self.device.devices()[0]
+    }
 }
 
 /// Evaluates the checkpoint of `args` (a model of `config.num_classes` classes) on the test

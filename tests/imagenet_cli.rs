@@ -121,6 +121,7 @@ fn three_stages_over_two_cpu_replicas_and_evaluation() {
     let eval = succeeded(
         &Command::new(example_binary("imagenet"))
             .args(["eval", "--image-size", "32", "--arch", "resnet18"])
+            .args(["--device", "cpu,cpu"]) // a training run's list: its first device
             .args(["--num-classes", "3", "--weights"])
             .arg(&weights)
             .arg("--data")
