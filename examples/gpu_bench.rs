@@ -25,6 +25,7 @@ use clap::Parser;
 use serde_json::{json, Value};
 use sskd::backend::{device_memory, dispatch_precision, BackendJob, DeviceChoice, Precision};
 use sskd::step_bench::{config_set, time_config, StepConfig};
+use sskd::train::parallel::panic_message;
 
 #[derive(Parser, Debug)]
 #[command(about = "Time SSKD training steps on one device and print JSON lines")]
@@ -82,7 +83,10 @@ impl BackendJob for Bench {
             match measured {
                 Ok(Ok(fields)) => merge(&mut line, fields),
                 Ok(Err(error)) => line["error"] = json!(format!("{error:#}")),
-                Err(panic) => line["error"] = json!(panic_text(&panic)),
+                Err(panic) => {
+                    let message = panic_message(&panic).unwrap_or_else(|| "unknown panic".into());
+                    line["error"] = json!(format!("panicked: {message}"));
+                }
             }
             println!("{line}");
             B::memory_cleanup(&device);
@@ -144,15 +148,6 @@ fn merge(line: &mut Value, fields: Value) {
     if let (Some(line), Value::Object(fields)) = (line.as_object_mut(), fields) {
         line.extend(fields);
     }
-}
-
-fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
-    let message = panic
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "unknown panic".to_string());
-    format!("panicked: {message}")
 }
 
 fn main() -> Result<()> {

@@ -206,9 +206,11 @@ where
             workers
                 .into_iter()
                 .map(|worker| {
-                    worker
-                        .join()
-                        .unwrap_or_else(|panic| Err(TrainError::Worker(panic_message(&panic))))
+                    worker.join().unwrap_or_else(|panic| {
+                        let message = panic_message(&panic)
+                            .unwrap_or_else(|| "a training thread panicked".to_string());
+                        Err(TrainError::Worker(message))
+                    })
                 })
                 .collect::<Vec<_>>()
         })
@@ -296,12 +298,12 @@ pub fn gather<B: Backend, M: Module<B>>(model: M, devices: &[B::Device]) -> M {
     }
 }
 
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+/// The message a panic carried (`panic!` with a string or a format), if any.
+pub fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> Option<String> {
     panic
         .downcast_ref::<String>()
         .cloned()
         .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "a training thread panicked".to_string())
 }
 
 #[cfg(test)]
