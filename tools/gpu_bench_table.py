@@ -47,6 +47,10 @@ def table(lines):
     for line in lines:
         if "config" not in line:
             continue
+        missing = [key for key in ("precision", "impl") if key not in line]
+        if missing:
+            print(f"a line of {line['config']} lacks {', '.join(missing)}; skipped", file=sys.stderr)
+            continue
         impls = rows.setdefault((line["config"], line["precision"]), {})
         kept = impls.get(line["impl"])
         if kept is None or line.get("steps", 0) >= kept.get("steps", 0):

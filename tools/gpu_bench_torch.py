@@ -42,6 +42,8 @@ def parse(name):
     networks = 2 if kind in ("sskd", "kd") else 1
     if kind not in ("sskd", "kd", "teacher", "head") or len(parts) != networks + 2:
         raise SystemExit(f"configuration `{name}`: expected sskd|kd/TEACHER/STUDENT/BATCH or teacher|head/TEACHER/BATCH")
+    if not parts[-1].isdigit() or int(parts[-1]) == 0:
+        raise SystemExit(f"configuration `{name}`: batch `{parts[-1]}` is not a positive number")
     batch = int(parts[-1])
     return kind, parts[1], parts[2] if networks == 2 else None, batch
 
