@@ -117,7 +117,10 @@ fn check_all(dtype: DType, tolerance: f64) {
             weight.grad(&grads).expect("weight grad").into_data(),
         );
         if let Some(bias) = bias {
-            check("bias_grad", bias.grad(&grads).expect("bias grad").into_data());
+            check(
+                "bias_grad",
+                bias.grad(&grads).expect("bias grad").into_data(),
+            );
         }
     }
 }

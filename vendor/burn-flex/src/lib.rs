@@ -41,6 +41,8 @@ pub mod ops;
 #[doc(hidden)]
 pub mod simd;
 
+pub mod sskd_kernels;
+
 pub use backend::{Flex, FlexDevice};
 pub use layout::Layout;
 pub use qtensor::FlexQTensor;

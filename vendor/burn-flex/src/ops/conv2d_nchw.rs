@@ -2,28 +2,30 @@
 //! `SSKD-PATCH.md`): the forward pass, the input gradient, the weight gradient and the bias
 //! gradient, in `f32` and `f64`, all in NCHW without layout changes.
 //!
-//! - **Forward**, per image: `out_g [O/g, OH·OW] = W_g [O/g, C/g·KH·KW] · col_g`, where `col_g`
-//!   is the image's im2col matrix (`[C/g·KH·KW, OH·OW]`, rows ordered as the weight's
-//!   `(c, kh, kw)`, so the weight is used as stored). A 1×1 stride-1 unpadded convolution uses
-//!   the input itself as `col`.
-//! - **Input gradient**, per image: `dcol_g = W_gᵀ · dY_g`, then col2im adds `dcol_g` into the
-//!   image's input gradient (for 1×1 stride 1, the product is the gradient).
-//! - **Weight gradient**: `dW_g = Σ_b dY_{b,g} · col_{b,g}ᵀ`, a real GEMM over the images of
-//!   one fixed slice of the batch per thread, then the per-thread partial sums are added in a
-//!   fixed order (so a given thread count always gives the same bits).
+//! The images of a batch are taken in chunks whose im2col matrices sit side by side, so that
+//! every GEMM has at least [`MIN_GEMM_COLUMNS`] columns even on the 8×8 maps of the deep layers
+//! (`col_g`: `[C/g·KH·KW, n·OH·OW]` for a chunk of `n` images, rows ordered as the weight's
+//! `(c, kh, kw)`, so the weight is used as stored):
+//!
+//! - **Forward**: `out_g [O/g, n·OH·OW] = W_g [O/g, C/g·KH·KW] · col_g`, copied back to NCHW.
+//! - **Input gradient**: `dcol_g = W_gᵀ · dY_g`, then col2im adds each image's block of `dcol_g`
+//!   into its input gradient.
+//! - **Weight gradient**: `dW_g = Σ_chunks dY_g · col_gᵀ`, a real GEMM whose inner dimension is
+//!   `n·OH·OW`, over one fixed slice of the batch per thread; the per-thread partial sums are then
+//!   added in a fixed order (so a given thread count always gives the same bits).
 //! - **Depthwise** (one input channel per group, any channel multiplier): direct loops for the
 //!   gradients, with the valid output range of each kernel tap computed up front so the inner
 //!   loops have no bounds checks.
 //!
-//! Images run in parallel (rayon) with a single-threaded GEMM each; a batch smaller than the
-//! thread pool runs its images one after the other with a parallel GEMM instead.
+//! Chunks run in parallel (rayon), each with a single-threaded GEMM; a batch with fewer chunks
+//! than threads runs them one after the other with a parallel GEMM instead.
 
 use alloc::vec;
 use alloc::vec::Vec;
-use burn_backend::DType;
-use burn_backend::ops::ConvOptions;
 use burn_backend::ops::conv::calculate_conv_output_size;
-use burn_std::{Bytes, Shape, bf16, f16};
+use burn_backend::ops::ConvOptions;
+use burn_backend::DType;
+use burn_std::{bf16, f16, Bytes, Shape};
 
 use super::module::{cast_from_f32, cast_to_f32};
 use crate::{FlexTensor, Layout};
@@ -67,9 +69,7 @@ impl Conv2dGeometry {
         );
         let groups = options.groups;
         assert!(
-            groups >= 1
-                && x_shape[1] == weight_shape[1] * groups
-                && weight_shape[0] % groups == 0,
+            groups >= 1 && x_shape[1] == weight_shape[1] * groups && weight_shape[0] % groups == 0,
             "conv2d: input channels {} and weight {weight_shape:?} disagree with {groups} groups",
             x_shape[1]
         );
@@ -128,10 +128,6 @@ impl Conv2dGeometry {
     pub fn out_image(&self) -> usize {
         self.c_out * self.out_plane()
     }
-    /// A 1×1, stride-1, unpadded convolution: the input is its own im2col matrix.
-    pub fn is_pointwise(&self) -> bool {
-        self.k_h == 1 && self.k_w == 1 && self.stride == [1, 1] && self.padding == [0, 0]
-    }
     /// One input channel per group (depthwise, with any channel multiplier).
     pub fn is_depthwise(&self) -> bool {
         self.groups > 1 && self.in_per_group() == 1
@@ -166,15 +162,22 @@ impl Conv2dGeometry {
     fn in_col(&self, ow: usize, kw: usize) -> usize {
         ow * self.stride[1] + kw * self.dilation[1] - self.padding[1]
     }
-    /// Whether images run on separate threads (each with a serial GEMM) rather than one
-    /// after the other with a parallel GEMM.
-    fn images_in_parallel(&self) -> bool {
-        self.batch >= thread_count()
+    /// Images whose im2col matrices sit side by side in one GEMM: enough for
+    /// [`MIN_GEMM_COLUMNS`] columns, but no more than an equal share of the batch per thread.
+    pub fn images_per_chunk(&self) -> usize {
+        let wanted = MIN_GEMM_COLUMNS.div_ceil(self.out_plane().max(1));
+        let share = self.batch.div_ceil(thread_count());
+        wanted.min(share).max(1)
+    }
+    /// Whether chunks of images run on separate threads (each with a serial GEMM) rather than
+    /// one after the other with a parallel GEMM.
+    fn chunks_in_parallel(&self) -> bool {
+        self.batch.div_ceil(self.images_per_chunk()) >= thread_count()
     }
     /// GEMM parallelism for a product of `m × k` by `k × n`.
     fn gemm_parallelism(&self, m: usize, n: usize, k: usize) -> gemm::Parallelism {
         #[cfg(feature = "rayon")]
-        if !self.images_in_parallel() && m * n * k >= 64 * 64 * 64 {
+        if !self.chunks_in_parallel() && m * n * k >= 64 * 64 * 64 {
             return gemm::Parallelism::Rayon(0);
         }
         let _ = (m, n, k);
@@ -208,6 +211,10 @@ pub(crate) fn valid_out_range(
     let end = end.min(out_size);
     (start.min(end), end)
 }
+
+/// The GEMM column count (images × OH·OW) a chunk of images aims for: per-image products of
+/// the deep layers (8×8 maps: 64 columns) are too thin for the GEMM micro-kernels.
+const MIN_GEMM_COLUMNS: usize = 512;
 
 /// Threads the kernels may use.
 fn thread_count() -> usize {
@@ -287,17 +294,12 @@ fn gemm<T: ConvFloat>(
     }
 }
 
-/// Runs `work(index, chunk, scratch)` on each `chunk_len`-sized chunk of `data`, in parallel
-/// when `parallel` (each thread with its own `scratch` from `new_scratch`).
-fn for_each_chunk<T, S, F>(
-    data: &mut [T],
-    chunk_len: usize,
-    parallel: bool,
-    new_scratch: impl Fn() -> S + Sync + Send,
-    work: F,
-) where
+/// Runs `work(index, chunk)` on each `chunk_len`-sized chunk of `data`, in parallel when
+/// `parallel`.
+fn for_each_chunk<T, F>(data: &mut [T], chunk_len: usize, parallel: bool, work: F)
+where
     T: Send,
-    F: Fn(usize, &mut [T], &mut S) + Sync + Send,
+    F: Fn(usize, &mut [T]) + Sync + Send,
 {
     if chunk_len == 0 {
         return;
@@ -307,41 +309,40 @@ fn for_each_chunk<T, S, F>(
         use rayon::prelude::*;
         data.par_chunks_mut(chunk_len)
             .enumerate()
-            .for_each_init(&new_scratch, |scratch, (index, chunk)| {
-                work(index, chunk, scratch)
-            });
+            .for_each(|(index, chunk)| work(index, chunk));
         return;
     }
     let _ = parallel;
-    let mut scratch = new_scratch();
     for (index, chunk) in data.chunks_mut(chunk_len).enumerate() {
-        work(index, chunk, &mut scratch);
+        work(index, chunk);
     }
 }
 
-/// Fills `col` (`[C/g·KH·KW, OH·OW]`) with the im2col matrix of one group of one image
-/// (`x_group`: `[C/g, H, W]`); padding reads as zero.
-fn im2col<T: ConvFloat>(geo: &Conv2dGeometry, x_group: &[T], col: &mut [T]) {
+/// Fills one image's block of an im2col matrix from one group of that image (`x_group`:
+/// `[C/g, H, W]`): row `r = (c, kh, kw)` of the block is `col[r · row_stride ..][.. OH·OW]`.
+/// Padding reads as zero.
+fn im2col<T: ConvFloat>(geo: &Conv2dGeometry, x_group: &[T], col: &mut [T], row_stride: usize) {
     let (in_plane, out_plane) = (geo.in_plane(), geo.out_plane());
-    let mut rows = col.chunks_exact_mut(out_plane);
+    let mut row_index = 0;
     for channel in x_group.chunks_exact(in_plane).take(geo.in_per_group()) {
         for kh in 0..geo.k_h {
             let (oh_start, oh_end) = geo.rows_for_tap(kh);
             for kw in 0..geo.k_w {
                 let (ow_start, ow_end) = geo.cols_for_tap(kw);
-                let row = rows.next().expect("im2col: col holds C/g·KH·KW rows");
-                row[..oh_start * geo.out_w].fill(T::zero());
-                row[oh_end * geo.out_w..].fill(T::zero());
+                let row = &mut col[row_index * row_stride..][..out_plane];
+                row_index += 1;
                 if ow_start >= ow_end {
                     row.fill(T::zero());
                     continue;
                 }
+                row[..oh_start * geo.out_w].fill(T::zero());
+                row[oh_end * geo.out_w..].fill(T::zero());
+                let first = geo.in_col(ow_start, kw);
                 for oh in oh_start..oh_end {
                     let src = &channel[geo.in_row(oh, kh) * geo.in_w..][..geo.in_w];
                     let dst = &mut row[oh * geo.out_w..][..geo.out_w];
                     dst[..ow_start].fill(T::zero());
                     dst[ow_end..].fill(T::zero());
-                    let first = geo.in_col(ow_start, kw);
                     let dst = &mut dst[ow_start..ow_end];
                     if geo.stride[1] == 1 {
                         dst.copy_from_slice(&src[first..first + dst.len()]);
@@ -357,20 +358,24 @@ fn im2col<T: ConvFloat>(geo: &Conv2dGeometry, x_group: &[T], col: &mut [T]) {
     }
 }
 
-/// Adds the im2col-shaped `col` (`[C/g·KH·KW, OH·OW]`) back into one group of one image's input
-/// gradient (`dx_group`: `[C/g, H, W]`): the adjoint of [`im2col`].
-fn col2im_add<T: ConvFloat>(geo: &Conv2dGeometry, col: &[T], dx_group: &mut [T]) {
-    let (in_plane, out_plane) = (geo.in_plane(), geo.out_plane());
-    let mut rows = col.chunks_exact(out_plane);
-    for channel in dx_group
-        .chunks_exact_mut(in_plane)
-        .take(geo.in_per_group())
-    {
+/// Adds one image's block of an im2col-shaped matrix (rows `col[r · row_stride ..][.. OH·OW]`)
+/// back into one group of that image's input gradient (`dx_group`: `[C/g, H, W]`): the
+/// adjoint of [`im2col`].
+fn col2im_add<T: ConvFloat>(
+    geo: &Conv2dGeometry,
+    col: &[T],
+    row_stride: usize,
+    dx_group: &mut [T],
+) {
+    let in_plane = geo.in_plane();
+    let mut row_index = 0;
+    for channel in dx_group.chunks_exact_mut(in_plane).take(geo.in_per_group()) {
         for kh in 0..geo.k_h {
             let (oh_start, oh_end) = geo.rows_for_tap(kh);
             for kw in 0..geo.k_w {
                 let (ow_start, ow_end) = geo.cols_for_tap(kw);
-                let row = rows.next().expect("col2im: col holds C/g·KH·KW rows");
+                let row = &col[row_index * row_stride..];
+                row_index += 1;
                 if ow_start >= ow_end {
                     continue;
                 }
@@ -381,6 +386,46 @@ fn col2im_add<T: ConvFloat>(geo: &Conv2dGeometry, col: &[T], dx_group: &mut [T])
                     scatter_add(&mut dst[first..], geo.stride[1], src, T::one());
                 }
             }
+        }
+    }
+}
+
+/// Copies rows `[rows]` of each image's `[rows_total, plane]` matrix in `images`
+/// (`[n, rows_total, plane]`) side by side into `dst` (`[rows, n · plane]`).
+fn gather_rows<T: ConvFloat>(
+    images: &[T],
+    image_len: usize,
+    rows: core::ops::Range<usize>,
+    plane: usize,
+    dst: &mut [T],
+) {
+    let n = images.len() / image_len;
+    for (i, image) in images.chunks_exact(image_len).enumerate() {
+        for (r, src) in image[rows.start * plane..rows.end * plane]
+            .chunks_exact(plane)
+            .enumerate()
+        {
+            dst[(r * n + i) * plane..][..plane].copy_from_slice(src);
+        }
+    }
+}
+
+/// The adjoint of [`gather_rows`]: copies `src` (`[rows, n · plane]`) into rows `[rows]` of
+/// each image's matrix in `images`.
+fn scatter_rows<T: ConvFloat>(
+    src: &[T],
+    images: &mut [T],
+    image_len: usize,
+    rows: core::ops::Range<usize>,
+    plane: usize,
+) {
+    let n = images.len() / image_len;
+    for (i, image) in images.chunks_exact_mut(image_len).enumerate() {
+        for (r, dst) in image[rows.start * plane..rows.end * plane]
+            .chunks_exact_mut(plane)
+            .enumerate()
+        {
+            dst.copy_from_slice(&src[(r * n + i) * plane..][..plane]);
         }
     }
 }
@@ -405,34 +450,76 @@ fn strided_dot<T: ConvFloat>(row: &[T], stride: usize, g: &[T]) -> T {
     if stride == 1 {
         row[..g.len()].iter().zip(g).map(|(&x, &g)| x * g).sum()
     } else {
-        row.iter().step_by(stride).zip(g).map(|(&x, &g)| x * g).sum()
+        row.iter()
+            .step_by(stride)
+            .zip(g)
+            .map(|(&x, &g)| x * g)
+            .sum()
     }
 }
 
-/// A scratch im2col buffer for one group of one image (empty for pointwise convolutions).
-fn col_buffer<T: ConvFloat>(geo: &Conv2dGeometry) -> Vec<T> {
-    if geo.is_pointwise() {
-        Vec::new()
-    } else {
-        vec![T::zero(); geo.col_rows() * geo.out_plane()]
-    }
+/// Scratch space for one group of one chunk of images.
+struct Scratch<'a, T> {
+    /// An im2col matrix, `[C/g·KH·KW, n · OH·OW]`.
+    col: &'a mut [T],
+    /// An output-shaped matrix, `[O/g, n · OH·OW]`.
+    rows: &'a mut [T],
 }
 
-/// The im2col matrix of group `g` of one image: the input itself for pointwise convolutions,
-/// else `col` filled by [`im2col`].
-fn group_columns<'a, T: ConvFloat>(
+#[cfg(feature = "std")]
+std::thread_local! {
+    /// Each thread's scratch memory, kept between convolutions (rayon's worker threads live as
+    /// long as the process), so that the im2col buffers are not allocated, faulted in and
+    /// zeroed on every call. Grows to the largest convolution the thread has run.
+    static SCRATCH: core::cell::RefCell<Vec<u64>> = const { core::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `work` with this thread's [`Scratch`] sized for `geo` (a fresh allocation where the
+/// thread's memory is already in use further up the stack, or without `std`). The scratch
+/// holds stale values: every kernel writes a region before it reads it.
+fn with_scratch<T: ConvFloat, R>(
     geo: &Conv2dGeometry,
-    x_image: &'a [T],
+    work: impl FnOnce(Scratch<'_, T>) -> R,
+) -> R {
+    let columns = geo.images_per_chunk() * geo.out_plane();
+    let col_len = geo.col_rows() * columns;
+    let len = col_len + geo.out_per_group() * columns;
+    let split = |buffer: &mut [T]| {
+        let (col, rows) = buffer[..len].split_at_mut(col_len);
+        work(Scratch { col, rows })
+    };
+    #[cfg(feature = "std")]
+    {
+        let words = (len * core::mem::size_of::<T>()).div_ceil(8);
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut buffer) => {
+                if buffer.len() < words {
+                    buffer.resize(words, 0);
+                }
+                split(bytemuck::cast_slice_mut(&mut buffer[..words]))
+            }
+            Err(_) => split(&mut vec![T::zero(); len]),
+        })
+    }
+    #[cfg(not(feature = "std"))]
+    split(&mut vec![T::zero(); len])
+}
+
+/// The im2col matrix (`[C/g·KH·KW, n · OH·OW]`) of group `g` of the chunk of images
+/// `x_chunk` (`[n, C, H, W]`), filled into `col`.
+fn chunk_columns<'a, T: ConvFloat>(
+    geo: &Conv2dGeometry,
+    x_chunk: &[T],
     g: usize,
     col: &'a mut [T],
-) -> &'a [T] {
-    let x_group = &x_image[g * geo.in_per_group() * geo.in_plane()..];
-    if geo.is_pointwise() {
-        &x_group[..geo.col_rows() * geo.out_plane()]
-    } else {
-        im2col(geo, x_group, col);
-        col
+) -> &'a mut [T] {
+    let n = x_chunk.len() / geo.in_image();
+    let (columns, plane) = (n * geo.out_plane(), geo.out_plane());
+    for (i, x_image) in x_chunk.chunks_exact(geo.in_image()).enumerate() {
+        let x_group = &x_image[g * geo.in_per_group() * geo.in_plane()..];
+        im2col(geo, x_group, &mut col[i * plane..], columns);
     }
+    &mut col[..geo.col_rows() * columns]
 }
 
 /// 2D convolution, `out [B, O, OH, OW] = conv2d(x [B, C, H, W], w [O, C/g, KH, KW]) + bias [O]`.
@@ -442,36 +529,49 @@ pub(crate) fn conv2d_forward<T: ConvFloat>(
     weight: &[T],
     bias: Option<&[T]>,
 ) -> Vec<T> {
-    let (m, n, k) = (geo.out_per_group(), geo.out_plane(), geo.col_rows());
-    let parallelism = geo.gemm_parallelism(m, n, k);
     let mut out = vec![T::zero(); geo.batch * geo.out_image()];
     if out.is_empty() {
         return out;
     }
+    let (m, k) = (geo.out_per_group(), geo.col_rows());
+    let chunk = geo.images_per_chunk();
     for_each_chunk(
         &mut out,
-        geo.out_image(),
-        geo.images_in_parallel(),
-        || col_buffer::<T>(geo),
-        |b, out_image, col| {
-            let x_image = &x[b * geo.in_image()..][..geo.in_image()];
-            for g in 0..geo.groups {
-                let columns = group_columns(geo, x_image, g, col);
-                let w_group = &weight[g * m * k..][..m * k];
-                gemm(
-                    &mut out_image[g * m * n..],
-                    (m, n, k),
-                    MatRef::row_major(w_group, m, k),
-                    MatRef::row_major(columns, k, n),
-                    false,
-                    parallelism,
-                );
-            }
-            if let Some(bias) = bias {
-                for (plane, &b) in out_image.chunks_exact_mut(n).zip(bias) {
-                    plane.iter_mut().for_each(|v| *v = *v + b);
+        chunk * geo.out_image(),
+        geo.chunks_in_parallel(),
+        |index, out_chunk| {
+            with_scratch::<T, _>(geo, |scratch| {
+                let x_chunk = &x[index * chunk * geo.in_image()..]
+                    [..out_chunk.len() / geo.out_image() * geo.in_image()];
+                let n = x_chunk.len() / geo.in_image() * geo.out_plane();
+                let parallelism = geo.gemm_parallelism(m, n, k);
+                for g in 0..geo.groups {
+                    let columns = chunk_columns(geo, x_chunk, g, scratch.col);
+                    let w_group = &weight[g * m * k..][..m * k];
+                    gemm(
+                        scratch.rows,
+                        (m, n, k),
+                        MatRef::row_major(w_group, m, k),
+                        MatRef::row_major(columns, k, n),
+                        false,
+                        parallelism,
+                    );
+                    scatter_rows(
+                        scratch.rows,
+                        out_chunk,
+                        geo.out_image(),
+                        g * m..(g + 1) * m,
+                        geo.out_plane(),
+                    );
                 }
-            }
+                if let Some(bias) = bias {
+                    for out_image in out_chunk.chunks_exact_mut(geo.out_image()) {
+                        for (plane, &b) in out_image.chunks_exact_mut(geo.out_plane()).zip(bias) {
+                            plane.iter_mut().for_each(|v| *v = *v + b);
+                        }
+                    }
+                }
+            })
         },
     );
     out
@@ -485,35 +585,48 @@ pub(crate) fn conv2d_input_grad<T: ConvFloat>(
     dy: &[T],
 ) -> Vec<T> {
     let mut dx = vec![T::zero(); geo.batch * geo.in_image()];
-    if geo.out_plane() == 0 {
+    if dx.is_empty() || geo.out_plane() == 0 {
         return dx;
     }
     if geo.is_depthwise() {
         depthwise_input_grad(geo, weight, dy, &mut dx);
         return dx;
     }
-    let (m, n, k) = (geo.col_rows(), geo.out_plane(), geo.out_per_group());
-    let parallelism = geo.gemm_parallelism(m, n, k);
+    let (m, k) = (geo.col_rows(), geo.out_per_group());
+    let chunk = geo.images_per_chunk();
     for_each_chunk(
         &mut dx,
-        geo.in_image(),
-        geo.images_in_parallel(),
-        || col_buffer::<T>(geo),
-        |b, dx_image, dcol| {
-            let dy_image = &dy[b * geo.out_image()..][..geo.out_image()];
-            for g in 0..geo.groups {
-                let w_group = &weight[g * k * m..][..k * m];
-                let dy_group = &dy_image[g * k * n..][..k * n];
-                let dx_group = &mut dx_image[g * geo.in_per_group() * geo.in_plane()..];
-                let lhs = MatRef::row_major(w_group, k, m).t();
-                let rhs = MatRef::row_major(dy_group, k, n);
-                if geo.is_pointwise() {
-                    gemm(dx_group, (m, n, k), lhs, rhs, false, parallelism);
-                } else {
-                    gemm(dcol, (m, n, k), lhs, rhs, false, parallelism);
-                    col2im_add(geo, dcol, dx_group);
+        chunk * geo.in_image(),
+        geo.chunks_in_parallel(),
+        |index, dx_chunk| {
+            with_scratch::<T, _>(geo, |scratch| {
+                let images = dx_chunk.len() / geo.in_image();
+                let dy_chunk = &dy[index * chunk * geo.out_image()..][..images * geo.out_image()];
+                let n = images * geo.out_plane();
+                let parallelism = geo.gemm_parallelism(m, n, k);
+                for g in 0..geo.groups {
+                    gather_rows(
+                        dy_chunk,
+                        geo.out_image(),
+                        g * k..(g + 1) * k,
+                        geo.out_plane(),
+                        scratch.rows,
+                    );
+                    let w_group = &weight[g * k * m..][..k * m];
+                    gemm(
+                        scratch.col,
+                        (m, n, k),
+                        MatRef::row_major(w_group, k, m).t(),
+                        MatRef::row_major(scratch.rows, k, n),
+                        false,
+                        parallelism,
+                    );
+                    for (i, dx_image) in dx_chunk.chunks_exact_mut(geo.in_image()).enumerate() {
+                        let dx_group = &mut dx_image[g * geo.in_per_group() * geo.in_plane()..];
+                        col2im_add(geo, &scratch.col[i * geo.out_plane()..], n, dx_group);
+                    }
                 }
-            }
+            })
         },
     );
     dx
@@ -521,51 +634,54 @@ pub(crate) fn conv2d_input_grad<T: ConvFloat>(
 
 /// The gradient of [`conv2d_forward`] with respect to its weight: `dw [O, C/g, KH, KW]` from
 /// the input `x [B, C, H, W]` and `dy [B, O, OH, OW]`.
-pub(crate) fn conv2d_weight_grad<T: ConvFloat>(
-    geo: &Conv2dGeometry,
-    x: &[T],
-    dy: &[T],
-) -> Vec<T> {
+pub(crate) fn conv2d_weight_grad<T: ConvFloat>(geo: &Conv2dGeometry, x: &[T], dy: &[T]) -> Vec<T> {
+    let weight_len = geo.c_out * geo.col_rows();
     if geo.out_plane() == 0 || geo.batch == 0 {
-        return vec![T::zero(); geo.c_out * geo.col_rows()];
+        return vec![T::zero(); weight_len];
     }
     if geo.is_depthwise() {
         return depthwise_weight_grad(geo, x, dy);
     }
-    let (m, n, k) = (geo.out_per_group(), geo.col_rows(), geo.out_plane());
-    let weight_len = geo.c_out * geo.col_rows();
-    let slices = thread_count().min(geo.batch).max(1);
-    let parallelism = if slices > 1 {
-        gemm::Parallelism::None
-    } else {
-        geo.gemm_parallelism(m, n, k)
-    };
+    let (m, n) = (geo.out_per_group(), geo.col_rows());
+    let chunk = geo.images_per_chunk();
+    let chunks = geo.batch.div_ceil(chunk);
+    let slices = thread_count().min(chunks);
     let mut partials = vec![T::zero(); slices * weight_len];
-    // Slice `s` of the batch: images `s·B/S .. (s+1)·B/S`, into partial sum `s`.
-    for_each_chunk(
-        &mut partials,
-        weight_len,
-        slices > 1,
-        || col_buffer::<T>(geo),
-        |slice, dw, col| {
-            let images = slice * geo.batch / slices..(slice + 1) * geo.batch / slices;
-            for (step, b) in images.enumerate() {
-                let x_image = &x[b * geo.in_image()..][..geo.in_image()];
-                let dy_image = &dy[b * geo.out_image()..][..geo.out_image()];
+    // Slice `s` sums the chunks `s·C/S .. (s+1)·C/S` of the batch into partial sum `s`.
+    for_each_chunk(&mut partials, weight_len, slices > 1, |slice, dw| {
+        with_scratch::<T, _>(geo, |scratch| {
+            let chunk_range = slice * chunks / slices..(slice + 1) * chunks / slices;
+            for (step, c) in chunk_range.enumerate() {
+                let images = c * chunk..((c + 1) * chunk).min(geo.batch);
+                let x_chunk = &x[images.start * geo.in_image()..images.end * geo.in_image()];
+                let dy_chunk = &dy[images.start * geo.out_image()..images.end * geo.out_image()];
+                let k = images.len() * geo.out_plane();
+                let parallelism = if slices > 1 {
+                    gemm::Parallelism::None
+                } else {
+                    geo.gemm_parallelism(m, n, k)
+                };
                 for g in 0..geo.groups {
-                    let columns = group_columns(geo, x_image, g, col);
+                    gather_rows(
+                        dy_chunk,
+                        geo.out_image(),
+                        g * m..(g + 1) * m,
+                        geo.out_plane(),
+                        scratch.rows,
+                    );
+                    let columns = chunk_columns(geo, x_chunk, g, scratch.col);
                     gemm(
                         &mut dw[g * m * n..],
                         (m, n, k),
-                        MatRef::row_major(&dy_image[g * m * k..], m, k),
+                        MatRef::row_major(scratch.rows, m, k),
                         MatRef::row_major(columns, n, k).t(),
                         step > 0,
                         parallelism,
                     );
                 }
             }
-        },
-    );
+        })
+    });
     let (total, rest) = partials.split_at_mut(weight_len);
     for partial in rest.chunks_exact(weight_len) {
         for (t, &p) in total.iter_mut().zip(partial) {
@@ -594,36 +710,29 @@ pub(crate) fn conv2d_bias_grad<T: ConvFloat>(batch: usize, c_out: usize, dy: &[T
 fn depthwise_input_grad<T: ConvFloat>(geo: &Conv2dGeometry, weight: &[T], dy: &[T], dx: &mut [T]) {
     let (taps, multiplier) = (geo.k_h * geo.k_w, geo.out_per_group());
     let parallel = geo.batch * geo.c_in >= 2 * thread_count();
-    for_each_chunk(
-        dx,
-        geo.in_plane(),
-        parallel,
-        || (),
-        |plane_index, dx_plane, _| {
-            let (b, c) = (plane_index / geo.c_in, plane_index % geo.c_in);
-            for o in c * multiplier..(c + 1) * multiplier {
-                let dy_plane = &dy[(b * geo.c_out + o) * geo.out_plane()..][..geo.out_plane()];
-                let w_taps = &weight[o * taps..][..taps];
-                for kh in 0..geo.k_h {
-                    let (oh_start, oh_end) = geo.rows_for_tap(kh);
-                    for kw in 0..geo.k_w {
-                        let (ow_start, ow_end) = geo.cols_for_tap(kw);
-                        if ow_start >= ow_end {
-                            continue;
-                        }
-                        let w = w_taps[kh * geo.k_w + kw];
-                        let first = geo.in_col(ow_start, kw);
-                        for oh in oh_start..oh_end {
-                            let src =
-                                &dy_plane[oh * geo.out_w + ow_start..oh * geo.out_w + ow_end];
-                            let dst = &mut dx_plane[geo.in_row(oh, kh) * geo.in_w..][..geo.in_w];
-                            scatter_add(&mut dst[first..], geo.stride[1], src, w);
-                        }
+    for_each_chunk(dx, geo.in_plane(), parallel, |plane_index, dx_plane| {
+        let (b, c) = (plane_index / geo.c_in, plane_index % geo.c_in);
+        for o in c * multiplier..(c + 1) * multiplier {
+            let dy_plane = &dy[(b * geo.c_out + o) * geo.out_plane()..][..geo.out_plane()];
+            let w_taps = &weight[o * taps..][..taps];
+            for kh in 0..geo.k_h {
+                let (oh_start, oh_end) = geo.rows_for_tap(kh);
+                for kw in 0..geo.k_w {
+                    let (ow_start, ow_end) = geo.cols_for_tap(kw);
+                    if ow_start >= ow_end {
+                        continue;
+                    }
+                    let w = w_taps[kh * geo.k_w + kw];
+                    let first = geo.in_col(ow_start, kw);
+                    for oh in oh_start..oh_end {
+                        let src = &dy_plane[oh * geo.out_w + ow_start..oh * geo.out_w + ow_end];
+                        let dst = &mut dx_plane[geo.in_row(oh, kh) * geo.in_w..][..geo.in_w];
+                        scatter_add(&mut dst[first..], geo.stride[1], src, w);
                     }
                 }
             }
-        },
-    );
+        }
+    });
 }
 
 /// [`conv2d_weight_grad`] for one input channel per group: each tap of each filter is a dot
@@ -633,36 +742,30 @@ fn depthwise_weight_grad<T: ConvFloat>(geo: &Conv2dGeometry, x: &[T], dy: &[T]) 
     let multiplier = geo.out_per_group();
     let mut dw = vec![T::zero(); geo.c_out * taps];
     let parallel = geo.c_out >= 2 * thread_count();
-    for_each_chunk(
-        &mut dw,
-        taps,
-        parallel,
-        || (),
-        |o, dw_taps, _| {
-            let c = o / multiplier;
-            for b in 0..geo.batch {
-                let x_plane = &x[(b * geo.c_in + c) * geo.in_plane()..][..geo.in_plane()];
-                let dy_plane = &dy[(b * geo.c_out + o) * geo.out_plane()..][..geo.out_plane()];
-                for kh in 0..geo.k_h {
-                    let (oh_start, oh_end) = geo.rows_for_tap(kh);
-                    for kw in 0..geo.k_w {
-                        let (ow_start, ow_end) = geo.cols_for_tap(kw);
-                        if ow_start >= ow_end {
-                            continue;
-                        }
-                        let first = geo.in_col(ow_start, kw);
-                        let mut sum = T::zero();
-                        for oh in oh_start..oh_end {
-                            let g = &dy_plane[oh * geo.out_w + ow_start..oh * geo.out_w + ow_end];
-                            let row = &x_plane[geo.in_row(oh, kh) * geo.in_w..][..geo.in_w];
-                            sum = sum + strided_dot(&row[first..], geo.stride[1], g);
-                        }
-                        dw_taps[kh * geo.k_w + kw] = dw_taps[kh * geo.k_w + kw] + sum;
+    for_each_chunk(&mut dw, taps, parallel, |o, dw_taps| {
+        let c = o / multiplier;
+        for b in 0..geo.batch {
+            let x_plane = &x[(b * geo.c_in + c) * geo.in_plane()..][..geo.in_plane()];
+            let dy_plane = &dy[(b * geo.c_out + o) * geo.out_plane()..][..geo.out_plane()];
+            for kh in 0..geo.k_h {
+                let (oh_start, oh_end) = geo.rows_for_tap(kh);
+                for kw in 0..geo.k_w {
+                    let (ow_start, ow_end) = geo.cols_for_tap(kw);
+                    if ow_start >= ow_end {
+                        continue;
                     }
+                    let first = geo.in_col(ow_start, kw);
+                    let mut sum = T::zero();
+                    for oh in oh_start..oh_end {
+                        let g = &dy_plane[oh * geo.out_w + ow_start..oh * geo.out_w + ow_end];
+                        let row = &x_plane[geo.in_row(oh, kh) * geo.in_w..][..geo.in_w];
+                        sum = sum + strided_dot(&row[first..], geo.stride[1], g);
+                    }
+                    dw_taps[kh * geo.k_w + kw] = dw_taps[kh * geo.k_w + kw] + sum;
                 }
             }
-        },
-    );
+        }
+    });
     dw
 }
 
@@ -678,7 +781,10 @@ fn elements<T: ConvFloat + burn_backend::Element>(tensor: &FlexTensor) -> FlexTe
 }
 
 /// A contiguous tensor of `shape` holding `data`.
-fn tensor_from<T: ConvFloat + burn_backend::Element>(data: Vec<T>, shape: Vec<usize>) -> FlexTensor {
+fn tensor_from<T: ConvFloat + burn_backend::Element>(
+    data: Vec<T>,
+    shape: Vec<usize>,
+) -> FlexTensor {
     FlexTensor::new(
         Bytes::from_elems(data),
         Layout::contiguous(Shape::from(shape)),
@@ -815,7 +921,9 @@ mod tests {
 
     /// A deterministic pseudo-random vector in [-1, 1).
     fn values(len: usize, seed: u64) -> Vec<f64> {
-        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let mut state = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (0..len)
             .map(|_| {
                 state = state
@@ -868,7 +976,10 @@ mod tests {
     fn assert_close(name: &str, ours: &[f64], naive: &[f64]) {
         assert_eq!(ours.len(), naive.len(), "{name}: lengths");
         for (i, (a, b)) in ours.iter().zip(naive).enumerate() {
-            assert!((a - b).abs() <= 1e-12 * (1.0 + b.abs()), "{name}[{i}]: {a} vs {b}");
+            assert!(
+                (a - b).abs() <= 1e-12 * (1.0 + b.abs()),
+                "{name}[{i}]: {a} vs {b}"
+            );
         }
     }
 
@@ -879,11 +990,8 @@ mod tests {
         let w = values(w_shape.iter().product(), 2);
         let bias = values(geo.c_out, 3);
         let dy = values(geo.batch * geo.out_image(), 4);
-        let (mut out, mut dx, mut dw) = (
-            vec![0.0; dy.len()],
-            vec![0.0; x.len()],
-            vec![0.0; w.len()],
-        );
+        let (mut out, mut dx, mut dw) =
+            (vec![0.0; dy.len()], vec![0.0; x.len()], vec![0.0; w.len()]);
         for_each_term(&geo, |o, xi, wi| {
             out[o] += x[xi] * w[wi];
             dx[xi] += dy[o] * w[wi];

@@ -98,6 +98,7 @@ pub mod comparison;
 mod conv_common;
 pub mod conv;
 pub mod conv_transpose;
+mod conv2d_baseline;
 mod conv2d_nchw;
 pub mod cumulative;
 pub mod deform_conv;

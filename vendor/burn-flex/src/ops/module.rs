@@ -2,7 +2,7 @@
 //!
 //! These operations power neural network modules like convolutions and pooling.
 
-use crate::ops::{conv, conv2d_nchw, conv_transpose, deform_conv, interpolate, pool};
+use crate::ops::{conv, conv2d_baseline, conv2d_nchw, conv_transpose, deform_conv, interpolate, pool};
 use crate::{Flex, FlexTensor, Layout};
 use burn_backend::{
     DType, Element, TensorMetadata,
@@ -66,18 +66,12 @@ impl ModuleOps<Flex> for Flex {
     ) -> FloatTensor<Flex> {
         // sskd: dense and grouped convolutions run on the NCHW im2col/GEMM kernels; canonical
         // depthwise ones keep burn-flex's direct kernel.
-        let depthwise = options.groups > 1
-            && weight.layout().shape()[1] == 1
-            && weight.layout().shape()[0] == options.groups;
-        if !depthwise {
-            return conv2d_nchw::conv2d(x, weight, bias, &options);
-        }
-        match x.dtype() {
-            DType::F32 => conv::conv2d_f32(x, weight, bias, &options),
-            DType::F64 => conv::conv2d_f64(x, weight, bias, &options),
-            DType::F16 => conv::conv2d_f16(x, weight, bias, &options),
-            DType::BF16 => conv::conv2d_bf16(x, weight, bias, &options),
-            dtype => panic!("conv2d: unsupported dtype {:?}", dtype),
+        let [c_out, in_per_group] = [weight.layout().shape()[0], weight.layout().shape()[1]];
+        let depthwise = options.groups > 1 && in_per_group == 1 && c_out == options.groups;
+        if crate::sskd_kernels::enabled() && !depthwise {
+            conv2d_nchw::conv2d(x, weight, bias, &options)
+        } else {
+            conv2d_baseline::conv2d(x, weight, bias, &options)
         }
     }
 
@@ -87,7 +81,11 @@ impl ModuleOps<Flex> for Flex {
         output_grad: FloatTensor<Flex>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Flex> {
-        conv2d_nchw::conv2d_x_backward(x, weight, output_grad, &options)
+        if crate::sskd_kernels::enabled() {
+            conv2d_nchw::conv2d_x_backward(x, weight, output_grad, &options)
+        } else {
+            conv2d_baseline::conv2d_x_backward(x, weight, output_grad, &options)
+        }
     }
 
     fn conv2d_weight_backward(
@@ -96,7 +94,11 @@ impl ModuleOps<Flex> for Flex {
         output_grad: FloatTensor<Flex>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Flex> {
-        conv2d_nchw::conv2d_weight_backward(x, weight, output_grad, &options)
+        if crate::sskd_kernels::enabled() {
+            conv2d_nchw::conv2d_weight_backward(x, weight, output_grad, &options)
+        } else {
+            conv2d_baseline::conv2d_weight_backward(x, weight, output_grad, &options)
+        }
     }
 
     fn conv2d_bias_backward(
@@ -104,7 +106,11 @@ impl ModuleOps<Flex> for Flex {
         bias: FloatTensor<Flex>,
         output_grad: FloatTensor<Flex>,
     ) -> FloatTensor<Flex> {
-        conv2d_nchw::conv2d_bias_backward(bias, output_grad)
+        if crate::sskd_kernels::enabled() {
+            conv2d_nchw::conv2d_bias_backward(bias, output_grad)
+        } else {
+            conv2d_baseline::conv2d_bias_backward(bias, output_grad)
+        }
     }
 
     fn deform_conv2d(
