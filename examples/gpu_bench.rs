@@ -11,7 +11,10 @@
 //! Each line holds the step time (median, p10, p90 of the timed steps; each step ends with a
 //! device synchronisation), source images per second, the device memory the cubecl pools
 //! reserved (peak over the steps), and the cold start: seconds from building the networks to
-//! the end of the first step (compilation and autotuning included), and from process start.
+//! the end of the first step (compilation and autotuning included), and from process start,
+//! and the process's CPU utilisation over the configuration (CPU seconds per wall second: 2.0
+//! is both cores of a 2-core machine busy). On the CPU, `--cpu-kernels burn-flex` runs
+//! burn-flex 0.21.0's own convolutions instead of sskd's, for a same-run comparison.
 //! A configuration that fails prints its error and the run goes on.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -51,9 +54,45 @@ struct Args {
     /// Skip the configurations left once this many seconds have passed (0: no limit).
     #[arg(long, default_value_t = 0.0)]
     budget_s: f64,
+    /// Convolution kernels of the CPU backend: `sskd` (vendor/burn-flex's conv2d_nchw, the
+    /// default) or `burn-flex` (burn-flex 0.21.0's own path), to compare both in one run.
+    #[arg(long, value_enum, default_value_t = CpuKernels::Sskd)]
+    cpu_kernels: CpuKernels,
     /// Print the configurations and exit.
     #[arg(long)]
     list: bool,
+}
+
+/// Which convolution kernels the CPU backend runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum CpuKernels {
+    Sskd,
+    BurnFlex,
+}
+
+impl CpuKernels {
+    fn name(self) -> &'static str {
+        match self {
+            CpuKernels::Sskd => "sskd",
+            CpuKernels::BurnFlex => "burn-flex",
+        }
+    }
+
+    /// Makes the CPU backend use these kernels.
+    fn select(self) {
+        #[cfg(feature = "flex")]
+        burn_flex::sskd_kernels::set_enabled(self == CpuKernels::Sskd);
+    }
+}
+
+/// This process's CPU time (user + system) in seconds, where `/proc` tells it.
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which ends at the last ')'): utime and stime are the
+    // 12th and 13th, in clock ticks of 1/100 s.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
 }
 
 /// The process start, for the cold start from launch.
@@ -111,6 +150,7 @@ fn describe<B: Backend>(args: &Args, config: &StepConfig, device: &B::Device) ->
         "student": config.student,
         "batch": config.batch,
         "rows": config.rows(),
+        "cpu_kernels": args.cpu_kernels.name(),
     })
 }
 
@@ -128,7 +168,9 @@ fn measure<B: Backend>(
             peak_reserved = Some(peak_reserved.unwrap_or(0).max(now.reserved));
         }
     };
+    let (cpu_before, wall_before) = (process_cpu_seconds(), Instant::now());
     let times = time_config::<Autodiff<B>>(config, device, args.warmup, args.steps, &mut sample)?;
+    let cpu_seconds = process_cpu_seconds().zip(cpu_before).map(|(after, before)| after - before);
     let median = times.quantile_ms(0.5);
     Ok(json!({
         "warmup": args.warmup.max(1),
@@ -141,6 +183,7 @@ fn measure<B: Backend>(
         "first_step_since_launch_s": (times.first_step_at - launched).as_secs_f64(),
         "memory_reserved_before_bytes": before.map(|m| m.reserved),
         "peak_memory_reserved_bytes": peak_reserved,
+        "cpu_utilisation": cpu_seconds.map(|cpu| cpu / wall_before.elapsed().as_secs_f64()),
     }))
 }
 
@@ -163,6 +206,7 @@ fn main() -> Result<()> {
         configs.iter().for_each(|c| println!("{c}"));
         return Ok(());
     }
+    args.cpu_kernels.select();
     let (device, precision) = (args.device, args.precision);
     dispatch_precision(device, precision, Bench { args, configs }).map_err(anyhow::Error::msg)
 }

@@ -256,9 +256,19 @@ impl<T> MatRef<T> {
     }
 }
 
-/// `dst [m, n] (+)= lhs [m, k] · rhs [k, n]`, `dst` row-major; adds to `dst` when `accumulate`.
+/// How [`gemm`] stores its `[m, n]` result.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dst {
+    /// Row-major `[m, n]`.
+    RowMajor,
+    /// As its transpose, row-major `[n, m]`.
+    Transposed,
+}
+
+/// `dst [m, n] (+)= lhs [m, k] · rhs [k, n]`; adds to `dst` when `accumulate`.
 fn gemm<T: ConvFloat>(
     dst: &mut [T],
+    dst_layout: Dst,
     (m, n, k): (usize, usize, usize),
     lhs: MatRef<T>,
     rhs: MatRef<T>,
@@ -266,17 +276,21 @@ fn gemm<T: ConvFloat>(
     parallelism: gemm::Parallelism,
 ) {
     assert!(dst.len() >= m * n, "conv2d: GEMM destination too short");
-    // SAFETY: `dst` holds `m · n` elements (checked); `lhs` and `rhs` were built from slices
-    // holding their `[m, k]` and `[k, n]` extents (checked in `MatRef::row_major`; a transpose
-    // covers the same elements) and outlive this call.
+    let (dst_row_stride, dst_col_stride) = match dst_layout {
+        Dst::RowMajor => (n as isize, 1),
+        Dst::Transposed => (1, m as isize),
+    };
+    // SAFETY: `dst` holds `m · n` elements (checked), covered by either layout; `lhs` and `rhs`
+    // were built from slices holding their `[m, k]` and `[k, n]` extents (checked in
+    // `MatRef::row_major`; a transpose covers the same elements) and outlive this call.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
             dst.as_mut_ptr(),
-            1,
-            n as isize,
+            dst_col_stride,
+            dst_row_stride,
             accumulate,
             lhs.ptr,
             lhs.col_stride,
@@ -550,6 +564,7 @@ pub(crate) fn conv2d_forward<T: ConvFloat>(
                     let w_group = &weight[g * m * k..][..m * k];
                     gemm(
                         scratch.rows,
+                        Dst::RowMajor,
                         (m, n, k),
                         MatRef::row_major(w_group, m, k),
                         MatRef::row_major(columns, k, n),
@@ -615,6 +630,7 @@ pub(crate) fn conv2d_input_grad<T: ConvFloat>(
                     let w_group = &weight[g * k * m..][..k * m];
                     gemm(
                         scratch.col,
+                        Dst::RowMajor,
                         (m, n, k),
                         MatRef::row_major(w_group, k, m).t(),
                         MatRef::row_major(scratch.rows, k, n),
@@ -670,11 +686,14 @@ pub(crate) fn conv2d_weight_grad<T: ConvFloat>(geo: &Conv2dGeometry, x: &[T], dy
                         scratch.rows,
                     );
                     let columns = chunk_columns(geo, x_chunk, g, scratch.col);
+                    // dW_g = dY_g · col_gᵀ, computed as its transpose col_g · dY_gᵀ so that the
+                    // large operand (col_g) is packed along its rows, not gathered column-wise.
                     gemm(
                         &mut dw[g * m * n..],
-                        (m, n, k),
-                        MatRef::row_major(scratch.rows, m, k),
-                        MatRef::row_major(columns, n, k).t(),
+                        Dst::Transposed,
+                        (n, m, k),
+                        MatRef::row_major(columns, n, k),
+                        MatRef::row_major(scratch.rows, m, k).t(),
                         step > 0,
                         parallelism,
                     );
