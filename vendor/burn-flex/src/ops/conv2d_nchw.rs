@@ -738,15 +738,22 @@ pub(crate) fn conv2d_weight_grad<T: ConvFloat>(geo: &Conv2dGeometry, x: &[T], dy
                         geo.out_plane(),
                         scratch.rows,
                     );
-                    let columns_t = chunk_columns_pixel_major(geo, x_chunk, g, scratch.col);
-                    // dW_g = dY_g · col_gᵀ, computed as its transpose col_g · dY_gᵀ with col_g
-                    // pixel-major: gemm works column-major, and so reads the large operand
-                    // along contiguous memory instead of packing it with strided gathers.
+                    // dW_g = dY_g · col_gᵀ, computed as its transpose col_g · dY_gᵀ. gemm works
+                    // column-major: for a spatial kernel a pixel-major col_g lets it read the
+                    // large operand along contiguous memory instead of packing it with strided
+                    // gathers; a 1×1 kernel's col_g is a plain copy, cheaper to pack than to
+                    // transpose.
+                    let columns = if geo.k_h * geo.k_w == 1 {
+                        MatRef::row_major(chunk_columns(geo, x_chunk, g, scratch.col), n, k)
+                    } else {
+                        let columns_t = chunk_columns_pixel_major(geo, x_chunk, g, scratch.col);
+                        MatRef::row_major(columns_t, k, n).t()
+                    };
                     gemm(
                         &mut dw[g * m * n..],
                         Dst::Transposed,
                         (n, m, k),
-                        MatRef::row_major(columns_t, k, n).t(),
+                        columns,
                         MatRef::row_major(scratch.rows, m, k).t(),
                         step > 0,
                         parallelism,
