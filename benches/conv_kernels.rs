@@ -74,12 +74,7 @@ impl Operands {
                 .into_primitive()
                 .tensor()
         };
-        let options = ConvOptions::new(
-            [shape.stride; 2],
-            [shape.padding; 2],
-            [1, 1],
-            shape.groups,
-        );
+        let options = ConvOptions::new([shape.stride; 2], [shape.padding; 2], [1, 1], shape.groups);
         let x = random([shape.batch, shape.c_in, shape.size, shape.size]);
         let weight = random([
             shape.c_out,

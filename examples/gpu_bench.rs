@@ -170,7 +170,9 @@ fn measure<B: Backend>(
     };
     let (cpu_before, wall_before) = (process_cpu_seconds(), Instant::now());
     let times = time_config::<Autodiff<B>>(config, device, args.warmup, args.steps, &mut sample)?;
-    let cpu_seconds = process_cpu_seconds().zip(cpu_before).map(|(after, before)| after - before);
+    let cpu_seconds = process_cpu_seconds()
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
     let median = times.quantile_ms(0.5);
     Ok(json!({
         "warmup": args.warmup.max(1),
