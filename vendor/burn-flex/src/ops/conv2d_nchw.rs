@@ -12,7 +12,9 @@
 //!   into its input gradient.
 //! - **Weight gradient**: `dW_g = Σ_chunks dY_g · col_gᵀ`, a real GEMM whose inner dimension is
 //!   `n·OH·OW`, over one fixed slice of the batch per thread; the per-thread partial sums are then
-//!   added in a fixed order (so a given thread count always gives the same bits).
+//!   added in a fixed order (so a given thread count always gives the same bits). For spatial
+//!   kernels `col_g` is built pixel-major (`[n·OH·OW, C/g·KH·KW]`), the layout gemm (column-major
+//!   inside) reads without packing.
 //! - **Depthwise** (one input channel per group, any channel multiplier): direct loops for the
 //!   gradients, with the valid output range of each kernel tap computed up front so the inner
 //!   loops have no bounds checks.
@@ -853,7 +855,8 @@ fn depthwise_weight_grad<T: ConvFloat>(geo: &Conv2dGeometry, x: &[T], dy: &[T]) 
 // FlexTensor entry points (dtype dispatch; f16 and bf16 run in f32)
 // ============================================================================
 
-/// A contiguous tensor's elements as `T`, and its shape.
+/// `tensor` laid out contiguously, checked (in debug builds) to hold `T`, ready for
+/// `storage::<T>()`.
 fn elements<T: ConvFloat + burn_backend::Element>(tensor: &FlexTensor) -> FlexTensor {
     let tensor = tensor.to_contiguous();
     debug_assert_eq!(tensor.dtype(), T::dtype());
