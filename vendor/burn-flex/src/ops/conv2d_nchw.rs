@@ -29,6 +29,7 @@ use burn_backend::ops::ConvOptions;
 use burn_backend::DType;
 use burn_std::{bf16, f16, Bytes, Shape};
 
+use super::conv::valid_out_range;
 use super::module::{cast_from_f32, cast_to_f32};
 use crate::{FlexTensor, Layout};
 
@@ -185,33 +186,6 @@ impl Conv2dGeometry {
         let _ = (m, n, k);
         gemm::Parallelism::None
     }
-}
-
-/// The half-open range `[start, end)` of output positions `o` whose input position
-/// `o · stride + k · dilation − pad` lies inside `[0, in_size)`.
-#[inline]
-pub(crate) fn valid_out_range(
-    k: usize,
-    dilation: usize,
-    pad: usize,
-    stride: usize,
-    in_size: usize,
-    out_size: usize,
-) -> (usize, usize) {
-    let offset = k * dilation;
-    let start = if offset >= pad {
-        0
-    } else {
-        (pad - offset).div_ceil(stride)
-    };
-    let threshold = in_size + pad;
-    let end = if offset >= threshold {
-        0
-    } else {
-        (threshold - offset).div_ceil(stride)
-    };
-    let end = end.min(out_size);
-    (start.min(end), end)
 }
 
 /// The GEMM column count (images × OH·OW) a chunk of images aims for: per-image products of
