@@ -97,12 +97,28 @@ impl<B: Backend> BatchNorm<B> {
             D >= 2,
             "BatchNorm needs [batch, channels, ...], got rank {D}"
         );
-        let (batch, channels) = (dims[0], dims[1]);
+        let channels = dims[1];
         let [num_features] = self.gamma.dims();
         assert_eq!(
             channels, num_features,
             "BatchNorm of {num_features} channels given {channels}"
         );
+        #[cfg(feature = "flex")]
+        let input = match B::ad_enabled(&input.device()) {
+            true => match self.forward_fused(input, update) {
+                Ok(output) => return output,
+                Err(input) => input,
+            },
+            false => input,
+        };
+        self.normalise_composite(input, update)
+    }
+
+    /// [`normalise`](Self::normalise) as a composite of generic tensor ops on rows
+    /// `[batch·C, spatial]`, for every backend.
+    fn normalise_composite<const D: usize>(&self, input: Tensor<B, D>, update: bool) -> Tensor<B, D> {
+        let dims = input.dims();
+        let (batch, channels) = (dims[0], dims[1]);
         let len: usize = dims[2..].iter().product();
         let rows = input.reshape([batch * channels, len]);
         let output = if B::ad_enabled(&rows.device()) {
@@ -111,6 +127,32 @@ impl<B: Backend> BatchNorm<B> {
             self.forward_inference(rows, batch, channels)
         };
         output.reshape(dims)
+    }
+
+    /// The training forward pass through the fused CPU kernels
+    /// ([`fused_batch_norm`](crate::fused_batch_norm)); the input back where they do not apply.
+    #[cfg(feature = "flex")]
+    fn forward_fused<const D: usize>(
+        &self,
+        input: Tensor<B, D>,
+        update: bool,
+    ) -> Result<Tensor<B, D>, Tensor<B, D>> {
+        let (gamma, beta) = (self.gamma.val(), self.beta.val());
+        let Some(fused) =
+            crate::fused_batch_norm::batch_norm_train(&input, &gamma, &beta, self.epsilon)
+        else {
+            return Err(input);
+        };
+        if update {
+            let channels = gamma.dims()[0];
+            let count = input.shape().num_elements() / channels;
+            self.update_running(
+                fused.mean.reshape([1, channels]),
+                fused.variance.reshape([1, channels]),
+                count,
+            );
+        }
+        Ok(fused.output)
     }
 
     fn gamma_beta(&self, channels: usize) -> (Tensor<B, 2>, Tensor<B, 2>) {
@@ -191,7 +233,7 @@ mod tests {
     use super::*;
     use burn::backend::{Autodiff, Flex};
     use burn::module::AutodiffModule;
-    use burn::tensor::{Distribution, Tolerance};
+    use burn::tensor::{DType, Distribution, Tolerance};
 
     type B = Autodiff<Flex>;
 
@@ -237,6 +279,64 @@ mod tests {
         ours.forward(input.clone())
             .into_data()
             .assert_approx_eq::<f32>(&theirs.forward(input).into_data(), Tolerance::default());
+    }
+
+    /// A layer with γ, β `[C]` as given and fresh running statistics in their float type.
+    fn layer_with(gamma: Tensor<B, 1>, beta: Tensor<B, 1>) -> BatchNorm<B> {
+        let layer = BatchNormConfig::new(gamma.dims()[0]).init::<B>(&gamma.device());
+        let dtype = gamma.dtype();
+        BatchNorm {
+            running_mean: RunningState::new(layer.running_mean.value().cast(dtype)),
+            running_var: RunningState::new(layer.running_var.value().cast(dtype)),
+            gamma: Param::from_tensor(gamma),
+            beta: Param::from_tensor(beta),
+            ..layer
+        }
+    }
+
+    /// The fused CPU kernels (the path `forward` takes on `Autodiff<Flex>`) against the
+    /// composite of generic ops, in `f64`: output, every gradient and the running statistics.
+    #[test]
+    fn fused_cpu_kernels_match_the_composite_in_f64() {
+        let device = Default::default();
+        for dims in [[4, 3, 5, 6], [1, 2, 1, 7], [16, 8, 17, 17]] {
+            let random = |mean| {
+                Tensor::<B, 1>::random([dims[1]], Distribution::Normal(mean, 0.5), &device)
+                    .cast(DType::F64)
+            };
+            let (gamma, beta) = (random(1.0), random(0.0));
+            let input = Tensor::<B, 4>::random(dims, Distribution::Normal(0.5, 2.0), &device)
+                .cast(DType::F64);
+            let output_grad = Tensor::<B, 4>::random(dims, Distribution::Default, &device)
+                .cast(DType::F64);
+            let run = |fused: bool| {
+                // Running statistics are shared between clones: a fresh layer for each path.
+                let layer = layer_with(gamma.clone(), beta.clone());
+                let input = input.clone().detach().require_grad();
+                let output = match fused {
+                    true => layer.forward(input.clone()),
+                    false => layer.normalise_composite(input.clone(), true),
+                };
+                let grads = (output.clone() * output_grad.clone()).sum().backward();
+                [
+                    output.into_data(),
+                    input.grad(&grads).expect("input grad").into_data(),
+                    layer.gamma.grad(&grads).expect("γ grad").into_data(),
+                    layer.beta.grad(&grads).expect("β grad").into_data(),
+                    layer.running_mean.value_sync().into_data(),
+                    layer.running_var.value_sync().into_data(),
+                ]
+            };
+            let (fused, composite) = (run(true), run(false));
+            assert_eq!(fused[0].dtype, DType::F64, "the fused path keeps f64");
+            for (what, (ours, reference)) in ["output", "dx", "dγ", "dβ", "mean", "var"]
+                .iter()
+                .zip(fused.iter().zip(&composite))
+            {
+                ours.assert_approx_eq::<f64>(reference, Tolerance::absolute(1e-12));
+                assert_eq!(ours.shape, reference.shape, "{what} {dims:?}");
+            }
+        }
     }
 
     #[test]

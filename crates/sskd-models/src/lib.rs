@@ -18,6 +18,8 @@
 pub mod batch_norm;
 pub mod checkpoint;
 mod error;
+#[cfg(feature = "flex")]
+mod fused_batch_norm;
 pub mod head;
 pub mod import;
 pub mod layers;

@@ -100,6 +100,7 @@ pub mod conv;
 pub mod conv_transpose;
 mod conv2d_baseline;
 mod conv2d_nchw;
+pub(crate) mod batch_norm;
 pub mod cumulative;
 pub mod deform_conv;
 pub mod expand;
