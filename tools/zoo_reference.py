@@ -155,13 +155,17 @@ class WideResNet(nn.Module):
         self.bn1 = nn.BatchNorm2d(c[3])
         self.fc = nn.Linear(c[3], num_classes)
 
-    def forward(self, x):
+    def forward(self, x, preact=True):
+        # RepDistiller computes the pre-activation features (a second call of three BN layers,
+        # which in train mode updates their running statistics again) only with preact=True.
         f0 = self.conv1(x)
         f1 = self.block1(f0)
         f2 = self.block2(f1)
         f3 = self.block3(f2)
         out = F.relu(self.bn1(f3))
         emb = F.avg_pool2d(out, 8).flatten(1)
+        if not preact:
+            return self.fc(emb), emb, [f0, f1, f2, f3], None
         pre = [f0, self.block2.layer[0].bn1(f1), self.block3.layer[0].bn1(f2), self.bn1(f3)]
         return self.fc(emb), emb, [f0, f1, f2, f3], pre
 

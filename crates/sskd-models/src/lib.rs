@@ -23,6 +23,7 @@ mod fused_batch_norm;
 pub mod head;
 pub mod import;
 pub mod layers;
+pub mod precision;
 pub mod mobilenetv2;
 mod model;
 mod output;
