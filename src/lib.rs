@@ -28,4 +28,6 @@ pub mod config;
 pub mod experiment;
 pub mod loss_workloads;
 pub mod runner;
+#[cfg(feature = "flex")]
+pub mod step;
 pub mod step_bench;

@@ -207,3 +207,96 @@ fn gpu_bench_explains_bad_requests() {
     let error = common::failed(&run(&["--set", "most"]));
     assert!(error.contains("unknown set `most`"), "{error}");
 }
+
+/// `step` as a user runs it: an SSKD student step from PyTorch-layout files in f64, the state
+/// dict and terms written, the terms those of the released code's step; bad requests explained.
+#[test]
+fn step_example_runs_an_sskd_student_step_from_files() {
+    use common::steps::{keys, read_case, weights, write_weights};
+    let case = read_case("sskd_vgg13_vgg8");
+    let dir = tempfile::tempdir().unwrap();
+    let teacher = write_weights(
+        dir.path(),
+        "teacher",
+        &weights(&case.name, "teacher", &keys(&case.meta["teacher_keys"])),
+    );
+    let student_keys = keys(&case.meta["student_keys"]);
+    let student = write_weights(
+        dir.path(),
+        "student",
+        &weights(&case.name, "student", &student_keys),
+    );
+    let (output, terms) = (
+        dir.path().join("out.safetensors"),
+        dir.path().join("terms.json"),
+    );
+    let run = |extra: &[&str]| {
+        Command::new(example_binary("step"))
+            .args(["--stage", "student", "--method", "sskd"])
+            .args(["--teacher-arch", "vgg13", "--student-arch", "vgg8"])
+            .arg("--teacher")
+            .arg(&teacher)
+            .arg("--student")
+            .arg(&student)
+            .arg("--batch")
+            .arg(&case.path)
+            .arg("--output")
+            .arg(&output)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let text = common::succeeded(&run(&[
+        "--steps",
+        "2",
+        "--precision",
+        "f64",
+        "--terms",
+        terms.to_str().unwrap(),
+    ]));
+    assert!(text.contains("2 steps"), "{text}");
+    let bytes = std::fs::read(&output).unwrap();
+    let written = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(
+        written.len(),
+        student_keys.len(),
+        "every tensor of the state dict"
+    );
+    for (key, shape) in &student_keys {
+        let view = written.tensor(key).unwrap_or_else(|_| panic!("no `{key}`"));
+        assert_eq!(view.dtype(), safetensors::Dtype::F64, "{key}");
+        assert_eq!(view.shape(), shape.as_slice(), "{key}");
+    }
+    let steps: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&terms).unwrap()).unwrap();
+    let expected = case.meta["steps"].as_array().unwrap();
+    for (ours, torch) in steps.as_array().unwrap().iter().zip(expected) {
+        for name in ["ce", "kd", "tf", "ss", "total", "kept_tf", "kept_ss"] {
+            let (ours, torch) = (ours[name].as_f64().unwrap(), torch[name].as_f64().unwrap());
+            assert!(
+                (ours - torch).abs() <= 1e-8 * torch.abs(),
+                "{name}: {ours} vs {torch}"
+            );
+        }
+    }
+    let missing_arch = Command::new(example_binary("step"))
+        .args(["--stage", "teacher", "--weights"])
+        .arg(&student)
+        .arg("--batch")
+        .arg(&case.path)
+        .arg("--output")
+        .arg(&output)
+        .output()
+        .unwrap();
+    assert_eq!(missing_arch.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&missing_arch.stderr);
+    assert!(stderr.contains("--stage teacher needs --arch"), "{stderr}");
+    let wrong_classes = run(&["--num-classes", "10"]);
+    assert_eq!(wrong_classes.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&wrong_classes.stderr);
+    assert!(
+        stderr.contains("outside 0..10") || stderr.contains("shape"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -38,7 +38,10 @@ fn fixture_dir() -> PathBuf {
 fn initial_model(fixture: &Fixture, dtype: DType) -> Model<B> {
     let device = Default::default();
     let model = create_model::<B>(fixture.arch(), fixture.num_classes(), &device).unwrap();
-    cast_floats(load_state_dict(model, fixture.state_dict("")).unwrap(), dtype)
+    cast_floats(
+        load_state_dict(model, fixture.state_dict("")).unwrap(),
+        dtype,
+    )
 }
 
 /// What [`train`] measured.
@@ -56,7 +59,10 @@ struct Trained {
 struct GradientsOf<'a>(&'a GradientsParams);
 
 impl ModuleMapper<Flex> for GradientsOf<'_> {
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<Flex, D>>) -> Param<Tensor<Flex, D>> {
+    fn map_float<const D: usize>(
+        &mut self,
+        param: Param<Tensor<Flex, D>>,
+    ) -> Param<Tensor<Flex, D>> {
         let grad = self.0.get::<Flex, D>(param.id);
         param.map(|value| grad.unwrap_or_else(|| value.zeros_like()))
     }
@@ -73,7 +79,13 @@ fn train(fixture: &Fixture, mut model: Model<B>, dtype: DType) -> Trained {
     for step in 0..STEPS {
         let loss = cross_entropy(model.forward(input.clone()).logits, labels.clone());
         assert_eq!(loss.dtype(), dtype, "the loss keeps the model's float type");
-        losses.push(loss.clone().into_data().convert::<f64>().to_vec::<f64>().unwrap()[0]);
+        losses.push(
+            loss.clone()
+                .into_data()
+                .convert::<f64>()
+                .to_vec::<f64>()
+                .unwrap()[0],
+        );
         let gradients = GradientsParams::from_grads(loss.backward(), &model);
         if step == 0 {
             first_gradients = state_by_path(&model.valid().map(&mut GradientsOf(&gradients)));
@@ -109,7 +121,8 @@ fn read_f64_fixture(arch: &str) -> BTreeMap<String, Vec<f64>> {
         .into_iter()
         .map(|(key, view)| {
             assert_eq!(view.dtype(), safetensors::Dtype::F64, "{key}");
-            let data = TensorData::from_bytes_vec(view.data().to_vec(), view.shape().to_vec(), DType::F64);
+            let data =
+                TensorData::from_bytes_vec(view.data().to_vec(), view.shape().to_vec(), DType::F64);
             (key, data.to_vec::<f64>().unwrap())
         })
         .collect()
@@ -171,7 +184,11 @@ fn check_f64(arch: &str) {
             "{arch} {torch_key}: max |ours − torch| = {error:e}, update max |torch − initial| = {update:e}"
         );
     }
-    assert_eq!(expected_state.len(), final_state.len(), "{arch}: every tensor compared");
+    assert_eq!(
+        expected_state.len(),
+        final_state.len(),
+        "{arch}: every tensor compared"
+    );
     assert!(!gradients.is_empty(), "{arch}: the fixture holds gradients");
 }
 

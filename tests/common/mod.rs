@@ -9,6 +9,8 @@ use burn::tensor::{backend::Backend, Tensor, TensorData};
 use serde_json::Value;
 use sskd::models::import::StateDict;
 
+pub mod steps;
+
 /// Folder of the model fixtures.
 pub fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models")

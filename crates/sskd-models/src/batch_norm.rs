@@ -116,7 +116,11 @@ impl<B: Backend> BatchNorm<B> {
 
     /// [`normalise`](Self::normalise) as a composite of generic tensor ops on rows
     /// `[batch·C, spatial]`, for every backend.
-    fn normalise_composite<const D: usize>(&self, input: Tensor<B, D>, update: bool) -> Tensor<B, D> {
+    fn normalise_composite<const D: usize>(
+        &self,
+        input: Tensor<B, D>,
+        update: bool,
+    ) -> Tensor<B, D> {
         let dims = input.dims();
         let (batch, channels) = (dims[0], dims[1]);
         let len: usize = dims[2..].iter().product();
@@ -307,8 +311,8 @@ mod tests {
             let (gamma, beta) = (random(1.0), random(0.0));
             let input = Tensor::<B, 4>::random(dims, Distribution::Normal(0.5, 2.0), &device)
                 .cast(DType::F64);
-            let output_grad = Tensor::<B, 4>::random(dims, Distribution::Default, &device)
-                .cast(DType::F64);
+            let output_grad =
+                Tensor::<B, 4>::random(dims, Distribution::Default, &device).cast(DType::F64);
             let run = |fused: bool| {
                 // Running statistics are shared between clones: a fresh layer for each path.
                 let layer = layer_with(gamma.clone(), beta.clone());

@@ -56,9 +56,15 @@ pub(crate) fn batch_norm_train<B: Backend, const D: usize>(
         return None;
     }
     let [input, gamma, beta] = [
-        same_type::<_, Tensor<CpuAutodiff, D>>(input.clone()).into_primitive().tensor(),
-        same_type::<_, Tensor<CpuAutodiff, 1>>(gamma.clone()).into_primitive().tensor(),
-        same_type::<_, Tensor<CpuAutodiff, 1>>(beta.clone()).into_primitive().tensor(),
+        same_type::<_, Tensor<CpuAutodiff, D>>(input.clone())
+            .into_primitive()
+            .tensor(),
+        same_type::<_, Tensor<CpuAutodiff, 1>>(gamma.clone())
+            .into_primitive()
+            .tensor(),
+        same_type::<_, Tensor<CpuAutodiff, 1>>(beta.clone())
+            .into_primitive()
+            .tensor(),
     ];
     let result = forward::<D>(input, gamma, beta, epsilon);
     Some(same_type(result))
@@ -104,9 +110,9 @@ impl Backward<Flex, 3> for BatchNormTrain {
 }
 
 fn untracked(tensor: FlexTensor) -> Tensor<CpuAutodiff, 1> {
-    Tensor::from_primitive(TensorPrimitive::Float(
-        FloatTensor::<CpuAutodiff>::new(tensor),
-    ))
+    Tensor::from_primitive(TensorPrimitive::Float(FloatTensor::<CpuAutodiff>::new(
+        tensor,
+    )))
 }
 
 fn forward<const D: usize>(

@@ -76,10 +76,31 @@ pub fn load_state_dict<B: Backend>(
         .into_iter()
         .filter(|(key, _)| !key.starts_with("proj_head."))
         .collect();
-    let (label, backbone_path) = (model.family(), model.key_mapper());
-    load_module_state_dict(model, StateDict { path, tensors }, label, |key| {
-        backbone_path(key.strip_prefix("backbone.").unwrap_or(key))
-    })
+    let (label, module_path) = (model.family(), backbone_key_path(&model));
+    load_module_state_dict(model, StateDict { path, tensors }, label, module_path)
+}
+
+/// Where each key of a backbone's PyTorch state dict (with or without a `backbone.` prefix)
+/// lives in `model`: the module path with PyTorch leaf names, as [`load_module_state_dict`]
+/// and [`export_state_dict`](crate::export::export_state_dict) take it.
+pub fn backbone_key_path<B: Backend>(model: &Model<B>) -> impl Fn(&str) -> Option<String> {
+    let backbone_path = model.key_mapper();
+    move |key| backbone_path(key.strip_prefix("backbone.").unwrap_or(key))
+}
+
+/// As [`backbone_key_path`] for a backbone with its SS head: `backbone.*` and `proj_head.*`
+/// keys (SSKD's layout).
+pub fn backbone_with_head_key_path<B: Backend>(
+    network: &BackboneWithHead<B>,
+) -> impl Fn(&str) -> Option<String> {
+    let backbone_path = network.backbone.key_mapper();
+    move |key| match key.strip_prefix("proj_head.") {
+        Some(head_key) => {
+            SelfSupervisionHead::<B>::burn_path(head_key).map(|p| format!("proj_head.{p}"))
+        }
+        None => backbone_path(key.strip_prefix("backbone.").unwrap_or(key))
+            .map(|p| format!("backbone.{p}")),
+    }
 }
 
 /// Loads a state dict with PyTorch names into any module: `module_path` maps each key onto the
@@ -117,16 +138,11 @@ pub fn load_state_dict_with_head<B: Backend>(
     network: BackboneWithHead<B>,
     state: StateDict,
 ) -> Result<BackboneWithHead<B>, ModelError> {
-    let (label, backbone_path) = (network.backbone.family(), network.backbone.key_mapper());
-    load_module_state_dict(network, state, label, |key| {
-        match key.strip_prefix("proj_head.") {
-            Some(head_key) => {
-                SelfSupervisionHead::<B>::burn_path(head_key).map(|p| format!("proj_head.{p}"))
-            }
-            None => backbone_path(key.strip_prefix("backbone.").unwrap_or(key))
-                .map(|p| format!("backbone.{p}")),
-        }
-    })
+    let (label, module_path) = (
+        network.backbone.family(),
+        backbone_with_head_key_path(&network),
+    );
+    load_module_state_dict(network, state, label, module_path)
 }
 
 /// Pairs every tensor with its module path; a key `module_path` cannot place is an error.

@@ -18,15 +18,16 @@
 pub mod batch_norm;
 pub mod checkpoint;
 mod error;
+pub mod export;
 #[cfg(feature = "flex")]
 mod fused_batch_norm;
 pub mod head;
 pub mod import;
 pub mod layers;
-pub mod precision;
 pub mod mobilenetv2;
 mod model;
 mod output;
+pub mod precision;
 pub mod registry;
 pub mod resnet;
 pub mod shufflenet_v1;

@@ -5,7 +5,7 @@
 //! weights, and feeds it `f64` inputs. Every operation then stays in `f64`, including the
 //! optimizer's state, which is created from the gradients.
 
-use burn::module::{Module, ModuleMapper, Param};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::{backend::Backend, DType, Tensor};
 
 /// Casts every float tensor it visits to one type, keeping each parameter's id and whether it
@@ -38,6 +38,25 @@ pub fn cast_floats<B: Backend, M: Module<B>>(module: M, dtype: DType) -> M {
     module.map(&mut CastFloats { dtype })
 }
 
+/// Remembers the float type of the first float tensor it visits.
+struct FirstFloatType(Option<DType>);
+
+impl<B: Backend> ModuleVisitor<B> for FirstFloatType {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if self.0.is_none() {
+            self.0 = Some(param.val().dtype());
+        }
+    }
+}
+
+/// The float type of `module`'s parameters (of its first one; [`cast_floats`] makes them
+/// all alike), or `None` for a module without float tensors. Inputs are cast to it.
+pub fn float_dtype<B: Backend, M: Module<B>>(module: &M) -> Option<DType> {
+    let mut visitor = FirstFloatType(None);
+    module.visit(&mut visitor);
+    visitor.0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,7 +69,10 @@ mod tests {
     #[test]
     fn parameters_and_running_statistics_change_type_and_stay_trainable() {
         let device = Default::default();
-        let layer = cast_floats(BatchNormConfig::new(3).init::<B>(&device), DType::F64);
+        let layer = BatchNormConfig::new(3).init::<B>(&device);
+        assert_eq!(float_dtype(&layer), Some(DType::F32));
+        let layer = cast_floats(layer, DType::F64);
+        assert_eq!(float_dtype(&layer), Some(DType::F64));
         assert_eq!(layer.gamma.val().dtype(), DType::F64);
         assert_eq!(layer.running_var.value().dtype(), DType::F64);
         let input = Tensor::<B, 2>::random([4, 3], Distribution::Default, &device).cast(DType::F64);

@@ -18,7 +18,9 @@ use std::collections::BTreeMap;
 use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
 use burn::optim::{GradientsParams, MultiGradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend, Device as _};
-use burn::tensor::{ElementConversion, Tensor};
+#[cfg(feature = "collective")]
+use burn::tensor::ElementConversion;
+use burn::tensor::Tensor;
 use sskd_augment::loader::HostBatch;
 
 use crate::metrics::Accuracy;
@@ -40,8 +42,7 @@ pub struct StepLog {
 impl StepLog {
     /// Records the value of `term` (`[1]`), read back from the device.
     pub fn record<B: Backend>(&mut self, name: &str, term: &Tensor<B, 1>) {
-        self.terms
-            .insert(name.to_string(), term.clone().into_scalar().elem::<f64>());
+        self.terms.insert(name.to_string(), scalar_f64(term));
     }
 
     /// Adds another shard of the same step whose images are `weight` of the step's.
@@ -242,6 +243,14 @@ fn over_nodes() -> bool {
     return crate::nodes::current().is_some();
     #[cfg(not(feature = "collective"))]
     false
+}
+
+/// The single value of `tensor` as `f64`, in full precision whatever its float type
+/// (`into_scalar` would pass an `f64` value through the backend's default `f32`).
+pub fn scalar_f64<B: Backend>(tensor: &Tensor<B, 1>) -> f64 {
+    let data = tensor.clone().into_data();
+    let value = data.iter::<f64>().next().unwrap_or(f64::NAN);
+    value
 }
 
 /// The images of the step over all nodes (the local ones without a node group).

@@ -124,7 +124,11 @@ mod tests {
             layer = optimizer.step(0.1, layer, gradients);
         }
         let weight = layer.weight.val();
-        assert_eq!(weight.dtype(), dtype, "the update keeps the parameter's type");
+        assert_eq!(
+            weight.dtype(),
+            dtype,
+            "the update keeps the parameter's type"
+        );
         weight.into_data().convert::<f64>().to_vec::<f64>().unwrap()[0]
     }
 

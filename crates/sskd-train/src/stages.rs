@@ -11,10 +11,11 @@ use std::time::Instant;
 use burn::module::{AutodiffModule, Module};
 use burn::optim::Optimizer;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{Int, Tensor};
+use burn::tensor::{DType, Int, Tensor};
 use sskd_augment::loader::HostBatch;
 use sskd_losses::functional::{cross_entropy, split_rotations};
 use sskd_losses::{ss_head_loss, BatchLayout, DistillInputs, Distiller, Method, NetworkOutputs};
+use sskd_models::precision::float_dtype;
 use sskd_models::{BackboneWithHead, Model, SelfSupervisionHead};
 
 use crate::metrics::Accuracy;
@@ -110,6 +111,21 @@ where
     Ok((model, report.finish(count, started)))
 }
 
+/// A batch's images, labels and indices on `device`, the images in the network's float type
+/// (`dtype`: see [`float_dtype`]; `None` keeps the loader's `f32`).
+fn batch_tensors<B: Backend>(
+    batch: HostBatch,
+    device: &B::Device,
+    dtype: Option<DType>,
+) -> (Tensor<B, 4>, Tensor<B, 1, Int>, Tensor<B, 1, Int>) {
+    let (images, labels, indices) = batch.to_tensors::<B>(device);
+    let images = match dtype {
+        Some(dtype) => images.cast(dtype),
+        None => images,
+    };
+    (images, labels, indices)
+}
+
 /// Replicas of a frozen network, one per device (the first is `network` itself).
 fn replicas<B: Backend, M: Module<B>>(network: &M, devices: &[B::Device]) -> Vec<M> {
     let mut copies = vec![network.clone()];
@@ -130,6 +146,7 @@ where
     B: AutodiffBackend,
     O: Optimizer<Model<B>, B>,
 {
+    let dtype = float_dtype(&model);
     run_epoch(
         model,
         optimizer,
@@ -138,7 +155,7 @@ where
         devices,
         "teacher",
         |model: &Model<B>, batch: HostBatch, k: usize| {
-            let (images, labels, _) = batch.to_tensors::<B>(&devices[k]);
+            let (images, labels, _) = batch_tensors::<B>(batch, &devices[k], dtype);
             let logits = model.forward(images).logits;
             let loss = cross_entropy(logits.clone(), labels.clone());
             let mut log = StepLog {
@@ -166,6 +183,7 @@ where
     O: Optimizer<SelfSupervisionHead<B>, B>,
 {
     let teachers = replicas(teacher, devices);
+    let dtype = float_dtype(teacher);
     run_epoch(
         head,
         optimizer,
@@ -174,7 +192,7 @@ where
         devices,
         "head",
         |head: &SelfSupervisionHead<B>, batch: HostBatch, k: usize| {
-            let (images, labels, _) = batch.to_tensors::<B::InnerBackend>(&devices[k]);
+            let (images, labels, _) = batch_tensors::<B::InnerBackend>(batch, &devices[k], dtype);
             let embedding = Tensor::<B, 2>::from_inner(teachers[k].forward(images).embedding);
             let (loss, correct) =
                 ss_head_loss(head.forward(embedding)).map_err(TrainError::Loss)?;
@@ -224,6 +242,7 @@ where
         BatchLayout::Plain
     };
     let teachers = replicas(teacher, devices);
+    let dtype = float_dtype(&student.network);
     run_epoch(
         student,
         optimizer,
@@ -232,7 +251,7 @@ where
         devices,
         "student",
         |student: &Student<B>, batch: HostBatch, k: usize| {
-            let (images, labels, indices) = batch.to_tensors::<B>(&devices[k]);
+            let (images, labels, indices) = batch_tensors::<B>(batch, &devices[k], dtype);
             let (teacher_output, teacher_head) = teachers[k].forward(images.clone().inner(), false);
             let (student_output, student_head) = student.network.forward(images, true);
             let inputs = DistillInputs {
@@ -277,9 +296,10 @@ pub fn evaluate<B: Backend>(
     rotations: bool,
     device: &B::Device,
 ) -> Result<Accuracy, TrainError> {
-    let mut accuracy = Accuracy::default();
+    let (mut accuracy, dtype) = (Accuracy::default(), float_dtype(model));
     for batch in batches {
-        let (images, labels, _) = batch.map_err(TrainError::Data)?.to_tensors::<B>(device);
+        let (images, labels, _) =
+            batch_tensors::<B>(batch.map_err(TrainError::Data)?, device, dtype);
         let logits = model.forward(images).logits;
         let logits = if rotations {
             split_rotations(logits).0
@@ -300,10 +320,11 @@ pub fn evaluate_with_head<B: Backend>(
     batches: impl IntoIterator<Item = Result<HostBatch, String>>,
     device: &B::Device,
 ) -> Result<Evaluation, TrainError> {
-    let mut accuracy = Accuracy::default();
+    let (mut accuracy, dtype) = (Accuracy::default(), float_dtype(backbone));
     let (mut ss_correct, mut ss_rows) = (0, 0);
     for batch in batches {
-        let (images, labels, _) = batch.map_err(TrainError::Data)?.to_tensors::<B>(device);
+        let (images, labels, _) =
+            batch_tensors::<B>(batch.map_err(TrainError::Data)?, device, dtype);
         let output = backbone.forward(images);
         let (_, correct) =
             ss_head_loss(head.forward(output.embedding)).map_err(TrainError::Loss)?;

@@ -1109,6 +1109,20 @@ mod tests {
         check([2, 5, 4, 4], [5, 1, 3, 3], options(1, 0, 5));
     }
 
+    /// Batches and maps large enough for several image chunks per GEMM, per-thread partial
+    /// sums and the parallel depthwise loops (the zoo's shapes at a student step's 16 rows).
+    #[test]
+    fn zoo_sized_batches_match_the_naive_sums() {
+        check([16, 16, 16, 16], [16, 16, 3, 3], options(1, 1, 1));
+        check([16, 16, 16, 16], [32, 16, 3, 3], options(2, 1, 1));
+        check([16, 24, 8, 8], [24, 1, 3, 3], options(1, 1, 24));
+        check([16, 24, 8, 8], [24, 1, 3, 3], options(2, 1, 24));
+        check([16, 24, 8, 8], [48, 24, 1, 1], options(1, 0, 1));
+        check([16, 24, 8, 8], [12, 8, 1, 1], options(1, 0, 3));
+        check([16, 320, 2, 2], [1280, 320, 1, 1], options(1, 0, 1));
+        check([16, 96, 4, 4], [96, 1, 3, 3], options(2, 1, 96));
+    }
+
     #[test]
     fn dilation_and_asymmetric_options_match_the_naive_sums() {
         check(

@@ -1,0 +1,402 @@
+//! Training steps on a given batch, exactly as the trainer runs them, to check against
+//! reference code from outside (the `step` example).
+//!
+//! A teacher step is [`teacher_epoch`] over one batch, a student step [`student_epoch`] over
+//! one batch with the method of the registry (teacher frozen in eval mode, student in train
+//! mode), repeated `steps` times on the same batch with one SGD optimizer; nothing here is a
+//! second implementation of a step. The models, the loss and the optimizer run in the
+//! precision asked for (`f64` or `f32`, on the CPU backend); the updated state dict comes
+//! back under the keys of the weight file it was loaded from.
+
+use std::collections::BTreeMap;
+use std::iter::once;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, ensure, Context, Result};
+use burn::module::AutodiffModule;
+use burn::tensor::{DType, TensorData};
+use safetensors::{Dtype, SafeTensors};
+use sskd_augment::loader::HostBatch;
+use sskd_losses::{create_method, Distiller, FeatureShapes, MethodContext};
+use sskd_models::checkpoint::write_atomically;
+use sskd_models::export::export_state_dict;
+use sskd_models::import::{
+    backbone_key_path, backbone_with_head_key_path, load_state_dict, load_state_dict_with_head,
+    load_weights, load_weights_with_head, read_state_dict, WeightFormat,
+};
+use sskd_models::precision::cast_floats;
+use sskd_models::{create_model, BackboneWithHead};
+use sskd_train::stages::{student_epoch, teacher_epoch, EpochReport, Student};
+
+/// Which network is trained.
+#[derive(Debug, Clone)]
+pub enum StepStage {
+    /// Stage 1: cross-entropy training of one network.
+    Teacher {
+        /// Architecture name of the registry.
+        arch: String,
+        /// Its weights (`.pth` / `.safetensors` state dict, or a Burn record).
+        weights: PathBuf,
+    },
+    /// Stage 3: a student distilled from a frozen teacher with `method`.
+    Student {
+        /// Method name of the registry (`sskd`, `kd`, …).
+        method: String,
+        /// Teacher architecture.
+        teacher_arch: String,
+        /// Teacher backbone and SS head (SSKD layout `backbone.*`, `proj_head.*`; the head may
+        /// be absent for methods that do not use it).
+        teacher: PathBuf,
+        /// Student architecture.
+        student_arch: String,
+        /// Student backbone and SS head (SSKD layout).
+        student: PathBuf,
+    },
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct StepOptions {
+    /// The network(s) and weights.
+    pub stage: StepStage,
+    /// `batch.safetensors`: `x` `[rows, 3, H, W]` (f32 or f64) and `labels` `[B]` (i64/i32).
+    pub batch: PathBuf,
+    /// Updates applied on the same batch.
+    pub steps: usize,
+    /// Learning rate.
+    pub lr: f64,
+    /// SGD momentum.
+    pub momentum: f64,
+    /// SGD weight decay.
+    pub weight_decay: f64,
+    /// Float type of the whole step (`F32` or `F64`).
+    pub precision: DType,
+    /// Classes of the classifier(s).
+    pub num_classes: usize,
+}
+
+/// What the steps did.
+#[derive(Debug, Clone)]
+pub struct StepOutcome {
+    /// The trained network's state dict: `(key, data)` under the weight file's keys (a Burn
+    /// record's module paths with PyTorch leaf names when loaded from a record), in the run's
+    /// precision.
+    pub state_dict: Vec<(String, TensorData)>,
+    /// One report per step: the method's terms (and `total`) and counts.
+    pub reports: Vec<EpochReport>,
+}
+
+type B = burn::backend::Autodiff<burn::backend::Flex>;
+
+/// Reads `batch.safetensors` into one host batch (indices `0..B`).
+pub fn read_batch(path: &Path) -> Result<HostBatch> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let file = SafeTensors::deserialize(&bytes)
+        .map_err(|e| anyhow::anyhow!("{}: not a safetensors file: {e}", path.display()))?;
+    let tensor = |name: &str| {
+        file.tensor(name)
+            .map_err(|_| anyhow::anyhow!("{}: no tensor `{name}`", path.display()))
+    };
+    let (x, labels) = (tensor("x")?, tensor("labels")?);
+    let shape: [usize; 4] = x.shape().try_into().map_err(|_| {
+        anyhow::anyhow!(
+            "{}: `x` must be [rows, C, H, W], got {:?}",
+            path.display(),
+            x.shape()
+        )
+    })?;
+    let pixels: Vec<f32> = match x.dtype() {
+        Dtype::F32 => le_values(x.data(), f32::from_le_bytes),
+        Dtype::F64 => le_values(x.data(), f64::from_le_bytes)
+            .into_iter()
+            .map(|v| v as f32)
+            .collect(),
+        other => bail!(
+            "{}: `x` has dtype {other:?}, expected F32 or F64",
+            path.display()
+        ),
+    };
+    let labels: Vec<i64> = match labels.dtype() {
+        Dtype::I64 => le_values(labels.data(), i64::from_le_bytes),
+        Dtype::I32 => le_values(labels.data(), i32::from_le_bytes)
+            .into_iter()
+            .map(i64::from)
+            .collect(),
+        other => bail!(
+            "{}: `labels` has dtype {other:?}, expected I64 or I32",
+            path.display()
+        ),
+    };
+    ensure!(
+        !labels.is_empty() && shape[0] % labels.len() == 0,
+        "{}: `x` has {} rows for {} labels; expected B rows (teacher) or 4·B (rotations)",
+        path.display(),
+        shape[0],
+        labels.len()
+    );
+    let indices = (0..labels.len() as i64).collect();
+    Ok(HostBatch {
+        pixels,
+        shape,
+        labels,
+        indices,
+    })
+}
+
+fn le_values<T, const N: usize>(raw: &[u8], decode: impl Fn([u8; N]) -> T) -> Vec<T> {
+    raw.chunks_exact(N)
+        .map(|chunk| decode(chunk.try_into().expect("chunks of N bytes")))
+        .collect()
+}
+
+/// Checks the labels against the classes and the rows against the layout the stage needs.
+fn check_batch(batch: &HostBatch, path: &Path, num_classes: usize, copies: usize) -> Result<()> {
+    for (row, &label) in batch.labels.iter().enumerate() {
+        ensure!(
+            (0..num_classes as i64).contains(&label),
+            "{}: label {label} of row {row} is outside 0..{num_classes}",
+            path.display()
+        );
+    }
+    let expected = batch.labels.len() * copies;
+    ensure!(
+        batch.shape[0] == expected,
+        "{}: `x` has {} rows; this stage needs {expected} ({} labels × {copies})",
+        path.display(),
+        batch.shape[0],
+        batch.labels.len()
+    );
+    Ok(())
+}
+
+/// The keys of a state-dict weight file, in its order; `None` for a Burn record.
+fn weight_keys(path: &Path) -> Result<Option<Vec<String>>> {
+    if WeightFormat::of(path)? == WeightFormat::BurnRecord {
+        return Ok(None);
+    }
+    let state = read_state_dict(path)?;
+    Ok(Some(state.tensors.into_iter().map(|(k, _)| k).collect()))
+}
+
+/// A record's module paths with PyTorch leaf names: the keys when there is no file to copy.
+fn module_paths<M: burn::module::Module<burn::backend::Flex>>(module: &M) -> Vec<String> {
+    use burn_store::{BurnToPyTorchAdapter, ModuleSnapshot};
+    module
+        .collect(None, Some(Box::new(BurnToPyTorchAdapter)), true)
+        .into_iter()
+        .map(|snapshot| snapshot.full_path())
+        .collect()
+}
+
+/// Runs the steps.
+pub fn run_steps(options: &StepOptions) -> Result<StepOutcome> {
+    ensure!(options.steps >= 1, "--steps must be at least 1");
+    ensure!(
+        matches!(options.precision, DType::F32 | DType::F64),
+        "precision must be f32 or f64"
+    );
+    let batch = read_batch(&options.batch)?;
+    match &options.stage {
+        StepStage::Teacher { arch, weights } => teacher_steps(options, batch, arch, weights),
+        StepStage::Student {
+            method,
+            teacher_arch,
+            teacher,
+            student_arch,
+            student,
+        } => {
+            let networks = StudentNetworks {
+                method,
+                teacher_arch,
+                teacher,
+                student_arch,
+                student,
+            };
+            student_steps(options, batch, &networks)
+        }
+    }
+}
+
+fn teacher_steps(
+    options: &StepOptions,
+    batch: HostBatch,
+    arch: &str,
+    weights: &Path,
+) -> Result<StepOutcome> {
+    check_batch(&batch, &options.batch, options.num_classes, 1)?;
+    let device = Default::default();
+    let model = create_model::<B>(arch, options.num_classes, &device)?;
+    let mut model = cast_floats(load_weights(model, weights, &device)?, options.precision);
+    let keys = weight_keys(weights)?;
+    let mut optimizer = sskd_train::sgd(options.momentum, options.weight_decay).init();
+    let mut reports = Vec::new();
+    for _ in 0..options.steps {
+        let (next, report) = teacher_epoch(
+            model,
+            &mut optimizer,
+            once(Ok(batch.clone())),
+            options.lr,
+            &[device],
+        )?;
+        model = next;
+        reports.push(report);
+    }
+    let trained = model.valid();
+    let keys = keys.unwrap_or_else(|| module_paths(&trained));
+    let state_dict = export_state_dict(&trained, &keys, arch, backbone_key_path(&trained))?;
+    Ok(StepOutcome {
+        state_dict,
+        reports,
+    })
+}
+
+/// The student stage's networks.
+struct StudentNetworks<'a> {
+    method: &'a str,
+    teacher_arch: &'a str,
+    teacher: &'a Path,
+    student_arch: &'a str,
+    student: &'a Path,
+}
+
+/// A backbone and SS head from `path`; without `proj_head.*` tensors in a state-dict file,
+/// the backbone alone with a fresh head when `head_required` is false.
+fn network_with_head(
+    arch: &str,
+    path: &Path,
+    num_classes: usize,
+    head_required: bool,
+) -> Result<BackboneWithHead<B>> {
+    let device = Default::default();
+    let network = BackboneWithHead::new(create_model::<B>(arch, num_classes, &device)?, &device);
+    if WeightFormat::of(path)? == WeightFormat::BurnRecord {
+        return Ok(load_weights_with_head(network, path, &device)?);
+    }
+    let state = read_state_dict(path)?;
+    if state
+        .tensors
+        .iter()
+        .any(|(k, _)| k.starts_with("proj_head."))
+    {
+        return Ok(load_state_dict_with_head(network, state)?);
+    }
+    ensure!(
+        !head_required,
+        "{}: no `proj_head.*` tensors (the SS head), which this method needs",
+        path.display()
+    );
+    let BackboneWithHead {
+        backbone,
+        proj_head,
+    } = network;
+    Ok(BackboneWithHead {
+        backbone: load_state_dict(backbone, state)?,
+        proj_head,
+    })
+}
+
+fn student_steps(
+    options: &StepOptions,
+    batch: HostBatch,
+    networks: &StudentNetworks,
+) -> Result<StepOutcome> {
+    let device = Default::default();
+    let classes = options.num_classes;
+    let image_size = batch.shape[2];
+    let probe_teacher =
+        create_model::<burn::backend::Flex>(networks.teacher_arch, classes, &device)?;
+    let probe_student =
+        create_model::<burn::backend::Flex>(networks.student_arch, classes, &device)?;
+    let context = MethodContext {
+        student: FeatureShapes::probe(&probe_student, image_size, image_size, &device),
+        teacher: FeatureShapes::probe(&probe_teacher, image_size, image_size, &device),
+        n_data: batch.labels.len(),
+        with_kd: true,
+    };
+    let method = create_method::<B>(networks.method, &context, &device)?;
+    let needs = method.needs();
+    ensure!(
+        !needs.sample_indices,
+        "method `{}` keeps state across the dataset (a memory bank); the step check runs \
+         methods without one",
+        networks.method
+    );
+    check_batch(
+        &batch,
+        &options.batch,
+        classes,
+        if needs.rotations { 4 } else { 1 },
+    )?;
+    let precision = options.precision;
+    let teacher = network_with_head(networks.teacher_arch, networks.teacher, classes, needs.head)?;
+    let teacher = cast_floats(teacher, precision).valid();
+    let student = network_with_head(networks.student_arch, networks.student, classes, true)?;
+    let keys = weight_keys(networks.student)?;
+    let mut student = Student {
+        network: cast_floats(student, precision),
+        method: cast_floats(method, precision),
+    };
+    let mut optimizer = sskd_train::sgd(options.momentum, options.weight_decay).init();
+    let mut reports = Vec::new();
+    for _ in 0..options.steps {
+        let (next, report) = student_epoch(
+            student,
+            &teacher,
+            &mut optimizer,
+            once(Ok(batch.clone())),
+            0,
+            options.lr,
+            &[device],
+        )?;
+        student = next;
+        reports.push(report);
+    }
+    let trained = student.network.valid();
+    let keys = keys.unwrap_or_else(|| module_paths(&trained));
+    let mapping = backbone_with_head_key_path(&trained);
+    let state_dict = export_state_dict(&trained, &keys, networks.student_arch, mapping)?;
+    Ok(StepOutcome {
+        state_dict,
+        reports,
+    })
+}
+
+/// Writes a state dict as safetensors (atomically), each tensor in its own float type.
+pub fn write_state_dict(path: &Path, state_dict: &[(String, TensorData)]) -> Result<()> {
+    let views = state_dict
+        .iter()
+        .map(|(key, data)| {
+            let dtype = match data.dtype {
+                DType::F64 => Dtype::F64,
+                DType::F32 => Dtype::F32,
+                other => bail!("{key}: cannot write dtype {other:?}"),
+            };
+            let view =
+                safetensors::tensor::TensorView::new(dtype, data.shape.to_vec(), data.as_bytes())
+                    .map_err(|e| anyhow::anyhow!("{key}: {e}"))?;
+            Ok((key.clone(), view))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let bytes = safetensors::serialize(views, None)
+        .map_err(|e| anyhow::anyhow!("{}: cannot serialise: {e}", path.display()))?;
+    write_atomically(path, &bytes)?;
+    Ok(())
+}
+
+/// The per-step terms as JSON: one object per step with the method's terms, `total` and its
+/// counts (`kept_tf`, `kept_ss` for SSKD).
+pub fn terms_json(reports: &[EpochReport]) -> serde_json::Value {
+    reports
+        .iter()
+        .map(|report| {
+            let mut entry: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+            for (name, value) in &report.terms {
+                entry.insert(name.clone(), serde_json::json!(value));
+            }
+            for (name, value) in &report.counts {
+                entry.insert(name.clone(), serde_json::json!(value.round() as i64));
+            }
+            serde_json::json!(entry)
+        })
+        .collect()
+}

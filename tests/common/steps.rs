@@ -1,0 +1,85 @@
+//! The step fixtures of `tools/make_step_fixtures.py` (`tests/fixtures/steps/`): the batch,
+//! the metadata, the float64 summaries of the reference update, and the deterministic weights
+//! both sides draw.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{DType, TensorData};
+use serde_json::Value;
+use sskd::step::write_state_dict;
+
+use super::deterministic;
+
+/// Folder of the step fixtures.
+pub fn fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/steps")
+}
+
+/// A fixture: its metadata and its float64 tensors.
+pub struct Case {
+    /// The case name (the file stem).
+    pub name: String,
+    /// The fixture file (it is also the batch file: `x`, `labels`).
+    pub path: PathBuf,
+    /// The `case` metadata.
+    pub meta: Value,
+    /// Every float64 tensor by key.
+    pub tensors: BTreeMap<String, Vec<f64>>,
+}
+
+/// Reads the fixture `name`.
+pub fn read_case(name: &str) -> Case {
+    let path = fixture_dir().join(format!("{name}.safetensors"));
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).expect("header");
+    let meta: Value =
+        serde_json::from_str(&header.metadata().as_ref().expect("metadata")["case"]).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).expect("tensors");
+    let tensors = file
+        .tensors()
+        .into_iter()
+        .filter(|(_, view)| view.dtype() == safetensors::Dtype::F64)
+        .map(|(key, view)| {
+            let data =
+                TensorData::from_bytes_vec(view.data().to_vec(), view.shape().to_vec(), DType::F64);
+            (key, data.to_vec::<f64>().unwrap())
+        })
+        .collect();
+    Case {
+        name: name.to_string(),
+        path,
+        meta,
+        tensors,
+    }
+}
+
+/// `(key, shape)` pairs of a metadata list.
+pub fn keys(list: &Value) -> Vec<(String, Vec<usize>)> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|pair| {
+            let shape = pair[1].as_array().unwrap();
+            let shape = shape.iter().map(|d| d.as_u64().unwrap() as usize).collect();
+            (pair[0].as_str().unwrap().to_string(), shape)
+        })
+        .collect()
+}
+
+/// The deterministic weights of `role` as a state dict (f32), as the fixture script draws them.
+pub fn weights(case: &str, role: &str, keys: &[(String, Vec<usize>)]) -> Vec<(String, TensorData)> {
+    keys.iter()
+        .map(|(key, shape)| {
+            let values = deterministic(&format!("{case}/{role}/{key}"), shape);
+            (key.clone(), TensorData::new(values, shape.clone()))
+        })
+        .collect()
+}
+
+/// Writes a state dict as `<dir>/<role>.safetensors`.
+pub fn write_weights(dir: &Path, role: &str, state: &[(String, TensorData)]) -> PathBuf {
+    let path = dir.join(format!("{role}.safetensors"));
+    write_state_dict(&path, state).unwrap();
+    path
+}
