@@ -128,7 +128,7 @@ pub fn read_batch(path: &Path) -> Result<HostBatch> {
         ),
     };
     ensure!(
-        !labels.is_empty() && shape[0] % labels.len() == 0,
+        !labels.is_empty() && shape[0].is_multiple_of(labels.len()),
         "{}: `x` has {} rows for {} labels; expected B rows (teacher) or 4·B (rotations)",
         path.display(),
         shape[0],

@@ -51,7 +51,7 @@ pub(crate) fn batch_norm_train<B: Backend, const D: usize>(
 ) -> Option<TrainNormalised<B, D>> {
     if TypeId::of::<B>() != TypeId::of::<CpuAutodiff>()
         || !sskd_kernels::enabled()
-        || !sskd_kernels::batch_norm_supports(input.dtype().into())
+        || !sskd_kernels::batch_norm_supports(input.dtype())
     {
         return None;
     }
