@@ -4,7 +4,8 @@ For each case, in float64 on CPU torch, from deterministic weights (the `determi
 shape)` draw of make_model_fixtures.py, keyed `"<case>/<role>/<state-dict key>"`, which the
 Rust test draws bit for bit) and a committed batch:
 
-- student cases: SSKD's `student.py` step (teacher `wrapper` in eval mode, student `wrapper` in
+- student cases: every published CIFAR-100 pair of the paper (the SSKD step), and a KD
+  student; SSKD's `student.py` step (teacher `wrapper` in eval mode, student `wrapper` in
   train mode on the 4B rows, row 4i+k = image i rotated k·90°; CE + KD + TF + SS with error
   ranking, the default weights) or a KD step (B rows, CE + KD), then SGD(lr 0.05, momentum 0.9,
   weight decay 5e-4) on the student's backbone and SS head; two steps on the same batch;
@@ -55,6 +56,12 @@ STUDENT_CASES = [
     ("sskd_vgg13_MobileNetV2", "sskd", "vgg13", "MobileNetV2"),
     ("sskd_wrn_40_2_ShuffleV1", "sskd", "wrn_40_2", "ShuffleV1"),
     ("kd_wrn_40_2_wrn_16_2", "kd", "wrn_40_2", "wrn_16_2"),
+    ("sskd_wrn_40_2_wrn_40_1", "sskd", "wrn_40_2", "wrn_40_1"),
+    ("sskd_resnet32x4_resnet8x4", "sskd", "resnet32x4", "resnet8x4"),
+    ("sskd_ResNet50_MobileNetV2", "sskd", "ResNet50", "MobileNetV2"),
+    ("sskd_ResNet50_vgg8", "sskd", "ResNet50", "vgg8"),
+    ("sskd_resnet32x4_ShuffleV1", "sskd", "resnet32x4", "ShuffleV1"),
+    ("sskd_resnet32x4_ShuffleV2", "sskd", "resnet32x4", "ShuffleV2"),
 ]
 TEACHER_CASES = ["wrn_16_1", "resnet8", "vgg8", "MobileNetV2", "ShuffleV1", "ShuffleV2"]
 
