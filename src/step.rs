@@ -169,7 +169,8 @@ fn check_batch(batch: &HostBatch, path: &Path, num_classes: usize, copies: usize
     Ok(())
 }
 
-/// The keys of a state-dict weight file, in its order; `None` for a Burn record.
+/// The keys of a state-dict weight file (as the importer lists them: sorted, container and
+/// `module.` prefixes removed); `None` for a Burn record.
 fn weight_keys(path: &Path) -> Result<Option<Vec<String>>> {
     if WeightFormat::of(path)? == WeightFormat::BurnRecord {
         return Ok(None);
@@ -178,14 +179,27 @@ fn weight_keys(path: &Path) -> Result<Option<Vec<String>>> {
     Ok(Some(state.tensors.into_iter().map(|(k, _)| k).collect()))
 }
 
-/// A record's module paths with PyTorch leaf names: the keys when there is no file to copy.
-fn module_paths<M: burn::module::Module<burn::backend::Flex>>(module: &M) -> Vec<String> {
+/// The trained module's state dict under the weight file's `keys` (placed by `key_path`), or,
+/// for a Burn record (`keys` `None`), under its module paths with PyTorch leaf names.
+fn trained_state_dict<M: burn::module::Module<burn::backend::Flex>>(
+    trained: &M,
+    keys: Option<Vec<String>>,
+    label: &str,
+    key_path: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<(String, TensorData)>> {
     use burn_store::{BurnToPyTorchAdapter, ModuleSnapshot};
-    module
-        .collect(None, Some(Box::new(BurnToPyTorchAdapter)), true)
-        .into_iter()
-        .map(|snapshot| snapshot.full_path())
-        .collect()
+    let state_dict = match keys {
+        Some(keys) => export_state_dict(trained, &keys, label, key_path)?,
+        None => {
+            let paths: Vec<String> = trained
+                .collect(None, Some(Box::new(BurnToPyTorchAdapter)), true)
+                .into_iter()
+                .map(|snapshot| snapshot.full_path())
+                .collect();
+            export_state_dict(trained, &paths, label, |path| Some(path.to_string()))?
+        }
+    };
+    Ok(state_dict)
 }
 
 /// Runs the steps.
@@ -242,8 +256,7 @@ fn teacher_steps(
         reports.push(report);
     }
     let trained = model.valid();
-    let keys = keys.unwrap_or_else(|| module_paths(&trained));
-    let state_dict = export_state_dict(&trained, &keys, arch, backbone_key_path(&trained))?;
+    let state_dict = trained_state_dict(&trained, keys, arch, backbone_key_path(&trained))?;
     Ok(StepOutcome {
         state_dict,
         reports,
@@ -352,9 +365,8 @@ fn student_steps(
         reports.push(report);
     }
     let trained = student.network.valid();
-    let keys = keys.unwrap_or_else(|| module_paths(&trained));
     let mapping = backbone_with_head_key_path(&trained);
-    let state_dict = export_state_dict(&trained, &keys, networks.student_arch, mapping)?;
+    let state_dict = trained_state_dict(&trained, keys, networks.student_arch, mapping)?;
     Ok(StepOutcome {
         state_dict,
         reports,
@@ -399,4 +411,92 @@ pub fn terms_json(reports: &[EpochReport]) -> serde_json::Value {
             serde_json::json!(entry)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use safetensors::tensor::TensorView;
+    use sskd_models::checkpoint::save_record;
+
+    /// A batch file of `rows` random-ish images and `labels`.
+    fn write_batch(path: &Path, rows: usize, labels: &[i64]) {
+        let pixels: Vec<u8> = (0..rows * 3 * 32 * 32)
+            .flat_map(|i| ((i % 17) as f32 / 8.0 - 1.0).to_le_bytes())
+            .collect();
+        let label_bytes: Vec<u8> = labels.iter().flat_map(|l| l.to_le_bytes()).collect();
+        let x = TensorView::new(Dtype::F32, vec![rows, 3, 32, 32], &pixels).unwrap();
+        let y = TensorView::new(Dtype::I64, vec![labels.len()], &label_bytes).unwrap();
+        std::fs::write(
+            path,
+            safetensors::serialize([("x", x), ("labels", y)], None).unwrap(),
+        )
+        .unwrap();
+    }
+
+    fn teacher_options(weights: PathBuf, batch: PathBuf, precision: DType) -> StepOptions {
+        StepOptions {
+            stage: StepStage::Teacher {
+                arch: "resnet8".into(),
+                weights,
+            },
+            batch,
+            steps: 1,
+            lr: 0.05,
+            momentum: 0.9,
+            weight_decay: 5e-4,
+            precision,
+            num_classes: 10,
+        }
+    }
+
+    /// A Burn record has no PyTorch keys to copy: the state dict comes back under the module's
+    /// paths with PyTorch leaf names, every tensor in the run's precision.
+    #[test]
+    fn a_burn_record_trains_and_comes_back_under_module_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let (record, batch) = (dir.path().join("w.mpk"), dir.path().join("b.safetensors"));
+        let device = Default::default();
+        let model = create_model::<burn::backend::Flex>("resnet8", 10, &device).unwrap();
+        save_record(model, &record).unwrap();
+        write_batch(&batch, 2, &[3, 7]);
+        let outcome = run_steps(&teacher_options(record, batch, DType::F64)).unwrap();
+        assert_eq!(outcome.reports.len(), 1);
+        assert!(outcome.reports[0].terms["ce"].is_finite());
+        assert!(outcome
+            .state_dict
+            .iter()
+            .all(|(_, data)| data.dtype == DType::F64));
+        let keys: Vec<&str> = outcome.state_dict.iter().map(|(k, _)| k.as_str()).collect();
+        assert!(keys.iter().any(|k| k.ends_with("running_var")), "{keys:?}");
+    }
+
+    /// Bad batches are errors naming the file and the problem.
+    #[test]
+    fn bad_batches_are_explained() {
+        let dir = tempfile::tempdir().unwrap();
+        let (record, batch) = (dir.path().join("w.mpk"), dir.path().join("b.safetensors"));
+        let device = Default::default();
+        save_record(
+            create_model::<burn::backend::Flex>("resnet8", 10, &device).unwrap(),
+            &record,
+        )
+        .unwrap();
+        write_batch(&batch, 2, &[3, 12]);
+        let options = teacher_options(record.clone(), batch.clone(), DType::F32);
+        let error = run_steps(&options).unwrap_err().to_string();
+        assert!(
+            error.contains("label 12 of row 1 is outside 0..10"),
+            "{error}"
+        );
+        write_batch(&batch, 3, &[3, 4]);
+        let error = run_steps(&options).unwrap_err().to_string();
+        assert!(
+            error.contains("b.safetensors") && error.contains("3 rows"),
+            "{error}"
+        );
+        std::fs::write(&batch, b"not a tensor file").unwrap();
+        let error = run_steps(&options).unwrap_err().to_string();
+        assert!(error.contains("not a safetensors file"), "{error}");
+    }
 }
