@@ -59,7 +59,9 @@ pub enum StepStage {
 pub struct StepOptions {
     /// The network(s) and weights.
     pub stage: StepStage,
-    /// `batch.safetensors`: `x` `[rows, 3, H, W]` (f32 or f64) and `labels` `[B]` (i64/i32).
+    /// `batch.safetensors`: `x` `[rows, 3, H, W]` and `labels` `[B]` (i64/i32). `x` is read as
+    /// f32, as the data loader holds images (an f64 `x` is rounded to f32, then cast to the
+    /// run's precision).
     pub batch: PathBuf,
     /// Updates applied on the same batch.
     pub steps: usize,

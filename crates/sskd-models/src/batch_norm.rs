@@ -10,6 +10,10 @@
 //!   `[N, C, H, W]`, a pattern `burn-flex` runs through a scalar strided iterator; per-row
 //!   operands take its SIMD path and the reductions run along contiguous rows. On the CPU
 //!   backend this made a resnet8 training step about three times as fast (`docs/performance.md`).
+//!
+//! On `Autodiff<Flex>` the training forward and backward go further: one fused operation with
+//! single-kernel forward and backward passes ([`fused_batch_norm`](crate::fused_batch_norm),
+//! feature `flex`); the composite above runs on every other backend.
 
 use burn::config::Config;
 use burn::module::{Initializer, Module, Param, RunningState};
