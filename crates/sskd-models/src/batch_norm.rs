@@ -12,7 +12,7 @@
 //!   backend this made a resnet8 training step about three times as fast (`docs/performance.md`).
 //!
 //! On `Autodiff<Flex>` the training forward and backward go further: one fused operation with
-//! single-kernel forward and backward passes ([`fused_batch_norm`](crate::fused_batch_norm),
+//! single-kernel forward and backward passes (`src/fused_batch_norm.rs`,
 //! feature `flex`); the composite above runs on every other backend.
 
 use burn::config::Config;
