@@ -223,7 +223,7 @@ fn every_loss_matches_pytorch() {
 }
 
 #[test]
-fn non_finite_and_misshapen_inputs_are_errors() {
+fn non_finite_misshapen_and_out_of_range_inputs_are_errors() {
     let device = Default::default();
     let method = SskdConfig::new().init().unwrap();
     let logits = Tensor::<B, 2>::zeros([8, 5], &device);
@@ -255,6 +255,17 @@ fn non_finite_and_misshapen_inputs_are_errors() {
         .unwrap_err()
         .to_string();
     assert!(message.contains("4B rows"), "{message}");
+    let mut out_of_range = inputs(logits.clone(), 2);
+    out_of_range.labels =
+        Tensor::<B, 1, Int>::from_data(TensorData::new(vec![1i64, 150], [2]), &device);
+    let message = method.loss(&out_of_range).unwrap_err().to_string();
+    assert_eq!(message, "sskd: label 150 of row 1 is outside 0..5");
+    out_of_range.layout = BatchLayout::Plain;
+    out_of_range.student.logits = logits.clone().slice([0..2, 0..5]);
+    out_of_range.teacher.logits = logits.clone().slice([0..2, 0..5]);
+    let kd = KdConfig::new().init().unwrap();
+    let message = kd.loss(&out_of_range).unwrap_err().to_string();
+    assert_eq!(message, "kd: label 150 of row 1 is outside 0..5");
     assert!(SskdConfig::new().with_ratio_ss(1.5).init().is_err());
     assert!(KdConfig::new().with_temperature(0.0).init().is_err());
 }

@@ -119,7 +119,7 @@ impl<B: Backend> Distiller<B> for Dkd {
         let student = image_logits(&inputs.student.logits, inputs.layout);
         let teacher = image_logits(&inputs.teacher.logits, inputs.layout);
         let [rows, classes] = student.dims();
-        check_logit_pair("dkd", &student, &teacher, inputs.labels.dims()[0])?;
+        check_logit_pair("dkd", &student, &teacher, &inputs.labels)?;
         let target_mask = inputs
             .labels
             .clone()

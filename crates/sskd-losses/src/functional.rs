@@ -145,6 +145,27 @@ pub fn ensure_finite<B: Backend, const D: usize>(
     }
 }
 
+/// An error when a label lies outside `0..classes`, naming the value, its row and the limit
+/// (a gather with such a label would panic in the backend).
+pub fn ensure_labels<B: Backend>(
+    method: &'static str,
+    labels: &Tensor<B, 1, Int>,
+    classes: usize,
+) -> Result<(), LossError> {
+    let values = to_host_ints(labels.clone());
+    match values
+        .iter()
+        .enumerate()
+        .find(|(_, &label)| label < 0 || label >= classes as i64)
+    {
+        Some((row, label)) => Err(LossError::BadInput {
+            method,
+            message: format!("label {label} of row {row} is outside 0..{classes}"),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// The rows of image `i`'s unrotated copy (`4i`) and of its rotated copies (`4i + 1 … 4i + 3`,
 /// in that order), from a [`BatchLayout::Rotations4`](crate::BatchLayout) batch.
 ///
@@ -320,5 +341,12 @@ mod tests {
         assert!(ensure_finite("kd", "student logits", &bad).is_err());
         let good = Tensor::<Flex, 2>::from_floats([[1.0, 2.0]], &device);
         assert!(ensure_finite("kd", "student logits", &good).is_ok());
+        let labels =
+            Tensor::<Flex, 1, Int>::from_data(TensorData::new(vec![2i64, 150], [2]), &device);
+        let error = ensure_labels("kd", &labels, 100).unwrap_err().to_string();
+        assert_eq!(error, "kd: label 150 of row 1 is outside 0..100");
+        let labels = Tensor::<Flex, 1, Int>::from_data(TensorData::new(vec![-1i64], [1]), &device);
+        assert!(ensure_labels("kd", &labels, 100).is_err());
+        assert!(ensure_labels("kd", &labels.add_scalar(1), 100).is_ok());
     }
 }

@@ -3,9 +3,11 @@
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::tensor::{backend::Backend, Tensor};
+use burn::tensor::{backend::Backend, Int, Tensor};
 
-use crate::functional::{cross_entropy, ensure_finite, kl_batchmean, split_rotations};
+use crate::functional::{
+    cross_entropy, ensure_finite, ensure_labels, kl_batchmean, split_rotations,
+};
 use crate::{BatchLayout, DistillInputs, Distiller, LossError, LossTerm, LossTerms, Needs};
 
 /// Configuration of [`Kd`].
@@ -111,7 +113,7 @@ impl<B: Backend> Distiller<B> for Kd {
     fn loss(&self, inputs: &DistillInputs<B>) -> Result<LossTerms<B>, LossError> {
         let student = image_logits(&inputs.student.logits, inputs.layout);
         let teacher = image_logits(&inputs.teacher.logits, inputs.layout);
-        check_logit_pair("kd", &student, &teacher, inputs.labels.dims()[0])?;
+        check_logit_pair("kd", &student, &teacher, &inputs.labels)?;
         Ok(LossTerms {
             terms: vec![
                 LossTerm {
@@ -130,23 +132,26 @@ impl<B: Backend> Distiller<B> for Kd {
     }
 }
 
-/// Checks that student and teacher logits are finite, agree in shape and match the labels.
+/// Checks that student and teacher logits are finite, agree in shape and match the labels, and
+/// that every label is a class of the logits.
 pub(crate) fn check_logit_pair<B: Backend>(
     method: &'static str,
     student: &Tensor<B, 2>,
     teacher: &Tensor<B, 2>,
-    labels: usize,
+    labels: &Tensor<B, 1, Int>,
 ) -> Result<(), LossError> {
-    if student.dims() != teacher.dims() || student.dims()[0] != labels {
+    let count = labels.dims()[0];
+    if student.dims() != teacher.dims() || student.dims()[0] != count {
         return Err(LossError::BadInput {
             method,
             message: format!(
-                "student logits {:?}, teacher logits {:?} and {labels} labels do not agree",
+                "student logits {:?}, teacher logits {:?} and {count} labels do not agree",
                 student.dims(),
                 teacher.dims()
             ),
         });
     }
     ensure_finite(method, "student logits", student)?;
-    ensure_finite(method, "teacher logits", teacher)
+    ensure_finite(method, "teacher logits", teacher)?;
+    ensure_labels(method, labels, student.dims()[1])
 }

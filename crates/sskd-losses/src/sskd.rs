@@ -6,8 +6,8 @@ use burn::module::Module;
 use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 
 use crate::functional::{
-    cosine_similarity_matrix, cross_entropy, ensure_finite, kl_batchmean, select_by_rank,
-    split_rotations, take_rows, target_rank, to_host_ints,
+    cosine_similarity_matrix, cross_entropy, ensure_finite, ensure_labels, kl_batchmean,
+    select_by_rank, split_rotations, take_rows, target_rank, to_host_ints,
 };
 use crate::{BatchLayout, DistillInputs, Distiller, LossError, LossTerm, LossTerms, Needs};
 
@@ -176,6 +176,7 @@ impl Sskd {
         ensure_finite("sskd", "teacher logits", &inputs.teacher.logits)?;
         ensure_finite("sskd", "student head", &student_head)?;
         ensure_finite("sskd", "teacher head", &teacher_head)?;
+        ensure_labels("sskd", &inputs.labels, inputs.student.logits.dims()[1])?;
         Ok((student_head, teacher_head))
     }
 
