@@ -114,6 +114,12 @@ impl ExperimentConfig {
             ("head_stage", &self.head_stage),
             ("student_stage", &self.student_stage),
         ] {
+            if stage.epochs == 0 {
+                return Err(format!(
+                    "field `{field}.epochs` must be positive: a stage of zero epochs would leave \
+                     an untrained model and no best checkpoint for the next stage"
+                ));
+            }
             if !(stage.lr > 0.0 && stage.lr.is_finite()) {
                 return Err(format!(
                     "field `{field}.lr` must be positive, got {}",
@@ -157,5 +163,16 @@ mod tests {
         config.validate().unwrap();
         let bad = ExperimentConfig::new("wrn_40_2".into(), "wrn_16_3".into());
         assert!(bad.validate().unwrap_err().contains("field `student`"));
+    }
+
+    #[test]
+    fn a_stage_of_zero_epochs_is_rejected() {
+        let mut config = ExperimentConfig::new("wrn_40_2".into(), "wrn_16_2".into());
+        config.teacher_stage.epochs = 0;
+        let error = config.validate().unwrap_err();
+        assert!(
+            error.contains("field `teacher_stage.epochs` must be positive"),
+            "{error}"
+        );
     }
 }
