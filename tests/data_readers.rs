@@ -316,5 +316,11 @@ fn image_folders_decode_disguised_png_cmyk_and_grey_and_report_bad_files() {
     let (kept, skipped) = files.verify(true).unwrap();
     assert_eq!((kept.len(), skipped), (3, 1));
     assert!(ImageFiles::image_folder(&root.join("missing")).is_err());
+    std::fs::create_dir_all(root.join("n03")).unwrap();
+    let message = ImageFiles::image_folder(root).unwrap_err().to_string();
+    assert!(
+        message.contains("n03") && message.contains("without any .jpeg/.jpg/.png image"),
+        "{message}"
+    );
     let _: &dyn Fn(&Path) -> Result<RgbImage, DataError> = &decode_rgb;
 }

@@ -53,7 +53,8 @@ pub fn decode_rgb(path: &Path) -> Result<image::RgbImage, DataError> {
 
 impl ImageFiles {
     /// An `ImageFolder` layout: every sub-folder of `dir` is a class (sorted by name), every
-    /// `.jpeg`/`.jpg`/`.png` file in it an image (sorted).
+    /// `.jpeg`/`.jpg`/`.png` file in it an image (sorted). A class folder without images is an
+    /// error naming it, as in torchvision.
     pub fn image_folder(dir: &Path) -> Result<Self, DataError> {
         let class_dirs: Vec<PathBuf> = sorted_entries(dir)?
             .into_iter()
@@ -74,18 +75,19 @@ impl ImageFiles {
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default(),
             );
-            files.extend(
-                sorted_entries(class_dir)?
-                    .into_iter()
-                    .filter(|p| is_image(p))
-                    .map(|p| (p, label)),
-            );
-        }
-        if files.is_empty() {
-            return Err(DataError::Io {
-                path: dir.to_path_buf(),
-                reason: "no .jpeg/.jpg/.png files in the class folders".into(),
-            });
+            let images: Vec<PathBuf> = sorted_entries(class_dir)?
+                .into_iter()
+                .filter(|p| is_image(p))
+                .collect();
+            if images.is_empty() {
+                // torchvision's ImageFolder refuses an empty class too: its label would exist
+                // with no example, silently shifting what the classifier can learn.
+                return Err(DataError::Io {
+                    path: class_dir.clone(),
+                    reason: "class folder without any .jpeg/.jpg/.png image".into(),
+                });
+            }
+            files.extend(images.into_iter().map(|p| (p, label)));
         }
         Ok(Self { files, classes })
     }
