@@ -39,7 +39,22 @@ pub fn read_record<B: Backend, R: Record<B>>(
     };
     let bytes = std::fs::read(path).map_err(|e| read_error(e.to_string()))?;
     Recorder::<B>::load(&ByteRecorder::default(), bytes, device)
-        .map_err(|e| read_error(format!("not a record of the expected kind: {e}")))
+        .map_err(|e| read_error(decode_failure(&e.to_string())))
+}
+
+/// What a failed decode means: a file that ends before its record does (Burn then speaks of an
+/// end of file, or of a data format changed since 0.14.0), or a record of another kind.
+fn decode_failure(burn_message: &str) -> String {
+    const END_OF_DATA: [&str; 3] = [
+        "UnexpectedEof",
+        "unexpected end of file",
+        "failed to fill whole buffer",
+    ];
+    if END_OF_DATA.iter().any(|m| burn_message.contains(m)) {
+        "the file is truncated or damaged: it ends before the record does".to_string()
+    } else {
+        format!("not a record of the expected kind: {burn_message}")
+    }
 }
 
 /// Reads a record written by [`save_record`] into `module`, which must have the same
@@ -171,6 +186,28 @@ mod tests {
             error.contains("resnet8.mpk") && error.contains("expects"),
             "{error}"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_truncated_record_is_reported_as_truncated() {
+        let device = Default::default();
+        let dir = std::env::temp_dir().join(format!("sskd-truncated-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("model.mpk");
+        save_record(create_model::<Flex>("resnet8", 10, &device).unwrap(), &path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        for cut in [10, bytes.len() / 3, bytes.len() - 3] {
+            std::fs::write(&path, &bytes[..cut]).unwrap();
+            let model = create_model::<Flex>("resnet8", 10, &device).unwrap();
+            let message = load_record(model, &path, &device).unwrap_err().to_string();
+            assert!(
+                message.contains("model.mpk")
+                    && message.contains("truncated or damaged")
+                    && !message.contains("0.14.0"),
+                "cut at {cut}: {message}"
+            );
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
