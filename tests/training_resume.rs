@@ -175,7 +175,14 @@ fn a_killed_run_resumes_to_the_uninterrupted_result() {
         "the crash must not damage the checkpoint"
     );
 
+    // What a kill in the middle of a checkpoint write leaves: the resume clears it.
+    let leftover = resumed_run.path(".student-e3.mpk.4194301.partial");
+    std::fs::write(&leftover, b"half a record").unwrap();
     let resumed = run(&resumed_run, &data(None), true).unwrap();
+    assert!(
+        !leftover.exists(),
+        "a resume removes unfinished checkpoint files"
+    );
     assert_eq!(logits(&whole), logits(&resumed));
     assert_eq!(whole.last, resumed.last);
     assert_eq!(whole.best, resumed.best);

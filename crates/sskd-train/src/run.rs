@@ -326,6 +326,16 @@ where
         model_file: String::new(),
         optimizer_file: String::new(),
     };
+    if plan.resume {
+        // A run killed while writing a checkpoint leaves its temporary file behind.
+        let removed = sskd_models::checkpoint::remove_partial_files(run.root())?;
+        if !removed.is_empty() {
+            tracing::info!(
+                "removed {} unfinished checkpoint file(s) of a killed run",
+                removed.len()
+            );
+        }
+    }
     let existing = read_checkpoint(run, &plan.stage)?;
     let Some(state) = existing.filter(|_| plan.resume) else {
         if plan.resume {
