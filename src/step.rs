@@ -21,12 +21,13 @@ use sskd_losses::{create_method, Distiller, FeatureShapes, MethodContext};
 use sskd_models::checkpoint::write_atomically;
 use sskd_models::export::export_state_dict;
 use sskd_models::import::{
-    backbone_key_path, backbone_with_head_key_path, load_state_dict, load_state_dict_with_head,
-    load_weights, load_weights_with_head, read_state_dict, WeightFormat,
+    backbone_key_path, backbone_with_head_key_path, le_values, load_state_dict,
+    load_state_dict_with_head, load_weights, load_weights_with_head, read_state_dict, WeightFormat,
 };
 use sskd_models::precision::cast_floats;
 use sskd_models::{create_model, BackboneWithHead};
 use sskd_train::stages::{student_epoch, teacher_epoch, EpochReport, Student};
+use sskd_train::TrainError;
 
 /// Which network is trained.
 #[derive(Debug, Clone)]
@@ -145,10 +146,20 @@ pub fn read_batch(path: &Path) -> Result<HostBatch> {
     })
 }
 
-fn le_values<T, const N: usize>(raw: &[u8], decode: impl Fn([u8; N]) -> T) -> Vec<T> {
-    raw.chunks_exact(N)
-        .map(|chunk| decode(chunk.try_into().expect("chunks of N bytes")))
-        .collect()
+/// Applies `epoch` (one epoch over the single batch) `steps` times; the module after the last
+/// and each step's report.
+fn repeat_steps<M>(
+    steps: usize,
+    mut module: M,
+    mut epoch: impl FnMut(M) -> std::result::Result<(M, EpochReport), TrainError>,
+) -> Result<(M, Vec<EpochReport>)> {
+    let mut reports = Vec::with_capacity(steps);
+    for _ in 0..steps {
+        let (next, report) = epoch(module)?;
+        module = next;
+        reports.push(report);
+    }
+    Ok((module, reports))
 }
 
 /// Checks the labels against the classes and the rows against the layout the stage needs.
@@ -181,24 +192,25 @@ fn weight_keys(path: &Path) -> Result<Option<Vec<String>>> {
     Ok(Some(state.tensors.into_iter().map(|(k, _)| k).collect()))
 }
 
-/// The trained module's state dict under the weight file's `keys` (placed by `key_path`), or,
-/// for a Burn record (`keys` `None`), under its module paths with PyTorch leaf names.
+/// The trained module's state dict under the keys of its weight file `source` (placed by
+/// `key_path`), or, for a Burn record (`keys` `None`), under its module paths with PyTorch leaf
+/// names.
 fn trained_state_dict<M: burn::module::Module<burn::backend::Flex>>(
     trained: &M,
     keys: Option<Vec<String>>,
-    label: &str,
+    (source, arch): (&Path, &str),
     key_path: impl Fn(&str) -> Option<String>,
 ) -> Result<Vec<(String, TensorData)>> {
     use burn_store::{BurnToPyTorchAdapter, ModuleSnapshot};
     let state_dict = match keys {
-        Some(keys) => export_state_dict(trained, &keys, label, key_path)?,
+        Some(keys) => export_state_dict(trained, &keys, source, arch, key_path)?,
         None => {
             let paths: Vec<String> = trained
                 .collect(None, Some(Box::new(BurnToPyTorchAdapter)), true)
                 .into_iter()
                 .map(|snapshot| snapshot.full_path())
                 .collect();
-            export_state_dict(trained, &paths, label, |path| Some(path.to_string()))?
+            export_state_dict(trained, &paths, source, arch, |path| Some(path.to_string()))?
         }
     };
     Ok(state_dict)
@@ -242,23 +254,16 @@ fn teacher_steps(
     check_batch(&batch, &options.batch, options.num_classes, 1)?;
     let device = Default::default();
     let model = create_model::<B>(arch, options.num_classes, &device)?;
-    let mut model = cast_floats(load_weights(model, weights, &device)?, options.precision);
+    let model = cast_floats(load_weights(model, weights, &device)?, options.precision);
     let keys = weight_keys(weights)?;
     let mut optimizer = sskd_train::sgd(options.momentum, options.weight_decay).init();
-    let mut reports = Vec::new();
-    for _ in 0..options.steps {
-        let (next, report) = teacher_epoch(
-            model,
-            &mut optimizer,
-            once(Ok(batch.clone())),
-            options.lr,
-            &[device],
-        )?;
-        model = next;
-        reports.push(report);
-    }
+    let (model, reports) = repeat_steps(options.steps, model, |model| {
+        let batches = once(Ok(batch.clone()));
+        teacher_epoch(model, &mut optimizer, batches, options.lr, &[device])
+    })?;
     let trained = model.valid();
-    let state_dict = trained_state_dict(&trained, keys, arch, backbone_key_path(&trained))?;
+    let key_path = backbone_key_path(&trained);
+    let state_dict = trained_state_dict(&trained, keys, (weights, arch), key_path)?;
     Ok(StepOutcome {
         state_dict,
         reports,
@@ -347,28 +352,27 @@ fn student_steps(
     let teacher = cast_floats(teacher, precision).valid();
     let student = network_with_head(networks.student_arch, networks.student, classes, true)?;
     let keys = weight_keys(networks.student)?;
-    let mut student = Student {
+    let student = Student {
         network: cast_floats(student, precision),
         method: cast_floats(method, precision),
     };
     let mut optimizer = sskd_train::sgd(options.momentum, options.weight_decay).init();
-    let mut reports = Vec::new();
-    for _ in 0..options.steps {
-        let (next, report) = student_epoch(
+    let (student, reports) = repeat_steps(options.steps, student, |student| {
+        let batches = once(Ok(batch.clone()));
+        student_epoch(
             student,
             &teacher,
             &mut optimizer,
-            once(Ok(batch.clone())),
+            batches,
             0,
             options.lr,
             &[device],
-        )?;
-        student = next;
-        reports.push(report);
-    }
+        )
+    })?;
     let trained = student.network.valid();
     let mapping = backbone_with_head_key_path(&trained);
-    let state_dict = trained_state_dict(&trained, keys, networks.student_arch, mapping)?;
+    let source = (networks.student, networks.student_arch);
+    let state_dict = trained_state_dict(&trained, keys, source, mapping)?;
     Ok(StepOutcome {
         state_dict,
         reports,

@@ -283,8 +283,8 @@ fn read_safetensors(path: &Path) -> Result<Vec<(String, TensorData)>, ModelError
         .collect()
 }
 
-/// Decodes little-endian values of `N` bytes each.
-fn le_values<T, const N: usize>(raw: &[u8], decode: impl Fn([u8; N]) -> T) -> Vec<T> {
+/// Decodes little-endian values of `N` bytes each (the raw data of a safetensors tensor).
+pub fn le_values<T, const N: usize>(raw: &[u8], decode: impl Fn([u8; N]) -> T) -> Vec<T> {
     raw.chunks_exact(N)
         .map(|chunk| decode(chunk.try_into().expect("chunks_exact yields N bytes")))
         .collect()
