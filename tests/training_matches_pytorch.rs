@@ -15,9 +15,9 @@ mod common;
 use burn::backend::{Autodiff, Flex};
 use burn::module::{AutodiffModule, Module, ModuleMapper, Param};
 use burn::optim::{GradientsParams, Optimizer};
-use burn::tensor::{DType, Int, Tensor, TensorData};
+use burn::tensor::{DType, Int, Tensor};
 use burn_store::{BurnToPyTorchAdapter, ModuleSnapshot};
-use common::{deterministic_input, Fixture};
+use common::{deterministic_input, read_f64_tensors, Fixture};
 use sskd::losses::functional::cross_entropy;
 use sskd::models::import::load_state_dict;
 use sskd::models::precision::cast_floats;
@@ -112,22 +112,6 @@ fn state_by_path(model: &Model<Flex>) -> BTreeMap<String, Vec<f64>> {
         .collect()
 }
 
-/// The `f64` tensors of `<arch>_sgd_f64.safetensors`, by key.
-fn read_f64_fixture(arch: &str) -> BTreeMap<String, Vec<f64>> {
-    let path = fixture_dir().join(format!("{arch}_sgd_f64.safetensors"));
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let file = safetensors::SafeTensors::deserialize(&bytes).expect("fixture tensors");
-    file.tensors()
-        .into_iter()
-        .map(|(key, view)| {
-            assert_eq!(view.dtype(), safetensors::Dtype::F64, "{key}");
-            let data =
-                TensorData::from_bytes_vec(view.data().to_vec(), view.shape().to_vec(), DType::F64);
-            (key, data.to_vec::<f64>().unwrap())
-        })
-        .collect()
-}
-
 fn max_abs_difference(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len());
     a.iter().zip(b).fold(0.0, |m, (x, y)| m.max((x - y).abs()))
@@ -154,7 +138,7 @@ fn by_path<'a>(
 /// last step against its own update.
 fn check_f64(arch: &str) {
     let fixture = Fixture::read_from(&fixture_dir(), &format!("{arch}_sgd"));
-    let reference = read_f64_fixture(arch);
+    let reference = read_f64_tensors(&fixture_dir().join(format!("{arch}_sgd_f64.safetensors")));
     let model = initial_model(&fixture, DType::F64);
     let initial = state_by_path(&model.valid());
     let to_path = model.key_mapper();

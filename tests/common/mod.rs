@@ -11,6 +11,21 @@ use sskd::models::import::StateDict;
 
 pub mod steps;
 
+/// The float64 tensors of a safetensors fixture, flattened, by key (tensors of other types are
+/// left out).
+pub fn read_f64_tensors(path: &Path) -> std::collections::BTreeMap<String, Vec<f64>> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let file = safetensors::SafeTensors::deserialize(&bytes).expect("fixture tensors");
+    file.tensors()
+        .into_iter()
+        .filter(|(_, view)| view.dtype() == safetensors::Dtype::F64)
+        .map(|(key, view)| {
+            let values = sskd::models::import::le_values(view.data(), f64::from_le_bytes);
+            (key, values)
+        })
+        .collect()
+}
+
 /// Folder of the model fixtures.
 pub fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models")

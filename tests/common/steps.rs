@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{DType, TensorData};
+use burn::tensor::TensorData;
 use serde_json::Value;
 use sskd::step::write_state_dict;
 
-use super::deterministic;
+use super::{deterministic, read_f64_tensors};
 
 /// Folder of the step fixtures.
 pub fn fixture_dir() -> PathBuf {
@@ -35,17 +35,7 @@ pub fn read_case(name: &str) -> Case {
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).expect("header");
     let meta: Value =
         serde_json::from_str(&header.metadata().as_ref().expect("metadata")["case"]).unwrap();
-    let file = safetensors::SafeTensors::deserialize(&bytes).expect("tensors");
-    let tensors = file
-        .tensors()
-        .into_iter()
-        .filter(|(_, view)| view.dtype() == safetensors::Dtype::F64)
-        .map(|(key, view)| {
-            let data =
-                TensorData::from_bytes_vec(view.data().to_vec(), view.shape().to_vec(), DType::F64);
-            (key, data.to_vec::<f64>().unwrap())
-        })
-        .collect();
+    let tensors = read_f64_tensors(&path);
     Case {
         name: name.to_string(),
         path,
