@@ -178,7 +178,9 @@ def robust_batch(rng, teacher, rotations):
         _, t_aug = split(t_logits)
         aug_labels = labels.unsqueeze(1).expand(-1, 3).reshape(-1)
         sources = torch.arange(3 * BATCH) // 3
-        if margin(t_aug, aug_labels) > MARGIN and margin(similarities(t_head), sources) > MARGIN:
+        sims = similarities(t_head)
+        if margin(t_aug, aug_labels) > MARGIN and margin(sims, sources) > MARGIN:
+            print(f"  teacher similarities span {float(sims.min()):.3f}..{float(sims.max()):.3f}")
             return x, labels
     raise RuntimeError("no robust batch in 100 draws")
 
