@@ -6,31 +6,90 @@
 mod common;
 
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use burn::backend::Flex;
 use burn::tensor::{Tensor, Tolerance};
-use common::{example_binary, succeeded};
+use common::example_binary;
 use sskd::models::create_model;
 use sskd::models::import::load_weights;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// How long the two nodes may take together (a few seconds here); past it they are killed and
+/// the test fails with what they printed, instead of hanging CI on a stuck all-reduce.
+const NODES_DEADLINE: Duration = Duration::from_secs(300);
+
+/// `N` distinct free ports: every listener is held until all are chosen, so none repeats.
+fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| listeners[i].local_addr().unwrap().port())
 }
 
-/// Stops the orchestrator however the test ends.
-struct Orchestrator(Child);
+/// A child process that is killed however the test ends.
+struct KillOnDrop(Child);
 
-impl Drop for Orchestrator {
+impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// A node process, its stdout and stderr going to `log`.
+struct Node {
+    process: KillOnDrop,
+    log: PathBuf,
+}
+
+impl Node {
+    fn spawn(command: &mut Command, log: PathBuf) -> Self {
+        let file = std::fs::File::create(&log).unwrap();
+        let child = command
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        Self {
+            process: KillOnDrop(child),
+            log,
+        }
+    }
+
+    fn printed(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// Waits until every node has exited successfully; fails with the nodes' output if one fails
+/// or if they are not all done by `deadline` (then they are killed on drop).
+fn wait_for(nodes: &mut [Node], deadline: Duration) {
+    let started = Instant::now();
+    let mut exited = vec![None; nodes.len()];
+    while exited.iter().any(Option::is_none) {
+        for (node, status) in nodes.iter_mut().zip(&mut exited) {
+            if status.is_none() {
+                *status = node.process.0.try_wait().unwrap();
+            }
+        }
+        let everything_printed = || {
+            nodes
+                .iter()
+                .enumerate()
+                .map(|(rank, node)| format!("--- node {rank}:\n{}", node.printed()))
+                .collect::<String>()
+        };
+        assert!(
+            started.elapsed() < deadline,
+            "the nodes did not finish within {deadline:?}:\n{}",
+            everything_printed()
+        );
+        if let Some(status) = exited.iter().flatten().find(|status| !status.success()) {
+            panic!("a node failed ({status}):\n{}", everything_printed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -55,8 +114,8 @@ fn two_nodes_train_on_halves_of_each_batch_and_agree() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("imagenet");
     tiny_folder(&data);
-    let port = free_port();
-    let _orchestrator = Orchestrator(
+    let [port, data_port_0, data_port_1] = free_ports();
+    let _orchestrator = KillOnDrop(
         Command::new(example_binary("imagenet"))
             .args(["orchestrator", "--port", &port.to_string()])
             .spawn()
@@ -70,10 +129,12 @@ fn two_nodes_train_on_halves_of_each_batch_and_agree() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let nodes: Vec<_> = (0..2)
-        .map(|rank| {
-            let data_port = free_port();
-            Command::new(example_binary("imagenet"))
+    let mut nodes: Vec<Node> = [data_port_0, data_port_1]
+        .into_iter()
+        .enumerate()
+        .map(|(rank, data_port)| {
+            let mut command = Command::new(example_binary("imagenet"));
+            command
                 .args([
                     "teacher",
                     "--image-size",
@@ -96,12 +157,11 @@ fn two_nodes_train_on_halves_of_each_batch_and_agree() {
                 .args(["--orchestrator", &format!("ws://127.0.0.1:{port}")])
                 .args(["--node-address", &format!("ws://127.0.0.1:{data_port}")])
                 .args(["--data-port", &data_port.to_string()])
-                .spawn_output()
+                .stdin(Stdio::null());
+            Node::spawn(&mut command, dir.path().join(format!("node{rank}.log")))
         })
         .collect();
-    for node in nodes {
-        succeeded(&node.join().unwrap());
-    }
+    wait_for(&mut nodes, NODES_DEADLINE);
     let device = Default::default();
     let probe = Tensor::<Flex, 4>::ones([2, 3, 32, 32], &device);
     let logits: Vec<Tensor<Flex, 2>> = (0..2)
@@ -121,20 +181,4 @@ fn two_nodes_train_on_halves_of_each_batch_and_agree() {
         .clone()
         .into_data()
         .assert_approx_eq::<f32>(&logits[1].clone().into_data(), Tolerance::absolute(1e-6));
-}
-
-/// Runs a command on a thread and hands back its output.
-trait SpawnOutput {
-    fn spawn_output(&mut self) -> std::thread::JoinHandle<std::process::Output>;
-}
-
-impl SpawnOutput for Command {
-    fn spawn_output(&mut self) -> std::thread::JoinHandle<std::process::Output> {
-        let child = self
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::thread::spawn(move || child.wait_with_output().unwrap())
-    }
 }

@@ -66,6 +66,12 @@ impl<P: Protocol> SyncService<P> {
                 .expect("Peer closed connection unexpectedly");
         }
         loop {
+            // Register for the next notification before looking (sskd patch): `notify_waiters`
+            // wakes only futures that already wait, so a request arriving between the look and
+            // the wait would otherwise be missed and this barrier would wait forever.
+            let next_request = self.sync_notif.notified();
+            tokio::pin!(next_request);
+            next_request.as_mut().enable();
             {
                 // compare currently synced peers with list of all nodes
                 let mut shared_peers = self.syncing_peers.lock().unwrap();
@@ -83,7 +89,7 @@ impl<P: Protocol> SyncService<P> {
                 }
             }
             // Wait for the next sync to come in
-            self.sync_notif.notified().await
+            next_request.await
         }
     }
 
