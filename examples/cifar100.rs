@@ -36,7 +36,7 @@ use sskd::experiment::{default_student_lr, ExperimentConfig, StageConfig};
 use sskd::models::create_model;
 use sskd::models::import::load_weights;
 use sskd::runner::{self, load_experiment, transform, EvalArgs, StageArgs};
-use sskd::train::pipeline::{RunData, Transform};
+use sskd::train::stages::{RunData, Transform};
 
 #[derive(Parser, Debug)]
 #[command(about = "SSKD on CIFAR-100: teacher, SS head, student, evaluation")]

@@ -49,7 +49,7 @@ use sskd::data::folders::{decode_rgb, ImageFiles};
 use sskd::experiment::{ExperimentConfig, StageConfig};
 use sskd::losses::SskdConfig;
 use sskd::runner::{self, load_experiment, EvalArgs, StageArgs};
-use sskd::train::pipeline::{RunData, Transform};
+use sskd::train::stages::{RunData, Transform};
 
 #[derive(Parser, Debug)]
 #[command(about = "SSKD on ImageNet (ResNet34 → ResNet18), data-parallel over several devices")]

@@ -28,11 +28,13 @@ use sskd::data::{LabeledImage, PlanarImages};
 use sskd::losses::{create_method, method_names, FeatureShapes, MethodContext};
 use sskd::models::checkpoint::{load_record, save_record};
 use sskd::models::{create_model, BackboneWithHead, SelfSupervisionHeadConfig};
-use sskd::train::pipeline::{train_head, train_student, train_teacher, RunData, Transform};
+use sskd::train::epoch::Student;
+use sskd::train::fit::FitPlan;
+use sskd::train::metrics::EpochResult;
 use sskd::train::plot::plot_run;
-use sskd::train::run::{EpochResult, FitPlan, RunDir};
+use sskd::train::run_dir::RunDir;
 use sskd::train::schedule::{CosineLr, LrSchedule};
-use sskd::train::stages::Student;
+use sskd::train::stages::{train_head, train_student, train_teacher, RunData, Transform};
 
 type B = Autodiff<Flex>;
 type Subset = SelectionDataset<PlanarImages, LabeledImage>;

@@ -16,10 +16,12 @@ use sskd_losses::{create_method, FeatureShapes, Method, MethodContext};
 use sskd_models::checkpoint::{load_record, save_record, write_atomically};
 use sskd_models::import::{load_weights, load_weights_with_head};
 use sskd_models::{create_model, BackboneWithHead, SelfSupervisionHeadConfig};
-use sskd_train::pipeline::{train_head, train_student, train_teacher, RunData, Transform};
+use sskd_train::epoch::Student;
+use sskd_train::fit::FitPlan;
+use sskd_train::metrics::EpochResult;
 use sskd_train::plot::plot_run;
-use sskd_train::run::{EpochResult, FitPlan, RunDir};
-use sskd_train::stages::Student;
+use sskd_train::run_dir::RunDir;
+use sskd_train::stages::{train_head, train_student, train_teacher, RunData, Transform};
 
 use crate::backend::{DeviceChoice, DeviceList};
 use crate::config::{apply_assignment, load_overrides};

@@ -26,7 +26,8 @@ use sskd_models::import::{
 };
 use sskd_models::precision::cast_floats;
 use sskd_models::{create_model, BackboneWithHead};
-use sskd_train::stages::{student_epoch, teacher_epoch, EpochReport, Student};
+use sskd_train::epoch::{student_epoch, teacher_epoch, Student};
+use sskd_train::metrics::EpochReport;
 use sskd_train::TrainError;
 
 /// Which network is trained.

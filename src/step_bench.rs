@@ -20,7 +20,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sskd_augment::loader::HostBatch;
 use sskd_models::{create_model, BackboneWithHead, Model, SelfSupervisionHeadConfig};
-use sskd_train::stages::{head_epoch, student_epoch, teacher_epoch, EpochReport};
+use sskd_train::epoch::{head_epoch, student_epoch, teacher_epoch};
+use sskd_train::metrics::EpochReport;
 use sskd_train::TrainError;
 
 use crate::experiment::ExperimentConfig;

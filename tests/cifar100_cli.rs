@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 
 use common::{example_binary, failed, repo, succeeded};
 
-use sskd::train::run::RunDir;
+use sskd::train::run_dir::RunDir;
 
 /// Tiny sizes: resnet8 → resnet8, batches of 4, a few epochs.
 const TINY: &[&str] = &[

@@ -16,9 +16,10 @@ use sskd::losses::functional::cross_entropy;
 use sskd::losses::Method;
 use sskd::models::batch_norm::{BatchNorm, BatchNormConfig};
 use sskd::models::{create_model, BackboneWithHead};
-use sskd::train::parallel::{split_batch, train_step, ShardOutput, StepLog};
+use sskd::train::epoch::{student_epoch, Student};
+use sskd::train::metrics::StepLog;
+use sskd::train::parallel::{split_batch, train_step, ShardOutput};
 use sskd::train::sgd;
-use sskd::train::stages::{student_epoch, Student};
 use sskd::train::TrainError;
 
 type B = Autodiff<Flex>;

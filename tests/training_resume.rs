@@ -15,10 +15,12 @@ use sskd::data::idx::idx_images;
 use sskd::data::{LabeledImage, PlanarImages};
 use sskd::losses::{create_method, FeatureShapes, MethodContext};
 use sskd::models::{create_model, BackboneWithHead};
-use sskd::train::pipeline::{train_student, RunData};
-use sskd::train::run::{latest_epochs, read_checkpoint, FitOutcome, FitPlan, RunDir};
+use sskd::train::checkpoint::read_checkpoint;
+use sskd::train::epoch::Student;
+use sskd::train::fit::{FitOutcome, FitPlan};
+use sskd::train::run_dir::{latest_epochs, RunDir};
 use sskd::train::schedule::{CosineLr, LrSchedule};
-use sskd::train::stages::Student;
+use sskd::train::stages::{train_student, RunData};
 use sskd::train::TrainError;
 
 type B = Autodiff<Flex>;

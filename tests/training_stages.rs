@@ -13,8 +13,8 @@ use sskd::data::idx::idx_images;
 use sskd::data::{LabeledImage, PlanarImages};
 use sskd::losses::{create_method, FeatureShapes, MethodContext};
 use sskd::models::{create_model, BackboneWithHead, SelfSupervisionHeadConfig};
-use sskd::train::stages::{evaluate, head_epoch, student_epoch, teacher_epoch, Student};
-use sskd::train::{metrics::JsonlLog, sgd};
+use sskd::train::epoch::{evaluate, head_epoch, student_epoch, teacher_epoch, Student};
+use sskd::train::{run_dir::JsonlLog, sgd};
 
 type B = Autodiff<Flex>;
 

@@ -1,11 +1,18 @@
 //! # sskd-train
 //!
-//! The building blocks of SSKD's three-stage pipeline: one epoch of teacher training
-//! ([`stages::teacher_epoch`]), of SS-head training on the frozen teacher
-//! ([`stages::head_epoch`]), of student distillation with any method of `sskd-losses`
-//! ([`stages::student_epoch`]), evaluation, schedules, data parallelism over several devices
-//! ([`parallel`]), the run folder with its JSONL log, checkpoints and resume ([`run`]), whole
-//! stages over a dataset ([`pipeline`]), plots, linear evaluation and the correlation analysis.
+//! The building blocks of SSKD's three-stage pipeline, in layers that import one way (each
+//! module only from those above it in this list):
+//! - [`metrics`]: what training measures (accuracy, evaluations, step and epoch logs);
+//! - [`schedule`], [`sgd`]: learning rates and the optimiser;
+//! - [`run_dir`]: the run folder and its JSONL log; [`checkpoint`]: a stage's checkpoint in it;
+//! - [`fit`]: the epoch loop with evaluation, progress, best/last tracking and resume;
+//! - [`parallel`] (and [`nodes`] across machines): one data-parallel training step;
+//! - [`epoch`]: one epoch of teacher training ([`epoch::teacher_epoch`]), of SS-head training
+//!   on the frozen teacher ([`epoch::head_epoch`]), of student distillation with any method of
+//!   `sskd-losses` ([`epoch::student_epoch`]), and evaluation;
+//! - [`stages`]: each stage as a whole run over a dataset;
+//! - [`plot`], [`analysis`]: curves of a run folder, linear evaluation and the correlation
+//!   analysis.
 //! Optimisation uses [`sgd::Sgd`], `torch.optim.SGD` (coupled weight decay, momentum
 //! without dampening) with its scalars kept in `f64` (see [`sgd()`]).
 //!
@@ -14,13 +21,15 @@
 #![warn(missing_docs)]
 
 pub mod analysis;
+pub mod checkpoint;
+pub mod epoch;
+pub mod fit;
 pub mod metrics;
 #[cfg(feature = "collective")]
 pub mod nodes;
 pub mod parallel;
-pub mod pipeline;
 pub mod plot;
-pub mod run;
+pub mod run_dir;
 pub mod schedule;
 pub mod sgd;
 pub mod stages;

@@ -1,11 +1,11 @@
-//! Accuracy counting and the per-epoch JSONL log.
+//! What training measures: accuracy counts, evaluations, and the logs of a step and of an
+//! epoch. The bottom layer of the crate: it imports nothing else of it.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
+use std::time::Instant;
 
 use burn::tensor::{backend::Backend, Int, Tensor};
-
-use crate::TrainError;
+use serde::{Deserialize, Serialize};
 
 /// Top-1 and top-5 correct counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -47,9 +47,9 @@ impl Accuracy {
         100.0 * self.top5 as f64 / self.total.max(1) as f64
     }
 
-    /// The accuracies as an [`Evaluation`](crate::run::Evaluation) (no SS-head accuracy).
-    pub fn evaluation(&self) -> crate::run::Evaluation {
-        crate::run::Evaluation {
+    /// The accuracies as an [`Evaluation`] (no SS-head accuracy).
+    pub fn evaluation(&self) -> Evaluation {
+        Evaluation {
             top1: self.top1_percent(),
             top5: self.top5_percent(),
             ss_top1: None,
@@ -65,58 +65,128 @@ impl std::ops::AddAssign for Accuracy {
     }
 }
 
-/// Appends one JSON object per line to a file and syncs it, so a finished epoch's line
-/// survives a crash.
-#[derive(Debug)]
-pub struct JsonlLog {
-    path: PathBuf,
+/// Accuracies of one evaluation, in percent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// Top-1 of the classifier (0 when the stage has none).
+    pub top1: f64,
+    /// Top-5 of the classifier.
+    pub top5: f64,
+    /// Accuracy of the SS head (stages 2 and 3), when measured.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub ss_top1: Option<f64>,
 }
 
-impl JsonlLog {
-    /// A log at `path` (created on the first line).
-    pub fn new(path: &Path) -> Self {
-        Self {
-            path: path.to_path_buf(),
+impl Evaluation {
+    /// The number a stage is selected on: top-1, or the SS-head accuracy for stage 2.
+    pub fn score(&self, by_ss: bool) -> f64 {
+        if by_ss {
+            self.ss_top1.unwrap_or(0.0)
+        } else {
+            self.top1
         }
     }
+}
 
-    /// Appends `record` as one line.
-    pub fn append(&self, record: &serde_json::Value) -> Result<(), TrainError> {
-        let io = |e: std::io::Error| TrainError::Io {
-            path: self.path.clone(),
-            reason: e.to_string(),
-        };
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .map_err(io)?;
-        writeln!(file, "{record}").map_err(io)?;
-        file.sync_all().map_err(io)
+/// An epoch and its evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EpochResult {
+    /// 0-based epoch.
+    pub epoch: usize,
+    /// Its evaluation.
+    pub evaluation: Evaluation,
+}
+
+/// What one step (or one shard of it) contributes to the epoch's log.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StepLog {
+    /// Each named loss term (unweighted, and `total`), the mean over the step's images.
+    pub terms: BTreeMap<String, f64>,
+    /// Named counts (e.g. rows kept by SSKD's error ranking), summed over shards.
+    pub counts: BTreeMap<String, f64>,
+    /// Source images of the step.
+    pub images: usize,
+    /// Training accuracy (classification stages) or SS-head accuracy (head stage).
+    pub accuracy: Accuracy,
+}
+
+impl StepLog {
+    /// Records the value of `term` (`[1]`), read back from the device.
+    pub fn record<B: Backend>(&mut self, name: &str, term: &Tensor<B, 1>) {
+        self.terms.insert(name.to_string(), scalar_f64(term));
     }
 
-    /// Every record written so far.
-    pub fn read(&self) -> Result<Vec<serde_json::Value>, TrainError> {
-        let text = match std::fs::read_to_string(&self.path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => {
-                return Err(TrainError::Io {
-                    path: self.path.clone(),
-                    reason: e.to_string(),
-                })
-            }
-        };
-        text.lines()
-            .enumerate()
-            .filter(|(_, line)| !line.trim().is_empty())
-            .map(|(number, line)| {
-                serde_json::from_str(line).map_err(|e| TrainError::Io {
-                    path: self.path.clone(),
-                    reason: format!("line {}: {e}", number + 1),
-                })
-            })
-            .collect()
+    /// Adds another shard of the same step whose images are `weight` of the step's.
+    pub(crate) fn merge(&mut self, shard: StepLog, weight: f64) {
+        accumulate(&mut self.terms, shard.terms, weight);
+        accumulate(&mut self.counts, shard.counts, 1.0);
+        self.images += shard.images;
+        self.accuracy += shard.accuracy;
+    }
+}
+
+/// Adds `weight ·` each named value of `from` to `into`.
+pub(crate) fn accumulate(
+    into: &mut BTreeMap<String, f64>,
+    from: BTreeMap<String, f64>,
+    weight: f64,
+) {
+    for (name, value) in from {
+        *into.entry(name).or_default() += weight * value;
+    }
+}
+
+/// The single value of `tensor` as `f64`, in full precision whatever its float type
+/// (`into_scalar` would pass an `f64` value through the backend's default `f32`).
+pub fn scalar_f64<B: Backend>(tensor: &Tensor<B, 1>) -> f64 {
+    let data = tensor.clone().into_data();
+    let value = data.iter::<f64>().next().unwrap_or(f64::NAN);
+    value
+}
+
+/// What an epoch did: mean loss terms (unweighted, and `total`), mean counts, throughput and
+/// the training accuracy on the unrotated rows.
+#[derive(Debug, Clone, Default)]
+pub struct EpochReport {
+    /// Mean of each named term over the batches, and `total`.
+    pub terms: BTreeMap<String, f64>,
+    /// Mean of each named count over the batches.
+    pub counts: BTreeMap<String, f64>,
+    /// Source images seen.
+    pub images: usize,
+    /// Wall time in seconds.
+    pub seconds: f64,
+    /// Training accuracy (classification stages) or SS-head accuracy (head stage).
+    pub accuracy: Accuracy,
+}
+
+impl EpochReport {
+    pub(crate) fn add_step(&mut self, step: StepLog) {
+        accumulate(&mut self.terms, step.terms, 1.0);
+        accumulate(&mut self.counts, step.counts, 1.0);
+        self.images += step.images;
+        self.accuracy += step.accuracy;
+    }
+
+    pub(crate) fn finish(mut self, batches: usize, started: Instant) -> Self {
+        let batches = batches.max(1) as f64;
+        self.terms.values_mut().for_each(|v| *v /= batches);
+        self.counts.values_mut().for_each(|v| *v /= batches);
+        self.seconds = started.elapsed().as_secs_f64();
+        self
+    }
+
+    /// The report as a JSON object (terms, counts, images, images/s, accuracy).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "terms": self.terms,
+            "counts": self.counts,
+            "images": self.images,
+            "seconds": self.seconds,
+            "images_per_second": self.images as f64 / self.seconds.max(1e-9),
+            "top1": self.accuracy.top1_percent(),
+            "top5": self.accuracy.top5_percent(),
+        })
     }
 }
 
@@ -142,15 +212,23 @@ mod tests {
     }
 
     #[test]
-    fn log_lines_round_trip() {
-        let dir = std::env::temp_dir().join(format!("sskd-jsonl-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let log = JsonlLog::new(&dir.join("metrics.jsonl"));
-        log.append(&serde_json::json!({"epoch": 0, "loss": 1.5}))
-            .unwrap();
-        log.append(&serde_json::json!({"epoch": 1, "loss": 1.2}))
-            .unwrap();
-        assert_eq!(log.read().unwrap().len(), 2);
-        std::fs::remove_dir_all(&dir).unwrap();
+    fn logs_merge_as_weighted_means_and_sums() {
+        let shard = |value: f64, images: usize| StepLog {
+            terms: BTreeMap::from([("ce".to_string(), value)]),
+            counts: BTreeMap::from([("kept".to_string(), images as f64)]),
+            images,
+            accuracy: Accuracy {
+                top1: images,
+                top5: images,
+                total: images,
+            },
+        };
+        let mut log = StepLog::default();
+        log.merge(shard(1.0, 3), 0.75);
+        log.merge(shard(3.0, 1), 0.25);
+        assert_eq!(log.terms["ce"], 1.5);
+        assert_eq!(log.counts["kept"], 4.0);
+        assert_eq!(log.images, 4);
+        assert_eq!(log.accuracy.total, 4);
     }
 }

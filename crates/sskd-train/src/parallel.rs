@@ -13,8 +13,6 @@
 //! Across machines (feature `collective`), [`crate::nodes`] sums the gradients of several such
 //! processes with Burn 0.21's `burn-collective`.
 
-use std::collections::BTreeMap;
-
 use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
 use burn::optim::{GradientsParams, MultiGradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend, Device as _};
@@ -23,47 +21,8 @@ use burn::tensor::ElementConversion;
 use burn::tensor::Tensor;
 use sskd_augment::loader::HostBatch;
 
-use crate::metrics::Accuracy;
+use crate::metrics::StepLog;
 use crate::TrainError;
-
-/// What one step (or one shard of it) contributes to the epoch's log.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct StepLog {
-    /// Each named loss term (unweighted, and `total`), the mean over the step's images.
-    pub terms: BTreeMap<String, f64>,
-    /// Named counts (e.g. rows kept by SSKD's error ranking), summed over shards.
-    pub counts: BTreeMap<String, f64>,
-    /// Source images of the step.
-    pub images: usize,
-    /// Training accuracy (classification stages) or SS-head accuracy (head stage).
-    pub accuracy: Accuracy,
-}
-
-impl StepLog {
-    /// Records the value of `term` (`[1]`), read back from the device.
-    pub fn record<B: Backend>(&mut self, name: &str, term: &Tensor<B, 1>) {
-        self.terms.insert(name.to_string(), scalar_f64(term));
-    }
-
-    /// Adds another shard of the same step whose images are `weight` of the step's.
-    fn merge(&mut self, shard: StepLog, weight: f64) {
-        accumulate(&mut self.terms, shard.terms, weight);
-        accumulate(&mut self.counts, shard.counts, 1.0);
-        self.images += shard.images;
-        self.accuracy += shard.accuracy;
-    }
-}
-
-/// Adds `weight ·` each named value of `from` to `into`.
-pub(crate) fn accumulate(
-    into: &mut BTreeMap<String, f64>,
-    from: BTreeMap<String, f64>,
-    weight: f64,
-) {
-    for (name, value) in from {
-        *into.entry(name).or_default() += weight * value;
-    }
-}
 
 /// The result of one shard's forward: the loss to differentiate (`[1]`) and its log.
 pub struct ShardOutput<B: Backend> {
@@ -245,14 +204,6 @@ fn over_nodes() -> bool {
     false
 }
 
-/// The single value of `tensor` as `f64`, in full precision whatever its float type
-/// (`into_scalar` would pass an `f64` value through the backend's default `f32`).
-pub fn scalar_f64<B: Backend>(tensor: &Tensor<B, 1>) -> f64 {
-    let data = tensor.clone().into_data();
-    let value = data.iter::<f64>().next().unwrap_or(f64::NAN);
-    value
-}
-
 /// The images of the step over all nodes (the local ones without a node group).
 fn images_over_nodes<B: AutodiffBackend>(
     local: usize,
@@ -344,27 +295,6 @@ mod tests {
         // Never an empty shard: more devices than images gives one shard per image.
         assert_eq!(split_batch(batch(2, 1), 4).len(), 2);
         assert_eq!(split_batch(batch(3, 1), 1)[0].labels, vec![0, 1, 2]);
-    }
-
-    #[test]
-    fn logs_merge_as_weighted_means_and_sums() {
-        let shard = |value: f64, images: usize| StepLog {
-            terms: BTreeMap::from([("ce".to_string(), value)]),
-            counts: BTreeMap::from([("kept".to_string(), images as f64)]),
-            images,
-            accuracy: Accuracy {
-                top1: images,
-                top5: images,
-                total: images,
-            },
-        };
-        let mut log = StepLog::default();
-        log.merge(shard(1.0, 3), 0.75);
-        log.merge(shard(3.0, 1), 0.25);
-        assert_eq!(log.terms["ce"], 1.5);
-        assert_eq!(log.counts["kept"], 4.0);
-        assert_eq!(log.images, 4);
-        assert_eq!(log.accuracy.total, 4);
     }
 
     #[test]

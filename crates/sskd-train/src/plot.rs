@@ -10,7 +10,7 @@ use std::sync::Once;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
-use crate::run::{latest_epochs, RunDir};
+use crate::run_dir::{latest_epochs, RunDir};
 use crate::TrainError;
 
 const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");

@@ -1,353 +1,258 @@
-//! One epoch of each SSKD stage, and evaluation. Every function takes the batches of one epoch
-//! (from `sskd_augment::loader::load_epoch`) and returns the updated module and a report.
-//!
-//! Frozen networks run on the inner (non-autodiff) backend — batch norm then uses its running
-//! statistics, which stay untouched, and no graph is built — and their outputs are lifted to the
-//! autodiff backend as constants.
+//! The three stages as whole runs over a dataset: [`train_teacher`], [`train_head`] and
+//! [`train_student`], each an epoch loop of [`crate::fit::fit`] (schedule, evaluation after
+//! every epoch, JSONL log, progress, checkpoints, resume) around one epoch function of
+//! [`crate::epoch`].
 
-use std::collections::BTreeMap;
-use std::time::Instant;
+use std::sync::Arc;
 
-use burn::module::{AutodiffModule, Module};
-use burn::optim::Optimizer;
-use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{DType, Int, Tensor};
-use sskd_augment::loader::HostBatch;
-use sskd_losses::functional::{cross_entropy, split_rotations};
-use sskd_losses::{ss_head_loss, BatchLayout, DistillInputs, Distiller, Method, NetworkOutputs};
-use sskd_models::precision::float_dtype;
+use burn::data::dataset::Dataset;
+use burn::module::AutodiffModule;
+use burn::tensor::backend::AutodiffBackend;
+use rand::rngs::StdRng;
+use sskd_augment::loader::{load_epoch, HostBatch, LoaderConfig, Sample};
 use sskd_models::{BackboneWithHead, Model, SelfSupervisionHead};
 
-use crate::metrics::Accuracy;
-use crate::parallel::{
-    accumulate, check_parallel_method, gather, train_step, ShardOutput, ShardStep, StepLog,
+use sskd_losses::Distiller;
+
+use crate::epoch::{
+    evaluate, evaluate_with_head, head_epoch, student_epoch, teacher_epoch, Student,
 };
-use crate::run::Evaluation;
+use crate::fit::{fit, FitOutcome, FitPlan};
+use crate::metrics::Evaluation;
+use crate::run_dir::RunDir;
 use crate::TrainError;
 
-/// What an epoch did: mean loss terms (unweighted, and `total`), mean counts, throughput and
-/// the training accuracy on the unrotated rows.
-#[derive(Debug, Clone, Default)]
-pub struct EpochReport {
-    /// Mean of each named term over the batches, and `total`.
-    pub terms: BTreeMap<String, f64>,
-    /// Mean of each named count over the batches.
-    pub counts: BTreeMap<String, f64>,
-    /// Source images seen.
-    pub images: usize,
-    /// Wall time in seconds.
-    pub seconds: f64,
-    /// Training accuracy (classification stages) or SS-head accuracy (head stage).
-    pub accuracy: Accuracy,
+/// A per-sample transform: an item and its generator to a [`Sample`] (one copy, or four
+/// rotations).
+pub type Transform<I> = Arc<dyn Fn(I, &mut StdRng) -> Result<Sample, String> + Send + Sync>;
+
+/// The data of a run: train and test sets, the four transforms, batch sizes and the seed.
+pub struct RunData<D, I> {
+    /// Training set.
+    pub train: Arc<D>,
+    /// Test set (evaluated after every epoch).
+    pub test: Arc<D>,
+    /// Training augmentation, one copy per image (e.g. crop + flip).
+    pub plain_train: Transform<I>,
+    /// Training augmentation with four rotations per image.
+    pub rotations_train: Transform<I>,
+    /// Test transform, one copy.
+    pub plain_test: Transform<I>,
+    /// Test transform with four rotations (the SS-head accuracy).
+    pub rotations_test: Transform<I>,
+    /// Training batch in source images (64 in SSKD).
+    pub batch_size: usize,
+    /// Test batch in source images.
+    pub test_batch_size: usize,
+    /// Seed of sample order and augmentation.
+    pub seed: u64,
 }
 
-impl EpochReport {
-    fn add_step(&mut self, step: StepLog) {
-        accumulate(&mut self.terms, step.terms, 1.0);
-        accumulate(&mut self.counts, step.counts, 1.0);
-        self.images += step.images;
-        self.accuracy += step.accuracy;
-    }
-
-    fn finish(mut self, batches: usize, started: Instant) -> Self {
-        let batches = batches.max(1) as f64;
-        self.terms.values_mut().for_each(|v| *v /= batches);
-        self.counts.values_mut().for_each(|v| *v /= batches);
-        self.seconds = started.elapsed().as_secs_f64();
-        self
-    }
-
-    /// The report as a JSON object (terms, counts, images, images/s, accuracy).
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "terms": self.terms,
-            "counts": self.counts,
-            "images": self.images,
-            "seconds": self.seconds,
-            "images_per_second": self.images as f64 / self.seconds.max(1e-9),
-            "top1": self.accuracy.top1_percent(),
-            "top5": self.accuracy.top5_percent(),
-        })
-    }
-}
-
-/// An epoch of `shard_step` steps over `batches` on `devices` ([`train_step`]); stops at the
-/// first bad batch or at a loss that is not finite.
-fn run_epoch<B, M, O, F>(
-    mut model: M,
-    optimizer: &mut O,
-    batches: impl IntoIterator<Item = Result<HostBatch, String>>,
-    lr: f64,
-    devices: &[B::Device],
-    stage: &'static str,
-    shard_step: F,
-) -> Result<(M, EpochReport), TrainError>
-where
-    B: AutodiffBackend,
-    M: AutodiffModule<B>,
-    O: Optimizer<M, B>,
-    F: ShardStep<B, M>,
-{
-    let started = Instant::now();
-    let mut report = EpochReport::default();
-    let mut count = 0;
-    for batch in batches {
-        let batch = batch.map_err(TrainError::Data)?;
-        let (next, step) = train_step(model, optimizer, lr, batch, devices, &shard_step)?;
-        model = next;
-        let total = step.terms.get("total").copied().unwrap_or(f64::NAN);
-        if !total.is_finite() {
-            return Err(TrainError::Diverged {
-                stage,
-                value: total,
-            });
+impl<D, I> Clone for RunData<D, I> {
+    fn clone(&self) -> Self {
+        Self {
+            train: self.train.clone(),
+            test: self.test.clone(),
+            plain_train: self.plain_train.clone(),
+            rotations_train: self.rotations_train.clone(),
+            plain_test: self.plain_test.clone(),
+            rotations_test: self.rotations_test.clone(),
+            ..*self
         }
-        report.add_step(step);
-        count += 1;
     }
-    let model = gather(model, devices);
+}
+
+impl<D, I> RunData<D, I>
+where
+    I: Send + 'static,
+    D: Dataset<I> + 'static,
+{
+    /// The batches of training epoch `epoch` (this node's part of each, with a node group).
+    pub fn train_epoch(
+        &self,
+        rotations: bool,
+        epoch: usize,
+    ) -> std::sync::mpsc::Receiver<Result<HostBatch, String>> {
+        let transform = if rotations {
+            &self.rotations_train
+        } else {
+            &self.plain_train
+        };
+        let config = LoaderConfig {
+            part: node_part(),
+            ..LoaderConfig::new(self.batch_size, self.seed)
+        };
+        load_epoch(self.train.clone(), transform.clone(), config, epoch as u64)
+    }
+
+    /// The test batches, in order.
+    pub fn test_batches(
+        &self,
+        rotations: bool,
+    ) -> std::sync::mpsc::Receiver<Result<HostBatch, String>> {
+        let transform = if rotations {
+            &self.rotations_test
+        } else {
+            &self.plain_test
+        };
+        let config = LoaderConfig {
+            shuffle: false,
+            ..LoaderConfig::new(self.test_batch_size, self.seed)
+        };
+        load_epoch(self.test.clone(), transform.clone(), config, 0)
+    }
+
+    /// Top-1/top-5 of `model` (inference mode) on the unrotated test set.
+    pub fn evaluate_model<B: burn::tensor::backend::Backend>(
+        &self,
+        model: &Model<B>,
+        device: &B::Device,
+    ) -> Result<Evaluation, TrainError> {
+        Ok(evaluate(model, self.test_batches(false), false, device)?.evaluation())
+    }
+
+    /// Top-1/top-5 of `network`'s backbone and its SS-head accuracy on the four-rotation test set.
+    pub fn evaluate_network<B: burn::tensor::backend::Backend>(
+        &self,
+        network: &BackboneWithHead<B>,
+        device: &B::Device,
+    ) -> Result<Evaluation, TrainError> {
+        evaluate_with_head(
+            &network.backbone,
+            &network.proj_head,
+            self.test_batches(true),
+            device,
+        )
+    }
+}
+
+/// This node's part of every training batch: `(rank, nodes)` with a node group joined
+/// (feature `collective`), else the whole batch.
+fn node_part() -> (usize, usize) {
     #[cfg(feature = "collective")]
-    let model = crate::nodes::average_running_states(model)?;
-    Ok((model, report.finish(count, started)))
+    if let Some((rank, nodes)) = crate::nodes::current() {
+        return (rank as usize, nodes as usize);
+    }
+    (0, 1)
 }
 
-/// A batch's images, labels and indices on `device`, the images in the network's float type
-/// (`dtype`: see [`float_dtype`]; `None` keeps the loader's `f32`).
-fn batch_tensors<B: Backend>(
-    batch: HostBatch,
-    device: &B::Device,
-    dtype: Option<DType>,
-) -> (Tensor<B, 4>, Tensor<B, 1, Int>, Tensor<B, 1, Int>) {
-    let (images, labels, indices) = batch.to_tensors::<B>(device);
-    let images = match dtype {
-        Some(dtype) => images.cast(dtype),
-        None => images,
-    };
-    (images, labels, indices)
+/// The first of `devices`, where the model lives between steps and is evaluated.
+fn main_device<D>(devices: &[D]) -> Result<&D, TrainError> {
+    devices
+        .first()
+        .ok_or_else(|| TrainError::Config("no training device given".to_string()))
 }
 
-/// Replicas of a frozen network, one per device (the first is `network` itself).
-fn replicas<B: Backend, M: Module<B>>(network: &M, devices: &[B::Device]) -> Vec<M> {
-    let mut copies = vec![network.clone()];
-    copies.extend(devices.iter().skip(1).map(|d| network.clone().fork(d)));
-    copies
-}
-
-/// Stage 1: one epoch of cross-entropy training of `model` on plain batches, data-parallel
-/// over `devices` (one device: the plain step).
-pub fn teacher_epoch<B, O>(
+/// Stage 1: cross-entropy training of `model` (SGD with `momentum` and `weight_decay`),
+/// data-parallel over `devices` (the first is the main one: evaluation, checkpoints).
+pub fn train_teacher<B, D, I>(
+    run: &RunDir,
+    plan: &FitPlan,
     model: Model<B>,
-    optimizer: &mut O,
-    batches: impl IntoIterator<Item = Result<HostBatch, String>>,
-    lr: f64,
+    data: &RunData<D, I>,
+    (momentum, weight_decay): (f64, f64),
     devices: &[B::Device],
-) -> Result<(Model<B>, EpochReport), TrainError>
+) -> Result<FitOutcome<Model<B>>, TrainError>
 where
     B: AutodiffBackend,
-    O: Optimizer<Model<B>, B>,
+    I: Send + 'static,
+    D: Dataset<I> + 'static,
 {
-    let dtype = float_dtype(&model);
-    run_epoch(
+    let device = main_device(devices)?;
+    fit(
+        run,
+        plan,
         model,
-        optimizer,
-        batches,
-        lr,
-        devices,
-        "teacher",
-        |model: &Model<B>, batch: HostBatch, k: usize| {
-            let (images, labels, _) = batch_tensors::<B>(batch, &devices[k], dtype);
-            let logits = model.forward(images).logits;
-            let loss = cross_entropy(logits.clone(), labels.clone());
-            let mut log = StepLog {
-                images: labels.dims()[0],
-                ..StepLog::default()
-            };
-            log.record("ce", &loss);
-            log.accuracy.add(logits.detach(), labels);
-            Ok(ShardOutput { loss, log })
+        crate::sgd(momentum, weight_decay).init(),
+        |model, optimizer, epoch, lr| {
+            teacher_epoch(
+                model,
+                optimizer,
+                data.train_epoch(false, epoch),
+                lr,
+                devices,
+            )
         },
+        |model| data.evaluate_model(&model.valid(), device),
+        device,
     )
 }
 
-/// Stage 2: one epoch of SS-head training on four-rotation batches, the teacher frozen.
-pub fn head_epoch<B, O>(
+/// Stage 2: the SS head on the frozen `teacher` (inference mode), four-rotation batches,
+/// over `devices`.
+pub fn train_head<B, D, I>(
+    run: &RunDir,
+    plan: &FitPlan,
     teacher: &Model<B::InnerBackend>,
     head: SelfSupervisionHead<B>,
-    optimizer: &mut O,
-    batches: impl IntoIterator<Item = Result<HostBatch, String>>,
-    lr: f64,
+    data: &RunData<D, I>,
+    (momentum, weight_decay): (f64, f64),
     devices: &[B::Device],
-) -> Result<(SelfSupervisionHead<B>, EpochReport), TrainError>
+) -> Result<FitOutcome<SelfSupervisionHead<B>>, TrainError>
 where
     B: AutodiffBackend,
-    O: Optimizer<SelfSupervisionHead<B>, B>,
+    I: Send + 'static,
+    D: Dataset<I> + 'static,
 {
-    let teachers = replicas(teacher, devices);
-    let dtype = float_dtype(teacher);
-    run_epoch(
+    let device = main_device(devices)?;
+    fit(
+        run,
+        plan,
         head,
-        optimizer,
-        batches,
-        lr,
-        devices,
-        "head",
-        |head: &SelfSupervisionHead<B>, batch: HostBatch, k: usize| {
-            let (images, labels, _) = batch_tensors::<B::InnerBackend>(batch, &devices[k], dtype);
-            let embedding = Tensor::<B, 2>::from_inner(teachers[k].forward(images).embedding);
-            let (loss, correct) =
-                ss_head_loss(head.forward(embedding)).map_err(TrainError::Loss)?;
-            let images = labels.dims()[0];
-            let mut log = StepLog {
-                images,
-                ..StepLog::default()
-            };
-            log.record("ss_head", &loss);
-            log.accuracy.top1 = correct;
-            log.accuracy.total = 3 * images;
-            Ok(ShardOutput { loss, log })
+        crate::sgd(momentum, weight_decay).init(),
+        |head, optimizer, epoch, lr| {
+            head_epoch(
+                teacher,
+                head,
+                optimizer,
+                data.train_epoch(true, epoch),
+                lr,
+                devices,
+            )
         },
+        |head| {
+            let batches = data.test_batches(true);
+            evaluate_with_head(teacher, &head.valid(), batches, device)
+        },
+        device,
     )
 }
 
-/// The student, its SS head and the method's trainable parts, optimised together.
-#[derive(Module, Debug)]
-pub struct Student<B: Backend> {
-    /// Backbone and SS head.
-    pub network: BackboneWithHead<B>,
-    /// The distillation method (regressors, embeddings, memories).
-    pub method: Method<B>,
-}
-
-/// Stage 3: one epoch of distillation with the student's method, one forward over each batch
-/// (four-rotation batches when the method needs them), data-parallel over `devices`.
-#[allow(clippy::too_many_arguments)]
-pub fn student_epoch<B, O>(
+/// Stage 3: the student (backbone, head and the method's modules) against the frozen
+/// `teacher`; four-rotation batches when the method needs them; over `devices`.
+pub fn train_student<B, D, I>(
+    run: &RunDir,
+    plan: &FitPlan,
     student: Student<B>,
     teacher: &BackboneWithHead<B::InnerBackend>,
-    optimizer: &mut O,
-    batches: impl IntoIterator<Item = Result<HostBatch, String>>,
-    epoch: usize,
-    lr: f64,
+    data: &RunData<D, I>,
+    (momentum, weight_decay): (f64, f64),
     devices: &[B::Device],
-) -> Result<(Student<B>, EpochReport), TrainError>
+) -> Result<FitOutcome<Student<B>>, TrainError>
 where
     B: AutodiffBackend,
-    O: Optimizer<Student<B>, B>,
+    I: Send + 'static,
+    D: Dataset<I> + 'static,
 {
-    let needs = student.method.needs();
-    check_parallel_method(needs.sample_indices, devices.len())?;
-    let layout = if needs.rotations {
-        BatchLayout::Rotations4
-    } else {
-        BatchLayout::Plain
-    };
-    let teachers = replicas(teacher, devices);
-    let dtype = float_dtype(&student.network);
-    run_epoch(
+    let device = main_device(devices)?;
+    let rotations = student.method.needs().rotations;
+    fit(
+        run,
+        plan,
         student,
-        optimizer,
-        batches,
-        lr,
-        devices,
-        "student",
-        |student: &Student<B>, batch: HostBatch, k: usize| {
-            let (images, labels, indices) = batch_tensors::<B>(batch, &devices[k], dtype);
-            let (teacher_output, teacher_head) = teachers[k].forward(images.clone().inner(), false);
-            let (student_output, student_head) = student.network.forward(images, true);
-            let inputs = DistillInputs {
-                student: NetworkOutputs::from_model(student_output, Some(student_head)),
-                teacher: NetworkOutputs::from_model(teacher_output, Some(teacher_head)).lift(),
-                labels: labels.clone(),
-                sample_indices: Some(indices),
-                contrast_indices: None,
-                ss_labels: None,
-                layout,
-                epoch,
-            };
-            let terms = student.method.loss(&inputs).map_err(TrainError::Loss)?;
-            let mut log = StepLog {
-                images: labels.dims()[0],
-                ..StepLog::default()
-            };
-            for term in &terms.terms {
-                log.record(term.name, &term.value);
-            }
-            for (name, value) in &terms.counts {
-                log.counts.insert(name.to_string(), *value as f64);
-            }
-            let logits = match layout {
-                BatchLayout::Plain => inputs.student.logits.clone(),
-                BatchLayout::Rotations4 => split_rotations(inputs.student.logits.clone()).0,
-            };
-            log.accuracy.add(logits.detach(), labels);
-            Ok(ShardOutput {
-                loss: terms.total(),
-                log,
-            })
+        crate::sgd(momentum, weight_decay).init(),
+        |student, optimizer, epoch, lr| {
+            let batches = data.train_epoch(rotations, epoch);
+            student_epoch(student, teacher, optimizer, batches, epoch, lr, devices)
         },
-    )
-}
-
-/// Top-1/top-5 accuracy of `model` (inference mode: pass the inner-backend model) on
-/// `batches`; with `rotations`, only each image's unrotated row is classified.
-pub fn evaluate<B: Backend>(
-    model: &Model<B>,
-    batches: impl IntoIterator<Item = Result<HostBatch, String>>,
-    rotations: bool,
-    device: &B::Device,
-) -> Result<Accuracy, TrainError> {
-    let (mut accuracy, dtype) = (Accuracy::default(), float_dtype(model));
-    for batch in batches {
-        let (images, labels, _) =
-            batch_tensors::<B>(batch.map_err(TrainError::Data)?, device, dtype);
-        let logits = model.forward(images).logits;
-        let logits = if rotations {
-            split_rotations(logits).0
-        } else {
-            logits
-        };
-        accuracy.add(logits, labels);
-    }
-    Ok(accuracy)
-}
-
-/// Top-1/top-5 of `backbone` on the unrotated rows of four-rotation `batches` and the
-/// accuracy of `head` on the SS task (each rotated row picks its source among the batch's
-/// unrotated rows), in percent. Pass inner-backend (inference-mode) modules.
-pub fn evaluate_with_head<B: Backend>(
-    backbone: &Model<B>,
-    head: &SelfSupervisionHead<B>,
-    batches: impl IntoIterator<Item = Result<HostBatch, String>>,
-    device: &B::Device,
-) -> Result<Evaluation, TrainError> {
-    let (mut accuracy, dtype) = (Accuracy::default(), float_dtype(backbone));
-    let (mut ss_correct, mut ss_rows) = (0, 0);
-    for batch in batches {
-        let (images, labels, _) =
-            batch_tensors::<B>(batch.map_err(TrainError::Data)?, device, dtype);
-        let output = backbone.forward(images);
-        let (_, correct) =
-            ss_head_loss(head.forward(output.embedding)).map_err(TrainError::Loss)?;
-        ss_correct += correct;
-        ss_rows += 3 * labels.dims()[0];
-        accuracy.add(split_rotations(output.logits).0, labels);
-    }
-    Ok(Evaluation {
-        top1: accuracy.top1_percent(),
-        top5: accuracy.top5_percent(),
-        ss_top1: Some(100.0 * ss_correct as f64 / ss_rows.max(1) as f64),
-    })
-}
-
-/// The inference-mode copy of an autodiff model (for [`evaluate`]).
-pub fn frozen<B: AutodiffBackend, M: AutodiffModule<B>>(module: &M) -> M::InnerModule {
-    module.valid()
-}
-
-/// Labels as a tensor (helper for callers building batches by hand).
-pub fn labels_tensor<B: Backend>(labels: &[i64], device: &B::Device) -> Tensor<B, 1, Int> {
-    Tensor::from_data(
-        burn::tensor::TensorData::new(labels.to_vec(), [labels.len()]),
+        |student| {
+            let network = student.network.valid();
+            if rotations {
+                data.evaluate_network(&network, device)
+            } else {
+                data.evaluate_model(&network.backbone, device)
+            }
+        },
         device,
     )
 }

@@ -1,0 +1,290 @@
+//! One epoch of each SSKD stage, and evaluation. Every function takes the batches of one epoch
+//! (from `sskd_augment::loader::load_epoch`) and returns the updated module and a report.
+//!
+//! Frozen networks run on the inner (non-autodiff) backend — batch norm then uses its running
+//! statistics, which stay untouched, and no graph is built — and their outputs are lifted to the
+//! autodiff backend as constants.
+
+use std::time::Instant;
+
+use burn::module::{AutodiffModule, Module};
+use burn::optim::Optimizer;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{DType, Int, Tensor};
+use sskd_augment::loader::HostBatch;
+use sskd_losses::functional::{cross_entropy, split_rotations};
+use sskd_losses::{ss_head_loss, BatchLayout, DistillInputs, Distiller, Method, NetworkOutputs};
+use sskd_models::precision::float_dtype;
+use sskd_models::{BackboneWithHead, Model, SelfSupervisionHead};
+
+use crate::metrics::{Accuracy, EpochReport, Evaluation, StepLog};
+use crate::parallel::{check_parallel_method, gather, train_step, ShardOutput, ShardStep};
+use crate::TrainError;
+
+/// An epoch of `shard_step` steps over `batches` on `devices` ([`train_step`]); stops at the
+/// first bad batch or at a loss that is not finite.
+fn run_epoch<B, M, O, F>(
+    mut model: M,
+    optimizer: &mut O,
+    batches: impl IntoIterator<Item = Result<HostBatch, String>>,
+    lr: f64,
+    devices: &[B::Device],
+    stage: &'static str,
+    shard_step: F,
+) -> Result<(M, EpochReport), TrainError>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    O: Optimizer<M, B>,
+    F: ShardStep<B, M>,
+{
+    let started = Instant::now();
+    let mut report = EpochReport::default();
+    let mut count = 0;
+    for batch in batches {
+        let batch = batch.map_err(TrainError::Data)?;
+        let (next, step) = train_step(model, optimizer, lr, batch, devices, &shard_step)?;
+        model = next;
+        let total = step.terms.get("total").copied().unwrap_or(f64::NAN);
+        if !total.is_finite() {
+            return Err(TrainError::Diverged {
+                stage,
+                value: total,
+            });
+        }
+        report.add_step(step);
+        count += 1;
+    }
+    let model = gather(model, devices);
+    #[cfg(feature = "collective")]
+    let model = crate::nodes::average_running_states(model)?;
+    Ok((model, report.finish(count, started)))
+}
+
+/// A batch's images, labels and indices on `device`, the images in the network's float type
+/// (`dtype`: see [`float_dtype`]; `None` keeps the loader's `f32`).
+fn batch_tensors<B: Backend>(
+    batch: HostBatch,
+    device: &B::Device,
+    dtype: Option<DType>,
+) -> (Tensor<B, 4>, Tensor<B, 1, Int>, Tensor<B, 1, Int>) {
+    let (images, labels, indices) = batch.to_tensors::<B>(device);
+    let images = match dtype {
+        Some(dtype) => images.cast(dtype),
+        None => images,
+    };
+    (images, labels, indices)
+}
+
+/// Replicas of a frozen network, one per device (the first is `network` itself).
+fn replicas<B: Backend, M: Module<B>>(network: &M, devices: &[B::Device]) -> Vec<M> {
+    let mut copies = vec![network.clone()];
+    copies.extend(devices.iter().skip(1).map(|d| network.clone().fork(d)));
+    copies
+}
+
+/// Stage 1: one epoch of cross-entropy training of `model` on plain batches, data-parallel
+/// over `devices` (one device: the plain step).
+pub fn teacher_epoch<B, O>(
+    model: Model<B>,
+    optimizer: &mut O,
+    batches: impl IntoIterator<Item = Result<HostBatch, String>>,
+    lr: f64,
+    devices: &[B::Device],
+) -> Result<(Model<B>, EpochReport), TrainError>
+where
+    B: AutodiffBackend,
+    O: Optimizer<Model<B>, B>,
+{
+    let dtype = float_dtype(&model);
+    run_epoch(
+        model,
+        optimizer,
+        batches,
+        lr,
+        devices,
+        "teacher",
+        |model: &Model<B>, batch: HostBatch, k: usize| {
+            let (images, labels, _) = batch_tensors::<B>(batch, &devices[k], dtype);
+            let logits = model.forward(images).logits;
+            let loss = cross_entropy(logits.clone(), labels.clone());
+            let mut log = StepLog {
+                images: labels.dims()[0],
+                ..StepLog::default()
+            };
+            log.record("ce", &loss);
+            log.accuracy.add(logits.detach(), labels);
+            Ok(ShardOutput { loss, log })
+        },
+    )
+}
+
+/// Stage 2: one epoch of SS-head training on four-rotation batches, the teacher frozen.
+pub fn head_epoch<B, O>(
+    teacher: &Model<B::InnerBackend>,
+    head: SelfSupervisionHead<B>,
+    optimizer: &mut O,
+    batches: impl IntoIterator<Item = Result<HostBatch, String>>,
+    lr: f64,
+    devices: &[B::Device],
+) -> Result<(SelfSupervisionHead<B>, EpochReport), TrainError>
+where
+    B: AutodiffBackend,
+    O: Optimizer<SelfSupervisionHead<B>, B>,
+{
+    let teachers = replicas(teacher, devices);
+    let dtype = float_dtype(teacher);
+    run_epoch(
+        head,
+        optimizer,
+        batches,
+        lr,
+        devices,
+        "head",
+        |head: &SelfSupervisionHead<B>, batch: HostBatch, k: usize| {
+            let (images, labels, _) = batch_tensors::<B::InnerBackend>(batch, &devices[k], dtype);
+            let embedding = Tensor::<B, 2>::from_inner(teachers[k].forward(images).embedding);
+            let (loss, correct) =
+                ss_head_loss(head.forward(embedding)).map_err(TrainError::Loss)?;
+            let images = labels.dims()[0];
+            let mut log = StepLog {
+                images,
+                ..StepLog::default()
+            };
+            log.record("ss_head", &loss);
+            log.accuracy.top1 = correct;
+            log.accuracy.total = 3 * images;
+            Ok(ShardOutput { loss, log })
+        },
+    )
+}
+
+/// The student, its SS head and the method's trainable parts, optimised together.
+#[derive(Module, Debug)]
+pub struct Student<B: Backend> {
+    /// Backbone and SS head.
+    pub network: BackboneWithHead<B>,
+    /// The distillation method (regressors, embeddings, memories).
+    pub method: Method<B>,
+}
+
+/// Stage 3: one epoch of distillation with the student's method, one forward over each batch
+/// (four-rotation batches when the method needs them), data-parallel over `devices`.
+#[allow(clippy::too_many_arguments)]
+pub fn student_epoch<B, O>(
+    student: Student<B>,
+    teacher: &BackboneWithHead<B::InnerBackend>,
+    optimizer: &mut O,
+    batches: impl IntoIterator<Item = Result<HostBatch, String>>,
+    epoch: usize,
+    lr: f64,
+    devices: &[B::Device],
+) -> Result<(Student<B>, EpochReport), TrainError>
+where
+    B: AutodiffBackend,
+    O: Optimizer<Student<B>, B>,
+{
+    let needs = student.method.needs();
+    check_parallel_method(needs.sample_indices, devices.len())?;
+    let layout = if needs.rotations {
+        BatchLayout::Rotations4
+    } else {
+        BatchLayout::Plain
+    };
+    let teachers = replicas(teacher, devices);
+    let dtype = float_dtype(&student.network);
+    run_epoch(
+        student,
+        optimizer,
+        batches,
+        lr,
+        devices,
+        "student",
+        |student: &Student<B>, batch: HostBatch, k: usize| {
+            let (images, labels, indices) = batch_tensors::<B>(batch, &devices[k], dtype);
+            let (teacher_output, teacher_head) = teachers[k].forward(images.clone().inner(), false);
+            let (student_output, student_head) = student.network.forward(images, true);
+            let inputs = DistillInputs {
+                student: NetworkOutputs::from_model(student_output, Some(student_head)),
+                teacher: NetworkOutputs::from_model(teacher_output, Some(teacher_head)).lift(),
+                labels: labels.clone(),
+                sample_indices: Some(indices),
+                contrast_indices: None,
+                ss_labels: None,
+                layout,
+                epoch,
+            };
+            let terms = student.method.loss(&inputs).map_err(TrainError::Loss)?;
+            let mut log = StepLog {
+                images: labels.dims()[0],
+                ..StepLog::default()
+            };
+            for term in &terms.terms {
+                log.record(term.name, &term.value);
+            }
+            for (name, value) in &terms.counts {
+                log.counts.insert(name.to_string(), *value as f64);
+            }
+            let logits = match layout {
+                BatchLayout::Plain => inputs.student.logits.clone(),
+                BatchLayout::Rotations4 => split_rotations(inputs.student.logits.clone()).0,
+            };
+            log.accuracy.add(logits.detach(), labels);
+            Ok(ShardOutput {
+                loss: terms.total(),
+                log,
+            })
+        },
+    )
+}
+
+/// Top-1/top-5 accuracy of `model` (inference mode: pass the inner-backend model) on
+/// `batches`; with `rotations`, only each image's unrotated row is classified.
+pub fn evaluate<B: Backend>(
+    model: &Model<B>,
+    batches: impl IntoIterator<Item = Result<HostBatch, String>>,
+    rotations: bool,
+    device: &B::Device,
+) -> Result<Accuracy, TrainError> {
+    let (mut accuracy, dtype) = (Accuracy::default(), float_dtype(model));
+    for batch in batches {
+        let (images, labels, _) =
+            batch_tensors::<B>(batch.map_err(TrainError::Data)?, device, dtype);
+        let logits = model.forward(images).logits;
+        let logits = if rotations {
+            split_rotations(logits).0
+        } else {
+            logits
+        };
+        accuracy.add(logits, labels);
+    }
+    Ok(accuracy)
+}
+
+/// Top-1/top-5 of `backbone` on the unrotated rows of four-rotation `batches` and the
+/// accuracy of `head` on the SS task (each rotated row picks its source among the batch's
+/// unrotated rows), in percent. Pass inner-backend (inference-mode) modules.
+pub fn evaluate_with_head<B: Backend>(
+    backbone: &Model<B>,
+    head: &SelfSupervisionHead<B>,
+    batches: impl IntoIterator<Item = Result<HostBatch, String>>,
+    device: &B::Device,
+) -> Result<Evaluation, TrainError> {
+    let (mut accuracy, dtype) = (Accuracy::default(), float_dtype(backbone));
+    let (mut ss_correct, mut ss_rows) = (0, 0);
+    for batch in batches {
+        let (images, labels, _) =
+            batch_tensors::<B>(batch.map_err(TrainError::Data)?, device, dtype);
+        let output = backbone.forward(images);
+        let (_, correct) =
+            ss_head_loss(head.forward(output.embedding)).map_err(TrainError::Loss)?;
+        ss_correct += correct;
+        ss_rows += 3 * labels.dims()[0];
+        accuracy.add(split_rotations(output.logits).0, labels);
+    }
+    Ok(Evaluation {
+        top1: accuracy.top1_percent(),
+        top5: accuracy.top5_percent(),
+        ss_top1: Some(100.0 * ss_correct as f64 / ss_rows.max(1) as f64),
+    })
+}
