@@ -11,7 +11,7 @@
 //! `--data` holds CIFAR-100 in either format (`train.bin`/`test.bin`, or the python pickles).
 //! Teachers may also be PyTorch checkpoints: a RepDistiller `{"model": ...}` file for `head`,
 //! an SSKD `teacher.pth` with its `proj_head` for `student`. `--set FIELD=VALUE` overrides any
-//! config field (`--set student_stage.epochs=30 --set sskd.ss_weight=3`). `--resume`
+//! config field (`--set student_stage.epochs=30 --set method.sskd.ss_weight=3`). `--resume`
 //! continues a killed stage from its last checkpoint. Each stage logs every epoch to
 //! `OUT/metrics.jsonl`, keeps `OUT/<stage>-best.mpk` and `OUT/<stage>-last.mpk`, and draws
 //! `OUT/<stage>.png`. `--device cuda:0,cuda:1,…` trains a stage data-parallel over several

@@ -47,7 +47,7 @@ use sskd::augment::resize::resize_shorter_side;
 use sskd::backend::{dispatch_devices, DeviceList, DevicesJob};
 use sskd::data::folders::{decode_rgb, ImageFiles};
 use sskd::experiment::{ExperimentConfig, StageConfig};
-use sskd::losses::SskdConfig;
+use sskd::losses::{MethodConfig, SskdConfig};
 use sskd::runner::{self, load_experiment, EvalArgs, StageArgs};
 use sskd::train::stages::{RunData, Transform};
 
@@ -98,7 +98,7 @@ fn pair_defaults(teacher: &str, student: &str) -> ExperimentConfig {
         .with_test_batch_size(250)
         .with_weight_decay(1e-4)
         .with_checkpoint_every(1)
-        .with_sskd(SskdConfig::new().with_ce_weight(1.0))
+        .with_method(MethodConfig::Sskd(SskdConfig::new().with_ce_weight(1.0)))
 }
 
 /// Image files decoded when the loader asks for them, so that a bad file is an error naming it.

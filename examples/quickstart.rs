@@ -25,7 +25,7 @@ use rand::rngs::StdRng;
 use sskd::augment::pipeline::{crop_and_flip, sskd_rotations};
 use sskd::data::idx::idx_images;
 use sskd::data::{LabeledImage, PlanarImages};
-use sskd::losses::{create_method, method_names, FeatureShapes, MethodContext};
+use sskd::losses::{create_method, method_names, MethodContext};
 use sskd::models::checkpoint::{load_record, save_record};
 use sskd::models::{create_model, BackboneWithHead, SelfSupervisionHeadConfig};
 use sskd::train::epoch::Student;
@@ -213,12 +213,9 @@ fn train_one(
         )?;
         (outcome.best, outcome.last)
     } else {
-        let context = MethodContext {
-            student: FeatureShapes::probe(&network.backbone.valid(), 28, 28, device),
-            teacher: FeatureShapes::probe(&teacher.backbone, 28, 28, device),
-            n_data: data.train.len(),
-            with_kd: true,
-        };
+        let student = network.backbone.valid();
+        let n_data = data.train.len();
+        let context = MethodContext::probe(&student, &teacher.backbone, [28, 28], n_data, device);
         let student = Student {
             network,
             method: create_method::<B>(method, &context, device)?,

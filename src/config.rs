@@ -45,12 +45,17 @@ pub fn apply_assignment<C: Config>(config: C, assignment: &str) -> Result<C, Str
 }
 
 /// Merges `value` into `target[field]`: objects key by key (each key must exist), anything
-/// else replaces.
+/// else replaces. A one-of written `{"VARIANT": {...}}` (the `method`) is the exception: a
+/// variant other than the current one replaces it, and the type fills in its defaults.
 fn merge_field(target: &mut Value, field: &str, value: &Value) -> Result<(), String> {
     let known: Vec<String> = target
         .as_object()
         .map(|m| m.keys().cloned().collect())
         .unwrap_or_default();
+    if !known.iter().any(|k| k == field) && is_one_of(target) && value.is_object() {
+        *target = serde_json::json!({ field: value });
+        return Ok(());
+    }
     if !known.iter().any(|k| k == field) {
         return Err(format!(
             "unknown field `{field}`; known fields: {}",
@@ -69,10 +74,18 @@ fn merge_field(target: &mut Value, field: &str, value: &Value) -> Result<(), Str
     Ok(())
 }
 
+/// Whether `value` is written like a one-of: an object with one field whose value is an
+/// object (`{"sskd": {...}}`); no struct of the configs has that shape.
+fn is_one_of(value: &Value) -> bool {
+    value
+        .as_object()
+        .is_some_and(|fields| fields.len() == 1 && fields.values().all(Value::is_object))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sskd_losses::SskdConfig;
+    use sskd_losses::{MethodConfig, SskdConfig};
 
     #[test]
     fn fields_override_defaults_and_bad_fields_are_named() {
@@ -95,13 +108,35 @@ mod tests {
         use crate::experiment::ExperimentConfig;
         let config = ExperimentConfig::new("resnet56".into(), "resnet20".into());
         let config = apply_assignment(config, "student_stage.epochs=3").unwrap();
-        let config = apply_assignment(config, "sskd.ss_weight=3.0").unwrap();
-        let config = apply_assignment(config, "method=kd").unwrap();
+        let config = apply_assignment(config, "method.sskd.ss_weight=3.0").unwrap();
+        let MethodConfig::Sskd(sskd) = &config.method else {
+            panic!("{:?}", config.method)
+        };
+        assert_eq!((sskd.ss_weight, sskd.tf_weight), (3.0, 2.7));
         assert_eq!(
             (config.student_stage.epochs, config.student_stage.lr),
             (3, 0.05)
         );
-        assert_eq!((config.sskd.ss_weight, config.method.as_str()), (3.0, "kd"));
+        let config = apply_assignment(config, "method=kd").unwrap();
+        assert_eq!(config.method, MethodConfig::published("kd").unwrap());
+        // Another method's setting switches to that method, its other settings published.
+        let config = apply_assignment(config, "method.dkd.beta=2").unwrap();
+        let MethodConfig::Dkd(dkd) = &config.method else {
+            panic!("{:?}", config.method)
+        };
+        assert_eq!((dkd.beta, dkd.alpha), (2.0, 1.0));
+        let error = apply_assignment(config.clone(), "method.dkd.betta=2").unwrap_err();
+        assert!(
+            error.contains("unknown field `betta`") && error.contains("warmup_epochs"),
+            "{error}"
+        );
+        let error = apply_assignment(config.clone(), "method.crd.nce_kk=2").unwrap_err();
+        assert!(
+            error.contains("unknown setting `nce_kk`") && error.contains("nce_k"),
+            "{error}"
+        );
+        let error = apply_assignment(config.clone(), "method=kdd").unwrap_err();
+        assert!(error.contains("unknown method `kdd`"), "{error}");
         let error = apply_assignment(config.clone(), "student_stage.epoch=3").unwrap_err();
         assert!(
             error.contains("unknown field `epoch`") && error.contains("student_stage"),

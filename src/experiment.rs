@@ -3,7 +3,7 @@
 //! and overridable field by field (`student_stage.epochs=1`).
 
 use burn::config::Config;
-use sskd_losses::SskdConfig;
+use sskd_losses::MethodConfig;
 use sskd_train::schedule::LrSchedule;
 
 /// One training stage: epochs and the step schedule (×`gamma` at each milestone).
@@ -38,9 +38,10 @@ pub struct ExperimentConfig {
     pub teacher: String,
     /// Student architecture (registry name).
     pub student: String,
-    /// Distillation method of stage 3 (`sskd`, or any name of `sskd_losses::method_names`).
-    #[config(default = "String::from(\"sskd\")")]
-    pub method: String,
+    /// Distillation method of stage 3 and its settings, `{"NAME": {settings}}` (any name of
+    /// `sskd_losses::method_names`; settings left out keep the method's published defaults).
+    #[config(default = "MethodConfig::default()")]
+    pub method: MethodConfig,
     /// Number of classes.
     #[config(default = 100)]
     pub num_classes: usize,
@@ -71,13 +72,6 @@ pub struct ExperimentConfig {
     /// A checkpoint every this many epochs (and after the last).
     #[config(default = 10)]
     pub checkpoint_every: usize,
-    /// SSKD's loss weights, temperatures and selection ratios (method `sskd`).
-    #[config(default = "SskdConfig::new()")]
-    pub sskd: SskdConfig,
-    /// Baselines: `0.1·CE + 0.9·KD + β·L` (SSKD's comparison) instead of the CRD scripts'
-    /// `CE + β·L`.
-    #[config(default = true)]
-    pub with_kd: bool,
 }
 
 impl ExperimentConfig {
@@ -92,13 +86,6 @@ impl ExperimentConfig {
                     names.join(", ")
                 ));
             }
-        }
-        if !sskd_losses::method_names().contains(&self.method.as_str()) {
-            return Err(format!(
-                "field `method`: unknown method `{}`; known: {}",
-                self.method,
-                sskd_losses::method_names().join(", ")
-            ));
         }
         for (field, value) in [
             ("num_classes", self.num_classes),
@@ -133,10 +120,9 @@ impl ExperimentConfig {
                 ));
             }
         }
-        self.sskd
-            .init()
-            .map(|_| ())
-            .map_err(|e| format!("field `sskd`: {e}"))
+        self.method
+            .validate()
+            .map_err(|e| format!("field `method`: {e}"))
     }
 }
 
@@ -159,7 +145,10 @@ mod tests {
         let config = ExperimentConfig::new("wrn_40_2".into(), "wrn_16_2".into());
         assert_eq!(config.student_stage.schedule().lr(150), 0.05 * 0.1);
         assert_eq!(config.head_stage.schedule().lr(45), 0.05 * 0.1 * 0.1);
-        assert_eq!((config.batch_size, config.sskd.ss_weight), (64, 10.0));
+        let sskd_losses::MethodConfig::Sskd(sskd) = &config.method else {
+            panic!("the default method is SSKD: {:?}", config.method)
+        };
+        assert_eq!((config.batch_size, sskd.ss_weight), (64, 10.0));
         config.validate().unwrap();
         let bad = ExperimentConfig::new("wrn_40_2".into(), "wrn_16_3".into());
         assert!(bad.validate().unwrap_err().contains("field `student`"));

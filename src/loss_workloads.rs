@@ -109,7 +109,6 @@ impl<B: AutodiffBackend> LossStep<B> {
                     student: shapes.clone(),
                     teacher: shapes.clone(),
                     n_data,
-                    with_kd: true,
                 };
                 (
                     Box::new(

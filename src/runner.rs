@@ -12,7 +12,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use rand::rngs::StdRng;
 use sskd_augment::loader::Sample;
 use sskd_data::LabeledImage;
-use sskd_losses::{create_method, FeatureShapes, Method, MethodContext};
+use sskd_losses::{MethodConfig, MethodContext};
 use sskd_models::checkpoint::{load_record, save_record, write_atomically};
 use sskd_models::import::{load_weights, load_weights_with_head};
 use sskd_models::{create_model, BackboneWithHead, SelfSupervisionHeadConfig};
@@ -220,8 +220,12 @@ pub fn experiment(
     if let Some(arch) = &args.student_arch {
         config.student = arch.clone();
     }
-    if let Some(method) = &args.method {
-        config.method = method.clone();
+    if let Some(name) = &args.method {
+        // Another method starts from its published settings; the same one keeps the config's.
+        let named = MethodConfig::published(name)?;
+        if named.name() != config.method.name() {
+            config.method = named;
+        }
     }
     for assignment in &args.overrides {
         config = apply_assignment(config, assignment).map_err(anyhow::Error::msg)?;
@@ -263,7 +267,7 @@ pub fn plan(
     let mut tags = serde_json::Map::new();
     tags.insert("teacher_arch".into(), experiment.teacher.clone().into());
     tags.insert("student_arch".into(), experiment.student.clone().into());
-    tags.insert("method".into(), experiment.method.clone().into());
+    tags.insert("method".into(), experiment.method.name().into());
     tags.insert("seed".into(), experiment.seed.into());
     FitPlan {
         stage: stage.to_string(),
@@ -309,17 +313,9 @@ pub fn build_student<B: AutodiffBackend>(
     device: &B::Device,
 ) -> Result<Student<B>> {
     let backbone = create_model::<B>(&config.student, config.num_classes, device)?;
-    let context = MethodContext {
-        student: FeatureShapes::probe(&backbone.valid(), image_size, image_size, device),
-        teacher: FeatureShapes::probe(&teacher.backbone, image_size, image_size, device),
-        n_data,
-        with_kd: config.with_kd,
-    };
-    let method = if config.method == "sskd" {
-        Method::Sskd(config.sskd.init()?)
-    } else {
-        create_method::<B>(&config.method, &context, device)?
-    };
+    let image = [image_size, image_size];
+    let context = MethodContext::probe(&backbone.valid(), &teacher.backbone, image, n_data, device);
+    let method = config.method.init(&context, device)?;
     Ok(Student {
         network: BackboneWithHead::new(backbone, device),
         method,

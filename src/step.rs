@@ -17,7 +17,7 @@ use burn::module::AutodiffModule;
 use burn::tensor::{DType, TensorData};
 use safetensors::{Dtype, SafeTensors};
 use sskd_augment::loader::HostBatch;
-use sskd_losses::{create_method, Distiller, FeatureShapes, MethodContext};
+use sskd_losses::{create_method, Distiller, MethodContext};
 use sskd_models::checkpoint::write_atomically;
 use sskd_models::export::export_state_dict;
 use sskd_models::import::{
@@ -328,12 +328,9 @@ fn student_steps(
         create_model::<burn::backend::Flex>(networks.teacher_arch, classes, &device)?;
     let probe_student =
         create_model::<burn::backend::Flex>(networks.student_arch, classes, &device)?;
-    let context = MethodContext {
-        student: FeatureShapes::probe(&probe_student, image_size, image_size, &device),
-        teacher: FeatureShapes::probe(&probe_teacher, image_size, image_size, &device),
-        n_data: batch.labels.len(),
-        with_kd: true,
-    };
+    let image = [image_size, image_size];
+    let n_data = batch.labels.len();
+    let context = MethodContext::probe(&probe_student, &probe_teacher, image, n_data, &device);
     let method = create_method::<B>(networks.method, &context, &device)?;
     let needs = method.needs();
     ensure!(

@@ -19,6 +19,7 @@ use burn::tensor::backend::AutodiffBackend;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sskd_augment::loader::HostBatch;
+use sskd_losses::MethodConfig;
 use sskd_models::{create_model, BackboneWithHead, Model, SelfSupervisionHeadConfig};
 use sskd_train::epoch::{head_epoch, student_epoch, teacher_epoch};
 use sskd_train::metrics::EpochReport;
@@ -245,7 +246,7 @@ impl TrainingStep {
                 let teacher = frozen_with_head::<B>(teacher, device);
                 let student_arch = config.student.clone().unwrap_or_default();
                 let experiment = ExperimentConfig::new(config.teacher.clone(), student_arch)
-                    .with_method(config.kind.name().to_string());
+                    .with_method(MethodConfig::published(config.kind.name())?);
                 let student =
                     build_student::<B>(&experiment, &teacher, 50_000, IMAGE_SIZE, device)?;
                 stepper(student, optimizer.init(), move |student, opt, batch| {

@@ -295,8 +295,8 @@ fn baselines_with_modules_match_pytorch() {
 fn crd_matches_pytorch_over_two_steps_with_its_memory_update() {
     let device = Default::default();
     let mut case = Case::read("crd_two_steps");
-    let config = CrdConfig::new(32, 64, 48).with_feat_dim(16).with_nce_k(10);
-    let method = load(&case, "crd", config.init::<B>(&device));
+    let config = CrdConfig::new().with_feat_dim(16).with_nce_k(10);
+    let method = load(&case, "crd", config.init_sized::<B>([32, 64], 48, &device));
     let first = case.inputs();
     let mut second = first.clone();
     second.student.embedding = first.student.embedding.clone().map(|e| e.mul_scalar(0.5));

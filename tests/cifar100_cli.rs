@@ -200,6 +200,42 @@ fn every_published_pair_has_a_valid_config() {
     );
 }
 
+#[test]
+fn a_method_in_a_config_is_checked_completed_and_echoed() {
+    let dir = tempfile::tempdir().unwrap();
+    let echo = |method: serde_json::Value| {
+        let path = dir.path().join("pair.json");
+        let config =
+            serde_json::json!({"teacher": "resnet56", "student": "resnet20", "method": method});
+        std::fs::write(&path, config.to_string()).unwrap();
+        Command::new(example_binary("cifar100"))
+            .args(["config", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap()
+    };
+    let text = succeeded(&echo(serde_json::json!({"dkd": {"beta": 2.0}})));
+    let config: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        config["method"],
+        serde_json::json!({"dkd": {"temperature": 4.0, "alpha": 1.0, "beta": 2.0,
+                                   "ce_weight": 1.0, "warmup_epochs": 20}})
+    );
+    let text = succeeded(&echo(serde_json::json!("attention")));
+    let config: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(config["method"]["attention"]["beta"], 1000.0);
+    let message = failed(&echo(serde_json::json!({"crd": {"nce_kk": 5}})));
+    assert!(
+        message.contains("pair.json") && message.contains("unknown setting `nce_kk`"),
+        "{message}"
+    );
+    let message = failed(&echo(serde_json::json!({"kd": {"temperature": -1.0}})));
+    assert!(
+        message.contains("pair.json") && message.contains("method"),
+        "{message}"
+    );
+}
+
 /// A small STL-10 folder whose class `k` images are uniformly `20·k + 10` with a little
 /// per-image texture, so features of any network separate the classes.
 fn write_stl10(dir: &Path, per_class: usize) {

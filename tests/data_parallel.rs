@@ -13,7 +13,6 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, Tolerance};
 use sskd::augment::loader::HostBatch;
 use sskd::losses::functional::cross_entropy;
-use sskd::losses::Method;
 use sskd::models::batch_norm::{BatchNorm, BatchNormConfig};
 use sskd::models::{create_model, BackboneWithHead};
 use sskd::train::epoch::{student_epoch, Student};
@@ -193,21 +192,13 @@ fn running_statistics_become_the_mean_of_the_shard_updates() {
 }
 
 fn student_setup(method: &str) -> (Student<B>, BackboneWithHead<Flex>) {
-    use sskd::losses::{create_method, FeatureShapes, MethodContext};
+    use sskd::losses::{create_method, MethodContext};
     let device = Default::default();
     let teacher = BackboneWithHead::new(create_model::<B>("resnet8", 5, &device).unwrap(), &device);
     let backbone = create_model::<B>("resnet8", 5, &device).unwrap();
-    let context = MethodContext {
-        student: FeatureShapes::probe(&backbone.valid(), 6, 6, &device),
-        teacher: FeatureShapes::probe(&teacher.backbone.valid(), 6, 6, &device),
-        n_data: 16,
-        with_kd: true,
-    };
-    let method = if method == "sskd" {
-        Method::Sskd(sskd::losses::SskdConfig::new().init().unwrap())
-    } else {
-        create_method::<B>(method, &context, &device).unwrap()
-    };
+    let (student, teacher_inner) = (backbone.valid(), teacher.backbone.valid());
+    let context = MethodContext::probe(&student, &teacher_inner, [6, 6], 16, &device);
+    let method = create_method::<B>(method, &context, &device).unwrap();
     let student = Student {
         network: BackboneWithHead::new(backbone, &device),
         method,

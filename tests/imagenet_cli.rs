@@ -148,7 +148,7 @@ fn the_shipped_config_is_the_default_one() {
     assert_eq!(from_file, defaults);
     let config: serde_json::Value = serde_json::from_str(&defaults).unwrap();
     assert_eq!(config["batch_size"], 256);
-    assert_eq!(config["sskd"]["ce_weight"], 1.0);
+    assert_eq!(config["method"]["sskd"]["ce_weight"], 1.0);
     assert_eq!(
         config["student_stage"]["milestones"],
         serde_json::json!([30, 60, 90])

@@ -13,7 +13,7 @@ use sskd::augment::loader::Sample;
 use sskd::augment::pipeline::{crop_and_flip, sskd_rotations};
 use sskd::data::idx::idx_images;
 use sskd::data::{LabeledImage, PlanarImages};
-use sskd::losses::{create_method, FeatureShapes, MethodContext};
+use sskd::losses::{create_method, MethodContext};
 use sskd::models::{create_model, BackboneWithHead};
 use sskd::train::checkpoint::read_checkpoint;
 use sskd::train::epoch::Student;
@@ -87,13 +87,8 @@ fn plan(resume: bool) -> FitPlan {
 
 fn student(device: &burn::tensor::Device<B>) -> Student<B> {
     let network = BackboneWithHead::new(create_model::<B>("resnet8", 10, device).unwrap(), device);
-    let shapes = FeatureShapes::probe(&network.backbone.valid(), 28, 28, device);
-    let context = MethodContext {
-        student: shapes.clone(),
-        teacher: shapes,
-        n_data: 60,
-        with_kd: true,
-    };
+    let probe = network.backbone.valid();
+    let context = MethodContext::probe(&probe, &probe, [28, 28], 60, device);
     Student {
         network,
         method: create_method::<B>("sskd", &context, device).unwrap(),

@@ -11,7 +11,7 @@ use sskd::augment::loader::{load_epoch, LoaderConfig, Sample};
 use sskd::augment::pipeline::sskd_rotations;
 use sskd::data::idx::idx_images;
 use sskd::data::{LabeledImage, PlanarImages};
-use sskd::losses::{create_method, FeatureShapes, MethodContext};
+use sskd::losses::{create_method, MethodContext};
 use sskd::models::{create_model, BackboneWithHead, SelfSupervisionHeadConfig};
 use sskd::train::epoch::{evaluate, head_epoch, student_epoch, teacher_epoch, Student};
 use sskd::train::{run_dir::JsonlLog, sgd};
@@ -118,13 +118,8 @@ fn teacher_head_and_students_train_on_fashion_mnist() {
     };
 
     let student_model = create_model::<B>("resnet8", 10, &device).unwrap();
-    let shapes = FeatureShapes::probe(&student_model.valid(), 28, 28, &device);
-    let context = MethodContext {
-        student: shapes.clone(),
-        teacher: shapes,
-        n_data: 250,
-        with_kd: true,
-    };
+    let probe = student_model.valid();
+    let context = MethodContext::probe(&probe, &probe, [28, 28], 250, &device);
     let log_dir = tempfile::tempdir().unwrap();
     let log = JsonlLog::new(&log_dir.path().join("metrics.jsonl"));
     for (name, transform) in [

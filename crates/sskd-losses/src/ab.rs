@@ -5,7 +5,7 @@
 use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
 
-use crate::{ConvReg, DistillInputs, FeatureTerm, LossError, Needs};
+use crate::{ConvReg, DistillInputs, FeatureTerm, LossError, MethodContext, Needs, TermConfig};
 
 /// AB on the pre-activation stage maps `preact feat[1:-1]`: each student map goes through its
 /// connector (identity when channels and height match the teacher's, else `ConvReg` without
@@ -19,6 +19,30 @@ pub struct ActivationBoundary<B: Backend> {
     pub connectors: Vec<Option<ConvReg<B>>>,
     /// The margin `m`.
     pub margin: f64,
+}
+
+/// Settings of [`ActivationBoundary`]: the margin.
+#[derive(burn::config::Config, Debug, PartialEq)]
+pub struct ActivationBoundaryConfig {
+    /// The margin `m`.
+    #[config(default = 1.0)]
+    pub margin: f64,
+}
+
+impl TermConfig for ActivationBoundaryConfig {
+    type Term<B: Backend> = ActivationBoundary<B>;
+
+    fn init<B: Backend>(
+        &self,
+        context: &MethodContext,
+        device: &B::Device,
+    ) -> Result<ActivationBoundary<B>, LossError> {
+        let (student, teacher) = (&context.student.maps, &context.teacher.maps);
+        Ok(ActivationBoundary {
+            margin: self.margin,
+            ..ActivationBoundary::new(student, teacher, device)?
+        })
+    }
 }
 
 impl<B: Backend> ActivationBoundary<B> {

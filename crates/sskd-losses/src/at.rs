@@ -2,6 +2,7 @@
 
 use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
+use serde::{Deserialize, Serialize};
 
 use crate::functional::{attention_map, match_spatial, stage_maps};
 use crate::{DistillInputs, FeatureTerm, LossError, Needs};
@@ -10,7 +11,7 @@ use crate::{DistillInputs, FeatureTerm, LossError, Needs};
 /// `Σ_layers mean_{b,hw} (a(f_s) − a(f_t))²`, `a(f) = normalize(mean_C(f²))` flattened;
 /// the larger map is first average-pooled to the smaller size; layer pairs are zipped (the
 /// shorter list wins). CRD weight β = 1000.
-#[derive(Module, Debug, Clone)]
+#[derive(Module, Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Attention {
     /// The exponent `p`.
     pub p: f64,

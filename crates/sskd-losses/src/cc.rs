@@ -6,7 +6,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{backend::Backend, Tensor};
 
 use crate::functional::embedding_of;
-use crate::{DistillInputs, FeatureTerm, LossError, Needs};
+use crate::{DistillInputs, FeatureTerm, LossError, MethodContext, Needs, TermConfig};
 
 /// CC on the embeddings `feat[-1]`: `e_s = W_s f_s`, `e_t = W_t f_t` (two trainable linear maps
 /// to `feat_dim` = 128, no normalisation), `δ = |e_s − e_t|`, and the term is
@@ -26,6 +26,27 @@ impl<B: Backend> Correlation<B> {
             embed_s: LinearConfig::new(d_student, feat_dim).init(device),
             embed_t: LinearConfig::new(d_teacher, feat_dim).init(device),
         }
+    }
+}
+
+/// Settings of [`Correlation`]: the width its embeddings map to.
+#[derive(burn::config::Config, Debug, PartialEq)]
+pub struct CorrelationConfig {
+    /// Width of the two embeddings.
+    #[config(default = 128)]
+    pub feat_dim: usize,
+}
+
+impl TermConfig for CorrelationConfig {
+    type Term<B: Backend> = Correlation<B>;
+
+    fn init<B: Backend>(
+        &self,
+        context: &MethodContext,
+        device: &B::Device,
+    ) -> Result<Correlation<B>, LossError> {
+        let (student, teacher) = (context.student.embedding, context.teacher.embedding);
+        Ok(Correlation::new(student, teacher, self.feat_dim, device))
     }
 }
 

@@ -1,10 +1,13 @@
 //! A feature-based method combined with cross-entropy and KD, as the CRD codebase trains every
 //! baseline: `L = γ·CE(s, y) + α·KD(s, t) + β·L_method`.
 
-use burn::module::Module;
+use burn::module::{Module, ModuleDisplay};
 use burn::tensor::{backend::Backend, Tensor};
+use serde::{Deserialize, Serialize};
 
-use crate::{DistillInputs, Distiller, Kd, KdConfig, LossError, LossTerm, LossTerms, Needs};
+use crate::{
+    DistillInputs, Distiller, Kd, KdConfig, LossError, LossTerm, LossTerms, MethodContext, Needs,
+};
 
 /// The method-specific term of a baseline (AT, SP, CRD, …). [`WithCeKd`] adds CE and KD.
 pub trait FeatureTerm<B: Backend> {
@@ -17,7 +20,7 @@ pub trait FeatureTerm<B: Backend> {
 }
 
 /// Weights of the CRD codebase's objective `γ·CE + α·KD + β·L_method` (flags `-r`, `-a`, `-b`).
-#[derive(burn::config::Config, Debug, Copy)]
+#[derive(burn::config::Config, Debug, Copy, PartialEq)]
 pub struct ObjectiveWeights {
     /// γ, the weight of cross-entropy.
     #[config(default = 1.0)]
@@ -26,7 +29,7 @@ pub struct ObjectiveWeights {
     #[config(default = 0.0)]
     pub kd: f64,
     /// β, the weight of the method's own term.
-    pub method: f64,
+    pub beta: f64,
     /// KD temperature.
     #[config(default = 4.0)]
     pub temperature: f64,
@@ -34,8 +37,18 @@ pub struct ObjectiveWeights {
 
 impl ObjectiveWeights {
     /// The SSKD paper's comparison: `0.1·CE + 0.9·KD + β·L_method` (ECCV supplementary).
-    pub fn sskd_comparison(method: f64) -> Self {
-        Self::new(method).with_ce(0.1).with_kd(0.9)
+    pub fn sskd_comparison(beta: f64) -> Self {
+        Self::new(beta).with_ce(0.1).with_kd(0.9)
+    }
+
+    /// The CE and KD terms under these weights; an error if a weight or the temperature is
+    /// out of range.
+    pub fn logit_terms(&self) -> Result<Kd, LossError> {
+        KdConfig::new()
+            .with_temperature(self.temperature)
+            .with_ce_weight(self.ce)
+            .with_kd_weight(self.kd)
+            .init()
     }
 }
 
@@ -53,15 +66,10 @@ pub struct WithCeKd<B: Backend, M: Module<B>> {
 impl<B: Backend, M: Module<B>> WithCeKd<B, M> {
     /// Combines `method` with CE and KD under `weights`.
     pub fn new(method: M, weights: ObjectiveWeights) -> Result<Self, LossError> {
-        let logit_terms = KdConfig::new()
-            .with_temperature(weights.temperature)
-            .with_ce_weight(weights.ce)
-            .with_kd_weight(weights.kd)
-            .init()?;
         Ok(Self {
             method,
-            logit_terms,
-            method_weight: weights.method,
+            logit_terms: weights.logit_terms()?,
+            method_weight: weights.beta,
             phantom: core::marker::PhantomData,
         })
     }
@@ -86,3 +94,74 @@ impl<B: Backend, M: FeatureTerm<B> + Module<B>> Distiller<B> for WithCeKd<B, M> 
         Ok(terms)
     }
 }
+
+/// The settings of a baseline's own term, and how they build it for the networks of a run.
+pub trait TermConfig {
+    /// The term they build on backend `B`.
+    type Term<B: Backend>: FeatureTerm<B> + Module<B> + ModuleDisplay;
+    /// The term for networks of `context`'s shapes, on `device`.
+    fn init<B: Backend>(
+        &self,
+        context: &MethodContext,
+        device: &B::Device,
+    ) -> Result<Self::Term<B>, LossError>;
+}
+
+/// A baseline's config: the weights of `γ·CE + α·KD + β·L` and the settings of its term `L`,
+/// one flat JSON object (`{"ce": 0.1, "kd": 0.9, "beta": 1000.0, "temperature": 4.0, "p": 2.0}`
+/// for attention transfer).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BaselineConfig<S> {
+    /// γ, α, β and the KD temperature.
+    #[serde(flatten)]
+    pub weights: ObjectiveWeights,
+    /// The term's own settings.
+    #[serde(flatten)]
+    pub term: S,
+}
+
+impl<S: TermConfig> BaselineConfig<S> {
+    /// The SSKD paper's comparison weights (`0.1·CE + 0.9·KD + β·L`) with `term`.
+    pub fn new(beta: f64, term: S) -> Self {
+        Self {
+            weights: ObjectiveWeights::sskd_comparison(beta),
+            term,
+        }
+    }
+
+    /// The baseline with CE and KD, for networks of `context`'s shapes.
+    pub fn init<B: Backend>(
+        &self,
+        context: &MethodContext,
+        device: &B::Device,
+    ) -> Result<WithCeKd<B, S::Term<B>>, LossError> {
+        WithCeKd::new(self.term.init(context, device)?, self.weights)
+    }
+}
+
+/// Terms without trainable parts are their own settings (`p` of attention transfer, the two
+/// weights of RKD; none for SP, PKT, FSP and NST).
+macro_rules! plain_terms {
+    ($($term:ty),* $(,)?) => {$(
+        impl TermConfig for $term {
+            type Term<B: Backend> = $term;
+
+            fn init<B: Backend>(
+                &self,
+                _context: &MethodContext,
+                _device: &B::Device,
+            ) -> Result<Self::Term<B>, LossError> {
+                Ok(self.clone())
+            }
+        }
+    )*};
+}
+
+plain_terms!(
+    crate::Attention,
+    crate::Rkd,
+    crate::Similarity,
+    crate::Pkt,
+    crate::Fsp,
+    crate::Nst
+);

@@ -11,17 +11,12 @@ use rand::seq::index::sample;
 use rand::SeedableRng;
 
 use crate::functional::embedding_of;
-use crate::{DistillInputs, FeatureTerm, LossError, Needs};
+use crate::{DistillInputs, FeatureTerm, LossError, MethodContext, Needs, TermConfig};
 
-/// Configuration of [`Crd`] (the CRD paper's CIFAR-100 defaults).
-#[derive(burn::config::Config, Debug)]
+/// Configuration of [`Crd`] (the CRD paper's CIFAR-100 defaults); the widths of the two
+/// embeddings and the number of training samples come from the run ([`MethodContext`]).
+#[derive(burn::config::Config, Debug, PartialEq)]
 pub struct CrdConfig {
-    /// Width of the student's embedding `feat[-1]`.
-    pub student_dim: usize,
-    /// Width of the teacher's embedding.
-    pub teacher_dim: usize,
-    /// Number of training samples N (rows of each memory bank).
-    pub n_data: usize,
     /// Width of the contrastive embedding.
     #[config(default = 128)]
     pub feat_dim: usize,
@@ -37,25 +32,44 @@ pub struct CrdConfig {
 }
 
 impl CrdConfig {
-    /// Builds the embeddings and memory banks (uniform in `±1/sqrt(feat_dim/3)`).
-    pub fn init<B: Backend>(&self, device: &B::Device) -> Crd<B> {
+    /// Builds the embeddings from `student_dim` and `teacher_dim` wide embeddings and the
+    /// memory banks of `n_data` rows (uniform in `±1/sqrt(feat_dim/3)`).
+    pub fn init_sized<B: Backend>(
+        &self,
+        [student_dim, teacher_dim]: [usize; 2],
+        n_data: usize,
+        device: &B::Device,
+    ) -> Crd<B> {
         let bound = 1.0 / (self.feat_dim as f64 / 3.0).sqrt();
         let memory = || {
             RunningState::new(Tensor::random(
-                [self.n_data, self.feat_dim],
+                [n_data, self.feat_dim],
                 Distribution::Uniform(-bound, bound),
                 device,
             ))
         };
         Crd {
-            embed_s: LinearConfig::new(self.student_dim, self.feat_dim).init(device),
-            embed_t: LinearConfig::new(self.teacher_dim, self.feat_dim).init(device),
+            embed_s: LinearConfig::new(student_dim, self.feat_dim).init(device),
+            embed_t: LinearConfig::new(teacher_dim, self.feat_dim).init(device),
             memory_student: memory(),
             memory_teacher: memory(),
             normalizers: RunningState::new(Tensor::from_floats([-1.0, -1.0], device)),
             temperature: self.nce_t,
             momentum: self.nce_m,
         }
+    }
+}
+
+impl TermConfig for CrdConfig {
+    type Term<B: Backend> = Crd<B>;
+
+    fn init<B: Backend>(
+        &self,
+        context: &MethodContext,
+        device: &B::Device,
+    ) -> Result<Crd<B>, LossError> {
+        let widths = [context.student.embedding, context.teacher.embedding];
+        Ok(self.init_sized(widths, context.n_data, device))
     }
 }
 

@@ -10,7 +10,7 @@ use crate::kd::{check_logit_pair, image_logits};
 use crate::{DistillInputs, Distiller, LossError, LossTerm, LossTerms, Needs};
 
 /// Configuration of [`Dkd`] (mdistiller's CIFAR-100 defaults).
-#[derive(Config, Debug)]
+#[derive(Config, Debug, PartialEq)]
 pub struct DkdConfig {
     /// Temperature `T`.
     #[config(default = 4.0)]

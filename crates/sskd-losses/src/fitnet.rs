@@ -8,7 +8,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Tensor};
 use sskd_models::batch_norm::{BatchNorm, BatchNormConfig};
 
-use crate::{DistillInputs, FeatureTerm, LossError, Needs};
+use crate::{DistillInputs, FeatureTerm, LossError, MethodContext, Needs, TermConfig};
 
 /// The convolution of a [`ConvReg`].
 #[derive(Module, Debug)]
@@ -141,6 +141,27 @@ fn hinted_map<B: Backend>(
             maps.len()
         ),
     })
+}
+
+/// Settings of [`FitNet`]: which feature map is hinted.
+#[derive(burn::config::Config, Debug, PartialEq)]
+pub struct FitNetConfig {
+    /// Index of the hinted feature map `feat[hint_layer]`.
+    #[config(default = 2)]
+    pub hint_layer: usize,
+}
+
+impl TermConfig for FitNetConfig {
+    type Term<B: Backend> = FitNet<B>;
+
+    fn init<B: Backend>(
+        &self,
+        context: &MethodContext,
+        device: &B::Device,
+    ) -> Result<FitNet<B>, LossError> {
+        let (student, teacher) = (&context.student.maps, &context.teacher.maps);
+        FitNet::new(student, teacher, self.hint_layer, device)
+    }
 }
 
 impl<B: Backend> FeatureTerm<B> for FitNet<B> {

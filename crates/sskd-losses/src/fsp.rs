@@ -2,6 +2,7 @@
 
 use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
+use serde::{Deserialize, Serialize};
 
 use crate::functional::match_spatial;
 use crate::{DistillInputs, FeatureTerm, LossError, Needs};
@@ -10,7 +11,7 @@ use crate::{DistillInputs, FeatureTerm, LossError, Needs};
 /// pooled to a common size, `G = (1/HW) · top · bottomᵀ` (`[B, C_top, C_bottom]`); the term is
 /// `Σ_pairs mean (G_s − G_t)²`. Student and teacher must have the same channel counts at every
 /// stage (the CRD code raises otherwise). Used in a pre-training stage; CRD weight β = 50.
-#[derive(Module, Debug, Clone, Default)]
+#[derive(Module, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Fsp;
 
 /// The FSP matrices of consecutive maps. Each `[b, c_top, c_bottom]`.

@@ -9,7 +9,7 @@ use burn::tensor::{backend::Backend, Tensor};
 use sskd_models::layers::ConvBn;
 
 use crate::functional::{attention_map, last_map, match_spatial};
-use crate::{DistillInputs, FeatureTerm, LossError, Needs};
+use crate::{DistillInputs, FeatureTerm, LossError, MethodContext, Needs, TermConfig};
 
 const SLOPE: f64 = 0.1;
 
@@ -114,6 +114,28 @@ impl<B: Backend> FactorTransfer<B> {
         self.translator.iter().fold(map, |hidden, layer| {
             leaky_relu(layer.forward(hidden), SLOPE)
         })
+    }
+}
+
+/// Settings of [`FactorTransfer`]: none (the factor has half the teacher's last-map channels).
+#[derive(burn::config::Config, Debug, PartialEq)]
+pub struct FactorTransferConfig {}
+
+impl TermConfig for FactorTransferConfig {
+    type Term<B: Backend> = FactorTransfer<B>;
+
+    fn init<B: Backend>(
+        &self,
+        context: &MethodContext,
+        device: &B::Device,
+    ) -> Result<FactorTransfer<B>, LossError> {
+        let channels = |maps: &[[usize; 3]]| maps.last().map_or(0, |m| m[0]);
+        let (student, teacher) = (&context.student.maps, &context.teacher.maps);
+        Ok(FactorTransfer::new(
+            channels(student),
+            channels(teacher),
+            device,
+        ))
     }
 }
 

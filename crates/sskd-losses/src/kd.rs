@@ -11,7 +11,7 @@ use crate::functional::{
 use crate::{BatchLayout, DistillInputs, Distiller, LossError, LossTerm, LossTerms, Needs};
 
 /// Configuration of [`Kd`].
-#[derive(Config, Debug)]
+#[derive(Config, Debug, PartialEq)]
 pub struct KdConfig {
     /// Temperature `T`.
     #[config(default = 4.0)]

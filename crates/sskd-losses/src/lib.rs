@@ -5,7 +5,9 @@
 //! student's and the teacher's outputs for a batch ([`DistillInputs`]) and returns its loss terms
 //! by name ([`LossTerms`]), which the trainer sums and logs; a method never needs a trainer
 //! change. Methods with trainable parts (regressors, embeddings, memories) are Burn modules, so
-//! the trainer optimises them with the student. [`create_method`] builds any of them by name.
+//! the trainer optimises them with the student. Every method has a config with its published
+//! defaults; [`MethodConfig`] holds any of them (as an experiment config stores it) and builds
+//! the method, and [`create_method`] builds any of them by name with its defaults.
 //!
 //! - SSKD ([`Sskd`]) with the error-level ranking, the stage-2 head loss ([`ss_head_loss`]) and
 //!   the SS-task ablation ([`SsKnowledge::Classification`]);
@@ -44,25 +46,25 @@ mod sp;
 mod sskd;
 mod vid;
 
-pub use ab::ActivationBoundary;
+pub use ab::{ActivationBoundary, ActivationBoundaryConfig};
 pub use at::Attention;
-pub use cc::Correlation;
-pub use combined::{FeatureTerm, ObjectiveWeights, WithCeKd};
+pub use cc::{Correlation, CorrelationConfig};
+pub use combined::{BaselineConfig, FeatureTerm, ObjectiveWeights, TermConfig, WithCeKd};
 pub use contract::{
     BatchLayout, DistillInputs, Distiller, LossTerm, LossTerms, Needs, NetworkOutputs,
 };
 pub use crd::{Crd, CrdConfig, CrdSampler};
 pub use dkd::{Dkd, DkdConfig};
 pub use error::LossError;
-pub use fitnet::{ConvReg, FitNet, RegressorConv};
+pub use fitnet::{ConvReg, FitNet, FitNetConfig, RegressorConv};
 pub use fsp::Fsp;
-pub use ft::{FactorTransfer, Paraphraser};
+pub use ft::{FactorTransfer, FactorTransferConfig, Paraphraser};
 pub use kd::{Kd, KdConfig};
 pub use nst::Nst;
 pub use pkt::Pkt;
-pub use registry::{create_method, method_names, Method, MethodContext};
+pub use registry::{create_method, method_names, DistillerConfig, Method, MethodConfig};
 pub use rkd::Rkd;
-pub use shapes::FeatureShapes;
+pub use shapes::{FeatureShapes, MethodContext};
 pub use sp::Similarity;
 pub use sskd::{ss_head_loss, SsKnowledge, Sskd, SskdConfig};
-pub use vid::{Vid, VidLayer};
+pub use vid::{Vid, VidConfig, VidLayer};

@@ -2,6 +2,7 @@
 
 use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
+use serde::{Deserialize, Serialize};
 
 use crate::functional::{clamped_norm, match_spatial, stage_maps};
 use crate::{DistillInputs, FeatureTerm, LossError, Needs};
@@ -10,7 +11,7 @@ use crate::{DistillInputs, FeatureTerm, LossError, Needs};
 /// spatial vector L2-normalised; with the polynomial kernel `k(a, b) = (a·b)²` between all channel
 /// pairs, the per-layer term is `mean K_tt + mean K_ss − 2 · mean K_st`, summed over zipped
 /// layers (larger maps pooled to the smaller size). CRD weight β = 50.
-#[derive(Module, Debug, Clone, Default)]
+#[derive(Module, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Nst;
 
 /// Channel vectors normalised over space. `[b, c, h, w]` → `[b, c, h·w]`.

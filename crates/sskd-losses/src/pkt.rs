@@ -2,6 +2,7 @@
 
 use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
+use serde::{Deserialize, Serialize};
 
 use crate::functional::{clamped_norm, embedding_of};
 use crate::{DistillInputs, FeatureTerm, LossError, Needs};
@@ -9,7 +10,7 @@ use crate::{DistillInputs, FeatureTerm, LossError, Needs};
 /// PKT on the embeddings `feat[-1]`: rows normalised as `x / (‖x‖ + 1e-7)`, cosine kernels
 /// `K = X Xᵀ` mapped to `(K + 1) / 2` and row-normalised into `P_s`, `P_t`; the term is
 /// `mean_{ij} P_t · log((P_t + ε) / (P_s + ε))`, ε = 1e-7. CRD weight β = 30000.
-#[derive(Module, Debug, Clone, Default)]
+#[derive(Module, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Pkt;
 
 const EPS: f64 = 1e-7;

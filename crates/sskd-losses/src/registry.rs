@@ -1,204 +1,309 @@
-//! Every method by the name the CRD / SSKD scripts use, built with their default weights.
+//! Every method by the name the CRD / SSKD scripts use, from one table: the name (and its
+//! aliases), the config type and its published defaults. The table makes [`Method`] (any
+//! method, as one module), [`MethodConfig`] (any method's settings, as stored in an experiment
+//! config) and the names.
 //!
-//! Adding a method: one file implementing [`Distiller`] (or [`FeatureTerm`] for a baseline
-//! combined with CE and KD), one variant of [`Method`] and one line in [`create_method`].
+//! Adding a method: its file (a [`Distiller`] with a config implementing [`DistillerConfig`],
+//! or, for a baseline combined with CE and KD, a [`FeatureTerm`](crate::FeatureTerm) with a
+//! [`TermConfig`](crate::TermConfig)), its exports in `lib.rs`, and one row of `methods!` below.
 
-use burn::module::Module;
+use burn::module::{Module, ModuleDisplay};
 use burn::tensor::backend::Backend;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::{
-    ActivationBoundary, Attention, Correlation, CrdConfig, DistillInputs, Distiller, Dkd,
-    DkdConfig, FactorTransfer, FeatureShapes, FitNet, Fsp, Kd, KdConfig, LossError, LossTerms,
-    Needs, Nst, ObjectiveWeights, Pkt, Rkd, Similarity, Sskd, SskdConfig, Vid, WithCeKd,
+    ActivationBoundaryConfig, Attention, BaselineConfig, CorrelationConfig, CrdConfig,
+    DistillInputs, Distiller, Dkd, DkdConfig, FactorTransferConfig, FitNetConfig, Fsp, Kd,
+    KdConfig, LossError, LossTerms, MethodContext, Needs, Nst, Pkt, Rkd, Similarity, Sskd,
+    SskdConfig, TermConfig, VidConfig, WithCeKd,
 };
 
-/// Names [`create_method`] accepts (the CRD flags, SSKD's, and the newer logit methods);
-/// `fitnet`, `at`, `sp`, `cc`, `ab` and `ft` are accepted as aliases.
-const NAMES: &[&str] = &[
-    "sskd",
-    "kd",
-    "kd_ls",
-    "dkd",
-    "hint",
-    "attention",
-    "similarity",
-    "correlation",
-    "vid",
-    "rkd",
-    "pkt",
-    "abound",
-    "factor",
-    "fsp",
-    "nst",
-    "crd",
-];
+/// A method's settings, which build the method for the networks of a run.
+pub trait DistillerConfig {
+    /// The method they build on backend `B`.
+    type Method<B: Backend>: Distiller<B> + Module<B> + ModuleDisplay;
+    /// The method for networks of `context`'s shapes, on `device`.
+    fn init<B: Backend>(
+        &self,
+        context: &MethodContext,
+        device: &B::Device,
+    ) -> Result<Self::Method<B>, LossError>;
+    /// Checks the settings that do not depend on the networks (weights, temperatures, ratios).
+    fn validate(&self) -> Result<(), LossError>;
+}
 
-/// The registered method names.
+/// Logit methods need nothing of the run: their configs' own `init` builds them.
+macro_rules! logit_methods {
+    ($($config:ty => $method:ty),* $(,)?) => {$(
+        impl DistillerConfig for $config {
+            type Method<B: Backend> = $method;
+
+            fn init<B: Backend>(
+                &self,
+                _context: &MethodContext,
+                _device: &B::Device,
+            ) -> Result<$method, LossError> {
+                <$config>::init(self)
+            }
+
+            fn validate(&self) -> Result<(), LossError> {
+                <$config>::init(self).map(|_| ())
+            }
+        }
+    )*};
+}
+
+logit_methods!(SskdConfig => Sskd, KdConfig => Kd, DkdConfig => Dkd);
+
+impl<S: TermConfig> DistillerConfig for BaselineConfig<S> {
+    type Method<B: Backend> = WithCeKd<B, S::Term<B>>;
+
+    fn init<B: Backend>(
+        &self,
+        context: &MethodContext,
+        device: &B::Device,
+    ) -> Result<Self::Method<B>, LossError> {
+        BaselineConfig::init(self, context, device)
+    }
+
+    fn validate(&self) -> Result<(), LossError> {
+        self.weights.logit_terms().map(|_| ())
+    }
+}
+
+macro_rules! methods {
+    ($(
+        $(#[doc = $doc:literal])*
+        $variant:ident: $name:literal $(| $alias:literal)* => $config:ty = $default:expr;
+    )*) => {
+        /// Any method of the crate, as one module (its trainable parts train with the student).
+        #[allow(clippy::large_enum_variant)]
+        #[derive(Module, Debug)]
+        pub enum Method<B: Backend> {
+            $($(#[doc = $doc])* $variant(<$config as DistillerConfig>::Method<B>),)*
+        }
+
+        /// A method and its settings, written `{"NAME": {SETTING: VALUE, …}}` in a config
+        /// (`{"dkd": {"alpha": 1.0, "beta": 8.0, "temperature": 4.0, "warmup_epochs": 20, …}}`).
+        /// Reading one, a bare name (`"dkd"`) is the method with its published defaults, and
+        /// the settings given override those defaults one by one; an unknown setting is an
+        /// error naming it.
+        #[derive(Debug, Clone, PartialEq, Serialize)]
+        pub enum MethodConfig {
+            $($(#[doc = $doc])* #[serde(rename = $name)] $variant($config),)*
+        }
+
+        /// The same enum, read without defaults ([`MethodConfig`] fills them in first).
+        #[derive(Deserialize)]
+        enum Complete {
+            $(#[serde(rename = $name)] $variant($config),)*
+        }
+
+        impl From<Complete> for MethodConfig {
+            fn from(complete: Complete) -> Self {
+                match complete {
+                    $(Complete::$variant(config) => Self::$variant(config),)*
+                }
+            }
+        }
+
+        /// Names [`create_method`] accepts, in the table's order.
+        const NAMES: &[&str] = &[$($name),*];
+
+        impl MethodConfig {
+            /// The method's name in the registry.
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $(Self::$variant(_) => $name,)*
+                }
+            }
+
+            /// The method called `name` (or one of its aliases) with its published defaults.
+            pub fn published(name: &str) -> Result<Self, LossError> {
+                match name {
+                    $($name $(| $alias)* => Ok(Self::$variant($default)),)*
+                    _ => Err(unknown_method(name)),
+                }
+            }
+
+            /// Checks the settings that do not depend on the networks.
+            pub fn validate(&self) -> Result<(), LossError> {
+                match self {
+                    $(Self::$variant(config) => DistillerConfig::validate(config),)*
+                }
+            }
+
+            /// The method for networks of `context`'s shapes, on `device`.
+            pub fn init<B: Backend>(
+                &self,
+                context: &MethodContext,
+                device: &B::Device,
+            ) -> Result<Method<B>, LossError> {
+                Ok(match self {
+                    $(Self::$variant(config) => {
+                        Method::$variant(DistillerConfig::init::<B>(config, context, device)?)
+                    })*
+                })
+            }
+        }
+
+        impl<B: Backend> Distiller<B> for Method<B> {
+            fn name(&self) -> &'static str {
+                match self {
+                    $(Self::$variant(method) => Distiller::<B>::name(method),)*
+                }
+            }
+
+            fn needs(&self) -> Needs {
+                match self {
+                    $(Self::$variant(method) => Distiller::<B>::needs(method),)*
+                }
+            }
+
+            fn loss(&self, inputs: &DistillInputs<B>) -> Result<LossTerms<B>, LossError> {
+                match self {
+                    $(Self::$variant(method) => method.loss(inputs),)*
+                }
+            }
+        }
+    };
+}
+
+methods! {
+    /// SSKD.
+    Sskd: "sskd" => SskdConfig = SskdConfig::new();
+    /// KD.
+    Kd: "kd" => KdConfig = KdConfig::new();
+    /// KD with logit standardisation.
+    KdLs: "kd_ls" => KdConfig = KdConfig::new().with_logit_standardization(true);
+    /// Decoupled KD.
+    Dkd: "dkd" => DkdConfig = DkdConfig::new();
+    /// FitNet hints (β 100).
+    FitNet: "hint" | "fitnet" => BaselineConfig<FitNetConfig> =
+        BaselineConfig::new(100.0, FitNetConfig::new());
+    /// Attention transfer (β 1000).
+    Attention: "attention" | "at" => BaselineConfig<Attention> =
+        BaselineConfig::new(1000.0, Attention::default());
+    /// Similarity preserving (β 3000).
+    Similarity: "similarity" | "sp" => BaselineConfig<Similarity> =
+        BaselineConfig::new(3000.0, Similarity);
+    /// Correlation congruence (β 0.02).
+    Correlation: "correlation" | "cc" => BaselineConfig<CorrelationConfig> =
+        BaselineConfig::new(0.02, CorrelationConfig::new());
+    /// Variational information distillation (β 1).
+    Vid: "vid" => BaselineConfig<VidConfig> = BaselineConfig::new(1.0, VidConfig::new());
+    /// Relational KD (β 1).
+    Rkd: "rkd" => BaselineConfig<Rkd> = BaselineConfig::new(1.0, Rkd::default());
+    /// Probabilistic knowledge transfer (β 30000).
+    Pkt: "pkt" => BaselineConfig<Pkt> = BaselineConfig::new(30000.0, Pkt);
+    /// Activation boundaries (its term drives the pre-training stage; β 0 in the main one).
+    ActivationBoundary: "abound" | "ab" => BaselineConfig<ActivationBoundaryConfig> =
+        BaselineConfig::new(0.0, ActivationBoundaryConfig::new());
+    /// Factor transfer (β 200).
+    FactorTransfer: "factor" | "ft" => BaselineConfig<FactorTransferConfig> =
+        BaselineConfig::new(200.0, FactorTransferConfig::new());
+    /// Flow of solution procedure (its term drives the pre-training stage; β 0 in the main one).
+    Fsp: "fsp" => BaselineConfig<Fsp> = BaselineConfig::new(0.0, Fsp);
+    /// Neuron selectivity transfer (β 50).
+    Nst: "nst" => BaselineConfig<Nst> = BaselineConfig::new(50.0, Nst);
+    /// Contrastive representation distillation (β 0.8).
+    Crd: "crd" => BaselineConfig<CrdConfig> = BaselineConfig::new(0.8, CrdConfig::new());
+}
+
+impl Default for MethodConfig {
+    /// SSKD with the paper's settings.
+    fn default() -> Self {
+        Self::Sskd(SskdConfig::new())
+    }
+}
+
+impl burn::config::Config for MethodConfig {}
+
+impl<'de> Deserialize<'de> for MethodConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let written = Value::deserialize(deserializer)?;
+        let complete = with_published_defaults(&written).map_err(serde::de::Error::custom)?;
+        serde_json::from_value::<Complete>(complete)
+            .map(Self::from)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// `written` (a name, or `{name: {settings}}`) over the published defaults of that method.
+fn with_published_defaults(written: &Value) -> Result<Value, String> {
+    let (name, settings) = match written {
+        Value::String(name) => (name.as_str(), None),
+        Value::Object(fields) if fields.len() == 1 => {
+            let (name, settings) = fields.iter().next().expect("one field");
+            (name.as_str(), Some(settings))
+        }
+        _ => {
+            return Err(format!(
+                "expected a method name or {{\"NAME\": {{settings}}}}, got {written}"
+            ))
+        }
+    };
+    let published = MethodConfig::published(name).map_err(|e| e.to_string())?;
+    let mut complete = serde_json::to_value(&published).map_err(|e| e.to_string())?;
+    let defaults = complete
+        .get_mut(published.name())
+        .and_then(Value::as_object_mut)
+        .expect("a method serialises as {name: {settings}}");
+    match settings {
+        None => {}
+        Some(Value::Object(settings)) => {
+            for (key, value) in settings {
+                let Some(slot) = defaults.get_mut(key) else {
+                    let known: Vec<&str> = defaults.keys().map(String::as_str).collect();
+                    return Err(format!(
+                        "method `{name}`: unknown setting `{key}`; its settings: {}",
+                        known.join(", ")
+                    ));
+                };
+                *slot = value.clone();
+            }
+        }
+        Some(other) => {
+            return Err(format!(
+                "method `{name}`: expected an object of settings, got {other}"
+            ))
+        }
+    }
+    Ok(complete)
+}
+
+fn unknown_method(name: &str) -> LossError {
+    LossError::BadInput {
+        method: "registry",
+        message: format!(
+            "unknown method `{name}`; known methods: {}",
+            NAMES.join(", ")
+        ),
+    }
+}
+
+/// The registered method names (aliases aside).
 pub fn method_names() -> &'static [&'static str] {
     NAMES
 }
 
-/// Any method of the crate, as one module (its trainable parts train with the student).
-#[allow(clippy::large_enum_variant)]
-#[derive(Module, Debug)]
-pub enum Method<B: Backend> {
-    /// SSKD.
-    Sskd(Sskd),
-    /// KD, with or without logit standardisation.
-    Kd(Kd),
-    /// Decoupled KD.
-    Dkd(Dkd),
-    /// FitNet hints.
-    FitNet(WithCeKd<B, FitNet<B>>),
-    /// Attention transfer.
-    Attention(WithCeKd<B, Attention>),
-    /// Similarity preserving.
-    Similarity(WithCeKd<B, Similarity>),
-    /// Correlation congruence.
-    Correlation(WithCeKd<B, Correlation<B>>),
-    /// Variational information distillation.
-    Vid(WithCeKd<B, Vid<B>>),
-    /// Relational KD.
-    Rkd(WithCeKd<B, Rkd>),
-    /// Probabilistic knowledge transfer.
-    Pkt(WithCeKd<B, Pkt>),
-    /// Activation boundaries (its term drives the pre-training stage).
-    ActivationBoundary(WithCeKd<B, ActivationBoundary<B>>),
-    /// Factor transfer.
-    FactorTransfer(WithCeKd<B, FactorTransfer<B>>),
-    /// Flow of solution procedure (its term drives the pre-training stage).
-    Fsp(WithCeKd<B, Fsp>),
-    /// Neuron selectivity transfer.
-    Nst(WithCeKd<B, Nst>),
-    /// Contrastive representation distillation.
-    Crd(WithCeKd<B, crate::Crd<B>>),
-}
-
-/// What sizes a method's trainable parts.
-#[derive(Debug, Clone)]
-pub struct MethodContext {
-    /// The student's feature shapes.
-    pub student: FeatureShapes,
-    /// The teacher's feature shapes.
-    pub teacher: FeatureShapes,
-    /// Training-set size (CRD's memory banks).
-    pub n_data: usize,
-    /// Use the SSKD paper's comparison weights `0.1·CE + 0.9·KD + β·L` instead of the CRD
-    /// scripts' `1·CE + 0·KD + β·L` (ignored by `sskd`, `kd`, `kd_ls`, `dkd`).
-    pub with_kd: bool,
-}
-
-impl MethodContext {
-    fn weights(&self, beta: f64) -> ObjectiveWeights {
-        if self.with_kd {
-            ObjectiveWeights::sskd_comparison(beta)
-        } else {
-            ObjectiveWeights::new(beta)
-        }
-    }
-}
-
-/// The method called `name`, with the weights of spec §3.1 (β: hint 100, attention 1000,
-/// similarity 3000, correlation 0.02, vid 1, rkd 1, pkt 30000, factor 200, nst 50, crd 0.8; `abound`
-/// and `fsp` train their term in a pre-training stage and have β = 0 in the main stage).
+/// The method called `name` with its published defaults (see [`MethodConfig`]; β: hint 100,
+/// attention 1000, similarity 3000, correlation 0.02, vid 1, rkd 1, pkt 30000, factor 200,
+/// nst 50, crd 0.8; `abound` and `fsp` train their term in a pre-training stage and have β = 0
+/// in the main stage; the baselines use the SSKD paper's `0.1·CE + 0.9·KD + β·L`).
 pub fn create_method<B: Backend>(
     name: &str,
     context: &MethodContext,
     device: &B::Device,
 ) -> Result<Method<B>, LossError> {
-    let (student, teacher) = (&context.student, &context.teacher);
-    let combine = |beta: f64| context.weights(beta);
-    Ok(match name {
-        "sskd" => Method::Sskd(SskdConfig::new().init()?),
-        "kd" => Method::Kd(KdConfig::new().init()?),
-        "kd_ls" => Method::Kd(KdConfig::new().with_logit_standardization(true).init()?),
-        "dkd" => Method::Dkd(DkdConfig::new().init()?),
-        "hint" | "fitnet" => Method::FitNet(WithCeKd::new(
-            FitNet::new(&student.maps, &teacher.maps, 2, device)?,
-            combine(100.0),
-        )?),
-        "attention" | "at" => {
-            Method::Attention(WithCeKd::new(Attention::default(), combine(1000.0))?)
-        }
-        "similarity" | "sp" => Method::Similarity(WithCeKd::new(Similarity, combine(3000.0))?),
-        "correlation" | "cc" => Method::Correlation(WithCeKd::new(
-            Correlation::new(student.embedding, teacher.embedding, 128, device),
-            combine(0.02),
-        )?),
-        "vid" => Method::Vid(WithCeKd::new(
-            Vid::new(&student.maps, &teacher.maps, device),
-            combine(1.0),
-        )?),
-        "rkd" => Method::Rkd(WithCeKd::new(Rkd::default(), combine(1.0))?),
-        "pkt" => Method::Pkt(WithCeKd::new(Pkt, combine(30000.0))?),
-        "abound" | "ab" => Method::ActivationBoundary(WithCeKd::new(
-            ActivationBoundary::new(&student.maps, &teacher.maps, device)?,
-            combine(0.0),
-        )?),
-        "factor" | "ft" => {
-            let last = |maps: &[[usize; 3]]| maps.last().map_or(0, |m| m[0]);
-            Method::FactorTransfer(WithCeKd::new(
-                FactorTransfer::new(last(&student.maps), last(&teacher.maps), device),
-                combine(200.0),
-            )?)
-        }
-        "fsp" => Method::Fsp(WithCeKd::new(Fsp, combine(0.0))?),
-        "nst" => Method::Nst(WithCeKd::new(Nst, combine(50.0))?),
-        "crd" => Method::Crd(WithCeKd::new(
-            CrdConfig::new(student.embedding, teacher.embedding, context.n_data).init(device),
-            combine(0.8),
-        )?),
-        _ => {
-            return Err(LossError::BadInput {
-                method: "registry",
-                message: format!(
-                    "unknown method `{name}`; known methods: {}",
-                    NAMES.join(", ")
-                ),
-            })
-        }
-    })
-}
-
-macro_rules! dispatch {
-    ($self:ident, $method:ident => $body:expr) => {
-        match $self {
-            Method::Sskd($method) => $body,
-            Method::Kd($method) => $body,
-            Method::Dkd($method) => $body,
-            Method::FitNet($method) => $body,
-            Method::Attention($method) => $body,
-            Method::Similarity($method) => $body,
-            Method::Correlation($method) => $body,
-            Method::Vid($method) => $body,
-            Method::Rkd($method) => $body,
-            Method::Pkt($method) => $body,
-            Method::ActivationBoundary($method) => $body,
-            Method::FactorTransfer($method) => $body,
-            Method::Fsp($method) => $body,
-            Method::Nst($method) => $body,
-            Method::Crd($method) => $body,
-        }
-    };
-}
-
-impl<B: Backend> Distiller<B> for Method<B> {
-    fn name(&self) -> &'static str {
-        dispatch!(self, method => Distiller::<B>::name(method))
-    }
-
-    fn needs(&self) -> Needs {
-        dispatch!(self, method => Distiller::<B>::needs(method))
-    }
-
-    fn loss(&self, inputs: &DistillInputs<B>) -> Result<LossTerms<B>, LossError> {
-        dispatch!(self, method => method.loss(inputs))
-    }
+    MethodConfig::published(name)?.init(context, device)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::FeatureShapes;
     use burn::backend::Flex;
 
     fn context() -> MethodContext {
@@ -214,7 +319,6 @@ mod tests {
                 embedding: 128,
             },
             n_data: 1000,
-            with_kd: true,
         }
     }
 
@@ -231,6 +335,43 @@ mod tests {
             .to_string();
         assert!(
             error.contains("unknown method `kdd`") && error.contains("crd"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn every_config_round_trips_through_json() {
+        for name in method_names() {
+            let config = MethodConfig::published(name).unwrap();
+            let json = serde_json::to_value(&config).unwrap();
+            assert_eq!(json.as_object().unwrap().keys().next().unwrap(), name);
+            let read: MethodConfig = serde_json::from_value(json).unwrap();
+            assert_eq!(read, config, "{name}");
+        }
+    }
+
+    #[test]
+    fn settings_override_the_published_defaults_one_by_one() {
+        let read: MethodConfig = serde_json::from_str(r#"{"dkd": {"beta": 2.0}}"#).unwrap();
+        let MethodConfig::Dkd(dkd) = read else {
+            panic!("{read:?}")
+        };
+        assert_eq!((dkd.beta, dkd.alpha, dkd.warmup_epochs), (2.0, 1.0, 20));
+        let read: MethodConfig = serde_json::from_str(r#"{"at": {"p": 4.0}}"#).unwrap();
+        let MethodConfig::Attention(at) = read else {
+            panic!("{read:?}")
+        };
+        assert_eq!(
+            (at.term.p, at.weights.beta, at.weights.ce),
+            (4.0, 1000.0, 0.1)
+        );
+        let read: MethodConfig = serde_json::from_str(r#""crd""#).unwrap();
+        assert_eq!(read, MethodConfig::published("crd").unwrap());
+        let error = serde_json::from_str::<MethodConfig>(r#"{"crd": {"nce_kk": 5}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("unknown setting `nce_kk`") && error.contains("nce_k"),
             "{error}"
         );
     }

@@ -2,6 +2,7 @@
 
 use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
+use serde::{Deserialize, Serialize};
 
 use crate::functional::{clamped_norm, embedding_of, smooth_l1};
 use crate::{DistillInputs, FeatureTerm, LossError, Needs};
@@ -13,7 +14,7 @@ use crate::{DistillInputs, FeatureTerm, LossError, Needs};
 ///   `cos∠(e_j − e_i, e_k − e_i)` (difference vectors L2-normalised, eps 1e-12).
 ///
 /// Defaults `w_d = 25`, `w_a = 50`; CRD weight β = 1.
-#[derive(Module, Debug, Clone)]
+#[derive(Module, Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Rkd {
     /// Weight of the distance term.
     pub distance_weight: f64,

@@ -1,4 +1,5 @@
-//! The feature shapes a method's trainable parts are sized from.
+//! The feature shapes a method's trainable parts are sized from, and the context a method is
+//! built in.
 
 use burn::tensor::{backend::Backend, Tensor};
 use sskd_models::{Model, ModelOutput};
@@ -40,5 +41,35 @@ impl FeatureShapes {
         device: &B::Device,
     ) -> Self {
         Self::of(&model.forward(Tensor::zeros([2, 3, height, width], device)))
+    }
+}
+
+/// What sizes a method's trainable parts: the two networks' feature shapes and the number of
+/// training samples.
+#[derive(Debug, Clone)]
+pub struct MethodContext {
+    /// The student's feature shapes.
+    pub student: FeatureShapes,
+    /// The teacher's feature shapes.
+    pub teacher: FeatureShapes,
+    /// Training-set size (CRD's memory banks).
+    pub n_data: usize,
+}
+
+impl MethodContext {
+    /// The context of `student` and `teacher` probed on `height × width` images (pass
+    /// inference-mode networks, see [`FeatureShapes::probe`]) with `n_data` training samples.
+    pub fn probe<B: Backend>(
+        student: &Model<B>,
+        teacher: &Model<B>,
+        [height, width]: [usize; 2],
+        n_data: usize,
+        device: &B::Device,
+    ) -> Self {
+        Self {
+            student: FeatureShapes::probe(student, height, width, device),
+            teacher: FeatureShapes::probe(teacher, height, width, device),
+            n_data,
+        }
     }
 }

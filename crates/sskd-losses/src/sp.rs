@@ -2,13 +2,14 @@
 
 use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
+use serde::{Deserialize, Serialize};
 
 use crate::functional::{flatten_rows, last_map, normalize_rows};
 use crate::{DistillInputs, FeatureTerm, LossError, Needs};
 
 /// SP on the last feature map `feat[-2]`: with `F` the flattened map `[B, C·H·W]` and
 /// `G = normalize_rows(F Fᵀ)`, the term is `‖G_t − G_s‖²_F / B²`. CRD weight β = 3000.
-#[derive(Module, Debug, Clone, Default)]
+#[derive(Module, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Similarity;
 
 /// The row-normalised Gram matrix of a batch. `[b, …]` → `[b, b]`.

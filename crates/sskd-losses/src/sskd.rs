@@ -18,7 +18,7 @@ use crate::{BatchLayout, DistillInputs, Distiller, LossError, LossTerm, LossTerm
 /// instead, and the arXiv version 2.7 / 10.0 with the roles swapped; the README numbers come from
 /// the code, so the code's values are the default and [`SskdConfig::supplementary`] is one call
 /// away.
-#[derive(Config, Debug)]
+#[derive(Config, Debug, PartialEq)]
 pub struct SskdConfig {
     /// Weight of `L_ce` (λ1).
     #[config(default = 0.1)]

@@ -6,7 +6,7 @@ use burn::tensor::activation::{relu, softplus};
 use burn::tensor::{backend::Backend, Tensor};
 
 use crate::functional::{match_spatial, stage_maps};
-use crate::{DistillInputs, FeatureTerm, LossError, Needs};
+use crate::{DistillInputs, FeatureTerm, LossError, MethodContext, Needs, TermConfig};
 
 /// One VID layer pair: the regressor `conv1×1(C_s→C_t) → ReLU → conv1×1 → ReLU → conv1×1` (no
 /// biases) gives the mean μ, and a per-channel variance `σ² = softplus(θ) + 1e-5` with θ
@@ -74,6 +74,26 @@ impl<B: Backend> Vid<B> {
             .map(|(s, t)| VidLayer::new(s[0], t[0], device))
             .collect();
         Self { layers }
+    }
+}
+
+/// Settings of [`Vid`]: none (one layer per zipped pair of stage maps).
+#[derive(burn::config::Config, Debug, PartialEq)]
+pub struct VidConfig {}
+
+impl TermConfig for VidConfig {
+    type Term<B: Backend> = Vid<B>;
+
+    fn init<B: Backend>(
+        &self,
+        context: &MethodContext,
+        device: &B::Device,
+    ) -> Result<Vid<B>, LossError> {
+        Ok(Vid::new(
+            &context.student.maps,
+            &context.teacher.maps,
+            device,
+        ))
     }
 }
 

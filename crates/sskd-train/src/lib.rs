@@ -13,6 +13,7 @@
 //! - [`stages`]: each stage as a whole run over a dataset;
 //! - [`plot`], [`analysis`]: curves of a run folder, linear evaluation and the correlation
 //!   analysis.
+//!
 //! Optimisation uses [`sgd::Sgd`], `torch.optim.SGD` (coupled weight decay, momentum
 //! without dampening) with its scalars kept in `f64` (see [`sgd()`]).
 //!
