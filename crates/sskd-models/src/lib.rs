@@ -6,15 +6,23 @@
 //!
 //! Every backbone returns a [`ModelOutput`]: the logits, the pooled embedding (`feat[-1]` of the
 //! reference code), the per-stage feature maps and, where the reference defines it, their
-//! pre-activation variant. Architectures are built by name through the [registry](create_model),
+//! pre-activation variant. Each family implements [`Backbone`]; [`Model`] holds any of them.
+//! Architectures are built by name through the [registry](create_model) (one table of names),
 //! PyTorch checkpoints are read by [`import`], and the self-supervision head of SSKD is
 //! [`SelfSupervisionHead`].
 //!
+//! Adding a family: its file (a config with `embedding_dim` and `init`, a network implementing
+//! [`Backbone`]), one row of the family table in `model.rs`, and its names in the registry's
+//! table.
+//!
 //! ## Feature flags
-//! This crate has no feature flags: it depends on `burn` without a backend; binaries, tests and
-//! benches choose one.
+//! - `flex` (default): the fused batch-norm training kernels of the CPU backend
+//!   (`Autodiff<Flex>`); every other backend runs the composite of generic ops either way.
+//!   Without it the crate depends on `burn` without a backend; binaries, tests and benches
+//!   choose one.
 #![warn(missing_docs)]
 
+mod backbone;
 pub mod batch_norm;
 pub mod checkpoint;
 mod error;
@@ -35,11 +43,12 @@ pub mod shufflenet_v2;
 pub mod vgg;
 pub mod wrn;
 
+pub use backbone::Backbone;
 pub use error::ModelError;
 pub use head::{BackboneWithHead, SelfSupervisionHead, SelfSupervisionHeadConfig};
-pub use model::Model;
+pub use model::{Model, ModelSpec};
 pub use output::ModelOutput;
-pub use registry::{create_model, model_names, ModelSpec};
+pub use registry::{create_model, model_names};
 
 /// Number of trainable parameters of `module`: every parameter tensor except batch-norm
 /// running statistics (which Burn's `num_params` also counts), as PyTorch's

@@ -8,6 +8,7 @@ use burn::nn::Linear;
 use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Tensor};
 
+use crate::backbone::Backbone;
 use crate::layers::{classifier, global_avg_pool, ConvBn, ConvInit, LinearInit};
 use crate::ModelOutput;
 
@@ -149,10 +150,12 @@ pub struct MobileNetV2<B: Backend> {
     pub classifier: Linear<B>,
 }
 
-impl<B: Backend> MobileNetV2<B> {
+impl<B: Backend> Backbone<B> for MobileNetV2<B> {
+    const FAMILY: &'static str = "MobileNetV2";
+
     /// Runs the network; see [`ModelOutput`]. The reference ignores `preact` for this model, so
     /// `preact_features` is `None`.
-    pub fn forward(&self, input: Tensor<B, 4>) -> ModelOutput<B> {
+    fn forward(&self, input: Tensor<B, 4>) -> ModelOutput<B> {
         let run_groups = |hidden: Tensor<B, 4>, groups: std::ops::Range<usize>| {
             self.blocks[groups]
                 .iter()
@@ -173,15 +176,10 @@ impl<B: Backend> MobileNetV2<B> {
         }
     }
 
-    /// Length of the pooled embedding.
-    pub fn embedding_dim(&self) -> usize {
-        self.classifier.weight.dims()[0]
-    }
-
     /// Maps a PyTorch key of `mobilenetv2.py` onto this module: `conv1.0/1` →
     /// `conv1.conv/bn`, `blocks.G.I.conv.{0,1,3,4,6,7}` → `blocks.G.I.{expand,depthwise,project}
     /// .{conv,bn}`, `classifier.0` → `classifier`.
-    pub fn burn_path(torch_key: &str) -> Option<String> {
+    fn burn_path(torch_key: &str) -> Option<String> {
         let parts: Vec<&str> = torch_key.split('.').collect();
         let conv_or_bn = |index: &str| match index {
             "0" => Some("conv"),
@@ -201,6 +199,10 @@ impl<B: Backend> MobileNetV2<B> {
             ["classifier", "0", leaf] | ["classifier", leaf] => Some(format!("classifier.{leaf}")),
             _ => None,
         }
+    }
+
+    fn classifier(&self) -> &Linear<B> {
+        &self.classifier
     }
 }
 

@@ -1,7 +1,6 @@
 //! Architectures by name, as configs and command lines spell them (`wrn_40_2`, `resnet32x4`,
 //! `ShuffleV1`, …), in the manner of timm's `create_model`.
 
-use burn::config::Config;
 use burn::tensor::backend::Backend;
 
 use crate::mobilenetv2::MobileNetV2Config;
@@ -10,63 +9,86 @@ use crate::shufflenet_v1::ShuffleNetV1Config;
 use crate::shufflenet_v2::ShuffleNetV2Config;
 use crate::vgg::VggConfig;
 use crate::wrn::WideResNetConfig;
-use crate::{Model, ModelError};
+use crate::{Model, ModelError, ModelSpec};
 
-/// Every registered name, in the order of the spec's zoo. `resnet18/34/50` (lower case) are
+/// The architectures by name, in the order of the spec's zoo: each row a name and the
+/// configuration it stands for, given the number of classes. `resnet18/34/50` (lower case) are
 /// the torchvision ImageNet networks; `ResNet18/34/50` are the CIFAR forms of `resnetv2.py`.
-const NAMES: &[&str] = &[
-    "resnet8",
-    "resnet14",
-    "resnet20",
-    "resnet32",
-    "resnet44",
-    "resnet56",
-    "resnet110",
-    "resnet8x4",
-    "resnet32x4",
-    "resnet14x05",
-    "resnet20x05",
-    "resnet20x0375",
-    "wrn_16_1",
-    "wrn_16_2",
-    "wrn_40_1",
-    "wrn_40_2",
-    "vgg8",
-    "vgg11",
-    "vgg13",
-    "vgg16",
-    "vgg19",
-    "MobileNetV2",
-    "ShuffleV1",
-    "ShuffleV2",
-    "ResNet18",
-    "ResNet34",
-    "ResNet50",
-    "resnet18",
-    "resnet34",
-    "resnet50",
-];
+macro_rules! architectures {
+    ($($name:literal => $spec:expr,)*) => {
+        /// Every registered name, in the table's order.
+        const NAMES: &[&str] = &[$($name),*];
+
+        /// The configuration registered under `name`, as a function of the class count.
+        fn registered(name: &str) -> Option<fn(usize) -> ModelSpec> {
+            match name {
+                $($name => Some($spec),)*
+                _ => None,
+            }
+        }
+    };
+}
+
+const CIFAR_WIDTHS: [usize; 4] = [16, 16, 32, 64];
+const X4_WIDTHS: [usize; 4] = [32, 64, 128, 256];
+const X05_WIDTHS: [usize; 4] = [8, 8, 16, 32];
+const X0375_WIDTHS: [usize; 4] = [6, 6, 12, 24];
+
+fn cifar(depth: usize, widths: [usize; 4], classes: usize) -> ModelSpec {
+    ModelSpec::ResNet(ResNetConfig::cifar(depth, widths, classes))
+}
+
+fn four_stage(blocks: [usize; 4], kind: BlockKind, stem: ResNetStem, classes: usize) -> ModelSpec {
+    ModelSpec::ResNet(ResNetConfig::four_stage(blocks, kind, stem, classes))
+}
+
+fn wrn(depth: usize, widen: usize, classes: usize) -> ModelSpec {
+    ModelSpec::WideResNet(WideResNetConfig::new(depth, widen, classes))
+}
+
+fn vgg(depth: usize, classes: usize) -> ModelSpec {
+    ModelSpec::Vgg(VggConfig::from_depth(depth, classes).expect("registered VGG depth"))
+}
+
+use BlockKind::{Basic, Bottleneck};
+use ResNetStem::{Cifar, ImageNet};
+
+architectures! {
+    "resnet8" => |n| cifar(8, CIFAR_WIDTHS, n),
+    "resnet14" => |n| cifar(14, CIFAR_WIDTHS, n),
+    "resnet20" => |n| cifar(20, CIFAR_WIDTHS, n),
+    "resnet32" => |n| cifar(32, CIFAR_WIDTHS, n),
+    "resnet44" => |n| cifar(44, CIFAR_WIDTHS, n),
+    "resnet56" => |n| cifar(56, CIFAR_WIDTHS, n),
+    "resnet110" => |n| cifar(110, CIFAR_WIDTHS, n),
+    "resnet8x4" => |n| cifar(8, X4_WIDTHS, n),
+    "resnet32x4" => |n| cifar(32, X4_WIDTHS, n),
+    "resnet14x05" => |n| cifar(14, X05_WIDTHS, n),
+    "resnet20x05" => |n| cifar(20, X05_WIDTHS, n),
+    "resnet20x0375" => |n| cifar(20, X0375_WIDTHS, n),
+    "wrn_16_1" => |n| wrn(16, 1, n),
+    "wrn_16_2" => |n| wrn(16, 2, n),
+    "wrn_40_1" => |n| wrn(40, 1, n),
+    "wrn_40_2" => |n| wrn(40, 2, n),
+    "vgg8" => |n| vgg(8, n),
+    "vgg11" => |n| vgg(11, n),
+    "vgg13" => |n| vgg(13, n),
+    "vgg16" => |n| vgg(16, n),
+    "vgg19" => |n| vgg(19, n),
+    "MobileNetV2" => |n| ModelSpec::MobileNetV2(MobileNetV2Config::new(n)),
+    "ShuffleV1" => |n| ModelSpec::ShuffleNetV1(ShuffleNetV1Config::new(n)),
+    "ShuffleV2" => |n| ModelSpec::ShuffleNetV2(ShuffleNetV2Config::new(n)),
+    "ResNet18" => |n| four_stage([2, 2, 2, 2], Basic, Cifar, n),
+    "ResNet34" => |n| four_stage([3, 4, 6, 3], Basic, Cifar, n),
+    "ResNet50" => |n| four_stage([3, 4, 6, 3], Bottleneck, Cifar, n),
+    "resnet18" => |n| four_stage([2, 2, 2, 2], Basic, ImageNet, n),
+    "resnet34" => |n| four_stage([3, 4, 6, 3], Basic, ImageNet, n),
+    "resnet50" => |n| four_stage([3, 4, 6, 3], Bottleneck, ImageNet, n),
+}
 
 /// The registered architecture names.
 pub fn model_names() -> &'static [&'static str] {
     NAMES
-}
-
-/// The configuration of any architecture of the zoo.
-#[derive(Config, Debug)]
-pub enum ModelSpec {
-    /// A ResNet (CIFAR, CIFAR four-stage or ImageNet).
-    ResNet(ResNetConfig),
-    /// A Wide ResNet.
-    WideResNet(WideResNetConfig),
-    /// A VGG-BN.
-    Vgg(VggConfig),
-    /// MobileNetV2.
-    MobileNetV2(MobileNetV2Config),
-    /// ShuffleNetV1.
-    ShuffleNetV1(ShuffleNetV1Config),
-    /// ShuffleNetV2.
-    ShuffleNetV2(ShuffleNetV2Config),
 }
 
 impl ModelSpec {
@@ -77,75 +99,11 @@ impl ModelSpec {
                 name: name.to_string(),
             });
         }
-        let cifar = |depth, widths| Self::ResNet(ResNetConfig::cifar(depth, widths, num_classes));
-        let four_stage = |blocks, kind, stem| {
-            Self::ResNet(ResNetConfig::four_stage(blocks, kind, stem, num_classes))
-        };
-        let wrn = |depth, k| Self::WideResNet(WideResNetConfig::new(depth, k, num_classes));
-        let spec = match name {
-            "resnet8" => cifar(8, [16, 16, 32, 64]),
-            "resnet14" => cifar(14, [16, 16, 32, 64]),
-            "resnet20" => cifar(20, [16, 16, 32, 64]),
-            "resnet32" => cifar(32, [16, 16, 32, 64]),
-            "resnet44" => cifar(44, [16, 16, 32, 64]),
-            "resnet56" => cifar(56, [16, 16, 32, 64]),
-            "resnet110" => cifar(110, [16, 16, 32, 64]),
-            "resnet8x4" => cifar(8, [32, 64, 128, 256]),
-            "resnet32x4" => cifar(32, [32, 64, 128, 256]),
-            "resnet14x05" => cifar(14, [8, 8, 16, 32]),
-            "resnet20x05" => cifar(20, [8, 8, 16, 32]),
-            "resnet20x0375" => cifar(20, [6, 6, 12, 24]),
-            "wrn_16_1" => wrn(16, 1),
-            "wrn_16_2" => wrn(16, 2),
-            "wrn_40_1" => wrn(40, 1),
-            "wrn_40_2" => wrn(40, 2),
-            "vgg8" | "vgg11" | "vgg13" | "vgg16" | "vgg19" => {
-                let depth = name[3..]
-                    .parse()
-                    .expect("registered VGG names end in a depth");
-                Self::Vgg(VggConfig::from_depth(depth, num_classes).expect("registered VGG depth"))
-            }
-            "MobileNetV2" => Self::MobileNetV2(MobileNetV2Config::new(num_classes)),
-            "ShuffleV1" => Self::ShuffleNetV1(ShuffleNetV1Config::new(num_classes)),
-            "ShuffleV2" => Self::ShuffleNetV2(ShuffleNetV2Config::new(num_classes)),
-            "ResNet18" => four_stage([2, 2, 2, 2], BlockKind::Basic, ResNetStem::Cifar),
-            "ResNet34" => four_stage([3, 4, 6, 3], BlockKind::Basic, ResNetStem::Cifar),
-            "ResNet50" => four_stage([3, 4, 6, 3], BlockKind::Bottleneck, ResNetStem::Cifar),
-            "resnet18" => four_stage([2, 2, 2, 2], BlockKind::Basic, ResNetStem::ImageNet),
-            "resnet34" => four_stage([3, 4, 6, 3], BlockKind::Basic, ResNetStem::ImageNet),
-            "resnet50" => four_stage([3, 4, 6, 3], BlockKind::Bottleneck, ResNetStem::ImageNet),
-            _ => {
-                return Err(ModelError::UnknownArchitecture {
-                    name: name.to_string(),
-                    known: NAMES.join(", "),
-                })
-            }
-        };
-        Ok(spec)
-    }
-
-    /// Length `d` of the pooled embedding (also the SS head's width).
-    pub fn embedding_dim(&self) -> usize {
-        match self {
-            Self::ResNet(config) => config.embedding_dim(),
-            Self::WideResNet(config) => config.embedding_dim(),
-            Self::Vgg(config) => config.embedding_dim(),
-            Self::MobileNetV2(config) => config.embedding_dim(),
-            Self::ShuffleNetV1(config) => config.embedding_dim(),
-            Self::ShuffleNetV2(config) => config.embedding_dim(),
-        }
-    }
-
-    /// Builds the model with the reference initialisation.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> Model<B> {
-        match self {
-            Self::ResNet(config) => Model::ResNet(config.init(device)),
-            Self::WideResNet(config) => Model::WideResNet(config.init(device)),
-            Self::Vgg(config) => Model::Vgg(config.init(device)),
-            Self::MobileNetV2(config) => Model::MobileNetV2(config.init(device)),
-            Self::ShuffleNetV1(config) => Model::ShuffleNetV1(config.init(device)),
-            Self::ShuffleNetV2(config) => Model::ShuffleNetV2(config.init(device)),
-        }
+        let spec = registered(name).ok_or_else(|| ModelError::UnknownArchitecture {
+            name: name.to_string(),
+            known: NAMES.join(", "),
+        })?;
+        Ok(spec(num_classes))
     }
 }
 

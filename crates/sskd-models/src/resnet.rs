@@ -11,6 +11,7 @@ use burn::nn::conv::Conv2d;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Linear, PaddingConfig2d};
 
+use crate::backbone::Backbone;
 use crate::batch_norm::BatchNorm;
 use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Tensor};
@@ -276,12 +277,14 @@ pub struct ResNet<B: Backend> {
     pub fc: Linear<B>,
 }
 
-impl<B: Backend> ResNet<B> {
+impl<B: Backend> Backbone<B> for ResNet<B> {
+    const FAMILY: &'static str = "ResNet";
+
     /// Runs the network; see [`ModelOutput`].
     ///
     /// `features` = `[stem, stage 1, …, stage S]`; `preact_features` replaces each stage output
     /// by its last block's residual sum before the final ReLU.
-    pub fn forward(&self, input: Tensor<B, 4>) -> ModelOutput<B> {
+    fn forward(&self, input: Tensor<B, 4>) -> ModelOutput<B> {
         let mut hidden = relu(self.bn1.forward(self.conv1.forward(input))); // [batch, c0, h, w]
         if let Some(pool) = &self.maxpool {
             hidden = pool.forward(hidden); // [batch, 64, h/4, w/4]
@@ -305,15 +308,10 @@ impl<B: Backend> ResNet<B> {
         }
     }
 
-    /// Length of the pooled embedding.
-    pub fn embedding_dim(&self) -> usize {
-        self.fc.weight.dims()[0]
-    }
-
     /// Maps a PyTorch state-dict key of `resnet.py`, `resnetv2.py` or torchvision onto this
     /// module's parameter path (PyTorch leaf names): `layerK.` → `layers.{K−1}.`,
     /// `downsample.0/1` and `shortcut.0/1` → `downsample.conv/bn`, `linear` → `fc`.
-    pub fn burn_path(torch_key: &str) -> Option<String> {
+    fn burn_path(torch_key: &str) -> Option<String> {
         let parts: Vec<&str> = torch_key.split('.').collect();
         let mut out = Vec::with_capacity(parts.len());
         let mut index = 0;
@@ -341,6 +339,10 @@ impl<B: Backend> ResNet<B> {
             index += 1;
         }
         Some(out.join("."))
+    }
+
+    fn classifier(&self) -> &Linear<B> {
+        &self.fc
     }
 }
 

@@ -8,6 +8,7 @@ use burn::nn::conv::Conv2d;
 use burn::nn::pool::{AvgPool2d, AvgPool2dConfig};
 use burn::nn::{Linear, PaddingConfig2d};
 
+use crate::backbone::Backbone;
 use crate::batch_norm::BatchNorm;
 use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Tensor};
@@ -183,10 +184,12 @@ fn run_stage<B: Backend>(
         })
 }
 
-impl<B: Backend> ShuffleNetV1<B> {
+impl<B: Backend> Backbone<B> for ShuffleNetV1<B> {
+    const FAMILY: &'static str = "ShuffleNetV1";
+
     /// Runs the network; see [`ModelOutput`]. `preact_features` holds each stage's output
     /// before its final ReLU.
-    pub fn forward(&self, input: Tensor<B, 4>) -> ModelOutput<B> {
+    fn forward(&self, input: Tensor<B, 4>) -> ModelOutput<B> {
         let stem = relu(self.bn1.forward(self.conv1.forward(input))); // [batch, 24, 32, 32]
         let (stage1, preact1) = run_stage(&self.layer1, stem.clone()); // [batch, 240, 16, 16]
         let (stage2, preact2) = run_stage(&self.layer2, stage1.clone()); // [batch, 480, 8, 8]
@@ -200,14 +203,13 @@ impl<B: Backend> ShuffleNetV1<B> {
         }
     }
 
-    /// Length of the pooled embedding.
-    pub fn embedding_dim(&self) -> usize {
-        self.linear.weight.dims()[0]
+    /// PyTorch keys of `ShuffleNetv1.py` already match this module's paths.
+    fn burn_path(torch_key: &str) -> Option<String> {
+        Some(torch_key.to_string())
     }
 
-    /// PyTorch keys of `ShuffleNetv1.py` already match this module's paths.
-    pub fn burn_path(torch_key: &str) -> Option<String> {
-        Some(torch_key.to_string())
+    fn classifier(&self) -> &Linear<B> {
+        &self.linear
     }
 }
 

@@ -6,6 +6,7 @@ use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::Linear;
 
+use crate::backbone::Backbone;
 use crate::batch_norm::BatchNorm;
 use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Tensor};
@@ -215,10 +216,12 @@ pub struct ShuffleNetV2<B: Backend> {
     pub linear: Linear<B>,
 }
 
-impl<B: Backend> ShuffleNetV2<B> {
+impl<B: Backend> Backbone<B> for ShuffleNetV2<B> {
+    const FAMILY: &'static str = "ShuffleNetV2";
+
     /// Runs the network; see [`ModelOutput`]. `preact_features` holds each stage's last unit's
     /// `preact`.
-    pub fn forward(&self, input: Tensor<B, 4>) -> ModelOutput<B> {
+    fn forward(&self, input: Tensor<B, 4>) -> ModelOutput<B> {
         let stem = relu(self.bn1.forward(self.conv1.forward(input))); // [batch, 24, 32, 32]
         let (stage1, preact1) = self.layer1.forward(stem.clone()); // [batch, 116, 16, 16]
         let (stage2, preact2) = self.layer2.forward(stage1.clone()); // [batch, 232, 8, 8]
@@ -233,14 +236,9 @@ impl<B: Backend> ShuffleNetV2<B> {
         }
     }
 
-    /// Length of the pooled embedding.
-    pub fn embedding_dim(&self) -> usize {
-        self.linear.weight.dims()[0]
-    }
-
     /// Maps a PyTorch key of `ShuffleNetv2.py` onto this module: `layerK.0.` → `layerK.down.`,
     /// `layerK.J.` → `layerK.blocks.{J−1}.`.
-    pub fn burn_path(torch_key: &str) -> Option<String> {
+    fn burn_path(torch_key: &str) -> Option<String> {
         let parts: Vec<&str> = torch_key.split('.').collect();
         match parts.as_slice() {
             [stage, index, rest @ ..] if stage.starts_with("layer") => {
@@ -253,6 +251,10 @@ impl<B: Backend> ShuffleNetV2<B> {
             }
             _ => Some(torch_key.to_string()),
         }
+    }
+
+    fn classifier(&self) -> &Linear<B> {
+        &self.linear
     }
 }
 

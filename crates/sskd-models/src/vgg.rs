@@ -8,6 +8,7 @@ use burn::nn::Linear;
 use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Tensor};
 
+use crate::backbone::Backbone;
 use crate::layers::{
     batch_norm, classifier, conv_with_bias, global_avg_pool, ConvBn, ConvInit, LinearInit,
 };
@@ -154,10 +155,12 @@ fn run_block<B: Backend>(block: &[ConvBn<B>], input: Tensor<B, 4>) -> Tensor<B, 
     last.forward(hidden)
 }
 
-impl<B: Backend> Vgg<B> {
+impl<B: Backend> Backbone<B> for Vgg<B> {
+    const FAMILY: &'static str = "VGG";
+
     /// Runs the network; see [`ModelOutput`]. `preact_features` holds the pre-ReLU outputs of
     /// blocks 1–4 (block 0 stays activated, as in the reference).
-    pub fn forward(&self, input: Tensor<B, 4>) -> ModelOutput<B> {
+    fn forward(&self, input: Tensor<B, 4>) -> ModelOutput<B> {
         let input_height = input.dims()[2];
         let stage0 = relu(run_block(&self.block0, input)); // [batch, 64, 32, 32]
         let mut features = vec![stage0.clone()];
@@ -183,14 +186,9 @@ impl<B: Backend> Vgg<B> {
         }
     }
 
-    /// Length of the pooled embedding.
-    pub fn embedding_dim(&self) -> usize {
-        self.classifier.weight.dims()[0]
-    }
-
     /// Maps a PyTorch key of `vgg.py` onto this module: `blockB.J` (a `Sequential` of conv, BN,
     /// ReLU triples) → `blockB.{J/3}.conv` for `J % 3 == 0`, `.bn` for `J % 3 == 1`.
-    pub fn burn_path(torch_key: &str) -> Option<String> {
+    fn burn_path(torch_key: &str) -> Option<String> {
         let mut parts = torch_key.split('.');
         let head = parts.next()?;
         if !head.starts_with("block") {
@@ -208,6 +206,10 @@ impl<B: Backend> Vgg<B> {
             position / 3,
             rest.join(".")
         ))
+    }
+
+    fn classifier(&self) -> &Linear<B> {
+        &self.classifier
     }
 }
 

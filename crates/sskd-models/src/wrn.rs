@@ -6,6 +6,7 @@ use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::Linear;
 
+use crate::backbone::Backbone;
 use crate::batch_norm::BatchNorm;
 use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Tensor};
@@ -159,13 +160,15 @@ pub struct WideResNet<B: Backend> {
     pub fc: Linear<B>,
 }
 
-impl<B: Backend> WideResNet<B> {
+impl<B: Backend> Backbone<B> for WideResNet<B> {
+    const FAMILY: &'static str = "WideResNet";
+
     /// Runs the network; see [`ModelOutput`].
     ///
     /// `features` are the raw residual sums; `preact_features` replaces stage 1 by the `bn1` of
     /// group 2's first block applied to it, stage 2 likewise with group 3, and stage 3 by the
     /// final `bn1`, as the reference does.
-    pub fn forward(&self, input: Tensor<B, 4>) -> ModelOutput<B> {
+    fn forward(&self, input: Tensor<B, 4>) -> ModelOutput<B> {
         let stem = self.conv1.forward(input); // [batch, 16, 32, 32]
         let stage1 = self.block1.forward(stem.clone()); // [batch, 16k, 32, 32]
         let stage2 = self.block2.forward(stage1.clone()); // [batch, 32k, 16, 16]
@@ -192,14 +195,13 @@ impl<B: Backend> WideResNet<B> {
         }
     }
 
-    /// Length of the pooled embedding.
-    pub fn embedding_dim(&self) -> usize {
-        self.fc.weight.dims()[0]
+    /// Maps a PyTorch key of `wrn.py` onto this module: only `convShortcut` is renamed.
+    fn burn_path(torch_key: &str) -> Option<String> {
+        Some(torch_key.replace(".convShortcut.", ".conv_shortcut."))
     }
 
-    /// Maps a PyTorch key of `wrn.py` onto this module: only `convShortcut` is renamed.
-    pub fn burn_path(torch_key: &str) -> Option<String> {
-        Some(torch_key.replace(".convShortcut.", ".conv_shortcut."))
+    fn classifier(&self) -> &Linear<B> {
+        &self.fc
     }
 }
 

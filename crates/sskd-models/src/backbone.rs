@@ -1,0 +1,42 @@
+//! [`Backbone`]: what every network family of the zoo offers to the rest of the library.
+
+use burn::module::Module;
+use burn::nn::Linear;
+use burn::tensor::{backend::Backend, Tensor};
+
+use crate::ModelOutput;
+
+/// A family of networks of the zoo (ResNet, WideResNet, VGG, MobileNetV2, ShuffleNetV1/V2).
+/// [`Model`](crate::Model) holds any of them and forwards to this trait; a new family implements
+/// it and takes one row of the family table in `model.rs`.
+///
+/// # Shapes
+/// - input `[batch, 3, h, w]`
+/// - output: see [`ModelOutput`]
+pub trait Backbone<B: Backend>: Module<B> {
+    /// The family's name, for messages.
+    const FAMILY: &'static str;
+
+    /// Runs the network. Batch norm uses batch statistics on an autodiff backend and running
+    /// statistics otherwise.
+    fn forward(&self, input: Tensor<B, 4>) -> ModelOutput<B>;
+
+    /// The classifier on the pooled embedding (weight `[d, classes]`).
+    fn classifier(&self) -> &Linear<B>;
+
+    /// Length `d` of the pooled embedding (the input width of the classifier).
+    fn embedding_dim(&self) -> usize {
+        self.classifier().weight.dims()[0]
+    }
+
+    /// Number of classes of the classifier.
+    fn num_classes(&self) -> usize {
+        self.classifier().weight.dims()[1]
+    }
+
+    /// Maps a key of the family's reference PyTorch state dict (after any `module.` /
+    /// `backbone.` prefix is removed) onto the network's parameter path, with PyTorch's leaf
+    /// names (`weight`, `bias`, `running_mean`, `running_var`); `None` if the key cannot
+    /// belong to the family.
+    fn burn_path(torch_key: &str) -> Option<String>;
+}
