@@ -1,6 +1,10 @@
 //! [`Model`]: any backbone of the zoo behind one type, and [`ModelSpec`], any backbone's
 //! configuration, both made from one table of the families.
 
+// A model is built once per run and moved rarely; the size difference between the variants of
+// `Model` (and of the record type its derive makes) costs nothing.
+#![allow(clippy::large_enum_variant)]
+
 use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
@@ -21,8 +25,6 @@ macro_rules! families {
         /// # Shapes
         /// - input `[batch, 3, h, w]`
         /// - output: see [`ModelOutput`]
-        // Built once per run and moved rarely; the size difference between variants costs nothing.
-        #[allow(clippy::large_enum_variant)]
         #[derive(Module, Debug)]
         pub enum Model<B: Backend> {
             $($(#[doc = $doc])* $variant($network<B>),)*
