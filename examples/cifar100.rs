@@ -29,7 +29,7 @@ use clap::{Args as ClapArgs, Parser, Subcommand};
 use rand::rngs::StdRng;
 use sskd::augment::loader::Sample;
 use sskd::augment::pipeline::{cifar_train, sskd_rotations, CIFAR100_MEAN, CIFAR100_STD};
-use sskd::backend::{dispatch, dispatch_devices, BackendJob, DeviceChoice, DevicesJob};
+use sskd::backend::{dispatch, main_device, BackendJob, DeviceChoice, DeviceList, Precision};
 use sskd::data::cifar::{cifar100, Split};
 use sskd::data::{LabeledImage, PlanarImages};
 use sskd::experiment::{default_student_lr, ExperimentConfig, StageConfig};
@@ -297,36 +297,29 @@ fn correlation<B: Backend>(args: &CorrelationArgs, device: &B::Device) -> Result
     Ok(())
 }
 
-/// The training stages, over one device or several (data-parallel).
-struct StageJob(Command);
-
-impl DevicesJob for StageJob {
-    type Output = Result<()>;
-
-    fn run<B: Backend>(self, devices: Vec<B::Device>) -> Result<()> {
-        stage::<Autodiff<B>>(&self.0, &devices)
-    }
-}
-
-/// The other commands, on one device.
+/// A command on its devices: the training stages over one or several (data-parallel), the
+/// others on the first.
 struct Job(Command);
 
 impl BackendJob for Job {
     type Output = Result<()>;
 
-    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+    fn run<B: Backend>(self, devices: Vec<B::Device>) -> Result<()> {
         match &self.0 {
-            Command::Eval(args) => eval::<B>(args, &device),
-            Command::LinearEval(args) => linear_eval::<Autodiff<B>>(args, &device),
-            Command::Correlation(args) => correlation::<B>(args, &device),
-            _ => unreachable!("the training stages run through StageJob"),
+            Command::Teacher(_) | Command::Head(_) | Command::Student(_) => {
+                stage::<Autodiff<B>>(&self.0, &devices)
+            }
+            Command::Eval(args) => eval::<B>(args, &main_device(devices)),
+            Command::LinearEval(args) => linear_eval::<Autodiff<B>>(args, &main_device(devices)),
+            Command::Correlation(args) => correlation::<B>(args, &main_device(devices)),
+            Command::Config { .. } => unreachable!("handled before dispatch"),
         }
     }
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    let device = match &cli.command {
+    let devices: DeviceList = match &cli.command {
         Command::Config {
             teacher,
             student,
@@ -341,14 +334,10 @@ fn main() -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&config)?);
             return Ok(());
         }
-        Command::Teacher(a) | Command::Head(a) | Command::Student(a) => {
-            let devices = a.device.clone();
-            return dispatch_devices(&devices, StageJob(cli.command))
-                .map_err(anyhow::Error::msg)?;
-        }
-        Command::Eval(a) => a.main_device(),
-        Command::LinearEval(a) => a.device,
-        Command::Correlation(_) => DeviceChoice::Cpu,
+        Command::Teacher(a) | Command::Head(a) | Command::Student(a) => a.device.clone(),
+        Command::Eval(a) => a.main_device().into(),
+        Command::LinearEval(a) => a.device.into(),
+        Command::Correlation(_) => DeviceChoice::Cpu.into(),
     };
-    dispatch(device, Job(cli.command)).map_err(anyhow::Error::msg)?
+    dispatch(&devices, Precision::F32, Job(cli.command)).map_err(anyhow::Error::msg)?
 }

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 use clap::Parser;
-use sskd::backend::{dispatch, BackendJob, DeviceChoice};
+use sskd::backend::{dispatch, main_device, BackendJob, DeviceChoice, Precision};
 use sskd::models::checkpoint::write_atomically;
 use sskd::models::{create_model, import::load_weights};
 
@@ -49,7 +49,8 @@ struct Forward(Args);
 impl BackendJob for Forward {
     type Output = Result<()>;
 
-    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+    fn run<B: Backend>(self, devices: Vec<B::Device>) -> Result<()> {
+        let device = main_device(devices);
         let args = self.0;
         let (shape, values) = read_input(&args.input)?;
         let model = create_model::<B>(&args.arch, args.num_classes, &device)?;
@@ -141,5 +142,5 @@ fn write_output(path: &Path, named: &[(String, Vec<f32>, Vec<usize>)]) -> Result
 fn main() -> Result<()> {
     let args = Args::parse();
     let device = args.device;
-    dispatch(device, Forward(args)).map_err(anyhow::Error::msg)?
+    dispatch(&device.into(), Precision::F32, Forward(args)).map_err(anyhow::Error::msg)?
 }

@@ -26,7 +26,7 @@ use burn::backend::Autodiff;
 use burn::tensor::backend::Backend;
 use clap::Parser;
 use serde_json::{json, Value};
-use sskd::backend::{device_memory, dispatch_precision, BackendJob, DeviceChoice, Precision};
+use sskd::backend::{device_memory, dispatch, main_device, BackendJob, DeviceChoice, Precision};
 use sskd::step_bench::{config_set, time_config, StepConfig};
 use sskd::train::parallel::panic_message;
 
@@ -106,7 +106,8 @@ struct Bench {
 impl BackendJob for Bench {
     type Output = ();
 
-    fn run<B: Backend>(self, device: B::Device) {
+    fn run<B: Backend>(self, devices: Vec<B::Device>) {
+        let device = main_device(devices);
         let launched = *LAUNCHED.get().expect("set in main");
         let started = Instant::now();
         for config in &self.configs {
@@ -210,5 +211,5 @@ fn main() -> Result<()> {
     }
     args.cpu_kernels.select();
     let (device, precision) = (args.device, args.precision);
-    dispatch_precision(device, precision, Bench { args, configs }).map_err(anyhow::Error::msg)
+    dispatch(&device.into(), precision, Bench { args, configs }).map_err(anyhow::Error::msg)
 }

@@ -44,7 +44,7 @@ use sskd::augment::geometry::{center_crop, rotate90};
 use sskd::augment::loader::Sample;
 use sskd::augment::pipeline::{random_resized_crop, IMAGENET_MEAN, IMAGENET_STD};
 use sskd::augment::resize::resize_shorter_side;
-use sskd::backend::{dispatch_devices, DeviceList, DevicesJob};
+use sskd::backend::{dispatch, BackendJob, DeviceList, Precision};
 use sskd::data::folders::{decode_rgb, ImageFiles};
 use sskd::experiment::{ExperimentConfig, StageConfig};
 use sskd::losses::{MethodConfig, SskdConfig};
@@ -230,7 +230,7 @@ impl Job {
     }
 }
 
-impl DevicesJob for Job {
+impl BackendJob for Job {
     type Output = Result<()>;
 
     fn run<B: Backend>(self, devices: Vec<B::Device>) -> Result<()> {
@@ -270,5 +270,5 @@ fn main() -> Result<()> {
         command: cli.command,
         image_size: cli.image_size,
     };
-    dispatch_devices(&devices, job).map_err(anyhow::Error::msg)?
+    dispatch(&devices, Precision::F32, job).map_err(anyhow::Error::msg)?
 }

@@ -11,7 +11,7 @@ use anyhow::Result;
 use burn::backend::Autodiff;
 use burn::tensor::backend::Backend;
 use clap::Parser;
-use sskd::backend::{dispatch, BackendJob, DeviceChoice};
+use sskd::backend::{dispatch, main_device, BackendJob, DeviceChoice, Precision};
 use sskd::loss_workloads::{workload_names, LossStep};
 
 #[derive(Parser, Debug)]
@@ -35,7 +35,8 @@ struct Bench(Args);
 impl BackendJob for Bench {
     type Output = Result<()>;
 
-    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+    fn run<B: Backend>(self, devices: Vec<B::Device>) -> Result<()> {
+        let device = main_device(devices);
         let args = self.0;
         let names = if args.names.is_empty() {
             workload_names()
@@ -68,5 +69,5 @@ impl BackendJob for Bench {
 fn main() -> Result<()> {
     let args = Args::parse();
     let device = args.device;
-    dispatch(device, Bench(args)).map_err(anyhow::Error::msg)?
+    dispatch(&device.into(), Precision::F32, Bench(args)).map_err(anyhow::Error::msg)?
 }

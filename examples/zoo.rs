@@ -12,7 +12,7 @@ use std::time::Instant;
 use anyhow::Result;
 use burn::tensor::{backend::Backend, Tensor};
 use clap::Parser;
-use sskd::backend::{dispatch, BackendJob, DeviceChoice};
+use sskd::backend::{dispatch, main_device, BackendJob, DeviceChoice, Precision};
 use sskd::models::{create_model, model_names, trainable_parameter_count};
 
 #[derive(Parser, Debug)]
@@ -36,7 +36,8 @@ struct Zoo(Args);
 impl BackendJob for Zoo {
     type Output = Result<()>;
 
-    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+    fn run<B: Backend>(self, devices: Vec<B::Device>) -> Result<()> {
+        let device = main_device(devices);
         let args = self.0;
         let names: Vec<String> = if args.names.is_empty() {
             model_names().iter().map(|n| n.to_string()).collect()
@@ -83,5 +84,5 @@ impl BackendJob for Zoo {
 fn main() -> Result<()> {
     let args = Args::parse();
     let device = args.device;
-    dispatch(device, Zoo(args)).map_err(anyhow::Error::msg)?
+    dispatch(&device.into(), Precision::F32, Zoo(args)).map_err(anyhow::Error::msg)?
 }

@@ -66,33 +66,6 @@ impl DeviceChoice {
     }
 }
 
-/// Work generic over the backend, run by [`dispatch`] on the backend a [`DeviceChoice`] names.
-///
-/// (A closure cannot be generic over the backend type, hence a trait.)
-pub trait BackendJob {
-    /// What the job returns.
-    type Output;
-    /// Runs the job on backend `B` and its device.
-    fn run<B: burn::tensor::backend::Backend>(self, device: B::Device) -> Self::Output;
-}
-
-/// Runs `job` on the backend of `choice`, or says which feature the build lacks.
-pub fn dispatch<J: BackendJob>(choice: DeviceChoice, job: J) -> Result<J::Output, String> {
-    choice.check_compiled()?;
-    match choice {
-        #[cfg(feature = "flex")]
-        DeviceChoice::Cpu => Ok(job.run::<burn::backend::Flex>(Default::default())),
-        #[cfg(feature = "cuda")]
-        DeviceChoice::Cuda(index) => {
-            Ok(job.run::<burn::backend::Cuda>(burn::backend::cuda::CudaDevice::new(index)))
-        }
-        #[cfg(feature = "wgpu")]
-        DeviceChoice::Wgpu(index) => Ok(job.run::<burn::backend::Wgpu>(wgpu_device(index))),
-        #[allow(unreachable_patterns)]
-        _ => unreachable!("check_compiled rejects backends this build lacks"),
-    }
-}
-
 /// The float type a backend computes in: `f32`, or the half types where the backend has them
 /// (`f16` on CUDA and wgpu, `bf16` on CUDA). Half precision here is the whole graph in that
 /// type (weights, activations, gradients), not mixed precision with `f32` master weights.
@@ -128,38 +101,6 @@ impl std::str::FromStr for Precision {
                 "unknown precision `{text}`: expected f32, f16 or bf16"
             )),
         }
-    }
-}
-
-/// Runs `job` on the backend of `choice` computing in `precision` (`f32`: [`dispatch`]), or
-/// says why this build or backend cannot.
-pub fn dispatch_precision<J: BackendJob>(
-    choice: DeviceChoice,
-    precision: Precision,
-    job: J,
-) -> Result<J::Output, String> {
-    choice.check_compiled()?;
-    match (choice, precision) {
-        (_, Precision::F32) => dispatch(choice, job),
-        #[cfg(feature = "cuda")]
-        (DeviceChoice::Cuda(index), Precision::F16) => {
-            Ok(job.run::<burn::backend::Cuda<burn::tensor::f16>>(
-                burn::backend::cuda::CudaDevice::new(index),
-            ))
-        }
-        #[cfg(feature = "cuda")]
-        (DeviceChoice::Cuda(index), Precision::Bf16) => {
-            Ok(job.run::<burn::backend::Cuda<burn::tensor::bf16>>(
-                burn::backend::cuda::CudaDevice::new(index),
-            ))
-        }
-        #[cfg(feature = "wgpu")]
-        (DeviceChoice::Wgpu(index), Precision::F16) => {
-            Ok(job.run::<burn::backend::Wgpu<burn::tensor::f16>>(wgpu_device(index)))
-        }
-        _ => Err(format!(
-            "precision {precision} is not available on device `{choice}`"
-        )),
     }
 }
 
@@ -255,45 +196,80 @@ impl std::str::FromStr for DeviceList {
     }
 }
 
-/// Work over several devices of one backend, run by [`dispatch_devices`].
-pub trait DevicesJob {
+/// Work generic over the backend, run by [`dispatch`] on the backend and devices a
+/// [`DeviceList`] names. (A closure cannot be generic over the backend type, hence a trait.)
+pub trait BackendJob {
     /// What the job returns.
     type Output;
     /// Runs the job on backend `B` and its devices (at least one; the first is the main one).
     fn run<B: burn::tensor::backend::Backend>(self, devices: Vec<B::Device>) -> Self::Output;
 }
 
-/// Runs `job` on the backend of `list`'s devices, or says which feature the build lacks.
-pub fn dispatch_devices<J: DevicesJob>(list: &DeviceList, job: J) -> Result<J::Output, String> {
+/// The main (first) device of the list a job runs on, for jobs that use one device.
+pub fn main_device<D>(devices: Vec<D>) -> D {
+    devices
+        .into_iter()
+        .next()
+        .expect("a device list is never empty")
+}
+
+/// Runs `job` on the backend of `list`'s devices computing in `precision`, or says why this
+/// build or backend cannot (the feature it lacks, or a precision the backend does not have).
+pub fn dispatch<J: BackendJob>(
+    list: &DeviceList,
+    precision: Precision,
+    job: J,
+) -> Result<J::Output, String> {
     let first = list.0[0];
     first.check_compiled()?;
-    match first {
+    match (first, precision) {
         #[cfg(feature = "flex")]
-        DeviceChoice::Cpu => {
+        (DeviceChoice::Cpu, Precision::F32) => {
             Ok(job.run::<burn::backend::Flex>(vec![Default::default(); list.0.len()]))
         }
         #[cfg(feature = "cuda")]
-        DeviceChoice::Cuda(_) => Ok(job.run::<burn::backend::Cuda>(
-            list.0
-                .iter()
-                .map(|choice| match choice {
-                    DeviceChoice::Cuda(index) => burn::backend::cuda::CudaDevice::new(*index),
-                    _ => unreachable!("a device list has one backend"),
-                })
-                .collect(),
-        )),
+        (DeviceChoice::Cuda(_), Precision::F32) => Ok(job.run::<burn::backend::Cuda>(list.cuda())),
+        #[cfg(feature = "cuda")]
+        (DeviceChoice::Cuda(_), Precision::F16) => {
+            Ok(job.run::<burn::backend::Cuda<burn::tensor::f16>>(list.cuda()))
+        }
+        #[cfg(feature = "cuda")]
+        (DeviceChoice::Cuda(_), Precision::Bf16) => {
+            Ok(job.run::<burn::backend::Cuda<burn::tensor::bf16>>(list.cuda()))
+        }
         #[cfg(feature = "wgpu")]
-        DeviceChoice::Wgpu(_) => Ok(job.run::<burn::backend::Wgpu>(
-            list.0
-                .iter()
-                .map(|choice| match choice {
-                    DeviceChoice::Wgpu(index) => wgpu_device(*index),
-                    _ => unreachable!("a device list has one backend"),
-                })
-                .collect(),
+        (DeviceChoice::Wgpu(_), Precision::F32) => Ok(job.run::<burn::backend::Wgpu>(list.wgpu())),
+        #[cfg(feature = "wgpu")]
+        (DeviceChoice::Wgpu(_), Precision::F16) => {
+            Ok(job.run::<burn::backend::Wgpu<burn::tensor::f16>>(list.wgpu()))
+        }
+        _ => Err(format!(
+            "precision {precision} is not available on device `{first}`"
         )),
-        #[allow(unreachable_patterns)]
-        _ => unreachable!("check_compiled rejects backends this build lacks"),
+    }
+}
+
+impl DeviceList {
+    #[cfg(feature = "cuda")]
+    fn cuda(&self) -> Vec<burn::backend::cuda::CudaDevice> {
+        self.0
+            .iter()
+            .map(|choice| match choice {
+                DeviceChoice::Cuda(index) => burn::backend::cuda::CudaDevice::new(*index),
+                _ => unreachable!("a device list has one backend"),
+            })
+            .collect()
+    }
+
+    #[cfg(feature = "wgpu")]
+    fn wgpu(&self) -> Vec<burn::backend::wgpu::WgpuDevice> {
+        self.0
+            .iter()
+            .map(|choice| match choice {
+                DeviceChoice::Wgpu(index) => wgpu_device(*index),
+                _ => unreachable!("a device list has one backend"),
+            })
+            .collect()
     }
 }
 
@@ -327,17 +303,19 @@ mod tests {
             .unwrap_err()
             .contains("f32, f16 or bf16"));
 
-        struct Nothing;
-        impl BackendJob for Nothing {
-            type Output = ();
-            fn run<B: burn::tensor::backend::Backend>(self, _: B::Device) {}
+        struct Count;
+        impl BackendJob for Count {
+            type Output = usize;
+            fn run<B: burn::tensor::backend::Backend>(self, devices: Vec<B::Device>) -> usize {
+                devices.len()
+            }
         }
-        let refused = dispatch_precision(DeviceChoice::Cpu, Precision::F16, Nothing).unwrap_err();
+        let cpu = DeviceList::from(DeviceChoice::Cpu);
+        let refused = dispatch(&cpu, Precision::F16, Count).unwrap_err();
         assert_eq!(refused, "precision f16 is not available on device `cpu`");
-        assert_eq!(
-            dispatch_precision(DeviceChoice::Cpu, Precision::F32, Nothing),
-            Ok(())
-        );
+        assert_eq!(dispatch(&cpu, Precision::F32, Count), Ok(1));
+        let two: DeviceList = "cpu,cpu".parse().unwrap();
+        assert_eq!(dispatch(&two, Precision::F32, Count), Ok(2));
     }
 
     #[test]
