@@ -1,9 +1,9 @@
 //! Criterion benchmarks of each loss's forward + backward on the CPU backend at the paper's
-//! shapes (see `sskd::loss_workloads`). Run with `cargo bench --bench losses`.
+//! shapes (see `sskd_bench::loss_workloads`). Run with `cargo bench --bench losses`.
 
 use burn::backend::{Autodiff, Flex};
 use criterion::{criterion_group, criterion_main, Criterion};
-use sskd::loss_workloads::{workload_names, LossStep};
+use sskd_bench::loss_workloads::{workload_names, LossStep};
 
 fn losses(c: &mut Criterion) {
     let device = Default::default();

@@ -29,13 +29,15 @@ use clap::{Args as ClapArgs, Parser, Subcommand};
 use rand::rngs::StdRng;
 use sskd::augment::loader::Sample;
 use sskd::augment::pipeline::{cifar_train, sskd_rotations, CIFAR100_MEAN, CIFAR100_STD};
-use sskd::backend::{dispatch, main_device, BackendJob, DeviceChoice, DeviceList, Precision};
+use sskd::cli::backend::{dispatch, main_device, BackendJob, DeviceChoice, DeviceList, Precision};
+use sskd::cli::{self, EvalArgs, StageArgs};
 use sskd::data::cifar::{cifar100, Split};
 use sskd::data::{LabeledImage, PlanarImages};
+use sskd::experiment::load_experiment;
 use sskd::experiment::{default_student_lr, ExperimentConfig, StageConfig};
 use sskd::models::create_model;
 use sskd::models::import::load_weights;
-use sskd::runner::{self, load_experiment, transform, EvalArgs, StageArgs};
+use sskd::recipe::{transform, Recipe};
 use sskd::train::stages::{RunData, Transform};
 
 #[derive(Parser, Debug)]
@@ -136,7 +138,7 @@ fn cifar(
 
 /// The config of a stage's arguments (default pair wrn_40_2 → wrn_16_2).
 fn experiment(args: &StageArgs) -> Result<ExperimentConfig> {
-    runner::experiment(args, ("wrn_40_2", "wrn_16_2"), pair_defaults)
+    cli::experiment(args, ("wrn_40_2", "wrn_16_2"), pair_defaults)
 }
 
 /// CIFAR-100 with SSKD's transforms: crop + flip, four rotations (shared flip, independent crops).
@@ -181,22 +183,22 @@ fn stage<B: AutodiffBackend>(command: &Command, devices: &[B::Device]) -> Result
     };
     let config = experiment(args)?;
     let data = cifar_data(&args.data, &config)?;
-    let stage = runner::Stage {
-        args,
+    let recipe = Recipe {
         config: &config,
         data: &data,
+        options: &args.options(32)?,
     };
     match command {
-        Command::Teacher(_) => stage.teacher::<B>(devices),
-        Command::Head(_) => stage.head::<B>(devices),
-        _ => stage.student::<B>(32, devices),
+        Command::Teacher(_) => recipe.teacher::<B>(devices),
+        Command::Head(_) => recipe.head::<B>(devices),
+        _ => recipe.student::<B>(devices),
     }
 }
 
 fn eval<B: Backend>(args: &EvalArgs, device: &B::Device) -> Result<()> {
     let config = ExperimentConfig::new(args.arch.clone(), args.arch.clone())
         .with_num_classes(args.num_classes.unwrap_or(100));
-    runner::evaluate_checkpoint::<B, _, _>(args, &config, cifar_data, "test", device)
+    cli::evaluate_checkpoint::<B, _, _>(args, &config, cifar_data, "test", device)
 }
 
 /// Images of `data` resized to 32×32 (Pillow bilinear, as torchvision's `Resize(32)`), as

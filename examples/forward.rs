@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 use clap::Parser;
-use sskd::backend::{dispatch, main_device, BackendJob, DeviceChoice, Precision};
+use sskd::cli::backend::{dispatch, main_device, BackendJob, DeviceChoice, Precision};
 use sskd::models::checkpoint::write_atomically;
 use sskd::models::{create_model, import::load_weights};
 

@@ -26,9 +26,11 @@ use burn::backend::Autodiff;
 use burn::tensor::backend::Backend;
 use clap::Parser;
 use serde_json::{json, Value};
-use sskd::backend::{device_memory, dispatch, main_device, BackendJob, DeviceChoice, Precision};
-use sskd::step_bench::{config_set, time_config, StepConfig};
+use sskd::cli::backend::{
+    device_memory, dispatch, main_device, BackendJob, DeviceChoice, Precision,
+};
 use sskd::train::parallel::panic_message;
+use sskd_bench::step_bench::{config_set, time_config, StepConfig};
 
 #[derive(Parser, Debug)]
 #[command(about = "Time SSKD training steps on one device and print JSON lines")]

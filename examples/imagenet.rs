@@ -44,11 +44,13 @@ use sskd::augment::geometry::{center_crop, rotate90};
 use sskd::augment::loader::Sample;
 use sskd::augment::pipeline::{random_resized_crop, IMAGENET_MEAN, IMAGENET_STD};
 use sskd::augment::resize::resize_shorter_side;
-use sskd::backend::{dispatch, BackendJob, DeviceList, Precision};
+use sskd::cli::backend::{dispatch, BackendJob, DeviceList, Precision};
+use sskd::cli::{self, EvalArgs, StageArgs};
 use sskd::data::folders::{decode_rgb, ImageFiles};
+use sskd::experiment::load_experiment;
 use sskd::experiment::{ExperimentConfig, StageConfig};
 use sskd::losses::{MethodConfig, SskdConfig};
-use sskd::runner::{self, load_experiment, EvalArgs, StageArgs};
+use sskd::recipe::Recipe;
 use sskd::train::stages::{RunData, Transform};
 
 #[derive(Parser, Debug)]
@@ -185,7 +187,7 @@ fn imagenet_data(root: &Path, config: &ExperimentConfig, size: u32) -> Result<Da
 }
 
 fn experiment(args: &StageArgs) -> Result<ExperimentConfig> {
-    runner::experiment(args, ("resnet34", "resnet18"), pair_defaults)
+    cli::experiment(args, ("resnet34", "resnet18"), pair_defaults)
 }
 
 struct Job {
@@ -200,22 +202,22 @@ impl Job {
             Command::Teacher(args) | Command::Head(args) | Command::Student(args) => {
                 let config = experiment(args)?;
                 let data = imagenet_data(&args.data, &config, size)?;
-                let stage = runner::Stage {
-                    args,
+                let recipe = Recipe {
                     config: &config,
                     data: &data,
+                    options: &args.options(size as usize)?,
                 };
                 match &self.command {
-                    Command::Teacher(_) => stage.teacher::<B>(devices),
-                    Command::Head(_) => stage.head::<B>(devices),
-                    _ => stage.student::<B>(size as usize, devices),
+                    Command::Teacher(_) => recipe.teacher::<B>(devices),
+                    Command::Head(_) => recipe.head::<B>(devices),
+                    _ => recipe.student::<B>(devices),
                 }
             }
             Command::Eval(args) => {
                 let classes = args.num_classes.unwrap_or(1000);
                 let config = pair_defaults(&args.arch, &args.arch).with_num_classes(classes);
                 let data = |dir: &Path, config: &ExperimentConfig| imagenet_data(dir, config, size);
-                runner::evaluate_checkpoint::<B::InnerBackend, _, _>(
+                cli::evaluate_checkpoint::<B::InnerBackend, _, _>(
                     args,
                     &config,
                     data,

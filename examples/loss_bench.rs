@@ -11,8 +11,8 @@ use anyhow::Result;
 use burn::backend::Autodiff;
 use burn::tensor::backend::Backend;
 use clap::Parser;
-use sskd::backend::{dispatch, main_device, BackendJob, DeviceChoice, Precision};
-use sskd::loss_workloads::{workload_names, LossStep};
+use sskd::cli::backend::{dispatch, main_device, BackendJob, DeviceChoice, Precision};
+use sskd_bench::loss_workloads::{workload_names, LossStep};
 
 #[derive(Parser, Debug)]
 #[command(about = "Time each distillation loss (forward + backward) and print JSON lines")]

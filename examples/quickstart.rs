@@ -102,7 +102,7 @@ fn subset(images: &Arc<PlanarImages>, count: usize) -> Arc<Subset> {
 fn transform(
     make: impl Fn(&image::RgbImage, &mut StdRng) -> Vec<image::RgbImage> + Send + Sync + 'static,
 ) -> Transform<LabeledImage> {
-    sskd::runner::transform(MEAN, STD, make)
+    sskd::recipe::transform(MEAN, STD, make)
 }
 
 /// Crop + flip (train) or nothing (test), one copy or four rotations; 28×28 throughout.

@@ -12,7 +12,7 @@ use std::time::Instant;
 use anyhow::Result;
 use burn::tensor::{backend::Backend, Tensor};
 use clap::Parser;
-use sskd::backend::{dispatch, main_device, BackendJob, DeviceChoice, Precision};
+use sskd::cli::backend::{dispatch, main_device, BackendJob, DeviceChoice, Precision};
 use sskd::models::{create_model, model_names, trainable_parameter_count};
 
 #[derive(Parser, Debug)]

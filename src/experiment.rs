@@ -2,9 +2,14 @@
 //! loadable from JSON (`configs/cifar100/*.json`, one per published teacher → student pair)
 //! and overridable field by field (`student_stage.epochs=1`).
 
+use std::path::Path;
+
+use anyhow::{Context, Result};
 use burn::config::Config;
 use sskd_losses::MethodConfig;
 use sskd_train::schedule::LrSchedule;
+
+use crate::config::load_overrides;
 
 /// One training stage: epochs and the step schedule (×`gamma` at each milestone).
 #[derive(Config, Debug, PartialEq)]
@@ -124,6 +129,29 @@ impl ExperimentConfig {
             .validate()
             .map_err(|e| format!("field `method`: {e}"))
     }
+}
+
+/// A config file: its `teacher` and `student` pick `defaults`, its other fields override them.
+pub fn load_experiment(
+    path: &Path,
+    defaults: fn(&str, &str) -> ExperimentConfig,
+) -> Result<ExperimentConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config {}", path.display()))?;
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("config {} is not valid JSON", path.display()))?;
+    let arch = |field: &str| {
+        json.get(field)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+            .with_context(|| format!("config {}: field `{field}` is missing", path.display()))
+    };
+    let config = load_overrides(path, defaults(&arch("teacher")?, &arch("student")?))
+        .map_err(anyhow::Error::msg)?;
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))?;
+    Ok(config)
 }
 
 /// The student learning rate of the SSKD and CRD scripts: 0.01 for MobileNetV2 and the

@@ -23,11 +23,9 @@ pub use sskd_losses as losses;
 pub use sskd_models as models;
 pub use sskd_train as train;
 
-pub mod backend;
+pub mod cli;
 pub mod config;
 pub mod experiment;
-pub mod loss_workloads;
-pub mod runner;
+pub mod recipe;
 #[cfg(feature = "flex")]
 pub mod step;
-pub mod step_bench;

@@ -5,7 +5,7 @@
 
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Distribution, ElementConversion, Int, Tensor, TensorData};
-use sskd_losses::{
+use sskd::losses::{
     create_method, BatchLayout, DistillInputs, Distiller, FeatureShapes, MethodContext,
     NetworkOutputs, SskdConfig,
 };
@@ -19,7 +19,7 @@ pub const CLASSES: usize = 100;
 pub fn workload_names() -> Vec<String> {
     let mut names = vec!["sskd_d128".to_string(), "sskd_d1280".to_string()];
     names.extend(
-        sskd_losses::method_names()
+        sskd::losses::method_names()
             .iter()
             .filter(|n| **n != "sskd")
             .map(|n| n.to_string()),

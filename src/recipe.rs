@@ -1,6 +1,8 @@
-//! What the training examples (`cifar100`, `imagenet`) share: the stage arguments, the
-//! experiment config from file, defaults and overrides, and the student stage over one seed
-//! or several (mean ± std).
+//! The SSKD recipe as library code: an experiment config, the data and plain [`StageOptions`]
+//! in, the three stages out — the teacher (stage 1), its SS head on the frozen backbone
+//! (stage 2) and the student over one seed or several with their mean ± std (stage 3), each in
+//! its run folder with log, checkpoints, best/last records and plot. The examples' command lines
+//! ([`crate::cli`]) and the quickstart build their options and call it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -8,11 +10,11 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use burn::data::dataset::Dataset;
 use burn::module::AutodiffModule;
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::AutodiffBackend;
 use rand::rngs::StdRng;
 use sskd_augment::loader::Sample;
 use sskd_data::LabeledImage;
-use sskd_losses::{MethodConfig, MethodContext};
+use sskd_losses::MethodContext;
 use sskd_models::checkpoint::{load_record, save_record, write_atomically};
 use sskd_models::import::{load_weights, load_weights_with_head};
 use sskd_models::{create_model, BackboneWithHead, SelfSupervisionHeadConfig};
@@ -23,72 +25,30 @@ use sskd_train::plot::plot_run;
 use sskd_train::run_dir::RunDir;
 use sskd_train::stages::{train_head, train_student, train_teacher, RunData, Transform};
 
-use crate::backend::{DeviceChoice, DeviceList};
-use crate::config::{apply_assignment, load_overrides};
 use crate::experiment::{ExperimentConfig, StageConfig};
 
-/// The arguments of a training stage (`teacher`, `head`, `student`).
-#[derive(clap::Args, Debug, Clone)]
-pub struct StageArgs {
-    /// Experiment config (JSON); without it, the example's default pair.
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    /// Teacher architecture (overrides the config's).
-    #[arg(long)]
-    pub teacher_arch: Option<String>,
-    /// Student architecture (overrides the config's).
-    #[arg(long)]
-    pub student_arch: Option<String>,
-    /// Config overrides, FIELD=VALUE (dotted for nested fields).
-    #[arg(long = "set")]
-    pub overrides: Vec<String>,
-    /// Distillation method (overrides the config's).
-    #[arg(long)]
-    pub method: Option<String>,
-    /// Teacher weights: stage 1's record or a PyTorch checkpoint (head stage), with the SS
-    /// head for the student stage.
-    #[arg(long)]
-    pub teacher: Option<PathBuf>,
-    /// The dataset's folder.
-    #[arg(long)]
-    pub data: PathBuf,
-    /// Run folder.
-    #[arg(long)]
+/// Where a stage runs and what it starts from.
+#[derive(Debug, Clone, Default)]
+pub struct StageOptions {
+    /// The run folder.
     pub out: PathBuf,
-    /// cpu, cuda[:N] or wgpu[:N]; a comma-separated list (`cuda:0,cuda:1`) trains
-    /// data-parallel over those devices.
-    #[arg(long, default_value = "cpu")]
-    pub device: DeviceList,
-    /// Continue from the stage's last checkpoint in --out.
-    #[arg(long)]
+    /// Continue from the stage's last checkpoint in `out`.
     pub resume: bool,
-    /// Seeds of the student stage (one run each under OUT/seed-N, then mean ± std).
-    #[arg(long, value_delimiter = ',')]
+    /// Teacher weights: stage 1's record or a PyTorch checkpoint (head stage); the teacher with
+    /// its SS head, the head stage's `teacher-with-head.mpk` or SSKD's `teacher.pth` (student
+    /// stage).
+    pub teacher: Option<PathBuf>,
+    /// Seeds of the student stage: one run each under `OUT/seed-N`, then their mean ± std; none
+    /// for one run with the config's seed in `out`.
     pub seeds: Vec<u64>,
-    /// Machines of a multi-machine run; each runs the same command with its own --node-rank,
-    /// --node-address and --out.
+    /// The side of the training images, which sizes the method's modules (student stage).
+    pub image_size: usize,
+    /// This process's place in a run across machines (feature `collective`).
     #[cfg(feature = "collective")]
-    #[arg(long, default_value_t = 1)]
-    pub nodes: u32,
-    /// This machine's index, 0..nodes.
-    #[cfg(feature = "collective")]
-    #[arg(long, default_value_t = 0)]
-    pub node_rank: u32,
-    /// The orchestrator of a multi-machine run, ws://host:port (`imagenet orchestrator`).
-    #[cfg(feature = "collective")]
-    #[arg(long)]
-    pub orchestrator: Option<String>,
-    /// This machine as the others reach it, ws://host:DATA_PORT.
-    #[cfg(feature = "collective")]
-    #[arg(long)]
-    pub node_address: Option<String>,
-    /// The port on which this machine serves its gradients to the others.
-    #[cfg(feature = "collective")]
-    #[arg(long, default_value_t = 3001)]
-    pub data_port: u16,
+    pub node: Option<sskd_train::nodes::NodeConfig>,
 }
 
-impl StageArgs {
+impl StageOptions {
     /// The teacher weights, or an error saying what they are for.
     pub fn teacher_weights(&self, what: &str) -> Result<&Path> {
         self.teacher
@@ -97,90 +57,21 @@ impl StageArgs {
     }
 }
 
-/// The arguments of an `eval` command: a checkpoint's top-1/top-5 on a dataset's test split.
-#[derive(clap::Args, Debug, Clone)]
-pub struct EvalArgs {
-    /// Architecture.
-    #[arg(long)]
-    pub arch: String,
-    /// Weights (.mpk, or a PyTorch .pth / .safetensors checkpoint).
-    #[arg(long)]
-    pub weights: PathBuf,
-    /// The dataset's folder.
-    #[arg(long)]
-    pub data: PathBuf,
-    /// Number of classes (default: the example's dataset, 100 for CIFAR-100, 1000 for
-    /// ImageNet).
-    #[arg(long)]
-    pub num_classes: Option<usize>,
-    /// cpu, cuda[:N] or wgpu[:N] (of a training run's list, the first is used).
-    #[arg(long, default_value = "cpu")]
-    pub device: DeviceList,
-}
-
-impl EvalArgs {
-    /// The device the evaluation runs on: the first of `--device`.
-    pub fn main_device(&self) -> DeviceChoice {
-        self.device.devices()[0]
-    }
-}
-
-/// Evaluates the checkpoint of `args` (a model of `config.num_classes` classes) on the test
-/// split of the data `load_data` builds for `config`, and prints top-1/top-5, naming the split
-/// `split` ("test", "validation").
-pub fn evaluate_checkpoint<B, D, I>(
-    args: &EvalArgs,
-    config: &ExperimentConfig,
-    load_data: impl FnOnce(&Path, &ExperimentConfig) -> Result<RunData<D, I>>,
-    split: &str,
-    device: &B::Device,
-) -> Result<()>
-where
-    B: Backend,
-    I: Send + 'static,
-    D: Dataset<I> + 'static,
-{
-    let model = create_model::<B>(&args.arch, config.num_classes, device)?;
-    let model = load_weights(model, &args.weights, device)?;
-    let data = load_data(&args.data, config)?;
-    let evaluation = data.evaluate_model(&model, device)?;
-    println!(
-        "{} on {} {split} images: top-1 {:.2} %, top-5 {:.2} %",
-        args.weights.display(),
-        data.test.len(),
-        evaluation.top1,
-        evaluation.top5
-    );
-    Ok(())
-}
-
-/// Runs `train` as one node of the multi-machine run of `args` (feature `collective`, with
-/// `--nodes` above 1), else as it is.
+/// Runs `train` as one node of the run across machines of `options` (feature `collective`),
+/// else as it is.
 fn in_node_group<B: AutodiffBackend, T>(
-    args: &StageArgs,
+    options: &StageOptions,
     device: &B::Device,
     train: impl FnOnce() -> Result<T>,
 ) -> Result<T> {
     #[cfg(feature = "collective")]
-    if args.nodes > 1 {
-        let required = |value: &Option<String>, flag: &str| {
-            value
-                .clone()
-                .with_context(|| format!("{flag} is required with --nodes {}", args.nodes))
-        };
-        let config = sskd_train::nodes::NodeConfig {
-            nodes: args.nodes,
-            rank: args.node_rank,
-            orchestrator: required(&args.orchestrator, "--orchestrator")?,
-            address: required(&args.node_address, "--node-address")?,
-            data_port: args.data_port,
-        };
-        sskd_train::nodes::join::<B::InnerBackend>(config, device)?;
+    if let Some(node) = &options.node {
+        sskd_train::nodes::join::<B::InnerBackend>(node.clone(), device)?;
         let result = train();
         sskd_train::nodes::leave::<B::InnerBackend>()?;
         return result;
     }
-    let _ = (args, device);
+    let _ = (options, device);
     train()
 }
 
@@ -198,63 +89,6 @@ pub fn transform(
             item.label,
         ))
     })
-}
-
-/// The config of a stage: the file (its `teacher` and `student` pick `defaults`) or the
-/// defaults of the arguments' pair, then the method and the overrides; validated.
-pub fn experiment(
-    args: &StageArgs,
-    default_pair: (&str, &str),
-    defaults: fn(&str, &str) -> ExperimentConfig,
-) -> Result<ExperimentConfig> {
-    let mut config = match &args.config {
-        Some(path) => load_experiment(path, defaults)?,
-        None => defaults(
-            args.teacher_arch.as_deref().unwrap_or(default_pair.0),
-            args.student_arch.as_deref().unwrap_or(default_pair.1),
-        ),
-    };
-    if let Some(arch) = &args.teacher_arch {
-        config.teacher = arch.clone();
-    }
-    if let Some(arch) = &args.student_arch {
-        config.student = arch.clone();
-    }
-    if let Some(name) = &args.method {
-        // Another method starts from its published settings; the same one keeps the config's.
-        let named = MethodConfig::published(name)?;
-        if named.name() != config.method.name() {
-            config.method = named;
-        }
-    }
-    for assignment in &args.overrides {
-        config = apply_assignment(config, assignment).map_err(anyhow::Error::msg)?;
-    }
-    config.validate().map_err(anyhow::Error::msg)?;
-    Ok(config)
-}
-
-/// A config file: its `teacher` and `student` pick `defaults`, its other fields override them.
-pub fn load_experiment(
-    path: &Path,
-    defaults: fn(&str, &str) -> ExperimentConfig,
-) -> Result<ExperimentConfig> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read config {}", path.display()))?;
-    let json: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("config {} is not valid JSON", path.display()))?;
-    let arch = |field: &str| {
-        json.get(field)
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
-            .with_context(|| format!("config {}: field `{field}` is missing", path.display()))
-    };
-    let config = load_overrides(path, defaults(&arch("teacher")?, &arch("student")?))
-        .map_err(anyhow::Error::msg)?;
-    config
-        .validate()
-        .map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))?;
-    Ok(config)
 }
 
 /// The fit plan of `stage` (`teacher`, `head` or `student`), tagged with the experiment.
@@ -322,35 +156,35 @@ pub fn build_student<B: AutodiffBackend>(
     })
 }
 
-/// A training stage of an example: its arguments, its config and the data.
-pub struct Stage<'a, D, I> {
-    /// The command line of the stage.
-    pub args: &'a StageArgs,
+/// The recipe of an experiment: its config, its data and where the stages run.
+pub struct Recipe<'a, D, I> {
     /// The experiment.
     pub config: &'a ExperimentConfig,
     /// Datasets and transforms.
     pub data: &'a RunData<D, I>,
+    /// Run folder, resume, teacher weights, seeds.
+    pub options: &'a StageOptions,
 }
 
-impl<D, I> Stage<'_, D, I>
+impl<D, I> Recipe<'_, D, I>
 where
     I: Send + 'static,
     D: Dataset<I> + 'static,
 {
-    /// Stage 1: the teacher `config.teacher` trained with cross-entropy, in `args.out`
+    /// Stage 1: the teacher `config.teacher` trained with cross-entropy, in `options.out`
     /// (`teacher-best.mpk`, `teacher-last.mpk`, the log and the plot).
     pub fn teacher<B: AutodiffBackend>(&self, devices: &[B::Device]) -> Result<()> {
         let device = devices.first().context("no device given")?;
         B::seed(device, self.config.seed);
-        let run = RunDir::create(&self.args.out)?;
+        let run = RunDir::create(&self.options.out)?;
         let model = create_model::<B>(&self.config.teacher, self.config.num_classes, device)?;
         let plan = plan(
             "teacher",
             &self.config.teacher_stage,
             self.config,
-            self.args.resume,
+            self.options.resume,
         );
-        let outcome = in_node_group::<B, _>(self.args, device, || {
+        let outcome = in_node_group::<B, _>(self.options, device, || {
             Ok(train_teacher(
                 &run,
                 &plan,
@@ -369,27 +203,27 @@ where
         Ok(())
     }
 
-    /// Stage 2: the SS head of the teacher in `args.teacher` (a record of stage 1 or a
+    /// Stage 2: the SS head of the teacher in `options.teacher` (a record of stage 1 or a
     /// PyTorch checkpoint) trained on its frozen backbone; writes `teacher-with-head.mpk` (the
-    /// head of the last epoch, as SSKD keeps it) to `args.out`.
+    /// head of the last epoch, as SSKD keeps it) to `options.out`.
     pub fn head<B: AutodiffBackend>(&self, devices: &[B::Device]) -> Result<()> {
         let device = devices.first().context("no device given")?;
         B::seed(device, self.config.seed);
         let weights = self
-            .args
+            .options
             .teacher_weights("the teacher backbone to train a head on")?;
         let teacher = create_model::<B>(&self.config.teacher, self.config.num_classes, device)?;
         let teacher = load_weights(teacher, weights, device)?;
-        let run = RunDir::create(&self.args.out)?;
+        let run = RunDir::create(&self.options.out)?;
         let frozen = teacher.valid();
         let head = SelfSupervisionHeadConfig::new(frozen.embedding_dim()).init::<B>(device);
         let plan = plan(
             "head",
             &self.config.head_stage,
             self.config,
-            self.args.resume,
+            self.options.resume,
         );
-        let outcome = in_node_group::<B, _>(self.args, device, || {
+        let outcome = in_node_group::<B, _>(self.options, device, || {
             Ok(train_head(
                 &run,
                 &plan,
@@ -412,17 +246,15 @@ where
         Ok(())
     }
 
-    /// Stage 3: the student distilled from the teacher with its SS head in `args.teacher` (the
-    /// head stage's `teacher-with-head.mpk`, or SSKD's `teacher.pth`): one run in `args.out`,
-    /// or one per seed of `args.seeds` under `OUT/seed-N` followed by their mean ± std
-    /// (`OUT/seeds.json`). The method's modules are sized by a probe at `image_size`.
-    pub fn student<B: AutodiffBackend>(
-        &self,
-        image_size: usize,
-        devices: &[B::Device],
-    ) -> Result<()> {
+    /// Stage 3: the student distilled from the teacher with its SS head in `options.teacher`
+    /// (the head stage's `teacher-with-head.mpk`, or SSKD's `teacher.pth`): one run in
+    /// `options.out`, or one per seed of `options.seeds` under `OUT/seed-N` followed by their
+    /// mean ± std (`OUT/seeds.json`). The method's modules are sized by a probe at
+    /// `options.image_size`.
+    pub fn student<B: AutodiffBackend>(&self, devices: &[B::Device]) -> Result<()> {
+        let image_size = self.options.image_size;
         let device = devices.first().context("no device given")?;
-        let weights = self.args.teacher_weights(
+        let weights = self.options.teacher_weights(
             "the teacher with its SS head (the head stage's teacher-with-head.mpk, or SSKD's teacher.pth)",
         )?;
         let teacher = BackboneWithHead::new(
@@ -439,21 +271,21 @@ where
                 data,
                 image_size,
             };
-            student_run::<B, D, I>(&input, &run, self.args.resume, devices)
+            student_run::<B, D, I>(&input, &run, self.options.resume, devices)
         };
-        in_node_group::<B, _>(self.args, device, || {
-            if self.args.seeds.is_empty() {
-                run_of(self.config, self.data, &self.args.out).map(drop)
+        in_node_group::<B, _>(self.options, device, || {
+            if self.options.seeds.is_empty() {
+                run_of(self.config, self.data, &self.options.out).map(drop)
             } else {
-                student_seeds(self.args, self.config, self.data, run_of)
+                student_seeds(self.options, self.config, self.data, run_of)
             }
         })
     }
 }
 
-/// One student run per seed of `args.seeds`, then their mean ± std.
+/// One student run per seed of `options.seeds`, then their mean ± std.
 fn student_seeds<D, I>(
-    args: &StageArgs,
+    options: &StageOptions,
     config: &ExperimentConfig,
     data: &RunData<D, I>,
     run_of: impl Fn(
@@ -463,17 +295,17 @@ fn student_seeds<D, I>(
     ) -> Result<(Option<EpochResult>, Option<EpochResult>)>,
 ) -> Result<()> {
     let mut results = Vec::new();
-    for &seed in &args.seeds {
+    for &seed in &options.seeds {
         let mut config = config.clone();
         config.seed = seed;
         let data = RunData {
             seed,
             ..data.clone()
         };
-        let (best, last) = run_of(&config, &data, &args.out.join(format!("seed-{seed}")))?;
+        let (best, last) = run_of(&config, &data, &options.out.join(format!("seed-{seed}")))?;
         results.push((seed, best, last));
     }
-    summarise_seeds(&args.out, &results)
+    summarise_seeds(&options.out, &results)
 }
 
 struct StudentInput<'a, B: AutodiffBackend, D, I> {

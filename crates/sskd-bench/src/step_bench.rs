@@ -18,15 +18,15 @@ use burn::optim::Optimizer;
 use burn::tensor::backend::AutodiffBackend;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use sskd_augment::loader::HostBatch;
-use sskd_losses::MethodConfig;
-use sskd_models::{create_model, BackboneWithHead, Model, SelfSupervisionHeadConfig};
-use sskd_train::epoch::{head_epoch, student_epoch, teacher_epoch};
-use sskd_train::metrics::EpochReport;
-use sskd_train::TrainError;
+use sskd::augment::loader::HostBatch;
+use sskd::losses::MethodConfig;
+use sskd::models::{create_model, BackboneWithHead, Model, SelfSupervisionHeadConfig};
+use sskd::train::epoch::{head_epoch, student_epoch, teacher_epoch};
+use sskd::train::metrics::EpochReport;
+use sskd::train::TrainError;
 
-use crate::experiment::ExperimentConfig;
-use crate::runner::build_student;
+use sskd::experiment::ExperimentConfig;
+use sskd::recipe::build_student;
 
 /// Side of the synthetic images (CIFAR).
 pub const IMAGE_SIZE: usize = 32;
@@ -123,7 +123,7 @@ impl FromStr for StepConfig {
         if parts.len() != networks + 2 {
             return Err(usage());
         }
-        let known = sskd_models::model_names();
+        let known = sskd::models::model_names();
         for arch in &parts[1..=networks] {
             if !known.contains(arch) {
                 return Err(format!(
@@ -229,7 +229,7 @@ impl TrainingStep {
     ) -> anyhow::Result<Self> {
         let devices = vec![device.clone()];
         let teacher = create_model::<B>(&config.teacher, CLASSES, device)?;
-        let optimizer = crate::train::sgd(0.9, 5e-4);
+        let optimizer = sskd::train::sgd(0.9, 5e-4);
         let step = match config.kind {
             StepKind::Teacher => stepper(teacher, optimizer.init(), move |model, opt, batch| {
                 teacher_epoch(model, opt, [Ok(batch)], LR, &devices)

@@ -1,0 +1,208 @@
+//! The examples' command lines: the clap arguments of the training stages and of `eval`, the
+//! experiment config they select (file, pair defaults, `--method`, `--set`), and the backend
+//! and devices they run on ([`backend`]). The library itself takes plain options
+//! ([`crate::recipe::StageOptions`]).
+
+pub mod backend;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use burn::data::dataset::Dataset;
+use burn::tensor::backend::Backend;
+use sskd_losses::MethodConfig;
+use sskd_models::create_model;
+use sskd_models::import::load_weights;
+use sskd_train::stages::RunData;
+
+use crate::config::apply_assignment;
+use crate::experiment::{load_experiment, ExperimentConfig};
+use crate::recipe::StageOptions;
+use backend::{DeviceChoice, DeviceList};
+
+/// The arguments of a training stage (`teacher`, `head`, `student`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct StageArgs {
+    /// Experiment config (JSON); without it, the example's default pair.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Teacher architecture (overrides the config's).
+    #[arg(long)]
+    pub teacher_arch: Option<String>,
+    /// Student architecture (overrides the config's).
+    #[arg(long)]
+    pub student_arch: Option<String>,
+    /// Config overrides, FIELD=VALUE (dotted for nested fields).
+    #[arg(long = "set")]
+    pub overrides: Vec<String>,
+    /// Distillation method (overrides the config's).
+    #[arg(long)]
+    pub method: Option<String>,
+    /// Teacher weights: stage 1's record or a PyTorch checkpoint (head stage), with the SS
+    /// head for the student stage.
+    #[arg(long)]
+    pub teacher: Option<PathBuf>,
+    /// The dataset's folder.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Run folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// cpu, cuda[:N] or wgpu[:N]; a comma-separated list (`cuda:0,cuda:1`) trains
+    /// data-parallel over those devices.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceList,
+    /// Continue from the stage's last checkpoint in --out.
+    #[arg(long)]
+    pub resume: bool,
+    /// Seeds of the student stage (one run each under OUT/seed-N, then mean ± std).
+    #[arg(long, value_delimiter = ',')]
+    pub seeds: Vec<u64>,
+    /// Machines of a multi-machine run; each runs the same command with its own --node-rank,
+    /// --node-address and --out.
+    #[cfg(feature = "collective")]
+    #[arg(long, default_value_t = 1)]
+    pub nodes: u32,
+    /// This machine's index, 0..nodes.
+    #[cfg(feature = "collective")]
+    #[arg(long, default_value_t = 0)]
+    pub node_rank: u32,
+    /// The orchestrator of a multi-machine run, ws://host:port (`imagenet orchestrator`).
+    #[cfg(feature = "collective")]
+    #[arg(long)]
+    pub orchestrator: Option<String>,
+    /// This machine as the others reach it, ws://host:DATA_PORT.
+    #[cfg(feature = "collective")]
+    #[arg(long)]
+    pub node_address: Option<String>,
+    /// The port on which this machine serves its gradients to the others.
+    #[cfg(feature = "collective")]
+    #[arg(long, default_value_t = 3001)]
+    pub data_port: u16,
+}
+
+impl StageArgs {
+    /// The recipe's options of this command line, for training images of `image_size`.
+    pub fn options(&self, image_size: usize) -> Result<StageOptions> {
+        Ok(StageOptions {
+            out: self.out.clone(),
+            resume: self.resume,
+            teacher: self.teacher.clone(),
+            seeds: self.seeds.clone(),
+            image_size,
+            #[cfg(feature = "collective")]
+            node: self.node()?,
+        })
+    }
+
+    /// The node of a run across machines (`--nodes` above 1), with the flags it requires.
+    #[cfg(feature = "collective")]
+    fn node(&self) -> Result<Option<sskd_train::nodes::NodeConfig>> {
+        if self.nodes <= 1 {
+            return Ok(None);
+        }
+        let required = |value: &Option<String>, flag: &str| {
+            value
+                .clone()
+                .with_context(|| format!("{flag} is required with --nodes {}", self.nodes))
+        };
+        Ok(Some(sskd_train::nodes::NodeConfig {
+            nodes: self.nodes,
+            rank: self.node_rank,
+            orchestrator: required(&self.orchestrator, "--orchestrator")?,
+            address: required(&self.node_address, "--node-address")?,
+            data_port: self.data_port,
+        }))
+    }
+}
+
+/// The arguments of an `eval` command: a checkpoint's top-1/top-5 on a dataset's test split.
+#[derive(clap::Args, Debug, Clone)]
+pub struct EvalArgs {
+    /// Architecture.
+    #[arg(long)]
+    pub arch: String,
+    /// Weights (.mpk, or a PyTorch .pth / .safetensors checkpoint).
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// The dataset's folder.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Number of classes (default: the example's dataset, 100 for CIFAR-100, 1000 for
+    /// ImageNet).
+    #[arg(long)]
+    pub num_classes: Option<usize>,
+    /// cpu, cuda[:N] or wgpu[:N] (of a training run's list, the first is used).
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceList,
+}
+
+impl EvalArgs {
+    /// The device the evaluation runs on: the first of `--device`.
+    pub fn main_device(&self) -> DeviceChoice {
+        self.device.devices()[0]
+    }
+}
+
+/// The config of a stage: the file (its `teacher` and `student` pick `defaults`) or the
+/// defaults of the arguments' pair, then the method and the overrides; validated.
+pub fn experiment(
+    args: &StageArgs,
+    default_pair: (&str, &str),
+    defaults: fn(&str, &str) -> ExperimentConfig,
+) -> Result<ExperimentConfig> {
+    let mut config = match &args.config {
+        Some(path) => load_experiment(path, defaults)?,
+        None => defaults(
+            args.teacher_arch.as_deref().unwrap_or(default_pair.0),
+            args.student_arch.as_deref().unwrap_or(default_pair.1),
+        ),
+    };
+    if let Some(arch) = &args.teacher_arch {
+        config.teacher = arch.clone();
+    }
+    if let Some(arch) = &args.student_arch {
+        config.student = arch.clone();
+    }
+    if let Some(name) = &args.method {
+        // Another method starts from its published settings; the same one keeps the config's.
+        let named = MethodConfig::published(name)?;
+        if named.name() != config.method.name() {
+            config.method = named;
+        }
+    }
+    for assignment in &args.overrides {
+        config = apply_assignment(config, assignment).map_err(anyhow::Error::msg)?;
+    }
+    config.validate().map_err(anyhow::Error::msg)?;
+    Ok(config)
+}
+
+/// Evaluates the checkpoint of `args` (a model of `config.num_classes` classes) on the test
+/// split of the data `load_data` builds for `config`, and prints top-1/top-5, naming the split
+/// `split` ("test", "validation").
+pub fn evaluate_checkpoint<B, D, I>(
+    args: &EvalArgs,
+    config: &ExperimentConfig,
+    load_data: impl FnOnce(&Path, &ExperimentConfig) -> Result<RunData<D, I>>,
+    split: &str,
+    device: &B::Device,
+) -> Result<()>
+where
+    B: Backend,
+    I: Send + 'static,
+    D: Dataset<I> + 'static,
+{
+    let model = create_model::<B>(&args.arch, config.num_classes, device)?;
+    let model = load_weights(model, &args.weights, device)?;
+    let data = load_data(&args.data, config)?;
+    let evaluation = data.evaluate_model(&model, device)?;
+    println!(
+        "{} on {} {split} images: top-1 {:.2} %, top-5 {:.2} %",
+        args.weights.display(),
+        data.test.len(),
+        evaluation.top1,
+        evaluation.top5
+    );
+    Ok(())
+}
