@@ -188,11 +188,12 @@ fn stage<B: AutodiffBackend>(command: &Command, devices: &[B::Device]) -> Result
         data: &data,
         options: &args.options(32)?,
     };
-    match command {
-        Command::Teacher(_) => recipe.teacher::<B>(devices),
-        Command::Head(_) => recipe.head::<B>(devices),
-        _ => recipe.student::<B>(devices),
-    }
+    let stage = match command {
+        Command::Teacher(_) => cli::Stage::Teacher,
+        Command::Head(_) => cli::Stage::Head,
+        _ => cli::Stage::Student,
+    };
+    cli::run_stage::<B, _, _>(&recipe, stage, devices)
 }
 
 fn eval<B: Backend>(args: &EvalArgs, device: &B::Device) -> Result<()> {

@@ -207,11 +207,12 @@ impl Job {
                     data: &data,
                     options: &args.options(size as usize)?,
                 };
-                match &self.command {
-                    Command::Teacher(_) => recipe.teacher::<B>(devices),
-                    Command::Head(_) => recipe.head::<B>(devices),
-                    _ => recipe.student::<B>(devices),
-                }
+                let stage = match &self.command {
+                    Command::Teacher(_) => cli::Stage::Teacher,
+                    Command::Head(_) => cli::Stage::Head,
+                    _ => cli::Stage::Student,
+                };
+                cli::run_stage::<B, _, _>(&recipe, stage, devices)
             }
             Command::Eval(args) => {
                 let classes = args.num_classes.unwrap_or(1000);

@@ -25,23 +25,19 @@ use rand::rngs::StdRng;
 use sskd::augment::pipeline::{crop_and_flip, sskd_rotations};
 use sskd::data::idx::idx_images;
 use sskd::data::{LabeledImage, PlanarImages};
-use sskd::losses::{create_method, method_names, MethodContext};
-use sskd::models::checkpoint::{load_record, save_record};
-use sskd::models::{create_model, BackboneWithHead, SelfSupervisionHeadConfig};
-use sskd::train::epoch::Student;
-use sskd::train::fit::FitPlan;
+use sskd::experiment::{ExperimentConfig, ScheduleShape, StageConfig};
+use sskd::losses::{method_names, MethodConfig};
+use sskd::models::checkpoint::{load_record, write_atomically};
+use sskd::models::{create_model, BackboneWithHead};
+use sskd::recipe::{Recipe, StageOptions, StageResult};
 use sskd::train::metrics::EpochResult;
-use sskd::train::plot::plot_run;
-use sskd::train::run_dir::RunDir;
-use sskd::train::schedule::{CosineLr, LrSchedule};
-use sskd::train::stages::{train_head, train_student, train_teacher, RunData, Transform};
+use sskd::train::stages::{RunData, Transform};
 
 type B = Autodiff<Flex>;
 type Subset = SelectionDataset<PlanarImages, LabeledImage>;
 
 const MEAN: [f32; 3] = [0.286, 0.286, 0.286];
 const STD: [f32; 3] = [0.353, 0.353, 0.353];
-const SGD: (f64, f64) = (0.9, 5e-4);
 
 #[derive(Parser, Debug)]
 #[command(about = "SSKD vs KD vs plain training on the shipped Fashion-MNIST subset")]
@@ -120,60 +116,61 @@ fn run_data(train: Arc<Subset>, test: Arc<Subset>, seed: u64) -> RunData<Subset,
     }
 }
 
-fn plan(args: &Args, stage: &str, epochs: usize) -> FitPlan {
-    FitPlan {
-        stage: stage.to_string(),
-        epochs,
-        schedule: LrSchedule::Cosine(CosineLr {
-            base: 0.05,
-            epochs,
-            min: 0.0,
-        }),
-        checkpoint_every: args.checkpoint_every,
-        seed: args.seed,
+/// The quickstart's experiment: the resnet20 teacher, resnet8 students of `method`, 10 classes,
+/// SGD (momentum 0.9, weight decay 5e-4) with a cosine learning rate from 0.05 to 0 in every
+/// stage.
+fn experiment(args: &Args, method: MethodConfig) -> ExperimentConfig {
+    let cosine = |epochs| StageConfig::new(epochs, 0.05, vec![]).with_shape(ScheduleShape::Cosine);
+    ExperimentConfig::new("resnet20".into(), "resnet8".into())
+        .with_num_classes(10)
+        .with_teacher_stage(cosine(args.teacher_epochs))
+        .with_head_stage(cosine(args.head_epochs))
+        .with_student_stage(cosine(args.epochs))
+        .with_batch_size(64)
+        .with_test_batch_size(250)
+        .with_seed(args.seed)
+        .with_checkpoint_every(args.checkpoint_every)
+        .with_method(method)
+}
+
+/// Where a stage of the quickstart runs: `--out/<name>`, images of 28×28.
+fn options(args: &Args, name: &str) -> StageOptions {
+    StageOptions {
+        out: args.out.join(name),
         resume: args.resume,
-        select_by_ss: stage == "head",
-        tags: serde_json::Map::new(),
+        teacher: Some(args.teacher.clone()),
+        image_size: 28,
+        ..StageOptions::default()
     }
 }
 
-fn run_dir(args: &Args, name: &str) -> Result<RunDir> {
-    Ok(RunDir::create(&args.out.join(name))?)
-}
-
-/// Stages 1 and 2 on `data` (the teacher's images).
+/// Stages 1 and 2 on `data` (the teacher's images) in `--out/teacher`; the teacher with its
+/// head (the last epoch of each stage, as SSKD keeps them) is written to `--teacher`.
 fn train_teacher_and_head(
     args: &Args,
     data: &RunData<Subset, LabeledImage>,
-    device: &burn::tensor::Device<B>,
-) -> Result<BackboneWithHead<B>> {
-    let run = run_dir(args, "teacher")?;
-    let model = create_model::<B>("resnet20", 10, device)?;
-    let teacher = train_teacher(
-        &run,
-        &plan(args, "teacher", args.teacher_epochs),
-        model,
+    devices: &[burn::tensor::Device<B>],
+) -> Result<()> {
+    let config = experiment(args, MethodConfig::default());
+    let teacher_options = options(args, "teacher");
+    let head_options = StageOptions {
+        teacher: Some(teacher_options.out.join("teacher-last.mpk")),
+        ..teacher_options.clone()
+    };
+    let recipe = |options| Recipe {
+        config: &config,
         data,
-        SGD,
-        std::slice::from_ref(device),
-    )?;
-    let frozen = teacher.module.valid();
-    let head = SelfSupervisionHeadConfig::new(frozen.embedding_dim()).init::<B>(device);
-    let head = train_head(
-        &run,
-        &plan(args, "head", args.head_epochs),
-        &frozen,
-        head,
-        data,
-        SGD,
-        std::slice::from_ref(device),
-    )?;
-    plot_run(&run)?;
-    // SSKD uses the last epoch of each stage.
-    Ok(BackboneWithHead {
-        backbone: teacher.module,
-        proj_head: head.module,
-    })
+        options,
+    };
+    recipe(&teacher_options).teacher::<B>(devices)?;
+    let with_head = recipe(&head_options).head::<B>(devices)?;
+    let record = std::fs::read(&with_head.record)
+        .with_context(|| format!("cannot read {}", with_head.record.display()))?;
+    if let Some(parent) = args.teacher.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    write_atomically(&args.teacher, &record)?;
+    Ok(())
 }
 
 fn load_teacher(path: &Path, device: &burn::tensor::Device<B>) -> Result<BackboneWithHead<B>> {
@@ -190,52 +187,38 @@ struct Row {
     seconds: f64,
 }
 
-/// Trains one resnet8 student with `method` (`vanilla` = cross-entropy only).
+/// Trains one resnet8 student with `method` (`vanilla` = cross-entropy only) in
+/// `--out/<method>`.
 fn train_one(
     args: &Args,
     method: &str,
-    teacher: &BackboneWithHead<<B as burn::tensor::backend::AutodiffBackend>::InnerBackend>,
     data: &RunData<Subset, LabeledImage>,
-    device: &burn::tensor::Device<B>,
+    devices: &[burn::tensor::Device<B>],
 ) -> Result<Row> {
     let started = Instant::now();
-    let run = run_dir(args, method)?;
-    let plan = plan(args, "student", args.epochs);
-    let network = BackboneWithHead::new(create_model::<B>("resnet8", 10, device)?, device);
-    let (best, last) = if method == "vanilla" {
-        let outcome = train_teacher(
-            &run,
-            &plan,
-            network.backbone,
+    let options = options(args, method);
+    let result: StageResult = if method == "vanilla" {
+        let config = experiment(args, MethodConfig::default());
+        let recipe = Recipe {
+            config: &config,
             data,
-            SGD,
-            std::slice::from_ref(device),
-        )?;
-        (outcome.best, outcome.last)
-    } else {
-        let student = network.backbone.valid();
-        let n_data = data.train.len();
-        let context = MethodContext::probe(&student, &teacher.backbone, [28, 28], n_data, device);
-        let student = Student {
-            network,
-            method: create_method::<B>(method, &context, device)?,
+            options: &options,
         };
-        let outcome = train_student(
-            &run,
-            &plan,
-            student,
-            teacher,
+        recipe.plain::<B>(&config.student, "student", devices)?
+    } else {
+        let config = experiment(args, MethodConfig::published(method)?);
+        let recipe = Recipe {
+            config: &config,
             data,
-            SGD,
-            std::slice::from_ref(device),
-        )?;
-        (outcome.best, outcome.last)
+            options: &options,
+        };
+        let mut runs = recipe.student::<B>(devices)?.runs;
+        runs.remove(0).result
     };
-    plot_run(&run)?;
     Ok(Row {
         name: format!("student resnet8, {method}"),
-        best,
-        last,
+        best: result.best,
+        last: result.last,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -279,29 +262,23 @@ fn print_table(rows: &[Row], args: &Args, labelled: usize, test: usize) {
 fn main() -> Result<()> {
     let args = Args::parse();
     check_methods(&args.methods)?;
-    let device = Default::default();
-    // Weight initialisation draws from the backend's generator.
-    <B as burn::tensor::backend::Backend>::seed(&device, args.seed);
+    // Every stage seeds the backend's generator with the seed before it initialises weights,
+    // so each student starts from the same weights whatever ran before it.
+    let devices = [Default::default()];
     let train = Arc::new(idx_images(&args.data, "train", 10)?);
     let test = subset(
         &Arc::new(idx_images(&args.data, "t10k", 10)?),
         args.test_images,
     );
 
-    let teacher = if args.train_teacher {
+    if args.train_teacher {
         let data = run_data(subset(&train, args.teacher_images), test.clone(), args.seed);
-        let teacher = train_teacher_and_head(&args, &data, &device)?;
-        if let Some(parent) = args.teacher.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        save_record(teacher.clone(), &args.teacher)?;
-        teacher
-    } else {
-        load_teacher(&args.teacher, &device)?
-    };
+        train_teacher_and_head(&args, &data, &devices)?;
+    }
+    let teacher = load_teacher(&args.teacher, &devices[0])?;
     let data = run_data(subset(&train, args.labelled), test.clone(), args.seed);
     let frozen = teacher.valid();
-    let teacher_eval = data.evaluate_network(&frozen, &device)?;
+    let teacher_eval = data.evaluate_network(&frozen, &devices[0])?;
     let mut rows = vec![Row {
         name: "teacher resnet20".to_string(),
         best: None,
@@ -317,7 +294,7 @@ fn main() -> Result<()> {
         teacher_eval.ss_top1.unwrap_or(0.0)
     );
     for method in &args.methods {
-        rows.push(train_one(&args, method, &frozen, &data, &device)?);
+        rows.push(train_one(&args, method, &data, &devices)?);
     }
     print_table(&rows, &args, data.train.len(), test.len());
     Ok(())

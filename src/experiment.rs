@@ -11,7 +11,17 @@ use sskd_train::schedule::LrSchedule;
 
 use crate::config::load_overrides;
 
-/// One training stage: epochs and the step schedule (×`gamma` at each milestone).
+/// The shape of a stage's learning-rate schedule.
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub enum ScheduleShape {
+    /// Steps: ×`gamma` at each milestone (SSKD's and CRD's).
+    MultiStep,
+    /// Cosine annealing from `lr` to 0 over the stage's epochs (`CosineAnnealingLR`).
+    Cosine,
+}
+
+/// One training stage: epochs and the learning-rate schedule (by default steps, ×`gamma` at
+/// each milestone).
 #[derive(Config, Debug, PartialEq)]
 pub struct StageConfig {
     /// Number of epochs.
@@ -23,16 +33,26 @@ pub struct StageConfig {
     /// The factor.
     #[config(default = 0.1)]
     pub gamma: f64,
+    /// The schedule's shape (milestones and gamma are for `MultiStep`).
+    #[config(default = "ScheduleShape::MultiStep")]
+    pub shape: ScheduleShape,
 }
 
 impl StageConfig {
     /// The stage's schedule.
     pub fn schedule(&self) -> LrSchedule {
-        LrSchedule::MultiStep(sskd_train::schedule::MultiStepLr {
-            base: self.lr,
-            milestones: self.milestones.clone(),
-            gamma: self.gamma,
-        })
+        match self.shape {
+            ScheduleShape::MultiStep => LrSchedule::MultiStep(sskd_train::schedule::MultiStepLr {
+                base: self.lr,
+                milestones: self.milestones.clone(),
+                gamma: self.gamma,
+            }),
+            ScheduleShape::Cosine => LrSchedule::Cosine(sskd_train::schedule::CosineLr {
+                base: self.lr,
+                epochs: self.epochs,
+                min: 0.0,
+            }),
+        }
     }
 }
 

@@ -115,23 +115,6 @@ pub fn plan(
     }
 }
 
-/// Prints a stage's best and last epochs, saying which is which.
-pub fn report(stage: &str, best: Option<EpochResult>, last: Option<EpochResult>) {
-    for (label, result) in [("best", best), ("last", last)] {
-        if let Some(r) = result {
-            let ss = r
-                .evaluation
-                .ss_top1
-                .map(|s| format!(", SS head {s:.2} %"))
-                .unwrap_or_default();
-            println!(
-                "{stage}: {label} epoch {} top-1 {:.2} %, top-5 {:.2} %{ss}",
-                r.epoch, r.evaluation.top1, r.evaluation.top5
-            );
-        }
-    }
-}
-
 /// SGD's momentum and weight decay of `config`.
 pub fn sgd(config: &ExperimentConfig) -> (f64, f64) {
     (config.momentum, config.weight_decay)
@@ -156,6 +139,50 @@ pub fn build_student<B: AutodiffBackend>(
     })
 }
 
+/// What a stage produced: its best and last epochs and the record the next stage uses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageResult {
+    /// The best epoch (top-1; SS-head accuracy for the head stage).
+    pub best: Option<EpochResult>,
+    /// The last epoch.
+    pub last: Option<EpochResult>,
+    /// The record for the next stage: `teacher-best.mpk` (teacher), `teacher-with-head.mpk`
+    /// (head), `student-best-backbone.mpk` (a student: its classifier alone, a model of the zoo).
+    pub record: PathBuf,
+}
+
+/// A student run of one seed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeedRun {
+    /// The seed.
+    pub seed: u64,
+    /// Its run.
+    pub result: StageResult,
+}
+
+/// Mean and sample standard deviation of the seeds' top-1, in percent.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SeedSummary {
+    /// Mean of the best-epoch top-1.
+    pub best_mean: f64,
+    /// Standard deviation of the best-epoch top-1.
+    pub best_std: f64,
+    /// Mean of the last-epoch top-1.
+    pub last_mean: f64,
+    /// Standard deviation of the last-epoch top-1.
+    pub last_std: f64,
+}
+
+/// What the student stage produced: one run, or one per seed and their summary
+/// (`OUT/seeds.json`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StudentResult {
+    /// The runs, in the order of the seeds.
+    pub runs: Vec<SeedRun>,
+    /// Mean ± std over the seeds (with `options.seeds`).
+    pub summary: Option<SeedSummary>,
+}
+
 /// The recipe of an experiment: its config, its data and where the stages run.
 pub struct Recipe<'a, D, I> {
     /// The experiment.
@@ -172,18 +199,30 @@ where
     D: Dataset<I> + 'static,
 {
     /// Stage 1: the teacher `config.teacher` trained with cross-entropy, in `options.out`
-    /// (`teacher-best.mpk`, `teacher-last.mpk`, the log and the plot).
-    pub fn teacher<B: AutodiffBackend>(&self, devices: &[B::Device]) -> Result<()> {
+    /// (`teacher-best.mpk`, `teacher-last.mpk`, the log and the plot); SSKD goes on from the
+    /// best teacher.
+    pub fn teacher<B: AutodiffBackend>(&self, devices: &[B::Device]) -> Result<StageResult> {
+        self.plain::<B>(&self.config.teacher, "teacher", devices)
+    }
+
+    /// The network `arch` trained with cross-entropy alone as stage `stage` of `options.out`
+    /// (`{stage}-best.mpk`, `{stage}-last.mpk`): the teacher of stage 1, or a student without
+    /// distillation (the "vanilla" baseline).
+    pub fn plain<B: AutodiffBackend>(
+        &self,
+        arch: &str,
+        stage: &str,
+        devices: &[B::Device],
+    ) -> Result<StageResult> {
         let device = devices.first().context("no device given")?;
         B::seed(device, self.config.seed);
         let run = RunDir::create(&self.options.out)?;
-        let model = create_model::<B>(&self.config.teacher, self.config.num_classes, device)?;
-        let plan = plan(
-            "teacher",
-            &self.config.teacher_stage,
-            self.config,
-            self.options.resume,
-        );
+        let model = create_model::<B>(arch, self.config.num_classes, device)?;
+        let stage_config = match stage {
+            "teacher" => &self.config.teacher_stage,
+            _ => &self.config.student_stage,
+        };
+        let plan = plan(stage, stage_config, self.config, self.options.resume);
         let outcome = in_node_group::<B, _>(self.options, device, || {
             Ok(train_teacher(
                 &run,
@@ -194,19 +233,18 @@ where
                 devices,
             )?)
         })?;
-        report("teacher", outcome.best, outcome.last);
         plot_run(&run)?;
-        println!(
-            "SSKD uses the best teacher: {}",
-            run.path("teacher-best.mpk").display()
-        );
-        Ok(())
+        Ok(StageResult {
+            best: outcome.best,
+            last: outcome.last,
+            record: run.path(&format!("{stage}-best.mpk")),
+        })
     }
 
     /// Stage 2: the SS head of the teacher in `options.teacher` (a record of stage 1 or a
     /// PyTorch checkpoint) trained on its frozen backbone; writes `teacher-with-head.mpk` (the
     /// head of the last epoch, as SSKD keeps it) to `options.out`.
-    pub fn head<B: AutodiffBackend>(&self, devices: &[B::Device]) -> Result<()> {
+    pub fn head<B: AutodiffBackend>(&self, devices: &[B::Device]) -> Result<StageResult> {
         let device = devices.first().context("no device given")?;
         B::seed(device, self.config.seed);
         let weights = self
@@ -234,7 +272,6 @@ where
                 devices,
             )?)
         })?;
-        report("head", outcome.best, outcome.last);
         let with_head = BackboneWithHead {
             backbone: teacher,
             proj_head: outcome.module,
@@ -242,8 +279,11 @@ where
         let path = run.path("teacher-with-head.mpk");
         save_record(with_head, &path)?;
         plot_run(&run)?;
-        println!("teacher with its last-epoch SS head: {}", path.display());
-        Ok(())
+        Ok(StageResult {
+            best: outcome.best,
+            last: outcome.last,
+            record: path,
+        })
     }
 
     /// Stage 3: the student distilled from the teacher with its SS head in `options.teacher`
@@ -251,8 +291,7 @@ where
     /// `options.out`, or one per seed of `options.seeds` under `OUT/seed-N` followed by their
     /// mean ± std (`OUT/seeds.json`). The method's modules are sized by a probe at
     /// `options.image_size`.
-    pub fn student<B: AutodiffBackend>(&self, devices: &[B::Device]) -> Result<()> {
-        let image_size = self.options.image_size;
+    pub fn student<B: AutodiffBackend>(&self, devices: &[B::Device]) -> Result<StudentResult> {
         let device = devices.first().context("no device given")?;
         let weights = self.options.teacher_weights(
             "the teacher with its SS head (the head stage's teacher-with-head.mpk, or SSKD's teacher.pth)",
@@ -262,50 +301,44 @@ where
             device,
         );
         let teacher = load_weights_with_head(teacher, weights, device)?.valid();
-        let teacher = &teacher;
         let run_of = |config: &ExperimentConfig, data: &RunData<D, I>, out: &Path| {
             let run = RunDir::create(out)?;
             let input = StudentInput {
                 config,
-                teacher,
+                teacher: &teacher,
                 data,
-                image_size,
+                image_size: self.options.image_size,
             };
             student_run::<B, D, I>(&input, &run, self.options.resume, devices)
         };
         in_node_group::<B, _>(self.options, device, || {
             if self.options.seeds.is_empty() {
-                run_of(self.config, self.data, &self.options.out).map(drop)
-            } else {
-                student_seeds(self.options, self.config, self.data, run_of)
+                let result = run_of(self.config, self.data, &self.options.out)?;
+                let seed = self.config.seed;
+                return Ok(StudentResult {
+                    runs: vec![SeedRun { seed, result }],
+                    summary: None,
+                });
             }
+            let mut runs = Vec::new();
+            for &seed in &self.options.seeds {
+                let mut config = self.config.clone();
+                config.seed = seed;
+                let data = RunData {
+                    seed,
+                    ..self.data.clone()
+                };
+                let out = self.options.out.join(format!("seed-{seed}"));
+                let result = run_of(&config, &data, &out)?;
+                runs.push(SeedRun { seed, result });
+            }
+            let summary = summarise_seeds(&self.options.out, &runs)?;
+            Ok(StudentResult {
+                runs,
+                summary: Some(summary),
+            })
         })
     }
-}
-
-/// One student run per seed of `options.seeds`, then their mean ± std.
-fn student_seeds<D, I>(
-    options: &StageOptions,
-    config: &ExperimentConfig,
-    data: &RunData<D, I>,
-    run_of: impl Fn(
-        &ExperimentConfig,
-        &RunData<D, I>,
-        &Path,
-    ) -> Result<(Option<EpochResult>, Option<EpochResult>)>,
-) -> Result<()> {
-    let mut results = Vec::new();
-    for &seed in &options.seeds {
-        let mut config = config.clone();
-        config.seed = seed;
-        let data = RunData {
-            seed,
-            ..data.clone()
-        };
-        let (best, last) = run_of(&config, &data, &options.out.join(format!("seed-{seed}")))?;
-        results.push((seed, best, last));
-    }
-    summarise_seeds(&options.out, &results)
 }
 
 struct StudentInput<'a, B: AutodiffBackend, D, I> {
@@ -315,16 +348,16 @@ struct StudentInput<'a, B: AutodiffBackend, D, I> {
     image_size: usize,
 }
 
-/// One student run in `run`; returns its best and last epochs. Besides the whole student
-/// records (`student-best.mpk`, `student-last.mpk`, with the head and the method's modules) it
-/// writes the classifiers alone, `student-best-backbone.mpk` and `student-last-backbone.mpk`,
-/// for `eval` and for use as a model of the zoo.
+/// One student run in `run`. Besides the whole student records (`student-best.mpk`,
+/// `student-last.mpk`, with the head and the method's modules) it writes the classifiers alone,
+/// `student-best-backbone.mpk` and `student-last-backbone.mpk`, for `eval` and for use as a
+/// model of the zoo.
 fn student_run<B, D, I>(
     input: &StudentInput<'_, B, D, I>,
     run: &RunDir,
     resume: bool,
     devices: &[B::Device],
-) -> Result<(Option<EpochResult>, Option<EpochResult>)>
+) -> Result<StageResult>
 where
     B: AutodiffBackend,
     I: Send + 'static,
@@ -342,28 +375,26 @@ where
     let student = build_student::<B>(config, teacher, n_data, image_size, device)?;
     let plan = plan("student", &config.student_stage, config, resume);
     let outcome = train_student(run, &plan, student, teacher, data, sgd(config), devices)?;
-    report("student", outcome.best, outcome.last);
     let shell = build_student::<B>(config, teacher, n_data, image_size, device)?;
     let best = load_record(shell, &run.path("student-best.mpk"), device)?;
-    save_record(
-        best.network.backbone,
-        &run.path("student-best-backbone.mpk"),
-    )?;
+    let record = run.path("student-best-backbone.mpk");
+    save_record(best.network.backbone, &record)?;
     save_record(
         outcome.module.network.backbone,
         &run.path("student-last-backbone.mpk"),
     )?;
     plot_run(run)?;
-    Ok((outcome.best, outcome.last))
+    Ok(StageResult {
+        best: outcome.best,
+        last: outcome.last,
+        record,
+    })
 }
 
-/// A seed and the best and last epochs of its run.
-type SeedResult = (u64, Option<EpochResult>, Option<EpochResult>);
-
-/// Mean ± sample standard deviation of the seeds' best and last top-1, printed and written to
+/// Mean ± sample standard deviation of the seeds' best and last top-1, written to
 /// `OUT/seeds.json`.
-fn summarise_seeds(out: &Path, results: &[SeedResult]) -> Result<()> {
-    if results.is_empty() {
+fn summarise_seeds(out: &Path, runs: &[SeedRun]) -> Result<SeedSummary> {
+    if runs.is_empty() {
         bail!("no seeds given");
     }
     let stats = |values: Vec<f64>| {
@@ -372,22 +403,20 @@ fn summarise_seeds(out: &Path, results: &[SeedResult]) -> Result<()> {
         let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
         (mean, var.sqrt())
     };
-    let top1 = |pick: fn(&SeedResult) -> Option<EpochResult>| {
-        stats(
-            results
-                .iter()
-                .filter_map(pick)
-                .map(|r| r.evaluation.top1)
-                .collect(),
-        )
+    let top1 = |pick: fn(&StageResult) -> Option<EpochResult>| {
+        let values = runs.iter().filter_map(|run| pick(&run.result));
+        stats(values.map(|r| r.evaluation.top1).collect())
     };
-    let (best_mean, best_std) = top1(|r| r.1);
-    let (last_mean, last_std) = top1(|r| r.2);
-    println!("{} seeds: best-epoch top-1 {best_mean:.2} ± {best_std:.2} %, last-epoch top-1 {last_mean:.2} ± {last_std:.2} %", results.len());
+    let (best_mean, best_std) = top1(|r| r.best);
+    let (last_mean, last_std) = top1(|r| r.last);
+    let top1_of = |pick: fn(&StageResult) -> Option<EpochResult>| -> Vec<Option<f64>> {
+        let value = |run: &SeedRun| pick(&run.result).map(|r| r.evaluation.top1);
+        runs.iter().map(value).collect()
+    };
     let summary = serde_json::json!({
-        "seeds": results.iter().map(|r| r.0).collect::<Vec<_>>(),
-        "best_top1": results.iter().map(|r| r.1.map(|b| b.evaluation.top1)).collect::<Vec<_>>(),
-        "last_top1": results.iter().map(|r| r.2.map(|b| b.evaluation.top1)).collect::<Vec<_>>(),
+        "seeds": runs.iter().map(|r| r.seed).collect::<Vec<_>>(),
+        "best_top1": top1_of(|r| r.best),
+        "last_top1": top1_of(|r| r.last),
         "best_top1_mean": best_mean, "best_top1_std": best_std,
         "last_top1_mean": last_mean, "last_top1_std": last_std,
     });
@@ -395,5 +424,10 @@ fn summarise_seeds(out: &Path, results: &[SeedResult]) -> Result<()> {
         &out.join("seeds.json"),
         serde_json::to_string_pretty(&summary)?.as_bytes(),
     )?;
-    Ok(())
+    Ok(SeedSummary {
+        best_mean,
+        best_std,
+        last_mean,
+        last_std,
+    })
 }

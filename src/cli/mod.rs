@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use burn::data::dataset::Dataset;
-use burn::tensor::backend::Backend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use sskd_losses::MethodConfig;
 use sskd_models::create_model;
 use sskd_models::import::load_weights;
@@ -17,8 +17,9 @@ use sskd_train::stages::RunData;
 
 use crate::config::apply_assignment;
 use crate::experiment::{load_experiment, ExperimentConfig};
-use crate::recipe::StageOptions;
+use crate::recipe::{Recipe, StageOptions, StageResult, StudentResult};
 use backend::{DeviceChoice, DeviceList};
+use sskd_train::metrics::EpochResult;
 
 /// The arguments of a training stage (`teacher`, `head`, `student`).
 #[derive(clap::Args, Debug, Clone)]
@@ -205,4 +206,80 @@ where
         evaluation.top5
     );
     Ok(())
+}
+
+/// The training stage a command runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Stage 1, the teacher.
+    Teacher,
+    /// Stage 2, the teacher's SS head.
+    Head,
+    /// Stage 3, the student.
+    Student,
+}
+
+/// Runs `stage` of `recipe` on `devices` and prints what it produced.
+pub fn run_stage<B, D, I>(
+    recipe: &Recipe<'_, D, I>,
+    stage: Stage,
+    devices: &[B::Device],
+) -> Result<()>
+where
+    B: AutodiffBackend,
+    I: Send + 'static,
+    D: Dataset<I> + 'static,
+{
+    match stage {
+        Stage::Teacher => {
+            let result = recipe.teacher::<B>(devices)?;
+            report("teacher", &result);
+            println!("SSKD uses the best teacher: {}", result.record.display());
+        }
+        Stage::Head => {
+            let result = recipe.head::<B>(devices)?;
+            report("head", &result);
+            println!(
+                "teacher with its last-epoch SS head: {}",
+                result.record.display()
+            );
+        }
+        Stage::Student => report_students(&recipe.student::<B>(devices)?),
+    }
+    Ok(())
+}
+
+/// Prints each student run, and the mean ± std over the seeds.
+pub fn report_students(result: &StudentResult) {
+    for run in &result.runs {
+        report("student", &run.result);
+    }
+    if let Some(summary) = result.summary {
+        println!(
+            "{} seeds: best-epoch top-1 {:.2} ± {:.2} %, last-epoch top-1 {:.2} ± {:.2} %",
+            result.runs.len(),
+            summary.best_mean,
+            summary.best_std,
+            summary.last_mean,
+            summary.last_std
+        );
+    }
+}
+
+/// Prints a stage's best and last epochs, saying which is which.
+pub fn report(stage: &str, result: &StageResult) {
+    let epochs: [(&str, Option<EpochResult>); 2] = [("best", result.best), ("last", result.last)];
+    for (label, result) in epochs {
+        if let Some(r) = result {
+            let ss = r
+                .evaluation
+                .ss_top1
+                .map(|s| format!(", SS head {s:.2} %"))
+                .unwrap_or_default();
+            println!(
+                "{stage}: {label} epoch {} top-1 {:.2} %, top-5 {:.2} %{ss}",
+                r.epoch, r.evaluation.top1, r.evaluation.top5
+            );
+        }
+    }
 }
