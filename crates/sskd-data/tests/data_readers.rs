@@ -6,16 +6,16 @@ use std::path::{Path, PathBuf};
 
 use burn::data::dataset::Dataset;
 use image::{Rgb, RgbImage};
-use sskd::data::cifar::{
+use sskd_data::cifar::{
     cifar100, cifar100_binary, cifar100_python, cifar100_python_label_names, cifar10_binary, Split,
 };
-use sskd::data::folders::decode_rgb;
-use sskd::data::idx::idx_images;
-use sskd::data::stl10::{stl10, stl10_folds, Stl10Split};
-use sskd::data::{DataError, ImageFiles, PlanarImages};
+use sskd_data::folders::decode_rgb;
+use sskd_data::idx::idx_images;
+use sskd_data::stl10::{stl10, stl10_folds, Stl10Split};
+use sskd_data::{DataError, ImageFiles, PlanarImages};
 
 fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+    sskd_testing::repo(path)
 }
 
 /// A CIFAR-style planar pixel value that encodes (image, channel, row, column).

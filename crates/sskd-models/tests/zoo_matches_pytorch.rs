@@ -1,18 +1,16 @@
 //! Every architecture of the zoo against the PyTorch reference (`tools/make_model_fixtures.py`),
 //! and weight import from the checkpoint layouts users have.
 
-mod common;
-
 use std::path::Path;
 
 use burn::backend::Flex;
-use common::{assert_close, deterministic_input, fixture_dir, sample, values, Fixture};
-use sskd::models::import::{
+use sskd_models::import::{
     load_state_dict, load_state_dict_with_head, load_weights, load_weights_with_head,
 };
-use sskd::models::{
+use sskd_models::{
     create_model, model_names, trainable_parameter_count, BackboneWithHead, ModelError, ModelOutput,
 };
+use sskd_testing::{assert_close, deterministic_input, fixture_dir, sample, values, Fixture};
 
 type B = Flex;
 
@@ -246,9 +244,10 @@ fn head_state_dict_in_memory_loads() {
         ("2.weight".to_string(), vec![64, 64]),
         ("2.bias".to_string(), vec![64]),
     ];
-    state
-        .tensors
-        .extend(common::deterministic_state_dict(&head_keys, "proj_head."));
+    state.tensors.extend(sskd_testing::deterministic_state_dict(
+        &head_keys,
+        "proj_head.",
+    ));
     let network =
         BackboneWithHead::new(create_model::<B>("wrn_16_1", 10, &device).unwrap(), &device);
     let network = load_state_dict_with_head(network, state).unwrap();

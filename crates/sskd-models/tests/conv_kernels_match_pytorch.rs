@@ -5,8 +5,6 @@
 //! without a channel multiplier, non-square maps). Float32 runs the same cases at a float32
 //! tolerance, so the f32 path is covered too.
 
-use std::path::Path;
-
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
@@ -23,8 +21,7 @@ struct Case {
 }
 
 fn fixture_bytes() -> Vec<u8> {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/layers/conv2d.safetensors");
+    let path = sskd_testing::repo("tests/fixtures/layers/conv2d.safetensors");
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 

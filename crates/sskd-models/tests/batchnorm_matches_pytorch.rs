@@ -3,13 +3,11 @@
 //! the running statistics after the step (PyTorch's unbiased running variance), and the
 //! inference-mode output with them.
 
-mod common;
-
 use burn::backend::{Autodiff, Flex};
 use burn::module::{AutodiffModule, Param};
 use burn::tensor::{backend::Backend, Tensor, TensorData};
-use common::Fixture;
-use sskd::models::batch_norm::{BatchNorm, BatchNormConfig};
+use sskd_models::batch_norm::{BatchNorm, BatchNormConfig};
+use sskd_testing::Fixture;
 
 type B = Autodiff<Flex>;
 
@@ -79,12 +77,12 @@ fn check<const D: usize>(fixture: &Fixture, name: &str) {
 
 #[test]
 fn batch_norm_2d_matches_pytorch() {
-    let fixture = Fixture::read_from(&common::fixture_dir().join("../layers"), "batchnorm");
+    let fixture = Fixture::read_from(&sskd_testing::fixture_dir().join("../layers"), "batchnorm");
     check::<4>(&fixture, "bn2d");
 }
 
 #[test]
 fn batch_norm_1d_matches_pytorch() {
-    let fixture = Fixture::read_from(&common::fixture_dir().join("../layers"), "batchnorm");
+    let fixture = Fixture::read_from(&sskd_testing::fixture_dir().join("../layers"), "batchnorm");
     check::<2>(&fixture, "bn1d");
 }

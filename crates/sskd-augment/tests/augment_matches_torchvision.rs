@@ -1,20 +1,20 @@
 //! The augmentations against torchvision on PIL images (`tools/make_augment_fixtures.py`), on
 //! real photographs and a Fashion-MNIST image, with every random parameter fixed.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use image::RgbImage;
 use serde_json::Value;
-use sskd::augment::color::{
+use sskd_augment::color::{
     adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation, color_jitter, grayscale,
     JitterParams,
 };
-use sskd::augment::geometry::{crop, horizontal_flip, pad, rotate90};
-use sskd::augment::pipeline::{imagenet_val, normalize, CIFAR100_MEAN, CIFAR100_STD};
-use sskd::augment::resize::resize_bilinear;
+use sskd_augment::geometry::{crop, horizontal_flip, pad, rotate90};
+use sskd_augment::pipeline::{imagenet_val, normalize, CIFAR100_MEAN, CIFAR100_STD};
+use sskd_augment::resize::resize_bilinear;
 
 fn dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/augment")
+    sskd_testing::repo("tests/fixtures/augment")
 }
 
 fn load(name: &str) -> RgbImage {

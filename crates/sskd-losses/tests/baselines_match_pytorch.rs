@@ -2,26 +2,24 @@
 //! `tools/loss_baselines_reference.py` (fixtures by `tools/make_loss_fixtures.py`): each term,
 //! the gradients with respect to the student's features, and CRD's memory banks after two steps.
 
-mod common;
-
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::{Int, Tensor, TensorData};
-use common::{assert_close, values, Fixture};
-use sskd::losses::{
+use sskd_losses::{
     ActivationBoundary, Attention, BatchLayout, Correlation, CrdConfig, DistillInputs, Distiller,
     FactorTransfer, FeatureTerm, FitNet, Fsp, NetworkOutputs, Nst, ObjectiveWeights, Pkt, Rkd,
     Similarity, Vid, WithCeKd,
 };
-use sskd::models::import::{load_module_state_dict, StateDict};
+use sskd_models::import::{load_module_state_dict, StateDict};
+use sskd_testing::{assert_close, values, Fixture};
 
 type B = Autodiff<Flex>;
 
 const TOLERANCE: f32 = 1e-5;
 
 fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/baselines")
+    sskd_testing::repo("tests/fixtures/baselines")
 }
 
 /// The student/teacher tensors of a fixture, student ones tracking gradients.

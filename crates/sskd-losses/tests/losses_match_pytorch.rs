@@ -1,18 +1,16 @@
 //! Every loss against the PyTorch reference of `tools/make_loss_fixtures.py`: each term, the
 //! weighted total, the selection counts and the gradients with respect to the student inputs.
 
-mod common;
-
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::{Int, Tensor, TensorData};
-use common::{assert_close, values, Fixture};
 use serde_json::Value;
-use sskd::losses::{
+use sskd_losses::{
     ss_head_loss, BatchLayout, DistillInputs, Distiller, DkdConfig, KdConfig, LossTerms,
     NetworkOutputs, SsKnowledge, SskdConfig,
 };
+use sskd_testing::{assert_close, values, Fixture};
 
 type B = Autodiff<Flex>;
 
@@ -20,7 +18,7 @@ type B = Autodiff<Flex>;
 const TOLERANCE: f32 = 1e-5;
 
 fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/losses")
+    sskd_testing::repo("tests/fixtures/losses")
 }
 
 fn fixture_names() -> Vec<String> {
