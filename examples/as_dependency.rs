@@ -35,7 +35,7 @@ fn rotated_batch(
         let image = images.image(index).expect("index in range");
         for quarter_turns in 0..4 {
             let rotated = sskd::augment::geometry::rotate90(&image, quarter_turns);
-            pixels.extend(sskd::augment::pipeline::normalize(
+            pixels.extend(sskd::augment::normalize::normalize(
                 &rotated, [0.286; 3], [0.353; 3],
             ));
         }

@@ -14,11 +14,12 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use image::RgbImage;
-use sskd::augment::pipeline::{
-    apply_pool_transform, cifar_train, exemplar, imagenet_train, imagenet_val, jigsaw_task,
-    rotation_task, sskd_pool, sskd_rotations, PoolTransform,
-};
+use sskd::augment::recipes::{cifar_train, imagenet_train, imagenet_val};
 use sskd::augment::rng::sample_rng;
+use sskd::augment::ss_tasks::{
+    apply_pool_transform, exemplar, jigsaw_task, rotation_task, sskd_pool, sskd_rotations,
+    PoolTransform,
+};
 use sskd::data::folders::decode_rgb;
 
 #[derive(Parser, Debug)]

@@ -14,7 +14,8 @@ use std::time::Instant;
 use anyhow::Result;
 use clap::Parser;
 use sskd::augment::loader::{load_epoch, LoaderConfig, Sample};
-use sskd::augment::pipeline::{normalize, sskd_rotations, CIFAR100_MEAN, CIFAR100_STD};
+use sskd::augment::normalize::{normalize, CIFAR100_MEAN, CIFAR100_STD};
+use sskd::augment::ss_tasks::sskd_rotations;
 use sskd::data::{LabeledImage, PlanarImages};
 
 #[derive(Parser, Debug)]

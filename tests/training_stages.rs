@@ -8,7 +8,7 @@ use burn::data::dataset::transform::SelectionDataset;
 use burn::module::{AutodiffModule, Module};
 use rand::rngs::StdRng;
 use sskd::augment::loader::{load_epoch, LoaderConfig, Sample};
-use sskd::augment::pipeline::sskd_rotations;
+use sskd::augment::ss_tasks::sskd_rotations;
 use sskd::data::idx::idx_images;
 use sskd::data::{LabeledImage, PlanarImages};
 use sskd::losses::{create_method, MethodContext};

@@ -40,7 +40,7 @@ impl Sample {
         Self {
             pixels: copies
                 .iter()
-                .flat_map(|copy| crate::pipeline::normalize(copy, mean, std))
+                .flat_map(|copy| crate::normalize::normalize(copy, mean, std))
                 .collect(),
             shape: [copies.len(), 3, height as usize, width as usize],
             label,

@@ -10,7 +10,8 @@ use sskd_augment::color::{
     JitterParams,
 };
 use sskd_augment::geometry::{crop, horizontal_flip, pad, rotate90};
-use sskd_augment::pipeline::{imagenet_val, normalize, CIFAR100_MEAN, CIFAR100_STD};
+use sskd_augment::normalize::{normalize, CIFAR100_MEAN, CIFAR100_STD};
+use sskd_augment::recipes::imagenet_val;
 use sskd_augment::resize::resize_bilinear;
 
 fn dir() -> PathBuf {

@@ -1,60 +1,15 @@
-//! The augmentation pipelines of the paper and its code: CIFAR train/test, the SSKD
-//! four-rotation sample, ImageNet train/val, the transformation pool of the ECCV supplementary
-//! (§2.2), jigsaw and exemplar for the SS-task ablation. All randomness comes from the
-//! generator passed in.
+//! The self-supervised tasks: SSKD's four-rotation sample, the transformation pool of the ECCV
+//! supplementary (§2.2), and jigsaw, rotation and exemplar for the SS-task ablation. All
+//! randomness comes from the generator passed in.
 
 use image::RgbImage;
 use rand::seq::SliceRandom;
 use rand::Rng;
 
 use crate::color::{color_jitter, grayscale, JitterParams};
-use crate::geometry::{
-    center_crop, crop, horizontal_flip, random_crop, resized_crop_window, rotate90,
-};
-use crate::resize::{resize_bilinear, resize_shorter_side};
-
-/// CIFAR-100 channel means (SSKD's `cifar.py`).
-pub const CIFAR100_MEAN: [f32; 3] = [0.5071, 0.4866, 0.4409];
-/// CIFAR-100 channel standard deviations.
-pub const CIFAR100_STD: [f32; 3] = [0.2675, 0.2565, 0.2761];
-/// ImageNet channel means.
-pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
-/// ImageNet channel standard deviations.
-pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
-
-/// `ToTensor` + `Normalize`: planar `C×H×W` floats `(x / 255 − mean) / std`.
-pub fn normalize(image: &RgbImage, mean: [f32; 3], std: [f32; 3]) -> Vec<f32> {
-    let (width, height) = image.dimensions();
-    let plane = (width * height) as usize;
-    let mut out = vec![0f32; 3 * plane];
-    for (position, pixel) in image.pixels().enumerate() {
-        for channel in 0..3 {
-            out[channel * plane + position] =
-                (pixel.0[channel] as f32 / 255.0 - mean[channel]) / std[channel];
-        }
-    }
-    out
-}
-
-fn coin<R: Rng>(rng: &mut R) -> bool {
-    rng.random::<f64>() < 0.5
-}
-
-/// CIFAR training: zero-pad 4, random 32×32 crop, horizontal flip with p = 0.5.
-pub fn cifar_train<R: Rng>(image: &RgbImage, rng: &mut R) -> RgbImage {
-    crop_and_flip(image, 32, 4, rng)
-}
-
-/// `RandomCrop(size, padding)` then `RandomHorizontalFlip()`: the CIFAR recipe at any size
-/// (e.g. 28 with padding 4 for Fashion-MNIST).
-pub fn crop_and_flip<R: Rng>(image: &RgbImage, size: u32, padding: u32, rng: &mut R) -> RgbImage {
-    let (cropped, _) = random_crop(image, size, padding, rng);
-    if coin(rng) {
-        horizontal_flip(&cropped)
-    } else {
-        cropped
-    }
-}
+use crate::geometry::{crop, horizontal_flip, random_crop, resized_crop_window, rotate90};
+use crate::recipes::coin;
+use crate::resize::resize_bilinear;
 
 /// SSKD's sample (`cifar.py`): one flip decision shared by the four copies (training only),
 /// copies rotated by 0°, 90°, 180°, 270° counter-clockwise, then an independent random
@@ -75,34 +30,6 @@ pub fn sskd_rotations<R: Rng>(image: &RgbImage, train: bool, rng: &mut R) -> [Rg
             rotated
         }
     })
-}
-
-/// `RandomResizedCrop(size, scale, ratio)` with Pillow's bilinear resize.
-pub fn random_resized_crop<R: Rng>(
-    image: &RgbImage,
-    size: u32,
-    scale: (f64, f64),
-    ratio: (f64, f64),
-    rng: &mut R,
-) -> RgbImage {
-    let (top, left, height, width) =
-        resized_crop_window(image.width(), image.height(), scale, ratio, rng);
-    resize_bilinear(&crop(image, top, left, height, width), size, size)
-}
-
-/// ImageNet training: `RandomResizedCrop(224, (0.08, 1), (3/4, 4/3))` + horizontal flip.
-pub fn imagenet_train<R: Rng>(image: &RgbImage, rng: &mut R) -> RgbImage {
-    let cropped = random_resized_crop(image, 224, (0.08, 1.0), (3.0 / 4.0, 4.0 / 3.0), rng);
-    if coin(rng) {
-        horizontal_flip(&cropped)
-    } else {
-        cropped
-    }
-}
-
-/// ImageNet validation: `Resize(256)` + `CenterCrop(224)`.
-pub fn imagenet_val(image: &RgbImage) -> RgbImage {
-    center_crop(&resize_shorter_side(image, 256), 224)
 }
 
 /// A transform of the supplementary's pool (§2.2).
