@@ -1,4 +1,4 @@
-//! SSKD on CIFAR-100, stage by stage, with the code's defaults (spec §6) or a pair's config.
+//! SSKD on CIFAR-100, stage by stage, with the code's defaults or a pair's config.
 //!
 //! ```text
 //! cifar100 teacher --config configs/cifar100/wrn_40_2-wrn_16_2.json --data DIR --out runs/w40
@@ -295,7 +295,7 @@ fn correlation<B: Backend>(args: &CorrelationArgs, device: &B::Device) -> Result
         summary.push(serde_json::json!({"student": path, "mean_difference": mean, "heatmap": png}));
     }
     let json = args.out.join("correlation.json");
-    sskd::models::checkpoint::write_atomically(
+    sskd::models::atomic::write_atomically(
         &json,
         serde_json::to_string_pretty(&summary)?.as_bytes(),
     )?;

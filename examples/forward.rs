@@ -18,7 +18,7 @@ use anyhow::{bail, Context, Result};
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 use clap::Parser;
 use sskd::cli::backend::{dispatch, main_device, BackendJob, DeviceChoice, Precision};
-use sskd::models::checkpoint::write_atomically;
+use sskd::models::atomic::write_atomically;
 use sskd::models::{create_model, import::load_weights};
 
 #[derive(Parser, Debug)]

@@ -16,7 +16,7 @@
 //! `val/<wnid>/*.JPEG` (labels in sorted wnid order, like torchvision). Training images get
 //! `RandomResizedCrop` + flip, evaluation `Resize(256)` + `CenterCrop(224)`, both with
 //! ImageNet's mean and std; SSKD's four rotations turn the same crop. The defaults are
-//! torchdistill's re-implementation (the authors never published theirs; spec §1.8): batch
+//! torchdistill's re-implementation (the authors never published theirs): batch
 //! 256, student lr 0.1 ×0.1 at epochs 30/60/90 of 100, SS head 30 epochs at lr 0.1 ×0.1 at
 //! 10/20, loss weights CE 1.0 (λ1), KD 0.9, SS 10, TF 2.7. `--set FIELD=VALUE` overrides any
 //! field, `--config FILE` loads one (`configs/imagenet/resnet34-resnet18.json`).
@@ -90,7 +90,7 @@ enum Command {
     },
 }
 
-/// The ImageNet pair's defaults (torchdistill's settings, spec §1.8).
+/// The ImageNet pair's defaults (torchdistill's settings).
 fn pair_defaults(teacher: &str, student: &str) -> ExperimentConfig {
     ExperimentConfig::new(teacher.to_string(), student.to_string())
         .with_num_classes(1000)

@@ -225,7 +225,7 @@ fn main() -> Result<()> {
         report.insert(name.to_string(), serde_json::json!(count));
     }
     let text = serde_json::to_string_pretty(&report)?;
-    sskd::models::checkpoint::write_atomically(&args.output, text.as_bytes())?;
+    sskd::models::atomic::write_atomically(&args.output, text.as_bytes())?;
     println!("{text}");
     Ok(())
 }

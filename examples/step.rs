@@ -32,7 +32,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use burn::tensor::DType;
 use clap::{Parser, ValueEnum};
-use sskd::models::checkpoint::write_atomically;
+use sskd::models::atomic::write_atomically;
 use sskd::step::{run_steps, terms_json, write_state_dict, StepOptions, StepStage};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

@@ -1,4 +1,5 @@
-//! Every hyper-parameter of a CIFAR-100 SSKD experiment (spec §1.5–1.6, §6) in one config,
+//! Every hyper-parameter of a CIFAR-100 SSKD experiment (the defaults of SSKD's `train_teacher.py`
+//! and `train_student.py`) in one config,
 //! loadable from JSON (`configs/cifar100/*.json`, one per published teacher → student pair)
 //! and overridable field by field (`student_stage.epochs=1`).
 

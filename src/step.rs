@@ -18,7 +18,7 @@ use burn::tensor::{DType, TensorData};
 use safetensors::{Dtype, SafeTensors};
 use sskd_augment::loader::HostBatch;
 use sskd_losses::{create_method, Distiller, MethodContext};
-use sskd_models::checkpoint::write_atomically;
+use sskd_models::atomic::write_atomically;
 use sskd_models::export::export_state_dict;
 use sskd_models::import::{
     backbone_key_path, backbone_with_head_key_path, le_values, load_state_dict,

@@ -22,6 +22,7 @@
 //!   choose one.
 #![warn(missing_docs)]
 
+pub mod atomic;
 mod backbone;
 pub mod batch_norm;
 pub mod checkpoint;

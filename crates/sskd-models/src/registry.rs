@@ -11,7 +11,7 @@ use crate::vgg::VggConfig;
 use crate::wrn::WideResNetConfig;
 use crate::{Model, ModelError, ModelSpec};
 
-/// The architectures by name, in the order of the spec's zoo: each row a name and the
+/// The architectures by name, in the order of the CRD / SSKD model zoo: each row a name and the
 /// configuration it stands for, given the number of classes. `resnet18/34/50` (lower case) are
 /// the torchvision ImageNet networks; `ResNet18/34/50` are the CIFAR forms of `resnetv2.py`.
 macro_rules! architectures {

@@ -109,7 +109,7 @@ fn every_architecture_matches_pytorch() {
     }
 }
 
-/// Trainable parameter counts of spec §2 (BN buffers excluded), at 100 classes (1000 for the
+/// Trainable parameter counts of the reference PyTorch zoo (BN buffers excluded), at 100 classes (1000 for the
 /// ImageNet ResNets).
 #[test]
 fn parameter_counts_match_the_spec() {

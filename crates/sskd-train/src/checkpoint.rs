@@ -11,9 +11,8 @@ use burn::module::AutodiffModule;
 use burn::optim::Optimizer;
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
-use sskd_models::checkpoint::{
-    load_record, read_record, save_record, write_atomically, write_record,
-};
+use sskd_models::atomic::write_atomically;
+use sskd_models::checkpoint::{load_record, read_record, save_record, write_record};
 
 use crate::metrics::EpochResult;
 use crate::run_dir::RunDir;

@@ -183,7 +183,7 @@ where
     };
     if plan.resume {
         // A run killed while writing a checkpoint leaves its temporary file behind.
-        let removed = sskd_models::checkpoint::remove_partial_files(run.root())?;
+        let removed = sskd_models::atomic::remove_partial_files(run.root())?;
         if !removed.is_empty() {
             tracing::info!(
                 "removed {} unfinished checkpoint file(s) of a killed run",

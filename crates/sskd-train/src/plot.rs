@@ -51,7 +51,7 @@ fn render_png(
     image
         .write_to(&mut png, image::ImageFormat::Png)
         .map_err(|e| plot_error(path, e))?;
-    sskd_models::checkpoint::write_atomically(path, png.get_ref())?;
+    sskd_models::atomic::write_atomically(path, png.get_ref())?;
     Ok(())
 }
 
