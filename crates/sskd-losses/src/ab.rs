@@ -5,6 +5,7 @@
 use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
 
+use crate::functional::sum_layers;
 use crate::{ConvReg, DistillInputs, FeatureTerm, LossError, MethodContext, Needs, TermConfig};
 
 /// AB on the pre-activation stage maps `preact feat[1:-1]`: each student map goes through its
@@ -109,12 +110,9 @@ impl<B: Backend> FeatureTerm<B> for ActivationBoundary<B> {
         let teacher = maps(&inputs.teacher, "teacher")?;
         let layers = self.connectors.len();
         let batch = student[0].dims()[0] as f64;
-        Ok(self
-            .connectors
-            .iter()
-            .zip(student.into_iter().zip(teacher))
-            .enumerate()
-            .map(|(index, (connector, (s, t)))| {
+        let pairs = self.connectors.iter().zip(student.into_iter().zip(teacher));
+        Ok(sum_layers(pairs.enumerate().map(
+            |(index, (connector, (s, t)))| {
                 let s = match connector {
                     Some(regressor) => regressor.forward(s),
                     None => s,
@@ -122,8 +120,7 @@ impl<B: Backend> FeatureTerm<B> for ActivationBoundary<B> {
                 let weight = 2f64.powi(index as i32 - layers as i32 + 1);
                 self.boundary_loss(s, t)
                     .mul_scalar(weight / batch * 3.0 / 1000.0)
-            })
-            .reduce(|a, b| a + b)
-            .expect("at least one layer pair"))
+            },
+        )))
     }
 }

@@ -4,7 +4,7 @@ use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::functional::{attention_map, match_spatial, stage_maps};
+use crate::functional::{attention_map, match_spatial, stage_pairs, sum_layers};
 use crate::{DistillInputs, FeatureTerm, LossError, Needs};
 
 /// AT with `p = 2` on the stage maps `feat[1:-1]`:
@@ -36,18 +36,11 @@ impl<B: Backend> FeatureTerm<B> for Attention {
     }
 
     fn term(&self, inputs: &DistillInputs<B>) -> Result<Tensor<B, 1>, LossError> {
-        let student = stage_maps("at", &inputs.student, "student")?;
-        let teacher = stage_maps("at", &inputs.teacher, "teacher")?;
-        Ok(student
-            .into_iter()
-            .zip(teacher)
-            .map(|(s, t)| {
-                let (s, t) = match_spatial(s, t);
-                (attention_map(s, self.p) - attention_map(t, self.p))
-                    .powf_scalar(2.0)
-                    .mean()
-            })
-            .reduce(|a, b| a + b)
-            .expect("at least one layer pair"))
+        Ok(sum_layers(stage_pairs("at", inputs)?.map(|(s, t)| {
+            let (s, t) = match_spatial(s, t);
+            (attention_map(s, self.p) - attention_map(t, self.p))
+                .powf_scalar(2.0)
+                .mean()
+        })))
     }
 }

@@ -4,7 +4,7 @@ use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::functional::match_spatial;
+use crate::functional::{match_spatial, sum_layers};
 use crate::{DistillInputs, FeatureTerm, LossError, Needs};
 
 /// FSP on all feature maps `feat[:-1]`: for consecutive maps (bottom, top) of one network,
@@ -55,11 +55,9 @@ impl<B: Backend> FeatureTerm<B> for Fsp {
                 ),
             });
         }
-        Ok(fsp_matrices(student)
-            .into_iter()
-            .zip(fsp_matrices(teacher))
-            .map(|(s, t)| (s - t).powf_scalar(2.0).mean())
-            .reduce(|a, b| a + b)
-            .expect("at least one pair"))
+        let pairs = fsp_matrices(student).into_iter().zip(fsp_matrices(teacher));
+        Ok(sum_layers(
+            pairs.map(|(s, t)| (s - t).powf_scalar(2.0).mean()),
+        ))
     }
 }

@@ -283,6 +283,22 @@ pub fn stage_maps<B: Backend>(
     Ok(outputs.features[1..].to_vec())
 }
 
+/// The zipped pairs of stage maps `(s_l, t_l)` of student and teacher, `l` over `feat[1:-1]`
+/// (the shorter list wins), or an error naming `method` if either network lacks them.
+pub fn stage_pairs<B: Backend>(
+    method: &'static str,
+    inputs: &crate::DistillInputs<B>,
+) -> Result<impl Iterator<Item = (Tensor<B, 4>, Tensor<B, 4>)>, LossError> {
+    let student = stage_maps(method, &inputs.student, "student")?;
+    let teacher = stage_maps(method, &inputs.teacher, "teacher")?;
+    Ok(student.into_iter().zip(teacher))
+}
+
+/// The sum of per-layer terms (`[1]` each); there is at least one.
+pub fn sum_layers<B: Backend>(terms: impl Iterator<Item = Tensor<B, 1>>) -> Tensor<B, 1> {
+    terms.reduce(|a, b| a + b).expect("at least one layer pair")
+}
+
 /// The last feature map `feat[-2]`, or an error.
 pub fn last_map<B: Backend>(
     method: &'static str,

@@ -4,7 +4,7 @@ use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::functional::{clamped_norm, match_spatial, stage_maps};
+use crate::functional::{clamped_norm, match_spatial, stage_pairs, sum_layers};
 use crate::{DistillInputs, FeatureTerm, LossError, Needs};
 
 /// NST on the stage maps `feat[1:-1]`: each map is reshaped to `[B, C, HW]` and every channel's
@@ -40,19 +40,12 @@ impl<B: Backend> FeatureTerm<B> for Nst {
     }
 
     fn term(&self, inputs: &DistillInputs<B>) -> Result<Tensor<B, 1>, LossError> {
-        let student = stage_maps("nst", &inputs.student, "student")?;
-        let teacher = stage_maps("nst", &inputs.teacher, "teacher")?;
-        Ok(student
-            .into_iter()
-            .zip(teacher)
-            .map(|(s, t)| {
-                let (s, t) = match_spatial(s, t);
-                let (s, t) = (channel_vectors(s), channel_vectors(t));
-                mean_polynomial_kernel(t.clone(), t.clone()).detach()
-                    + mean_polynomial_kernel(s.clone(), s.clone())
-                    - mean_polynomial_kernel(s, t).mul_scalar(2.0)
-            })
-            .reduce(|a, b| a + b)
-            .expect("at least one layer pair"))
+        Ok(sum_layers(stage_pairs("nst", inputs)?.map(|(s, t)| {
+            let (s, t) = match_spatial(s, t);
+            let (s, t) = (channel_vectors(s), channel_vectors(t));
+            mean_polynomial_kernel(t.clone(), t.clone()).detach()
+                + mean_polynomial_kernel(s.clone(), s.clone())
+                - mean_polynomial_kernel(s, t).mul_scalar(2.0)
+        })))
     }
 }

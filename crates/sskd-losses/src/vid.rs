@@ -5,7 +5,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::tensor::activation::{relu, softplus};
 use burn::tensor::{backend::Backend, Tensor};
 
-use crate::functional::{match_spatial, stage_maps};
+use crate::functional::{match_spatial, stage_pairs, sum_layers};
 use crate::{DistillInputs, FeatureTerm, LossError, MethodContext, Needs, TermConfig};
 
 /// One VID layer pair: the regressor `conv1×1(C_s→C_t) → ReLU → conv1×1 → ReLU → conv1×1` (no
@@ -110,14 +110,7 @@ impl<B: Backend> FeatureTerm<B> for Vid<B> {
     }
 
     fn term(&self, inputs: &DistillInputs<B>) -> Result<Tensor<B, 1>, LossError> {
-        let student = stage_maps("vid", &inputs.student, "student")?;
-        let teacher = stage_maps("vid", &inputs.teacher, "teacher")?;
-        Ok(self
-            .layers
-            .iter()
-            .zip(student.into_iter().zip(teacher))
-            .map(|(layer, (s, t))| layer.loss(s, t))
-            .reduce(|a, b| a + b)
-            .expect("at least one layer pair"))
+        let pairs = self.layers.iter().zip(stage_pairs("vid", inputs)?);
+        Ok(sum_layers(pairs.map(|(layer, (s, t))| layer.loss(s, t))))
     }
 }
