@@ -138,30 +138,3 @@ impl<S: TermConfig> BaselineConfig<S> {
         WithCeKd::new(self.term.init(context, device)?, self.weights)
     }
 }
-
-/// Terms without trainable parts are their own settings (`p` of attention transfer, the two
-/// weights of RKD; none for SP, PKT, FSP and NST).
-macro_rules! plain_terms {
-    ($($term:ty),* $(,)?) => {$(
-        impl TermConfig for $term {
-            type Term<B: Backend> = $term;
-
-            fn init<B: Backend>(
-                &self,
-                _context: &MethodContext,
-                _device: &B::Device,
-            ) -> Result<Self::Term<B>, LossError> {
-                Ok(self.clone())
-            }
-        }
-    )*};
-}
-
-plain_terms!(
-    crate::Attention,
-    crate::Rkd,
-    crate::Similarity,
-    crate::Pkt,
-    crate::Fsp,
-    crate::Nst
-);

@@ -72,6 +72,26 @@ impl<S: TermConfig> DistillerConfig for BaselineConfig<S> {
     }
 }
 
+/// Terms without trainable parts are their own settings (`p` of attention transfer, the two
+/// weights of RKD; none for SP, PKT, FSP and NST).
+macro_rules! plain_terms {
+    ($($term:ty),* $(,)?) => {$(
+        impl TermConfig for $term {
+            type Term<B: Backend> = $term;
+
+            fn init<B: Backend>(
+                &self,
+                _context: &MethodContext,
+                _device: &B::Device,
+            ) -> Result<Self::Term<B>, LossError> {
+                Ok(self.clone())
+            }
+        }
+    )*};
+}
+
+plain_terms!(Attention, Rkd, Similarity, Pkt, Fsp, Nst);
+
 macro_rules! methods {
     ($(
         $(#[doc = $doc:literal])*

@@ -175,6 +175,7 @@ fn every_loss_matches_pytorch() {
         let mut teacher =
             NetworkOutputs::from_logits(tensor2(&fixture, "t_logits", false).unwrap());
         teacher.head = tensor2(&fixture, "t_head", false);
+        let method_impl = distiller(&method, &fixture.meta["config"]);
         let inputs = DistillInputs {
             student,
             teacher,
@@ -182,14 +183,13 @@ fn every_loss_matches_pytorch() {
             sample_indices: None,
             contrast_indices: None,
             ss_labels: None,
-            layout: if method == "sskd" {
+            layout: if method_impl.needs().rotations {
                 BatchLayout::Rotations4
             } else {
                 BatchLayout::Plain
             },
             epoch: fixture.meta["config"]["epoch"].as_u64().unwrap_or(0) as usize,
         };
-        let method_impl = distiller(&method, &fixture.meta["config"]);
         let terms = method_impl
             .loss(&inputs)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
