@@ -168,6 +168,22 @@ fn bad_input_is_a_clear_error() {
     assert!(failed(&output).contains("missing"));
     let message = failed(&cifar100("head", out, &[]));
     assert!(message.contains("--teacher is required"), "{message}");
+    // A record of another depth: an error naming the file, and no panic's message before it.
+    let deeper = out.join("resnet20.mpk");
+    let model =
+        sskd::models::create_model::<burn::backend::Flex>("resnet20", 100, &Default::default());
+    sskd::models::checkpoint::save_record(model.unwrap(), &deeper).unwrap();
+    let output = Command::new(example_binary("cifar100"))
+        .args(["eval", "--arch", "resnet8", "--data", "unused", "--weights"])
+        .arg(&deeper)
+        .output()
+        .unwrap();
+    let message = failed(&output);
+    assert!(
+        message.contains("resnet20.mpk") && message.contains("another architecture"),
+        "{message}"
+    );
+    assert!(!message.contains("panicked"), "{message}");
 }
 
 #[test]

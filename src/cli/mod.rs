@@ -7,7 +7,7 @@ pub mod backend;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use burn::data::dataset::Dataset;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use sskd_losses::MethodConfig;
@@ -99,6 +99,7 @@ impl StageArgs {
     /// The node of a run across machines (`--nodes` above 1), with the flags it requires.
     #[cfg(feature = "collective")]
     fn node(&self) -> Result<Option<sskd_train::nodes::NodeConfig>> {
+        use anyhow::Context;
         if self.nodes <= 1 {
             return Ok(None);
         }

@@ -81,10 +81,9 @@ pub fn load_record<B: Backend, M: Module<B>>(
     let _ = module.clone().into_record();
     let expected = parameter_shapes(&module);
     // Burn panics when a record's structure differs from the module's (another enum variant,
-    // another number of blocks); turn that into an error.
-    let loaded =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| module.load_record(record)))
-            .map_err(|_| read_error("the record holds another architecture".to_string()))?;
+    // another number of blocks); turn that into an error, without the panic's message.
+    let loaded = quietly(|| module.load_record(record))
+        .ok_or_else(|| read_error("the record holds another architecture".to_string()))?;
     let found = parameter_shapes(&loaded);
     if let Some((key, shape)) = expected
         .iter()
@@ -99,6 +98,28 @@ pub fn load_record<B: Backend, M: Module<B>>(
         });
     }
     Ok(loaded)
+}
+
+/// Runs `f`, `None` if it panics; the panic's message is not printed when it comes from this
+/// thread (other threads' panics still are).
+fn quietly<T>(f: impl FnOnce() -> T) -> Option<T> {
+    type Hook = Box<dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send + 'static>;
+    static HOOK_SWAP: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _swap = HOOK_SWAP
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let previous: std::sync::Arc<Hook> = std::sync::Arc::new(std::panic::take_hook());
+    let this_thread = std::thread::current().id();
+    let others = previous.clone();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current().id() != this_thread {
+            others(info);
+        }
+    }));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok();
+    let _ = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| previous(info)));
+    result
 }
 
 /// Every parameter path of `module` with its shape.
