@@ -61,19 +61,35 @@ where
     Ok((model, report.finish(count, started)))
 }
 
+/// The images, labels and indices of a batch as tensors.
+type BatchTensors<B> = (Tensor<B, 4>, Tensor<B, 1, Int>, Tensor<B, 1, Int>);
+
 /// A batch's images, labels and indices on `device`, the images in the network's float type
-/// (`dtype`: see [`float_dtype`]; `None` keeps the loader's `f32`).
+/// (`dtype`: see [`float_dtype`]; `None` keeps the loader's `f32`). With `classes` (the
+/// classifier's), a label outside `0..classes` is an error naming it, its row and the limit,
+/// before any tensor sees it.
 fn batch_tensors<B: Backend>(
     batch: HostBatch,
     device: &B::Device,
     dtype: Option<DType>,
-) -> (Tensor<B, 4>, Tensor<B, 1, Int>, Tensor<B, 1, Int>) {
+    classes: Option<usize>,
+) -> Result<BatchTensors<B>, TrainError> {
+    let outside = |label: &i64| *label < 0 || classes.is_some_and(|c| *label >= c as i64);
+    if let Some((row, label)) = batch.labels.iter().enumerate().find(|(_, l)| outside(l)) {
+        let limit = match classes {
+            Some(classes) => format!("outside the network's classes 0..{classes}"),
+            None => "negative".to_string(),
+        };
+        return Err(TrainError::Data(format!(
+            "label {label} of row {row} is {limit} (is num_classes that of the dataset?)"
+        )));
+    }
     let (images, labels, indices) = batch.to_tensors::<B>(device);
     let images = match dtype {
         Some(dtype) => images.cast(dtype),
         None => images,
     };
-    (images, labels, indices)
+    Ok((images, labels, indices))
 }
 
 /// Replicas of a frozen network, one per device (the first is `network` itself).
@@ -105,7 +121,8 @@ where
         devices,
         "teacher",
         |model: &Model<B>, batch: HostBatch, k: usize| {
-            let (images, labels, _) = batch_tensors::<B>(batch, &devices[k], dtype);
+            let classes = Some(model.num_classes());
+            let (images, labels, _) = batch_tensors::<B>(batch, &devices[k], dtype, classes)?;
             let logits = model.forward(images).logits;
             let loss = cross_entropy(logits.clone(), labels.clone());
             let mut log = StepLog {
@@ -142,7 +159,8 @@ where
         devices,
         "head",
         |head: &SelfSupervisionHead<B>, batch: HostBatch, k: usize| {
-            let (images, labels, _) = batch_tensors::<B::InnerBackend>(batch, &devices[k], dtype);
+            let (images, labels, _) =
+                batch_tensors::<B::InnerBackend>(batch, &devices[k], dtype, None)?;
             let embedding = Tensor::<B, 2>::from_inner(teachers[k].forward(images).embedding);
             let (loss, correct) =
                 ss_head_loss(head.forward(embedding)).map_err(TrainError::Loss)?;
@@ -201,7 +219,8 @@ where
         devices,
         "student",
         |student: &Student<B>, batch: HostBatch, k: usize| {
-            let (images, labels, indices) = batch_tensors::<B>(batch, &devices[k], dtype);
+            let classes = Some(student.network.backbone.num_classes());
+            let (images, labels, indices) = batch_tensors::<B>(batch, &devices[k], dtype, classes)?;
             let (teacher_output, teacher_head) = teachers[k].forward(images.clone().inner(), false);
             let (student_output, student_head) = student.network.forward(images, true);
             let inputs = DistillInputs {
@@ -247,9 +266,10 @@ pub fn evaluate<B: Backend>(
     device: &B::Device,
 ) -> Result<Accuracy, TrainError> {
     let (mut accuracy, dtype) = (Accuracy::default(), float_dtype(model));
+    let classes = Some(model.num_classes());
     for batch in batches {
-        let (images, labels, _) =
-            batch_tensors::<B>(batch.map_err(TrainError::Data)?, device, dtype);
+        let batch = batch.map_err(TrainError::Data)?;
+        let (images, labels, _) = batch_tensors::<B>(batch, device, dtype, classes)?;
         let logits = model.forward(images).logits;
         let logits = if rotations {
             split_rotations(logits).0
@@ -272,9 +292,10 @@ pub fn evaluate_with_head<B: Backend>(
 ) -> Result<Evaluation, TrainError> {
     let (mut accuracy, dtype) = (Accuracy::default(), float_dtype(backbone));
     let (mut ss_correct, mut ss_rows) = (0, 0);
+    let classes = Some(backbone.num_classes());
     for batch in batches {
-        let (images, labels, _) =
-            batch_tensors::<B>(batch.map_err(TrainError::Data)?, device, dtype);
+        let batch = batch.map_err(TrainError::Data)?;
+        let (images, labels, _) = batch_tensors::<B>(batch, device, dtype, classes)?;
         let output = backbone.forward(images);
         let (_, correct) =
             ss_head_loss(head.forward(output.embedding)).map_err(TrainError::Loss)?;
