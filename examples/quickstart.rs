@@ -47,11 +47,12 @@ struct Args {
     /// Train the teacher and its SS head again (and overwrite --teacher).
     #[arg(long)]
     train_teacher: bool,
-    /// The teacher record (a resnet20 `BackboneWithHead`, 10 classes).
-    #[arg(long, default_value = "data/quickstart/teacher.mpk")]
+    /// The teacher record (a resnet20 `BackboneWithHead`, 10 classes); by default the one
+    /// shipped in the repository, wherever the binary runs from.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/data/quickstart/teacher.mpk"))]
     teacher: PathBuf,
-    /// The Fashion-MNIST folder (IDX files).
-    #[arg(long, default_value = "data/fashion-mnist")]
+    /// The Fashion-MNIST folder (IDX files); by default the subset shipped in the repository.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/data/fashion-mnist"))]
     data: PathBuf,
     /// Labelled training images for the students (class-balanced, a multiple of 10).
     #[arg(long, default_value_t = 640)]

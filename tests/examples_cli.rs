@@ -300,3 +300,17 @@ fn step_example_runs_an_sskd_student_step_from_files() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn the_quickstart_runs_from_any_working_directory() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let output = Command::new(example_binary("quickstart"))
+        .args(["--labelled", "20", "--epochs", "1", "--test-images", "20"])
+        .args(["--methods", "vanilla,kd", "--out", "runs"])
+        .current_dir(elsewhere.path())
+        .output()
+        .unwrap();
+    let text = common::succeeded(&output);
+    assert!(text.contains("student resnet8, kd"), "{text}");
+    assert!(elsewhere.path().join("runs/kd/metrics.jsonl").is_file());
+}
