@@ -53,7 +53,8 @@ fn temporary_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.{}.partial", std::process::id()))
 }
 
-fn write_error(path: &Path, reason: impl ToString) -> ModelError {
+/// A write failure of `path`.
+pub(crate) fn write_error(path: &Path, reason: impl ToString) -> ModelError {
     ModelError::Write {
         path: path.to_path_buf(),
         reason: reason.to_string(),

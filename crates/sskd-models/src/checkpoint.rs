@@ -10,7 +10,7 @@ use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Record, Recorde
 use burn::tensor::backend::Backend;
 use burn_store::ModuleSnapshot;
 
-use crate::atomic::write_atomically;
+use crate::atomic::{write_atomically, write_error};
 use crate::ModelError;
 
 type ByteRecorder = NamedMpkBytesRecorder<FullPrecisionSettings>;
@@ -129,13 +129,6 @@ fn parameter_shapes<B: Backend, M: Module<B>>(module: &M) -> BTreeMap<String, Ve
         .into_iter()
         .map(|snapshot| (snapshot.full_path(), snapshot.shape.to_vec()))
         .collect()
-}
-
-fn write_error(path: &Path, reason: impl ToString) -> ModelError {
-    ModelError::Write {
-        path: path.to_path_buf(),
-        reason: reason.to_string(),
-    }
 }
 
 #[cfg(test)]
