@@ -207,7 +207,8 @@ fn train_one(
             data,
             options: &options,
         };
-        recipe.plain::<B>(&config.student, "student", devices)?
+        let stage = ("student", &config.student_stage);
+        recipe.plain::<B>(&config.student, stage, devices)?
     } else {
         let config = experiment(args, MethodConfig::published(method)?);
         let recipe = Recipe {

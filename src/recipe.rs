@@ -203,27 +203,24 @@ where
     /// (`teacher-best.mpk`, `teacher-last.mpk`, the log and the plot); SSKD goes on from the
     /// best teacher.
     pub fn teacher<B: AutodiffBackend>(&self, devices: &[B::Device]) -> Result<StageResult> {
-        self.plain::<B>(&self.config.teacher, "teacher", devices)
+        let stage = &self.config.teacher_stage;
+        self.plain::<B>(&self.config.teacher, ("teacher", stage), devices)
     }
 
-    /// The network `arch` trained with cross-entropy alone as stage `stage` of `options.out`
-    /// (`{stage}-best.mpk`, `{stage}-last.mpk`): the teacher of stage 1, or a student without
-    /// distillation (the "vanilla" baseline).
+    /// The network `arch` trained with cross-entropy alone, as the stage `name` with the
+    /// schedule of `config`, in `options.out` (`{name}-best.mpk`, `{name}-last.mpk`): the
+    /// teacher of stage 1, or a student without distillation (the "vanilla" baseline).
     pub fn plain<B: AutodiffBackend>(
         &self,
         arch: &str,
-        stage: &str,
+        (name, config): (&str, &StageConfig),
         devices: &[B::Device],
     ) -> Result<StageResult> {
         let device = devices.first().context("no device given")?;
         B::seed(device, self.config.seed);
         let run = RunDir::create(&self.options.out)?;
         let model = create_model::<B>(arch, self.config.num_classes, device)?;
-        let stage_config = match stage {
-            "teacher" => &self.config.teacher_stage,
-            _ => &self.config.student_stage,
-        };
-        let plan = plan(stage, stage_config, self.config, self.options.resume);
+        let plan = plan(name, config, self.config, self.options.resume);
         let outcome = in_node_group::<B, _>(self.options, device, || {
             Ok(train_teacher(
                 &run,
@@ -238,7 +235,7 @@ where
         Ok(StageResult {
             best: outcome.best,
             last: outcome.last,
-            record: run.path(&format!("{stage}-best.mpk")),
+            record: run.path(&format!("{name}-best.mpk")),
         })
     }
 
