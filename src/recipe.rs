@@ -220,7 +220,9 @@ where
         B::seed(device, self.config.seed);
         let run = RunDir::create(&self.options.out)?;
         let model = create_model::<B>(arch, self.config.num_classes, device)?;
-        let plan = plan(name, config, self.config, self.options.resume);
+        let mut plan = plan(name, config, self.config, self.options.resume);
+        // Cross-entropy alone: the distillation method plays no part.
+        plan.tags.remove("method");
         let outcome = in_node_group::<B, _>(self.options, device, || {
             Ok(train_teacher(
                 &run,
