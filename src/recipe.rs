@@ -292,6 +292,9 @@ where
     /// mean ± std (`OUT/seeds.json`). The method's modules are sized by a probe at
     /// `options.image_size`.
     pub fn student<B: AutodiffBackend>(&self, devices: &[B::Device]) -> Result<StudentResult> {
+        if self.options.image_size == 0 {
+            bail!("StageOptions::image_size is 0: give the side of the training images");
+        }
         let device = devices.first().context("no device given")?;
         let weights = self.options.teacher_weights(
             "the teacher with its SS head (the head stage's teacher-with-head.mpk, or SSKD's teacher.pth)",
@@ -397,26 +400,23 @@ fn summarise_seeds(out: &Path, runs: &[SeedRun]) -> Result<SeedSummary> {
     if runs.is_empty() {
         bail!("no seeds given");
     }
-    let stats = |values: Vec<f64>| {
+    let top1_of = |pick: fn(&StageResult) -> Option<EpochResult>| -> Vec<Option<f64>> {
+        let value = |run: &SeedRun| pick(&run.result).map(|r| r.evaluation.top1);
+        runs.iter().map(value).collect()
+    };
+    let (best, last) = (top1_of(|r| r.best), top1_of(|r| r.last));
+    let stats = |values: &[Option<f64>]| {
+        let values: Vec<f64> = values.iter().flatten().copied().collect();
         let n = values.len() as f64;
         let mean = values.iter().sum::<f64>() / n;
         let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
         (mean, var.sqrt())
     };
-    let top1 = |pick: fn(&StageResult) -> Option<EpochResult>| {
-        let values = runs.iter().filter_map(|run| pick(&run.result));
-        stats(values.map(|r| r.evaluation.top1).collect())
-    };
-    let (best_mean, best_std) = top1(|r| r.best);
-    let (last_mean, last_std) = top1(|r| r.last);
-    let top1_of = |pick: fn(&StageResult) -> Option<EpochResult>| -> Vec<Option<f64>> {
-        let value = |run: &SeedRun| pick(&run.result).map(|r| r.evaluation.top1);
-        runs.iter().map(value).collect()
-    };
+    let ((best_mean, best_std), (last_mean, last_std)) = (stats(&best), stats(&last));
     let summary = serde_json::json!({
         "seeds": runs.iter().map(|r| r.seed).collect::<Vec<_>>(),
-        "best_top1": top1_of(|r| r.best),
-        "last_top1": top1_of(|r| r.last),
+        "best_top1": best,
+        "last_top1": last,
         "best_top1_mean": best_mean, "best_top1_std": best_std,
         "last_top1_mean": last_mean, "last_top1_std": last_std,
     });
