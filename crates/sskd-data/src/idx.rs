@@ -54,14 +54,17 @@ fn idx_payload<'a>(
             u32::from_be_bytes(bytes[4 + 4 * d..8 + 4 * d].try_into().expect("4 bytes")) as usize
         })
         .collect();
-    let expected = shape.iter().product::<usize>();
     let payload = &bytes[header..];
-    if payload.len() != expected {
+    let expected = shape
+        .iter()
+        .try_fold(1usize, |product, &side| product.checked_mul(side));
+    if expected != Some(payload.len()) {
+        let expected = shape.iter().map(|&side| side as u128).product::<u128>();
         return Err(DataError::Size {
             path: path.to_path_buf(),
             expected: format!(
                 "{} ({header}-byte header + {expected} for shape {shape:?})",
-                header + expected
+                header as u128 + expected
             ),
             found: bytes.len() as u64,
         });

@@ -215,9 +215,15 @@ fn module_path(method: &str, key: &str) -> Option<String> {
 }
 
 fn load<M: burn::module::Module<B>>(case: &Case, method: &str, module: M) -> M {
-    load_module_state_dict(module, case.module_state(), method, |key| {
-        module_path(method, key)
-    })
+    let state = case.module_state();
+    let file_key = |path: &str| vec![path.to_string()];
+    load_module_state_dict(
+        module,
+        state,
+        method,
+        |key| module_path(method, key),
+        file_key,
+    )
     .unwrap_or_else(|e| panic!("{}: {e}", case.fixture.name))
 }
 

@@ -39,4 +39,9 @@ pub trait Backbone<B: Backend>: Module<B> {
     /// names (`weight`, `bias`, `running_mean`, `running_var`); `None` if the key cannot
     /// belong to the family.
     fn burn_path(torch_key: &str) -> Option<String>;
+
+    /// The inverse of [`Backbone::burn_path`]: every key of the family's reference state dicts
+    /// that names the parameter at `burn_path` (a module path with PyTorch leaf names), the
+    /// most common spelling first. Used to name a missing parameter as the user's file would.
+    fn torch_keys(burn_path: &str) -> Vec<String>;
 }

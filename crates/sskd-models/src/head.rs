@@ -58,6 +58,15 @@ impl<B: Backend> SelfSupervisionHead<B> {
         };
         Some(format!("{layer}.{leaf}"))
     }
+
+    /// The inverse of [`SelfSupervisionHead::burn_path`]: `fc1.weight` is `0.weight`.
+    pub fn torch_key(burn_path: &str) -> String {
+        match burn_path.split_once('.') {
+            Some(("fc1", leaf)) => format!("0.{leaf}"),
+            Some(("fc2", leaf)) => format!("2.{leaf}"),
+            _ => burn_path.to_string(),
+        }
+    }
 }
 
 /// A backbone and its SS head, the `wrapper` of the SSKD code (state-dict prefixes `backbone.`

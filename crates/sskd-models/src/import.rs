@@ -11,7 +11,7 @@
 //! architecture, a parameter with no tensor, or a shape that differs is an error naming the
 //! file, the key and both shapes. `num_batches_tracked` has no Burn counterpart and is skipped.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use burn::module::{Module, ParamId};
@@ -76,8 +76,13 @@ pub fn load_state_dict<B: Backend>(
         .into_iter()
         .filter(|(key, _)| !key.starts_with("proj_head."))
         .collect();
-    let (label, module_path) = (model.family(), backbone_key_path(&model));
-    load_module_state_dict(model, StateDict { path, tensors }, label, module_path)
+    let (label, module_path, file_keys) = (
+        model.family(),
+        backbone_key_path(&model),
+        backbone_file_keys(&model),
+    );
+    let state = StateDict { path, tensors };
+    load_module_state_dict(model, state, label, module_path, file_keys)
 }
 
 /// Where each key of a backbone's PyTorch state dict (with or without a `backbone.` prefix)
@@ -86,6 +91,38 @@ pub fn load_state_dict<B: Backend>(
 pub fn backbone_key_path<B: Backend>(model: &Model<B>) -> impl Fn(&str) -> Option<String> {
     let backbone_path = model.key_mapper();
     move |key| backbone_path(key.strip_prefix("backbone.").unwrap_or(key))
+}
+
+/// The inverse of [`backbone_key_path`], for messages: every key a state dict may give the
+/// parameter at a module path (each spelling of the family, plain and with SSKD's `backbone.`
+/// prefix).
+pub fn backbone_file_keys<B: Backend>(model: &Model<B>) -> impl Fn(&str) -> Vec<String> {
+    let spellings = model.key_namer();
+    move |module_path| {
+        let keys = spellings(module_path);
+        let prefixed = keys
+            .iter()
+            .map(|key| format!("backbone.{key}"))
+            .collect::<Vec<_>>();
+        keys.into_iter().chain(prefixed).collect()
+    }
+}
+
+/// The inverse of [`backbone_with_head_key_path`], for messages.
+pub fn backbone_with_head_file_keys<B: Backend>(
+    network: &BackboneWithHead<B>,
+) -> impl Fn(&str) -> Vec<String> {
+    let spellings = network.backbone.key_namer();
+    move |module_path| match module_path.strip_prefix("proj_head.") {
+        Some(head_path) => vec![format!(
+            "proj_head.{}",
+            SelfSupervisionHead::<B>::torch_key(head_path)
+        )],
+        None => spellings(module_path.strip_prefix("backbone.").unwrap_or(module_path))
+            .into_iter()
+            .map(|key| format!("backbone.{key}"))
+            .collect(),
+    }
 }
 
 /// As [`backbone_key_path`] for a backbone with its SS head: `backbone.*` and `proj_head.*`
@@ -107,16 +144,18 @@ pub fn backbone_with_head_key_path<B: Backend>(
 /// module's parameter path (with PyTorch leaf names: `weight`, `bias`, `running_mean`, …).
 /// Linear weights are transposed and batch-norm names translated as for the backbones; every
 /// parameter must be covered once, with its shape, or the error names the key (`label` names
-/// the module in messages).
+/// the module in messages). `file_keys` is the inverse of `module_path` (the keys a file may
+/// give a parameter, the most common first): it names a missing parameter as the file would.
 pub fn load_module_state_dict<B: Backend, M: Module<B>>(
     module: M,
     state: StateDict,
     label: &str,
     module_path: impl Fn(&str) -> Option<String>,
+    file_keys: impl Fn(&str) -> Vec<String>,
 ) -> Result<M, ModelError> {
     let mut module = module;
     let entries = map_entries(state.tensors, &state.path, label, module_path)?;
-    apply_entries(&mut module, entries, &state.path, label)?;
+    apply_entries(&mut module, entries, &state.path, label, file_keys)?;
     Ok(module)
 }
 
@@ -138,11 +177,12 @@ pub fn load_state_dict_with_head<B: Backend>(
     network: BackboneWithHead<B>,
     state: StateDict,
 ) -> Result<BackboneWithHead<B>, ModelError> {
-    let (label, module_path) = (
+    let (label, module_path, file_keys) = (
         network.backbone.family(),
         backbone_with_head_key_path(&network),
+        backbone_with_head_file_keys(&network),
     );
-    load_module_state_dict(network, state, label, module_path)
+    load_module_state_dict(network, state, label, module_path, file_keys)
 }
 
 /// Pairs every tensor with its module path; a key `module_path` cannot place is an error.
@@ -311,6 +351,21 @@ fn unexpected_key(path: &Path, key: &str, label: &str) -> ModelError {
     }
 }
 
+/// The dot-separated words of `keys` (`layer2`, `0`, `shortcut`, `weight`, …).
+fn key_words<'a>(keys: impl Iterator<Item = &'a str>) -> BTreeSet<String> {
+    keys.flat_map(|key| key.split('.'))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Of the spellings of one key, the one whose words the file uses most (so a file spelling
+/// `shortcut` or `backbone.` gets its missing key spelled that way too); the first on a tie.
+fn closest_spelling(spellings: Vec<String>, file_words: &BTreeSet<String>) -> Option<String> {
+    let shared = |key: &String| key.split('.').filter(|w| file_words.contains(*w)).count();
+    let best = spellings.iter().map(shared).max()?;
+    spellings.into_iter().find(|key| shared(key) == best)
+}
+
 /// One tensor of the file and where it goes in the module.
 struct Entry {
     file_key: String,
@@ -325,7 +380,9 @@ fn apply_entries<B: Backend, M: Module<B>>(
     entries: Vec<Entry>,
     path: &Path,
     label: &str,
+    file_keys: impl Fn(&str) -> Vec<String>,
 ) -> Result<(), ModelError> {
+    let file_words = key_words(entries.iter().map(|entry| entry.file_key.as_str()));
     let mut expected: BTreeMap<String, Vec<usize>> = module
         .collect(None, Some(Box::new(BurnToPyTorchAdapter)), true)
         .into_iter()
@@ -353,10 +410,14 @@ fn apply_entries<B: Backend, M: Module<B>>(
             ParamId::new(),
         ));
     }
-    if let Some((first_missing, _)) = expected.iter().next() {
+    let missing = expected.keys().map(|module_path| {
+        let spellings = file_keys(module_path);
+        closest_spelling(spellings, &file_words).unwrap_or_else(|| module_path.clone())
+    });
+    if let Some(first_missing) = missing.min() {
         return Err(ModelError::MissingKey {
             path: path.to_path_buf(),
-            key: first_missing.clone(),
+            key: first_missing,
             arch: label.to_string(),
             count: expected.len(),
         });
@@ -373,4 +434,92 @@ fn apply_entries<B: Backend, M: Module<B>>(
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{create_model, model_names};
+    use burn::backend::Flex;
+
+    /// The module paths (PyTorch leaf names) and tensors of `module`.
+    fn module_tensors<M: Module<Flex>>(module: &M) -> Vec<(String, TensorData)> {
+        module
+            .collect(None, Some(Box::new(BurnToPyTorchAdapter)), true)
+            .into_iter()
+            .map(|snapshot| (snapshot.full_path(), snapshot.to_data().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn every_parameter_has_reference_keys_that_map_back_to_it() {
+        let device = Default::default();
+        for name in model_names() {
+            let model = create_model::<Flex>(name, 10, &device).unwrap();
+            let (to_path, to_keys) = (model.key_mapper(), model.key_namer());
+            for (path, _) in module_tensors(&model) {
+                let keys = to_keys(&path);
+                assert!(!keys.is_empty(), "{name}: no key for {path}");
+                for key in keys {
+                    assert_eq!(to_path(&key), Some(path.clone()), "{name}: {key}");
+                }
+            }
+        }
+        for path in ["fc1.weight", "fc2.bias"] {
+            let key = SelfSupervisionHead::<Flex>::torch_key(path);
+            assert_eq!(
+                SelfSupervisionHead::<Flex>::burn_path(&key).as_deref(),
+                Some(path)
+            );
+        }
+    }
+
+    /// The state dict of `arch` with keys of the given spelling (index into
+    /// [`Backbone::torch_keys`](crate::backbone::Backbone::torch_keys)), under `prefix`,
+    /// without `dropped`; and the error loading it.
+    fn missing_key_error(arch: &str, spelling: usize, prefix: &str, dropped: &str) -> String {
+        let device = Default::default();
+        let model = create_model::<Flex>(arch, 10, &device).unwrap();
+        let to_keys = model.key_namer();
+        let tensors: Vec<(String, TensorData)> = module_tensors(&model)
+            .into_iter()
+            .map(|(path, data)| {
+                let keys = to_keys(&path);
+                let key = keys.get(spelling).unwrap_or(&keys[0]);
+                (format!("{prefix}{key}"), data)
+            })
+            .filter(|(key, _)| key != dropped)
+            .collect();
+        let state = StateDict {
+            path: PathBuf::from("student.pth"),
+            tensors,
+        };
+        load_state_dict(model, state).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_missing_tensor_is_named_as_the_file_would_name_it() {
+        let cases = [
+            ("resnet8", 0, "", "layer2.0.conv1.weight"),
+            (
+                "resnet8",
+                0,
+                "backbone.",
+                "backbone.layer3.0.downsample.1.running_var",
+            ),
+            ("ResNet18", 1, "", "layer2.0.shortcut.0.weight"),
+            ("vgg8", 0, "", "block1.0.weight"),
+            ("MobileNetV2", 0, "", "blocks.1.0.conv.4.weight"),
+            ("ShuffleV2", 0, "", "layer2.0.conv1.weight"),
+        ];
+        for (arch, spelling, prefix, dropped) in cases {
+            let message = missing_key_error(arch, spelling, prefix, dropped);
+            assert!(
+                message.contains(&format!("no tensor for `{dropped}`"))
+                    && message.contains("1 missing")
+                    && message.contains("student.pth"),
+                "{arch}: {message}"
+            );
+        }
+    }
 }

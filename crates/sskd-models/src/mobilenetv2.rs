@@ -201,6 +201,32 @@ impl<B: Backend> Backbone<B> for MobileNetV2<B> {
         }
     }
 
+    /// The inverse of the mapping above; the classifier is `classifier.0` in RepDistiller (a
+    /// `Sequential`) and `classifier` in SSKD's copy.
+    fn torch_keys(burn_path: &str) -> Vec<String> {
+        let parts: Vec<&str> = burn_path.split('.').collect();
+        let position = |layer: usize, part: &str| 3 * layer + usize::from(part == "bn");
+        match parts.as_slice() {
+            [stem @ ("conv1" | "conv2"), part @ ("conv" | "bn"), leaf] => {
+                vec![format!("{stem}.{}.{leaf}", position(0, part))]
+            }
+            ["blocks", group, block, layer, part @ ("conv" | "bn"), leaf] => {
+                match ["expand", "depthwise", "project"]
+                    .iter()
+                    .position(|name| name == layer)
+                {
+                    Some(layer) => vec![format!(
+                        "blocks.{group}.{block}.conv.{}.{leaf}",
+                        position(layer, part)
+                    )],
+                    None => vec![burn_path.to_string()],
+                }
+            }
+            ["classifier", leaf] => vec![format!("classifier.0.{leaf}"), burn_path.to_string()],
+            _ => vec![burn_path.to_string()],
+        }
+    }
+
     fn classifier(&self) -> &Linear<B> {
         &self.classifier
     }

@@ -74,6 +74,14 @@ macro_rules! families {
                     $(Self::$variant(_) => <$network<B> as Backbone<B>>::burn_path,)*
                 }
             }
+
+            /// The family's inverse mapping ([`Backbone::torch_keys`]) as a plain function:
+            /// the reference state-dict keys of a parameter path, the most common first.
+            pub fn key_namer(&self) -> fn(&str) -> Vec<String> {
+                match self {
+                    $(Self::$variant(_) => <$network<B> as Backbone<B>>::torch_keys,)*
+                }
+            }
         }
 
         impl ModelSpec {

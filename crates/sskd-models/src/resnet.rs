@@ -341,6 +341,38 @@ impl<B: Backend> Backbone<B> for ResNet<B> {
         Some(out.join("."))
     }
 
+    /// `layers.{i}` is `layer{i+1}`; the projection shortcut and the classifier are spelled
+    /// `downsample` / `fc` (`resnet.py`, torchvision) or `shortcut` / `linear` (`resnetv2.py`).
+    fn torch_keys(burn_path: &str) -> Vec<String> {
+        let spell = |shortcut: &str, classifier: &str| {
+            let parts: Vec<&str> = burn_path.split('.').collect();
+            let mut out = Vec::with_capacity(parts.len());
+            let mut index = 0;
+            while index < parts.len() {
+                let next = parts.get(index + 1).copied();
+                let stage = next.and_then(|n| n.parse::<usize>().ok());
+                match (parts[index], next, stage) {
+                    ("layers", _, Some(stage)) => {
+                        out.push(format!("layer{}", stage + 1));
+                        index += 1;
+                    }
+                    ("downsample", Some(layer @ ("conv" | "bn")), _) => {
+                        out.push(shortcut.to_string());
+                        out.push(if layer == "conv" { "0" } else { "1" }.to_string());
+                        index += 1;
+                    }
+                    ("fc", _, _) if index == 0 => out.push(classifier.to_string()),
+                    (part, _, _) => out.push(part.to_string()),
+                }
+                index += 1;
+            }
+            out.join(".")
+        };
+        let mut keys = vec![spell("downsample", "fc"), spell("shortcut", "linear")];
+        keys.dedup();
+        keys
+    }
+
     fn classifier(&self) -> &Linear<B> {
         &self.fc
     }

@@ -208,6 +208,10 @@ impl<B: Backend> Backbone<B> for ShuffleNetV1<B> {
         Some(torch_key.to_string())
     }
 
+    fn torch_keys(burn_path: &str) -> Vec<String> {
+        vec![burn_path.to_string()]
+    }
+
     fn classifier(&self) -> &Linear<B> {
         &self.linear
     }

@@ -253,6 +253,24 @@ impl<B: Backend> Backbone<B> for ShuffleNetV2<B> {
         }
     }
 
+    /// A stage's `down` unit is its position 0, `blocks.{n}` position `n + 1`.
+    fn torch_keys(burn_path: &str) -> Vec<String> {
+        let parts: Vec<&str> = burn_path.split('.').collect();
+        let key = match parts.as_slice() {
+            [stage, "down", rest @ ..] if stage.starts_with("layer") => {
+                format!("{stage}.0.{}", rest.join("."))
+            }
+            [stage, "blocks", index, rest @ ..] if stage.starts_with("layer") => {
+                match index.parse::<usize>() {
+                    Ok(index) => format!("{stage}.{}.{}", index + 1, rest.join(".")),
+                    Err(_) => burn_path.to_string(),
+                }
+            }
+            _ => burn_path.to_string(),
+        };
+        vec![key]
+    }
+
     fn classifier(&self) -> &Linear<B> {
         &self.linear
     }

@@ -208,6 +208,24 @@ impl<B: Backend> Backbone<B> for Vgg<B> {
         ))
     }
 
+    /// `block{h}.{i}.conv` / `.bn` are positions `3i` / `3i + 1` of the block's `Sequential`.
+    fn torch_keys(burn_path: &str) -> Vec<String> {
+        let parts: Vec<&str> = burn_path.split('.').collect();
+        let key = match parts.as_slice() {
+            [head, index, layer @ ("conv" | "bn"), rest @ ..] if head.starts_with("block") => {
+                match index.parse::<usize>() {
+                    Ok(index) => {
+                        let position = 3 * index + usize::from(*layer == "bn");
+                        format!("{head}.{position}.{}", rest.join("."))
+                    }
+                    Err(_) => burn_path.to_string(),
+                }
+            }
+            _ => burn_path.to_string(),
+        };
+        vec![key]
+    }
+
     fn classifier(&self) -> &Linear<B> {
         &self.classifier
     }

@@ -200,6 +200,10 @@ impl<B: Backend> Backbone<B> for WideResNet<B> {
         Some(torch_key.replace(".convShortcut.", ".conv_shortcut."))
     }
 
+    fn torch_keys(burn_path: &str) -> Vec<String> {
+        vec![burn_path.replace(".conv_shortcut.", ".convShortcut.")]
+    }
+
     fn classifier(&self) -> &Linear<B> {
         &self.fc
     }
