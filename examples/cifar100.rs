@@ -97,7 +97,7 @@ struct LinearEvalArgs {
     #[arg(long)]
     data: PathBuf,
     /// Epochs of the linear classifier.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 30, value_parser = sskd::cli::positive)]
     epochs: usize,
     /// Its initial learning rate (×0.1 at 60 % and 80 % of the epochs).
     #[arg(long, default_value_t = 0.1)]

@@ -21,13 +21,13 @@ use sskd::data::{LabeledImage, PlanarImages};
 #[derive(Parser, Debug)]
 struct Args {
     /// Source images to push through.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 20_000, value_parser = sskd::cli::positive)]
     images: usize,
     /// Worker threads (default: all cores).
-    #[arg(long)]
+    #[arg(long, value_parser = sskd::cli::positive)]
     threads: Option<usize>,
     /// Batch size (source images).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = sskd::cli::positive)]
     batch: usize,
 }
 

@@ -51,7 +51,7 @@ struct Args {
     #[arg(long, default_value_t = 10)]
     warmup: usize,
     /// Timed steps.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, value_parser = sskd::cli::positive)]
     steps: usize,
     /// Skip the configurations left once this many seconds have passed (0: no limit).
     #[arg(long, default_value_t = 0.0)]

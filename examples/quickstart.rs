@@ -55,25 +55,25 @@ struct Args {
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/data/fashion-mnist"))]
     data: PathBuf,
     /// Labelled training images for the students (class-balanced, a multiple of 10).
-    #[arg(long, default_value_t = 640)]
+    #[arg(long, default_value_t = 640, value_parser = sskd::cli::positive)]
     labelled: usize,
     /// Test images evaluated after every epoch (class-balanced, at most 2,000).
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = sskd::cli::positive)]
     test_images: usize,
     /// Student epochs (cosine learning rate from 0.05 to 0 over them).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = sskd::cli::positive)]
     epochs: usize,
     /// Students to train, in order: `vanilla` or any method name (kd, sskd, dkd, crd, ...).
     #[arg(long, value_delimiter = ',', default_value = "vanilla,kd,sskd")]
     methods: Vec<String>,
     /// Teacher training images (with --train-teacher).
-    #[arg(long, default_value_t = 8000)]
+    #[arg(long, default_value_t = 8000, value_parser = sskd::cli::positive)]
     teacher_images: usize,
     /// Teacher epochs (with --train-teacher).
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = 6, value_parser = sskd::cli::positive)]
     teacher_epochs: usize,
     /// SS-head epochs (with --train-teacher).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = sskd::cli::positive)]
     head_epochs: usize,
     /// Seed of weight initialisation, sample order and augmentation.
     #[arg(long, default_value_t = 0)]

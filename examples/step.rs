@@ -78,7 +78,7 @@ struct Args {
     #[arg(long)]
     batch: PathBuf,
     /// Updates on the same batch.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = sskd::cli::positive)]
     steps: usize,
     /// Learning rate.
     #[arg(long, default_value_t = 0.05)]

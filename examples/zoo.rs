@@ -21,7 +21,7 @@ struct Args {
     /// Architectures to build (default: all registered ones).
     names: Vec<String>,
     /// Images per batch.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = sskd::cli::positive)]
     batch: usize,
     /// Number of classes (ImageNet ResNets `resnet18/34/50` use 1000 unless this is given).
     #[arg(long)]

@@ -100,6 +100,32 @@ pub struct ExperimentConfig {
     pub checkpoint_every: usize,
 }
 
+impl StageConfig {
+    /// Checks the stage `field` of a config: positive epochs and learning rate, increasing
+    /// milestones. The error names the field.
+    pub fn validate(&self, field: &str) -> Result<(), String> {
+        if self.epochs == 0 {
+            return Err(format!(
+                "field `{field}.epochs` must be positive: a stage of zero epochs would leave \
+                 an untrained model and no best checkpoint for the next stage"
+            ));
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return Err(format!(
+                "field `{field}.lr` must be positive, got {}",
+                self.lr
+            ));
+        }
+        if self.milestones.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(format!(
+                "field `{field}.milestones` must increase: {:?}",
+                self.milestones
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl ExperimentConfig {
     /// Checks values no type can: known architectures and method, positive sizes, increasing
     /// milestones. The error names the field.
@@ -127,24 +153,7 @@ impl ExperimentConfig {
             ("head_stage", &self.head_stage),
             ("student_stage", &self.student_stage),
         ] {
-            if stage.epochs == 0 {
-                return Err(format!(
-                    "field `{field}.epochs` must be positive: a stage of zero epochs would leave \
-                     an untrained model and no best checkpoint for the next stage"
-                ));
-            }
-            if !(stage.lr > 0.0 && stage.lr.is_finite()) {
-                return Err(format!(
-                    "field `{field}.lr` must be positive, got {}",
-                    stage.lr
-                ));
-            }
-            if stage.milestones.windows(2).any(|w| w[0] >= w[1]) {
-                return Err(format!(
-                    "field `{field}.milestones` must increase: {:?}",
-                    stage.milestones
-                ));
-            }
+            stage.validate(field)?;
         }
         self.method
             .validate()

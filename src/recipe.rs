@@ -199,6 +199,19 @@ where
     I: Send + 'static,
     D: Dataset<I> + 'static,
 {
+    /// The device a stage runs on (the first of `devices`), once the config is checked: a
+    /// config no stage can run (zero epochs, an unknown architecture, ...) is an error before
+    /// anything is written.
+    fn first_device<'d, B: AutodiffBackend>(
+        &self,
+        devices: &'d [B::Device],
+    ) -> Result<&'d B::Device> {
+        self.config
+            .validate()
+            .map_err(|e| anyhow::anyhow!("experiment config: {e}"))?;
+        devices.first().context("no device given")
+    }
+
     /// Stage 1: the teacher `config.teacher` trained with cross-entropy, in `options.out`
     /// (`teacher-best.mpk`, `teacher-last.mpk`, the log and the plot); SSKD goes on from the
     /// best teacher.
@@ -216,7 +229,10 @@ where
         (name, config): (&str, &StageConfig),
         devices: &[B::Device],
     ) -> Result<StageResult> {
-        let device = devices.first().context("no device given")?;
+        let device = self.first_device::<B>(devices)?;
+        config
+            .validate(name)
+            .map_err(|e| anyhow::anyhow!("stage {name}: {e}"))?;
         B::seed(device, self.config.seed);
         let run = RunDir::create(&self.options.out)?;
         let model = create_model::<B>(arch, self.config.num_classes, device)?;
@@ -245,7 +261,7 @@ where
     /// PyTorch checkpoint) trained on its frozen backbone; writes `teacher-with-head.mpk` (the
     /// head of the last epoch, as SSKD keeps it) to `options.out`.
     pub fn head<B: AutodiffBackend>(&self, devices: &[B::Device]) -> Result<StageResult> {
-        let device = devices.first().context("no device given")?;
+        let device = self.first_device::<B>(devices)?;
         B::seed(device, self.config.seed);
         let weights = self
             .options
@@ -295,7 +311,7 @@ where
         if self.options.image_size == 0 {
             bail!("StageOptions::image_size is 0: give the side of the training images");
         }
-        let device = devices.first().context("no device given")?;
+        let device = self.first_device::<B>(devices)?;
         let weights = self.options.teacher_weights(
             "the teacher with its SS head (the head stage's teacher-with-head.mpk, or SSKD's teacher.pth)",
         )?;

@@ -146,6 +146,16 @@ impl EvalArgs {
     }
 }
 
+/// A clap value parser for counts that must be at least 1 (epochs, images, batch sizes):
+/// `--batch 0` is refused with a usage error instead of running on nothing.
+pub fn positive(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_string()),
+        Ok(count) => Ok(count),
+        Err(e) => Err(format!("not a count: {e}")),
+    }
+}
+
 /// The config of a stage: the file (its `teacher` and `student` pick `defaults`) or the
 /// defaults of the arguments' pair, then the method and the overrides; validated.
 pub fn experiment(
