@@ -22,10 +22,15 @@ struct Case {
     says: Vec<String>,
 }
 
-fn case(example: &'static str, args: &[&str], code: i32, says: &[&str]) -> Case {
+fn case<S: AsRef<str>>(
+    example: &'static str,
+    args: impl IntoIterator<Item = S>,
+    code: i32,
+    says: &[&str],
+) -> Case {
     Case {
         example,
-        args: args.iter().map(|a| a.to_string()).collect(),
+        args: args.into_iter().map(|a| a.as_ref().to_string()).collect(),
         code,
         says: says.iter().map(|s| s.to_string()).collect(),
     }
@@ -175,17 +180,46 @@ fn every_example_answers_bad_values_with_a_clear_error() {
     let cifar = fixture("tests/fixtures/data/cifar100_binary");
     let resnet8_pth = fixture("tests/fixtures/models/resnet8_repdistiller.pth");
     let (x, output) = (at("x.safetensors"), at("out.safetensors"));
+    // The forward example on `x`, and stage 1 of the CIFAR-100 example, with `arch`/`data`.
+    let forward = |arch: &str, weights: &str| {
+        let args = [
+            "--arch",
+            arch,
+            "--weights",
+            weights,
+            "--input",
+            &x,
+            "--output",
+            &output,
+        ];
+        args.map(str::to_string).to_vec()
+    };
+    let cifar_teacher = |data: &str, extra: &[&str]| {
+        let args = [
+            "teacher",
+            "--teacher-arch",
+            "resnet8",
+            "--data",
+            data,
+            "--out",
+            &out,
+        ];
+        args.iter()
+            .chain(extra)
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+    };
     let cases = [
         // Labels outside the classes, in the loss code's inputs.
         case(
             "losses",
-            &["--input", &at("label_150.safetensors"), "--output", &out],
+            ["--input", &at("label_150.safetensors"), "--output", &out],
             1,
             &["label_150.safetensors", "label 150", "outside 0..100"],
         ),
         case(
             "losses",
-            &[
+            [
                 "--input",
                 &at("label_negative.safetensors"),
                 "--output",
@@ -197,16 +231,7 @@ fn every_example_answers_bad_values_with_a_clear_error() {
         // Weights: a tensor missing (named as the file names it), another depth, garbage.
         case(
             "forward",
-            &[
-                "--arch",
-                "resnet8",
-                "--weights",
-                &at("no_conv.safetensors"),
-                "--input",
-                &x,
-                "--output",
-                &output,
-            ],
+            forward("resnet8", &at("no_conv.safetensors")),
             1,
             &[
                 "no_conv.safetensors",
@@ -215,102 +240,52 @@ fn every_example_answers_bad_values_with_a_clear_error() {
         ),
         case(
             "forward",
-            &[
-                "--arch",
-                "resnet20",
-                "--weights",
-                &resnet8_pth,
-                "--input",
-                &x,
-                "--output",
-                &output,
-            ],
+            forward("resnet20", &resnet8_pth),
             1,
             &["resnet8_repdistiller.pth"],
         ),
         case(
             "forward",
-            &[
-                "--arch",
-                "resnet8",
-                "--weights",
-                &at("garbage.pth"),
-                "--input",
-                &x,
-                "--output",
-                &output,
-            ],
+            forward("resnet8", &at("garbage.pth")),
             1,
             &["garbage.pth"],
         ),
-        case(
-            "forward",
-            &[
-                "--arch",
-                "resnet9",
-                "--weights",
-                &resnet8_pth,
-                "--input",
-                &x,
-                "--output",
-                &output,
-            ],
-            1,
-            &["resnet9"],
-        ),
-        case("zoo", &["resnet9"], 1, &["unknown architecture `resnet9`"]),
+        case("forward", forward("resnet9", &resnet8_pth), 1, &["resnet9"]),
+        case("zoo", ["resnet9"], 1, &["unknown architecture `resnet9`"]),
         case(
             "zoo",
-            &["resnet8", "--batch", "0"],
+            ["resnet8", "--batch", "0"],
             2,
             &["--batch", "at least 1"],
         ),
         case(
             "zoo",
-            &["resnet8", "--num-classes", "0"],
+            ["resnet8", "--num-classes", "0"],
             1,
             &["num_classes"],
         ),
         case(
             "augment",
-            &["--input", &at("garbage.jpg"), "--out", &out],
+            ["--input", &at("garbage.jpg"), "--out", &out],
             1,
             &["garbage.jpg", "cannot decode"],
         ),
         // CIFAR-100: a truncated file, zero epochs, a record of another depth, a bad config.
         case(
             "cifar100",
-            &[
-                "teacher",
-                "--teacher-arch",
-                "resnet8",
-                "--data",
-                &at("truncated"),
-                "--out",
-                &out,
-            ],
+            cifar_teacher(&at("truncated"), &[]),
             1,
             &["train.bin", "multiple of 3074"],
         ),
         case(
             "cifar100",
-            &[
-                "teacher",
-                "--teacher-arch",
-                "resnet8",
-                "--data",
-                &cifar,
-                "--out",
-                &out,
-                "--set",
-                "teacher_stage.epochs=0",
-            ],
+            cifar_teacher(&cifar, &["--set", "teacher_stage.epochs=0"]),
             1,
             &["teacher_stage.epochs", "must be positive"],
         ),
         case(
             "cifar100",
-            &[
+            [
                 "eval",
                 "--arch",
                 "resnet20",
@@ -324,14 +299,14 @@ fn every_example_answers_bad_values_with_a_clear_error() {
         ),
         case(
             "cifar100",
-            &["config", "--config", &at("bad.json")],
+            ["config", "--config", &at("bad.json")],
             1,
             &["bad.json"],
         ),
         // ImageNet folders: a class without training images.
         case(
             "imagenet",
-            &[
+            [
                 "teacher",
                 "--data",
                 &at("imagenet"),
@@ -345,42 +320,42 @@ fn every_example_answers_bad_values_with_a_clear_error() {
                 "num_classes=2",
             ],
             1,
-            &["n02"],
+            &["n02: class folder without any"],
         ),
         // The quickstart: missing data, a teacher that is no record, zero counts, unknown names.
         case(
             "quickstart",
-            &["--data", &at("nothing"), "--out", &out],
+            ["--data", &at("nothing"), "--out", &out],
             1,
             &["nothing", "train-images-idx3-ubyte"],
         ),
         case(
             "quickstart",
-            &["--teacher", &at("garbage.pth"), "--out", &out],
+            ["--teacher", &at("garbage.pth"), "--out", &out],
             1,
             &["garbage.pth"],
         ),
         case(
             "quickstart",
-            &["--epochs", "0"],
+            ["--epochs", "0"],
             2,
             &["--epochs", "at least 1"],
         ),
         case(
             "quickstart",
-            &["--labelled", "0"],
+            ["--labelled", "0"],
             2,
             &["--labelled", "at least 1"],
         ),
         case(
             "quickstart",
-            &["--methods", "bogus"],
+            ["--methods", "bogus"],
             1,
             &["unknown method `bogus`"],
         ),
         case(
             "step",
-            &[
+            [
                 "--stage",
                 "teacher",
                 "--arch",
@@ -397,7 +372,7 @@ fn every_example_answers_bad_values_with_a_clear_error() {
         ),
         case(
             "data_bench",
-            &["--batch", "0"],
+            ["--batch", "0"],
             2,
             &["--batch", "at least 1"],
         ),
