@@ -55,6 +55,9 @@ impl BackendJob for Forward {
         let (shape, values) = read_input(&args.input)?;
         let model = create_model::<B>(&args.arch, args.num_classes, &device)?;
         let model = load_weights(model, &args.weights, &device)?;
+        model
+            .check_input([shape[2], shape[3]])
+            .with_context(|| format!("{}: tensor `x`", args.input.display()))?;
         let input = Tensor::<B, 4>::from_data(TensorData::new(values, shape), &device);
         let output = model.forward(input);
         let mut named: Vec<(String, Vec<f32>, Vec<usize>)> = vec![

@@ -40,6 +40,9 @@ type Subset = SelectionDataset<PlanarImages, LabeledImage>;
 
 const MEAN: [f32; 3] = [0.286, 0.286, 0.286];
 const STD: [f32; 3] = [0.353, 0.353, 0.353];
+/// The side of the images: Fashion-MNIST's 28×28 with a black border of 2, as LeNet took
+/// MNIST (the CIFAR networks' reference models take no less than 29×29).
+const SIDE: u32 = 32;
 
 #[derive(Parser, Debug)]
 #[command(about = "SSKD vs KD vs plain training on the shipped Fashion-MNIST subset")]
@@ -104,12 +107,12 @@ fn transform(
     sskd::recipe::transform(MEAN, STD, make)
 }
 
-/// Crop + flip (train) or nothing (test), one copy or four rotations; 28×28 throughout.
+/// Crop + flip (train) or nothing (test), one copy or four rotations; 32×32 throughout.
 fn run_data(train: Arc<Subset>, test: Arc<Subset>, seed: u64) -> RunData<Subset, LabeledImage> {
     RunData {
         train,
         test,
-        plain_train: transform(|image, rng| vec![crop_and_flip(image, 28, 4, rng)]),
+        plain_train: transform(|image, rng| vec![crop_and_flip(image, SIDE, 4, rng)]),
         rotations_train: transform(|image, rng| sskd_rotations(image, true, rng).to_vec()),
         plain_test: transform(|image, _| vec![image.clone()]),
         rotations_test: transform(|image, rng| sskd_rotations(image, false, rng).to_vec()),
@@ -136,13 +139,13 @@ fn experiment(args: &Args, method: MethodConfig) -> ExperimentConfig {
         .with_method(method)
 }
 
-/// Where a stage of the quickstart runs: `--out/<name>`, images of 28×28.
+/// Where a stage of the quickstart runs: `--out/<name>`, images of 32×32.
 fn options(args: &Args, name: &str) -> StageOptions {
     StageOptions {
         out: args.out.join(name),
         resume: args.resume,
         teacher: Some(args.teacher.clone()),
-        image_size: 28,
+        image_size: SIDE as usize,
         ..StageOptions::default()
     }
 }
@@ -269,11 +272,10 @@ fn main() -> Result<()> {
     // Every stage seeds the backend's generator with the seed before it initialises weights,
     // so each student starts from the same weights whatever ran before it.
     let devices = [Default::default()];
-    let train = Arc::new(idx_images(&args.data, "train", 10)?);
-    let test = subset(
-        &Arc::new(idx_images(&args.data, "t10k", 10)?),
-        args.test_images,
-    );
+    let fashion =
+        |prefix| Ok::<_, anyhow::Error>(Arc::new(idx_images(&args.data, prefix, 10)?.padded(2)));
+    let train = fashion("train")?;
+    let test = subset(&fashion("t10k")?, args.test_images);
 
     if args.train_teacher {
         let data = run_data(subset(&train, args.teacher_images), test.clone(), args.seed);

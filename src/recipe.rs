@@ -132,6 +132,8 @@ pub fn build_student<B: AutodiffBackend>(
 ) -> Result<Student<B>> {
     let backbone = create_model::<B>(&config.student, config.num_classes, device)?;
     let image = [image_size, image_size];
+    backbone.check_input(image)?;
+    teacher.backbone.check_input(image)?;
     let context = MethodContext::probe(&backbone.valid(), &teacher.backbone, image, n_data, device);
     let method = config.method.init(&context, device)?;
     Ok(Student {

@@ -117,10 +117,13 @@ fn resnet8_without(path: &Path, dropped: &str) {
     write_safetensors(path, &tensors);
 }
 
-/// A forward input `x` of two 32×32 images.
-fn forward_input(path: &Path) {
-    let bytes = vec![0u8; 2 * 3 * 32 * 32 * 4];
-    write_safetensors(path, &[("x".into(), Dtype::F32, vec![2, 3, 32, 32], bytes)]);
+/// A forward input `x` of two `side × side` images.
+fn forward_input(path: &Path, side: usize) {
+    let bytes = vec![0u8; 2 * 3 * side * side * 4];
+    write_safetensors(
+        path,
+        &[("x".into(), Dtype::F32, vec![2, 3, side, side], bytes)],
+    );
 }
 
 /// An ImageNet-style folder whose class `n02` has no training image.
@@ -156,7 +159,8 @@ impl Inputs {
         losses_input_with_labels(&inputs.path("label_150.safetensors"), &[3, 150]);
         losses_input_with_labels(&inputs.path("label_negative.safetensors"), &[-3]);
         resnet8_without(&inputs.path("no_conv.safetensors"), "layer2.0.conv1.weight");
-        forward_input(&inputs.path("x.safetensors"));
+        forward_input(&inputs.path("x.safetensors"), 32);
+        forward_input(&inputs.path("x4.safetensors"), 4);
         let truncated = inputs.path("truncated");
         std::fs::create_dir_all(&truncated).unwrap();
         let train = std::fs::read(repo("tests/fixtures/data/cifar100_binary/train.bin")).unwrap();
@@ -209,6 +213,8 @@ fn every_example_answers_bad_values_with_a_clear_error() {
             .map(|a| a.to_string())
             .collect::<Vec<_>>()
     };
+    let mut forward_small = forward("resnet8", &resnet8_pth);
+    forward_small[5] = at("x4.safetensors");
     let cases = [
         // Labels outside the classes, in the loss code's inputs.
         case(
@@ -251,6 +257,12 @@ fn every_example_answers_bad_values_with_a_clear_error() {
             &["garbage.pth"],
         ),
         case("forward", forward("resnet9", &resnet8_pth), 1, &["resnet9"]),
+        case(
+            "forward",
+            forward_small,
+            1,
+            &["x4.safetensors", "at least 29×29, got 4×4"],
+        ),
         case("zoo", ["resnet9"], 1, &["unknown architecture `resnet9`"]),
         case(
             "zoo",

@@ -34,7 +34,9 @@ static SEEDED: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn fashion(count: usize, test: bool) -> Arc<Subset> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/fashion-mnist");
-    let images = idx_images(&dir, if test { "t10k" } else { "train" }, 10).unwrap();
+    let images = idx_images(&dir, if test { "t10k" } else { "train" }, 10)
+        .unwrap()
+        .padded(2);
     let indices = images.class_balanced(count / 10);
     Arc::new(SelectionDataset::from_indices_checked(images, indices))
 }
@@ -49,7 +51,7 @@ fn data(poison: Option<usize>) -> RunData<Subset, LabeledImage> {
         train: fashion(60, false),
         test: fashion(40, true),
         plain_train: Arc::new(|item: LabeledImage, rng: &mut StdRng| {
-            to_sample(vec![crop_and_flip(&item.image, 28, 4, rng)], item.label)
+            to_sample(vec![crop_and_flip(&item.image, 32, 4, rng)], item.label)
         }),
         rotations_train: Arc::new(move |item: LabeledImage, rng: &mut StdRng| {
             if poison == Some(item.label) {
@@ -89,7 +91,7 @@ fn plan(resume: bool) -> FitPlan {
 fn student(device: &burn::tensor::Device<B>) -> Student<B> {
     let network = BackboneWithHead::new(create_model::<B>("resnet8", 10, device).unwrap(), device);
     let probe = network.backbone.valid();
-    let context = MethodContext::probe(&probe, &probe, [28, 28], 60, device);
+    let context = MethodContext::probe(&probe, &probe, [32, 32], 60, device);
     Student {
         network,
         method: create_method::<B>("sskd", &context, device).unwrap(),
@@ -123,7 +125,7 @@ fn run(
 
 fn logits(outcome: &FitOutcome<Student<B>>) -> Vec<f32> {
     let device = Default::default();
-    let input = Tensor::<Flex, 4>::ones([2, 3, 28, 28], &device);
+    let input = Tensor::<Flex, 4>::ones([2, 3, 32, 32], &device);
     let network = outcome.module.network.valid();
     network
         .backbone

@@ -24,7 +24,9 @@ const STD: [f32; 3] = [0.353, 0.353, 0.353];
 /// `count` class-balanced images of the shipped subset.
 fn fashion(count: usize, test: bool) -> Arc<SelectionDataset<PlanarImages, LabeledImage>> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/fashion-mnist");
-    let images = idx_images(&dir, if test { "t10k" } else { "train" }, 10).unwrap();
+    let images = idx_images(&dir, if test { "t10k" } else { "train" }, 10)
+        .unwrap()
+        .padded(2);
     let indices = images.class_balanced(count / 10);
     Arc::new(SelectionDataset::from_indices_checked(images, indices))
 }
@@ -119,7 +121,7 @@ fn teacher_head_and_students_train_on_fashion_mnist() {
 
     let student_model = create_model::<B>("resnet8", 10, &device).unwrap();
     let probe = student_model.valid();
-    let context = MethodContext::probe(&probe, &probe, [28, 28], 250, &device);
+    let context = MethodContext::probe(&probe, &probe, [32, 32], 250, &device);
     let log_dir = tempfile::tempdir().unwrap();
     let log = JsonlLog::new(&log_dir.path().join("metrics.jsonl"));
     for (name, transform) in [

@@ -65,8 +65,11 @@ def run_stage(stage, x):
 class ResNetBase(nn.Module):
     """Shared by resnet.py (3 stages), resnetv2.py (4 stages) and torchvision (ImageNet stem)."""
 
-    def __init__(self, block, blocks, widths, stem_width, num_classes, imagenet_stem, shortcut_name):
+    def __init__(self, block, blocks, widths, stem_width, num_classes, imagenet_stem, shortcut_name,
+                 pool_window=None):
         super().__init__()
+        # resnet.py pools with nn.AvgPool2d(8); resnetv2.py and torchvision adaptively.
+        self.pool_window = pool_window
         if imagenet_stem:
             self.conv1 = nn.Conv2d(3, stem_width, 7, 2, 3, bias=False)
         else:
@@ -103,13 +106,17 @@ class ResNetBase(nn.Module):
             x, pre = run_stage(getattr(self, name), x)
             feats.append(x)
             preacts.append(pre)
-        emb = F.adaptive_avg_pool2d(x, 1).flatten(1)
+        if self.pool_window is None:
+            emb = F.adaptive_avg_pool2d(x, 1).flatten(1)
+        else:
+            emb = F.avg_pool2d(x, self.pool_window).flatten(1)
         return getattr(self, self.classifier_name)(emb), emb, feats, preacts
 
 
 def cifar_resnet(depth, widths, num_classes):
     n = (depth - 2) // 6
-    return ResNetBase(BasicBlock, [n] * 3, widths[1:], widths[0], num_classes, False, "downsample")
+    return ResNetBase(BasicBlock, [n] * 3, widths[1:], widths[0], num_classes, False, "downsample",
+                      pool_window=8)
 
 
 # ---------------------------------------------------------------- WRN (wrn.py)

@@ -44,4 +44,17 @@ pub trait Backbone<B: Backend>: Module<B> {
     /// that names the parameter at `burn_path` (a module path with PyTorch leaf names), the
     /// most common spelling first. Used to name a missing parameter as the user's file would.
     fn torch_keys(burn_path: &str) -> Vec<String>;
+
+    /// The smallest side of a square input the family's reference PyTorch model accepts: below
+    /// it a fixed pooling window is larger than the last feature map, or a max-pool leaves
+    /// nothing. This crate pools globally, which equals the reference's pool at its design
+    /// size, so smaller inputs would run here where PyTorch refuses them; they are refused.
+    fn min_input_side(&self) -> usize;
+}
+
+/// The smallest input side for which `stride2_ceil` stride-2 reductions that round up (3×3
+/// convolutions or pools with padding 1) leave a last feature map of at least `window`.
+pub fn min_side_for_window(stride2_ceil: u32, window: usize) -> usize {
+    let reduction = 1usize << stride2_ceil;
+    (window - 1) * reduction + 1
 }

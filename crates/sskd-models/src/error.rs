@@ -22,6 +22,22 @@ pub enum ModelError {
         /// The architecture name.
         name: String,
     },
+    /// Images smaller than the network takes.
+    #[error(
+        "{family} takes images of at least {minimum}×{minimum}, got {height}×{width}: its \
+         reference PyTorch model refuses smaller ones (its last feature map would be smaller \
+         than its pooling window); resize or pad the images"
+    )]
+    InputTooSmall {
+        /// The network family.
+        family: &'static str,
+        /// Height of the images.
+        height: usize,
+        /// Width of the images.
+        width: usize,
+        /// The smallest side taken.
+        minimum: usize,
+    },
     /// The weight file could not be read or parsed.
     #[error("cannot read weights from {path}: {reason}")]
     Read {

@@ -47,7 +47,7 @@ pub mod wrn;
 pub use backbone::Backbone;
 pub use error::ModelError;
 pub use head::{BackboneWithHead, SelfSupervisionHead, SelfSupervisionHeadConfig};
-pub use model::{Model, ModelSpec};
+pub use model::{InputLimits, Model, ModelSpec};
 pub use output::ModelOutput;
 pub use registry::{create_model, model_names};
 

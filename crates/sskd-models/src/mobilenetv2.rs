@@ -201,6 +201,11 @@ impl<B: Backend> Backbone<B> for MobileNetV2<B> {
         }
     }
 
+    /// `AvgPool2d(2, ceil_mode=True)` accepts a last map of 1×1, which any input leaves.
+    fn min_input_side(&self) -> usize {
+        1
+    }
+
     /// The inverse of the mapping above; the classifier is `classifier.0` in RepDistiller (a
     /// `Sequential`) and `classifier` in SSKD's copy.
     fn torch_keys(burn_path: &str) -> Vec<String> {

@@ -60,6 +60,13 @@ macro_rules! families {
                 }
             }
 
+            /// The smallest side of a square input (see [`Backbone::min_input_side`]).
+            pub fn min_input_side(&self) -> usize {
+                match self {
+                    $(Self::$variant(network) => network.min_input_side(),)*
+                }
+            }
+
             /// The family name, for messages.
             pub fn family(&self) -> &'static str {
                 match self {
@@ -123,5 +130,43 @@ impl<B: Backend> Model<B> {
     /// `bias`, `running_mean`, `running_var`). `None` if the key cannot belong to this family.
     pub fn burn_path(&self, torch_key: &str) -> Option<String> {
         self.key_mapper()(torch_key)
+    }
+
+    /// The inputs the network takes, as plain data (see [`InputLimits`]).
+    pub fn input_limits(&self) -> InputLimits {
+        InputLimits {
+            family: self.family(),
+            min_side: self.min_input_side(),
+        }
+    }
+
+    /// An error when `height × width` images are smaller than the network takes (see
+    /// [`Backbone::min_input_side`]): the reference PyTorch model refuses them.
+    pub fn check_input(&self, size: [usize; 2]) -> Result<(), crate::ModelError> {
+        self.input_limits().check(size)
+    }
+}
+
+/// The smallest images a network takes, kept apart from the network (on any backend).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputLimits {
+    /// The network family, for messages.
+    pub family: &'static str,
+    /// The smallest side of a square input ([`Backbone::min_input_side`]).
+    pub min_side: usize,
+}
+
+impl InputLimits {
+    /// An error naming the minimum when `[height, width]` is below it.
+    pub fn check(&self, [height, width]: [usize; 2]) -> Result<(), crate::ModelError> {
+        if height.min(width) >= self.min_side {
+            return Ok(());
+        }
+        Err(crate::ModelError::InputTooSmall {
+            family: self.family,
+            height,
+            width,
+            minimum: self.min_side,
+        })
     }
 }

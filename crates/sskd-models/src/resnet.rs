@@ -373,6 +373,15 @@ impl<B: Backend> Backbone<B> for ResNet<B> {
         keys
     }
 
+    /// `resnet.py` (CIFAR stem, three stages, strides 1/2/2) pools with `AvgPool2d(8)`: the
+    /// last map must be at least 8×8. `resnetv2.py` and torchvision pool adaptively.
+    fn min_input_side(&self) -> usize {
+        match (&self.maxpool, self.layers.len()) {
+            (None, 3) => crate::backbone::min_side_for_window(2, 8),
+            _ => 1,
+        }
+    }
+
     fn classifier(&self) -> &Linear<B> {
         &self.fc
     }

@@ -212,6 +212,11 @@ impl<B: Backend> Backbone<B> for ShuffleNetV1<B> {
         vec![burn_path.to_string()]
     }
 
+    /// `F.avg_pool2d(out, 4)` after three stride-2 stages: the last map must be 4×4.
+    fn min_input_side(&self) -> usize {
+        crate::backbone::min_side_for_window(3, 4)
+    }
+
     fn classifier(&self) -> &Linear<B> {
         &self.linear
     }

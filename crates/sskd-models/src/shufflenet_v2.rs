@@ -253,6 +253,11 @@ impl<B: Backend> Backbone<B> for ShuffleNetV2<B> {
         }
     }
 
+    /// `F.avg_pool2d(out, 4)` after three stride-2 stages: the last map must be 4×4.
+    fn min_input_side(&self) -> usize {
+        crate::backbone::min_side_for_window(3, 4)
+    }
+
     /// A stage's `down` unit is its position 0, `blocks.{n}` position `n + 1`.
     fn torch_keys(burn_path: &str) -> Vec<String> {
         let parts: Vec<&str> = burn_path.split('.').collect();

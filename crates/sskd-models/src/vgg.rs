@@ -208,6 +208,11 @@ impl<B: Backend> Backbone<B> for Vgg<B> {
         ))
     }
 
+    /// Three 2×2/2 max-pools (rounding down) must leave at least one pixel.
+    fn min_input_side(&self) -> usize {
+        8
+    }
+
     /// `block{h}.{i}.conv` / `.bn` are positions `3i` / `3i + 1` of the block's `Sequential`.
     fn torch_keys(burn_path: &str) -> Vec<String> {
         let parts: Vec<&str> = burn_path.split('.').collect();

@@ -204,6 +204,11 @@ impl<B: Backend> Backbone<B> for WideResNet<B> {
         vec![burn_path.replace(".conv_shortcut.", ".convShortcut.")]
     }
 
+    /// `F.avg_pool2d(out, 8)` after groups of strides 1/2/2: the last map must be 8×8.
+    fn min_input_side(&self) -> usize {
+        crate::backbone::min_side_for_window(2, 8)
+    }
+
     fn classifier(&self) -> &Linear<B> {
         &self.fc
     }

@@ -325,3 +325,34 @@ fn unreadable_files_are_errors_not_panics() {
     assert!(message.contains("cannot tell the format"), "{message}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The smallest input of every architecture is the one its reference PyTorch model takes
+/// (`tools/make_min_input_fixture.py` ran them); below it the error names the minimum.
+#[test]
+fn the_smallest_input_is_the_one_pytorch_takes() {
+    let path = fixture_dir("models").join("min_input_sides.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let sides: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        sides.len(),
+        model_names().len(),
+        "every architecture is in the fixture"
+    );
+    let device = Default::default();
+    for (name, side) in sides {
+        let side = side.as_u64().unwrap() as usize;
+        let model = create_model::<B>(&name, 10, &device).unwrap();
+        assert_eq!(model.min_input_side(), side, "{name}");
+        assert!(model.check_input([side, side + 3]).is_ok(), "{name}");
+        let output = model.forward(burn::tensor::Tensor::zeros([1, 3, side, side], &device));
+        assert_eq!(output.logits.dims(), [1, 10], "{name}");
+        if side > 1 {
+            let message = model
+                .check_input([side + 5, side - 1])
+                .unwrap_err()
+                .to_string();
+            let minimum = format!("at least {side}×{side}, got {}×{}", side + 5, side - 1);
+            assert!(message.contains(&minimum), "{name}: {message}");
+        }
+    }
+}

@@ -15,7 +15,7 @@ use sskd_augment::loader::HostBatch;
 use sskd_losses::functional::{cross_entropy, split_rotations};
 use sskd_losses::{ss_head_loss, BatchLayout, DistillInputs, Distiller, Method, NetworkOutputs};
 use sskd_models::precision::float_dtype;
-use sskd_models::{BackboneWithHead, Model, SelfSupervisionHead};
+use sskd_models::{BackboneWithHead, InputLimits, Model, SelfSupervisionHead};
 
 use crate::metrics::{Accuracy, EpochReport, Evaluation, StepLog};
 use crate::parallel::{check_parallel_method, gather, train_step, ShardOutput, ShardStep};
@@ -65,15 +65,23 @@ where
 type BatchTensors<B> = (Tensor<B, 4>, Tensor<B, 1, Int>, Tensor<B, 1, Int>);
 
 /// A batch's images, labels and indices on `device`, the images in the network's float type
-/// (`dtype`: see [`float_dtype`]; `None` keeps the loader's `f32`). With `classes` (the
-/// classifier's), a label outside `0..classes` is an error naming it, its row and the limit,
-/// before any tensor sees it.
+/// (`dtype`: see [`float_dtype`]; `None` keeps the loader's `f32`). Before any tensor sees
+/// them, images smaller than one of the networks takes (`limits`) are an error naming the
+/// minimum, and with `classes` (the classifier's) a label outside `0..classes` is an error
+/// naming it, its row and the limit.
 fn batch_tensors<B: Backend>(
     batch: HostBatch,
     device: &B::Device,
     dtype: Option<DType>,
+    limits: &[InputLimits],
     classes: Option<usize>,
 ) -> Result<BatchTensors<B>, TrainError> {
+    let [_, _, height, width] = batch.shape;
+    for limit in limits {
+        limit
+            .check([height, width])
+            .map_err(|e| TrainError::Data(e.to_string()))?;
+    }
     let outside = |label: &i64| *label < 0 || classes.is_some_and(|c| *label >= c as i64);
     if let Some((row, label)) = batch.labels.iter().enumerate().find(|(_, l)| outside(l)) {
         let limit = match classes {
@@ -121,8 +129,9 @@ where
         devices,
         "teacher",
         |model: &Model<B>, batch: HostBatch, k: usize| {
-            let classes = Some(model.num_classes());
-            let (images, labels, _) = batch_tensors::<B>(batch, &devices[k], dtype, classes)?;
+            let (limits, classes) = ([model.input_limits()], Some(model.num_classes()));
+            let (images, labels, _) =
+                batch_tensors::<B>(batch, &devices[k], dtype, &limits, classes)?;
             let logits = model.forward(images).logits;
             let loss = cross_entropy(logits.clone(), labels.clone());
             let mut log = StepLog {
@@ -150,7 +159,7 @@ where
     O: Optimizer<SelfSupervisionHead<B>, B>,
 {
     let teachers = replicas(teacher, devices);
-    let dtype = float_dtype(teacher);
+    let (dtype, limits) = (float_dtype(teacher), [teacher.input_limits()]);
     run_epoch(
         head,
         optimizer,
@@ -160,7 +169,7 @@ where
         "head",
         |head: &SelfSupervisionHead<B>, batch: HostBatch, k: usize| {
             let (images, labels, _) =
-                batch_tensors::<B::InnerBackend>(batch, &devices[k], dtype, None)?;
+                batch_tensors::<B::InnerBackend>(batch, &devices[k], dtype, &limits, None)?;
             let embedding = Tensor::<B, 2>::from_inner(teachers[k].forward(images).embedding);
             let (loss, correct) =
                 ss_head_loss(head.forward(embedding)).map_err(TrainError::Loss)?;
@@ -211,6 +220,7 @@ where
     };
     let teachers = replicas(teacher, devices);
     let dtype = float_dtype(&student.network);
+    let teacher_limits = teacher.backbone.input_limits();
     run_epoch(
         student,
         optimizer,
@@ -220,7 +230,9 @@ where
         "student",
         |student: &Student<B>, batch: HostBatch, k: usize| {
             let classes = Some(student.network.backbone.num_classes());
-            let (images, labels, indices) = batch_tensors::<B>(batch, &devices[k], dtype, classes)?;
+            let limits = [student.network.backbone.input_limits(), teacher_limits];
+            let (images, labels, indices) =
+                batch_tensors::<B>(batch, &devices[k], dtype, &limits, classes)?;
             let (teacher_output, teacher_head) = teachers[k].forward(images.clone().inner(), false);
             let (student_output, student_head) = student.network.forward(images, true);
             let inputs = DistillInputs {
@@ -266,10 +278,10 @@ pub fn evaluate<B: Backend>(
     device: &B::Device,
 ) -> Result<Accuracy, TrainError> {
     let (mut accuracy, dtype) = (Accuracy::default(), float_dtype(model));
-    let classes = Some(model.num_classes());
+    let (limits, classes) = ([model.input_limits()], Some(model.num_classes()));
     for batch in batches {
         let batch = batch.map_err(TrainError::Data)?;
-        let (images, labels, _) = batch_tensors::<B>(batch, device, dtype, classes)?;
+        let (images, labels, _) = batch_tensors::<B>(batch, device, dtype, &limits, classes)?;
         let logits = model.forward(images).logits;
         let logits = if rotations {
             split_rotations(logits).0
@@ -292,10 +304,10 @@ pub fn evaluate_with_head<B: Backend>(
 ) -> Result<Evaluation, TrainError> {
     let (mut accuracy, dtype) = (Accuracy::default(), float_dtype(backbone));
     let (mut ss_correct, mut ss_rows) = (0, 0);
-    let classes = Some(backbone.num_classes());
+    let (limits, classes) = ([backbone.input_limits()], Some(backbone.num_classes()));
     for batch in batches {
         let batch = batch.map_err(TrainError::Data)?;
-        let (images, labels, _) = batch_tensors::<B>(batch, device, dtype, classes)?;
+        let (images, labels, _) = batch_tensors::<B>(batch, device, dtype, &limits, classes)?;
         let output = backbone.forward(images);
         let (_, correct) =
             ss_head_loss(head.forward(output.embedding)).map_err(TrainError::Loss)?;
