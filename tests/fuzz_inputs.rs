@@ -38,7 +38,7 @@ impl Position {
     fn within(&self, len: usize) -> usize {
         match self {
             Position::Head(offset) => (*offset as usize % 64).min(len),
-            Position::Anywhere(fraction) => (*fraction as u64 * len as u64 >> 32) as usize,
+            Position::Anywhere(fraction) => ((*fraction as u64 * len as u64) >> 32) as usize,
         }
     }
 }

@@ -330,7 +330,7 @@ fn unreadable_files_are_errors_not_panics() {
 /// (`tools/make_min_input_fixture.py` ran them); below it the error names the minimum.
 #[test]
 fn the_smallest_input_is_the_one_pytorch_takes() {
-    let path = fixture_dir("models").join("min_input_sides.json");
+    let path = fixture_dir().join("min_input_sides.json");
     let text = std::fs::read_to_string(&path).unwrap();
     let sides: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text).unwrap();
     assert_eq!(
