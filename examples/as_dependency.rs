@@ -22,15 +22,14 @@ use sskd::train::sgd;
 type B = Autodiff<Flex>;
 
 /// A batch of `count` images from `start`, each in four rotations (rows 4i..4i+3), normalised:
-/// `[4·count, 3, 28, 28]` and the labels `[count]`.
+/// `[4·count, 3, side, side]` and the labels `[count]`.
 fn rotated_batch(
     images: &sskd::data::PlanarImages,
     start: usize,
     count: usize,
     device: &burn::tensor::Device<B>,
 ) -> (Tensor<B, 4>, Tensor<B, 1, Int>) {
-    let mut pixels = Vec::new();
-    let mut labels = Vec::new();
+    let (mut pixels, mut labels, side) = (Vec::new(), Vec::new(), images.height);
     for index in (start..start + count).map(|i| i % images.len()) {
         let image = images.image(index).expect("index in range");
         for quarter_turns in 0..4 {
@@ -42,7 +41,7 @@ fn rotated_batch(
         labels.push(images.labels[index] as i64);
     }
     (
-        Tensor::from_data(TensorData::new(pixels, [4 * count, 3, 28, 28]), device),
+        Tensor::from_data(TensorData::new(pixels, [4 * count, 3, side, side]), device),
         Tensor::from_data(TensorData::new(labels, [count]), device),
     )
 }
@@ -64,7 +63,8 @@ fn main() -> Result<()> {
     let sskd = SskdConfig::new().init()?;
     let mut optimizer = sgd(0.9, 5e-4).init();
 
-    let images = idx_images("data/fashion-mnist".as_ref(), "train", 10)?;
+    // 28×28 padded to 32×32: the CIFAR ResNets take no less than 29×29.
+    let images = idx_images("data/fashion-mnist".as_ref(), "train", 10)?.padded(2);
     for step in 0..steps {
         let (x, y) = rotated_batch(&images, step * 32, 32, &device);
         let (teacher_out, teacher_head) = teacher.forward(x.clone().inner(), false);

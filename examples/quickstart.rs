@@ -242,28 +242,48 @@ fn check_methods(methods: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// The table of the run: each model's best (and its epoch) and last top-1, the best's gain
+/// over the plain student, the SS head's accuracy (the teacher's; a student's own head where
+/// its method trains one), the training seconds; then where the curves and metrics are.
 fn print_table(rows: &[Row], args: &Args, labelled: usize, test: usize) {
     println!(
         "\nFashion-MNIST, {test} test images; students on {labelled} labelled images, {} epochs:",
         args.epochs
     );
     println!(
-        "{:<28} {:>16} {:>10} {:>9}",
-        "model", "best top-1 (ep)", "last top-1", "train s"
+        "{:<28} {:>16} {:>10} {:>13} {:>10} {:>9}",
+        "model", "best top-1 (ep)", "last top-1", "gain vs plain", "SS head %", "train s"
     );
+    let plain = rows
+        .iter()
+        .find(|row| row.name.ends_with("vanilla"))
+        .and_then(|row| row.best);
+    let dash = || "-".to_string();
     for row in rows {
-        let best = row.best.map_or("-".to_string(), |b| {
-            format!("{:.2} ({})", b.evaluation.top1, b.epoch)
-        });
+        let best = row
+            .best
+            .map_or_else(dash, |b| format!("{:.2} ({})", b.evaluation.top1, b.epoch));
         let last = row
             .last
-            .map_or("-".to_string(), |l| format!("{:.2}", l.evaluation.top1));
+            .map_or_else(dash, |l| format!("{:.2}", l.evaluation.top1));
+        let gain = match (row.best, plain) {
+            (Some(best), Some(plain)) => {
+                format!("{:+.2}", best.evaluation.top1 - plain.evaluation.top1)
+            }
+            _ => dash(),
+        };
+        let ss_head = row
+            .best
+            .or(row.last)
+            .and_then(|r| r.evaluation.ss_top1)
+            .map_or_else(dash, |ss| format!("{ss:.2}"));
         println!(
-            "{:<28} {best:>16} {last:>10} {:>9.1}",
+            "{:<28} {best:>16} {last:>10} {gain:>13} {ss_head:>10} {:>9.1}",
             row.name, row.seconds
         );
     }
-    println!("metrics: {}/*/metrics.jsonl", args.out.display());
+    let out = args.out.display();
+    println!("curves: {out}/<student>/student.png; metrics: {out}/<student>/metrics.jsonl");
 }
 
 fn main() -> Result<()> {

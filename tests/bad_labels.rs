@@ -20,7 +20,7 @@ type B = Autodiff<Flex>;
 /// `count` class-balanced images of the shipped Fashion-MNIST subset (ten classes).
 fn fashion(count: usize) -> Arc<SelectionDataset<PlanarImages, LabeledImage>> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/fashion-mnist");
-    let images = idx_images(&dir, "train", 10).unwrap();
+    let images = idx_images(&dir, "train", 10).unwrap().padded(2);
     let indices = images.class_balanced(count / 10);
     Arc::new(SelectionDataset::from_indices_checked(images, indices))
 }

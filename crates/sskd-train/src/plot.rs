@@ -80,6 +80,9 @@ fn draw_panel<DB: DrawingBackend>(
         x_max = x_min + 1.0;
     }
     let pad = ((y_max - y_min) * 0.05).max(1e-3);
+    // Ticks at whole epochs: at most one per epoch, at most 12 (plotters then steps by 2, 5,
+    // 10, ... — whole numbers too).
+    let ticks = ((x_max - x_min).round() as usize + 1).clamp(2, 12);
     let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 20))
         .margin(12)
@@ -89,6 +92,8 @@ fn draw_panel<DB: DrawingBackend>(
         .map_err(|e| e.to_string())?;
     chart
         .configure_mesh()
+        .x_labels(ticks)
+        .x_label_formatter(&|epoch| format!("{epoch:.0}"))
         .x_desc("epoch")
         .y_desc(y_label)
         .label_style(("sans-serif", 14))
