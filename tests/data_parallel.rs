@@ -194,8 +194,11 @@ fn running_statistics_become_the_mean_of_the_shard_updates() {
 fn student_setup(method: &str) -> (Student<B>, BackboneWithHead<Flex>) {
     use sskd::losses::{create_method, MethodContext};
     let device = Default::default();
-    let teacher = BackboneWithHead::new(create_model::<B>("resnet8", 5, &device).unwrap(), &device);
-    let backbone = create_model::<B>("resnet8", 5, &device).unwrap();
+    let teacher = BackboneWithHead::new(
+        create_model::<B>("MobileNetV2", 5, &device).unwrap(),
+        &device,
+    );
+    let backbone = create_model::<B>("MobileNetV2", 5, &device).unwrap();
     let (student, teacher_inner) = (backbone.valid(), teacher.backbone.valid());
     let context = MethodContext::probe(&student, &teacher_inner, [6, 6], 16, &device);
     let method = create_method::<B>(method, &context, &device).unwrap();
