@@ -76,7 +76,7 @@ struct Args {
     #[arg(long, default_value_t = 6, value_parser = sskd::cli::positive)]
     teacher_epochs: usize,
     /// SS-head epochs (with --train-teacher).
-    #[arg(long, default_value_t = 4, value_parser = sskd::cli::positive)]
+    #[arg(long, default_value_t = 24, value_parser = sskd::cli::positive)]
     head_epochs: usize,
     /// Seed of weight initialisation, sample order and augmentation.
     #[arg(long, default_value_t = 0)]

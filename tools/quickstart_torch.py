@@ -144,7 +144,7 @@ def main():
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--teacher-images", type=int, default=8000)
     parser.add_argument("--teacher-epochs", type=int, default=6)
-    parser.add_argument("--head-epochs", type=int, default=4)
+    parser.add_argument("--head-epochs", type=int, default=24)
     parser.add_argument("--methods", default="vanilla,kd,sskd")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
