@@ -7,9 +7,13 @@
 //! ```
 //! The teacher (resnet20 with its SS head) was trained by this project's own stages with
 //! `--train-teacher` and ships as `data/quickstart/teacher.mpk`. Three resnet8 students learn
-//! from `--labelled` class-balanced training images: plain cross-entropy, KD and SSKD, each
-//! evaluated after every epoch on the test images. Every stage writes its metrics, checkpoints
-//! and best/last records under `--out/<stage>`; `--resume` continues a killed run.
+//! from `--labelled` class-balanced training images (by default 640, for 12 epochs of batch 16:
+//! enough SGD steps for the paper's order, SSKD > KD > plain, in about 2.5 minutes on 2 cores;
+//! docs/quickstart.md): plain cross-entropy, KD and SSKD, each evaluated after every epoch on
+//! the test images. Every stage writes its metrics, checkpoints and best/last records under
+//! `--out/<stage>`; `--resume` continues a killed run. `--seeds 0,1,2` trains every student once
+//! per seed (under `--out/seed-N/<stage>`) and prints the mean ± std over them; every run writes
+//! its table as `--out/quickstart.json`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -31,7 +35,7 @@ use sskd::losses::{method_names, MethodConfig};
 use sskd::models::atomic::write_atomically;
 use sskd::models::checkpoint::load_record;
 use sskd::models::{create_model, BackboneWithHead};
-use sskd::recipe::{Recipe, StageOptions, StageResult};
+use sskd::recipe::{mean_and_std, Recipe, StageOptions, StageResult};
 use sskd::train::metrics::EpochResult;
 use sskd::train::stages::{RunData, Transform};
 
@@ -44,7 +48,7 @@ const STD: [f32; 3] = [0.353, 0.353, 0.353];
 /// MNIST (the CIFAR networks' reference models take no less than 29×29).
 const SIDE: u32 = 32;
 
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(about = "SSKD vs KD vs plain training on the shipped Fashion-MNIST subset")]
 struct Args {
     /// Train the teacher and its SS head again (and overwrite --teacher).
@@ -63,8 +67,11 @@ struct Args {
     /// Test images evaluated after every epoch (class-balanced, at most 2,000).
     #[arg(long, default_value_t = 1000, value_parser = sskd::cli::positive)]
     test_images: usize,
+    /// Images per training batch (an SSKD batch holds each in four rotations).
+    #[arg(long, default_value_t = 16, value_parser = sskd::cli::positive)]
+    batch: usize,
     /// Student epochs (cosine learning rate from 0.05 to 0 over them).
-    #[arg(long, default_value_t = 4, value_parser = sskd::cli::positive)]
+    #[arg(long, default_value_t = 12, value_parser = sskd::cli::positive)]
     epochs: usize,
     /// Students to train, in order: `vanilla` or any method name (kd, sskd, dkd, crd, ...).
     #[arg(long, value_delimiter = ',', default_value = "vanilla,kd,sskd")]
@@ -72,6 +79,9 @@ struct Args {
     /// Teacher training images (with --train-teacher).
     #[arg(long, default_value_t = 8000, value_parser = sskd::cli::positive)]
     teacher_images: usize,
+    /// Images per batch of the teacher and its SS head (with --train-teacher).
+    #[arg(long, default_value_t = 64, value_parser = sskd::cli::positive)]
+    teacher_batch: usize,
     /// Teacher epochs (with --train-teacher).
     #[arg(long, default_value_t = 6, value_parser = sskd::cli::positive)]
     teacher_epochs: usize,
@@ -81,6 +91,10 @@ struct Args {
     /// Seed of weight initialisation, sample order and augmentation.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Train every student once per seed (under `--out/seed-N`) and print the mean ± std over
+    /// them, e.g. `--seeds 0,1,2`; replaces `--seed`.
+    #[arg(long, value_delimiter = ',', conflicts_with = "seed")]
+    seeds: Vec<u64>,
     /// Checkpoint every this many epochs (and after the last).
     #[arg(long, default_value_t = 1)]
     checkpoint_every: usize,
@@ -108,7 +122,7 @@ fn transform(
 }
 
 /// Crop + flip (train) or nothing (test), one copy or four rotations; 32×32 throughout.
-fn run_data(train: Arc<Subset>, test: Arc<Subset>, seed: u64) -> RunData<Subset, LabeledImage> {
+fn run_data(train: Arc<Subset>, test: Arc<Subset>, args: &Args) -> RunData<Subset, LabeledImage> {
     RunData {
         train,
         test,
@@ -116,9 +130,9 @@ fn run_data(train: Arc<Subset>, test: Arc<Subset>, seed: u64) -> RunData<Subset,
         rotations_train: transform(|image, rng| sskd_rotations(image, true, rng).to_vec()),
         plain_test: transform(|image, _| vec![image.clone()]),
         rotations_test: transform(|image, rng| sskd_rotations(image, false, rng).to_vec()),
-        batch_size: 64,
+        batch_size: args.batch,
         test_batch_size: 250,
-        seed,
+        seed: args.seed,
     }
 }
 
@@ -132,7 +146,7 @@ fn experiment(args: &Args, method: MethodConfig) -> ExperimentConfig {
         .with_teacher_stage(cosine(args.teacher_epochs))
         .with_head_stage(cosine(args.head_epochs))
         .with_student_stage(cosine(args.epochs))
-        .with_batch_size(64)
+        .with_batch_size(args.batch)
         .with_test_batch_size(250)
         .with_seed(args.seed)
         .with_checkpoint_every(args.checkpoint_every)
@@ -193,6 +207,28 @@ struct Row {
     seconds: f64,
 }
 
+impl Row {
+    /// The top-1 of an epoch's result, in percent.
+    fn top1(result: Option<EpochResult>) -> Option<f64> {
+        result.map(|r| r.evaluation.top1)
+    }
+
+    /// The SS head's accuracy: at the best epoch, else the last.
+    fn ss_top1(&self) -> Option<f64> {
+        self.best.or(self.last).and_then(|r| r.evaluation.ss_top1)
+    }
+
+    /// The best top-1 minus the plain student's best.
+    fn gain(&self, plain: Option<&Row>) -> Option<f64> {
+        Some(Self::top1(self.best)? - Self::top1(plain?.best)?)
+    }
+}
+
+/// The plain (vanilla) student of `rows`, if it was trained.
+fn plain_row(rows: &[Row]) -> Option<&Row> {
+    rows.iter().find(|row| row.name.ends_with("vanilla"))
+}
+
 /// Trains one resnet8 student with `method` (`vanilla` = cross-entropy only) in
 /// `--out/<method>`.
 fn train_one(
@@ -242,51 +278,171 @@ fn check_methods(methods: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// The table of the run: each model's best (and its epoch) and last top-1, the best's gain
-/// over the plain student, the SS head's accuracy (the teacher's; a student's own head where
-/// its method trains one), the training seconds; then where the curves and metrics are.
+/// The table of one seed's run: each model's best (and its epoch) and last top-1, the best's
+/// gain over the plain student, the SS head's accuracy (the teacher's; a student's own head
+/// where its method trains one), the training seconds.
 fn print_table(rows: &[Row], args: &Args, labelled: usize, test: usize) {
     println!(
-        "\nFashion-MNIST, {test} test images; students on {labelled} labelled images, {} epochs:",
-        args.epochs
+        "\nFashion-MNIST, {test} test images; students on {labelled} labelled images, {} epochs \
+         of batch {}, seed {}:",
+        args.epochs, args.batch, args.seed
     );
     println!(
         "{:<28} {:>16} {:>10} {:>13} {:>10} {:>9}",
         "model", "best top-1 (ep)", "last top-1", "gain vs plain", "SS head %", "train s"
     );
-    let plain = rows
-        .iter()
-        .find(|row| row.name.ends_with("vanilla"))
-        .and_then(|row| row.best);
+    let plain = plain_row(rows);
     let dash = || "-".to_string();
     for row in rows {
         let best = row
             .best
             .map_or_else(dash, |b| format!("{:.2} ({})", b.evaluation.top1, b.epoch));
-        let last = row
-            .last
-            .map_or_else(dash, |l| format!("{:.2}", l.evaluation.top1));
-        let gain = match (row.best, plain) {
-            (Some(best), Some(plain)) => {
-                format!("{:+.2}", best.evaluation.top1 - plain.evaluation.top1)
-            }
-            _ => dash(),
-        };
-        let ss_head = row
-            .best
-            .or(row.last)
-            .and_then(|r| r.evaluation.ss_top1)
-            .map_or_else(dash, |ss| format!("{ss:.2}"));
+        let last = Row::top1(row.last).map_or_else(dash, |l| format!("{l:.2}"));
+        let gain = row.gain(plain).map_or_else(dash, |g| format!("{g:+.2}"));
+        let ss_head = row.ss_top1().map_or_else(dash, |ss| format!("{ss:.2}"));
         println!(
             "{:<28} {best:>16} {last:>10} {gain:>13} {ss_head:>10} {:>9.1}",
             row.name, row.seconds
         );
     }
-    let out = args.out.display();
-    println!("curves: {out}/<student>/student.png; metrics: {out}/<student>/metrics.jsonl");
+}
+
+/// Mean ± sample standard deviation of `value` over the seeds' rows of one model.
+fn over_seeds(rows: &[&Row], value: impl Fn(&Row) -> Option<f64>) -> Option<(f64, f64)> {
+    let values: Option<Vec<f64>> = rows.iter().map(|row| value(row)).collect();
+    values.map(|values| mean_and_std(&values))
+}
+
+/// One model's columns over the seeds, each `(mean, std)` where every seed has it.
+struct SeedColumns {
+    best: Option<(f64, f64)>,
+    last: Option<(f64, f64)>,
+    gain: Option<(f64, f64)>,
+    ss_head: Option<(f64, f64)>,
+    seconds: Option<(f64, f64)>,
+}
+
+impl SeedColumns {
+    /// The columns of `rows` (one model, a row per seed) with the gains over `plains` (the
+    /// plain student of the same seed).
+    fn of(rows: &[&Row], plains: &[Option<&Row>]) -> Self {
+        let gains: Option<Vec<f64>> = rows
+            .iter()
+            .zip(plains)
+            .map(|(row, plain)| row.gain(*plain))
+            .collect();
+        Self {
+            best: over_seeds(rows, |row| Row::top1(row.best)),
+            last: over_seeds(rows, |row| Row::top1(row.last)),
+            gain: gains.map(|gains| mean_and_std(&gains)),
+            ss_head: over_seeds(rows, Row::ss_top1),
+            seconds: over_seeds(rows, |row| Some(row.seconds)),
+        }
+    }
+
+    /// The columns under their names in `quickstart.json`.
+    fn named(&self) -> [(&'static str, Option<(f64, f64)>); 5] {
+        [
+            ("best_top1", self.best),
+            ("last_top1", self.last),
+            ("gain_vs_plain", self.gain),
+            ("ss_head", self.ss_head),
+            ("seconds", self.seconds),
+        ]
+    }
+}
+
+/// The rows of model `index` in every seed's table, and every seed's plain student.
+fn across_seeds(tables: &[Vec<Row>], index: usize) -> (Vec<&Row>, Vec<Option<&Row>>) {
+    let rows = tables.iter().map(|rows| &rows[index]).collect();
+    let plains = tables.iter().map(|rows| plain_row(rows)).collect();
+    (rows, plains)
+}
+
+/// The mean ± std table over the seeds.
+fn print_seed_summary(tables: &[Vec<Row>], seeds: &[u64]) {
+    let seed_list: Vec<String> = seeds.iter().map(u64::to_string).collect();
+    println!(
+        "\nMean ± std over {} seeds ({}):",
+        seeds.len(),
+        seed_list.join(", ")
+    );
+    println!(
+        "{:<28} {:>14} {:>14} {:>14} {:>10} {:>9}",
+        "model", "best top-1", "last top-1", "gain vs plain", "SS head %", "train s"
+    );
+    let cell = |stat: Option<(f64, f64)>| {
+        stat.map_or_else(
+            || "-".to_string(),
+            |(mean, std)| format!("{mean:.2} ± {std:.2}"),
+        )
+    };
+    for (index, row) in tables[0].iter().enumerate() {
+        let (rows, plains) = across_seeds(tables, index);
+        let columns = SeedColumns::of(&rows, &plains);
+        println!(
+            "{:<28} {:>14} {:>14} {:>14} {:>10} {:>9.1}",
+            row.name,
+            cell(columns.best),
+            cell(columns.last),
+            cell(columns.gain),
+            columns
+                .ss_head
+                .map_or_else(|| "-".to_string(), |(mean, _)| format!("{mean:.2}")),
+            columns.seconds.map_or(0.0, |(mean, _)| mean)
+        );
+    }
+}
+
+/// `--out/quickstart.json`: the regime, every seed's rows and, per model, the mean and std of
+/// each column over the seeds (std 0 for one seed).
+fn write_report(args: &Args, seeds: &[u64], tables: &[Vec<Row>], seconds: f64) -> Result<PathBuf> {
+    let epoch_json = |result: Option<EpochResult>| {
+        result.map(|r| {
+            serde_json::json!({"epoch": r.epoch, "top1": r.evaluation.top1,
+                                          "ss_top1": r.evaluation.ss_top1})
+        })
+    };
+    let models: Vec<serde_json::Value> = tables[0]
+        .iter()
+        .enumerate()
+        .map(|(index, row)| {
+            let (rows, plains) = across_seeds(tables, index);
+            let runs: Vec<serde_json::Value> = rows
+                .iter()
+                .zip(seeds)
+                .map(|(row, seed)| {
+                    serde_json::json!({"seed": seed, "best": epoch_json(row.best),
+                                       "last": epoch_json(row.last), "seconds": row.seconds})
+                })
+                .collect();
+            let mut model = serde_json::json!({"model": row.name, "runs": runs});
+            for (column, stat) in SeedColumns::of(&rows, &plains).named() {
+                if let Some((mean, std)) = stat {
+                    model[format!("{column}_mean")] = mean.into();
+                    model[format!("{column}_std")] = std.into();
+                }
+            }
+            model
+        })
+        .collect();
+    let report = serde_json::json!({
+        "regime": {"labelled": args.labelled, "test_images": args.test_images,
+                   "epochs": args.epochs, "batch": args.batch, "image_side": SIDE,
+                   "lr": 0.05, "schedule": "cosine", "teacher": args.teacher},
+        "seeds": seeds,
+        "models": models,
+        "wall_seconds": seconds,
+    });
+    let path = args.out.join("quickstart.json");
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    write_atomically(&path, serde_json::to_string_pretty(&report)?.as_bytes())?;
+    Ok(path)
 }
 
 fn main() -> Result<()> {
+    let started = Instant::now();
     let args = Args::parse();
     check_methods(&args.methods)?;
     // Every stage seeds the backend's generator with the seed before it initialises weights,
@@ -298,30 +454,66 @@ fn main() -> Result<()> {
     let test = subset(&fashion("t10k")?, args.test_images);
 
     if args.train_teacher {
-        let data = run_data(subset(&train, args.teacher_images), test.clone(), args.seed);
+        let args = Args {
+            batch: args.teacher_batch,
+            ..args.clone()
+        };
+        let data = run_data(subset(&train, args.teacher_images), test.clone(), &args);
         train_teacher_and_head(&args, &data, &devices)?;
     }
     let teacher = load_teacher(&args.teacher, &devices[0])?;
-    let data = run_data(subset(&train, args.labelled), test.clone(), args.seed);
+    let labelled = subset(&train, args.labelled);
     let frozen = teacher.valid();
-    let teacher_eval = data.evaluate_network(&frozen, &devices[0])?;
-    let mut rows = vec![Row {
-        name: "teacher resnet20".to_string(),
-        best: None,
-        last: Some(EpochResult {
-            epoch: 0,
-            evaluation: teacher_eval,
-        }),
-        seconds: 0.0,
-    }];
+    let teacher_eval =
+        run_data(labelled.clone(), test.clone(), &args).evaluate_network(&frozen, &devices[0])?;
     println!(
         "teacher: top-1 {:.2} %, SS-head accuracy {:.2} % on the test set",
         teacher_eval.top1,
         teacher_eval.ss_top1.unwrap_or(0.0)
     );
-    for method in &args.methods {
-        rows.push(train_one(&args, method, &data, &devices)?);
+    let seeds = if args.seeds.is_empty() {
+        vec![args.seed]
+    } else {
+        args.seeds.clone()
+    };
+    let mut tables = Vec::new();
+    for &seed in &seeds {
+        let out = if args.seeds.is_empty() {
+            args.out.clone()
+        } else {
+            args.out.join(format!("seed-{seed}"))
+        };
+        let args = Args {
+            seed,
+            out,
+            ..args.clone()
+        };
+        let data = run_data(labelled.clone(), test.clone(), &args);
+        let mut rows = vec![Row {
+            name: "teacher resnet20".to_string(),
+            best: None,
+            last: Some(EpochResult {
+                epoch: 0,
+                evaluation: teacher_eval,
+            }),
+            seconds: 0.0,
+        }];
+        for method in &args.methods {
+            rows.push(train_one(&args, method, &data, &devices)?);
+        }
+        print_table(&rows, &args, labelled.len(), test.len());
+        tables.push(rows);
     }
-    print_table(&rows, &args, data.train.len(), test.len());
+    if seeds.len() > 1 {
+        print_seed_summary(&tables, &seeds);
+    }
+    let report = write_report(&args, &seeds, &tables, started.elapsed().as_secs_f64())?;
+    let out = args.out.display();
+    let each = if seeds.len() > 1 { "seed-N/" } else { "" };
+    println!(
+        "curves: {out}/{each}<student>/student.png; metrics: {out}/{each}<student>/metrics.jsonl; \
+         results: {}",
+        report.display()
+    );
     Ok(())
 }

@@ -412,6 +412,15 @@ where
     })
 }
 
+/// The mean and the sample standard deviation (divisor `n − 1`; 0 for one value) of `values`;
+/// NaN for none.
+pub fn mean_and_std(values: &[f64]) -> (f64, f64) {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    (mean, var.sqrt())
+}
+
 /// Mean ± sample standard deviation of the seeds' best and last top-1, written to
 /// `OUT/seeds.json`.
 fn summarise_seeds(out: &Path, runs: &[SeedRun]) -> Result<SeedSummary> {
@@ -424,11 +433,7 @@ fn summarise_seeds(out: &Path, runs: &[SeedRun]) -> Result<SeedSummary> {
     };
     let (best, last) = (top1_of(|r| r.best), top1_of(|r| r.last));
     let stats = |values: &[Option<f64>]| {
-        let values: Vec<f64> = values.iter().flatten().copied().collect();
-        let n = values.len() as f64;
-        let mean = values.iter().sum::<f64>() / n;
-        let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
-        (mean, var.sqrt())
+        mean_and_std(&values.iter().flatten().copied().collect::<Vec<_>>())
     };
     let ((best_mean, best_std), (last_mean, last_std)) = (stats(&best), stats(&last));
     let summary = serde_json::json!({
@@ -448,4 +453,19 @@ fn summarise_seeds(out: &Path, runs: &[SeedRun]) -> Result<SeedSummary> {
         last_mean,
         last_std,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mean_and_std;
+
+    #[test]
+    fn mean_and_sample_std() {
+        let (mean, std) = mean_and_std(&[72.2, 74.6, 79.6]);
+        assert!((mean - 75.466_666_666_666_67).abs() < 1e-9);
+        // numpy.std([72.2, 74.6, 79.6], ddof=1)
+        assert!((std - 3.775_358_702_604_734_6).abs() < 1e-9, "{std}");
+        assert_eq!(mean_and_std(&[5.0]), (5.0, 0.0));
+        assert!(mean_and_std(&[]).0.is_nan());
+    }
 }

@@ -366,6 +366,18 @@ fn every_example_answers_bad_values_with_a_clear_error() {
             &["unknown method `bogus`"],
         ),
         case(
+            "quickstart",
+            ["--batch", "0"],
+            2,
+            &["--batch", "at least 1"],
+        ),
+        case(
+            "quickstart",
+            ["--seed", "1", "--seeds", "0,1"],
+            2,
+            &["--seeds", "cannot be used with"],
+        ),
+        case(
             "step",
             [
                 "--stage",

@@ -314,3 +314,49 @@ fn the_quickstart_runs_from_any_working_directory() {
     assert!(text.contains("student resnet8, kd"), "{text}");
     assert!(elsewhere.path().join("runs/kd/metrics.jsonl").is_file());
 }
+
+#[test]
+fn the_quickstart_over_seeds_writes_each_run_and_their_mean_and_std() {
+    let out = tempfile::tempdir().unwrap();
+    let output = Command::new(example_binary("quickstart"))
+        .args(["--labelled", "20", "--epochs", "1", "--test-images", "20"])
+        .args(["--methods", "vanilla,kd", "--seeds", "0,1", "--batch", "8"])
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let text = common::succeeded(&output);
+    assert!(text.contains("Mean ± std over 2 seeds (0, 1)"), "{text}");
+    for seed in [0, 1] {
+        for method in ["vanilla", "kd"] {
+            let metrics = out
+                .path()
+                .join(format!("seed-{seed}/{method}/metrics.jsonl"));
+            assert!(metrics.is_file(), "{} missing", metrics.display());
+        }
+    }
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("quickstart.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["seeds"], serde_json::json!([0, 1]));
+    assert_eq!(report["regime"]["batch"], 8);
+    let models = report["models"].as_array().unwrap();
+    assert_eq!(models.len(), 3, "teacher and two students");
+    let top1 = |model: &serde_json::Value, seed: usize| {
+        model["runs"][seed]["best"]["top1"].as_f64().unwrap()
+    };
+    let (plain, kd) = (&models[1], &models[2]);
+    let (kd0, kd1) = (top1(kd, 0), top1(kd, 1));
+    let mean = (kd0 + kd1) / 2.0;
+    let std = (kd0 - kd1).abs() / 2f64.sqrt();
+    assert!((kd["best_top1_mean"].as_f64().unwrap() - mean).abs() < 1e-9);
+    assert!((kd["best_top1_std"].as_f64().unwrap() - std).abs() < 1e-9);
+    let gain = (kd0 - top1(plain, 0) + kd1 - top1(plain, 1)) / 2.0;
+    assert!((kd["gain_vs_plain_mean"].as_f64().unwrap() - gain).abs() < 1e-9);
+    // The teacher is evaluated once; it has no best epoch and no gain.
+    assert!(models[0].get("gain_vs_plain_mean").is_none());
+    assert_eq!(
+        models[0]["runs"][0]["last"]["top1"],
+        models[0]["runs"][1]["last"]["top1"]
+    );
+}

@@ -3,14 +3,16 @@
 Same data (the shipped Fashion-MNIST subset, 28×28 padded by 2 to 32×32, grey expanded to RGB,
 normalised with mean 0.286 / std 0.353, the first `count / 10` images of each class), same
 networks (tools/zoo_reference.py: resnet20 teacher, its SS head, resnet8 students), same recipe
-(SGD momentum 0.9, weight decay 5e-4, lr 0.05 with a per-epoch cosine decay to 0, batch 64,
+(SGD momentum 0.9, weight decay 5e-4, lr 0.05 with a per-epoch cosine decay to 0, batch 16
+(the teacher and its head: 64),
 random crop with padding 4 + horizontal flip; SSKD's four-rotation batches with one flip per
 image and a crop per copy) and the released SSKD loss (tools/make_loss_fixtures.py). The
 generators differ from the Rust run's, so runs agree in distribution, not image for image.
 
 Usage (CPU torch from PyPI, plus numpy):
-    python tools/quickstart_torch.py --threads 2 --out runs/quickstart-torch.json
-prints one table like the quickstart's and writes the per-epoch results as JSON.
+    python tools/quickstart_torch.py --threads 2 --seeds 0,1,2 --out runs/quickstart-torch.json
+prints a table like the quickstart's (one row per student and seed, then the mean ± std over the
+seeds) and writes the per-epoch results as JSON.
 """
 import argparse
 import gzip
@@ -118,8 +120,9 @@ def ss_accuracy(teacher, head, x):
     return 100.0 * correct / rows
 
 
-def train(modules, epochs, lr, x, y, step, evaluate, generator):
-    """`epochs` of SGD over (x, y) with a per-epoch cosine lr; `step(indices)` returns the loss."""
+def train(modules, epochs, lr, x, y, step, evaluate, generator, batch):
+    """`epochs` of SGD over (x, y) in batches of `batch` with a per-epoch cosine lr;
+    `step(indices)` returns the loss."""
     optimizer = sgd(modules, lr)
     history = []
     for epoch in range(epochs):
@@ -127,7 +130,7 @@ def train(modules, epochs, lr, x, y, step, evaluate, generator):
             group["lr"] = cosine(lr, epoch, epochs)
         for m in modules:
             m.train()
-        for indices in batches(len(y), 64, generator):
+        for indices in batches(len(y), batch, generator):
             loss = step(indices)
             optimizer.zero_grad()
             loss.backward()
@@ -141,29 +144,85 @@ def main():
     parser.add_argument("--data", default=os.path.join(ROOT, "data", "fashion-mnist"))
     parser.add_argument("--labelled", type=int, default=640)
     parser.add_argument("--test-images", type=int, default=1000)
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--batch", type=int, default=16, help="student batch (images)")
+    parser.add_argument("--teacher-batch", type=int, default=64)
     parser.add_argument("--teacher-images", type=int, default=8000)
     parser.add_argument("--teacher-epochs", type=int, default=6)
     parser.add_argument("--head-epochs", type=int, default=24)
     parser.add_argument("--methods", default="vanilla,kd,sskd")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", default="0",
+                        help="comma-separated; the teacher trains with the first, every student "
+                             "once per seed, and the table gives mean ± std over them")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=None, help="JSON file for the per-epoch results")
+    parser.add_argument("--teacher-cache", default=None,
+                        help="a .pt file: the teacher and head are loaded from it when it exists, "
+                             "else trained and saved to it")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    generator = torch.Generator().manual_seed(args.seed)
+    seeds = [int(s) for s in args.seeds.split(",")]
     test_x, test_y = fashion(args.data, "t10k", args.test_images)
     report = {"args": vars(args), "rows": []}
 
     started = time.time()
+    teacher, head = zoo.build("resnet20", 10), zoo.SS_HEAD(64)
+    if args.teacher_cache and os.path.exists(args.teacher_cache):
+        state = torch.load(args.teacher_cache)
+        teacher.load_state_dict(state["teacher"])
+        head.load_state_dict(state["head"])
+    else:
+        train_teacher(teacher, head, args, seeds[0], test_x, test_y)
+        if args.teacher_cache:
+            torch.save({"teacher": teacher.state_dict(), "head": head.state_dict()},
+                       args.teacher_cache)
+    teacher.eval().requires_grad_(False)
+    head.eval().requires_grad_(False)
+    report["teacher"] = {"top1": top1(teacher, test_x, test_y),
+                         "ss_top1": ss_accuracy(teacher, head, test_x),
+                         "seconds": time.time() - started}
+
+    x, y = fashion(args.data, "train", args.labelled)
+    for seed in seeds:
+        for method in args.methods.split(","):
+            row = train_student(method, seed, teacher, head, x, y, test_x, test_y, args)
+            report["rows"].append(row)
+
+    teacher_row = report["teacher"]
+    print(f"PyTorch {torch.__version__}, {args.threads} threads; students on {len(y)} labelled "
+          f"images, {args.epochs} epochs of batch {args.batch}, {len(test_y)} test images; teacher "
+          f"resnet20 {teacher_row['top1']:.2f} %, SS head {teacher_row['ss_top1']:.2f} %")
+    print(f"{'model':<28} {'seed':>4} {'best top-1 (ep)':>16} {'last top-1':>10} {'s':>7}")
+    for row in report["rows"]:
+        best = f"{row['best']:.2f} ({row['best_epoch']})"
+        print(f"{row['name']:<28} {row['seed']:>4} {best:>16} {row['last']:>10.2f} "
+              f"{row['seconds']:>7.1f}")
+    if len(seeds) > 1:
+        print(f"mean ± std over seeds {args.seeds}:")
+        report["summary"] = {}
+        for method in args.methods.split(","):
+            rows = [r for r in report["rows"] if r["method"] == method]
+            stats = {k: (float(np.mean([r[k] for r in rows])),
+                         float(np.std([r[k] for r in rows], ddof=1))) for k in ("best", "last")}
+            report["summary"][method] = stats
+            print(f"student resnet8, {method:<11} best {stats['best'][0]:.2f} ± "
+                  f"{stats['best'][1]:.2f}, last {stats['last'][0]:.2f} ± {stats['last'][1]:.2f}")
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w") as f:
+            json.dump(report, f, indent=1)
+
+
+def train_teacher(teacher, head, args, seed, test_x, test_y):
+    """Stage 1 (cross-entropy) and stage 2 (the SS head on the frozen backbone) on the first
+    `--teacher-images` class-balanced training images."""
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
     tx, ty = fashion(args.data, "train", args.teacher_images)
-    teacher = zoo.build("resnet20", 10)
     train([teacher], args.teacher_epochs, 0.05, tx, ty,
           lambda i: F.cross_entropy(teacher(plain_batch(tx[i], generator))[0], ty[i]),
-          lambda: top1(teacher, test_x, test_y), generator)
+          lambda: top1(teacher, test_x, test_y), generator, args.teacher_batch)
     teacher.eval().requires_grad_(False)
-    head = zoo.SS_HEAD(64)
 
     def head_loss(i):
         with torch.no_grad():
@@ -171,56 +230,42 @@ def main():
         terms, _, _ = ss_head(head(emb))
         return terms["head"]
 
-    train([head], args.head_epochs, 0.05, tx, ty, head_loss, lambda: None, generator)
-    head.eval().requires_grad_(False)
-    teacher_row = {"name": "teacher resnet20", "top1": top1(teacher, test_x, test_y),
-                   "ss_top1": ss_accuracy(teacher, head, test_x), "seconds": time.time() - started}
-    report["rows"].append(teacher_row)
+    train([head], args.head_epochs, 0.05, tx, ty, head_loss, lambda: None, generator,
+          args.teacher_batch)
 
-    x, y = fashion(args.data, "train", args.labelled)
-    for method in args.methods.split(","):
-        torch.manual_seed(args.seed)
-        student = zoo.build("resnet8", 10)
-        student_head = zoo.SS_HEAD(64)
 
-        def step(i, method=method, student=student, student_head=student_head):
-            if method == "vanilla":
-                return F.cross_entropy(student(plain_batch(x[i], generator))[0], y[i])
-            if method == "kd":
-                rows = plain_batch(x[i], generator)
-                with torch.no_grad():
-                    t_logits = teacher(rows)[0]
-                terms, weights, _ = kd(student(rows)[0], t_logits, y[i], KD_CFG)
-                return sum(weights[k] * v for k, v in terms.items())
-            rows = rotation_batch(x[i], generator)
+def train_student(method, seed, teacher, head, x, y, test_x, test_y, args):
+    """One resnet8 student of `method` (vanilla, kd or sskd) from seed `seed`; its row."""
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    student = zoo.build("resnet8", 10)
+    student_head = zoo.SS_HEAD(64)
+
+    def step(i):
+        if method == "vanilla":
+            return F.cross_entropy(student(plain_batch(x[i], generator))[0], y[i])
+        if method == "kd":
+            rows = plain_batch(x[i], generator)
             with torch.no_grad():
-                t_logits, t_emb = teacher(rows)[:2]
-                t_head = head(t_emb)
-            s_logits, s_emb = student(rows)[:2]
-            terms, weights, _ = sskd(s_logits, t_logits, student_head(s_emb), t_head, y[i], SSKD_DEFAULT)
+                t_logits = teacher(rows)[0]
+            terms, weights, _ = kd(student(rows)[0], t_logits, y[i], KD_CFG)
             return sum(weights[k] * v for k, v in terms.items())
+        rows = rotation_batch(x[i], generator)
+        with torch.no_grad():
+            t_logits, t_emb = teacher(rows)[:2]
+            t_head = head(t_emb)
+        s_logits, s_emb = student(rows)[:2]
+        terms, weights, _ = sskd(s_logits, t_logits, student_head(s_emb), t_head, y[i], SSKD_DEFAULT)
+        return sum(weights[k] * v for k, v in terms.items())
 
-        started = time.time()
-        modules = [student] if method != "sskd" else [student, student_head]
-        history = train(modules, args.epochs, 0.05, x, y, step,
-                        lambda student=student: top1(student, test_x, test_y), generator)
-        best = max(range(len(history)), key=lambda e: history[e])
-        report["rows"].append({"name": f"student resnet8, {method}", "best": history[best],
-                               "best_epoch": best, "last": history[-1], "history": history,
-                               "seconds": time.time() - started})
-
-    print(f"PyTorch {torch.__version__}, {args.threads} threads, seed {args.seed}; students on "
-          f"{len(y)} labelled images, {args.epochs} epochs, {len(test_y)} test images:")
-    print(f"{'model':<28} {'best top-1 (ep)':>16} {'last top-1':>10} {'SS head %':>10} {'s':>7}")
-    for row in report["rows"]:
-        best = f"{row['best']:.2f} ({row['best_epoch']})" if "best" in row else "-"
-        last = f"{row.get('last', row.get('top1')):.2f}"
-        ss = f"{row['ss_top1']:.2f}" if "ss_top1" in row else "-"
-        print(f"{row['name']:<28} {best:>16} {last:>10} {ss:>10} {row['seconds']:>7.1f}")
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as f:
-            json.dump(report, f, indent=1)
+    started = time.time()
+    modules = [student] if method != "sskd" else [student, student_head]
+    history = train(modules, args.epochs, 0.05, x, y, step,
+                    lambda: top1(student, test_x, test_y), generator, args.batch)
+    best = max(range(len(history)), key=lambda e: history[e])
+    return {"name": f"student resnet8, {method}", "method": method, "seed": seed,
+            "best": history[best], "best_epoch": best, "last": history[-1], "history": history,
+            "seconds": time.time() - started}
 
 
 if __name__ == "__main__":
