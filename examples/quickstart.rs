@@ -280,11 +280,12 @@ fn check_methods(methods: &[String]) -> Result<()> {
 
 /// The table of one seed's run: each model's best (and its epoch) and last top-1, the best's
 /// gain over the plain student, the SS head's accuracy (the teacher's; a student's own head
-/// where its method trains one), the training seconds.
+/// where its method trains one), the training seconds; the teacher first, then the students
+/// from the best top-1 down.
 fn print_table(rows: &[Row], args: &Args, labelled: usize, test: usize) {
     println!(
         "\nFashion-MNIST, {test} test images; students on {labelled} labelled images, {} epochs \
-         of batch {}, seed {}:",
+         of batch {}, seed {} (best first):",
         args.epochs, args.batch, args.seed
     );
     println!(
@@ -293,7 +294,7 @@ fn print_table(rows: &[Row], args: &Args, labelled: usize, test: usize) {
     );
     let plain = plain_row(rows);
     let dash = || "-".to_string();
-    for row in rows {
+    for row in best_first(rows.iter().collect(), |row| Row::top1(row.best)) {
         let best = row
             .best
             .map_or_else(dash, |b| format!("{:.2} ({})", b.evaluation.top1, b.epoch));
@@ -305,6 +306,14 @@ fn print_table(rows: &[Row], args: &Args, labelled: usize, test: usize) {
             row.name, row.seconds
         );
     }
+}
+
+/// `items` ordered by `top1`, highest first, those without one (the teacher) ahead of all; ties
+/// keep their order.
+fn best_first<T>(mut items: Vec<T>, top1: impl Fn(&T) -> Option<f64>) -> Vec<T> {
+    let key = |item: &T| top1(item).unwrap_or(f64::INFINITY);
+    items.sort_by(|a, b| key(b).total_cmp(&key(a)));
+    items
 }
 
 /// Mean ± sample standard deviation of `value` over the seeds' rows of one model.
@@ -363,7 +372,7 @@ fn across_seeds(tables: &[Vec<Row>], index: usize) -> (Vec<&Row>, Vec<Option<&Ro
 fn print_seed_summary(tables: &[Vec<Row>], seeds: &[u64]) {
     let seed_list: Vec<String> = seeds.iter().map(u64::to_string).collect();
     println!(
-        "\nMean ± std over {} seeds ({}):",
+        "\nMean ± std over {} seeds ({}), best first:",
         seeds.len(),
         seed_list.join(", ")
     );
@@ -371,21 +380,25 @@ fn print_seed_summary(tables: &[Vec<Row>], seeds: &[u64]) {
         "{:<28} {:>14} {:>14} {:>14} {:>10} {:>9}",
         "model", "best top-1", "last top-1", "gain vs plain", "SS head %", "train s"
     );
-    let cell = |stat: Option<(f64, f64)>| {
-        stat.map_or_else(
-            || "-".to_string(),
-            |(mean, std)| format!("{mean:.2} ± {std:.2}"),
-        )
+    let cell = |stat: Option<(f64, f64)>, signed: bool| match stat {
+        Some((mean, std)) if signed => format!("{mean:+.2} ± {std:.2}"),
+        Some((mean, std)) => format!("{mean:.2} ± {std:.2}"),
+        None => "-".to_string(),
     };
-    for (index, row) in tables[0].iter().enumerate() {
+    let models = tables[0].iter().enumerate().map(|(index, row)| {
         let (rows, plains) = across_seeds(tables, index);
-        let columns = SeedColumns::of(&rows, &plains);
+        (row, SeedColumns::of(&rows, &plains))
+    });
+    let ranked = best_first(models.collect(), |(_, columns)| {
+        columns.best.map(|(mean, _)| mean)
+    });
+    for (row, columns) in ranked {
         println!(
             "{:<28} {:>14} {:>14} {:>14} {:>10} {:>9.1}",
             row.name,
-            cell(columns.best),
-            cell(columns.last),
-            cell(columns.gain),
+            cell(columns.best, false),
+            cell(columns.last, false),
+            cell(columns.gain, true),
             columns
                 .ss_head
                 .map_or_else(|| "-".to_string(), |(mean, _)| format!("{mean:.2}")),
