@@ -36,7 +36,7 @@ use sskd::models::atomic::write_atomically;
 use sskd::models::checkpoint::load_record;
 use sskd::models::{create_model, BackboneWithHead};
 use sskd::recipe::{mean_and_std, Recipe, StageOptions, StageResult};
-use sskd::train::metrics::EpochResult;
+use sskd::train::metrics::{EpochResult, Evaluation};
 use sskd::train::stages::{RunData, Transform};
 
 type B = Autodiff<Flex>;
@@ -266,6 +266,28 @@ fn train_one(
     })
 }
 
+/// The rows of one seed: the teacher's evaluation, then every student of `--methods`.
+fn train_students(
+    args: &Args,
+    data: &RunData<Subset, LabeledImage>,
+    teacher_eval: Evaluation,
+    devices: &[burn::tensor::Device<B>],
+) -> Result<Vec<Row>> {
+    let mut rows = vec![Row {
+        name: "teacher resnet20".to_string(),
+        best: None,
+        last: Some(EpochResult {
+            epoch: 0,
+            evaluation: teacher_eval,
+        }),
+        seconds: 0.0,
+    }];
+    for method in &args.methods {
+        rows.push(train_one(args, method, data, devices)?);
+    }
+    Ok(rows)
+}
+
 fn check_methods(methods: &[String]) -> Result<()> {
     for method in methods {
         if method != "vanilla" && !method_names().contains(&method.as_str()) {
@@ -489,12 +511,13 @@ fn main() -> Result<()> {
     } else {
         args.seeds.clone()
     };
+    let per_seed_folders = !args.seeds.is_empty();
     let mut tables = Vec::new();
     for &seed in &seeds {
-        let out = if args.seeds.is_empty() {
-            args.out.clone()
-        } else {
+        let out = if per_seed_folders {
             args.out.join(format!("seed-{seed}"))
+        } else {
+            args.out.clone()
         };
         let args = Args {
             seed,
@@ -502,18 +525,7 @@ fn main() -> Result<()> {
             ..args.clone()
         };
         let data = run_data(labelled.clone(), test.clone(), &args);
-        let mut rows = vec![Row {
-            name: "teacher resnet20".to_string(),
-            best: None,
-            last: Some(EpochResult {
-                epoch: 0,
-                evaluation: teacher_eval,
-            }),
-            seconds: 0.0,
-        }];
-        for method in &args.methods {
-            rows.push(train_one(&args, method, &data, &devices)?);
-        }
+        let rows = train_students(&args, &data, teacher_eval, &devices)?;
         print_table(&rows, &args, labelled.len(), test.len());
         tables.push(rows);
     }
@@ -522,7 +534,7 @@ fn main() -> Result<()> {
     }
     let report = write_report(&args, &seeds, &tables, started.elapsed().as_secs_f64())?;
     let out = args.out.display();
-    let each = if seeds.len() > 1 { "seed-N/" } else { "" };
+    let each = if per_seed_folders { "seed-N/" } else { "" };
     println!(
         "curves: {out}/{each}<student>/student.png; metrics: {out}/{each}<student>/metrics.jsonl; \
          results: {}",
