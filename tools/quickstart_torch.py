@@ -1,16 +1,17 @@
-"""The quickstart's regime in PyTorch, for the side by side in docs/quickstart.md.
+r"""The quickstart's regime in PyTorch, for the side by side in docs/quickstart.md.
 
 Same data (the shipped Fashion-MNIST subset, 28×28 padded by 2 to 32×32, grey expanded to RGB,
 normalised with mean 0.286 / std 0.353, the first `count / 10` images of each class), same
 networks (tools/zoo_reference.py: resnet20 teacher, its SS head, resnet8 students), same recipe
-(SGD momentum 0.9, weight decay 5e-4, lr 0.05 with a per-epoch cosine decay to 0, batch 16
-(the teacher and its head: 64),
-random crop with padding 4 + horizontal flip; SSKD's four-rotation batches with one flip per
-image and a crop per copy) and the released SSKD loss (tools/make_loss_fixtures.py). The
-generators differ from the Rust run's, so runs agree in distribution, not image for image.
+(SGD momentum 0.9, weight decay 5e-4, lr 0.05 with a per-epoch cosine decay to 0, batches of 16
+images for the students and 64 for the teacher and its head, random crop with padding 4 +
+horizontal flip; SSKD's four-rotation batches with one flip per image and a crop per copy) and
+the released SSKD loss (tools/make_loss_fixtures.py). The generators differ from the Rust run's,
+so runs agree in distribution, not image for image.
 
 Usage (CPU torch from PyPI, plus numpy):
-    python tools/quickstart_torch.py --threads 2 --seeds 0,1,2 --out runs/quickstart-torch.json
+    python tools/quickstart_torch.py --threads 2 --seeds 0,1,2 \
+        --teacher-cache runs/torch-teacher.pt --out runs/quickstart-torch.json
 prints a table like the quickstart's (one row per student and seed, then the mean ± std over the
 seeds) and writes the per-epoch results as JSON.
 """
@@ -120,9 +121,9 @@ def ss_accuracy(teacher, head, x):
     return 100.0 * correct / rows
 
 
-def train(modules, epochs, lr, x, y, step, evaluate, generator, batch):
+def train(name, modules, epochs, lr, x, y, step, evaluate, generator, batch):
     """`epochs` of SGD over (x, y) in batches of `batch` with a per-epoch cosine lr;
-    `step(indices)` returns the loss."""
+    `step(indices)` returns the loss. Each epoch's result is printed to stderr under `name`."""
     optimizer = sgd(modules, lr)
     history = []
     for epoch in range(epochs):
@@ -136,6 +137,7 @@ def train(modules, epochs, lr, x, y, step, evaluate, generator, batch):
             loss.backward()
             optimizer.step()
         history.append(evaluate())
+        print(f"{name}: epoch {epoch + 1}/{epochs}, {history[-1]}", file=sys.stderr, flush=True)
     return history
 
 
@@ -174,6 +176,7 @@ def main():
     else:
         train_teacher(teacher, head, args, seeds[0], test_x, test_y)
         if args.teacher_cache:
+            os.makedirs(os.path.dirname(os.path.abspath(args.teacher_cache)), exist_ok=True)
             torch.save({"teacher": teacher.state_dict(), "head": head.state_dict()},
                        args.teacher_cache)
     teacher.eval().requires_grad_(False)
@@ -219,7 +222,7 @@ def train_teacher(teacher, head, args, seed, test_x, test_y):
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     tx, ty = fashion(args.data, "train", args.teacher_images)
-    train([teacher], args.teacher_epochs, 0.05, tx, ty,
+    train("teacher", [teacher], args.teacher_epochs, 0.05, tx, ty,
           lambda i: F.cross_entropy(teacher(plain_batch(tx[i], generator))[0], ty[i]),
           lambda: top1(teacher, test_x, test_y), generator, args.teacher_batch)
     teacher.eval().requires_grad_(False)
@@ -230,7 +233,7 @@ def train_teacher(teacher, head, args, seed, test_x, test_y):
         terms, _, _ = ss_head(head(emb))
         return terms["head"]
 
-    train([head], args.head_epochs, 0.05, tx, ty, head_loss, lambda: None, generator,
+    train("SS head", [head], args.head_epochs, 0.05, tx, ty, head_loss, lambda: None, generator,
           args.teacher_batch)
 
 
@@ -260,7 +263,7 @@ def train_student(method, seed, teacher, head, x, y, test_x, test_y, args):
 
     started = time.time()
     modules = [student] if method != "sskd" else [student, student_head]
-    history = train(modules, args.epochs, 0.05, x, y, step,
+    history = train(f"{method}, seed {seed}", modules, args.epochs, 0.05, x, y, step,
                     lambda: top1(student, test_x, test_y), generator, args.batch)
     best = max(range(len(history)), key=lambda e: history[e])
     return {"name": f"student resnet8, {method}", "method": method, "seed": seed,
