@@ -44,6 +44,8 @@ type Subset = SelectionDataset<PlanarImages, LabeledImage>;
 
 const MEAN: [f32; 3] = [0.286, 0.286, 0.286];
 const STD: [f32; 3] = [0.353, 0.353, 0.353];
+/// The learning rate every stage starts from (cosine decay to 0 over its epochs).
+const LR: f64 = 0.05;
 /// The side of the images: Fashion-MNIST's 28×28 with a black border of 2, as LeNet took
 /// MNIST (the CIFAR networks' reference models take no less than 29×29).
 const SIDE: u32 = 32;
@@ -140,7 +142,7 @@ fn run_data(train: Arc<Subset>, test: Arc<Subset>, args: &Args) -> RunData<Subse
 /// SGD (momentum 0.9, weight decay 5e-4) with a cosine learning rate from 0.05 to 0 in every
 /// stage.
 fn experiment(args: &Args, method: MethodConfig) -> ExperimentConfig {
-    let cosine = |epochs| StageConfig::new(epochs, 0.05, vec![]).with_shape(ScheduleShape::Cosine);
+    let cosine = |epochs| StageConfig::new(epochs, LR, vec![]).with_shape(ScheduleShape::Cosine);
     ExperimentConfig::new("resnet20".into(), "resnet8".into())
         .with_num_classes(10)
         .with_teacher_stage(cosine(args.teacher_epochs))
@@ -434,8 +436,9 @@ fn print_seed_summary(tables: &[Vec<Row>], seeds: &[u64]) {
 fn write_report(args: &Args, seeds: &[u64], tables: &[Vec<Row>], seconds: f64) -> Result<PathBuf> {
     let epoch_json = |result: Option<EpochResult>| {
         result.map(|r| {
-            serde_json::json!({"epoch": r.epoch, "top1": r.evaluation.top1,
-                                          "ss_top1": r.evaluation.ss_top1})
+            let evaluation = r.evaluation;
+            serde_json::json!({"epoch": r.epoch, "top1": evaluation.top1,
+                               "ss_top1": evaluation.ss_top1})
         })
     };
     let models: Vec<serde_json::Value> = tables[0]
@@ -464,7 +467,7 @@ fn write_report(args: &Args, seeds: &[u64], tables: &[Vec<Row>], seconds: f64) -
     let report = serde_json::json!({
         "regime": {"labelled": args.labelled, "test_images": args.test_images,
                    "epochs": args.epochs, "batch": args.batch, "image_side": SIDE,
-                   "lr": 0.05, "schedule": "cosine", "teacher": args.teacher},
+                   "lr": LR, "schedule": "cosine", "teacher": args.teacher},
         "seeds": seeds,
         "models": models,
         "wall_seconds": seconds,
