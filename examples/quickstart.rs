@@ -392,8 +392,19 @@ fn across_seeds(tables: &[Vec<Row>], index: usize) -> (Vec<&Row>, Vec<Option<&Ro
     (rows, plains)
 }
 
-/// The mean ± std table over the seeds.
-fn print_seed_summary(tables: &[Vec<Row>], seeds: &[u64]) {
+/// Every model's columns over the seeds, in the order of the tables' rows.
+fn seed_columns(tables: &[Vec<Row>]) -> Vec<SeedColumns> {
+    let models = tables.first().map_or(0, Vec::len);
+    (0..models)
+        .map(|index| {
+            let (rows, plains) = across_seeds(tables, index);
+            SeedColumns::of(&rows, &plains)
+        })
+        .collect()
+}
+
+/// The mean ± std table over the seeds (`columns`: [`seed_columns`] of `tables`).
+fn print_seed_summary(tables: &[Vec<Row>], seeds: &[u64], columns: &[SeedColumns]) {
     let seed_list: Vec<String> = seeds.iter().map(u64::to_string).collect();
     println!(
         "\nMean ± std over {} seeds ({}), best first:",
@@ -409,10 +420,7 @@ fn print_seed_summary(tables: &[Vec<Row>], seeds: &[u64]) {
         Some((mean, std)) => format!("{mean:.2} ± {std:.2}"),
         None => "-".to_string(),
     };
-    let models = tables[0].iter().enumerate().map(|(index, row)| {
-        let (rows, plains) = across_seeds(tables, index);
-        (row, SeedColumns::of(&rows, &plains))
-    });
+    let models = tables[0].iter().zip(columns);
     let ranked = best_first(models.collect(), |(_, columns)| {
         columns.best.map(|(mean, _)| mean)
     });
@@ -432,8 +440,13 @@ fn print_seed_summary(tables: &[Vec<Row>], seeds: &[u64]) {
 }
 
 /// `--out/quickstart.json`: the regime, every seed's rows and, per model, the mean and std of
-/// each column over the seeds (std 0 for one seed).
-fn write_report(args: &Args, seeds: &[u64], tables: &[Vec<Row>], seconds: f64) -> Result<PathBuf> {
+/// each column over the seeds (`columns`: [`seed_columns`] of `tables`; std 0 for one seed).
+fn write_report(
+    args: &Args,
+    seeds: &[u64],
+    (tables, columns): (&[Vec<Row>], &[SeedColumns]),
+    seconds: f64,
+) -> Result<PathBuf> {
     let epoch_json = |result: Option<EpochResult>| {
         result.map(|r| {
             let evaluation = r.evaluation;
@@ -443,9 +456,10 @@ fn write_report(args: &Args, seeds: &[u64], tables: &[Vec<Row>], seconds: f64) -
     };
     let models: Vec<serde_json::Value> = tables[0]
         .iter()
+        .zip(columns)
         .enumerate()
-        .map(|(index, row)| {
-            let (rows, plains) = across_seeds(tables, index);
+        .map(|(index, (row, columns))| {
+            let (rows, _) = across_seeds(tables, index);
             let runs: Vec<serde_json::Value> = rows
                 .iter()
                 .zip(seeds)
@@ -455,7 +469,7 @@ fn write_report(args: &Args, seeds: &[u64], tables: &[Vec<Row>], seconds: f64) -
                 })
                 .collect();
             let mut model = serde_json::json!({"model": row.name, "runs": runs});
-            for (column, stat) in SeedColumns::of(&rows, &plains).named() {
+            for (column, stat) in columns.named() {
                 if let Some((mean, std)) = stat {
                     model[format!("{column}_mean")] = mean.into();
                     model[format!("{column}_std")] = std.into();
@@ -532,10 +546,12 @@ fn main() -> Result<()> {
         print_table(&rows, &args, labelled.len(), test.len());
         tables.push(rows);
     }
+    let columns = seed_columns(&tables);
     if seeds.len() > 1 {
-        print_seed_summary(&tables, &seeds);
+        print_seed_summary(&tables, &seeds, &columns);
     }
-    let report = write_report(&args, &seeds, &tables, started.elapsed().as_secs_f64())?;
+    let seconds = started.elapsed().as_secs_f64();
+    let report = write_report(&args, &seeds, (&tables, &columns), seconds)?;
     let out = args.out.display();
     let each = if per_seed_folders { "seed-N/" } else { "" };
     println!(
