@@ -1,6 +1,6 @@
 //! Criterion benchmarks of the CPU 2D convolution kernels at the model zoo's shapes: forward,
-//! input gradient and weight gradient, sskd's kernels (vendor/burn-flex, `conv2d_nchw.rs`)
-//! against burn-flex 0.21.0's own path (`burn_flex::sskd_kernels::set_enabled(false)`), in the
+//! input gradient and weight gradient, sskd's kernels (`sskd_kernels::conv2d_kernels`)
+//! against burn-flex 0.21.0's own path (`Flex`'s `ModuleOps`), in the
 //! same run. The batch is 64 rows, the SSKD student step at batch 16 (4 rotations each).
 //!
 //! ```text
@@ -12,6 +12,7 @@ use burn::backend::Flex;
 use burn::tensor::ops::{ConvOptions, FloatTensor, ModuleOps};
 use burn::tensor::{Distribution, Tensor};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use sskd::kernels::conv2d_kernels;
 
 /// One convolution of the zoo: `[batch, c_in, size, size]` by `[c_out, c_in / groups, k, k]`.
 struct Shape {
@@ -92,35 +93,41 @@ impl Operands {
         }
     }
 
-    fn forward(&self) -> FloatTensor<Flex> {
-        Flex::conv2d(
-            self.x.clone(),
-            self.weight.clone(),
-            None,
-            self.options.clone(),
-        )
+    fn forward(&self, sskd: bool) -> FloatTensor<Flex> {
+        let (x, weight, options) = (self.x.clone(), self.weight.clone(), &self.options);
+        match sskd {
+            true => conv2d_kernels::conv2d(x, weight, None, options),
+            false => Flex::conv2d(x, weight, None, options.clone()),
+        }
     }
 
-    fn input_grad(&self) -> FloatTensor<Flex> {
-        Flex::conv2d_x_backward(
+    fn input_grad(&self, sskd: bool) -> FloatTensor<Flex> {
+        let (x, weight, dy) = (
             self.x.clone(),
             self.weight.clone(),
             self.output_grad.clone(),
-            self.options.clone(),
-        )
+        );
+        match sskd {
+            true => conv2d_kernels::conv2d_x_backward(x, weight, dy, &self.options),
+            false => Flex::conv2d_x_backward(x, weight, dy, self.options.clone()),
+        }
     }
 
-    fn weight_grad(&self) -> FloatTensor<Flex> {
-        Flex::conv2d_weight_backward(
+    fn weight_grad(&self, sskd: bool) -> FloatTensor<Flex> {
+        let (x, weight, dy) = (
             self.x.clone(),
             self.weight.clone(),
             self.output_grad.clone(),
-            self.options.clone(),
-        )
+        );
+        match sskd {
+            true => conv2d_kernels::conv2d_weight_backward(x, weight, dy, &self.options),
+            false => Flex::conv2d_weight_backward(x, weight, dy, self.options.clone()),
+        }
     }
 }
 
-type Op = fn(&Operands) -> FloatTensor<Flex>;
+/// One operation, on sskd's kernels (`true`) or burn-flex's own path (`false`).
+type Op = fn(&Operands, bool) -> FloatTensor<Flex>;
 
 fn conv_kernels(c: &mut Criterion) {
     let ops: [(&str, Op); 3] = [
@@ -134,12 +141,10 @@ fn conv_kernels(c: &mut Criterion) {
         for shape in SHAPES {
             let operands = Operands::new(shape);
             for (kernels, sskd) in [("sskd", true), ("burn_flex", false)] {
-                burn_flex::sskd_kernels::set_enabled(sskd);
                 group.bench_function(BenchmarkId::new(kernels, shape.name), |b| {
-                    b.iter(|| op(&operands))
+                    b.iter(|| op(&operands, sskd))
                 });
             }
-            burn_flex::sskd_kernels::set_enabled(true);
         }
         group.finish();
     }

@@ -56,8 +56,8 @@ struct Args {
     /// Skip the configurations left once this many seconds have passed (0: no limit).
     #[arg(long, default_value_t = 0.0)]
     budget_s: f64,
-    /// Convolution kernels of the CPU backend: `sskd` (vendor/burn-flex's conv2d_nchw, the
-    /// default) or `burn-flex` (burn-flex 0.21.0's own path), to compare both in one run.
+    /// Kernels of the CPU backend: `sskd` (sskd-kernels' convolution and batch-norm kernels,
+    /// the default) or `burn-flex` (burn-flex 0.21.0's own path), to compare both in one run.
     #[arg(long, value_enum, default_value_t = CpuKernels::Sskd)]
     cpu_kernels: CpuKernels,
     /// Print the configurations and exit.
@@ -83,7 +83,7 @@ impl CpuKernels {
     /// Makes the CPU backend use these kernels.
     fn select(self) {
         #[cfg(feature = "flex")]
-        burn_flex::sskd_kernels::set_enabled(self == CpuKernels::Sskd);
+        sskd::kernels::set_enabled(self == CpuKernels::Sskd);
     }
 }
 

@@ -7,10 +7,13 @@
 //! tests:
 //! - [`models`]: the CIFAR-100 / ImageNet model zoo, the SS head, PyTorch weight import;
 //! - [`data`], [`augment`], [`losses`], [`train`]: data readers, augmentations, distillation
-//!   losses and the training pipeline.
+//!   losses and the training pipeline;
+//! - `kernels` (feature `flex`): the CPU kernels the models take on `Flex` and
+//!   `Autodiff<Flex>`.
 //!
 //! ## Feature flags
-//! - `flex` (default): the CPU backend `burn-flex`, used by the tests;
+//! - `flex` (default): the CPU backend `burn-flex` and sskd-kernels' convolution and batch-norm
+//!   kernels for it, used by the tests;
 //! - `cuda`: NVIDIA GPUs through `burn-cuda`;
 //! - `wgpu`: Vulkan / Metal / DX12 GPUs through `burn-wgpu`;
 //! - `fusion`, `autotune`: kernel fusion and autotuning of the cubecl backends;
@@ -19,6 +22,8 @@
 
 pub use sskd_augment as augment;
 pub use sskd_data as data;
+#[cfg(feature = "flex")]
+pub use sskd_kernels as kernels;
 pub use sskd_losses as losses;
 pub use sskd_models as models;
 pub use sskd_train as train;

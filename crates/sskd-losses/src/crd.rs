@@ -10,7 +10,7 @@ use rand::rngs::StdRng;
 use rand::seq::index::sample;
 use rand::SeedableRng;
 
-use crate::functional::embedding_of;
+use crate::functional::{div_scalar, embedding_of};
 use crate::{DistillInputs, FeatureTerm, LossError, MethodContext, Needs, TermConfig};
 
 /// Configuration of [`Crd`] (the CRD paper's CIFAR-100 defaults); the widths of the two
@@ -123,7 +123,7 @@ fn nce_loss<B: Backend>(scores: Tensor<B, 2>, n_data: usize) -> Tensor<B, 1> {
         .mul_scalar(noise)
         .log()
         .sum();
-    (log_positive + log_negative).div_scalar(batch as f64).neg()
+    div_scalar(log_positive + log_negative, batch as f64).neg()
 }
 
 impl<B: Backend> Crd<B> {
@@ -140,10 +140,10 @@ impl<B: Backend> Crd<B> {
             .clone()
             .select(0, contrast.reshape([batch * columns]))
             .reshape([batch, columns, dim]);
-        rows.matmul(anchor.reshape([batch, dim, 1]))
-            .reshape([batch, columns])
-            .div_scalar(self.temperature)
-            .exp()
+        let similarities = rows
+            .matmul(anchor.reshape([batch, dim, 1]))
+            .reshape([batch, columns]);
+        div_scalar(similarities, self.temperature).exp()
     }
 
     /// `ℓ2(m·M[y] + (1 − m)·v)` written into rows `y` of `memory`.

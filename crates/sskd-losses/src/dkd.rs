@@ -5,7 +5,7 @@ use burn::module::Module;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{backend::Backend, Tensor};
 
-use crate::functional::{cross_entropy, kl_batchmean};
+use crate::functional::{cross_entropy, div_scalar, kl_batchmean};
 use crate::kd::{check_logit_pair, image_logits};
 use crate::{DistillInputs, Distiller, LossError, LossTerm, LossTerms, Needs};
 
@@ -88,13 +88,14 @@ impl Dkd {
     ) -> (Tensor<B, 1>, Tensor<B, 1>) {
         let temperature = self.config.temperature;
         let [rows, _] = student_logits.dims();
-        let teacher_scaled = teacher_logits.div_scalar(temperature);
-        let student_scaled = student_logits.div_scalar(temperature);
+        let teacher_scaled = div_scalar(teacher_logits, temperature);
+        let student_scaled = div_scalar(student_logits, temperature);
         let teacher_binary = binary_log_probs(teacher_scaled.clone(), target_mask.clone());
         let student_binary = binary_log_probs(student_scaled.clone(), target_mask.clone());
-        let tckd = (teacher_binary.clone().exp() * (teacher_binary - student_binary))
-            .sum()
-            .div_scalar(rows.max(1) as f64);
+        let tckd = div_scalar(
+            (teacher_binary.clone().exp() * (teacher_binary - student_binary)).sum(),
+            rows.max(1) as f64,
+        );
         let suppress = target_mask.mul_scalar(1000.0);
         let nckd = kl_batchmean(
             teacher_scaled - suppress.clone(),

@@ -2,11 +2,12 @@
 //! regressor learned with the student), and the `ConvReg` regressor it shares with AB.
 
 use burn::module::Module;
-use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
+use burn::nn::conv::{Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use burn::nn::PaddingConfig2d;
 use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Tensor};
 use sskd_models::batch_norm::{BatchNorm, BatchNormConfig};
+use sskd_models::layers::Conv2d;
 
 use crate::{DistillInputs, FeatureTerm, LossError, MethodContext, Needs, TermConfig};
 
@@ -53,7 +54,8 @@ impl<B: Backend> ConvReg<B> {
                 Conv2dConfig::new([s_c, t_c], [3, 3])
                     .with_stride([2, 2])
                     .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-                    .init(device),
+                    .init(device)
+                    .into(),
             )
         } else if 2 * s_h == t_h {
             RegressorConv::Transposed(
@@ -64,7 +66,9 @@ impl<B: Backend> ConvReg<B> {
             )
         } else if s_h >= t_h && s_w >= t_w {
             RegressorConv::Conv(
-                Conv2dConfig::new([s_c, t_c], [1 + s_h - t_h, 1 + s_w - t_w]).init(device),
+                Conv2dConfig::new([s_c, t_c], [1 + s_h - t_h, 1 + s_w - t_w])
+                    .init(device)
+                    .into(),
             )
         } else {
             return Err(LossError::BadInput {

@@ -4,7 +4,7 @@ use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::functional::{match_spatial, sum_layers};
+use crate::functional::{div_scalar, match_spatial, sum_layers};
 use crate::{DistillInputs, FeatureTerm, LossError, Needs};
 
 /// FSP on all feature maps `feat[:-1]`: for consecutive maps (bottom, top) of one network,
@@ -23,8 +23,7 @@ fn fsp_matrices<B: Backend>(maps: &[Tensor<B, 4>]) -> Vec<Tensor<B, 3>> {
             let top_channels = top.dims()[1];
             let bottom = bottom.reshape([batch, bottom_channels, height * width]);
             let top = top.reshape([batch, top_channels, height * width]);
-            top.matmul(bottom.swap_dims(1, 2))
-                .div_scalar((height * width) as f64)
+            div_scalar(top.matmul(bottom.swap_dims(1, 2)), (height * width) as f64)
         })
         .collect()
 }

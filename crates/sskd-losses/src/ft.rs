@@ -2,10 +2,11 @@
 //! pre-trained on the teacher's last feature map, a translator trained with the student.
 
 use burn::module::Module;
-use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
+use burn::nn::conv::{Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use burn::nn::PaddingConfig2d;
 use burn::tensor::activation::leaky_relu;
 use burn::tensor::{backend::Backend, Tensor};
+use sskd_models::layers::Conv2d;
 use sskd_models::layers::ConvBn;
 
 use crate::functional::{attention_map, last_map, match_spatial};
@@ -17,6 +18,7 @@ fn conv3x3<B: Backend>(channels_in: usize, channels_out: usize, device: &B::Devi
     Conv2dConfig::new([channels_in, channels_out], [3, 3])
         .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
         .init(device)
+        .into()
 }
 
 fn conv_transpose3x3<B: Backend>(

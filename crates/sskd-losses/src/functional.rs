@@ -7,6 +7,19 @@ use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 
 use crate::LossError;
 
+/// `tensor / divisor`, with the gradient `grad / divisor`: both as PyTorch computes them.
+///
+/// Burn 0.21's `div_scalar` takes its gradient as `grad · (1/divisor)` with the reciprocal
+/// rounded to `f32`, which moves `f64` gradients by up to 6e-8 relative (`1 + 2⁻²⁵` for a
+/// divisor of 12); a division by a one-element tensor of the same type keeps both exact.
+///
+/// # Shapes
+/// - `tensor` and the output: any shape `[d_1, ..., d_D]`
+pub fn div_scalar<B: Backend, const D: usize>(tensor: Tensor<B, D>, divisor: f64) -> Tensor<B, D> {
+    let divisor = Tensor::full([1; D], divisor, (&tensor.device(), tensor.dtype()));
+    tensor.div(divisor)
+}
+
 /// `KL(softmax(teacher/T) ‖ softmax(student/T))` summed over classes and divided by the number
 /// of rows (PyTorch's `kl_div(..., reduction="batchmean")`), computed with log-softmax on both
 /// sides. Zero rows give 0. Not multiplied by `T²`.
@@ -22,12 +35,11 @@ pub fn kl_batchmean<B: Backend>(
     if rows == 0 {
         return Tensor::zeros([1], &student_logits.device());
     }
-    let teacher_log_probs = log_softmax(teacher_logits.div_scalar(temperature), 1);
-    let student_log_probs = log_softmax(student_logits.div_scalar(temperature), 1);
+    let teacher_log_probs = log_softmax(div_scalar(teacher_logits, temperature), 1);
+    let student_log_probs = log_softmax(div_scalar(student_logits, temperature), 1);
     let teacher_probs = teacher_log_probs.clone().exp();
-    (teacher_probs * (teacher_log_probs - student_log_probs))
-        .sum()
-        .div_scalar(rows as f64)
+    let summed = (teacher_probs * (teacher_log_probs - student_log_probs)).sum();
+    div_scalar(summed, rows as f64)
 }
 
 /// Mean cross-entropy of `logits` against integer `targets`.

@@ -6,7 +6,7 @@ use burn::module::Module;
 use burn::tensor::{backend::Backend, Int, Tensor};
 
 use crate::functional::{
-    cross_entropy, ensure_finite, ensure_labels, kl_batchmean, split_rotations,
+    cross_entropy, div_scalar, ensure_finite, ensure_labels, kl_batchmean, split_rotations,
 };
 use crate::{BatchLayout, DistillInputs, Distiller, LossError, LossTerm, LossTerms, Needs};
 
@@ -61,11 +61,8 @@ pub struct Kd {
 pub fn standardize_logits<B: Backend>(logits: Tensor<B, 2>) -> Tensor<B, 2> {
     let [_, classes] = logits.dims();
     let centred = logits.clone() - logits.mean_dim(1);
-    let variance = centred
-        .clone()
-        .powf_scalar(2.0)
-        .sum_dim(1)
-        .div_scalar((classes.max(2) - 1) as f64);
+    let squares = centred.clone().powf_scalar(2.0).sum_dim(1);
+    let variance = div_scalar(squares, (classes.max(2) - 1) as f64);
     centred / variance.sqrt().add_scalar(1e-7)
 }
 

@@ -4,7 +4,7 @@ use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::functional::{clamped_norm, embedding_of, smooth_l1};
+use crate::functional::{clamped_norm, div_scalar, embedding_of, smooth_l1};
 use crate::{DistillInputs, FeatureTerm, LossError, Needs};
 
 /// RKD on the embeddings `feat[-1]`: `w_d · L_d + w_a · L_a` with
@@ -43,7 +43,7 @@ fn normalised_distances<B: Backend>(embedding: Tensor<B, 2>) -> Tensor<B, 2> {
         .add_scalar(1.0);
     let distances = squared.sqrt() * off_diagonal;
     let pairs = (batch * batch.saturating_sub(1)).max(1) as f64;
-    distances.clone() / distances.sum().div_scalar(pairs).reshape([1, 1])
+    distances.clone() / div_scalar(distances.sum(), pairs).reshape([1, 1])
 }
 
 /// `cos∠(e_j − e_i, e_k − e_i)` for all `(i, j, k)`, flattened. `[b, d]` → `[b³]`.

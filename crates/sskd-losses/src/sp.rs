@@ -4,7 +4,7 @@ use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::functional::{flatten_rows, last_map, normalize_rows};
+use crate::functional::{div_scalar, flatten_rows, last_map, normalize_rows};
 use crate::{DistillInputs, FeatureTerm, LossError, Needs};
 
 /// SP on the last feature map `feat[-2]`: with `F` the flattened map `[B, C·H·W]` and
@@ -35,6 +35,6 @@ impl<B: Backend> FeatureTerm<B> for Similarity {
         let teacher = last_map("sp", &inputs.teacher, "teacher")?;
         let batch = student.dims()[0] as f64;
         let difference = similarity_matrix(teacher) - similarity_matrix(student);
-        Ok(difference.powf_scalar(2.0).sum().div_scalar(batch * batch))
+        Ok(div_scalar(difference.powf_scalar(2.0).sum(), batch * batch))
     }
 }

@@ -1,9 +1,10 @@
 //! Variational information distillation (Ahn et al., CVPR 2019), as `distiller_zoo/VID.py`.
 
 use burn::module::{Initializer, Module, Param};
-use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::conv::Conv2dConfig;
 use burn::tensor::activation::{relu, softplus};
 use burn::tensor::{backend::Backend, Tensor};
+use sskd_models::layers::Conv2d;
 
 use crate::functional::{match_spatial, stage_pairs, sum_layers};
 use crate::{DistillInputs, FeatureTerm, LossError, MethodContext, Needs, TermConfig};
@@ -31,6 +32,7 @@ impl<B: Backend> VidLayer<B> {
             Conv2dConfig::new([channels_in, teacher_channels], [1, 1])
                 .with_bias(false)
                 .init(device)
+                .into()
         };
         let initial = ((5.0f64 - VARIANCE_EPS).exp() - 1.0).ln();
         Self {

@@ -12,7 +12,7 @@
 //!   backend this made a resnet8 training step about three times as fast (`docs/performance.md`).
 //!
 //! On `Autodiff<Flex>` the training forward and backward go further: one fused operation with
-//! single-kernel forward and backward passes (`src/fused_batch_norm.rs`,
+//! single-kernel forward and backward passes (`sskd_kernels::batch_norm_train`,
 //! feature `flex`); the composite above runs on every other backend.
 
 use burn::config::Config;
@@ -138,7 +138,7 @@ impl<B: Backend> BatchNorm<B> {
     }
 
     /// The training forward pass through the fused CPU kernels
-    /// ([`fused_batch_norm`](crate::fused_batch_norm)); the input back where they do not apply.
+    /// (`sskd_kernels::batch_norm_train`); the input back where they do not apply.
     #[cfg(feature = "flex")]
     fn forward_fused<const D: usize>(
         &self,
@@ -146,8 +146,7 @@ impl<B: Backend> BatchNorm<B> {
         update: bool,
     ) -> Result<Tensor<B, D>, Tensor<B, D>> {
         let (gamma, beta) = (self.gamma.val(), self.beta.val());
-        let Some(fused) =
-            crate::fused_batch_norm::batch_norm_train(&input, &gamma, &beta, self.epsilon)
+        let Some(fused) = sskd_kernels::batch_norm_train(&input, &gamma, &beta, self.epsilon)
         else {
             return Err(input);
         };

@@ -3,11 +3,12 @@
 
 use burn::config::Config;
 use burn::module::{Initializer, Module};
-use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::conv::Conv2dConfig;
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 
 pub use crate::batch_norm::{BatchNorm, BatchNormConfig};
-use burn::tensor::module::conv2d;
+use crate::conv2d::conv2d;
+pub use crate::conv2d::Conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{backend::Backend, s, Tensor};
 
@@ -67,6 +68,7 @@ pub fn conv<B: Backend>(
         .with_groups(groups)
         .with_bias(false)
         .init(device)
+        .into()
 }
 
 /// `k×k`, stride `stride`, `padding = k / 2`, weights drawn as `init` says.
@@ -92,9 +94,10 @@ pub fn conv_with_bias<B: Backend>(
     init: ConvInit,
     device: &B::Device,
 ) -> Conv2d<B> {
-    let mut layer = square_conv_config(channels, kernel, stride, init)
+    let mut layer: Conv2d<B> = square_conv_config(channels, kernel, stride, init)
         .with_bias(true)
-        .init(device);
+        .init(device)
+        .into();
     if init == ConvInit::FanOutNormal {
         layer.bias = Some(Initializer::Zeros.init([channels[1]], device));
     }

@@ -16,8 +16,9 @@
 //! table.
 //!
 //! ## Feature flags
-//! - `flex` (default): the fused batch-norm training kernels of the CPU backend
-//!   (`Autodiff<Flex>`); every other backend runs the composite of generic ops either way.
+//! - `flex` (default): sskd-kernels' CPU kernels for the convolutions and batch norms of the zoo
+//!   on `Flex` and `Autodiff<Flex>`, taken at run time; every other backend runs Burn's
+//!   operations (and the batch norm's composite of generic ops) either way.
 //!   Without it the crate depends on `burn` without a backend; binaries, tests and benches
 //!   choose one.
 #![warn(missing_docs)]
@@ -26,10 +27,9 @@ pub mod atomic;
 mod backbone;
 pub mod batch_norm;
 pub mod checkpoint;
+pub mod conv2d;
 mod error;
 pub mod export;
-#[cfg(feature = "flex")]
-mod fused_batch_norm;
 pub mod head;
 pub mod import;
 pub mod layers;

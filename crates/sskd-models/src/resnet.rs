@@ -5,9 +5,9 @@
 //! One [`ResNet`] covers all three: they differ only in the stem, the number of stages, the
 //! block kind and the widths, which [`ResNetConfig`] holds.
 
+use crate::conv2d::Conv2d;
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::conv::Conv2d;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Linear, PaddingConfig2d};
 

@@ -2,9 +2,9 @@
 //! 4/8/4, 3 groups), with the reference's ReLU after the depthwise convolution and PyTorch's
 //! default initialisation.
 
+use crate::conv2d::Conv2d;
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::conv::Conv2d;
 use burn::nn::pool::{AvgPool2d, AvgPool2dConfig};
 use burn::nn::{Linear, PaddingConfig2d};
 

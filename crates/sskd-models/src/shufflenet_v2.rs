@@ -1,9 +1,9 @@
 //! ShuffleNetV2 of `models/ShuffleNetv2.py` (`ShuffleV2`, net size 1: out channels
 //! 116/232/464/1024, blocks 3/7/3), PyTorch's default initialisation.
 
+use crate::conv2d::Conv2d;
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::conv::Conv2d;
 use burn::nn::Linear;
 
 use crate::backbone::Backbone;

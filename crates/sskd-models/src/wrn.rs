@@ -1,9 +1,9 @@
 //! Wide ResNets of `models/wrn.py` (wrn_16_1, wrn_16_2, wrn_40_1, wrn_40_2): pre-activation
 //! blocks, widths 16k, 32k, 64k, dropout 0.
 
+use crate::conv2d::Conv2d;
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::conv::Conv2d;
 use burn::nn::Linear;
 
 use crate::backbone::Backbone;

@@ -1,4 +1,5 @@
-//! Data parallelism across machines with Burn 0.21's `burn-collective` (feature `collective`).
+//! Data parallelism across machines with `sskd-collective` (Burn 0.21's `burn-collective` with
+//! the fixes it needs; feature `collective`).
 //!
 //! One process per machine (a *node*) trains data-parallel over its own devices
 //! ([`crate::parallel`]). With a node group joined ([`join`]), every step also sums the nodes'
@@ -14,11 +15,13 @@
 
 use std::sync::Mutex;
 
-use burn::collective::{self, AllReduceStrategy, CollectiveConfig, PeerId, ReduceOperation};
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::{GradientsParams, MultiGradientsParams};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorPrimitive};
+use sskd_collective::{
+    self as collective, AllReduceStrategy, CollectiveConfig, PeerId, ReduceOperation,
+};
 
 use crate::TrainError;
 
@@ -114,7 +117,7 @@ pub fn run_orchestrator(port: u16) -> Result<(), TrainError> {
         path: format!("orchestrator on port {port}").into(),
         reason: e.to_string(),
     })?;
-    runtime.block_on(burn_collective::start_global_orchestrator(port));
+    runtime.block_on(collective::start_global_orchestrator(port));
     Ok(())
 }
 

@@ -1,0 +1,426 @@
+//! Fused batch normalisation for training on burn-flex's tensors (Burn 0.21 has no batch-norm backend operation).
+//!
+//! Batch normalisation of `x` `[N, C, ...]` over every axis but the channel axis, as
+//! `torch.nn.functional.batch_norm(training=True)` computes it: batch mean `μ_c`, biased batch
+//! variance `σ²_c`, `y = (x − μ_c) / √(σ²_c + ε) · γ_c + β_c`. The forward pass reads `x`
+//! twice for the statistics (mean, then the centred sum of squares: no cancellation) and
+//! writes `y` once; the backward pass reads `x` and `dy` once for two sums per channel and
+//! once more to write `dx`:
+//!
+//! `dβ_c = Σ dy`, `dγ_c = Σ dy · x̂`, `dx = γ_c / σ_c · (dy − dβ_c / M − x̂ · dγ_c / M)`
+//!
+//! with `x̂ = (x − μ_c) / σ_c` and `M = N · spatial`. Sums accumulate in `f64`. `f32` and `f64`
+//! tensors only (the callers fall back to a composite of generic ops for other types).
+//! Channel statistics run in parallel over channels, element-wise passes over rows.
+
+use burn_backend::{DType, Element};
+use burn_flex::{FlexTensor, Layout};
+use burn_std::{Bytes, Shape};
+
+/// Elements below which the passes stay on the calling thread.
+const PARALLEL_ELEMENTS: usize = 1 << 15;
+
+/// A float type the kernels run in (`f32`, `f64`).
+trait NormFloat: Element + bytemuck::Pod + Copy + Send + Sync + 'static {
+    fn to_f64(self) -> f64;
+    fn from_f64(value: f64) -> Self;
+}
+impl NormFloat for f32 {
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+    fn from_f64(value: f64) -> Self {
+        value as f32
+    }
+}
+impl NormFloat for f64 {
+    fn to_f64(self) -> f64 {
+        self
+    }
+    fn from_f64(value: f64) -> Self {
+        value
+    }
+}
+
+/// What the training forward pass returns.
+#[derive(Clone, Debug)]
+pub struct BatchNormForward {
+    /// The normalised tensor, the input's shape.
+    pub output: FlexTensor,
+    /// Batch mean per channel, `[C]`.
+    pub mean: FlexTensor,
+    /// Biased batch variance per channel, `[C]`.
+    pub variance: FlexTensor,
+    /// `1 / √(variance + ε)` per channel, `[C]` (kept for the backward pass).
+    pub inv_std: FlexTensor,
+}
+
+/// What the backward pass returns.
+#[derive(Clone, Debug)]
+pub struct BatchNormGrads {
+    /// Gradient of the input, its shape.
+    pub input: FlexTensor,
+    /// Gradient of γ, `[C]`.
+    pub gamma: FlexTensor,
+    /// Gradient of β, `[C]`.
+    pub beta: FlexTensor,
+}
+
+/// `(N, C, spatial)` of a tensor `[N, C, ...]`.
+fn sizes(x: &FlexTensor) -> (usize, usize, usize) {
+    let dims = x.layout().shape().to_vec();
+    assert!(
+        dims.len() >= 2,
+        "batch_norm: needs [N, C, ...], got {dims:?}"
+    );
+    (dims[0], dims[1], dims[2..].iter().product())
+}
+
+/// Whether the fused kernels handle tensors of `dtype`.
+pub fn supports(dtype: DType) -> bool {
+    matches!(dtype, DType::F32 | DType::F64)
+}
+
+fn values<T: NormFloat>(tensor: &FlexTensor) -> FlexTensor {
+    let tensor = tensor.to_contiguous();
+    assert_eq!(tensor.dtype(), T::dtype(), "batch_norm: mixed float types");
+    tensor
+}
+
+fn tensor_from<T: NormFloat>(data: Vec<T>, shape: Vec<usize>) -> FlexTensor {
+    FlexTensor::new(
+        Bytes::from_elems(data),
+        Layout::contiguous(Shape::from(shape)),
+        T::dtype(),
+    )
+}
+
+/// Per-channel values computed by `per_channel(c)` for `c in 0..channels`.
+fn map_channels<R: Send>(
+    channels: usize,
+    parallel: bool,
+    per_channel: impl Fn(usize) -> R + Sync + Send,
+) -> Vec<R> {
+    if parallel {
+        use rayon::prelude::*;
+        return (0..channels).into_par_iter().map(per_channel).collect();
+    }
+    (0..channels).map(per_channel).collect()
+}
+
+/// Runs `work(row, out_row)` over the `row_len`-long rows of `out`, in parallel when asked.
+fn for_each_row<T: Send>(
+    out: &mut [T],
+    row_len: usize,
+    parallel: bool,
+    work: impl Fn(usize, &mut [T]) + Sync + Send,
+) {
+    if row_len == 0 {
+        return;
+    }
+    if parallel {
+        use rayon::prelude::*;
+        out.par_chunks_mut(row_len)
+            .enumerate()
+            .for_each(|(row, chunk)| work(row, chunk));
+        return;
+    }
+    for (row, chunk) in out.chunks_mut(row_len).enumerate() {
+        work(row, chunk);
+    }
+}
+
+/// Independent partial sums per pass, so that the additions vectorise.
+const LANES: usize = 8;
+
+/// `Σ term(a[i], b[i])` in `f64` over equally long slices, in `LANES` partial sums.
+fn lane_sum<T: NormFloat>(a: &[T], b: &[T], term: impl Fn(f64, f64) -> f64) -> f64 {
+    let mut lanes = [0.0f64; LANES];
+    let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (a_tail, b_tail) = (a_chunks.remainder(), b_chunks.remainder());
+    for (a8, b8) in a_chunks.zip(b_chunks) {
+        for lane in 0..LANES {
+            lanes[lane] += term(a8[lane].to_f64(), b8[lane].to_f64());
+        }
+    }
+    let tail: f64 = a_tail
+        .iter()
+        .zip(b_tail)
+        .map(|(&x, &y)| term(x.to_f64(), y.to_f64()))
+        .sum();
+    lanes.iter().sum::<f64>() + tail
+}
+
+/// `Σ_n lane_sum(a_row, b_row)` over the `batch` rows of channel `c` in `[N, C, len]` data.
+fn channel_sum<T: NormFloat>(
+    (a, b): (&[T], &[T]),
+    channels: usize,
+    len: usize,
+    c: usize,
+    term: impl Fn(f64, f64) -> f64 + Copy,
+) -> f64 {
+    let batch = a.len() / (channels * len).max(1);
+    (0..batch)
+        .map(|n| {
+            let rows = (n * channels + c) * len..(n * channels + c + 1) * len;
+            lane_sum(&a[rows.clone()], &b[rows], term)
+        })
+        .sum()
+}
+
+fn forward_typed<T: NormFloat>(
+    x: &FlexTensor,
+    gamma: &FlexTensor,
+    beta: &FlexTensor,
+    epsilon: f64,
+) -> BatchNormForward {
+    let (batch, channels, len) = sizes(x);
+    let (x, gamma, beta) = (values::<T>(x), values::<T>(gamma), values::<T>(beta));
+    let (data, gamma, beta) = (x.storage::<T>(), gamma.storage::<T>(), beta.storage::<T>());
+    assert_eq!(
+        gamma.len(),
+        channels,
+        "batch_norm: γ of {} for {channels} channels",
+        gamma.len()
+    );
+    assert_eq!(
+        beta.len(),
+        channels,
+        "batch_norm: β of {} for {channels} channels",
+        beta.len()
+    );
+    let count = (batch * len).max(1) as f64;
+    let parallel = data.len() >= PARALLEL_ELEMENTS;
+    let stats = map_channels(channels, parallel, |c| {
+        let mean = channel_sum((data, data), channels, len, c, |v, _| v) / count;
+        let var = channel_sum((data, data), channels, len, c, |v, _| {
+            (v - mean) * (v - mean)
+        }) / count;
+        (mean, var)
+    });
+    let inv_std: Vec<f64> = stats
+        .iter()
+        .map(|&(_, var)| 1.0 / (var + epsilon).sqrt())
+        .collect();
+    let scale: Vec<T> = (0..channels)
+        .map(|c| T::from_f64(gamma[c].to_f64() * inv_std[c]))
+        .collect();
+    let mean_t: Vec<T> = stats.iter().map(|&(mean, _)| T::from_f64(mean)).collect();
+    let mut output = vec![T::from_f64(0.0); data.len()];
+    for_each_row(&mut output, len, parallel, |row, out| {
+        let c = row % channels;
+        let (mean, scale, shift) = (mean_t[c].to_f64(), scale[c].to_f64(), beta[c].to_f64());
+        for (o, &v) in out.iter_mut().zip(&data[row * len..(row + 1) * len]) {
+            *o = T::from_f64((v.to_f64() - mean) * scale + shift);
+        }
+    });
+    let shape = x.layout().shape().to_vec();
+    BatchNormForward {
+        output: tensor_from(output, shape),
+        mean: tensor_from(mean_t, vec![channels]),
+        variance: tensor_from(
+            stats.iter().map(|&(_, var)| T::from_f64(var)).collect(),
+            vec![channels],
+        ),
+        inv_std: tensor_from(
+            inv_std.iter().map(|&s| T::from_f64(s)).collect(),
+            vec![channels],
+        ),
+    }
+}
+
+fn backward_typed<T: NormFloat>(
+    x: &FlexTensor,
+    mean: &FlexTensor,
+    inv_std: &FlexTensor,
+    gamma: &FlexTensor,
+    output_grad: &FlexTensor,
+) -> BatchNormGrads {
+    let (batch, channels, len) = sizes(x);
+    let (x, dy) = (values::<T>(x), values::<T>(output_grad));
+    let (mean, inv_std, gamma) = (values::<T>(mean), values::<T>(inv_std), values::<T>(gamma));
+    let (data, dy) = (x.storage::<T>(), dy.storage::<T>());
+    let (mean, inv_std, gamma) = (
+        mean.storage::<T>(),
+        inv_std.storage::<T>(),
+        gamma.storage::<T>(),
+    );
+    assert_eq!(
+        dy.len(),
+        data.len(),
+        "batch_norm: gradient of another shape"
+    );
+    let count = (batch * len).max(1) as f64;
+    let parallel = data.len() >= PARALLEL_ELEMENTS;
+    // Per channel: Σ dy and Σ dy · (x − μ).
+    let sums = map_channels(channels, parallel, |c| {
+        let mu = mean[c].to_f64();
+        let sum_dy = channel_sum((dy, dy), channels, len, c, |g, _| g);
+        let sum_dy_centered = channel_sum((dy, data), channels, len, c, |g, v| g * (v - mu));
+        (sum_dy, sum_dy_centered)
+    });
+    let mut input_grad = vec![T::from_f64(0.0); data.len()];
+    for_each_row(&mut input_grad, len, parallel, |row, out| {
+        let c = row % channels;
+        let (mu, s) = (mean[c].to_f64(), inv_std[c].to_f64());
+        let (sum_dy, sum_dy_centered) = sums[c];
+        let mean_dy = sum_dy / count;
+        let projection = sum_dy_centered * s * s / count;
+        let k = gamma[c].to_f64() * s;
+        let range = row * len..(row + 1) * len;
+        for ((o, &g), &v) in out.iter_mut().zip(&dy[range.clone()]).zip(&data[range]) {
+            *o = T::from_f64(k * (g.to_f64() - mean_dy - (v.to_f64() - mu) * projection));
+        }
+    });
+    let shape = x.layout().shape().to_vec();
+    BatchNormGrads {
+        input: tensor_from(input_grad, shape),
+        gamma: tensor_from(
+            (0..channels)
+                .map(|c| T::from_f64(sums[c].1 * inv_std[c].to_f64()))
+                .collect(),
+            vec![channels],
+        ),
+        beta: tensor_from(
+            sums.iter()
+                .map(|&(sum_dy, _)| T::from_f64(sum_dy))
+                .collect(),
+            vec![channels],
+        ),
+    }
+}
+
+/// The training forward pass of batch normalisation over `x` `[N, C, ...]` with γ and β `[C]`.
+///
+/// # Panics
+/// If the tensors are not `f32` or `f64` ([`supports`]), differ in type, or γ/β are not `[C]`.
+pub fn batch_norm_train_forward(
+    x: &FlexTensor,
+    gamma: &FlexTensor,
+    beta: &FlexTensor,
+    epsilon: f64,
+) -> BatchNormForward {
+    match x.dtype() {
+        DType::F32 => forward_typed::<f32>(x, gamma, beta, epsilon),
+        DType::F64 => forward_typed::<f64>(x, gamma, beta, epsilon),
+        dtype => panic!("batch_norm: unsupported dtype {dtype:?}"),
+    }
+}
+
+/// The backward pass of [`batch_norm_train_forward`]: the gradients of `x`, γ and β from the
+/// output's gradient, `x`, and the forward pass's `mean` and `inv_std`.
+///
+/// # Panics
+/// As [`batch_norm_train_forward`], or if `output_grad` does not have `x`'s size.
+pub fn batch_norm_train_backward(
+    x: &FlexTensor,
+    mean: &FlexTensor,
+    inv_std: &FlexTensor,
+    gamma: &FlexTensor,
+    output_grad: &FlexTensor,
+) -> BatchNormGrads {
+    match x.dtype() {
+        DType::F32 => backward_typed::<f32>(x, mean, inv_std, gamma, output_grad),
+        DType::F64 => backward_typed::<f64>(x, mean, inv_std, gamma, output_grad),
+        dtype => panic!("batch_norm: unsupported dtype {dtype:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tensor(data: Vec<f64>, shape: Vec<usize>) -> FlexTensor {
+        tensor_from(data, shape)
+    }
+
+    fn pseudo_random(count: usize, seed: u64) -> Vec<f64> {
+        let mut state = seed;
+        (0..count)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((state >> 11) as f64 / (1u64 << 53) as f64) * 4.0 - 1.5
+            })
+            .collect()
+    }
+
+    /// Forward and backward by the textbook formulas, in `f64`, over `[N, C, L]`.
+    #[allow(clippy::type_complexity)]
+    fn naive(
+        x: &[f64],
+        gamma: &[f64],
+        beta: &[f64],
+        dy: &[f64],
+        (n, c, l): (usize, usize, usize),
+        eps: f64,
+    ) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
+        let m = (n * l) as f64;
+        let idx = |b: usize, ch: usize, i: usize| (b * c + ch) * l + i;
+        let (mut y, mut dx) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+        let (mut dgamma, mut dbeta) = (vec![0.0; c], vec![0.0; c]);
+        for ch in 0..c {
+            let all = |f: &dyn Fn(usize) -> f64| {
+                (0..n)
+                    .flat_map(|b| (0..l).map(move |i| (b, i)))
+                    .map(|(b, i)| f(idx(b, ch, i)))
+                    .sum::<f64>()
+            };
+            let mean = all(&|j| x[j]) / m;
+            let var = all(&|j| (x[j] - mean).powi(2)) / m;
+            let s = 1.0 / (var + eps).sqrt();
+            dbeta[ch] = all(&|j| dy[j]);
+            dgamma[ch] = all(&|j| dy[j] * (x[j] - mean) * s);
+            for b in 0..n {
+                for i in 0..l {
+                    let j = idx(b, ch, i);
+                    let xhat = (x[j] - mean) * s;
+                    y[j] = xhat * gamma[ch] + beta[ch];
+                    dx[j] = gamma[ch] * s * (dy[j] - dbeta[ch] / m - xhat * dgamma[ch] / m);
+                }
+            }
+        }
+        (y, dx, dgamma, dbeta)
+    }
+
+    fn check(shape: (usize, usize, usize)) {
+        let (n, c, l) = shape;
+        let x = pseudo_random(n * c * l, 1);
+        let dy = pseudo_random(n * c * l, 2);
+        let gamma = pseudo_random(c, 3);
+        let beta = pseudo_random(c, 4);
+        let (y, dx, dgamma, dbeta) = naive(&x, &gamma, &beta, &dy, shape, 1e-5);
+        let xt = tensor(x, vec![n, c, l]);
+        let (gt, bt) = (tensor(gamma, vec![c]), tensor(beta, vec![c]));
+        let forward = batch_norm_train_forward(&xt, &gt, &bt, 1e-5);
+        let grads = batch_norm_train_backward(
+            &xt,
+            &forward.mean,
+            &forward.inv_std,
+            &gt,
+            &tensor(dy, vec![n, c, l]),
+        );
+        let close = |ours: &FlexTensor, reference: &[f64], what: &str| {
+            for (a, b) in ours.storage::<f64>().iter().zip(reference) {
+                assert!(
+                    (a - b).abs() <= 1e-12 * (1.0 + b.abs()),
+                    "{what} {shape:?}: {a} vs {b}"
+                );
+            }
+        };
+        close(&forward.output, &y, "output");
+        close(&grads.input, &dx, "input grad");
+        close(&grads.gamma, &dgamma, "gamma grad");
+        close(&grads.beta, &dbeta, "beta grad");
+    }
+
+    #[test]
+    fn matches_naive_sums() {
+        check((1, 3, 5));
+        check((4, 3, 7));
+        check((2, 5, 1));
+        // Large enough for the parallel passes.
+        check((16, 8, 17 * 17));
+    }
+}

@@ -1,0 +1,1153 @@
+//! CPU kernels for training 2D convolutions on burn-flex's tensors (burn-flex 0.21.0 has none
+//! as fast; see the crate's front page): the forward pass, the input gradient, the weight gradient and the bias
+//! gradient, in `f32` and `f64`, all in NCHW without layout changes.
+//!
+//! The images of a batch are taken in chunks whose im2col matrices sit side by side, so that
+//! every GEMM has at least [`MIN_GEMM_COLUMNS`] columns even on the 8×8 maps of the deep layers
+//! (`col_g`: `[C/g·KH·KW, n·OH·OW]` for a chunk of `n` images, rows ordered as the weight's
+//! `(c, kh, kw)`, so the weight is used as stored):
+//!
+//! - **Forward**: `out_g [O/g, n·OH·OW] = W_g [O/g, C/g·KH·KW] · col_g`, copied back to NCHW.
+//! - **Input gradient**: `dcol_g = W_gᵀ · dY_g`, then col2im adds each image's block of `dcol_g`
+//!   into its input gradient.
+//! - **Weight gradient**: `dW_g = Σ_chunks dY_g · col_gᵀ`, a real GEMM whose inner dimension is
+//!   `n·OH·OW`, over one fixed slice of the batch per thread; the per-thread partial sums are then
+//!   added in a fixed order (so a given thread count always gives the same bits). For spatial
+//!   kernels `col_g` is built pixel-major (`[n·OH·OW, C/g·KH·KW]`), the layout gemm (column-major
+//!   inside) reads without packing.
+//! - **Depthwise** (one input channel per group, any channel multiplier): direct loops for the
+//!   gradients, with the valid output range of each kernel tap computed up front so the inner
+//!   loops have no bounds checks.
+//!
+//! Chunks run in parallel (rayon), each with a single-threaded GEMM; a batch with fewer chunks
+//! than threads runs them one after the other with a parallel GEMM instead.
+
+use burn_backend::ops::conv::calculate_conv_output_size;
+use burn_backend::ops::ConvOptions;
+use burn_backend::DType;
+use burn_flex::{FlexTensor, Layout};
+use burn_std::{bf16, f16, Bytes, Shape};
+
+use crate::float_cast::{cast_from_f32, cast_to_f32};
+
+/// A float type the kernels run in (`f32`, `f64`).
+pub(crate) trait ConvFloat:
+    num_traits::Float + bytemuck::Pod + Send + Sync + core::iter::Sum + 'static
+{
+}
+impl ConvFloat for f32 {}
+impl ConvFloat for f64 {}
+
+/// Sizes of one 2D convolution: input `[batch, c_in, in_h, in_w]`, weight
+/// `[c_out, c_in / groups, k_h, k_w]`, output `[batch, c_out, out_h, out_w]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Conv2dGeometry {
+    pub batch: usize,
+    pub c_in: usize,
+    pub in_h: usize,
+    pub in_w: usize,
+    pub c_out: usize,
+    pub k_h: usize,
+    pub k_w: usize,
+    pub groups: usize,
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+    pub dilation: [usize; 2],
+    pub out_h: usize,
+    pub out_w: usize,
+}
+
+impl Conv2dGeometry {
+    /// The geometry of `conv2d(x, weight, options)` from the input and weight shapes.
+    ///
+    /// # Panics
+    /// If the shapes are not 4-dimensional or do not agree with `options.groups`.
+    pub fn new(x_shape: &[usize], weight_shape: &[usize], options: &ConvOptions<2>) -> Self {
+        assert!(
+            x_shape.len() == 4 && weight_shape.len() == 4,
+            "conv2d: input {x_shape:?} and weight {weight_shape:?} must be 4-dimensional"
+        );
+        let groups = options.groups;
+        assert!(
+            groups >= 1 && x_shape[1] == weight_shape[1] * groups && weight_shape[0] % groups == 0,
+            "conv2d: input channels {} and weight {weight_shape:?} disagree with {groups} groups",
+            x_shape[1]
+        );
+        let [k_h, k_w] = [weight_shape[2], weight_shape[3]];
+        let out = |axis: usize, k: usize, size: usize| {
+            calculate_conv_output_size(
+                k,
+                options.stride[axis],
+                options.padding[axis],
+                options.dilation[axis],
+                size,
+            )
+        };
+        Self {
+            batch: x_shape[0],
+            c_in: x_shape[1],
+            in_h: x_shape[2],
+            in_w: x_shape[3],
+            c_out: weight_shape[0],
+            k_h,
+            k_w,
+            groups,
+            stride: options.stride,
+            padding: options.padding,
+            dilation: options.dilation,
+            out_h: out(0, k_h, x_shape[2]),
+            out_w: out(1, k_w, x_shape[3]),
+        }
+    }
+
+    /// Input channels per group.
+    pub fn in_per_group(&self) -> usize {
+        self.c_in / self.groups
+    }
+    /// Output channels per group.
+    pub fn out_per_group(&self) -> usize {
+        self.c_out / self.groups
+    }
+    /// Rows of one group's im2col matrix (the GEMM's inner dimension): `C/g · KH · KW`.
+    pub fn col_rows(&self) -> usize {
+        self.in_per_group() * self.k_h * self.k_w
+    }
+    /// `in_h · in_w`.
+    pub fn in_plane(&self) -> usize {
+        self.in_h * self.in_w
+    }
+    /// `out_h · out_w`, the columns of the im2col matrix.
+    pub fn out_plane(&self) -> usize {
+        self.out_h * self.out_w
+    }
+    /// Elements of one image of the input.
+    pub fn in_image(&self) -> usize {
+        self.c_in * self.in_plane()
+    }
+    /// Elements of one image of the output.
+    pub fn out_image(&self) -> usize {
+        self.c_out * self.out_plane()
+    }
+    /// One input channel per group (depthwise, with any channel multiplier).
+    pub fn is_depthwise(&self) -> bool {
+        self.groups > 1 && self.in_per_group() == 1
+    }
+    /// Valid output rows `[start, end)` for kernel row `kh`.
+    fn rows_for_tap(&self, kh: usize) -> (usize, usize) {
+        valid_out_range(
+            kh,
+            self.dilation[0],
+            self.padding[0],
+            self.stride[0],
+            self.in_h,
+            self.out_h,
+        )
+    }
+    /// Valid output columns `[start, end)` for kernel column `kw`.
+    fn cols_for_tap(&self, kw: usize) -> (usize, usize) {
+        valid_out_range(
+            kw,
+            self.dilation[1],
+            self.padding[1],
+            self.stride[1],
+            self.in_w,
+            self.out_w,
+        )
+    }
+    /// Input row read by output row `oh` at kernel row `kh` (must be in the valid range).
+    fn in_row(&self, oh: usize, kh: usize) -> usize {
+        oh * self.stride[0] + kh * self.dilation[0] - self.padding[0]
+    }
+    /// Input column read by output column `ow` at kernel column `kw` (in the valid range).
+    fn in_col(&self, ow: usize, kw: usize) -> usize {
+        ow * self.stride[1] + kw * self.dilation[1] - self.padding[1]
+    }
+    /// Images whose im2col matrices sit side by side in one GEMM: enough for
+    /// [`MIN_GEMM_COLUMNS`] columns, but no more than an equal share of the batch per thread.
+    pub fn images_per_chunk(&self) -> usize {
+        let wanted = MIN_GEMM_COLUMNS.div_ceil(self.out_plane().max(1));
+        let share = self.batch.div_ceil(thread_count());
+        wanted.min(share).max(1)
+    }
+    /// Whether chunks of images run on separate threads (each with a serial GEMM) rather than
+    /// one after the other with a parallel GEMM.
+    fn chunks_in_parallel(&self) -> bool {
+        self.batch.div_ceil(self.images_per_chunk()) >= thread_count()
+    }
+    /// GEMM parallelism for a product of `m × k` by `k × n`.
+    fn gemm_parallelism(&self, m: usize, n: usize, k: usize) -> gemm::Parallelism {
+        if !self.chunks_in_parallel() && m * n * k >= 64 * 64 * 64 {
+            return gemm::Parallelism::Rayon(0);
+        }
+        gemm::Parallelism::None
+    }
+}
+
+/// The output positions `[start, end)` along one axis whose input position
+/// `o · stride + tap · dilation − pad` lies inside `[0, in_size)`, for kernel tap `tap`.
+fn valid_out_range(
+    tap: usize,
+    dilation: usize,
+    pad: usize,
+    stride: usize,
+    in_size: usize,
+    out_size: usize,
+) -> (usize, usize) {
+    let offset = tap * dilation;
+    // The first o with o·stride + offset ≥ pad, and the first with o·stride + offset ≥ in_size + pad.
+    let first_at_least = |bound: usize| match bound.checked_sub(offset) {
+        Some(gap) => gap.div_ceil(stride),
+        None => 0,
+    };
+    let end = first_at_least(in_size + pad).min(out_size);
+    (first_at_least(pad).min(end), end)
+}
+
+/// The GEMM column count (images × OH·OW) a chunk of images aims for: per-image products of
+/// the deep layers (8×8 maps: 64 columns) are too thin for the GEMM micro-kernels.
+const MIN_GEMM_COLUMNS: usize = 512;
+
+/// Threads the kernels may use.
+fn thread_count() -> usize {
+    rayon::current_num_threads()
+}
+
+/// A matrix operand of [`gemm`]: a base pointer with row and column strides.
+#[derive(Clone, Copy)]
+struct MatRef<T> {
+    ptr: *const T,
+    row_stride: isize,
+    col_stride: isize,
+}
+
+impl<T> MatRef<T> {
+    /// The row-major `[rows, cols]` matrix at the start of `data`.
+    fn row_major(data: &[T], rows: usize, cols: usize) -> Self {
+        assert!(data.len() >= rows * cols, "conv2d: matrix slice too short");
+        Self {
+            ptr: data.as_ptr(),
+            row_stride: cols as isize,
+            col_stride: 1,
+        }
+    }
+    /// The transpose of this matrix.
+    fn t(self) -> Self {
+        Self {
+            ptr: self.ptr,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+        }
+    }
+}
+
+/// How [`gemm`] stores its `[m, n]` result.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dst {
+    /// Row-major `[m, n]`.
+    RowMajor,
+    /// As its transpose, row-major `[n, m]`.
+    Transposed,
+}
+
+/// `dst [m, n] (+)= lhs [m, k] · rhs [k, n]`; adds to `dst` when `accumulate`.
+fn gemm<T: ConvFloat>(
+    dst: &mut [T],
+    dst_layout: Dst,
+    (m, n, k): (usize, usize, usize),
+    lhs: MatRef<T>,
+    rhs: MatRef<T>,
+    accumulate: bool,
+    parallelism: gemm::Parallelism,
+) {
+    assert!(dst.len() >= m * n, "conv2d: GEMM destination too short");
+    let (dst_row_stride, dst_col_stride) = match dst_layout {
+        Dst::RowMajor => (n as isize, 1),
+        Dst::Transposed => (1, m as isize),
+    };
+    // SAFETY: `dst` holds `m · n` elements (checked), covered by either layout; `lhs` and `rhs`
+    // were built from slices holding their `[m, k]` and `[k, n]` extents (checked in
+    // `MatRef::row_major`; a transpose covers the same elements) and outlive this call.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            dst_col_stride,
+            dst_row_stride,
+            accumulate,
+            lhs.ptr,
+            lhs.col_stride,
+            lhs.row_stride,
+            rhs.ptr,
+            rhs.col_stride,
+            rhs.row_stride,
+            T::one(),
+            T::one(),
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// Runs `work(index, chunk)` on each `chunk_len`-sized chunk of `data`, in parallel when
+/// `parallel`.
+fn for_each_chunk<T, F>(data: &mut [T], chunk_len: usize, parallel: bool, work: F)
+where
+    T: Send,
+    F: Fn(usize, &mut [T]) + Sync + Send,
+{
+    if chunk_len == 0 {
+        return;
+    }
+    if parallel {
+        use rayon::prelude::*;
+        data.par_chunks_mut(chunk_len)
+            .enumerate()
+            .for_each(|(index, chunk)| work(index, chunk));
+        return;
+    }
+    for (index, chunk) in data.chunks_mut(chunk_len).enumerate() {
+        work(index, chunk);
+    }
+}
+
+/// Fills one image's block of an im2col matrix from one group of that image (`x_group`:
+/// `[C/g, H, W]`): row `r = (c, kh, kw)` of the block is `col[r · row_stride ..][.. OH·OW]`.
+/// Padding reads as zero.
+fn im2col<T: ConvFloat>(geo: &Conv2dGeometry, x_group: &[T], col: &mut [T], row_stride: usize) {
+    let (in_plane, out_plane) = (geo.in_plane(), geo.out_plane());
+    let mut row_index = 0;
+    for channel in x_group.chunks_exact(in_plane).take(geo.in_per_group()) {
+        for kh in 0..geo.k_h {
+            let (oh_start, oh_end) = geo.rows_for_tap(kh);
+            for kw in 0..geo.k_w {
+                let (ow_start, ow_end) = geo.cols_for_tap(kw);
+                let row = &mut col[row_index * row_stride..][..out_plane];
+                row_index += 1;
+                if ow_start >= ow_end {
+                    row.fill(T::zero());
+                    continue;
+                }
+                row[..oh_start * geo.out_w].fill(T::zero());
+                row[oh_end * geo.out_w..].fill(T::zero());
+                let first = geo.in_col(ow_start, kw);
+                for oh in oh_start..oh_end {
+                    let src = &channel[geo.in_row(oh, kh) * geo.in_w..][..geo.in_w];
+                    let dst = &mut row[oh * geo.out_w..][..geo.out_w];
+                    dst[..ow_start].fill(T::zero());
+                    dst[ow_end..].fill(T::zero());
+                    let dst = &mut dst[ow_start..ow_end];
+                    if geo.stride[1] == 1 {
+                        dst.copy_from_slice(&src[first..first + dst.len()]);
+                    } else {
+                        let src = src[first..].iter().step_by(geo.stride[1]);
+                        for (d, &s) in dst.iter_mut().zip(src) {
+                            *d = s;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adds one image's block of an im2col-shaped matrix (rows `col[r · row_stride ..][.. OH·OW]`)
+/// back into one group of that image's input gradient (`dx_group`: `[C/g, H, W]`): the
+/// adjoint of [`im2col`].
+fn col2im_add<T: ConvFloat>(
+    geo: &Conv2dGeometry,
+    col: &[T],
+    row_stride: usize,
+    dx_group: &mut [T],
+) {
+    let in_plane = geo.in_plane();
+    let mut row_index = 0;
+    for channel in dx_group.chunks_exact_mut(in_plane).take(geo.in_per_group()) {
+        for kh in 0..geo.k_h {
+            let (oh_start, oh_end) = geo.rows_for_tap(kh);
+            for kw in 0..geo.k_w {
+                let (ow_start, ow_end) = geo.cols_for_tap(kw);
+                let row = &col[row_index * row_stride..];
+                row_index += 1;
+                if ow_start >= ow_end {
+                    continue;
+                }
+                let first = geo.in_col(ow_start, kw);
+                for oh in oh_start..oh_end {
+                    let src = &row[oh * geo.out_w + ow_start..oh * geo.out_w + ow_end];
+                    let dst = &mut channel[geo.in_row(oh, kh) * geo.in_w..][..geo.in_w];
+                    scatter_add(&mut dst[first..], geo.stride[1], src, T::one());
+                }
+            }
+        }
+    }
+}
+
+/// Copies rows `[rows]` of each image's `[rows_total, plane]` matrix in `images`
+/// (`[n, rows_total, plane]`) side by side into `dst` (`[rows, n · plane]`).
+fn gather_rows<T: ConvFloat>(
+    images: &[T],
+    image_len: usize,
+    rows: core::ops::Range<usize>,
+    plane: usize,
+    dst: &mut [T],
+) {
+    let n = images.len() / image_len;
+    for (i, image) in images.chunks_exact(image_len).enumerate() {
+        for (r, src) in image[rows.start * plane..rows.end * plane]
+            .chunks_exact(plane)
+            .enumerate()
+        {
+            dst[(r * n + i) * plane..][..plane].copy_from_slice(src);
+        }
+    }
+}
+
+/// The adjoint of [`gather_rows`]: copies `src` (`[rows, n · plane]`) into rows `[rows]` of
+/// each image's matrix in `images`.
+fn scatter_rows<T: ConvFloat>(
+    src: &[T],
+    images: &mut [T],
+    image_len: usize,
+    rows: core::ops::Range<usize>,
+    plane: usize,
+) {
+    let n = images.len() / image_len;
+    for (i, image) in images.chunks_exact_mut(image_len).enumerate() {
+        for (r, dst) in image[rows.start * plane..rows.end * plane]
+            .chunks_exact_mut(plane)
+            .enumerate()
+        {
+            dst.copy_from_slice(&src[(r * n + i) * plane..][..plane]);
+        }
+    }
+}
+
+/// `dst[i · stride] += scale · src[i]` for every `i` of `src`.
+#[inline]
+fn scatter_add<T: ConvFloat>(dst: &mut [T], stride: usize, src: &[T], scale: T) {
+    if stride == 1 {
+        for (d, &s) in dst[..src.len()].iter_mut().zip(src) {
+            *d = *d + scale * s;
+        }
+    } else {
+        for (d, &s) in dst.iter_mut().step_by(stride).zip(src) {
+            *d = *d + scale * s;
+        }
+    }
+}
+
+/// `Σ_i row[i · stride] · g[i]` over every `i` of `g`.
+#[inline]
+fn strided_dot<T: ConvFloat>(row: &[T], stride: usize, g: &[T]) -> T {
+    if stride == 1 {
+        row[..g.len()].iter().zip(g).map(|(&x, &g)| x * g).sum()
+    } else {
+        row.iter()
+            .step_by(stride)
+            .zip(g)
+            .map(|(&x, &g)| x * g)
+            .sum()
+    }
+}
+
+/// Scratch space for one group of one chunk of images.
+struct Scratch<'a, T> {
+    /// An im2col matrix, `[C/g·KH·KW, n · OH·OW]`.
+    col: &'a mut [T],
+    /// An output-shaped matrix, `[O/g, n · OH·OW]`.
+    rows: &'a mut [T],
+}
+
+std::thread_local! {
+    /// Each thread's scratch memory, kept between convolutions (rayon's worker threads live as
+    /// long as the process), so that the im2col buffers are not allocated, faulted in and
+    /// zeroed on every call. Grows to the largest convolution the thread has run.
+    static SCRATCH: core::cell::RefCell<Vec<u64>> = const { core::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `work` with this thread's [`Scratch`] sized for `geo` (a fresh allocation where the
+/// thread's memory is already in use further up the stack). The scratch
+/// holds stale values: every kernel writes a region before it reads it.
+fn with_scratch<T: ConvFloat, R>(
+    geo: &Conv2dGeometry,
+    work: impl FnOnce(Scratch<'_, T>) -> R,
+) -> R {
+    let columns = geo.images_per_chunk() * geo.out_plane();
+    let col_len = geo.col_rows() * columns;
+    let len = col_len + geo.out_per_group() * columns;
+    let split = |buffer: &mut [T]| {
+        let (col, rows) = buffer[..len].split_at_mut(col_len);
+        work(Scratch { col, rows })
+    };
+    let words = (len * core::mem::size_of::<T>()).div_ceil(8);
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buffer) => {
+            if buffer.len() < words {
+                buffer.resize(words, 0);
+            }
+            split(bytemuck::cast_slice_mut(&mut buffer[..words]))
+        }
+        Err(_) => split(&mut vec![T::zero(); len]),
+    })
+}
+
+/// The im2col matrix (`[C/g·KH·KW, n · OH·OW]`) of group `g` of the chunk of images
+/// `x_chunk` (`[n, C, H, W]`), filled into `col`.
+fn chunk_columns<'a, T: ConvFloat>(
+    geo: &Conv2dGeometry,
+    x_chunk: &[T],
+    g: usize,
+    col: &'a mut [T],
+) -> &'a mut [T] {
+    let n = x_chunk.len() / geo.in_image();
+    let (columns, plane) = (n * geo.out_plane(), geo.out_plane());
+    for (i, x_image) in x_chunk.chunks_exact(geo.in_image()).enumerate() {
+        let x_group = &x_image[g * geo.in_per_group() * geo.in_plane()..];
+        im2col(geo, x_group, &mut col[i * plane..], columns);
+    }
+    &mut col[..geo.col_rows() * columns]
+}
+
+/// Fills one image's rows of a pixel-major im2col matrix (`col_t`: `[OH·OW, C/g·KH·KW]`, the
+/// transpose of [`im2col`]'s block) from one group of that image (`x_group`: `[C/g, H, W]`).
+/// One output row's slab (`OW` rows of `C/g·KH·KW`) is written at a time, so its scattered
+/// writes stay in cache.
+fn im2col_pixel_major<T: ConvFloat>(geo: &Conv2dGeometry, x_group: &[T], col_t: &mut [T]) {
+    let width = geo.col_rows();
+    let in_plane = geo.in_plane();
+    for (oh, slab) in col_t
+        .chunks_exact_mut(geo.out_w * width)
+        .take(geo.out_h)
+        .enumerate()
+    {
+        slab.fill(T::zero());
+        for kh in 0..geo.k_h {
+            let (oh_start, oh_end) = geo.rows_for_tap(kh);
+            if oh < oh_start || oh >= oh_end {
+                continue;
+            }
+            let ih = geo.in_row(oh, kh);
+            for c in 0..geo.in_per_group() {
+                let src = &x_group[c * in_plane + ih * geo.in_w..][..geo.in_w];
+                for kw in 0..geo.k_w {
+                    let (ow_start, ow_end) = geo.cols_for_tap(kw);
+                    let r = (c * geo.k_h + kh) * geo.k_w + kw;
+                    for ow in ow_start..ow_end {
+                        slab[ow * width + r] = src[geo.in_col(ow, kw)];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The pixel-major im2col matrix (`[n · OH·OW, C/g·KH·KW]`) of group `g` of the chunk of
+/// images `x_chunk` (`[n, C, H, W]`), filled into `col`.
+fn chunk_columns_pixel_major<'a, T: ConvFloat>(
+    geo: &Conv2dGeometry,
+    x_chunk: &[T],
+    g: usize,
+    col: &'a mut [T],
+) -> &'a mut [T] {
+    let image_len = geo.out_plane() * geo.col_rows();
+    let n = x_chunk.len() / geo.in_image();
+    for (x_image, col_t) in x_chunk
+        .chunks_exact(geo.in_image())
+        .zip(col.chunks_exact_mut(image_len))
+    {
+        let x_group = &x_image[g * geo.in_per_group() * geo.in_plane()..];
+        im2col_pixel_major(geo, x_group, col_t);
+    }
+    &mut col[..n * image_len]
+}
+
+/// 2D convolution, `out [B, O, OH, OW] = conv2d(x [B, C, H, W], w [O, C/g, KH, KW]) + bias [O]`.
+pub(crate) fn conv2d_forward<T: ConvFloat>(
+    geo: &Conv2dGeometry,
+    x: &[T],
+    weight: &[T],
+    bias: Option<&[T]>,
+) -> Vec<T> {
+    let mut out = vec![T::zero(); geo.batch * geo.out_image()];
+    if out.is_empty() {
+        return out;
+    }
+    let (m, k) = (geo.out_per_group(), geo.col_rows());
+    let chunk = geo.images_per_chunk();
+    for_each_chunk(
+        &mut out,
+        chunk * geo.out_image(),
+        geo.chunks_in_parallel(),
+        |index, out_chunk| {
+            with_scratch::<T, _>(geo, |scratch| {
+                let x_chunk = &x[index * chunk * geo.in_image()..]
+                    [..out_chunk.len() / geo.out_image() * geo.in_image()];
+                let n = x_chunk.len() / geo.in_image() * geo.out_plane();
+                let parallelism = geo.gemm_parallelism(m, n, k);
+                for g in 0..geo.groups {
+                    let columns = chunk_columns(geo, x_chunk, g, scratch.col);
+                    let w_group = &weight[g * m * k..][..m * k];
+                    gemm(
+                        scratch.rows,
+                        Dst::RowMajor,
+                        (m, n, k),
+                        MatRef::row_major(w_group, m, k),
+                        MatRef::row_major(columns, k, n),
+                        false,
+                        parallelism,
+                    );
+                    scatter_rows(
+                        scratch.rows,
+                        out_chunk,
+                        geo.out_image(),
+                        g * m..(g + 1) * m,
+                        geo.out_plane(),
+                    );
+                }
+                if let Some(bias) = bias {
+                    for out_image in out_chunk.chunks_exact_mut(geo.out_image()) {
+                        for (plane, &b) in out_image.chunks_exact_mut(geo.out_plane()).zip(bias) {
+                            plane.iter_mut().for_each(|v| *v = *v + b);
+                        }
+                    }
+                }
+            })
+        },
+    );
+    out
+}
+
+/// The gradient of [`conv2d_forward`] with respect to its input: `dx [B, C, H, W]` from
+/// `dy [B, O, OH, OW]`.
+pub(crate) fn conv2d_input_grad<T: ConvFloat>(
+    geo: &Conv2dGeometry,
+    weight: &[T],
+    dy: &[T],
+) -> Vec<T> {
+    let mut dx = vec![T::zero(); geo.batch * geo.in_image()];
+    if dx.is_empty() || geo.out_plane() == 0 {
+        return dx;
+    }
+    if geo.is_depthwise() {
+        depthwise_input_grad(geo, weight, dy, &mut dx);
+        return dx;
+    }
+    let (m, k) = (geo.col_rows(), geo.out_per_group());
+    let chunk = geo.images_per_chunk();
+    for_each_chunk(
+        &mut dx,
+        chunk * geo.in_image(),
+        geo.chunks_in_parallel(),
+        |index, dx_chunk| {
+            with_scratch::<T, _>(geo, |scratch| {
+                let images = dx_chunk.len() / geo.in_image();
+                let dy_chunk = &dy[index * chunk * geo.out_image()..][..images * geo.out_image()];
+                let n = images * geo.out_plane();
+                let parallelism = geo.gemm_parallelism(m, n, k);
+                for g in 0..geo.groups {
+                    gather_rows(
+                        dy_chunk,
+                        geo.out_image(),
+                        g * k..(g + 1) * k,
+                        geo.out_plane(),
+                        scratch.rows,
+                    );
+                    let w_group = &weight[g * k * m..][..k * m];
+                    gemm(
+                        scratch.col,
+                        Dst::RowMajor,
+                        (m, n, k),
+                        MatRef::row_major(w_group, k, m).t(),
+                        MatRef::row_major(scratch.rows, k, n),
+                        false,
+                        parallelism,
+                    );
+                    for (i, dx_image) in dx_chunk.chunks_exact_mut(geo.in_image()).enumerate() {
+                        let dx_group = &mut dx_image[g * geo.in_per_group() * geo.in_plane()..];
+                        col2im_add(geo, &scratch.col[i * geo.out_plane()..], n, dx_group);
+                    }
+                }
+            })
+        },
+    );
+    dx
+}
+
+/// The gradient of [`conv2d_forward`] with respect to its weight: `dw [O, C/g, KH, KW]` from
+/// the input `x [B, C, H, W]` and `dy [B, O, OH, OW]`.
+pub(crate) fn conv2d_weight_grad<T: ConvFloat>(geo: &Conv2dGeometry, x: &[T], dy: &[T]) -> Vec<T> {
+    let weight_len = geo.c_out * geo.col_rows();
+    if geo.out_plane() == 0 || geo.batch == 0 {
+        return vec![T::zero(); weight_len];
+    }
+    if geo.is_depthwise() {
+        return depthwise_weight_grad(geo, x, dy);
+    }
+    let (m, n) = (geo.out_per_group(), geo.col_rows());
+    let chunk = geo.images_per_chunk();
+    let chunks = geo.batch.div_ceil(chunk);
+    let slices = thread_count().min(chunks);
+    let mut partials = vec![T::zero(); slices * weight_len];
+    // Slice `s` sums the chunks `s·C/S .. (s+1)·C/S` of the batch into partial sum `s`.
+    for_each_chunk(&mut partials, weight_len, slices > 1, |slice, dw| {
+        with_scratch::<T, _>(geo, |scratch| {
+            let chunk_range = slice * chunks / slices..(slice + 1) * chunks / slices;
+            for (step, c) in chunk_range.enumerate() {
+                let images = c * chunk..((c + 1) * chunk).min(geo.batch);
+                let x_chunk = &x[images.start * geo.in_image()..images.end * geo.in_image()];
+                let dy_chunk = &dy[images.start * geo.out_image()..images.end * geo.out_image()];
+                let k = images.len() * geo.out_plane();
+                let parallelism = if slices > 1 {
+                    gemm::Parallelism::None
+                } else {
+                    geo.gemm_parallelism(m, n, k)
+                };
+                for g in 0..geo.groups {
+                    gather_rows(
+                        dy_chunk,
+                        geo.out_image(),
+                        g * m..(g + 1) * m,
+                        geo.out_plane(),
+                        scratch.rows,
+                    );
+                    // dW_g = dY_g · col_gᵀ, computed as its transpose col_g · dY_gᵀ. gemm works
+                    // column-major: for a spatial kernel a pixel-major col_g lets it read the
+                    // large operand along contiguous memory instead of packing it with strided
+                    // gathers; a 1×1 kernel's col_g is a plain copy, cheaper to pack than to
+                    // transpose.
+                    let columns = if geo.k_h * geo.k_w == 1 {
+                        MatRef::row_major(chunk_columns(geo, x_chunk, g, scratch.col), n, k)
+                    } else {
+                        let columns_t = chunk_columns_pixel_major(geo, x_chunk, g, scratch.col);
+                        MatRef::row_major(columns_t, k, n).t()
+                    };
+                    gemm(
+                        &mut dw[g * m * n..],
+                        Dst::Transposed,
+                        (n, m, k),
+                        columns,
+                        MatRef::row_major(scratch.rows, m, k).t(),
+                        step > 0,
+                        parallelism,
+                    );
+                }
+            }
+        })
+    });
+    let (total, rest) = partials.split_at_mut(weight_len);
+    for partial in rest.chunks_exact(weight_len) {
+        for (t, &p) in total.iter_mut().zip(partial) {
+            *t = *t + p;
+        }
+    }
+    partials.truncate(weight_len);
+    partials
+}
+
+/// The gradient of a convolution's bias: `db [O] = Σ_{b, oh, ow} dy [b, O, oh, ow]`.
+pub(crate) fn conv2d_bias_grad<T: ConvFloat>(batch: usize, c_out: usize, dy: &[T]) -> Vec<T> {
+    let plane = dy.len() / (batch * c_out).max(1);
+    let mut db = vec![T::zero(); c_out];
+    for dy_image in dy.chunks_exact(c_out * plane) {
+        for (d, channel) in db.iter_mut().zip(dy_image.chunks_exact(plane)) {
+            *d = *d + channel.iter().copied().sum::<T>();
+        }
+    }
+    db
+}
+
+/// [`conv2d_input_grad`] for one input channel per group: each input plane gathers the
+/// transposed convolution of its `O/g` output planes, with the valid range of every tap
+/// computed once.
+fn depthwise_input_grad<T: ConvFloat>(geo: &Conv2dGeometry, weight: &[T], dy: &[T], dx: &mut [T]) {
+    let (taps, multiplier) = (geo.k_h * geo.k_w, geo.out_per_group());
+    let parallel = geo.batch * geo.c_in >= 2 * thread_count();
+    for_each_chunk(dx, geo.in_plane(), parallel, |plane_index, dx_plane| {
+        let (b, c) = (plane_index / geo.c_in, plane_index % geo.c_in);
+        for o in c * multiplier..(c + 1) * multiplier {
+            let dy_plane = &dy[(b * geo.c_out + o) * geo.out_plane()..][..geo.out_plane()];
+            let w_taps = &weight[o * taps..][..taps];
+            for kh in 0..geo.k_h {
+                let (oh_start, oh_end) = geo.rows_for_tap(kh);
+                for kw in 0..geo.k_w {
+                    let (ow_start, ow_end) = geo.cols_for_tap(kw);
+                    if ow_start >= ow_end {
+                        continue;
+                    }
+                    let w = w_taps[kh * geo.k_w + kw];
+                    let first = geo.in_col(ow_start, kw);
+                    for oh in oh_start..oh_end {
+                        let src = &dy_plane[oh * geo.out_w + ow_start..oh * geo.out_w + ow_end];
+                        let dst = &mut dx_plane[geo.in_row(oh, kh) * geo.in_w..][..geo.in_w];
+                        scatter_add(&mut dst[first..], geo.stride[1], src, w);
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// [`conv2d_weight_grad`] for one input channel per group: each tap of each filter is a dot
+/// product of the output gradient with the shifted input plane, summed over the batch.
+fn depthwise_weight_grad<T: ConvFloat>(geo: &Conv2dGeometry, x: &[T], dy: &[T]) -> Vec<T> {
+    let taps = geo.k_h * geo.k_w;
+    let multiplier = geo.out_per_group();
+    let mut dw = vec![T::zero(); geo.c_out * taps];
+    let parallel = geo.c_out >= 2 * thread_count();
+    for_each_chunk(&mut dw, taps, parallel, |o, dw_taps| {
+        let c = o / multiplier;
+        for b in 0..geo.batch {
+            let x_plane = &x[(b * geo.c_in + c) * geo.in_plane()..][..geo.in_plane()];
+            let dy_plane = &dy[(b * geo.c_out + o) * geo.out_plane()..][..geo.out_plane()];
+            for kh in 0..geo.k_h {
+                let (oh_start, oh_end) = geo.rows_for_tap(kh);
+                for kw in 0..geo.k_w {
+                    let (ow_start, ow_end) = geo.cols_for_tap(kw);
+                    if ow_start >= ow_end {
+                        continue;
+                    }
+                    let first = geo.in_col(ow_start, kw);
+                    let mut sum = T::zero();
+                    for oh in oh_start..oh_end {
+                        let g = &dy_plane[oh * geo.out_w + ow_start..oh * geo.out_w + ow_end];
+                        let row = &x_plane[geo.in_row(oh, kh) * geo.in_w..][..geo.in_w];
+                        sum = sum + strided_dot(&row[first..], geo.stride[1], g);
+                    }
+                    dw_taps[kh * geo.k_w + kw] = dw_taps[kh * geo.k_w + kw] + sum;
+                }
+            }
+        }
+    });
+    dw
+}
+
+// ============================================================================
+// FlexTensor entry points (dtype dispatch; f16 and bf16 run in f32)
+// ============================================================================
+
+/// `tensor` laid out contiguously, checked (in debug builds) to hold `T`, ready for
+/// `storage::<T>()`.
+fn elements<T: ConvFloat + burn_backend::Element>(tensor: &FlexTensor) -> FlexTensor {
+    let tensor = tensor.to_contiguous();
+    debug_assert_eq!(tensor.dtype(), T::dtype());
+    tensor
+}
+
+/// A contiguous tensor of `shape` holding `data`.
+fn tensor_from<T: ConvFloat + burn_backend::Element>(
+    data: Vec<T>,
+    shape: Vec<usize>,
+) -> FlexTensor {
+    FlexTensor::new(
+        Bytes::from_elems(data),
+        Layout::contiguous(Shape::from(shape)),
+        T::dtype(),
+    )
+}
+
+/// Runs `op` in the tensors' float type: `f32` and `f64` natively, `f16` and `bf16` through
+/// `f32` (converted in, the result converted back).
+fn in_float_type(
+    inputs: Vec<FlexTensor>,
+    op_f32: impl FnOnce(&[FlexTensor]) -> FlexTensor,
+    op_f64: impl FnOnce(&[FlexTensor]) -> FlexTensor,
+) -> FlexTensor {
+    let dtype = inputs[0].dtype();
+    match dtype {
+        DType::F32 => op_f32(&inputs),
+        DType::F64 => op_f64(&inputs),
+        DType::F16 => {
+            let widened: Vec<_> = inputs
+                .into_iter()
+                .map(|t| cast_to_f32(t, f16::to_f32))
+                .collect();
+            cast_from_f32(op_f32(&widened), f16::from_f32)
+        }
+        DType::BF16 => {
+            let widened: Vec<_> = inputs
+                .into_iter()
+                .map(|t| cast_to_f32(t, bf16::to_f32))
+                .collect();
+            cast_from_f32(op_f32(&widened), bf16::from_f32)
+        }
+        dtype => panic!("conv2d: unsupported dtype {dtype:?}"),
+    }
+}
+
+/// Instantiates `$body` (a generic function call over `T`) for `f32` and `f64`.
+macro_rules! per_float {
+    ($inputs:expr, |$t:ident| $body:expr) => {
+        in_float_type(
+            $inputs,
+            |$t| {
+                type T = f32;
+                $body
+            },
+            |$t| {
+                type T = f64;
+                $body
+            },
+        )
+    };
+}
+
+fn shape_of(tensor: &FlexTensor) -> Vec<usize> {
+    tensor.layout().shape().to_vec()
+}
+
+/// `conv2d(x, weight) + bias` (see [`conv2d_forward`]).
+pub fn conv2d(
+    x: FlexTensor,
+    weight: FlexTensor,
+    bias: Option<FlexTensor>,
+    options: &ConvOptions<2>,
+) -> FlexTensor {
+    let geo = Conv2dGeometry::new(&shape_of(&x), &shape_of(&weight), options);
+    let out_shape = vec![geo.batch, geo.c_out, geo.out_h, geo.out_w];
+    let mut inputs = vec![x, weight];
+    inputs.extend(bias);
+    per_float!(inputs, |t| {
+        let (x, w) = (elements::<T>(&t[0]), elements::<T>(&t[1]));
+        let bias = t.get(2).map(elements::<T>);
+        let out = conv2d_forward::<T>(
+            &geo,
+            x.storage(),
+            w.storage(),
+            bias.as_ref().map(|b| b.storage()),
+        );
+        tensor_from(out, out_shape.clone())
+    })
+}
+
+/// The input gradient of [`conv2d`] (see [`conv2d_input_grad`]).
+pub fn conv2d_x_backward(
+    x: FlexTensor,
+    weight: FlexTensor,
+    output_grad: FlexTensor,
+    options: &ConvOptions<2>,
+) -> FlexTensor {
+    let x_shape = shape_of(&x);
+    let geo = Conv2dGeometry::new(&x_shape, &shape_of(&weight), options);
+    per_float!(vec![weight, output_grad], |t| {
+        let (w, dy) = (elements::<T>(&t[0]), elements::<T>(&t[1]));
+        tensor_from(
+            conv2d_input_grad::<T>(&geo, w.storage(), dy.storage()),
+            x_shape.clone(),
+        )
+    })
+}
+
+/// The weight gradient of [`conv2d`] (see [`conv2d_weight_grad`]).
+pub fn conv2d_weight_backward(
+    x: FlexTensor,
+    weight: FlexTensor,
+    output_grad: FlexTensor,
+    options: &ConvOptions<2>,
+) -> FlexTensor {
+    let w_shape = shape_of(&weight);
+    let geo = Conv2dGeometry::new(&shape_of(&x), &w_shape, options);
+    per_float!(vec![x, output_grad], |t| {
+        let (x, dy) = (elements::<T>(&t[0]), elements::<T>(&t[1]));
+        tensor_from(
+            conv2d_weight_grad::<T>(&geo, x.storage(), dy.storage()),
+            w_shape.clone(),
+        )
+    })
+}
+
+/// The bias gradient of [`conv2d`] (see [`conv2d_bias_grad`]).
+pub fn conv2d_bias_backward(bias: FlexTensor, output_grad: FlexTensor) -> FlexTensor {
+    let dy_shape = shape_of(&output_grad);
+    let bias_shape = shape_of(&bias);
+    per_float!(vec![output_grad], |t| {
+        let dy = elements::<T>(&t[0]);
+        tensor_from(
+            conv2d_bias_grad::<T>(dy_shape[0], dy_shape[1], dy.storage()),
+            bias_shape.clone(),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A deterministic pseudo-random vector in [-1, 1).
+    fn values(len: usize, seed: u64) -> Vec<f64> {
+        let mut state = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (0..len)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((state >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// Visits every (b, o, oh, ow, c, kh, kw) term of the convolution with the flat indices
+    /// of the output, input and weight elements it joins.
+    fn for_each_term(geo: &Conv2dGeometry, mut visit: impl FnMut(usize, usize, usize)) {
+        let (cpg, opg) = (geo.in_per_group(), geo.out_per_group());
+        for b in 0..geo.batch {
+            for o in 0..geo.c_out {
+                let g = o / opg;
+                for oh in 0..geo.out_h {
+                    for ow in 0..geo.out_w {
+                        let out_index = ((b * geo.c_out + o) * geo.out_h + oh) * geo.out_w + ow;
+                        for ci in 0..cpg {
+                            for kh in 0..geo.k_h {
+                                for kw in 0..geo.k_w {
+                                    let ih = (oh * geo.stride[0] + kh * geo.dilation[0]) as isize
+                                        - geo.padding[0] as isize;
+                                    let iw = (ow * geo.stride[1] + kw * geo.dilation[1]) as isize
+                                        - geo.padding[1] as isize;
+                                    if ih < 0
+                                        || iw < 0
+                                        || ih >= geo.in_h as isize
+                                        || iw >= geo.in_w as isize
+                                    {
+                                        continue;
+                                    }
+                                    let c = g * cpg + ci;
+                                    let x_index = ((b * geo.c_in + c) * geo.in_h + ih as usize)
+                                        * geo.in_w
+                                        + iw as usize;
+                                    let w_index = ((o * cpg + ci) * geo.k_h + kh) * geo.k_w + kw;
+                                    visit(out_index, x_index, w_index);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn assert_close(name: &str, ours: &[f64], naive: &[f64]) {
+        assert_eq!(ours.len(), naive.len(), "{name}: lengths");
+        for (i, (a, b)) in ours.iter().zip(naive).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-12 * (1.0 + b.abs()),
+                "{name}[{i}]: {a} vs {b}"
+            );
+        }
+    }
+
+    /// Forward, input, weight and bias gradients against the naive sums, in f64.
+    fn check(x_shape: [usize; 4], w_shape: [usize; 4], options: ConvOptions<2>) {
+        let geo = Conv2dGeometry::new(&x_shape, &w_shape, &options);
+        let x = values(x_shape.iter().product(), 1);
+        let w = values(w_shape.iter().product(), 2);
+        let bias = values(geo.c_out, 3);
+        let dy = values(geo.batch * geo.out_image(), 4);
+        let (mut out, mut dx, mut dw) =
+            (vec![0.0; dy.len()], vec![0.0; x.len()], vec![0.0; w.len()]);
+        for_each_term(&geo, |o, xi, wi| {
+            out[o] += x[xi] * w[wi];
+            dx[xi] += dy[o] * w[wi];
+            dw[wi] += dy[o] * x[xi];
+        });
+        for (index, v) in out.iter_mut().enumerate() {
+            *v += bias[(index / geo.out_plane()) % geo.c_out];
+        }
+        let mut db = vec![0.0; geo.c_out];
+        for (index, g) in dy.iter().enumerate() {
+            db[(index / geo.out_plane()) % geo.c_out] += g;
+        }
+        let case = format!("{x_shape:?} {w_shape:?} {options:?}");
+        assert_close(
+            &format!("forward {case}"),
+            &conv2d_forward(&geo, &x, &w, Some(&bias)),
+            &out,
+        );
+        assert_close(
+            &format!("input grad {case}"),
+            &conv2d_input_grad(&geo, &w, &dy),
+            &dx,
+        );
+        assert_close(
+            &format!("weight grad {case}"),
+            &conv2d_weight_grad(&geo, &x, &dy),
+            &dw,
+        );
+        assert_close(
+            &format!("bias grad {case}"),
+            &conv2d_bias_grad(geo.batch, geo.c_out, &dy),
+            &db,
+        );
+    }
+
+    fn options(stride: usize, padding: usize, groups: usize) -> ConvOptions<2> {
+        ConvOptions::new([stride; 2], [padding; 2], [1, 1], groups)
+    }
+
+    #[test]
+    fn dense_convolutions_match_the_naive_sums() {
+        check([2, 3, 7, 7], [4, 3, 3, 3], options(1, 1, 1));
+        check([1, 3, 7, 5], [4, 3, 3, 3], options(2, 1, 1));
+        check([3, 4, 6, 6], [5, 4, 3, 3], options(1, 0, 1));
+        check([2, 4, 8, 8], [6, 4, 1, 1], options(1, 0, 1));
+        check([2, 4, 8, 7], [6, 4, 1, 1], options(2, 0, 1));
+        check([2, 3, 11, 9], [2, 3, 7, 7], options(2, 3, 1));
+        check([5, 2, 4, 4], [3, 2, 3, 3], options(1, 1, 1));
+    }
+
+    #[test]
+    fn grouped_and_depthwise_convolutions_match_the_naive_sums() {
+        check([2, 6, 6, 6], [9, 2, 1, 1], options(1, 0, 3));
+        check([2, 6, 5, 7], [6, 2, 3, 3], options(2, 1, 3));
+        check([3, 4, 6, 6], [4, 1, 3, 3], options(1, 1, 4));
+        check([2, 4, 7, 6], [4, 1, 3, 3], options(2, 1, 4));
+        check([1, 3, 9, 9], [6, 1, 5, 5], options(2, 2, 3));
+        check([2, 5, 4, 4], [5, 1, 3, 3], options(1, 0, 5));
+    }
+
+    /// Batches and maps large enough for several image chunks per GEMM, per-thread partial
+    /// sums and the parallel depthwise loops (the zoo's shapes at a student step's 16 rows).
+    #[test]
+    fn zoo_sized_batches_match_the_naive_sums() {
+        check([16, 16, 16, 16], [16, 16, 3, 3], options(1, 1, 1));
+        check([16, 16, 16, 16], [32, 16, 3, 3], options(2, 1, 1));
+        check([16, 24, 8, 8], [24, 1, 3, 3], options(1, 1, 24));
+        check([16, 24, 8, 8], [24, 1, 3, 3], options(2, 1, 24));
+        check([16, 24, 8, 8], [48, 24, 1, 1], options(1, 0, 1));
+        check([16, 24, 8, 8], [12, 8, 1, 1], options(1, 0, 3));
+        check([16, 320, 2, 2], [1280, 320, 1, 1], options(1, 0, 1));
+        check([16, 96, 4, 4], [96, 1, 3, 3], options(2, 1, 96));
+    }
+
+    #[test]
+    fn dilation_and_asymmetric_options_match_the_naive_sums() {
+        check(
+            [2, 3, 9, 8],
+            [4, 3, 3, 2],
+            ConvOptions::new([2, 1], [2, 1], [2, 3], 1),
+        );
+        check(
+            [2, 4, 9, 9],
+            [4, 1, 3, 3],
+            ConvOptions::new([1, 2], [1, 2], [2, 1], 4),
+        );
+    }
+
+    #[test]
+    fn taps_that_never_see_the_input_leave_zero_rows() {
+        check(
+            [1, 2, 2, 3],
+            [3, 2, 5, 5],
+            ConvOptions::new([1, 1], [2, 2], [1, 1], 1),
+        );
+        check(
+            [2, 2, 3, 3],
+            [2, 1, 5, 5],
+            ConvOptions::new([2, 2], [2, 2], [1, 1], 2),
+        );
+    }
+}

@@ -1,0 +1,68 @@
+//! # sskd-kernels
+//!
+//! CPU kernels for training convolutional networks on Burn 0.21's CPU backend (`Flex`), and the
+//! operations that take them from backend-generic code.
+//!
+//! Burn 0.21's `Flex` computes a convolution's input gradient as a transposed convolution (a
+//! serial loop over the batch) and its weight gradient through four permuting copies, and has no
+//! batch-norm operation at all (a batch norm is about ten passes over each activation). This
+//! crate holds faster kernels on burn-flex's public tensor type ([`conv2d_kernels`],
+//! [`batch_norm_kernels`]) and two operations that use them:
+//!
+//! - [`conv2d`]: a drop-in for `burn::tensor::module::conv2d`. On `Autodiff<Flex>` it is one
+//!   autodiff operation whose forward pass and input, weight and bias gradients run these
+//!   kernels; on `Flex` the forward pass runs them; on every other backend it calls Burn's.
+//! - [`batch_norm_train`]: training-mode batch norm as one autodiff operation on
+//!   `Autodiff<Flex>` (`None` elsewhere, where the caller runs its composite of generic ops).
+//!
+//! Both check the backend type at run time, so generic code (`B: Backend`, no extra bound) gets
+//! the kernels when `B` is `Autodiff<burn::backend::Flex>` or `burn::backend::Flex`, the types
+//! Burn's book teaches, with no `[patch]` in anyone's `Cargo.toml`. [`set_enabled`]`(false)`
+//! switches the process back to Burn's own path, so a benchmark can compare both in one run.
+//!
+//! Every kernel is checked against naive sums in `f64` (the unit tests here) and, through the
+//! models of sskd, against PyTorch.
+//!
+//! ```
+//! use burn::backend::{Autodiff, Flex};
+//! use burn::tensor::{ops::ConvOptions, Distribution, Tensor};
+//!
+//! type B = Autodiff<Flex>;
+//! let device = Default::default();
+//! let x = Tensor::<B, 4>::random([2, 3, 8, 8], Distribution::Default, &device).require_grad();
+//! let weight = Tensor::<B, 4>::random([4, 3, 3, 3], Distribution::Default, &device).require_grad();
+//! let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+//!
+//! let ours = sskd_kernels::conv2d(x.clone(), weight.clone(), None, options.clone());
+//! let burns = burn::tensor::module::conv2d(x.clone(), weight.clone(), None, options);
+//! ours.clone().into_data().assert_approx_eq::<f32>(&burns.into_data(), Default::default());
+//!
+//! let grads = ours.sum().backward();
+//! assert_eq!(x.grad(&grads).unwrap().dims(), [2, 3, 8, 8]);
+//! ```
+#![warn(missing_docs)]
+
+mod backend_type;
+mod batch_norm;
+pub mod batch_norm_kernels;
+mod conv2d;
+pub mod conv2d_kernels;
+mod float_cast;
+
+pub use batch_norm::{batch_norm_train, TrainNormalised};
+pub use conv2d::conv2d;
+
+use core::sync::atomic::{AtomicBool, Ordering};
+
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Whether [`conv2d`] and [`batch_norm_train`] use this crate's kernels (the default).
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// Uses this crate's kernels (`true`, the default) or Burn's own path (`false`) for every
+/// operation that starts after the call, in the whole process.
+pub fn set_enabled(enabled: bool) {
+    ENABLED.store(enabled, Ordering::Relaxed);
+}
