@@ -11,6 +11,23 @@
 //! - `kernels` (feature `flex`): the CPU kernels the models take on `Flex` and
 //!   `Autodiff<Flex>`.
 //!
+//! ## Example
+//!
+//! ```
+//! use burn::backend::{Autodiff, Flex};
+//! use burn::tensor::Tensor;
+//! use sskd::models::{create_model, BackboneWithHead};
+//!
+//! type B = Autodiff<Flex>;
+//! let device = Default::default();
+//! // A student with SSKD's self-supervision head, on the CPU backend and its kernels.
+//! let student = BackboneWithHead::new(create_model::<B>("resnet8", 100, &device).unwrap(), &device);
+//! let (output, head) = student.forward(Tensor::zeros([4, 3, 32, 32], &device), true);
+//! assert_eq!(output.logits.dims(), [4, 100]);
+//! let sskd = sskd::losses::SskdConfig::new().init().unwrap();
+//! # let _ = (head, sskd);
+//! ```
+//!
 //! ## Feature flags
 //! - `flex` (default): the CPU backend `burn-flex` and sskd-kernels' convolution and batch-norm
 //!   kernels for it, used by the tests;
@@ -34,3 +51,8 @@ pub mod experiment;
 pub mod recipe;
 #[cfg(feature = "flex")]
 pub mod step;
+
+/// README.md's Rust blocks, compiled as doctests so that they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

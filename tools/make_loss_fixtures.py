@@ -5,8 +5,8 @@ references live in tools/loss_baselines_reference.py).
 Usage (CPU torch from PyPI, plus numpy and safetensors):
     python tools/make_loss_fixtures.py
 
-Each formula below is written from ../shared/spec/sskd-method.md (§1.4–1.7 for SSKD, §3.2 for
-KD) and the papers (DKD: Zhao et al. 2022, mdistiller; logit standardisation: Sun et al. 2024),
+Each formula below is written from the SSKD paper and its released code (SSKD's objective; KD as
+Hinton et al. 2015) and the papers (DKD: Zhao et al. 2022, mdistiller; logit standardisation: Sun et al. 2024),
 in the reference code's style (log-softmax / softmax, kl_div "batchmean", cosine_similarity with
 eps 1e-8). Inputs are drawn in float32; the reference values and the gradients of the weighted
 total with respect to the student's inputs are computed in float64 from those exact values.

@@ -1,6 +1,6 @@
 """PyTorch reference implementations of the sskd model zoo.
 
-Written from ../shared/spec/sskd-method.md §2 with the parameter names of the reference code
+Written from the CRD / SSKD codebases' models/*.py with the parameter names of the reference code
 (RepDistiller `models/*.py`, identical in SSKD; torchvision for the ImageNet ResNets), so that
 their `state_dict()` keys are the keys users' checkpoints carry.
 """

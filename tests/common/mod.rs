@@ -8,8 +8,13 @@ pub use sskd_testing::*;
 
 pub mod steps;
 
-/// The example binary `cargo test` builds next to the test binaries.
+/// The example binary `cargo test` builds next to the test binaries, or the program `name` in
+/// the folder `SSKD_EXAMPLE_DIR` names (CI: the same example built by a project outside the
+/// workspace, `tests/downstream/`).
 pub fn example_binary(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("SSKD_EXAMPLE_DIR") {
+        return PathBuf::from(dir).join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    }
     let test_binary = std::env::current_exe().expect("test binary path");
     let target_dir = test_binary
         .parent()

@@ -17,6 +17,19 @@
 //! The [`loader`] sits here rather than beside the datasets: it runs these transforms with the
 //! per-sample generators of [`rng`], and the datasets crate stays free of them.
 //!
+//! ## Example
+//!
+//! ```
+//! use image::{Rgb, RgbImage};
+//! use sskd_augment::geometry::rotate90;
+//!
+//! // SSKD's self-supervised views: the image turned by 0, 90, 180 and 270 degrees.
+//! let image = RgbImage::from_fn(4, 2, |x, _| Rgb([x as u8, 0, 0]));
+//! let turned: Vec<RgbImage> = (0..4).map(|k| rotate90(&image, k)).collect();
+//! assert_eq!(turned[1].dimensions(), (2, 4));
+//! assert_eq!(turned[2].get_pixel(0, 0), image.get_pixel(3, 1));
+//! ```
+//!
 //! ## Feature flags
 //! None.
 #![warn(missing_docs)]

@@ -8,6 +8,21 @@
 //! [`PlanarImages`]; file sets are [`ImageFiles`]; both implement Burn's `Dataset` trait with
 //! [`LabeledImage`] items.
 //!
+//! ## Example
+//!
+//! ```
+//! use burn::data::dataset::Dataset;
+//! use sskd_data::PlanarImages;
+//!
+//! // Two 28×28 images (planar R, G, B bytes), as the IDX and CIFAR readers return them.
+//! let (height, width) = (28, 28);
+//! let pixels = vec![0; 2 * 3 * height * width];
+//! let images = PlanarImages { pixels, labels: vec![3, 7], height, width, classes: 10 };
+//! let padded = images.padded(2); // a black border: 32×32
+//! assert_eq!((padded.height, padded.len()), (32, 2));
+//! assert_eq!(padded.get(1).unwrap().label, 7);
+//! ```
+//!
 //! ## Feature flags
 //! None.
 #![warn(missing_docs)]

@@ -22,6 +22,22 @@
 //!
 //! ## Feature flags
 //! None: the crate depends on `burn` without a backend.
+//! ## Example
+//!
+//! ```
+//! use burn::backend::Flex;
+//! use burn::tensor::Tensor;
+//! use sskd_losses::functional::kl_batchmean;
+//!
+//! let device = Default::default();
+//! let teacher = Tensor::<Flex, 2>::from_floats([[2.0, 0.0, -1.0]], &device);
+//! let student = Tensor::<Flex, 2>::from_floats([[1.0, 0.5, -0.5]], &device);
+//! // KL(softmax(t/T) ‖ softmax(s/T)) per row, PyTorch's kl_div(reduction="batchmean").
+//! let kl = kl_batchmean(teacher.clone(), student, 4.0).into_scalar();
+//! assert!(kl > 0.0);
+//! assert_eq!(kl_batchmean(teacher.clone(), teacher, 4.0).into_scalar(), 0.0);
+//! ```
+//!
 #![warn(missing_docs)]
 
 mod ab;

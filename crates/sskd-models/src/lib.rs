@@ -15,6 +15,21 @@
 //! [`Backbone`]), one row of the family table in `model.rs`, and its names in the registry's
 //! table.
 //!
+//! ## Example
+//!
+//! ```
+//! use burn::backend::Flex;
+//! use burn::tensor::Tensor;
+//! use sskd_models::create_model;
+//!
+//! let device = Default::default();
+//! let model = create_model::<Flex>("resnet8", 100, &device).unwrap();
+//! let output = model.forward(Tensor::zeros([2, 3, 32, 32], &device));
+//! assert_eq!(output.logits.dims(), [2, 100]);
+//! // An unknown name is an error that lists the known ones.
+//! assert!(create_model::<Flex>("resnet9", 100, &device).is_err());
+//! ```
+//!
 //! ## Feature flags
 //! - `flex` (default): sskd-kernels' CPU kernels for the convolutions and batch norms of the zoo
 //!   on `Flex` and `Autodiff<Flex>`, taken at run time; every other backend runs Burn's

@@ -17,6 +17,19 @@
 //! Optimisation uses [`sgd::Sgd`], `torch.optim.SGD` (coupled weight decay, momentum
 //! without dampening) with its scalars kept in `f64` (see [`sgd()`]).
 //!
+//! ## Example
+//!
+//! ```
+//! use sskd_train::schedule::MultiStepLr;
+//!
+//! // The CIFAR-100 schedule of the CRD and SSKD scripts: 0.05, ×0.1 at epochs 150, 180, 210.
+//! let schedule = MultiStepLr { base: 0.05, milestones: vec![150, 180, 210], gamma: 0.1 };
+//! assert_eq!(schedule.lr(0), 0.05);
+//! assert!((schedule.lr(200) - 0.0005).abs() < 1e-12);
+//! let optimizer = sskd_train::sgd(0.9, 5e-4); // PyTorch's SGD: momentum, weight decay
+//! assert_eq!(optimizer.momentum, 0.9);
+//! ```
+//!
 //! ## Feature flags
 //! - `collective`: training across machines with Burn's `burn-collective` ([`nodes`]).
 #![warn(missing_docs)]
