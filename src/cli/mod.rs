@@ -49,7 +49,7 @@ pub struct StageArgs {
     /// Run folder.
     #[arg(long)]
     pub out: PathBuf,
-    /// cpu, cuda[:N] or wgpu[:N]; a comma-separated list (`cuda:0,cuda:1`) trains
+    /// cpu, cuda, cuda:N, wgpu or wgpu:N; a comma-separated list (`cuda:0,cuda:1`) trains
     /// data-parallel over those devices.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceList,
@@ -134,7 +134,7 @@ pub struct EvalArgs {
     /// ImageNet).
     #[arg(long)]
     pub num_classes: Option<usize>,
-    /// cpu, cuda[:N] or wgpu[:N] (of a training run's list, the first is used).
+    /// cpu, cuda, cuda:N, wgpu or wgpu:N (of a training run's list, the first is used).
     #[arg(long, default_value = "cpu")]
     pub device: DeviceList,
 }

@@ -3,7 +3,7 @@
 //! gradient, in `f32` and `f64`, all in NCHW without layout changes.
 //!
 //! The images of a batch are taken in chunks whose im2col matrices sit side by side, so that
-//! every GEMM has at least [`MIN_GEMM_COLUMNS`] columns even on the 8×8 maps of the deep layers
+//! every GEMM has at least 512 columns even on the 8×8 maps of the deep layers
 //! (`col_g`: `[C/g·KH·KW, n·OH·OW]` for a chunk of `n` images, rows ordered as the weight's
 //! `(c, kh, kw)`, so the weight is used as stored):
 //!
@@ -69,7 +69,9 @@ impl Conv2dGeometry {
         );
         let groups = options.groups;
         assert!(
-            groups >= 1 && x_shape[1] == weight_shape[1] * groups && weight_shape[0] % groups == 0,
+            groups >= 1
+                && x_shape[1] == weight_shape[1] * groups
+                && weight_shape[0].is_multiple_of(groups),
             "conv2d: input channels {} and weight {weight_shape:?} disagree with {groups} groups",
             x_shape[1]
         );
@@ -899,7 +901,14 @@ fn shape_of(tensor: &FlexTensor) -> Vec<usize> {
     tensor.layout().shape().to_vec()
 }
 
-/// `conv2d(x, weight) + bias` (see [`conv2d_forward`]).
+/// `conv2d(x, weight) + bias` on burn-flex tensors (`f32`, `f64`; `f16`/`bf16` through `f32`).
+///
+/// # Shapes
+/// - x `[batch, channels_in, h, w]`, weight `[channels_out, channels_in / groups, kh, kw]`,
+///   bias `[channels_out]`; output `[batch, channels_out, h_out, w_out]`
+///
+/// # Panics
+/// If the shapes disagree with each other or with `options.groups`, or on another float type.
 pub fn conv2d(
     x: FlexTensor,
     weight: FlexTensor,
@@ -923,7 +932,8 @@ pub fn conv2d(
     })
 }
 
-/// The input gradient of [`conv2d`] (see [`conv2d_input_grad`]).
+/// The input gradient of [`conv2d`]: `∂L/∂x` `[batch, channels_in, h, w]` from the output
+/// gradient `[batch, channels_out, h_out, w_out]` (`Wᵀ · dY`, then col2im).
 pub fn conv2d_x_backward(
     x: FlexTensor,
     weight: FlexTensor,
@@ -941,7 +951,8 @@ pub fn conv2d_x_backward(
     })
 }
 
-/// The weight gradient of [`conv2d`] (see [`conv2d_weight_grad`]).
+/// The weight gradient of [`conv2d`]: `∂L/∂W`, the weight's shape, from the input and the output
+/// gradient (`Σ dY · colᵀ` over the batch, partial sums added in a fixed order).
 pub fn conv2d_weight_backward(
     x: FlexTensor,
     weight: FlexTensor,
@@ -959,7 +970,8 @@ pub fn conv2d_weight_backward(
     })
 }
 
-/// The bias gradient of [`conv2d`] (see [`conv2d_bias_grad`]).
+/// The bias gradient of [`conv2d`]: `∂L/∂b` `[channels_out]`, the output gradient summed over
+/// the batch and the output pixels.
 pub fn conv2d_bias_backward(bias: FlexTensor, output_grad: FlexTensor) -> FlexTensor {
     let dy_shape = shape_of(&output_grad);
     let bias_shape = shape_of(&bias);

@@ -3,7 +3,7 @@
 //! The building blocks of SSKD's three-stage pipeline, in layers that import one way (each
 //! module only from those above it in this list):
 //! - [`metrics`]: what training measures (accuracy, evaluations, step and epoch logs);
-//! - [`schedule`], [`sgd`]: learning rates and the optimiser;
+//! - [`schedule`], [`mod@sgd`]: learning rates and the optimiser;
 //! - [`run_dir`]: the run folder and its JSONL log; [`checkpoint`]: a stage's checkpoint in it;
 //! - [`fit`]: the epoch loop with evaluation, progress, best/last tracking and resume;
 //! - [`parallel`] (and [`nodes`] across machines): one data-parallel training step;
