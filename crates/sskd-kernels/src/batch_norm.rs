@@ -4,10 +4,11 @@
 //! is a composite of generic tensor ops: about ten passes over each activation in the forward
 //! and backward passes together. On `Autodiff<Flex>` this module replaces them with one
 //! autodiff operation whose forward and backward are single kernels
-//! ([`batch_norm_kernels`](crate::batch_norm_kernels): two reads and one write each way). Models stay generic over `B: Backend`: [`batch_norm_train`] checks at run time
-//! whether `B` is `Autodiff<Flex>` and answers `None` for every other backend (and for `f16` /
-//! `bf16` tensors, and after [`set_enabled`](crate::set_enabled)`(false)`), where the caller
-//! runs the composite.
+//! ([`batch_norm_kernels`](crate::batch_norm_kernels): two reads and one write each way).
+//! Models stay generic over `B: Backend`: [`batch_norm_train`] checks at run time whether `B`
+//! is `Autodiff<Flex>` and answers `None` for every other backend (and for `f16` / `bf16`
+//! tensors, and after [`set_enabled`](crate::set_enabled)`(false)`), where the caller runs the
+//! composite.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;

@@ -1,4 +1,5 @@
-//! Fused batch normalisation for training on burn-flex's tensors (Burn 0.21 has no batch-norm backend operation).
+//! Fused batch normalisation for training on burn-flex's tensors (Burn 0.21 has no batch-norm
+//! backend operation).
 //!
 //! Batch normalisation of `x` `[N, C, ...]` over every axis but the channel axis, as
 //! `torch.nn.functional.batch_norm(training=True)` computes it: batch mean `μ_c`, biased batch

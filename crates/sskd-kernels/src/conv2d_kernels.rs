@@ -1,6 +1,6 @@
 //! CPU kernels for training 2D convolutions on burn-flex's tensors (burn-flex 0.21.0 has none
-//! as fast; see the crate's front page): the forward pass, the input gradient, the weight gradient and the bias
-//! gradient, in `f32` and `f64`, all in NCHW without layout changes.
+//! as fast; see the crate's front page): the forward pass, the input gradient, the weight
+//! gradient and the bias gradient, in `f32` and `f64`, all in NCHW without layout changes.
 //!
 //! The images of a batch are taken in chunks whose im2col matrices sit side by side, so that
 //! every GEMM has at least 512 columns even on the 8×8 maps of the deep layers
@@ -196,7 +196,7 @@ fn valid_out_range(
     out_size: usize,
 ) -> (usize, usize) {
     let offset = tap * dilation;
-    // The first o with o·stride + offset ≥ pad, and the first with o·stride + offset ≥ in_size + pad.
+    // The first o with o·stride + offset ≥ pad; the first with o·stride + offset ≥ in_size + pad.
     let first_at_least = |bound: usize| match bound.checked_sub(offset) {
         Some(gap) => gap.div_ceil(stride),
         None => 0,
