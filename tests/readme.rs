@@ -72,6 +72,10 @@ fn readme_dependency_block_is_what_ci_builds_from_outside() {
         "the outside project has no [patch]"
     );
     assert!(has_patch_table("[dependencies]\n[patch.crates-io]\n"));
+    // Nor does the workspace: what it builds is what a dependency gets.
+    for manifest in manifests() {
+        assert!(!has_patch_table(&read(&manifest)), "{}", manifest.display());
+    }
     // The check finds a line that is missing or out of order.
     assert!(lines_in_order("b\na", "a\nb").is_err());
     assert!(lines_in_order("a\nc", "a\nb\nc").is_ok());
