@@ -53,19 +53,10 @@ fn as_dependency_prints_the_same_steps_from_outside() {
 #[test]
 #[ignore = "needs tests/downstream built outside the workspace (.ci/run)"]
 fn float64_step_is_bit_identical_from_outside() {
-    use common::steps::{keys, read_case, weights, write_weights};
+    use common::steps::{read_case, write_step_weights};
     let case = read_case("sskd_vgg13_vgg8");
     let dir = tempfile::tempdir().unwrap();
-    let teacher = write_weights(
-        dir.path(),
-        "teacher",
-        &weights(&case.name, "teacher", &keys(&case.meta["teacher_keys"])),
-    );
-    let student = write_weights(
-        dir.path(),
-        "student",
-        &weights(&case.name, "student", &keys(&case.meta["student_keys"])),
-    );
+    let (teacher, student) = write_step_weights(&case, dir.path());
     let written: Vec<Vec<u8>> = [example_binary("step"), downstream_binary("step")]
         .into_iter()
         .enumerate()

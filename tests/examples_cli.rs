@@ -212,20 +212,11 @@ fn gpu_bench_explains_bad_requests() {
 /// dict and terms written, the terms those of the released code's step; bad requests explained.
 #[test]
 fn step_example_runs_an_sskd_student_step_from_files() {
-    use common::steps::{keys, read_case, weights, write_weights};
+    use common::steps::{keys, read_case, write_step_weights};
     let case = read_case("sskd_vgg13_vgg8");
     let dir = tempfile::tempdir().unwrap();
-    let teacher = write_weights(
-        dir.path(),
-        "teacher",
-        &weights(&case.name, "teacher", &keys(&case.meta["teacher_keys"])),
-    );
+    let (teacher, student) = write_step_weights(&case, dir.path());
     let student_keys = keys(&case.meta["student_keys"]);
-    let student = write_weights(
-        dir.path(),
-        "student",
-        &weights(&case.name, "student", &student_keys),
-    );
     let (output, terms) = (
         dir.path().join("out.safetensors"),
         dir.path().join("terms.json"),

@@ -67,6 +67,16 @@ pub fn weights(case: &str, role: &str, keys: &[(String, Vec<usize>)]) -> Vec<(St
         .collect()
 }
 
+/// The teacher's and the student's deterministic weights of a student-step `case`, written as
+/// `<dir>/teacher.safetensors` and `<dir>/student.safetensors`: `(teacher, student)` paths.
+pub fn write_step_weights(case: &Case, dir: &Path) -> (PathBuf, PathBuf) {
+    let [teacher, student] = ["teacher", "student"].map(|role| {
+        let role_keys = keys(&case.meta[format!("{role}_keys").as_str()]);
+        write_weights(dir, role, &weights(&case.name, role, &role_keys))
+    });
+    (teacher, student)
+}
+
 /// Writes a state dict as `<dir>/<role>.safetensors`.
 pub fn write_weights(dir: &Path, role: &str, state: &[(String, TensorData)]) -> PathBuf {
     let path = dir.join(format!("{role}.safetensors"));
