@@ -1,4 +1,4 @@
-"""Reference values for the CPU convolution kernels (vendor/burn-flex, conv2d_nchw.rs) from
+"""Reference values for the CPU convolution kernels (sskd-kernels, conv2d_kernels.rs) from
 torch.nn.functional.conv2d in float64: for each case the output, and the gradients of the
 input, weight and bias for the loss sum(out * dy) with a fixed dy.
 
