@@ -25,6 +25,8 @@ use sskd::data::folders::decode_rgb;
 #[derive(Parser, Debug)]
 #[command(about = "Apply an augmentation to an image and write PNGs")]
 struct Args {
+    #[command(flatten)]
+    verbosity: sskd::cli::logging::Verbosity,
     /// Input image (JPEG or PNG).
     #[arg(long)]
     input: PathBuf,
@@ -41,6 +43,7 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    args.verbosity.init();
     let image = decode_rgb(&args.input)?;
     let mut rng = sample_rng(args.seed, 0, 0);
     let outputs: Vec<(String, RgbImage)> = match args.transform.as_str() {

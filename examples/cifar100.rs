@@ -45,6 +45,8 @@ use sskd::train::stages::{RunData, Transform};
 #[derive(Parser, Debug)]
 #[command(about = "SSKD on CIFAR-100: teacher, SS head, student, evaluation")]
 struct Cli {
+    #[command(flatten)]
+    verbosity: sskd::cli::logging::Verbosity,
     #[command(subcommand)]
     command: Command,
 }
@@ -324,6 +326,7 @@ impl BackendJob for Job {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    cli.verbosity.init();
     let devices: DeviceList = match &cli.command {
         Command::Config {
             teacher,

@@ -20,6 +20,8 @@ use sskd::data::{LabeledImage, PlanarImages};
 
 #[derive(Parser, Debug)]
 struct Args {
+    #[command(flatten)]
+    verbosity: sskd::cli::logging::Verbosity,
     /// Source images to push through.
     #[arg(long, default_value_t = 20_000, value_parser = sskd::cli::positive)]
     images: usize,
@@ -33,6 +35,7 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    args.verbosity.init();
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));

@@ -24,6 +24,8 @@ use sskd::models::{create_model, import::load_weights};
 #[derive(Parser, Debug)]
 #[command(about = "Run a zoo model on a batch and write its logits, embedding and feature maps")]
 struct Args {
+    #[command(flatten)]
+    verbosity: sskd::cli::logging::Verbosity,
     /// Architecture name (`resnet8`, `wrn_40_2`, `ShuffleV1`, …).
     #[arg(long)]
     arch: String,
@@ -144,6 +146,7 @@ fn write_output(path: &Path, named: &[(String, Vec<f32>, Vec<usize>)]) -> Result
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    args.verbosity.init();
     let device = args.device;
     dispatch(&device.into(), Precision::F32, Forward(args)).map_err(anyhow::Error::msg)?
 }

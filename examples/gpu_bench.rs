@@ -35,6 +35,8 @@ use sskd_bench::step_bench::{config_set, time_config, StepConfig};
 #[derive(Parser, Debug)]
 #[command(about = "Time SSKD training steps on one device and print JSON lines")]
 struct Args {
+    #[command(flatten)]
+    verbosity: sskd::cli::logging::Verbosity,
     /// Configurations `KIND/TEACHER[/STUDENT]/BATCH` (e.g. `sskd/wrn_40_2/wrn_16_2/64`,
     /// `teacher/wrn_40_2/64`); added to `--set`.
     configs: Vec<StepConfig>,
@@ -201,6 +203,7 @@ fn merge(line: &mut Value, fields: Value) {
 fn main() -> Result<()> {
     LAUNCHED.get_or_init(Instant::now);
     let args = Args::parse();
+    args.verbosity.init();
     let mut configs = match (&args.set, args.configs.is_empty()) {
         (Some(set), _) => config_set(set).map_err(anyhow::Error::msg)?,
         (None, true) => config_set("core").map_err(anyhow::Error::msg)?,

@@ -57,6 +57,8 @@ use sskd::train::stages::{RunData, Transform};
 #[derive(Parser, Debug)]
 #[command(about = "SSKD on ImageNet (ResNet34 → ResNet18), data-parallel over several devices")]
 struct Cli {
+    #[command(flatten)]
+    verbosity: sskd::cli::logging::Verbosity,
     #[command(subcommand)]
     command: Command,
     /// Crop size of training and evaluation (evaluation resizes to size·256/224 first).
@@ -244,6 +246,7 @@ impl BackendJob for Job {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    cli.verbosity.init();
     if cli.image_size < 32 {
         bail!(
             "--image-size {} is too small: the ImageNet ResNets need at least 32",

@@ -17,6 +17,8 @@ use sskd_bench::loss_workloads::{workload_names, LossStep};
 #[derive(Parser, Debug)]
 #[command(about = "Time each distillation loss (forward + backward) and print JSON lines")]
 struct Args {
+    #[command(flatten)]
+    verbosity: sskd::cli::logging::Verbosity,
     /// Workloads to run (default: all).
     names: Vec<String>,
     /// cpu, cuda[:N] or wgpu[:N].
@@ -68,6 +70,7 @@ impl BackendJob for Bench {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    args.verbosity.init();
     let device = args.device;
     dispatch(&device.into(), Precision::F32, Bench(args)).map_err(anyhow::Error::msg)?
 }

@@ -32,6 +32,8 @@ type B = Flex;
     about = "Compute a distillation loss from a safetensors file and write its terms as JSON"
 )]
 struct Args {
+    #[command(flatten)]
+    verbosity: sskd::cli::logging::Verbosity,
     /// Input safetensors file.
     #[arg(long)]
     input: PathBuf,
@@ -191,6 +193,7 @@ fn network(inputs: &Inputs, logits: &str, head: &str) -> Result<NetworkOutputs<B
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    args.verbosity.init();
     let distiller = method(&args)?;
     let inputs = Inputs::read(&args.input)?;
     let batch = DistillInputs {

@@ -53,6 +53,8 @@ const SIDE: u32 = 32;
 #[derive(Parser, Debug, Clone)]
 #[command(about = "SSKD vs KD vs plain training on the shipped Fashion-MNIST subset")]
 struct Args {
+    #[command(flatten)]
+    verbosity: sskd::cli::logging::Verbosity,
     /// Train the teacher and its SS head again (and overwrite --teacher).
     #[arg(long)]
     train_teacher: bool,
@@ -496,6 +498,7 @@ fn write_report(
 fn main() -> Result<()> {
     let started = Instant::now();
     let args = Args::parse();
+    args.verbosity.init();
     check_methods(&args.methods)?;
     // Every stage seeds the backend's generator with the seed before it initialises weights,
     // so each student starts from the same weights whatever ran before it.

@@ -50,6 +50,8 @@ enum Precision {
 #[derive(Parser, Debug)]
 #[command(about = "Run training steps on a given batch and write the updated state dict")]
 struct Args {
+    #[command(flatten)]
+    verbosity: sskd::cli::logging::Verbosity,
     /// Which network is trained.
     #[arg(long, value_enum)]
     stage: Stage,
@@ -128,6 +130,7 @@ fn stage(args: &Args) -> Result<StepStage> {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    args.verbosity.init();
     let options = StepOptions {
         stage: stage(&args)?,
         batch: args.batch.clone(),

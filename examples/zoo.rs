@@ -18,6 +18,8 @@ use sskd::models::{create_model, model_names, trainable_parameter_count};
 #[derive(Parser, Debug)]
 #[command(about = "List the model zoo: parameters, embedding width, feature shapes, forward time")]
 struct Args {
+    #[command(flatten)]
+    verbosity: sskd::cli::logging::Verbosity,
     /// Architectures to build (default: all registered ones).
     names: Vec<String>,
     /// Images per batch.
@@ -83,6 +85,7 @@ impl BackendJob for Zoo {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    args.verbosity.init();
     let device = args.device;
     dispatch(&device.into(), Precision::F32, Zoo(args)).map_err(anyhow::Error::msg)?
 }

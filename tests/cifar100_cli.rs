@@ -110,6 +110,25 @@ fn three_stages_evaluation_and_resume() {
     assert!(succeeded(&eval).contains("on 10 test images: top-1"));
 }
 
+/// The library's warnings reach the user on stderr (`-q` silences them): `--resume` in a folder
+/// without a checkpoint says that it starts fresh.
+#[test]
+fn resume_without_a_checkpoint_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |folder: &str, extra: &[&str]| {
+        let output = cifar100("teacher", &dir.path().join(folder), extra);
+        succeeded(&output);
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let stderr = run("told", &["--resume"]);
+    assert!(
+        stderr.contains("no checkpoint of stage teacher") && stderr.contains("starting fresh"),
+        "{stderr}"
+    );
+    let quiet = run("quiet", &["--resume", "-q"]);
+    assert!(!quiet.contains("starting fresh"), "{quiet}");
+}
+
 #[test]
 fn reference_teacher_checkpoints_are_accepted() {
     let dir = tempfile::tempdir().unwrap();

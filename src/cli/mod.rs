@@ -4,6 +4,7 @@
 //! ([`crate::recipe::StageOptions`]).
 
 pub mod backend;
+pub mod logging;
 
 use std::path::{Path, PathBuf};
 
