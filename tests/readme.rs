@@ -11,23 +11,21 @@ use std::path::{Path, PathBuf};
 /// The fenced blocks of `markdown` whose info string is `language`, without the fences.
 fn fenced_blocks(markdown: &str, language: &str) -> Vec<String> {
     let mut blocks = Vec::new();
-    let mut current: Option<Vec<&str>> = None;
+    // The block being read: whether it is in `language`, and its lines so far.
+    let mut open: Option<(bool, Vec<&str>)> = None;
     for line in markdown.lines() {
-        match (&mut current, line.trim_start().strip_prefix("```")) {
-            (None, Some(info)) => {
-                current = (info.trim() == language).then(Vec::new);
-                if current.is_none() {
-                    // Skip to the closing fence of a block in another language.
-                    current = Some(vec!["\u{0}"]);
-                }
-            }
-            (Some(lines), Some(_)) => {
-                if lines.first() != Some(&"\u{0}") {
+        let fence = line.trim_start().strip_prefix("```");
+        match (open.take(), fence) {
+            (None, Some(info)) => open = Some((info.trim() == language, Vec::new())),
+            (Some((wanted, lines)), Some(_)) => {
+                if wanted {
                     blocks.push(lines.join("\n"));
                 }
-                current = None;
             }
-            (Some(lines), None) => lines.push(line),
+            (Some((wanted, mut lines)), None) => {
+                lines.push(line);
+                open = Some((wanted, lines));
+            }
             (None, None) => {}
         }
     }
@@ -76,6 +74,10 @@ fn readme_dependency_block_is_what_ci_builds_from_outside() {
     for manifest in manifests() {
         assert!(!has_patch_table(&read(&manifest)), "{}", manifest.display());
     }
+    assert_eq!(
+        fenced_blocks("```sh\nx\n```\n```toml\na = 1\n```\n", "toml"),
+        ["a = 1"]
+    );
     // The check finds a line that is missing or out of order.
     assert!(lines_in_order("b\na", "a\nb").is_err());
     assert!(lines_in_order("a\nc", "a\nb\nc").is_ok());
