@@ -53,28 +53,18 @@ fn as_dependency_prints_the_same_steps_from_outside() {
 #[test]
 #[ignore = "needs tests/downstream built outside the workspace (.ci/run)"]
 fn float64_step_is_bit_identical_from_outside() {
-    use common::steps::{read_case, write_step_weights};
+    use common::steps::{read_case, sskd_step_command, write_step_weights};
     let case = read_case("sskd_vgg13_vgg8");
     let dir = tempfile::tempdir().unwrap();
-    let (teacher, student) = write_step_weights(&case, dir.path());
+    let weights = write_step_weights(&case, dir.path());
     let written: Vec<Vec<u8>> = [example_binary("step"), downstream_binary("step")]
         .into_iter()
         .enumerate()
         .map(|(run, program)| {
             let output = dir.path().join(format!("out{run}.safetensors"));
             let terms = dir.path().join(format!("terms{run}.json"));
-            let status = Command::new(&program)
-                .args(["--stage", "student", "--method", "sskd"])
-                .args(["--teacher-arch", "vgg13", "--student-arch", "vgg8"])
-                .arg("--teacher")
-                .arg(&teacher)
-                .arg("--student")
-                .arg(&student)
-                .arg("--batch")
-                .arg(&case.path)
+            let status = sskd_step_command(&program, &case, ["vgg13", "vgg8"], &weights, &output)
                 .args(["--steps", "2", "--precision", "f64"])
-                .arg("--output")
-                .arg(&output)
                 .arg("--terms")
                 .arg(&terms)
                 .output()

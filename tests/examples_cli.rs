@@ -212,27 +212,19 @@ fn gpu_bench_explains_bad_requests() {
 /// dict and terms written, the terms those of the released code's step; bad requests explained.
 #[test]
 fn step_example_runs_an_sskd_student_step_from_files() {
-    use common::steps::{keys, read_case, write_step_weights};
+    use common::steps::{keys, read_case, sskd_step_command, write_step_weights};
     let case = read_case("sskd_vgg13_vgg8");
     let dir = tempfile::tempdir().unwrap();
-    let (teacher, student) = write_step_weights(&case, dir.path());
+    let weights = write_step_weights(&case, dir.path());
+    let student = &weights.1;
     let student_keys = keys(&case.meta["student_keys"]);
     let (output, terms) = (
         dir.path().join("out.safetensors"),
         dir.path().join("terms.json"),
     );
+    let step = example_binary("step");
     let run = |extra: &[&str]| {
-        Command::new(example_binary("step"))
-            .args(["--stage", "student", "--method", "sskd"])
-            .args(["--teacher-arch", "vgg13", "--student-arch", "vgg8"])
-            .arg("--teacher")
-            .arg(&teacher)
-            .arg("--student")
-            .arg(&student)
-            .arg("--batch")
-            .arg(&case.path)
-            .arg("--output")
-            .arg(&output)
+        sskd_step_command(&step, &case, ["vgg13", "vgg8"], &weights, &output)
             .args(extra)
             .output()
             .unwrap()
@@ -272,7 +264,7 @@ fn step_example_runs_an_sskd_student_step_from_files() {
     }
     let missing_arch = Command::new(example_binary("step"))
         .args(["--stage", "teacher", "--weights"])
-        .arg(&student)
+        .arg(student)
         .arg("--batch")
         .arg(&case.path)
         .arg("--output")

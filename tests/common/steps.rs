@@ -77,6 +77,36 @@ pub fn write_step_weights(case: &Case, dir: &Path) -> (PathBuf, PathBuf) {
     (teacher, student)
 }
 
+/// `program` (the `step` example) set up for an SSKD student step of `case` from the weight
+/// files of [`write_step_weights`], writing its state dict to `output`; the caller adds the
+/// rest (`--steps`, `--precision`, `--terms`, …).
+pub fn sskd_step_command(
+    program: &Path,
+    case: &Case,
+    [teacher_arch, student_arch]: [&str; 2],
+    (teacher, student): &(PathBuf, PathBuf),
+    output: &Path,
+) -> std::process::Command {
+    let mut command = std::process::Command::new(program);
+    command
+        .args(["--stage", "student", "--method", "sskd"])
+        .args([
+            "--teacher-arch",
+            teacher_arch,
+            "--student-arch",
+            student_arch,
+        ])
+        .arg("--teacher")
+        .arg(teacher)
+        .arg("--student")
+        .arg(student)
+        .arg("--batch")
+        .arg(&case.path)
+        .arg("--output")
+        .arg(output);
+    command
+}
+
 /// Writes a state dict as `<dir>/<role>.safetensors`.
 pub fn write_weights(dir: &Path, role: &str, state: &[(String, TensorData)]) -> PathBuf {
     let path = dir.join(format!("{role}.safetensors"));

@@ -3,6 +3,9 @@
 use std::any::{Any, TypeId};
 
 use burn::backend::{Autodiff, Flex};
+use burn::tensor::backend::Backend;
+use burn::tensor::ops::FloatTensor;
+use burn::tensor::{Tensor, TensorPrimitive};
 
 /// The CPU backend with autodiff, as Burn's book writes it.
 pub(crate) type CpuAutodiff = Autodiff<Flex>;
@@ -17,4 +20,23 @@ pub(crate) fn same_type<From: 'static, To: 'static>(value: From) -> To {
     *(Box::new(value) as Box<dyn Any>)
         .downcast::<To>()
         .unwrap_or_else(|_| unreachable!("the caller compared the type ids"))
+}
+
+/// `tensor`'s float primitive as backend `Target`'s, which the caller has checked `B` is.
+pub(crate) fn primitive_of<Target: Backend, B: Backend, const D: usize>(
+    tensor: Tensor<B, D>,
+) -> FloatTensor<Target> {
+    same_type::<_, Tensor<Target, D>>(tensor)
+        .into_primitive()
+        .tensor()
+}
+
+/// A float primitive of backend `Source` as a tensor of `B`, which the caller has checked
+/// `Source` is.
+pub(crate) fn tensor_of<B: Backend, Source: Backend, const D: usize>(
+    primitive: FloatTensor<Source>,
+) -> Tensor<B, D> {
+    same_type(Tensor::<Source, D>::from_primitive(TensorPrimitive::Float(
+        primitive,
+    )))
 }

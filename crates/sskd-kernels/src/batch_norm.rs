@@ -19,7 +19,7 @@ use burn::tensor::ops::FloatTensor;
 use burn::tensor::{backend::Backend, Tensor, TensorPrimitive};
 use burn_flex::FlexTensor;
 
-use crate::backend_type::{is, same_type, CpuAutodiff};
+use crate::backend_type::{is, primitive_of, same_type, CpuAutodiff};
 use crate::batch_norm_kernels;
 
 /// The training-mode batch norm of `x` `[N, C, ...]`, and the batch statistics the running
@@ -48,18 +48,12 @@ pub fn batch_norm_train<B: Backend, const D: usize>(
     {
         return None;
     }
-    let [input, gamma, beta] = [
-        same_type::<_, Tensor<CpuAutodiff, D>>(input.clone())
-            .into_primitive()
-            .tensor(),
-        same_type::<_, Tensor<CpuAutodiff, 1>>(gamma.clone())
-            .into_primitive()
-            .tensor(),
-        same_type::<_, Tensor<CpuAutodiff, 1>>(beta.clone())
-            .into_primitive()
-            .tensor(),
-    ];
-    let result = forward::<D>(input, gamma, beta, epsilon);
+    let result = forward::<D>(
+        primitive_of::<CpuAutodiff, _, D>(input.clone()),
+        primitive_of::<CpuAutodiff, _, 1>(gamma.clone()),
+        primitive_of::<CpuAutodiff, _, 1>(beta.clone()),
+        epsilon,
+    );
     Some(same_type(result))
 }
 

@@ -7,10 +7,10 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::Flex;
 use burn::tensor::ops::{ConvOptions, FloatTensor, ModuleOps, PadMode, PaddedConvOptions};
-use burn::tensor::{backend::Backend, DType, Tensor, TensorPrimitive};
+use burn::tensor::{backend::Backend, DType, Tensor};
 use burn_flex::FlexTensor;
 
-use crate::backend_type::{is, same_type, CpuAutodiff};
+use crate::backend_type::{is, primitive_of, tensor_of, CpuAutodiff};
 use crate::conv2d_kernels;
 
 /// `conv2d(x, weight) + bias`, as `burn::tensor::module::conv2d` computes it.
@@ -36,32 +36,22 @@ pub fn conv2d<B: Backend>(
     let (x, options) = padded_symmetrically(x, options.into());
     let ours = crate::enabled() && supports(x.dtype());
     if ours && is::<B, CpuAutodiff>() {
-        let primitive = |t: Tensor<CpuAutodiff, 4>| t.into_primitive().tensor();
         let output = forward_tracked(
-            primitive(same_type(x)),
-            primitive(same_type(weight)),
-            bias.map(|b| {
-                same_type::<_, Tensor<CpuAutodiff, 1>>(b)
-                    .into_primitive()
-                    .tensor()
-            }),
+            primitive_of::<CpuAutodiff, _, 4>(x),
+            primitive_of::<CpuAutodiff, _, 4>(weight),
+            bias.map(primitive_of::<CpuAutodiff, _, 1>),
             options,
         );
-        return same_type(Tensor::<CpuAutodiff, 4>::from_primitive(
-            TensorPrimitive::Float(output),
-        ));
+        return tensor_of::<B, CpuAutodiff, 4>(output);
     }
     if ours && is::<B, Flex>() {
-        let primitive = |t: Tensor<Flex, 4>| t.into_primitive().tensor();
         let output = forward(
-            primitive(same_type(x)),
-            primitive(same_type(weight)),
-            bias.map(|b| same_type::<_, Tensor<Flex, 1>>(b).into_primitive().tensor()),
+            primitive_of::<Flex, _, 4>(x),
+            primitive_of::<Flex, _, 4>(weight),
+            bias.map(primitive_of::<Flex, _, 1>),
             &options,
         );
-        return same_type(Tensor::<Flex, 4>::from_primitive(TensorPrimitive::Float(
-            output,
-        )));
+        return tensor_of::<B, Flex, 4>(output);
     }
     burn::tensor::module::conv2d(x, weight, bias, options)
 }
@@ -151,16 +141,17 @@ fn forward_tracked(
     bias: Option<FloatTensor<CpuAutodiff>>,
     options: ConvOptions<2>,
 ) -> FloatTensor<CpuAutodiff> {
+    let bias_primitive = bias.as_ref().map(|b| b.primitive.clone());
     let output = forward(
         x.primitive.clone(),
         weight.primitive.clone(),
-        bias.as_ref().map(|b| b.primitive.clone()),
+        bias_primitive.clone(),
         &options,
     );
     let saved = SavedForBackward {
         x: x.primitive,
         weight: weight.primitive,
-        bias: bias.as_ref().map(|b| b.primitive.clone()),
+        bias: bias_primitive,
         options,
     };
     // Two arities of one operation (burn-autodiff's node type has no public name, so a
