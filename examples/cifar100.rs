@@ -34,7 +34,7 @@ use sskd::augment::ss_tasks::sskd_rotations;
 use sskd::cli::backend::{dispatch, main_device, BackendJob, DeviceChoice, DeviceList, Precision};
 use sskd::cli::{self, EvalArgs, StageArgs};
 use sskd::data::cifar::{cifar100, Split};
-use sskd::data::{LabeledImage, PlanarImages};
+use sskd::data::{ClassLabels, LabeledImage, PlanarImages};
 use sskd::experiment::load_experiment;
 use sskd::experiment::{default_student_lr, ExperimentConfig, StageConfig};
 use sskd::models::create_model;
@@ -161,6 +161,7 @@ fn cifar_data(dir: &Path, config: &ExperimentConfig) -> Result<Data> {
         );
     }
     Ok(RunData {
+        train_labels: train.class_labels().into(),
         train: Arc::new(train),
         test: Arc::new(test),
         plain_train: cifar(|image, rng| vec![cifar_train(image, rng)]),

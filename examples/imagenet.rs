@@ -48,6 +48,7 @@ use sskd::augment::resize::resize_shorter_side;
 use sskd::cli::backend::{dispatch, BackendJob, DeviceList, Precision};
 use sskd::cli::{self, EvalArgs, StageArgs};
 use sskd::data::folders::{decode_rgb, ImageFiles};
+use sskd::data::ClassLabels;
 use sskd::experiment::load_experiment;
 use sskd::experiment::{ExperimentConfig, StageConfig};
 use sskd::losses::{MethodConfig, SskdConfig};
@@ -177,6 +178,7 @@ fn imagenet_data(root: &Path, config: &ExperimentConfig, size: u32) -> Result<Da
         );
     }
     Ok(RunData {
+        train_labels: train.class_labels().into(),
         train: Arc::new(Files(train)),
         test: Arc::new(Files(val)),
         plain_train: imagenet(move |image, rng| vec![train_crop(image, size, rng)]),

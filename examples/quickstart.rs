@@ -29,7 +29,7 @@ use rand::rngs::StdRng;
 use sskd::augment::recipes::crop_and_flip;
 use sskd::augment::ss_tasks::sskd_rotations;
 use sskd::data::idx::idx_images;
-use sskd::data::{LabeledImage, PlanarImages};
+use sskd::data::{ClassLabels, LabeledImage, PlanarImages};
 use sskd::experiment::{ExperimentConfig, ScheduleShape, StageConfig};
 use sskd::losses::{method_names, MethodConfig};
 use sskd::models::atomic::write_atomically;
@@ -128,6 +128,7 @@ fn transform(
 /// Crop + flip (train) or nothing (test), one copy or four rotations; 32×32 throughout.
 fn run_data(train: Arc<Subset>, test: Arc<Subset>, args: &Args) -> RunData<Subset, LabeledImage> {
     RunData {
+        train_labels: train.class_labels().into(),
         train,
         test,
         plain_train: transform(|image, rng| vec![crop_and_flip(image, SIDE, 4, rng)]),

@@ -26,12 +26,25 @@
 //!   selection counts (`kept_tf`, `kept_ss` for SSKD).
 //! - `--precision f64|f32`: the whole step (models, loss, optimizer) in that precision on the
 //!   CPU backend.
+//! - Any method of the registry on RepDistiller's setup (`helper/loops.py`): `--student` and
+//!   `--teacher` may be RepDistiller checkpoints (`{"model": …}`, no SS head) for methods that
+//!   do not distil the head; `--method-state FILE` holds the method's own modules under the
+//!   names `train_student.py` gives them (`regress_s.`, `embed_s.`/`embed_t.`, `criterion_kd.N.`,
+//!   `connector.`, `paraphraser.`/`translator.`, CRD's `contrast.memory_v1`/`memory_v2`/`params`;
+//!   see `sskd::losses::torch_names`) and `--method-output FILE` receives them after the steps;
+//!   for CRD the batch file also holds `index` `[B]` and `contrast_idx` `[B, K + 1]`.
+//!   `--init` runs the method's pre-training step (`helper/pretrain.py`: AB, FT, FSP) instead
+//!   of the main one; `--set method.NAME.FIELD=VALUE` changes a setting (the weights
+//!   `ce`/`kd`/`beta`: RepDistiller's own `-r 1 -a 0` is `--set method.hint.ce=1 --set
+//!   method.hint.kd=0`).
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use burn::tensor::DType;
 use clap::{Parser, ValueEnum};
+use sskd::config::apply_assignment;
+use sskd::losses::MethodConfig;
 use sskd::models::atomic::write_atomically;
 use sskd::step::{run_steps, terms_json, write_state_dict, StepOptions, StepStage};
 
@@ -64,6 +77,18 @@ struct Args {
     /// Student stage: the distillation method (`sskd`, `kd`, …).
     #[arg(long, default_value = "sskd")]
     method: String,
+    /// Student stage: a setting of the method, `method.NAME.FIELD=VALUE` (repeatable).
+    #[arg(long = "set", value_name = "method.NAME.FIELD=VALUE")]
+    settings: Vec<String>,
+    /// Student stage: the method's own modules, under RepDistiller's names.
+    #[arg(long)]
+    method_state: Option<PathBuf>,
+    /// Student stage: where to write the method's modules after the steps.
+    #[arg(long)]
+    method_output: Option<PathBuf>,
+    /// Student stage: the method's pre-training step (AB, FT, FSP) instead of the main one.
+    #[arg(long)]
+    init: bool,
     /// Student stage: the teacher's architecture.
     #[arg(long)]
     teacher_arch: Option<String>,
@@ -119,13 +144,32 @@ fn stage(args: &Args) -> Result<StepStage> {
             weights: required(&args.weights, "--weights", "teacher")?,
         },
         Stage::Student => StepStage::Student {
-            method: args.method.clone(),
+            method: method_config(args)?,
             teacher_arch: required(&args.teacher_arch, "--teacher-arch", "student")?,
             teacher: required(&args.teacher, "--teacher", "student")?,
             student_arch: required(&args.student_arch, "--student-arch", "student")?,
             student: required(&args.student, "--student", "student")?,
+            method_state: args.method_state.clone(),
         },
     })
+}
+
+/// The method with its published defaults and the `--set method.…` changes.
+fn method_config(args: &Args) -> Result<MethodConfig> {
+    let mut method = MethodConfig::published(&args.method)?;
+    for setting in &args.settings {
+        let Some(assignment) = setting.strip_prefix("method.") else {
+            bail!(
+                "--set {setting}: the step takes the method's settings, `method.NAME.FIELD=VALUE`"
+            );
+        };
+        method = apply_assignment(method, assignment)
+            .map_err(|e| anyhow::anyhow!("--set {setting}: {e}"))?;
+    }
+    method
+        .validate()
+        .map_err(|e| anyhow::anyhow!("method `{}`: {e}", method.name()))?;
+    Ok(method)
 }
 
 fn main() -> Result<()> {
@@ -143,9 +187,13 @@ fn main() -> Result<()> {
             Precision::F64 => DType::F64,
         },
         num_classes: args.num_classes,
+        init: args.init,
     };
     let outcome = run_steps(&options)?;
     write_state_dict(&args.output, &outcome.state_dict)?;
+    if let Some(path) = &args.method_output {
+        write_state_dict(path, &outcome.method_state)?;
+    }
     if let Some(path) = &args.terms {
         let json = serde_json::to_string_pretty(&terms_json(&outcome.reports))?;
         write_atomically(path, json.as_bytes())

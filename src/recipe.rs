@@ -14,7 +14,7 @@ use burn::tensor::backend::AutodiffBackend;
 use rand::rngs::StdRng;
 use sskd_augment::loader::Sample;
 use sskd_data::LabeledImage;
-use sskd_losses::MethodContext;
+use sskd_losses::{Distiller, MethodContext};
 use sskd_models::atomic::write_atomically;
 use sskd_models::checkpoint::{load_record, save_record};
 use sskd_models::import::{load_weights, load_weights_with_head};
@@ -122,11 +122,11 @@ pub fn sgd(config: &ExperimentConfig) -> (f64, f64) {
 }
 
 /// A fresh student of `config`: backbone, SS head and the method's modules (their shapes
-/// probed at `image_size`).
+/// probed at `image_size`; methods that draw training samples by class get `train_labels`).
 pub fn build_student<B: AutodiffBackend>(
     config: &ExperimentConfig,
     teacher: &BackboneWithHead<B::InnerBackend>,
-    n_data: usize,
+    train_labels: &Arc<[usize]>,
     image_size: usize,
     device: &B::Device,
 ) -> Result<Student<B>> {
@@ -134,7 +134,9 @@ pub fn build_student<B: AutodiffBackend>(
     let image = [image_size, image_size];
     backbone.check_input(image)?;
     teacher.backbone.check_input(image)?;
-    let context = MethodContext::probe(&backbone.valid(), &teacher.backbone, image, n_data, device);
+    let n_data = train_labels.len();
+    let context = MethodContext::probe(&backbone.valid(), &teacher.backbone, image, n_data, device)
+        .with_labels(train_labels.clone(), config.seed);
     let method = config.method.init(&context, device)?;
     Ok(Student {
         network: BackboneWithHead::new(backbone, device),
@@ -315,13 +317,10 @@ where
         }
         let device = self.first_device::<B>(devices)?;
         let weights = self.options.teacher_weights(
-            "the teacher with its SS head (the head stage's teacher-with-head.mpk, or SSKD's teacher.pth)",
+            "the teacher (stage 1's teacher-best.mpk or a PyTorch checkpoint; SSKD needs it with \
+             its SS head: the head stage's teacher-with-head.mpk, or SSKD's teacher.pth)",
         )?;
-        let teacher = BackboneWithHead::new(
-            create_model::<B>(&self.config.teacher, self.config.num_classes, device)?,
-            device,
-        );
-        let teacher = load_weights_with_head(teacher, weights, device)?.valid();
+        let teacher = load_teacher::<B>(self.config, weights, device)?;
         let run_of = |config: &ExperimentConfig, data: &RunData<D, I>, out: &Path| {
             let run = RunDir::create(out)?;
             let input = StudentInput {
@@ -362,9 +361,61 @@ where
     }
 }
 
+/// The frozen teacher of the student stage, and where its weights came from.
+struct Teacher<B: AutodiffBackend> {
+    network: BackboneWithHead<B::InnerBackend>,
+    /// The file read.
+    path: PathBuf,
+    /// Whether the file held the SS head (else the head is a fresh, unused one).
+    has_head: bool,
+}
+
+/// The teacher `config.teacher` from `path`: with its SS head (the head stage's record, SSKD's
+/// `teacher.pth`) or without (stage 1's record, a RepDistiller checkpoint), for methods that do
+/// not distil the head. When neither reads, the error is the backbone's.
+fn load_teacher<B: AutodiffBackend>(
+    config: &ExperimentConfig,
+    path: &Path,
+    device: &B::Device,
+) -> Result<Teacher<B>> {
+    let backbone = create_model::<B>(&config.teacher, config.num_classes, device)?;
+    let with_head = BackboneWithHead::new(backbone.clone(), device);
+    let (network, has_head) = match load_weights_with_head(with_head, path, device) {
+        Ok(network) => (network, true),
+        Err(_) => (
+            BackboneWithHead::new(load_weights(backbone, path, device)?, device),
+            false,
+        ),
+    };
+    Ok(Teacher {
+        network: network.valid(),
+        path: path.to_path_buf(),
+        has_head,
+    })
+}
+
+/// An error when the student's method distils the teacher's SS head and `teacher`'s file had
+/// none, naming the stage that writes one.
+fn check_teacher_head<B: AutodiffBackend>(
+    teacher: &Teacher<B>,
+    method: &str,
+    needs_head: bool,
+) -> Result<()> {
+    if needs_head && !teacher.has_head {
+        bail!(
+            "method `{method}` distils the teacher's self-supervision head, which {} does not \
+             hold (no proj_head): train one with the head stage (`head --teacher {}`), which \
+             writes teacher-with-head.mpk, and pass that",
+            teacher.path.display(),
+            teacher.path.display()
+        );
+    }
+    Ok(())
+}
+
 struct StudentInput<'a, B: AutodiffBackend, D, I> {
     config: &'a ExperimentConfig,
-    teacher: &'a BackboneWithHead<B::InnerBackend>,
+    teacher: &'a Teacher<B>,
     data: &'a RunData<D, I>,
     image_size: usize,
 }
@@ -392,11 +443,21 @@ where
     } = *input;
     let device = devices.first().context("no device given")?;
     B::seed(device, config.seed);
-    let n_data = data.train.len();
-    let student = build_student::<B>(config, teacher, n_data, image_size, device)?;
+    if data.train_labels.len() != data.train.len() {
+        bail!(
+            "RunData::train_labels holds {} labels for {} training samples",
+            data.train_labels.len(),
+            data.train.len()
+        );
+    }
+    let labels = &data.train_labels;
+    let student = build_student::<B>(config, &teacher.network, labels, image_size, device)?;
+    let needs = Distiller::<B>::needs(&student.method);
+    check_teacher_head(teacher, config.method.name(), needs.head)?;
+    let teacher = &teacher.network;
     let plan = plan("student", &config.student_stage, config, resume);
     let outcome = train_student(run, &plan, student, teacher, data, sgd(config), devices)?;
-    let shell = build_student::<B>(config, teacher, n_data, image_size, device)?;
+    let shell = build_student::<B>(config, teacher, labels, image_size, device)?;
     let best = load_record(shell, &run.path("student-best.mpk"), device)?;
     let record = run.path("student-best-backbone.mpk");
     save_record(best.network.backbone, &record)?;

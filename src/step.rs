@@ -17,16 +17,18 @@ use burn::module::AutodiffModule;
 use burn::tensor::{DType, TensorData};
 use safetensors::{Dtype, SafeTensors};
 use sskd_augment::loader::HostBatch;
-use sskd_losses::{create_method, Distiller, MethodContext};
+use sskd_losses::torch_names::{from_repdistiller, to_repdistiller, TorchNames};
+use sskd_losses::{CrdSampler, Distiller, Method, MethodConfig, MethodContext};
 use sskd_models::atomic::write_atomically;
 use sskd_models::export::export_state_dict;
 use sskd_models::import::{
-    backbone_key_path, backbone_with_head_key_path, le_values, load_state_dict,
-    load_state_dict_with_head, load_weights, load_weights_with_head, read_state_dict, WeightFormat,
+    backbone_key_path, backbone_with_head_key_path, le_values, load_module_state_dict,
+    load_state_dict, load_state_dict_with_head, load_weights, load_weights_with_head,
+    read_state_dict, StateDict, WeightFormat,
 };
 use sskd_models::precision::cast_floats;
 use sskd_models::{create_model, BackboneWithHead};
-use sskd_train::epoch::{student_epoch, teacher_epoch, Student};
+use sskd_train::epoch::{pretrain_epoch, student_epoch, teacher_epoch, Student};
 use sskd_train::metrics::EpochReport;
 use sskd_train::TrainError;
 
@@ -42,8 +44,8 @@ pub enum StepStage {
     },
     /// Stage 3: a student distilled from a frozen teacher with `method`.
     Student {
-        /// Method name of the registry (`sskd`, `kd`, …).
-        method: String,
+        /// The method and its settings (`MethodConfig::published("crd")`, then any changes).
+        method: MethodConfig,
         /// Teacher architecture.
         teacher_arch: String,
         /// Teacher backbone and SS head (SSKD layout `backbone.*`, `proj_head.*`; the head may
@@ -51,8 +53,12 @@ pub enum StepStage {
         teacher: PathBuf,
         /// Student architecture.
         student_arch: String,
-        /// Student backbone and SS head (SSKD layout).
+        /// Student backbone, with its SS head (SSKD layout) or without (RepDistiller's
+        /// `{"model": …}`) for methods that do not use it.
         student: PathBuf,
+        /// The method's own modules under RepDistiller's names ([`TorchNames`]); `None`:
+        /// freshly initialised.
+        method_state: Option<PathBuf>,
     },
 }
 
@@ -77,6 +83,9 @@ pub struct StepOptions {
     pub precision: DType,
     /// Classes of the classifier(s).
     pub num_classes: usize,
+    /// Steps of the method's pre-training stage ([`pretrain_epoch`]: AB, FT, FSP) instead of
+    /// the main one.
+    pub init: bool,
 }
 
 /// What the steps did.
@@ -88,12 +97,24 @@ pub struct StepOutcome {
     pub state_dict: Vec<(String, TensorData)>,
     /// One report per step: the method's terms (and `total`) and counts.
     pub reports: Vec<EpochReport>,
+    /// The method's own modules after the steps, under RepDistiller's names (CRD's memory
+    /// and `contrast.params` included); empty for a method without any.
+    pub method_state: Vec<(String, TensorData)>,
 }
 
 type B = burn::backend::Autodiff<burn::backend::Flex>;
 
-/// Reads `batch.safetensors` into one host batch (indices `0..B`).
-pub fn read_batch(path: &Path) -> Result<HostBatch> {
+/// A batch file: the batch, and CRD's contrast rows by dataset index when it holds them.
+pub struct BatchFile {
+    /// Images, labels and dataset indices (`index`, else `0..B`).
+    pub batch: HostBatch,
+    /// `contrast_idx` `[B, K + 1]` by the row's dataset index.
+    pub contrast: Option<BTreeMap<usize, Vec<usize>>>,
+}
+
+/// Reads `batch.safetensors` (`x`, `labels`; optional `index` `[B]` and `contrast_idx`
+/// `[B, K + 1]`, integers, as RepDistiller's `CIFAR100InstanceSample` gives them).
+pub fn read_batch(path: &Path) -> Result<BatchFile> {
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
     let file = SafeTensors::deserialize(&bytes)
         .map_err(|e| anyhow::anyhow!("{}: not a safetensors file: {e}", path.display()))?;
@@ -120,17 +141,20 @@ pub fn read_batch(path: &Path) -> Result<HostBatch> {
             path.display()
         ),
     };
-    let labels: Vec<i64> = match labels.dtype() {
-        Dtype::I64 => le_values(labels.data(), i64::from_le_bytes),
-        Dtype::I32 => le_values(labels.data(), i32::from_le_bytes)
-            .into_iter()
-            .map(i64::from)
-            .collect(),
-        other => bail!(
-            "{}: `labels` has dtype {other:?}, expected I64 or I32",
-            path.display()
-        ),
+    let integers = |name: &str, view: &safetensors::tensor::TensorView| -> Result<Vec<i64>> {
+        Ok(match view.dtype() {
+            Dtype::I64 => le_values(view.data(), i64::from_le_bytes),
+            Dtype::I32 => le_values(view.data(), i32::from_le_bytes)
+                .into_iter()
+                .map(i64::from)
+                .collect(),
+            other => bail!(
+                "{}: `{name}` has dtype {other:?}, expected I64 or I32",
+                path.display()
+            ),
+        })
     };
+    let labels = integers("labels", &labels)?;
     ensure!(
         !labels.is_empty() && shape[0].is_multiple_of(labels.len()),
         "{}: `x` has {} rows for {} labels; expected B rows (teacher) or 4·B (rotations)",
@@ -138,13 +162,55 @@ pub fn read_batch(path: &Path) -> Result<HostBatch> {
         shape[0],
         labels.len()
     );
-    let indices = (0..labels.len() as i64).collect();
-    Ok(HostBatch {
+    let count = labels.len();
+    let indices = match file.tensor("index") {
+        Ok(view) => dataset_indices(path, "index", integers("index", &view)?, count)?,
+        Err(_) => (0..count).collect(),
+    };
+    let contrast = match file.tensor("contrast_idx") {
+        Ok(view) => {
+            let columns = view.shape().get(1).copied().unwrap_or(0);
+            ensure!(
+                view.shape() == [count, columns] && columns >= 2,
+                "{}: `contrast_idx` must be [B, K + 1] with B = {count}, got {:?}",
+                path.display(),
+                view.shape()
+            );
+            let flat = dataset_indices(
+                path,
+                "contrast_idx",
+                integers("contrast_idx", &view)?,
+                count * columns,
+            )?;
+            let rows = flat.chunks(columns).map(<[usize]>::to_vec);
+            Some(indices.iter().copied().zip(rows).collect())
+        }
+        Err(_) => None,
+    };
+    let batch = HostBatch {
         pixels,
         shape,
         labels,
-        indices,
-    })
+        indices: indices.iter().map(|&i| i as i64).collect(),
+    };
+    Ok(BatchFile { batch, contrast })
+}
+
+/// `values` as dataset indices: `count` of them, none negative.
+fn dataset_indices(path: &Path, name: &str, values: Vec<i64>, count: usize) -> Result<Vec<usize>> {
+    ensure!(
+        values.len() == count,
+        "{}: `{name}` has {} values, expected {count}",
+        path.display(),
+        values.len()
+    );
+    values
+        .into_iter()
+        .map(|value| {
+            usize::try_from(value)
+                .map_err(|_| anyhow::anyhow!("{}: `{name}` holds {value}", path.display()))
+        })
+        .collect()
 }
 
 /// Applies `epoch` (one epoch over the single batch) `steps` times; the module after the last
@@ -226,13 +292,17 @@ pub fn run_steps(options: &StepOptions) -> Result<StepOutcome> {
     );
     let batch = read_batch(&options.batch)?;
     match &options.stage {
-        StepStage::Teacher { arch, weights } => teacher_steps(options, batch, arch, weights),
+        StepStage::Teacher { arch, weights } => {
+            ensure!(!options.init, "--init is a step of the student stage");
+            teacher_steps(options, batch.batch, arch, weights)
+        }
         StepStage::Student {
             method,
             teacher_arch,
             teacher,
             student_arch,
             student,
+            method_state,
         } => {
             let networks = StudentNetworks {
                 method,
@@ -240,6 +310,7 @@ pub fn run_steps(options: &StepOptions) -> Result<StepOutcome> {
                 teacher,
                 student_arch,
                 student,
+                method_state: method_state.as_deref(),
             };
             student_steps(options, batch, &networks)
         }
@@ -268,30 +339,33 @@ fn teacher_steps(
     Ok(StepOutcome {
         state_dict,
         reports,
+        method_state: Vec::new(),
     })
 }
 
 /// The student stage's networks.
 struct StudentNetworks<'a> {
-    method: &'a str,
+    method: &'a MethodConfig,
     teacher_arch: &'a str,
     teacher: &'a Path,
     student_arch: &'a str,
     student: &'a Path,
+    method_state: Option<&'a Path>,
 }
 
-/// A backbone and SS head from `path`; without `proj_head.*` tensors in a state-dict file,
-/// the backbone alone with a fresh head when `head_required` is false.
+/// A backbone and SS head from `path`, and whether the file held the head; without
+/// `proj_head.*` tensors in a state-dict file, the backbone alone with a fresh head when
+/// `head_required` is false.
 fn network_with_head(
     arch: &str,
     path: &Path,
     num_classes: usize,
     head_required: bool,
-) -> Result<BackboneWithHead<B>> {
+) -> Result<(BackboneWithHead<B>, bool)> {
     let device = Default::default();
     let network = BackboneWithHead::new(create_model::<B>(arch, num_classes, &device)?, &device);
     if WeightFormat::of(path)? == WeightFormat::BurnRecord {
-        return Ok(load_weights_with_head(network, path, &device)?);
+        return Ok((load_weights_with_head(network, path, &device)?, true));
     }
     let state = read_state_dict(path)?;
     if state
@@ -299,7 +373,7 @@ fn network_with_head(
         .iter()
         .any(|(k, _)| k.starts_with("proj_head."))
     {
-        return Ok(load_state_dict_with_head(network, state)?);
+        return Ok((load_state_dict_with_head(network, state)?, true));
     }
     ensure!(
         !head_required,
@@ -310,54 +384,79 @@ fn network_with_head(
         backbone,
         proj_head,
     } = network;
-    Ok(BackboneWithHead {
-        backbone: load_state_dict(backbone, state)?,
-        proj_head,
-    })
+    let backbone = load_state_dict(backbone, state)?;
+    Ok((
+        BackboneWithHead {
+            backbone,
+            proj_head,
+        },
+        false,
+    ))
 }
 
 fn student_steps(
     options: &StepOptions,
-    batch: HostBatch,
+    batch: BatchFile,
     networks: &StudentNetworks,
 ) -> Result<StepOutcome> {
     let device = Default::default();
     let classes = options.num_classes;
-    let image_size = batch.shape[2];
-    let probe_teacher =
-        create_model::<burn::backend::Flex>(networks.teacher_arch, classes, &device)?;
-    let probe_student =
-        create_model::<burn::backend::Flex>(networks.student_arch, classes, &device)?;
-    let image = [image_size, image_size];
-    let n_data = batch.labels.len();
-    let context = MethodContext::probe(&probe_student, &probe_teacher, image, n_data, &device);
-    let method = create_method::<B>(networks.method, &context, &device)?;
+    let names = TorchNames::of(networks.method);
+    let method_state = networks
+        .method_state
+        .map(|path| read_method_state(path, networks.method))
+        .transpose()?;
+    let context = method_context(networks, &batch, method_state.as_ref())?;
+    let mut method = networks.method.init::<B>(&context, &device)?;
+    if let (Some(rows), Method::Crd(crd)) = (batch.contrast, &mut method) {
+        crd.method.sampler = Some(CrdSampler::given(rows));
+    }
+    if let Some(state) = method_state {
+        let file_keys = |path: &str| names.file_key(path).into_iter().collect();
+        method = load_module_state_dict(
+            method,
+            state,
+            "method",
+            |key| names.module_path(key),
+            file_keys,
+        )?;
+    }
     let needs = method.needs();
-    ensure!(
-        !needs.sample_indices,
-        "method `{}` keeps state across the dataset (a memory bank); the step check runs \
-         methods without one",
-        networks.method
-    );
+    let stage_needs = match (options.init, method.pretraining()) {
+        (false, _) => needs,
+        (true, Some(stage)) => stage.needs,
+        (true, None) => bail!(
+            "--init: method `{}` has no pre-training stage (AB, FT and FSP have one)",
+            networks.method.name()
+        ),
+    };
+    let batch = batch.batch;
     check_batch(
         &batch,
         &options.batch,
         classes,
-        if needs.rotations { 4 } else { 1 },
+        if stage_needs.rotations { 4 } else { 1 },
     )?;
     let precision = options.precision;
-    let teacher = network_with_head(networks.teacher_arch, networks.teacher, classes, needs.head)?;
+    let (teacher, _) =
+        network_with_head(networks.teacher_arch, networks.teacher, classes, needs.head)?;
     let teacher = cast_floats(teacher, precision).valid();
-    let student = network_with_head(networks.student_arch, networks.student, classes, true)?;
+    let (student, student_has_head) =
+        network_with_head(networks.student_arch, networks.student, classes, needs.head)?;
     let keys = weight_keys(networks.student)?;
     let student = Student {
         network: cast_floats(student, precision),
         method: cast_floats(method, precision),
     };
     let mut optimizer = sskd_train::sgd(options.momentum, options.weight_decay).init();
+    let epoch = if options.init {
+        pretrain_epoch
+    } else {
+        student_epoch
+    };
     let (student, reports) = repeat_steps(options.steps, student, |student| {
         let batches = once(Ok(batch.clone()));
-        student_epoch(
+        epoch(
             student,
             &teacher,
             &mut optimizer,
@@ -367,14 +466,93 @@ fn student_steps(
             &[device],
         )
     })?;
-    let trained = student.network.valid();
-    let mapping = backbone_with_head_key_path(&trained);
+    let trained = student.valid();
     let source = (networks.student, networks.student_arch);
-    let state_dict = trained_state_dict(&trained, keys, source, mapping)?;
+    let state_dict = if student_has_head {
+        let mapping = backbone_with_head_key_path(&trained.network);
+        trained_state_dict(&trained.network, keys, source, mapping)?
+    } else {
+        let mapping = backbone_key_path(&trained.network.backbone);
+        trained_state_dict(&trained.network.backbone, keys, source, mapping)?
+    };
     Ok(StepOutcome {
         state_dict,
         reports,
+        method_state: method_state_dict(&trained.method, networks.method)?,
     })
+}
+
+/// The method's context: the networks' shapes probed at the batch's image size, and as many
+/// training samples as the memory bank of `method_state` holds (else the batch's largest
+/// dataset index + 1).
+fn method_context(
+    networks: &StudentNetworks,
+    batch: &BatchFile,
+    method_state: Option<&StateDict>,
+) -> Result<MethodContext> {
+    let device = Default::default();
+    let classes_of = |arch| create_model::<burn::backend::Flex>(arch, 1, &device);
+    let (teacher, student) = (
+        classes_of(networks.teacher_arch)?,
+        classes_of(networks.student_arch)?,
+    );
+    let side = batch.batch.shape[2];
+    let largest_index = batch.batch.indices.iter().copied().max().unwrap_or(0) as usize;
+    let memory_rows = method_state
+        .and_then(|state| {
+            state
+                .tensors
+                .iter()
+                .find(|(key, _)| key.ends_with("memory_v1"))
+        })
+        .map(|(_, data)| data.shape[0]);
+    let n_data = memory_rows.unwrap_or(largest_index + 1);
+    Ok(MethodContext::probe(
+        &student,
+        &teacher,
+        [side, side],
+        n_data,
+        &device,
+    ))
+}
+
+/// The method-state file as the method's loader reads it (see [`from_repdistiller`]).
+fn read_method_state(path: &Path, method: &MethodConfig) -> Result<StateDict> {
+    let mut state = read_state_dict(path)?;
+    from_repdistiller(method, &mut state.tensors)
+        .with_context(|| format!("{}: method state", path.display()))?;
+    Ok(state)
+}
+
+/// The method's modules under RepDistiller's names (see [`to_repdistiller`]).
+fn method_state_dict(
+    trained: &Method<burn::backend::Flex>,
+    method: &MethodConfig,
+) -> Result<Vec<(String, TensorData)>> {
+    use burn_store::{BurnToPyTorchAdapter, ModuleSnapshot};
+    let names = TorchNames::of(method);
+    let paths: Vec<String> = trained
+        .collect(None, Some(Box::new(BurnToPyTorchAdapter)), true)
+        .into_iter()
+        .map(|snapshot| snapshot.full_path())
+        .collect();
+    let keys = paths
+        .iter()
+        .map(|path| {
+            names.file_key(path).with_context(|| {
+                format!(
+                    "method `{}`: no RepDistiller name for `{path}`",
+                    method.name()
+                )
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let label = Path::new("method state");
+    let mut state = export_state_dict(trained, &keys, label, method.name(), |key| {
+        names.module_path(key)
+    })?;
+    to_repdistiller(method, &mut state)?;
+    Ok(state)
 }
 
 /// Writes a state dict as safetensors (atomically), each tensor in its own float type.
@@ -451,6 +629,7 @@ mod tests {
             weight_decay: 5e-4,
             precision,
             num_classes: 10,
+            init: false,
         }
     }
 

@@ -129,6 +129,57 @@ fn resume_without_a_checkpoint_says_so() {
     assert!(!quiet.contains("starting fresh"), "{quiet}");
 }
 
+/// Every method of the registry trains a student through the real trainer from stage 1's
+/// teacher record (no SS head), one epoch each, and logs its own term; the one method that
+/// distils the head (SSKD) says which stage writes one.
+#[test]
+fn every_method_trains_from_the_stage_one_teacher() {
+    let dir = tempfile::tempdir().unwrap();
+    succeeded(&cifar100(
+        "teacher",
+        dir.path(),
+        &["--set", "teacher_stage.epochs=1"],
+    ));
+    let teacher = dir.path().join("teacher-best.mpk");
+    let teacher = teacher.to_str().unwrap();
+    let one_epoch = ["--set", "student_stage.epochs=1", "--teacher", teacher];
+    let (mut need_the_head, mut pretrained) = (0, 0);
+    for &method in sskd::losses::method_names() {
+        let out = dir.path().join(method);
+        let output = cifar100(
+            "student",
+            &out,
+            &[&["--method", method][..], &one_epoch].concat(),
+        );
+        if !output.status.success() {
+            let error = failed(&output);
+            assert!(
+                error.contains("self-supervision head") && error.contains("teacher-with-head.mpk"),
+                "{method}: {error}"
+            );
+            need_the_head += 1;
+            continue;
+        }
+        let lines = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+        let last: serde_json::Value = serde_json::from_str(lines.lines().last().unwrap()).unwrap();
+        let terms = &last["train"]["terms"];
+        assert!(
+            terms["ce"].is_number() && terms["total"].is_number(),
+            "{method}: {last}"
+        );
+        // AB, FT and FSP run their pre-training stage first (30 epochs by default).
+        let init_lines = lines
+            .lines()
+            .filter(|l| l.contains(r#""stage":"student-init""#));
+        match init_lines.count() {
+            0 => {}
+            30 => pretrained += 1,
+            other => panic!("{method}: {other} pre-training epochs"),
+        }
+    }
+    assert_eq!((need_the_head, pretrained), (1, 3));
+}
+
 #[test]
 fn reference_teacher_checkpoints_are_accepted() {
     let dir = tempfile::tempdir().unwrap();

@@ -13,6 +13,7 @@ mod common;
 
 use burn::tensor::{DType, TensorData};
 use common::steps::{keys, read_case, weights, write_weights, Case};
+use sskd::losses::MethodConfig;
 use sskd::step::{run_steps, StepOptions, StepOutcome, StepStage};
 
 /// Runs the case's steps in `precision`; the outcome and the initial weights of the trained
@@ -34,11 +35,12 @@ fn run(case: &Case, precision: DType) -> (StepOutcome, Vec<(String, TensorData)>
             let teacher = weights(&case.name, "teacher", &keys(&meta["teacher_keys"]));
             let initial = weights(&case.name, "student", &keys(&meta["student_keys"]));
             let stage = StepStage::Student {
-                method: text("method"),
+                method: MethodConfig::published(&text("method")).unwrap(),
                 teacher_arch: text("teacher_arch"),
                 teacher: write_weights(dir.path(), "teacher", &teacher),
                 student_arch: text("student_arch"),
                 student: write_weights(dir.path(), "student", &initial),
+                method_state: None,
             };
             (stage, initial)
         }
@@ -53,6 +55,7 @@ fn run(case: &Case, precision: DType) -> (StepOutcome, Vec<(String, TensorData)>
         weight_decay: number("weight_decay"),
         precision,
         num_classes: meta["num_classes"].as_u64().unwrap() as usize,
+        init: false,
     };
     let outcome = run_steps(&options).unwrap_or_else(|e| panic!("{}: {e:#}", case.name));
     (outcome, initial)

@@ -13,7 +13,7 @@ use sskd::augment::loader::Sample;
 use sskd::augment::recipes::crop_and_flip;
 use sskd::augment::ss_tasks::sskd_rotations;
 use sskd::data::idx::idx_images;
-use sskd::data::{LabeledImage, PlanarImages};
+use sskd::data::{ClassLabels, LabeledImage, PlanarImages};
 use sskd::losses::{create_method, MethodContext};
 use sskd::models::{create_model, BackboneWithHead};
 use sskd::train::checkpoint::read_checkpoint;
@@ -49,6 +49,7 @@ fn to_sample(copies: Vec<image::RgbImage>, label: usize) -> Result<Sample, Strin
 fn data(poison: Option<usize>) -> RunData<Subset, LabeledImage> {
     RunData {
         train: fashion(60, false),
+        train_labels: fashion(60, false).class_labels().into(),
         test: fashion(40, true),
         plain_train: Arc::new(|item: LabeledImage, rng: &mut StdRng| {
             to_sample(vec![crop_and_flip(&item.image, 32, 4, rng)], item.label)

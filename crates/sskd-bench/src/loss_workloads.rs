@@ -109,6 +109,8 @@ impl<B: AutodiffBackend> LossStep<B> {
                     student: shapes.clone(),
                     teacher: shapes.clone(),
                     n_data,
+                    labels: None,
+                    seed: 0,
                 };
                 (
                     Box::new(

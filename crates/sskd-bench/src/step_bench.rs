@@ -247,8 +247,10 @@ impl TrainingStep {
                 let student_arch = config.student.clone().unwrap_or_default();
                 let experiment = ExperimentConfig::new(config.teacher.clone(), student_arch)
                     .with_method(MethodConfig::published(config.kind.name())?);
+                // CIFAR-100's training set: 500 samples of each of the 100 classes.
+                let labels: std::sync::Arc<[usize]> = (0..50_000).map(|i| i % 100).collect();
                 let student =
-                    build_student::<B>(&experiment, &teacher, 50_000, IMAGE_SIZE, device)?;
+                    build_student::<B>(&experiment, &teacher, &labels, IMAGE_SIZE, device)?;
                 stepper(student, optimizer.init(), move |student, opt, batch| {
                     student_epoch(student, &teacher, opt, [Ok(batch)], 0, LR, &devices)
                 })

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::{DataError, LabeledImage};
+use crate::{ClassLabels, DataError, LabeledImage};
 
 /// Labelled image files and the class names (index = label).
 #[derive(Debug, Clone)]
@@ -208,6 +208,12 @@ impl ImageFiles {
         }
         self.files = kept;
         Ok((self, bad))
+    }
+}
+
+impl ClassLabels for ImageFiles {
+    fn class_labels(&self) -> Vec<usize> {
+        self.files.iter().map(|(_, label)| *label).collect()
     }
 }
 

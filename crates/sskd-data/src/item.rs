@@ -110,6 +110,36 @@ impl burn::data::dataset::Dataset<LabeledImage> for PlanarImages {
     }
 }
 
+/// A labelled dataset whose classes can be listed without reading its images: what a method
+/// that draws samples by class (CRD's negatives) needs of the training set.
+pub trait ClassLabels {
+    /// The class of every sample, in dataset order.
+    fn class_labels(&self) -> Vec<usize>;
+}
+
+impl ClassLabels for PlanarImages {
+    fn class_labels(&self) -> Vec<usize> {
+        self.labels.clone()
+    }
+}
+
+impl<D: ClassLabels + ?Sized> ClassLabels for std::sync::Arc<D> {
+    fn class_labels(&self) -> Vec<usize> {
+        (**self).class_labels()
+    }
+}
+
+/// A selection (`burn-dataset`'s subset or shuffle) of a labelled dataset.
+impl<D> ClassLabels for burn::data::dataset::transform::SelectionDataset<D, LabeledImage>
+where
+    D: burn::data::dataset::Dataset<LabeledImage> + ClassLabels,
+{
+    fn class_labels(&self) -> Vec<usize> {
+        let all = self.wrapped.class_labels();
+        self.indices.iter().map(|&index| all[index]).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,4 +37,4 @@ pub mod stl10;
 
 pub use error::DataError;
 pub use folders::ImageFiles;
-pub use item::{LabeledImage, PlanarImages};
+pub use item::{ClassLabels, LabeledImage, PlanarImages};

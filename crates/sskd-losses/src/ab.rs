@@ -1,12 +1,14 @@
 //! Activation-boundary distillation (Heo et al., AAAI 2019), as `distiller_zoo/AB.py` with the
-//! CRD codebase's `Connector`. Used in a pre-training stage (30 epochs); the main stage then
-//! trains with CE (+ KD) only.
+//! CRD codebase's `Connector`. Its term is the loss of a pre-training stage (30 epochs: the
+//! connectors and the student's feature layers); the main stage then trains with CE (+ KD) only.
 
 use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
 
 use crate::functional::sum_layers;
-use crate::{ConvReg, DistillInputs, FeatureTerm, LossError, MethodContext, Needs, TermConfig};
+use crate::{
+    ConvReg, DistillInputs, FeatureTerm, LossError, MethodContext, Needs, Pretraining, TermConfig,
+};
 
 /// AB on the pre-activation stage maps `preact feat[1:-1]`: each student map goes through its
 /// connector (identity when channels and height match the teacher's, else `ConvReg` without
@@ -20,14 +22,19 @@ pub struct ActivationBoundary<B: Backend> {
     pub connectors: Vec<Option<ConvReg<B>>>,
     /// The margin `m`.
     pub margin: f64,
+    /// Epochs of the pre-training stage.
+    pub init_epochs: usize,
 }
 
-/// Settings of [`ActivationBoundary`]: the margin.
+/// Settings of [`ActivationBoundary`]: the margin and the pre-training epochs.
 #[derive(burn::config::Config, Debug, PartialEq)]
 pub struct ActivationBoundaryConfig {
     /// The margin `m`.
     #[config(default = 1.0)]
     pub margin: f64,
+    /// Epochs of the pre-training stage (RepDistiller's `--init_epochs`; 0 skips it).
+    #[config(default = 30)]
+    pub init_epochs: usize,
 }
 
 impl TermConfig for ActivationBoundaryConfig {
@@ -41,6 +48,7 @@ impl TermConfig for ActivationBoundaryConfig {
         let (student, teacher) = (&context.student.maps, &context.teacher.maps);
         Ok(ActivationBoundary {
             margin: self.margin,
+            init_epochs: self.init_epochs,
             ..ActivationBoundary::new(student, teacher, device)?
         })
     }
@@ -68,6 +76,7 @@ impl<B: Backend> ActivationBoundary<B> {
         Ok(Self {
             connectors,
             margin: 1.0,
+            init_epochs: 30,
         })
     }
 
@@ -122,5 +131,19 @@ impl<B: Backend> FeatureTerm<B> for ActivationBoundary<B> {
                     .mul_scalar(weight / batch * 3.0 / 1000.0)
             },
         )))
+    }
+
+    /// The connectors and the student's feature layers learn the teacher's boundaries.
+    fn pretraining(&self) -> Option<Pretraining> {
+        Some(Pretraining {
+            epochs: self.init_epochs,
+            needs: FeatureTerm::<B>::needs(self),
+            trains_student: true,
+            learning_rate: None,
+        })
+    }
+
+    fn pretrain_term(&self, inputs: &DistillInputs<B>) -> Result<Tensor<B, 1>, LossError> {
+        self.term(inputs)
     }
 }

@@ -5,8 +5,10 @@ use burn::module::{Module, ModuleDisplay};
 use burn::tensor::{backend::Backend, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::contract::no_pretraining;
 use crate::{
     DistillInputs, Distiller, Kd, KdConfig, LossError, LossTerm, LossTerms, MethodContext, Needs,
+    Pretraining,
 };
 
 /// The method-specific term of a baseline (AT, SP, CRD, …). [`WithCeKd`] adds CE and KD.
@@ -17,6 +19,14 @@ pub trait FeatureTerm<B: Backend> {
     fn needs(&self) -> Needs;
     /// The unweighted term for one batch. `[1]`.
     fn term(&self, inputs: &DistillInputs<B>) -> Result<Tensor<B, 1>, LossError>;
+    /// The term's pre-training stage, if it has one with epochs to run.
+    fn pretraining(&self) -> Option<Pretraining> {
+        None
+    }
+    /// The loss of a pre-training step. `[1]`.
+    fn pretrain_term(&self, _inputs: &DistillInputs<B>) -> Result<Tensor<B, 1>, LossError> {
+        Err(no_pretraining(self.name()))
+    }
 }
 
 /// Weights of the CRD codebase's objective `γ·CE + α·KD + β·L_method` (flags `-r`, `-a`, `-b`).
@@ -92,6 +102,22 @@ impl<B: Backend, M: FeatureTerm<B> + Module<B>> Distiller<B> for WithCeKd<B, M> 
             weight: self.method_weight,
         });
         Ok(terms)
+    }
+
+    fn pretraining(&self) -> Option<Pretraining> {
+        self.method.pretraining().filter(|stage| stage.epochs > 0)
+    }
+
+    /// The term's pre-training loss alone, weight 1 (RepDistiller's `init` trains on it alone).
+    fn pretrain_loss(&self, inputs: &DistillInputs<B>) -> Result<LossTerms<B>, LossError> {
+        Ok(LossTerms {
+            terms: vec![LossTerm {
+                name: self.method.name(),
+                value: self.method.pretrain_term(inputs)?,
+                weight: 1.0,
+            }],
+            counts: Vec::new(),
+        })
     }
 }
 

@@ -110,6 +110,23 @@ pub struct Needs {
     pub sample_indices: bool,
 }
 
+/// A method's pre-training stage, run before the main one (RepDistiller's `helper/pretrain.py`:
+/// AB's connectors, FT's paraphraser, FSP's student): its own loss, a constant learning rate and
+/// its own optimiser state.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pretraining {
+    /// Its epochs (the method's `init_epochs`; 0: none).
+    pub epochs: usize,
+    /// What its loss needs the trainer to compute.
+    pub needs: Needs,
+    /// Whether it trains the student's feature layers (AB, FSP: the student runs in training
+    /// mode and its layers train with the method's modules); else the student runs in inference
+    /// mode and only the method's modules train (FT's paraphraser).
+    pub trains_student: bool,
+    /// Its learning rate; `None`: the student stage's initial one.
+    pub learning_rate: Option<f64>,
+}
+
 /// One named loss term.
 #[derive(Debug, Clone)]
 pub struct LossTerm<B: Backend> {
@@ -169,4 +186,20 @@ pub trait Distiller<B: Backend> {
     fn needs(&self) -> Needs;
     /// The loss terms for one batch.
     fn loss(&self, inputs: &DistillInputs<B>) -> Result<LossTerms<B>, LossError>;
+    /// The method's pre-training stage, if it has one with epochs to run.
+    fn pretraining(&self) -> Option<Pretraining> {
+        None
+    }
+    /// The loss terms of a pre-training step ([`Distiller::pretraining`]).
+    fn pretrain_loss(&self, _inputs: &DistillInputs<B>) -> Result<LossTerms<B>, LossError> {
+        Err(no_pretraining(self.name()))
+    }
+}
+
+/// The error of a pre-training step asked of a method without one.
+pub(crate) fn no_pretraining(method: &'static str) -> LossError {
+    LossError::BadInput {
+        method,
+        message: "has no pre-training stage".into(),
+    }
 }

@@ -6,9 +6,14 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{
     backend::Backend, Distribution, ElementConversion, IndexingUpdateOp, Int, Tensor,
 };
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use rand::rngs::StdRng;
 use rand::seq::index::sample;
-use rand::SeedableRng;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use sskd_augment::rng::sample_rng;
 
 use crate::functional::{div_scalar, embedding_of};
 use crate::{DistillInputs, FeatureTerm, LossError, MethodContext, Needs, TermConfig};
@@ -29,6 +34,9 @@ pub struct CrdConfig {
     /// Memory momentum m.
     #[config(default = 0.5)]
     pub nce_m: f64,
+    /// How the positive is drawn (`exact`: the anchor itself; `relax`: a sample of its class).
+    #[config(default = "CrdMode::Exact")]
+    pub mode: CrdMode,
 }
 
 impl CrdConfig {
@@ -54,6 +62,7 @@ impl CrdConfig {
             memory_student: memory(),
             memory_teacher: memory(),
             normalizers: RunningState::new(Tensor::from_floats([-1.0, -1.0], device)),
+            sampler: None,
             temperature: self.nce_t,
             momentum: self.nce_m,
         }
@@ -69,7 +78,22 @@ impl TermConfig for CrdConfig {
         device: &B::Device,
     ) -> Result<Crd<B>, LossError> {
         let widths = [context.student.embedding, context.teacher.embedding];
-        Ok(self.init_sized(widths, context.n_data, device))
+        let mut crd = self.init_sized(widths, context.n_data, device);
+        if let Some(labels) = &context.labels {
+            if labels.len() != context.n_data {
+                return Err(LossError::BadInput {
+                    method: "crd",
+                    message: format!(
+                        "{} training labels for a memory bank of {} samples",
+                        labels.len(),
+                        context.n_data
+                    ),
+                });
+            }
+            let sampler = CrdSampler::new(labels.clone(), self.nce_k, self.mode, context.seed)?;
+            crd.sampler = Some(sampler);
+        }
+        Ok(crd)
     }
 }
 
@@ -95,6 +119,11 @@ pub struct Crd<B: Backend> {
     pub memory_teacher: RunningState<Tensor<B, 2>>,
     /// `[Z_s, Z_t]`, negative until the first batch sets them.
     pub normalizers: RunningState<Tensor<B, 1>>,
+    /// Draws the contrast indices of a batch from its sample indices, when the method was built
+    /// with the training labels ([`MethodContext::labels`]); without it the step must pass
+    /// [`DistillInputs::contrast_indices`].
+    #[module(skip)]
+    pub sampler: Option<CrdSampler>,
     /// T.
     pub temperature: f64,
     /// m.
@@ -127,6 +156,49 @@ fn nce_loss<B: Backend>(scores: Tensor<B, 2>, n_data: usize) -> Tensor<B, 1> {
 }
 
 impl<B: Backend> Crd<B> {
+    /// The batch's sample indices `[b]` and contrast indices `[b, K + 1]`: those the step
+    /// passes, else drawn by the sampler for the batch's sample indices and epoch.
+    fn contrast_of(
+        &self,
+        inputs: &DistillInputs<B>,
+    ) -> Result<(Tensor<B, 1, Int>, Tensor<B, 2, Int>), LossError> {
+        let missing = |what: &str| LossError::BadInput {
+            method: "crd",
+            message: format!("needs {what}"),
+        };
+        let indices = inputs
+            .sample_indices
+            .clone()
+            .ok_or_else(|| missing("the batch's sample indices"))?;
+        if let Some(contrast) = &inputs.contrast_indices {
+            return Ok((indices, contrast.clone()));
+        }
+        let sampler = self.sampler.as_ref().ok_or_else(|| {
+            missing(
+                "contrast indices: build it with the training labels (MethodContext::labels) \
+                 to draw them, or pass DistillInputs::contrast_indices",
+            )
+        })?;
+        let host: Vec<usize> = indices
+            .to_data()
+            .convert::<i64>()
+            .into_vec::<i64>()
+            .map_err(|e| missing(&format!("integer sample indices ({e:?})")))?
+            .into_iter()
+            .map(|index| usize::try_from(index).unwrap_or(usize::MAX))
+            .collect();
+        let rows = sampler.sample(inputs.epoch, &host)?;
+        let columns = rows.first().map_or(0, Vec::len);
+        let flat: Vec<i64> = rows.into_iter().flatten().map(|i| i as i64).collect();
+        let device = indices.device();
+        let contrast = Tensor::<B, 1, Int>::from_data(
+            burn::tensor::TensorData::new(flat, [host.len() * columns]),
+            &device,
+        )
+        .reshape([host.len(), columns]);
+        Ok((indices, contrast))
+    }
+
     /// `exp(⟨memory[idx], anchor⟩ / T)`. `[b, K + 1]`.
     fn scores(
         &self,
@@ -175,13 +247,7 @@ impl<B: Backend> FeatureTerm<B> for Crd<B> {
     }
 
     fn term(&self, inputs: &DistillInputs<B>) -> Result<Tensor<B, 1>, LossError> {
-        let (Some(indices), Some(contrast)) = (&inputs.sample_indices, &inputs.contrast_indices)
-        else {
-            return Err(LossError::BadInput {
-                method: "crd",
-                message: "needs sample indices and contrast indices".into(),
-            });
-        };
+        let (indices, contrast) = self.contrast_of(inputs)?;
         let student = unit_rows(self.embed_s.forward(embedding_of(
             "crd",
             &inputs.student,
@@ -220,107 +286,236 @@ impl<B: Backend> FeatureTerm<B> for Crd<B> {
             student.detach(),
             indices.clone(),
         ));
-        self.memory_teacher.update(self.updated_memory(
-            memory_teacher,
-            teacher.detach(),
-            indices.clone(),
-        ));
+        self.memory_teacher
+            .update(self.updated_memory(memory_teacher, teacher.detach(), indices));
         Ok(loss)
     }
 }
 
-/// Draws CRD's contrast indices: per sample, its own index then `k` indices of samples of other
-/// classes, without replacement, from a seeded generator (the same seed gives the same draws).
-#[derive(Debug)]
-pub struct CrdSampler {
-    labels: Vec<usize>,
-    by_class: Vec<Vec<usize>>,
-    k: usize,
-    rng: StdRng,
+/// How CRD picks the positive of an anchor (RepDistiller's `--mode`, `CIFAR100InstanceSample`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CrdMode {
+    /// The anchor's own sample.
+    #[default]
+    Exact,
+    /// A sample of the anchor's class drawn at random (possibly the anchor itself).
+    Relax,
 }
 
+/// Draws CRD's contrast indices as RepDistiller's `CIFAR100InstanceSample` does: per sample, its
+/// positive ([`CrdMode`]) then `k` samples of other classes, without replacement unless `k`
+/// exceeds the other classes' samples (`np.random.choice(cls_negative[y], k, replace=k > len)`).
+/// Each sample's draws come from its own generator, seeded by (seed, epoch, dataset index), so a
+/// resumed run draws what the uninterrupted one drew, whatever the batch order or thread count.
+///
+/// [`CrdSampler::given`] replays the draws of another run instead (a reference step's
+/// `contrast_idx`).
+#[derive(Debug, Clone)]
+pub struct CrdSampler {
+    draws: Draws,
+}
+
+#[derive(Debug, Clone)]
+enum Draws {
+    Random(RandomDraws),
+    /// The row of each dataset index.
+    Given(Arc<BTreeMap<usize, Vec<usize>>>),
+}
+
+#[derive(Debug, Clone)]
+struct RandomDraws {
+    labels: Arc<[usize]>,
+    by_class: Arc<[Vec<usize>]>,
+    k: usize,
+    mode: CrdMode,
+    seed: u64,
+}
+
+/// Generators of the sampler are seeded apart from the loader's augmentation generators.
+const SAMPLER_STREAM: u64 = 0x6372_645f_7361_6d70;
+
 impl CrdSampler {
-    /// A sampler over a dataset with these labels.
-    pub fn new(labels: Vec<usize>, k: usize, seed: u64) -> Result<Self, LossError> {
+    /// A sampler over a dataset whose sample `i` has class `labels[i]`; an error when some
+    /// class has no sample of another class to draw.
+    pub fn new(
+        labels: impl Into<Arc<[usize]>>,
+        k: usize,
+        mode: CrdMode,
+        seed: u64,
+    ) -> Result<Self, LossError> {
+        let labels: Arc<[usize]> = labels.into();
         let classes = labels.iter().max().map_or(0, |&c| c + 1);
         let mut by_class = vec![Vec::new(); classes];
         for (index, &label) in labels.iter().enumerate() {
             by_class[label].push(index);
         }
-        let smallest_pool = by_class
+        if let Some(class) = by_class
             .iter()
-            .map(|members| labels.len() - members.len())
-            .min()
-            .unwrap_or(0);
-        if k > smallest_pool {
+            .position(|members| !members.is_empty() && members.len() == labels.len())
+        {
             return Err(LossError::BadInput {
                 method: "crd",
-                message: format!("K = {k} negatives, but some class has only {smallest_pool} samples of other classes"),
+                message: format!(
+                    "every training sample has class {class}: CRD draws its negatives from other classes"
+                ),
             });
         }
-        Ok(Self {
+        let draws = RandomDraws {
             labels,
-            by_class,
+            by_class: by_class.into(),
             k,
-            rng: StdRng::seed_from_u64(seed),
+            mode,
+            seed,
+        };
+        Ok(Self {
+            draws: Draws::Random(draws),
         })
     }
 
-    /// `[own index, k negatives]` for each sample index.
-    pub fn sample(&mut self, indices: &[usize]) -> Vec<Vec<usize>> {
+    /// A sampler that gives each dataset index the row `rows` holds for it, whatever the epoch.
+    pub fn given(rows: BTreeMap<usize, Vec<usize>>) -> Self {
+        Self {
+            draws: Draws::Given(Arc::new(rows)),
+        }
+    }
+
+    /// `[positive, k negatives]` for each dataset index of a batch of `epoch`; an error names
+    /// an index outside the dataset (or without a given row).
+    pub fn sample(&self, epoch: usize, indices: &[usize]) -> Result<Vec<Vec<usize>>, LossError> {
+        let outside = |index: usize, what: String| LossError::BadInput {
+            method: "crd",
+            message: format!("sample index {index} {what}"),
+        };
         indices
             .iter()
-            .map(|&index| {
-                let own_class = &self.by_class[self.labels[index]];
-                let others = self.labels.len() - own_class.len();
-                let mut row = Vec::with_capacity(self.k + 1);
-                row.push(index);
-                // Position p among the other-class samples: skip the own class's sorted members.
-                for position in sample(&mut self.rng, others, self.k) {
-                    let mut candidate = position;
-                    for &member in own_class {
-                        if member <= candidate {
-                            candidate += 1;
-                        } else {
-                            break;
-                        }
-                    }
-                    row.push(candidate);
+            .map(|&index| match &self.draws {
+                Draws::Random(draws) if index < draws.labels.len() => {
+                    let seed = draws.seed ^ SAMPLER_STREAM;
+                    let mut rng = sample_rng(seed, epoch as u64, index as u64);
+                    Ok(draws.row(&mut rng, index))
                 }
-                row
+                Draws::Random(draws) => Err(outside(
+                    index,
+                    format!(
+                        "outside the {} training samples the memory bank holds",
+                        draws.labels.len()
+                    ),
+                )),
+                Draws::Given(rows) => rows
+                    .get(&index)
+                    .cloned()
+                    .ok_or_else(|| outside(index, "has no given contrast row".to_string())),
             })
             .collect()
     }
+}
+
+impl RandomDraws {
+    /// The draws of the sample at `index`.
+    fn row(&self, rng: &mut StdRng, index: usize) -> Vec<usize> {
+        let own_class = &self.by_class[self.labels[index]];
+        let others = self.labels.len() - own_class.len();
+        let mut row = Vec::with_capacity(self.k + 1);
+        row.push(match self.mode {
+            CrdMode::Exact => index,
+            CrdMode::Relax => own_class[rng.random_range(0..own_class.len())],
+        });
+        let positions: Vec<usize> = if self.k > others {
+            (0..self.k).map(|_| rng.random_range(0..others)).collect()
+        } else {
+            sample(rng, others, self.k).into_vec()
+        };
+        row.extend(
+            positions
+                .into_iter()
+                .map(|position| other_class_sample(own_class, position)),
+        );
+        row
+    }
+}
+
+/// The dataset index of the `position`-th sample (0-based, in dataset order) that is not in
+/// `own_class` (sorted): `position` plus the members of `own_class` before it.
+fn other_class_sample(own_class: &[usize], position: usize) -> usize {
+    // `own_class[j] - j` counts the other-class samples before member j; it never decreases.
+    let (mut low, mut high) = (0, own_class.len());
+    while low < high {
+        let middle = (low + high) / 2;
+        if own_class[middle] - middle <= position {
+            low = middle + 1;
+        } else {
+            high = middle;
+        }
+    }
+    position + low
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn labels() -> Vec<usize> {
+        (0..60).map(|i| i % 3).collect()
+    }
+
     #[test]
     fn negatives_come_from_other_classes_without_repeats() {
-        let labels: Vec<usize> = (0..60).map(|i| i % 3).collect();
-        let mut sampler = CrdSampler::new(labels.clone(), 40, 7).unwrap();
-        for row in sampler.sample(&[0, 5, 59]) {
-            assert_eq!(row.len(), 41);
-            let anchor_class = labels[row[0]];
+        let labels = labels();
+        let sampler = CrdSampler::new(labels.clone(), 40, CrdMode::Exact, 7).unwrap();
+        let rows = sampler.sample(3, &[0, 5, 59]).unwrap();
+        for (row, anchor) in rows.iter().zip([0, 5, 59]) {
+            assert_eq!((row.len(), row[0]), (41, anchor));
             let mut negatives = row[1..].to_vec();
-            assert!(negatives.iter().all(|&n| labels[n] != anchor_class));
+            assert!(negatives.iter().all(|&n| labels[n] != labels[anchor]));
             negatives.sort_unstable();
             negatives.dedup();
             assert_eq!(negatives.len(), 40);
         }
-        let again = CrdSampler::new(labels.clone(), 40, 7)
-            .unwrap()
-            .sample(&[0, 5, 59]);
-        assert_eq!(
-            again,
-            CrdSampler::new(labels, 40, 7).unwrap().sample(&[0, 5, 59])
-        );
+        // Every other-class sample is reachable: K = all of them draws each once.
+        let all = CrdSampler::new(labels.clone(), 40, CrdMode::Exact, 1).unwrap();
+        let mut negatives = all.sample(0, &[4]).unwrap().remove(0).split_off(1);
+        negatives.sort_unstable();
+        let others: Vec<usize> = (0..60).filter(|&i| labels[i] != labels[4]).collect();
+        assert_eq!(negatives, others);
     }
 
     #[test]
-    fn too_many_negatives_is_an_error() {
-        assert!(CrdSampler::new(vec![0, 0, 1], 2, 0).is_err());
+    fn draws_depend_on_seed_epoch_and_index_only() {
+        let sampler = CrdSampler::new(labels(), 10, CrdMode::Exact, 7).unwrap();
+        let batch = sampler.sample(2, &[0, 5, 59]).unwrap();
+        let alone = sampler.sample(2, &[59]).unwrap();
+        assert_eq!(batch[2], alone[0]);
+        assert_eq!(batch, sampler.clone().sample(2, &[0, 5, 59]).unwrap());
+        assert_ne!(batch, sampler.sample(3, &[0, 5, 59]).unwrap());
+    }
+
+    #[test]
+    fn more_negatives_than_other_samples_draws_with_replacement() {
+        let labels = vec![0, 0, 1, 2];
+        let sampler = CrdSampler::new(labels.clone(), 8, CrdMode::Exact, 0).unwrap();
+        let row = sampler.sample(0, &[1]).unwrap().remove(0);
+        assert_eq!(row.len(), 9);
+        assert!(row[1..].iter().all(|&n| labels[n] != 0));
+    }
+
+    #[test]
+    fn relax_draws_the_positive_from_the_anchor_class() {
+        let labels = labels();
+        let sampler = CrdSampler::new(labels.clone(), 5, CrdMode::Relax, 0).unwrap();
+        let rows = sampler.sample(0, &(0..60).collect::<Vec<_>>()).unwrap();
+        assert!(rows
+            .iter()
+            .enumerate()
+            .all(|(i, row)| labels[row[0]] == labels[i]));
+        assert!(rows.iter().enumerate().any(|(i, row)| row[0] != i));
+    }
+
+    #[test]
+    fn one_class_or_an_index_outside_the_data_is_an_error() {
+        assert!(CrdSampler::new(vec![0, 0, 0], 2, CrdMode::Exact, 0).is_err());
+        let sampler = CrdSampler::new(vec![0, 1], 1, CrdMode::Exact, 0).unwrap();
+        let error = sampler.sample(0, &[2]).unwrap_err().to_string();
+        assert!(error.contains("sample index 2"), "{error}");
     }
 }

@@ -5,14 +5,32 @@ use burn::tensor::{backend::Backend, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::functional::{div_scalar, match_spatial, sum_layers};
-use crate::{DistillInputs, FeatureTerm, LossError, Needs};
+use crate::{DistillInputs, FeatureTerm, LossError, Needs, Pretraining};
 
 /// FSP on all feature maps `feat[:-1]`: for consecutive maps (bottom, top) of one network,
 /// pooled to a common size, `G = (1/HW) · top · bottomᵀ` (`[B, C_top, C_bottom]`); the term is
 /// `Σ_pairs mean (G_s − G_t)²`. Student and teacher must have the same channel counts at every
-/// stage (the CRD code raises otherwise). Used in a pre-training stage; CRD weight β = 50.
-#[derive(Module, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Fsp;
+/// stage (the CRD code raises otherwise). It is the loss of a pre-training stage of the
+/// student's feature layers (`init_epochs`, 30); the main stage then trains with CE (+ KD) only.
+#[derive(Module, Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fsp {
+    /// Epochs of the pre-training stage (RepDistiller's `--init_epochs`; 0 skips it).
+    #[serde(default = "thirty")]
+    pub init_epochs: usize,
+}
+
+fn thirty() -> usize {
+    30
+}
+
+impl Default for Fsp {
+    /// RepDistiller's 30 pre-training epochs.
+    fn default() -> Self {
+        Self {
+            init_epochs: thirty(),
+        }
+    }
+}
 
 /// The FSP matrices of consecutive maps. Each `[b, c_top, c_bottom]`.
 fn fsp_matrices<B: Backend>(maps: &[Tensor<B, 4>]) -> Vec<Tensor<B, 3>> {
@@ -58,5 +76,19 @@ impl<B: Backend> FeatureTerm<B> for Fsp {
         Ok(sum_layers(
             pairs.map(|(s, t)| (s - t).powf_scalar(2.0).mean()),
         ))
+    }
+
+    /// The student's feature layers learn the teacher's FSP matrices.
+    fn pretraining(&self) -> Option<Pretraining> {
+        Some(Pretraining {
+            epochs: self.init_epochs,
+            needs: FeatureTerm::<B>::needs(self),
+            trains_student: true,
+            learning_rate: None,
+        })
+    }
+
+    fn pretrain_term(&self, inputs: &DistillInputs<B>) -> Result<Tensor<B, 1>, LossError> {
+        self.term(inputs)
     }
 }

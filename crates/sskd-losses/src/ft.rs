@@ -10,7 +10,7 @@ use sskd_models::layers::Conv2d;
 use sskd_models::layers::ConvBn;
 
 use crate::functional::{attention_map, last_map, match_spatial};
-use crate::{DistillInputs, FeatureTerm, LossError, MethodContext, Needs, TermConfig};
+use crate::{DistillInputs, FeatureTerm, LossError, MethodContext, Needs, Pretraining, TermConfig};
 
 const SLOPE: f64 = 0.1;
 
@@ -90,6 +90,10 @@ pub struct FactorTransfer<B: Backend> {
     pub translator: Vec<ConvBn<B>>,
     /// The pre-trained paraphraser (kept frozen: its factor is detached).
     pub paraphraser: Paraphraser<B>,
+    /// Epochs of the paraphraser's pre-training stage.
+    pub init_epochs: usize,
+    /// Learning rate of the pre-training stage.
+    pub init_lr: f64,
 }
 
 impl<B: Backend> FactorTransfer<B> {
@@ -108,6 +112,8 @@ impl<B: Backend> FactorTransfer<B> {
                 layer(factor, factor),
             ],
             paraphraser: Paraphraser::new(teacher_channels, device),
+            init_epochs: 30,
+            init_lr: 0.01,
         }
     }
 
@@ -119,9 +125,18 @@ impl<B: Backend> FactorTransfer<B> {
     }
 }
 
-/// Settings of [`FactorTransfer`]: none (the factor has half the teacher's last-map channels).
+/// Settings of [`FactorTransfer`]: the paraphraser's pre-training (the factor has half the
+/// teacher's last-map channels).
 #[derive(burn::config::Config, Debug, PartialEq)]
-pub struct FactorTransferConfig {}
+pub struct FactorTransferConfig {
+    /// Epochs of the paraphraser's pre-training (RepDistiller's `--init_epochs`; 0 skips it).
+    #[config(default = 30)]
+    pub init_epochs: usize,
+    /// Its learning rate: RepDistiller's 0.01 for its CIFAR ResNet and WRN students (it uses
+    /// the student's own rate for VGG, MobileNetV2 and ShuffleNet students: set it so).
+    #[config(default = 0.01)]
+    pub init_lr: f64,
+}
 
 impl TermConfig for FactorTransferConfig {
     type Term<B: Backend> = FactorTransfer<B>;
@@ -133,11 +148,11 @@ impl TermConfig for FactorTransferConfig {
     ) -> Result<FactorTransfer<B>, LossError> {
         let channels = |maps: &[[usize; 3]]| maps.last().map_or(0, |m| m[0]);
         let (student, teacher) = (&context.student.maps, &context.teacher.maps);
-        Ok(FactorTransfer::new(
-            channels(student),
-            channels(teacher),
-            device,
-        ))
+        Ok(FactorTransfer {
+            init_epochs: self.init_epochs,
+            init_lr: self.init_lr,
+            ..FactorTransfer::new(channels(student), channels(teacher), device)
+        })
     }
 }
 
@@ -163,5 +178,20 @@ impl<B: Backend> FeatureTerm<B> for FactorTransfer<B> {
         Ok((attention_map(student, 2.0) - attention_map(teacher, 2.0))
             .abs()
             .mean())
+    }
+
+    /// The paraphraser learns to reconstruct the teacher's last map; the student only runs.
+    fn pretraining(&self) -> Option<Pretraining> {
+        Some(Pretraining {
+            epochs: self.init_epochs,
+            needs: FeatureTerm::<B>::needs(self),
+            trains_student: false,
+            learning_rate: Some(self.init_lr),
+        })
+    }
+
+    fn pretrain_term(&self, inputs: &DistillInputs<B>) -> Result<Tensor<B, 1>, LossError> {
+        let teacher = last_map("ft", &inputs.teacher, "teacher")?;
+        Ok(self.paraphraser.reconstruction_loss(teacher))
     }
 }

@@ -60,6 +60,7 @@ mod rkd;
 mod shapes;
 mod sp;
 mod sskd;
+pub mod torch_names;
 mod vid;
 
 pub use ab::{ActivationBoundary, ActivationBoundaryConfig};
@@ -67,9 +68,9 @@ pub use at::Attention;
 pub use cc::{Correlation, CorrelationConfig};
 pub use combined::{BaselineConfig, FeatureTerm, ObjectiveWeights, TermConfig, WithCeKd};
 pub use contract::{
-    BatchLayout, DistillInputs, Distiller, LossTerm, LossTerms, Needs, NetworkOutputs,
+    BatchLayout, DistillInputs, Distiller, LossTerm, LossTerms, Needs, NetworkOutputs, Pretraining,
 };
-pub use crd::{Crd, CrdConfig, CrdSampler};
+pub use crd::{Crd, CrdConfig, CrdMode, CrdSampler};
 pub use dkd::{Dkd, DkdConfig};
 pub use error::LossError;
 pub use fitnet::{ConvReg, FitNet, FitNetConfig, RegressorConv};

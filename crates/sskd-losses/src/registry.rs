@@ -15,8 +15,8 @@ use serde_json::Value;
 use crate::{
     ActivationBoundaryConfig, Attention, BaselineConfig, CorrelationConfig, CrdConfig,
     DistillInputs, Distiller, Dkd, DkdConfig, FactorTransferConfig, FitNetConfig, Fsp, Kd,
-    KdConfig, LossError, LossTerms, MethodContext, Needs, Nst, Pkt, Rkd, Similarity, Sskd,
-    SskdConfig, TermConfig, VidConfig, WithCeKd,
+    KdConfig, LossError, LossTerms, MethodContext, Needs, Nst, Pkt, Pretraining, Rkd, Similarity,
+    Sskd, SskdConfig, TermConfig, VidConfig, WithCeKd,
 };
 
 /// A method's settings, which build the method for the networks of a run.
@@ -186,6 +186,18 @@ macro_rules! methods {
                     $(Self::$variant(method) => method.loss(inputs),)*
                 }
             }
+
+            fn pretraining(&self) -> Option<Pretraining> {
+                match self {
+                    $(Self::$variant(method) => Distiller::<B>::pretraining(method),)*
+                }
+            }
+
+            fn pretrain_loss(&self, inputs: &DistillInputs<B>) -> Result<LossTerms<B>, LossError> {
+                match self {
+                    $(Self::$variant(method) => method.pretrain_loss(inputs),)*
+                }
+            }
         }
     };
 }
@@ -224,7 +236,7 @@ methods! {
     FactorTransfer: "factor" | "ft" => BaselineConfig<FactorTransferConfig> =
         BaselineConfig::new(200.0, FactorTransferConfig::new());
     /// Flow of solution procedure (its term drives the pre-training stage; β 0 in the main one).
-    Fsp: "fsp" => BaselineConfig<Fsp> = BaselineConfig::new(0.0, Fsp);
+    Fsp: "fsp" => BaselineConfig<Fsp> = BaselineConfig::new(0.0, Fsp::default());
     /// Neuron selectivity transfer (β 50).
     Nst: "nst" => BaselineConfig<Nst> = BaselineConfig::new(50.0, Nst);
     /// Contrastive representation distillation (β 0.8).
@@ -339,6 +351,8 @@ mod tests {
                 embedding: 128,
             },
             n_data: 1000,
+            labels: None,
+            seed: 0,
         }
     }
 

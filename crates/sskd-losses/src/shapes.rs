@@ -1,6 +1,8 @@
 //! The feature shapes a method's trainable parts are sized from, and the context a method is
 //! built in.
 
+use std::sync::Arc;
+
 use burn::tensor::{backend::Backend, Tensor};
 use sskd_models::{Model, ModelOutput};
 
@@ -44,8 +46,8 @@ impl FeatureShapes {
     }
 }
 
-/// What sizes a method's trainable parts: the two networks' feature shapes and the number of
-/// training samples.
+/// What sizes a method's trainable parts and what it draws from: the two networks' feature
+/// shapes, the number of training samples and, where the trainer knows them, their classes.
 #[derive(Debug, Clone)]
 pub struct MethodContext {
     /// The student's feature shapes.
@@ -54,6 +56,11 @@ pub struct MethodContext {
     pub teacher: FeatureShapes,
     /// Training-set size (CRD's memory banks).
     pub n_data: usize,
+    /// The class of every training sample, by dataset index (CRD draws its negatives by class);
+    /// `None` where the caller passes a method's per-batch draws itself.
+    pub labels: Option<Arc<[usize]>>,
+    /// The run's seed, for a method's own draws.
+    pub seed: u64,
 }
 
 impl MethodContext {
@@ -70,6 +77,17 @@ impl MethodContext {
             student: FeatureShapes::probe(student, height, width, device),
             teacher: FeatureShapes::probe(teacher, height, width, device),
             n_data,
+            labels: None,
+            seed: 0,
+        }
+    }
+
+    /// The context with the classes of the `n_data` training samples and the run's seed.
+    pub fn with_labels(self, labels: impl Into<Arc<[usize]>>, seed: u64) -> Self {
+        Self {
+            labels: Some(labels.into()),
+            seed,
+            ..self
         }
     }
 }

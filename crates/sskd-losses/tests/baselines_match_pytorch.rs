@@ -245,7 +245,7 @@ fn module_free_baselines_match_pytorch() {
     run_module_free("sp", &Similarity);
     run_module_free("pkt", &Pkt);
     run_module_free("rkd", &Rkd::default());
-    run_module_free("fsp", &Fsp);
+    run_module_free("fsp", &Fsp::default());
 }
 
 #[test]

@@ -13,7 +13,9 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{DType, Int, Tensor};
 use sskd_augment::loader::HostBatch;
 use sskd_losses::functional::{cross_entropy, split_rotations};
-use sskd_losses::{ss_head_loss, BatchLayout, DistillInputs, Distiller, Method, NetworkOutputs};
+use sskd_losses::{
+    ss_head_loss, BatchLayout, DistillInputs, Distiller, Method, Needs, NetworkOutputs,
+};
 use sskd_models::precision::float_dtype;
 use sskd_models::{BackboneWithHead, InputLimits, Model, SelfSupervisionHead};
 
@@ -195,6 +197,40 @@ pub struct Student<B: Backend> {
     pub method: Method<B>,
 }
 
+/// A network's outputs for `images`, with its SS head's when `head` (the head sees the
+/// backbone's embedding with its gradient).
+fn outputs<B: Backend>(
+    network: &BackboneWithHead<B>,
+    images: Tensor<B, 4>,
+    head: bool,
+) -> NetworkOutputs<B> {
+    if head {
+        let (output, head) = network.forward(images, true);
+        NetworkOutputs::from_model(output, Some(head))
+    } else {
+        NetworkOutputs::from_model(network.backbone.forward(images), None)
+    }
+}
+
+/// Which loss a student epoch trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StudentObjective {
+    /// The method's loss ([`Distiller::loss`]): the student stage proper.
+    Distill,
+    /// The method's pre-training loss ([`Distiller::pretrain_loss`]), before the main stage.
+    Pretrain,
+}
+
+impl StudentObjective {
+    /// The name of the epochs it trains, in errors.
+    fn stage(self) -> &'static str {
+        match self {
+            Self::Distill => "student",
+            Self::Pretrain => "student pre-training",
+        }
+    }
+}
+
 /// Stage 3: one epoch of distillation with the student's method, one forward over each batch
 /// (four-rotation batches when the method needs them), data-parallel over `devices`.
 #[allow(clippy::too_many_arguments)]
@@ -211,7 +247,64 @@ where
     B: AutodiffBackend,
     O: Optimizer<Student<B>, B>,
 {
-    let needs = student.method.needs();
+    let objective = StudentObjective::Distill;
+    let args = (epoch, lr, objective);
+    objective_epoch(student, teacher, optimizer, batches, args, devices)
+}
+
+/// One epoch of the method's pre-training stage ([`Distiller::pretraining`]): its loss alone;
+/// the student runs in training mode when the stage trains its layers, else in inference mode.
+#[allow(clippy::too_many_arguments)]
+pub fn pretrain_epoch<B, O>(
+    student: Student<B>,
+    teacher: &BackboneWithHead<B::InnerBackend>,
+    optimizer: &mut O,
+    batches: impl IntoIterator<Item = Result<HostBatch, String>>,
+    epoch: usize,
+    lr: f64,
+    devices: &[B::Device],
+) -> Result<(Student<B>, EpochReport), TrainError>
+where
+    B: AutodiffBackend,
+    O: Optimizer<Student<B>, B>,
+{
+    let args = (epoch, lr, StudentObjective::Pretrain);
+    objective_epoch(student, teacher, optimizer, batches, args, devices)
+}
+
+/// What a step of `objective` needs computed, and whether the student trains in it.
+fn objective_needs<B: Backend>(
+    method: &Method<B>,
+    objective: StudentObjective,
+) -> Result<(Needs, bool), TrainError> {
+    match objective {
+        StudentObjective::Distill => Ok((method.needs(), true)),
+        StudentObjective::Pretrain => method
+            .pretraining()
+            .map(|stage| (stage.needs, stage.trains_student))
+            .ok_or_else(|| {
+                TrainError::Config(format!(
+                    "method `{}` has no pre-training stage",
+                    method.name()
+                ))
+            }),
+    }
+}
+
+/// An epoch of `objective` at `(epoch, lr)`.
+fn objective_epoch<B, O>(
+    student: Student<B>,
+    teacher: &BackboneWithHead<B::InnerBackend>,
+    optimizer: &mut O,
+    batches: impl IntoIterator<Item = Result<HostBatch, String>>,
+    (epoch, lr, objective): (usize, f64, StudentObjective),
+    devices: &[B::Device],
+) -> Result<(Student<B>, EpochReport), TrainError>
+where
+    B: AutodiffBackend,
+    O: Optimizer<Student<B>, B>,
+{
+    let (needs, trains_student) = objective_needs(&student.method, objective)?;
     check_parallel_method(needs.sample_indices, devices.len())?;
     let layout = if needs.rotations {
         BatchLayout::Rotations4
@@ -227,17 +320,20 @@ where
         batches,
         lr,
         devices,
-        "student",
+        objective.stage(),
         |student: &Student<B>, batch: HostBatch, k: usize| {
             let classes = Some(student.network.backbone.num_classes());
             let limits = [student.network.backbone.input_limits(), teacher_limits];
             let (images, labels, indices) =
                 batch_tensors::<B>(batch, &devices[k], dtype, &limits, classes)?;
-            let (teacher_output, teacher_head) = teachers[k].forward(images.clone().inner(), false);
-            let (student_output, student_head) = student.network.forward(images, true);
+            let student_outputs = if trains_student {
+                outputs(&student.network, images.clone(), needs.head)
+            } else {
+                outputs(&student.network.valid(), images.clone().inner(), needs.head).lift()
+            };
             let inputs = DistillInputs {
-                student: NetworkOutputs::from_model(student_output, Some(student_head)),
-                teacher: NetworkOutputs::from_model(teacher_output, Some(teacher_head)).lift(),
+                student: student_outputs,
+                teacher: outputs(&teachers[k], images.inner(), needs.head).lift(),
                 labels: labels.clone(),
                 sample_indices: Some(indices),
                 contrast_indices: None,
@@ -245,7 +341,11 @@ where
                 layout,
                 epoch,
             };
-            let terms = student.method.loss(&inputs).map_err(TrainError::Loss)?;
+            let terms = match objective {
+                StudentObjective::Distill => student.method.loss(&inputs),
+                StudentObjective::Pretrain => student.method.pretrain_loss(&inputs),
+            }
+            .map_err(TrainError::Loss)?;
             let mut log = StepLog {
                 images: labels.dims()[0],
                 ..StepLog::default()

@@ -76,13 +76,18 @@ pub fn split_batch(batch: HostBatch, parts: usize) -> Vec<HostBatch> {
 }
 
 /// Checks that a method can be trained data-parallel: a memory bank indexed by dataset
-/// sample (CRD) is updated by each shard separately, and the replicas' updates cannot be
-/// merged by averaging.
+/// sample (CRD) is updated by each shard (and each node) separately, and the replicas' updates
+/// cannot be merged by averaging.
 pub fn check_parallel_method(needs_sample_indices: bool, devices: usize) -> Result<(), TrainError> {
-    if devices > 1 && needs_sample_indices {
+    if needs_sample_indices && (devices > 1 || over_nodes()) {
+        let over = if over_nodes() {
+            "several nodes".to_string()
+        } else {
+            format!("{devices} devices")
+        };
         return Err(TrainError::Config(format!(
             "this method keeps a memory bank of per-sample embeddings, which data-parallel \
-             training over {devices} devices cannot keep consistent; train it on one device"
+             training over {over} cannot keep consistent; train it on one device of one node"
         )));
     }
     Ok(())

@@ -12,10 +12,10 @@ use rand::rngs::StdRng;
 use sskd_augment::loader::{load_epoch, HostBatch, LoaderConfig, Sample};
 use sskd_models::{BackboneWithHead, Model, SelfSupervisionHead};
 
-use sskd_losses::Distiller;
+use sskd_losses::{Distiller, Pretraining};
 
 use crate::epoch::{
-    evaluate, evaluate_with_head, head_epoch, student_epoch, teacher_epoch, Student,
+    evaluate, evaluate_with_head, head_epoch, pretrain_epoch, student_epoch, teacher_epoch, Student,
 };
 use crate::fit::{fit, FitOutcome, FitPlan};
 use crate::metrics::Evaluation;
@@ -30,6 +30,9 @@ pub type Transform<I> = Arc<dyn Fn(I, &mut StdRng) -> Result<Sample, String> + S
 pub struct RunData<D, I> {
     /// Training set.
     pub train: Arc<D>,
+    /// The class of every training sample, in dataset order (`ClassLabels::class_labels` of
+    /// the training set): methods that draw samples by class (CRD) take them.
+    pub train_labels: Arc<[usize]>,
     /// Test set (evaluated after every epoch).
     pub test: Arc<D>,
     /// Training augmentation, one copy per image (e.g. crop + flip).
@@ -52,6 +55,7 @@ impl<D, I> Clone for RunData<D, I> {
     fn clone(&self) -> Self {
         Self {
             train: self.train.clone(),
+            train_labels: self.train_labels.clone(),
             test: self.test.clone(),
             plain_train: self.plain_train.clone(),
             rotations_train: self.rotations_train.clone(),
@@ -219,7 +223,10 @@ where
 }
 
 /// Stage 3: the student (backbone, head and the method's modules) against the frozen
-/// `teacher`; four-rotation batches when the method needs them; over `devices`.
+/// `teacher`; four-rotation batches when the method needs them; over `devices`. A method with a
+/// pre-training stage ([`Distiller::pretraining`]: AB, FT, FSP) runs it first as the stage
+/// `{plan.stage}-init` (its own epochs, constant learning rate, optimiser, checkpoints and log
+/// lines), as RepDistiller's `init` does before its main loop.
 pub fn train_student<B, D, I>(
     run: &RunDir,
     plan: &FitPlan,
@@ -236,6 +243,34 @@ where
 {
     let device = main_device(devices)?;
     let rotations = student.method.needs().rotations;
+    let evaluate = |student: &Student<B>| {
+        let network = student.network.valid();
+        if rotations {
+            data.evaluate_network(&network, device)
+        } else {
+            data.evaluate_model(&network.backbone, device)
+        }
+    };
+    let student = match student.method.pretraining() {
+        Some(stage) => {
+            let init_plan = pretraining_plan(plan, stage);
+            let pretrain_rotations = stage.needs.rotations;
+            fit(
+                run,
+                &init_plan,
+                student,
+                crate::sgd(momentum, weight_decay).init(),
+                |student, optimizer, epoch, lr| {
+                    let batches = data.train_epoch(pretrain_rotations, epoch);
+                    pretrain_epoch(student, teacher, optimizer, batches, epoch, lr, devices)
+                },
+                evaluate,
+                device,
+            )?
+            .module
+        }
+        None => student,
+    };
     fit(
         run,
         plan,
@@ -245,14 +280,21 @@ where
             let batches = data.train_epoch(rotations, epoch);
             student_epoch(student, teacher, optimizer, batches, epoch, lr, devices)
         },
-        |student| {
-            let network = student.network.valid();
-            if rotations {
-                data.evaluate_network(&network, device)
-            } else {
-                data.evaluate_model(&network.backbone, device)
-            }
-        },
+        evaluate,
         device,
     )
+}
+
+/// The plan of a method's pre-training stage before the student stage of `plan`: stage
+/// `{stage}-init`, the method's epochs at a constant learning rate (the method's, else the
+/// student stage's initial one).
+pub fn pretraining_plan(plan: &FitPlan, stage: Pretraining) -> FitPlan {
+    let lr = stage.learning_rate.unwrap_or_else(|| plan.schedule.lr(0));
+    FitPlan {
+        stage: format!("{}-init", plan.stage),
+        epochs: stage.epochs,
+        schedule: crate::schedule::LrSchedule::multi_step(lr, &[]),
+        select_by_ss: false,
+        ..plan.clone()
+    }
 }
