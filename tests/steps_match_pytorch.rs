@@ -12,7 +12,7 @@
 mod common;
 
 use burn::tensor::{DType, TensorData};
-use common::steps::{keys, read_case, weights, write_weights, Case};
+use common::steps::{check_state, check_terms, keys, read_case, weights, write_weights, Case};
 use sskd::losses::MethodConfig;
 use sskd::step::{run_steps, StepOptions, StepOutcome, StepStage};
 
@@ -61,97 +61,10 @@ fn run(case: &Case, precision: DType) -> (StepOutcome, Vec<(String, TensorData)>
     (outcome, initial)
 }
 
-/// Each step's terms within `relative` (plus a 1e-12 floor); counts exact when asked.
-fn check_terms(case: &Case, outcome: &StepOutcome, steps: usize, relative: f64, counts: bool) {
-    let expected = case.meta["steps"].as_array().unwrap();
-    assert_eq!(
-        outcome.reports.len(),
-        expected.len(),
-        "{}: steps",
-        case.name
-    );
-    for (step, (report, torch)) in outcome.reports.iter().zip(expected).take(steps).enumerate() {
-        for (name, value) in torch.as_object().unwrap() {
-            let torch = value.as_f64().unwrap();
-            let ours = if name.starts_with("kept_") {
-                if !counts {
-                    continue;
-                }
-                report.counts.get(name)
-            } else {
-                report.terms.get(name)
-            };
-            let ours = *ours.unwrap_or_else(|| panic!("{} step {step}: no `{name}`", case.name));
-            assert!(
-                (ours - torch).abs() <= relative * torch.abs() + 1e-12,
-                "{} step {step}: {name} {ours:e} vs torch {torch:e}",
-                case.name
-            );
-        }
-    }
-}
-
-fn as_f64(data: &TensorData) -> Vec<f64> {
-    data.clone().convert::<f64>().to_vec::<f64>().unwrap()
-}
-
-/// Every tensor's update against the fixture's samples, largest update and sum.
-fn check_state(case: &Case, outcome: &StepOutcome, initial: &[(String, TensorData)]) {
-    assert_eq!(
-        outcome.state_dict.len(),
-        initial.len(),
-        "{}: tensors",
-        case.name
-    );
-    let initial: std::collections::BTreeMap<_, _> = initial.iter().cloned().collect();
-    for (key, trained) in &outcome.state_dict {
-        let before = &initial[key];
-        assert_eq!(
-            trained.dtype,
-            DType::F64,
-            "{} {key}: the run's precision",
-            case.name
-        );
-        let (trained, before) = (as_f64(trained), as_f64(before));
-        assert_eq!(trained.len(), before.len(), "{} {key}: size", case.name);
-        let update: Vec<f64> = trained.iter().zip(&before).map(|(a, b)| a - b).collect();
-        let tensor = |group: &str| &case.tensors[&format!("{group}.{key}")];
-        let max_update = tensor("max")[0];
-        let bound = 1e-6 * max_update;
-        let count = update.len();
-        let samples = tensor("sample");
-        for (i, torch) in samples.iter().enumerate() {
-            let position = if samples.len() == 1 {
-                0
-            } else {
-                ((i as f64) * (count - 1) as f64 / (samples.len() - 1) as f64).round() as usize
-            };
-            let ours = update[position];
-            assert!(
-                (ours - torch).abs() <= bound,
-                "{} {key}[{position}]: update {ours:e} vs torch {torch:e} (bound {bound:e})",
-                case.name
-            );
-        }
-        let ours_max = update.iter().fold(0.0f64, |m, u| m.max(u.abs()));
-        assert!(
-            (ours_max - max_update).abs() <= bound,
-            "{} {key}: largest update {ours_max:e} vs torch {max_update:e}",
-            case.name
-        );
-        let (ours_sum, torch_sum) = (trained.iter().sum::<f64>(), tensor("sum")[0]);
-        assert!(
-            (ours_sum - torch_sum).abs() <= bound * count as f64 + 1e-12 * torch_sum.abs(),
-            "{} {key}: sum {ours_sum:e} vs torch {torch_sum:e}",
-            case.name
-        );
-    }
-}
-
 fn check(name: &str) {
     let case = read_case(name);
     let (outcome, initial) = run(&case, DType::F64);
-    check_state(&case, &outcome, &initial);
+    check_state(&case, &outcome.state_dict, &initial, "");
     check_terms(&case, &outcome, usize::MAX, 1e-8, true);
     let (outcome, _) = run(&case, DType::F32);
     check_terms(&case, &outcome, 1, 1e-4, false);

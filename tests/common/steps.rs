@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use burn::tensor::TensorData;
+use burn::tensor::{DType, TensorData};
 use serde_json::Value;
-use sskd::step::write_state_dict;
+use sskd::step::{write_state_dict, StepOutcome};
 
 use super::{deterministic, read_f64_tensors};
 
@@ -28,9 +28,14 @@ pub struct Case {
     pub tensors: BTreeMap<String, Vec<f64>>,
 }
 
-/// Reads the fixture `name`.
+/// Reads the fixture `name` of the step fixtures.
 pub fn read_case(name: &str) -> Case {
-    let path = fixture_dir().join(format!("{name}.safetensors"));
+    read_case_in(&fixture_dir(), name)
+}
+
+/// Reads the fixture `name` in `dir`.
+pub fn read_case_in(dir: &Path, name: &str) -> Case {
+    let path = dir.join(format!("{name}.safetensors"));
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).expect("header");
     let meta: Value =
@@ -105,6 +110,99 @@ pub fn sskd_step_command(
         .arg("--output")
         .arg(output);
     command
+}
+
+/// Each step's terms within `relative` (plus a 1e-12 floor); counts exact when asked.
+pub fn check_terms(case: &Case, outcome: &StepOutcome, steps: usize, relative: f64, counts: bool) {
+    let expected = case.meta["steps"].as_array().unwrap();
+    assert_eq!(
+        outcome.reports.len(),
+        expected.len(),
+        "{}: steps",
+        case.name
+    );
+    for (step, (report, torch)) in outcome.reports.iter().zip(expected).take(steps).enumerate() {
+        for (name, value) in torch.as_object().unwrap() {
+            let torch = value.as_f64().unwrap();
+            let ours = if name.starts_with("kept_") {
+                if !counts {
+                    continue;
+                }
+                report.counts.get(name)
+            } else {
+                report.terms.get(name)
+            };
+            let ours = *ours.unwrap_or_else(|| panic!("{} step {step}: no `{name}`", case.name));
+            assert!(
+                (ours - torch).abs() <= relative * torch.abs() + 1e-12,
+                "{} step {step}: {name} {ours:e} vs torch {torch:e}",
+                case.name
+            );
+        }
+    }
+}
+
+pub fn as_f64(data: &TensorData) -> Vec<f64> {
+    data.clone().convert::<f64>().to_vec::<f64>().unwrap()
+}
+
+/// Every tensor's update against the fixture's samples (`sample.{prefix}{key}`), largest
+/// update and sum.
+pub fn check_state(
+    case: &Case,
+    trained: &[(String, TensorData)],
+    initial: &[(String, TensorData)],
+    prefix: &str,
+) {
+    assert_eq!(trained.len(), initial.len(), "{}: tensors", case.name);
+    let initial: BTreeMap<_, _> = initial.iter().cloned().collect();
+    for (key, trained) in trained {
+        let before = &initial[key];
+        assert_eq!(
+            trained.dtype,
+            DType::F64,
+            "{} {key}: the run's precision",
+            case.name
+        );
+        let (trained, before) = (as_f64(trained), as_f64(before));
+        assert_eq!(trained.len(), before.len(), "{} {key}: size", case.name);
+        let update: Vec<f64> = trained.iter().zip(&before).map(|(a, b)| a - b).collect();
+        let tensor = |group: &str| {
+            let name = format!("{group}.{prefix}{key}");
+            case.tensors
+                .get(&name)
+                .unwrap_or_else(|| panic!("{}: the fixture has no `{name}`", case.name))
+        };
+        let max_update = tensor("max")[0];
+        let bound = 1e-6 * max_update;
+        let count = update.len();
+        let samples = tensor("sample");
+        for (i, torch) in samples.iter().enumerate() {
+            let position = if samples.len() == 1 {
+                0
+            } else {
+                ((i as f64) * (count - 1) as f64 / (samples.len() - 1) as f64).round() as usize
+            };
+            let ours = update[position];
+            assert!(
+                (ours - torch).abs() <= bound,
+                "{} {key}[{position}]: update {ours:e} vs torch {torch:e} (bound {bound:e})",
+                case.name
+            );
+        }
+        let ours_max = update.iter().fold(0.0f64, |m, u| m.max(u.abs()));
+        assert!(
+            (ours_max - max_update).abs() <= bound,
+            "{} {key}: largest update {ours_max:e} vs torch {max_update:e}",
+            case.name
+        );
+        let (ours_sum, torch_sum) = (trained.iter().sum::<f64>(), tensor("sum")[0]);
+        assert!(
+            (ours_sum - torch_sum).abs() <= bound * count as f64 + 1e-12 * torch_sum.abs(),
+            "{} {key}: sum {ours_sum:e} vs torch {torch_sum:e}",
+            case.name
+        );
+    }
 }
 
 /// Writes a state dict as `<dir>/<role>.safetensors`.

@@ -88,8 +88,9 @@ impl<B: Backend> ActivationBoundary<B> {
             .greater_elem(-m)
             .bool_and(teacher_active.clone().bool_not());
         let push_up = student.clone().lower_equal_elem(m).bool_and(teacher_active);
-        let below = student.clone().add_scalar(m).powf_scalar(2.0) * push_down.float();
-        let above = student.sub_scalar(m).powf_scalar(2.0) * push_up.float();
+        let dtype = student.dtype();
+        let below = student.clone().add_scalar(m).powf_scalar(2.0) * push_down.float().cast(dtype);
+        let above = student.sub_scalar(m).powf_scalar(2.0) * push_up.float().cast(dtype);
         (below + above).sum()
     }
 }
@@ -107,13 +108,19 @@ impl<B: Backend> FeatureTerm<B> for ActivationBoundary<B> {
     }
 
     fn term(&self, inputs: &DistillInputs<B>) -> Result<Tensor<B, 1>, LossError> {
-        let maps = |outputs: &crate::NetworkOutputs<B>, which: &str| match &outputs.preact_features
-        {
-            Some(maps) if maps.len() >= 2 => Ok(maps[1..].to_vec()),
-            _ => Err(LossError::BadInput {
-                method: "ab",
-                message: format!("needs the {which}'s pre-activation feature maps"),
-            }),
+        // A family whose reference ignores `preact` (MobileNetV2) gives its plain maps.
+        let maps = |outputs: &crate::NetworkOutputs<B>, which: &str| {
+            let maps = outputs
+                .preact_features
+                .as_ref()
+                .unwrap_or(&outputs.features);
+            match maps.len() {
+                2.. => Ok(maps[1..].to_vec()),
+                _ => Err(LossError::BadInput {
+                    method: "ab",
+                    message: format!("needs the {which}'s feature maps"),
+                }),
+            }
         };
         let student = maps(&inputs.student, "student")?;
         let teacher = maps(&inputs.teacher, "teacher")?;

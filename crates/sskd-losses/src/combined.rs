@@ -94,8 +94,14 @@ impl<B: Backend, M: FeatureTerm<B> + Module<B>> Distiller<B> for WithCeKd<B, M> 
         self.method.needs()
     }
 
+    /// CE, KD and the method's term; with β = 0 the term is not computed at all (AB and FSP in
+    /// their main stage, where RepDistiller's loop sets it to 0), so its modules stay as they
+    /// are.
     fn loss(&self, inputs: &DistillInputs<B>) -> Result<LossTerms<B>, LossError> {
         let mut terms = Distiller::<B>::loss(&self.logit_terms, inputs)?;
+        if self.method_weight == 0.0 {
+            return Ok(terms);
+        }
         terms.terms.push(LossTerm {
             name: self.method.name(),
             value: self.method.term(inputs)?,

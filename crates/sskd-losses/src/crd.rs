@@ -15,7 +15,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use sskd_augment::rng::sample_rng;
 
-use crate::functional::{div_scalar, embedding_of};
+use crate::functional::{div_scalar, embedding_of, to_host_ints};
 use crate::{DistillInputs, FeatureTerm, LossError, MethodContext, Needs, TermConfig};
 
 /// Configuration of [`Crd`] (the CRD paper's CIFAR-100 defaults); the widths of the two
@@ -179,11 +179,7 @@ impl<B: Backend> Crd<B> {
                  to draw them, or pass DistillInputs::contrast_indices",
             )
         })?;
-        let host: Vec<usize> = indices
-            .to_data()
-            .convert::<i64>()
-            .into_vec::<i64>()
-            .map_err(|e| missing(&format!("integer sample indices ({e:?})")))?
+        let host: Vec<usize> = to_host_ints(indices.clone())
             .into_iter()
             .map(|index| usize::try_from(index).unwrap_or(usize::MAX))
             .collect();

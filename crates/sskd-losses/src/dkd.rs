@@ -126,6 +126,7 @@ impl<B: Backend> Distiller<B> for Dkd {
             .clone()
             .one_hot::<2>(classes)
             .float()
+            .cast(student.dtype())
             .reshape([rows, classes]);
         let (tckd, nckd) = self.terms(teacher, student.clone(), target_mask);
         let warmup = self.warmup_factor(inputs.epoch);

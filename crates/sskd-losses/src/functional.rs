@@ -33,7 +33,7 @@ pub fn kl_batchmean<B: Backend>(
 ) -> Tensor<B, 1> {
     let [rows, _] = student_logits.dims();
     if rows == 0 {
-        return Tensor::zeros([1], &student_logits.device());
+        return Tensor::zeros([1], (&student_logits.device(), student_logits.dtype()));
     }
     let teacher_log_probs = log_softmax(div_scalar(teacher_logits, temperature), 1);
     let student_log_probs = log_softmax(div_scalar(student_logits, temperature), 1);

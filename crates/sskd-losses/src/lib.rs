@@ -14,7 +14,7 @@
 //! - logit methods: [`Kd`] (with optional logit standardisation), [`Dkd`];
 //! - the CRD-codebase baselines, each a [`FeatureTerm`] combined with CE and KD by
 //!   [`WithCeKd`]: [`FitNet`], [`Attention`], [`Similarity`], [`Correlation`], [`Vid`], [`Rkd`],
-//!   [`Pkt`], [`ActivationBoundary`], [`FactorTransfer`], [`Fsp`], [`Nst`], [`Crd`].
+//!   [`Pkt`], [`ActivationBoundary`], [`FactorTransfer`], [`Fsp`], [`Nst`], [`Crd`], [`Kdsvd`].
 //!
 //! Each formula is written in the doc comment next to the code that computes it;
 //! `tools/make_loss_fixtures.py` and `tools/loss_baselines_reference.py` implement the same
@@ -53,6 +53,7 @@ mod fsp;
 mod ft;
 pub mod functional;
 mod kd;
+mod kdsvd;
 mod nst;
 mod pkt;
 mod registry;
@@ -77,6 +78,7 @@ pub use fitnet::{ConvReg, FitNet, FitNetConfig, RegressorConv};
 pub use fsp::Fsp;
 pub use ft::{FactorTransfer, FactorTransferConfig, Paraphraser};
 pub use kd::{Kd, KdConfig};
+pub use kdsvd::Kdsvd;
 pub use nst::Nst;
 pub use pkt::Pkt;
 pub use registry::{create_method, method_names, DistillerConfig, Method, MethodConfig};

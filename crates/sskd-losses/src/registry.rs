@@ -15,8 +15,8 @@ use serde_json::Value;
 use crate::{
     ActivationBoundaryConfig, Attention, BaselineConfig, CorrelationConfig, CrdConfig,
     DistillInputs, Distiller, Dkd, DkdConfig, FactorTransferConfig, FitNetConfig, Fsp, Kd,
-    KdConfig, LossError, LossTerms, MethodContext, Needs, Nst, Pkt, Pretraining, Rkd, Similarity,
-    Sskd, SskdConfig, TermConfig, VidConfig, WithCeKd,
+    KdConfig, Kdsvd, LossError, LossTerms, MethodContext, Needs, Nst, Pkt, Pretraining, Rkd,
+    Similarity, Sskd, SskdConfig, TermConfig, VidConfig, WithCeKd,
 };
 
 /// A method's settings, which build the method for the networks of a run.
@@ -90,7 +90,7 @@ macro_rules! plain_terms {
     )*};
 }
 
-plain_terms!(Attention, Rkd, Similarity, Pkt, Fsp, Nst);
+plain_terms!(Attention, Rkd, Similarity, Pkt, Fsp, Nst, Kdsvd);
 
 macro_rules! methods {
     ($(
@@ -241,6 +241,8 @@ methods! {
     Nst: "nst" => BaselineConfig<Nst> = BaselineConfig::new(50.0, Nst);
     /// Contrastive representation distillation (β 0.8).
     Crd: "crd" => BaselineConfig<CrdConfig> = BaselineConfig::new(0.8, CrdConfig::new());
+    /// KDSVD (RepDistiller publishes no β for it: 1).
+    Kdsvd: "kdsvd" => BaselineConfig<Kdsvd> = BaselineConfig::new(1.0, Kdsvd::default());
 }
 
 impl Default for MethodConfig {

@@ -39,6 +39,7 @@ fn normalised_distances<B: Backend>(embedding: Tensor<B, 2>) -> Tensor<B, 2> {
     let squared =
         (squares.clone() + squares.transpose() - products.mul_scalar(2.0)).clamp_min(1e-12);
     let off_diagonal = Tensor::<B, 2>::eye(batch, &squared.device())
+        .cast(squared.dtype())
         .neg()
         .add_scalar(1.0);
     let distances = squared.sqrt() * off_diagonal;

@@ -6,6 +6,18 @@ use burn::tensor::{backend::Backend, Tensor};
 
 use crate::ModelOutput;
 
+/// How RepDistiller calls a network in a training step, beyond `model(x, is_feat=True)`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReferenceCall {
+    /// `preact=True`: the pre-activation features (what AB distils), computed as the
+    /// reference computes them.
+    pub preact: bool,
+    /// The pre-training stage of `helper/pretrain.py` (AB, FSP): the student in `eval()` mode
+    /// but for its `get_feat_modules()`, which are in training mode and the only layers its
+    /// optimiser holds.
+    pub feature_layers_only: bool,
+}
+
 /// A family of networks of the zoo (ResNet, WideResNet, VGG, MobileNetV2, ShuffleNetV1/V2).
 /// [`Model`](crate::Model) holds any of them and forwards to this trait; a new family implements
 /// it and takes one row of the family table in `model.rs`.
@@ -20,6 +32,17 @@ pub trait Backbone<B: Backend>: Module<B> {
     /// Runs the network. Batch norm uses batch statistics on an autodiff backend and running
     /// statistics otherwise.
     fn forward(&self, input: Tensor<B, 4>) -> ModelOutput<B>;
+
+    /// [`Backbone::forward`] as RepDistiller calls the network in a training step (`call`):
+    /// the same outputs and the same side effects. The families that differ from the plain
+    /// forward override it: a WideResNet computes its pre-activation features with extra
+    /// batch-norm calls (with `preact`, in training mode, those layers' running statistics
+    /// count the batch twice), and a WideResNet's final `bn1` and the last 1×1 convolution of
+    /// MobileNetV2 and ShuffleNetV2 are not among `get_feat_modules()` (with `feature_layers_only`
+    /// they run frozen in inference mode).
+    fn forward_call(&self, input: Tensor<B, 4>, _call: ReferenceCall) -> ModelOutput<B> {
+        self.forward(input)
+    }
 
     /// The classifier on the pooled embedding (weight `[d, classes]`).
     fn classifier(&self) -> &Linear<B>;

@@ -95,6 +95,19 @@ impl<B: Backend> BatchNorm<B> {
         self.normalise(input, false)
     }
 
+    /// The layer as PyTorch runs it in `eval()` mode inside a training step whose optimiser
+    /// does not hold it: the running statistics normalise (and stay as they are), and γ and β
+    /// receive no gradient, while the input still does.
+    pub fn forward_frozen<const D: usize>(&self, input: Tensor<B, D>) -> Tensor<B, D> {
+        let dims = input.dims();
+        let (batch, channels) = (dims[0], dims[1]);
+        let len: usize = dims[2..].iter().product();
+        let rows = input.reshape([batch * channels, len]);
+        let frozen = (self.gamma.val().detach(), self.beta.val().detach());
+        let output = self.inference_rows(rows, batch, frozen);
+        output.reshape(dims)
+    }
+
     fn normalise<const D: usize>(&self, input: Tensor<B, D>, update: bool) -> Tensor<B, D> {
         let dims = input.dims();
         assert!(
@@ -132,7 +145,7 @@ impl<B: Backend> BatchNorm<B> {
         let output = if B::ad_enabled(&rows.device()) {
             self.forward_train(rows, batch, channels, update)
         } else {
-            self.forward_inference(rows, batch, channels)
+            self.inference_rows(rows, batch, (self.gamma.val(), self.beta.val()))
         };
         output.reshape(dims)
     }
@@ -169,9 +182,16 @@ impl<B: Backend> BatchNorm<B> {
         )
     }
 
-    /// `rows · scale + shift` with the running statistics folded into one scale and shift.
-    fn forward_inference(&self, rows: Tensor<B, 2>, batch: usize, channels: usize) -> Tensor<B, 2> {
-        let (gamma, beta) = self.gamma_beta(channels);
+    /// `rows · scale + shift` `[batch·C, len]` with the running statistics and the given γ
+    /// and β `[C]` folded into one scale and shift.
+    fn inference_rows(
+        &self,
+        rows: Tensor<B, 2>,
+        batch: usize,
+        (gamma, beta): (Tensor<B, 1>, Tensor<B, 1>),
+    ) -> Tensor<B, 2> {
+        let channels = gamma.dims()[0];
+        let (gamma, beta) = (gamma.reshape([1, channels]), beta.reshape([1, channels]));
         let device = rows.device();
         let mean = self
             .running_mean

@@ -59,7 +59,7 @@ pub mod shufflenet_v2;
 pub mod vgg;
 pub mod wrn;
 
-pub use backbone::Backbone;
+pub use backbone::{Backbone, ReferenceCall};
 pub use error::ModelError;
 pub use head::{BackboneWithHead, SelfSupervisionHead, SelfSupervisionHeadConfig};
 pub use model::{InputLimits, Model, ModelSpec};

@@ -8,7 +8,7 @@ use burn::nn::Linear;
 use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Tensor};
 
-use crate::backbone::Backbone;
+use crate::backbone::{Backbone, ReferenceCall};
 use crate::layers::{classifier, global_avg_pool, ConvBn, ConvInit, LinearInit};
 use crate::ModelOutput;
 
@@ -156,6 +156,12 @@ impl<B: Backend> Backbone<B> for MobileNetV2<B> {
     /// Runs the network; see [`ModelOutput`]. The reference ignores `preact` for this model, so
     /// `preact_features` is `None`.
     fn forward(&self, input: Tensor<B, 4>) -> ModelOutput<B> {
+        self.forward_call(input, ReferenceCall::default())
+    }
+
+    /// The last 1×1 convolution (`conv2`) is not among the reference's `get_feat_modules()`:
+    /// with `feature_layers_only` its batch norm runs frozen in inference mode.
+    fn forward_call(&self, input: Tensor<B, 4>, call: ReferenceCall) -> ModelOutput<B> {
         let run_groups = |hidden: Tensor<B, 4>, groups: std::ops::Range<usize>| {
             self.blocks[groups]
                 .iter()
@@ -167,7 +173,14 @@ impl<B: Backend> Backbone<B> for MobileNetV2<B> {
         let stage2 = run_groups(stage1.clone(), 2..3); // [batch, 16, 8, 8]
         let stage3 = run_groups(stage2.clone(), 3..5); // [batch, 48, 4, 4]
         let stage4 = run_groups(stage3.clone(), 5..7); // [batch, 160, 2, 2]
-        let embedding = global_avg_pool(relu(self.conv2.forward(stage4.clone()))); // [batch, 1280]
+        let last = match call.feature_layers_only {
+            true => self
+                .conv2
+                .bn
+                .forward_frozen(self.conv2.conv.forward(stage4.clone())),
+            false => self.conv2.forward(stage4.clone()),
+        };
+        let embedding = global_avg_pool(relu(last)); // [batch, 1280]
         ModelOutput {
             logits: self.classifier.forward(embedding.clone()),
             embedding,

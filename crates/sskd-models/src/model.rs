@@ -9,7 +9,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
 
-use crate::backbone::Backbone;
+use crate::backbone::{Backbone, ReferenceCall};
 use crate::mobilenetv2::{MobileNetV2, MobileNetV2Config};
 use crate::resnet::{ResNet, ResNetConfig};
 use crate::shufflenet_v1::{ShuffleNetV1, ShuffleNetV1Config};
@@ -43,6 +43,14 @@ macro_rules! families {
             pub fn forward(&self, input: Tensor<B, 4>) -> ModelOutput<B> {
                 match self {
                     $(Self::$variant(network) => network.forward(input),)*
+                }
+            }
+
+            /// The network as RepDistiller calls it in a training step, side effects included
+            /// (see [`Backbone::forward_call`]).
+            pub fn forward_call(&self, input: Tensor<B, 4>, call: ReferenceCall) -> ModelOutput<B> {
+                match self {
+                    $(Self::$variant(network) => network.forward_call(input, call),)*
                 }
             }
 

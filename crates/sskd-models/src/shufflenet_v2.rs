@@ -6,7 +6,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::Linear;
 
-use crate::backbone::Backbone;
+use crate::backbone::{Backbone, ReferenceCall};
 use crate::batch_norm::BatchNorm;
 use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Tensor};
@@ -222,11 +222,22 @@ impl<B: Backend> Backbone<B> for ShuffleNetV2<B> {
     /// Runs the network; see [`ModelOutput`]. `preact_features` holds each stage's last unit's
     /// `preact`.
     fn forward(&self, input: Tensor<B, 4>) -> ModelOutput<B> {
+        self.forward_call(input, ReferenceCall::default())
+    }
+
+    /// The last 1×1 convolution (`conv2`, `bn2`) is not among the reference's
+    /// `get_feat_modules()`: with `feature_layers_only` its batch norm runs frozen in inference
+    /// mode.
+    fn forward_call(&self, input: Tensor<B, 4>, call: ReferenceCall) -> ModelOutput<B> {
         let stem = relu(self.bn1.forward(self.conv1.forward(input))); // [batch, 24, 32, 32]
         let (stage1, preact1) = self.layer1.forward(stem.clone()); // [batch, 116, 16, 16]
         let (stage2, preact2) = self.layer2.forward(stage1.clone()); // [batch, 232, 8, 8]
         let (stage3, preact3) = self.layer3.forward(stage2.clone()); // [batch, 464, 4, 4]
-        let last = relu(self.bn2.forward(self.conv2.forward(stage3.clone())));
+        let projected = self.conv2.forward(stage3.clone());
+        let last = relu(match call.feature_layers_only {
+            true => self.bn2.forward_frozen(projected),
+            false => self.bn2.forward(projected),
+        });
         let embedding = global_avg_pool(last); // [batch, 1024]
         ModelOutput {
             logits: self.linear.forward(embedding.clone()),

@@ -6,7 +6,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::Linear;
 
-use crate::backbone::Backbone;
+use crate::backbone::{Backbone, ReferenceCall};
 use crate::batch_norm::BatchNorm;
 use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Tensor};
@@ -160,6 +160,49 @@ pub struct WideResNet<B: Backend> {
     pub fc: Linear<B>,
 }
 
+impl<B: Backend> WideResNet<B> {
+    /// The forward pass as the reference makes `call` (see [`Backbone::forward_call`]).
+    fn run(&self, input: Tensor<B, 4>, call: ReferenceCall) -> ModelOutput<B> {
+        // The final `bn1` is not among the reference's `get_feat_modules()`.
+        let final_bn = |seen: Tensor<B, 4>| match call.feature_layers_only {
+            true => self.bn1.forward_frozen(seen),
+            false => self.bn1.forward(seen),
+        };
+        let stem = self.conv1.forward(input); // [batch, 16, 32, 32]
+        let stage1 = self.block1.forward(stem.clone()); // [batch, 16k, 32, 32]
+        let stage2 = self.block2.forward(stage1.clone()); // [batch, 32k, 16, 16]
+        let stage3 = self.block3.forward(stage2.clone()); // [batch, 64k, 8, 8]
+        let normalised = final_bn(stage3.clone());
+        let again = |bn: &BatchNorm<B>, seen: Tensor<B, 4>| {
+            if call.preact {
+                bn.forward(seen)
+            } else {
+                bn.forward_without_update(seen)
+            }
+        };
+        let embedding = global_avg_pool(relu(normalised.clone())); // [batch, 64k]
+        let preact_features = vec![
+            stem.clone(),
+            // The same batch already went through these layers above: normalise it again,
+            // counting it twice in their running statistics only as the reference's preact
+            // forward does.
+            again(&self.block2.layer[0].bn1, stage1.clone()),
+            again(&self.block3.layer[0].bn1, stage2.clone()),
+            if call.preact {
+                final_bn(stage3.clone())
+            } else {
+                normalised
+            },
+        ];
+        ModelOutput {
+            logits: self.fc.forward(embedding.clone()),
+            embedding,
+            features: vec![stem, stage1, stage2, stage3],
+            preact_features: Some(preact_features),
+        }
+    }
+}
+
 impl<B: Backend> Backbone<B> for WideResNet<B> {
     const FAMILY: &'static str = "WideResNet";
 
@@ -169,30 +212,14 @@ impl<B: Backend> Backbone<B> for WideResNet<B> {
     /// group 2's first block applied to it, stage 2 likewise with group 3, and stage 3 by the
     /// final `bn1`, as the reference does.
     fn forward(&self, input: Tensor<B, 4>) -> ModelOutput<B> {
-        let stem = self.conv1.forward(input); // [batch, 16, 32, 32]
-        let stage1 = self.block1.forward(stem.clone()); // [batch, 16k, 32, 32]
-        let stage2 = self.block2.forward(stage1.clone()); // [batch, 32k, 16, 16]
-        let stage3 = self.block3.forward(stage2.clone()); // [batch, 64k, 8, 8]
-        let normalised = self.bn1.forward(stage3.clone());
-        let embedding = global_avg_pool(relu(normalised.clone())); // [batch, 64k]
-        let preact_features = vec![
-            stem.clone(),
-            // The same batch already went through these layers above: normalise it again
-            // without counting it twice in their running statistics.
-            self.block2.layer[0]
-                .bn1
-                .forward_without_update(stage1.clone()),
-            self.block3.layer[0]
-                .bn1
-                .forward_without_update(stage2.clone()),
-            normalised,
-        ];
-        ModelOutput {
-            logits: self.fc.forward(embedding.clone()),
-            embedding,
-            features: vec![stem, stage1, stage2, stage3],
-            preact_features: Some(preact_features),
-        }
+        self.run(input, ReferenceCall::default())
+    }
+
+    /// With `preact=True` the reference calls three batch norms again on tensors they already
+    /// normalised, so in training mode their running statistics count the batch twice; its
+    /// `get_feat_modules()` leaves the final `bn1` out.
+    fn forward_call(&self, input: Tensor<B, 4>, call: ReferenceCall) -> ModelOutput<B> {
+        self.run(input, call)
     }
 
     /// Maps a PyTorch key of `wrn.py` onto this module: only `convShortcut` is renamed.

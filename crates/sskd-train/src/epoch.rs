@@ -17,7 +17,7 @@ use sskd_losses::{
     ss_head_loss, BatchLayout, DistillInputs, Distiller, Method, Needs, NetworkOutputs,
 };
 use sskd_models::precision::float_dtype;
-use sskd_models::{BackboneWithHead, InputLimits, Model, SelfSupervisionHead};
+use sskd_models::{BackboneWithHead, InputLimits, Model, ReferenceCall, SelfSupervisionHead};
 
 use crate::metrics::{Accuracy, EpochReport, Evaluation, StepLog};
 use crate::parallel::{check_parallel_method, gather, train_step, ShardOutput, ShardStep};
@@ -197,19 +197,25 @@ pub struct Student<B: Backend> {
     pub method: Method<B>,
 }
 
-/// A network's outputs for `images`, with its SS head's when `head` (the head sees the
-/// backbone's embedding with its gradient).
+/// A network's outputs for `images` as a method `needs` them: its SS head's output when it
+/// needs the head (the head sees the embedding with its gradient), the reference's `preact`
+/// call when it needs pre-activation features; `feature_layers_only` for a pre-training stage
+/// that trains the student's feature layers (see [`ReferenceCall`]).
 fn outputs<B: Backend>(
     network: &BackboneWithHead<B>,
     images: Tensor<B, 4>,
-    head: bool,
+    needs: Needs,
+    feature_layers_only: bool,
 ) -> NetworkOutputs<B> {
-    if head {
-        let (output, head) = network.forward(images, true);
-        NetworkOutputs::from_model(output, Some(head))
-    } else {
-        NetworkOutputs::from_model(network.backbone.forward(images), None)
-    }
+    let call = ReferenceCall {
+        preact: needs.preact_features,
+        feature_layers_only,
+    };
+    let output = network.backbone.forward_call(images, call);
+    let head = needs
+        .head
+        .then(|| network.proj_head.forward(output.embedding.clone()));
+    NetworkOutputs::from_model(output, head)
 }
 
 /// Which loss a student epoch trains.
@@ -326,14 +332,21 @@ where
             let limits = [student.network.backbone.input_limits(), teacher_limits];
             let (images, labels, indices) =
                 batch_tensors::<B>(batch, &devices[k], dtype, &limits, classes)?;
+            let pretraining = objective == StudentObjective::Pretrain;
             let student_outputs = if trains_student {
-                outputs(&student.network, images.clone(), needs.head)
+                outputs(&student.network, images.clone(), needs, pretraining)
             } else {
-                outputs(&student.network.valid(), images.clone().inner(), needs.head).lift()
+                outputs(
+                    &student.network.valid(),
+                    images.clone().inner(),
+                    needs,
+                    false,
+                )
+                .lift()
             };
             let inputs = DistillInputs {
                 student: student_outputs,
-                teacher: outputs(&teachers[k], images.inner(), needs.head).lift(),
+                teacher: outputs(&teachers[k], images.inner(), needs, false).lift(),
                 labels: labels.clone(),
                 sample_indices: Some(indices),
                 contrast_indices: None,
