@@ -1,6 +1,7 @@
 //! Kill and resume: an SSKD student run interrupted after a checkpoint and resumed with
 //! `resume` ends with exactly the weights, log lines and best/last records of the
-//! uninterrupted run; a damaged or foreign checkpoint is an error naming the file.
+//! uninterrupted run — and so do CRD (its memory bank and its per-sample draws) and a method
+//! with a pre-training stage; a damaged or foreign checkpoint is an error naming the file.
 
 use std::sync::Arc;
 
@@ -14,7 +15,7 @@ use sskd::augment::recipes::crop_and_flip;
 use sskd::augment::ss_tasks::sskd_rotations;
 use sskd::data::idx::idx_images;
 use sskd::data::{ClassLabels, LabeledImage, PlanarImages};
-use sskd::losses::{create_method, MethodContext};
+use sskd::losses::{MethodConfig, MethodContext};
 use sskd::models::{create_model, BackboneWithHead};
 use sskd::train::checkpoint::read_checkpoint;
 use sskd::train::epoch::Student;
@@ -90,12 +91,19 @@ fn plan(resume: bool) -> FitPlan {
 }
 
 fn student(device: &burn::tensor::Device<B>) -> Student<B> {
+    student_with(&MethodConfig::published("sskd").unwrap(), device)
+}
+
+/// A resnet8 student of `method`, drawing by class from the training set of [`data`].
+fn student_with(method: &MethodConfig, device: &burn::tensor::Device<B>) -> Student<B> {
     let network = BackboneWithHead::new(create_model::<B>("resnet8", 10, device).unwrap(), device);
     let probe = network.backbone.valid();
-    let context = MethodContext::probe(&probe, &probe, [32, 32], 60, device);
+    let labels = data(None).train_labels;
+    let context =
+        MethodContext::probe(&probe, &probe, [32, 32], labels.len(), device).with_labels(labels, 5);
     Student {
         network,
-        method: create_method::<B>("sskd", &context, device).unwrap(),
+        method: method.init::<B>(&context, device).unwrap(),
     }
 }
 
@@ -110,13 +118,28 @@ fn run(
     data: &RunData<Subset, LabeledImage>,
     resume: bool,
 ) -> Result<FitOutcome<Student<B>>, TrainError> {
+    run_method(
+        &MethodConfig::published("sskd").unwrap(),
+        dir,
+        &plan(resume),
+        data,
+    )
+}
+
+/// `plan` for a fresh `method` student seeded like every other run.
+fn run_method(
+    method: &MethodConfig,
+    dir: &RunDir,
+    plan: &FitPlan,
+    data: &RunData<Subset, LabeledImage>,
+) -> Result<FitOutcome<Student<B>>, TrainError> {
     let device = Default::default();
     let teacher = teacher(&device);
     <B as burn::tensor::backend::Backend>::seed(&device, 3);
     train_student(
         dir,
-        &plan(resume),
-        student(&device),
+        plan,
+        student_with(method, &device),
         &teacher,
         data,
         (0.9, 5e-4),
@@ -206,6 +229,46 @@ fn a_killed_run_resumes_to_the_uninterrupted_result() {
         .filter(|n| n.contains("-e"))
         .collect();
     assert_eq!(records.len(), 2, "{records:?}");
+}
+
+/// CRD (memory bank, normalisers and contrast draws) and FSP (a pre-training epoch first)
+/// stopped after two epochs and resumed end exactly where the uninterrupted runs end. (A
+/// running state loaded from a record tracks gradients on the autodiff backend: CRD once
+/// trained its memory bank after a resume.)
+#[test]
+fn memory_banks_and_pre_training_resume_exactly() {
+    let _serial = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
+    let settings = [r#"{"crd": {"nce_k": 8}}"#, r#"{"fsp": {"init_epochs": 1}}"#];
+    for method in settings.map(|json| serde_json::from_str::<MethodConfig>(json).unwrap()) {
+        let whole_dir = tempfile::tempdir().unwrap();
+        let whole_run = RunDir::create(whole_dir.path()).unwrap();
+        let whole = run_method(&method, &whole_run, &plan(false), &data(None)).unwrap();
+
+        let resumed_dir = tempfile::tempdir().unwrap();
+        let resumed_run = RunDir::create(resumed_dir.path()).unwrap();
+        let short = FitPlan {
+            epochs: 2,
+            ..plan(false)
+        };
+        run_method(&method, &resumed_run, &short, &data(None)).unwrap();
+        let resumed = run_method(&method, &resumed_run, &plan(true), &data(None)).unwrap();
+        assert_eq!(logits(&whole), logits(&resumed), "{}", method.name());
+        assert_eq!(whole.last, resumed.last, "{}", method.name());
+        // Every tensor of the method (CRD: embeddings, memories, normalisers).
+        let state = |outcome: &FitOutcome<Student<B>>| -> Vec<Vec<f32>> {
+            use burn_store::ModuleSnapshot;
+            let method = outcome.module.method.clone().valid();
+            let snapshots = method.collect(None, None, true);
+            let data = |s: &burn_store::TensorSnapshot| s.to_data().unwrap().to_vec().unwrap();
+            snapshots.iter().map(data).collect()
+        };
+        assert_eq!(
+            state(&whole),
+            state(&resumed),
+            "{}: method state",
+            method.name()
+        );
+    }
 }
 
 #[test]

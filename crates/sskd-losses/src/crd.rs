@@ -254,12 +254,14 @@ impl<B: Backend> FeatureTerm<B> for Crd<B> {
             &inputs.teacher,
             "teacher",
         )?));
-        let memory_student = self.memory_student.value_sync();
-        let memory_teacher = self.memory_teacher.value_sync();
+        // Constants: a record loaded into a running state on an autodiff backend comes back
+        // tracking gradients, and the optimiser would then train the memory.
+        let memory_student = self.memory_student.value_sync().detach();
+        let memory_teacher = self.memory_teacher.value_sync().detach();
         let n_data = memory_student.dims()[0];
         let student_scores = self.scores(&memory_teacher, student.clone(), contrast.clone());
         let teacher_scores = self.scores(&memory_student, teacher.clone(), contrast.clone());
-        let mut normalizers = self.normalizers.value_sync();
+        let mut normalizers = self.normalizers.value_sync().detach();
         if normalizers
             .clone()
             .narrow(0, 0, 1)

@@ -193,16 +193,15 @@ impl<B: Backend> BatchNorm<B> {
         let channels = gamma.dims()[0];
         let (gamma, beta) = (gamma.reshape([1, channels]), beta.reshape([1, channels]));
         let device = rows.device();
-        let mean = self
-            .running_mean
-            .value()
-            .to_device(&device)
-            .reshape([1, channels]);
-        let var = self
-            .running_var
-            .value()
-            .to_device(&device)
-            .reshape([1, channels]);
+        // Statistics are constants, even when a loaded record left them tracking gradients.
+        let statistic = |state: &RunningState<Tensor<B, 1>>| {
+            state
+                .value()
+                .detach()
+                .to_device(&device)
+                .reshape([1, channels])
+        };
+        let (mean, var) = (statistic(&self.running_mean), statistic(&self.running_var));
         let scale = gamma.div(var.add_scalar(self.epsilon).sqrt());
         let shift = beta.sub(mean.mul(scale.clone()));
         rows.mul(per_row(scale, batch)).add(per_row(shift, batch))
