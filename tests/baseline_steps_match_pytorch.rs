@@ -13,19 +13,14 @@
 
 mod common;
 
-use std::path::Path;
-
 use burn::tensor::{DType, TensorData};
 use common::steps::{
-    check_state, check_terms, keys, read_case_in, weights, write_step_weights, write_weights, Case,
+    baseline_fixture_dir as fixture_dir, check_state, check_terms, keys, method_state,
+    read_case_in, weights, write_step_weights, write_weights, Case,
 };
 use sskd::config::apply_assignment;
 use sskd::losses::MethodConfig;
 use sskd::step::{run_steps, StepOptions, StepOutcome, StepStage};
-
-fn fixture_dir() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/baseline_steps")
-}
 
 /// The case's method with its settings applied as `--set method.NAME.FIELD=VALUE` would.
 fn method_config(case: &Case) -> MethodConfig {
@@ -35,23 +30,6 @@ fn method_config(case: &Case) -> MethodConfig {
         method = apply_assignment(method, &format!("{name}.{field}={value}")).unwrap();
     }
     method
-}
-
-/// The method's initial state as the fixture script drew it (CRD's `contrast.params` from the
-/// metadata).
-fn method_state(case: &Case) -> Vec<(String, TensorData)> {
-    let mut state = weights(&case.name, "method", &keys(&case.meta["method_keys"]));
-    if let Some(params) = case.meta.get("contrast_params") {
-        let values: Vec<f32> = params
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap() as f32)
-            .collect();
-        let slot = state.iter_mut().find(|(key, _)| key == "contrast.params");
-        slot.expect("a CRD state holds contrast.params").1 = TensorData::new(values, [5]);
-    }
-    state
 }
 
 /// Runs the case's steps in `precision`: the outcome, the student's and the method's initial

@@ -208,6 +208,104 @@ fn gpu_bench_explains_bad_requests() {
     assert!(error.contains("unknown set `most`"), "{error}");
 }
 
+/// `step` on RepDistiller's setup: CRD from RepDistiller-layout files, its memory bank and
+/// embeddings in and out under RepDistiller's names, the batch's contrast indices, a setting
+/// changed with `--set`; the terms those of RepDistiller's loop; bad requests explained.
+#[test]
+fn step_example_runs_a_repdistiller_method_with_its_state() {
+    use common::steps::{
+        baseline_fixture_dir, method_state, read_case_in, write_step_weights, write_weights,
+    };
+    let case = read_case_in(&baseline_fixture_dir(), "crd_wrn_16_2_wrn_16_1");
+    let dir = tempfile::tempdir().unwrap();
+    let (teacher, student) = write_step_weights(&case, dir.path());
+    let state = method_state(&case);
+    let state_file = write_weights(dir.path(), "method", &state);
+    let [output, method_output, terms] =
+        ["out.safetensors", "method-out.safetensors", "terms.json"].map(|f| dir.path().join(f));
+    let run = |extra: &[&str]| {
+        Command::new(example_binary("step"))
+            .args([
+                "--stage",
+                "student",
+                "--method",
+                "crd",
+                "--num-classes",
+                "10",
+            ])
+            .args(["--teacher-arch", "wrn_16_2", "--student-arch", "wrn_16_1"])
+            .arg("--teacher")
+            .arg(&teacher)
+            .arg("--student")
+            .arg(&student)
+            .arg("--method-state")
+            .arg(&state_file)
+            .arg("--batch")
+            .arg(&case.path)
+            .arg("--output")
+            .arg(&output)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    common::succeeded(&run(&[
+        "--set",
+        "method.crd.nce_k=16",
+        "--steps",
+        "2",
+        "--precision",
+        "f64",
+        "--method-output",
+        method_output.to_str().unwrap(),
+        "--terms",
+        terms.to_str().unwrap(),
+    ]));
+    let bytes = std::fs::read(&method_output).unwrap();
+    let written = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut names: Vec<String> = written.names().into_iter().map(String::from).collect();
+    names.sort();
+    let mut expected: Vec<String> = state.iter().map(|(key, _)| key.clone()).collect();
+    expected.sort();
+    assert_eq!(
+        names, expected,
+        "the method's state under RepDistiller's names"
+    );
+    let params: Vec<f64> = written
+        .tensor("contrast.params")
+        .unwrap()
+        .data()
+        .chunks(8)
+        .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    assert!(
+        params[2] > 0.0 && params[3] > 0.0,
+        "normalisers set: {params:?}"
+    );
+    let steps: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&terms).unwrap()).unwrap();
+    for (ours, torch) in steps
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(case.meta["steps"].as_array().unwrap())
+    {
+        let (ours, torch) = (
+            ours["crd"].as_f64().unwrap(),
+            torch["crd"].as_f64().unwrap(),
+        );
+        assert!(
+            (ours - torch).abs() <= 1e-8 * torch.abs(),
+            "crd: {ours} vs {torch}"
+        );
+    }
+    let error = common::failed(&run(&["--init"]));
+    assert!(error.contains("has no pre-training stage"), "{error}");
+    let error = common::failed(&run(&["--set", "student_stage.epochs=1"]));
+    assert!(error.contains("method.NAME.FIELD=VALUE"), "{error}");
+    let error = common::failed(&run(&["--set", "method.crd.nce_t=0.5"]));
+    assert!(error.contains("--set method.crd.nce_t="), "{error}");
+}
+
 /// `step` as a user runs it: an SSKD student step from PyTorch-layout files in f64, the state
 /// dict and terms written, the terms those of the released code's step; bad requests explained.
 #[test]

@@ -16,6 +16,28 @@ pub fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/steps")
 }
 
+/// Folder of the baseline step fixtures (`tools/make_baseline_step_fixtures.py`).
+pub fn baseline_fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/baseline_steps")
+}
+
+/// The method's initial state as the fixture script drew it (CRD's `contrast.params` from the
+/// metadata).
+pub fn method_state(case: &Case) -> Vec<(String, TensorData)> {
+    let mut state = weights(&case.name, "method", &keys(&case.meta["method_keys"]));
+    if let Some(params) = case.meta.get("contrast_params") {
+        let values: Vec<f32> = params
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        let slot = state.iter_mut().find(|(key, _)| key == "contrast.params");
+        slot.expect("a CRD state holds contrast.params").1 = TensorData::new(values, [5]);
+    }
+    state
+}
+
 /// A fixture: its metadata and its float64 tensors.
 pub struct Case {
     /// The case name (the file stem).
