@@ -28,7 +28,7 @@ use sskd_models::import::{
 };
 use sskd_models::precision::cast_floats;
 use sskd_models::{create_model, BackboneWithHead};
-use sskd_train::epoch::{pretrain_epoch, student_epoch, teacher_epoch, Student};
+use sskd_train::epoch::{student_objective_epoch, teacher_epoch, Student, StudentObjective};
 use sskd_train::metrics::EpochReport;
 use sskd_train::TrainError;
 
@@ -83,7 +83,7 @@ pub struct StepOptions {
     pub precision: DType,
     /// Classes of the classifier(s).
     pub num_classes: usize,
-    /// Steps of the method's pre-training stage ([`pretrain_epoch`]: AB, FT, FSP) instead of
+    /// Steps of the method's pre-training stage ([`StudentObjective::Pretrain`]: AB, FT, FSP) instead of
     /// the main one.
     pub init: bool,
 }
@@ -449,22 +449,14 @@ fn student_steps(
         method: cast_floats(method, precision),
     };
     let mut optimizer = sskd_train::sgd(options.momentum, options.weight_decay).init();
-    let epoch = if options.init {
-        pretrain_epoch
-    } else {
-        student_epoch
+    let objective = match options.init {
+        true => StudentObjective::Pretrain,
+        false => StudentObjective::Distill,
     };
     let (student, reports) = repeat_steps(options.steps, student, |student| {
         let batches = once(Ok(batch.clone()));
-        epoch(
-            student,
-            &teacher,
-            &mut optimizer,
-            batches,
-            0,
-            options.lr,
-            &[device],
-        )
+        let args = (0, options.lr, objective);
+        student_objective_epoch(student, &teacher, &mut optimizer, batches, args, &[device])
     })?;
     let trained = student.valid();
     let source = (networks.student, networks.student_arch);

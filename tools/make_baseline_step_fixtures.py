@@ -42,14 +42,11 @@ sys.path.insert(0, os.path.dirname(__file__))
 import loss_baselines_reference as ref  # noqa: E402
 import zoo_reference as zoo  # noqa: E402
 from make_model_fixtures import deterministic  # noqa: E402
-from make_step_fixtures import snapshot, state_keys, summarise  # noqa: E402
+from make_step_fixtures import LR, MOMENTUM, SIZE, STEPS, WEIGHT_DECAY, snapshot, state_keys, summarise  # noqa: E402
 
 OUT = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "baseline_steps")
 CLASSES = 10
 BATCH = 6
-SIZE = 32
-STEPS = 2
-LR, MOMENTUM, WEIGHT_DECAY = 0.05, 0.9, 5e-4
 KD_T = 4.0
 N_DATA, NCE_K = 64, 16
 

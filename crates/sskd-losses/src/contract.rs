@@ -127,6 +127,19 @@ pub struct Pretraining {
     pub learning_rate: Option<f64>,
 }
 
+impl Pretraining {
+    /// A stage that trains the student's feature layers on a loss that `needs` these outputs
+    /// (AB, FSP), at the student stage's learning rate.
+    pub fn of_feature_layers(epochs: usize, needs: Needs) -> Self {
+        Self {
+            epochs,
+            needs,
+            trains_student: true,
+            learning_rate: None,
+        }
+    }
+}
+
 /// One named loss term.
 #[derive(Debug, Clone)]
 pub struct LossTerm<B: Backend> {

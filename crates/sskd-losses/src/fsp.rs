@@ -80,12 +80,8 @@ impl<B: Backend> FeatureTerm<B> for Fsp {
 
     /// The student's feature layers learn the teacher's FSP matrices.
     fn pretraining(&self) -> Option<Pretraining> {
-        Some(Pretraining {
-            epochs: self.init_epochs,
-            needs: FeatureTerm::<B>::needs(self),
-            trains_student: true,
-            learning_rate: None,
-        })
+        let needs = FeatureTerm::<B>::needs(self);
+        Some(Pretraining::of_feature_layers(self.init_epochs, needs))
     }
 
     fn pretrain_term(&self, inputs: &DistillInputs<B>) -> Result<Tensor<B, 1>, LossError> {

@@ -253,29 +253,8 @@ where
     B: AutodiffBackend,
     O: Optimizer<Student<B>, B>,
 {
-    let objective = StudentObjective::Distill;
-    let args = (epoch, lr, objective);
-    objective_epoch(student, teacher, optimizer, batches, args, devices)
-}
-
-/// One epoch of the method's pre-training stage ([`Distiller::pretraining`]): its loss alone;
-/// the student runs in training mode when the stage trains its layers, else in inference mode.
-#[allow(clippy::too_many_arguments)]
-pub fn pretrain_epoch<B, O>(
-    student: Student<B>,
-    teacher: &BackboneWithHead<B::InnerBackend>,
-    optimizer: &mut O,
-    batches: impl IntoIterator<Item = Result<HostBatch, String>>,
-    epoch: usize,
-    lr: f64,
-    devices: &[B::Device],
-) -> Result<(Student<B>, EpochReport), TrainError>
-where
-    B: AutodiffBackend,
-    O: Optimizer<Student<B>, B>,
-{
-    let args = (epoch, lr, StudentObjective::Pretrain);
-    objective_epoch(student, teacher, optimizer, batches, args, devices)
+    let args = (epoch, lr, StudentObjective::Distill);
+    student_objective_epoch(student, teacher, optimizer, batches, args, devices)
 }
 
 /// What a step of `objective` needs computed, and whether the student trains in it.
@@ -297,8 +276,10 @@ fn objective_needs<B: Backend>(
     }
 }
 
-/// An epoch of `objective` at `(epoch, lr)`.
-fn objective_epoch<B, O>(
+/// An epoch of the student's `objective` at `(epoch, lr)`: [`student_epoch`], or one epoch of
+/// the method's pre-training stage ([`Distiller::pretraining`]: its loss alone; the student
+/// runs in training mode when the stage trains its layers, else in inference mode).
+pub fn student_objective_epoch<B, O>(
     student: Student<B>,
     teacher: &BackboneWithHead<B::InnerBackend>,
     optimizer: &mut O,

@@ -15,7 +15,8 @@ use sskd_models::{BackboneWithHead, Model, SelfSupervisionHead};
 use sskd_losses::{Distiller, Pretraining};
 
 use crate::epoch::{
-    evaluate, evaluate_with_head, head_epoch, pretrain_epoch, student_epoch, teacher_epoch, Student,
+    evaluate, evaluate_with_head, head_epoch, student_objective_epoch, teacher_epoch, Student,
+    StudentObjective,
 };
 use crate::fit::{fit, FitOutcome, FitPlan};
 use crate::metrics::Evaluation;
@@ -251,38 +252,31 @@ where
             data.evaluate_model(&network.backbone, device)
         }
     };
+    // One stage of `plan` training `objective` on batches with or without rotations.
+    let stage = |student, plan: &FitPlan, objective, rotations| {
+        fit(
+            run,
+            plan,
+            student,
+            crate::sgd(momentum, weight_decay).init(),
+            |student, optimizer, epoch, lr| {
+                let batches = data.train_epoch(rotations, epoch);
+                let args = (epoch, lr, objective);
+                student_objective_epoch(student, teacher, optimizer, batches, args, devices)
+            },
+            evaluate,
+            device,
+        )
+    };
     let student = match student.method.pretraining() {
-        Some(stage) => {
-            let init_plan = pretraining_plan(plan, stage);
-            let pretrain_rotations = stage.needs.rotations;
-            fit(
-                run,
-                &init_plan,
-                student,
-                crate::sgd(momentum, weight_decay).init(),
-                |student, optimizer, epoch, lr| {
-                    let batches = data.train_epoch(pretrain_rotations, epoch);
-                    pretrain_epoch(student, teacher, optimizer, batches, epoch, lr, devices)
-                },
-                evaluate,
-                device,
-            )?
-            .module
+        Some(pretraining) => {
+            let init_plan = pretraining_plan(plan, pretraining);
+            let rotations = pretraining.needs.rotations;
+            stage(student, &init_plan, StudentObjective::Pretrain, rotations)?.module
         }
         None => student,
     };
-    fit(
-        run,
-        plan,
-        student,
-        crate::sgd(momentum, weight_decay).init(),
-        |student, optimizer, epoch, lr| {
-            let batches = data.train_epoch(rotations, epoch);
-            student_epoch(student, teacher, optimizer, batches, epoch, lr, devices)
-        },
-        evaluate,
-        device,
-    )
+    stage(student, plan, StudentObjective::Distill, rotations)
 }
 
 /// The plan of a method's pre-training stage before the student stage of `plan`: stage
