@@ -1,10 +1,11 @@
 //! Training steps on a given batch, exactly as the trainer runs them, to check against
 //! reference code from outside (the `step` example).
 //!
-//! A teacher step is [`teacher_epoch`] over one batch, a student step [`student_epoch`] over
-//! one batch with the method of the registry (teacher frozen in eval mode, student in train
-//! mode), repeated `steps` times on the same batch with one SGD optimizer; nothing here is a
-//! second implementation of a step. The models, the loss and the optimizer run in the
+//! A teacher step is [`teacher_epoch`] over one batch, a student step
+//! [`student_objective_epoch`] over one batch with the method of the registry (its main loss,
+//! or its pre-training loss; teacher frozen in eval mode, student in train mode), repeated
+//! `steps` times on the same batch with one SGD optimizer; nothing here is a second
+//! implementation of a step. The models, the loss and the optimizer run in the
 //! precision asked for (`f64` or `f32`, on the CPU backend); the updated state dict comes
 //! back under the keys of the weight file it was loaded from.
 

@@ -155,13 +155,13 @@ fn nce_loss<B: Backend>(scores: Tensor<B, 2>, n_data: usize) -> Tensor<B, 1> {
     div_scalar(log_positive + log_negative, batch as f64).neg()
 }
 
+/// A batch's sample indices `[b]` and contrast indices `[b, K + 1]`.
+type BatchContrast<B> = (Tensor<B, 1, Int>, Tensor<B, 2, Int>);
+
 impl<B: Backend> Crd<B> {
     /// The batch's sample indices `[b]` and contrast indices `[b, K + 1]`: those the step
     /// passes, else drawn by the sampler for the batch's sample indices and epoch.
-    fn contrast_of(
-        &self,
-        inputs: &DistillInputs<B>,
-    ) -> Result<(Tensor<B, 1, Int>, Tensor<B, 2, Int>), LossError> {
+    fn contrast_of(&self, inputs: &DistillInputs<B>) -> Result<BatchContrast<B>, LossError> {
         let missing = |what: &str| LossError::BadInput {
             method: "crd",
             message: format!("needs {what}"),

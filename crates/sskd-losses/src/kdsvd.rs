@@ -158,9 +158,8 @@ fn layer_vectors<B: Backend>(
             anchors.extend(s.vectors[j].iter().copied());
         }
         // `[C, k]` row-major from `k` columns.
-        for row in 0..channels {
-            teacher_rows.extend((0..k).map(|q| vectors[q][row] * scales[q]));
-        }
+        let entry = |row: usize, q: usize| vectors[q][row] * scales[q];
+        teacher_rows.extend((0..channels).flat_map(|row| (0..k).map(move |q| entry(row, q))));
     }
     // Student: value `v_j·factor`, gradient `factor · P_j · dG · v_j`, one column per q.
     let values = constant(values, [batch * k, channels, 1]);
