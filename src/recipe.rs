@@ -18,7 +18,7 @@ use sskd_losses::{Distiller, MethodContext};
 use sskd_models::atomic::write_atomically;
 use sskd_models::checkpoint::{load_record, save_record};
 use sskd_models::import::{load_weights, load_weights_with_head};
-use sskd_models::{create_model, BackboneWithHead, SelfSupervisionHeadConfig};
+use sskd_models::{create_model, BackboneWithHead, ModelError, SelfSupervisionHeadConfig};
 use sskd_train::epoch::Student;
 use sskd_train::fit::FitPlan;
 use sskd_train::metrics::EpochResult;
@@ -372,7 +372,8 @@ struct Teacher<B: AutodiffBackend> {
 
 /// The teacher `config.teacher` from `path`: with its SS head (the head stage's record, SSKD's
 /// `teacher.pth`) or without (stage 1's record, a RepDistiller checkpoint), for methods that do
-/// not distil the head. When neither reads, the error is the backbone's.
+/// not distil the head. When neither reads, the error is the backbone's, or the first one's when
+/// the file does hold a head.
 fn load_teacher<B: AutodiffBackend>(
     config: &ExperimentConfig,
     path: &Path,
@@ -382,10 +383,14 @@ fn load_teacher<B: AutodiffBackend>(
     let with_head = BackboneWithHead::new(backbone.clone(), device);
     let (network, has_head) = match load_weights_with_head(with_head, path, device) {
         Ok(network) => (network, true),
-        Err(_) => (
-            BackboneWithHead::new(load_weights(backbone, path, device)?, device),
-            false,
-        ),
+        Err(with_head_error) => match load_weights(backbone, path, device) {
+            Ok(backbone) => (BackboneWithHead::new(backbone, device), false),
+            // The file has a head, so what went wrong is what the first reading said.
+            Err(ModelError::UnexpectedKey { key, .. }) if key.starts_with("proj_head.") => {
+                return Err(with_head_error.into())
+            }
+            Err(backbone_error) => return Err(backbone_error.into()),
+        },
     };
     Ok(Teacher {
         network: network.valid(),
