@@ -458,6 +458,13 @@ fn student_steps(
         let batches = once(Ok(batch.clone()));
         let args = (0, options.lr, objective);
         student_objective_epoch(student, &teacher, &mut optimizer, batches, args, &[device])
+    })
+    .with_context(|| {
+        let state = networks
+            .method_state
+            .map(|path| format!(" and {}", path.display()));
+        let inputs = format!("{}{}", options.batch.display(), state.unwrap_or_default());
+        format!("a {} step on {inputs}", networks.method.name())
     })?;
     let trained = student.valid();
     let source = (networks.student, networks.student_arch);

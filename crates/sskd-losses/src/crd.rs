@@ -132,6 +132,26 @@ pub struct Crd<B: Backend> {
 
 const EPS: f64 = 1e-7;
 
+/// An error when an index of `indices` (`what`: sample or contrast) lies outside the memory
+/// bank's `n_data` rows (a gather there would panic in the backend).
+fn check_within<B: Backend>(
+    what: &str,
+    indices: &Tensor<B, 1, Int>,
+    n_data: usize,
+) -> Result<(), LossError> {
+    let (low, high) = (indices.clone().min(), indices.clone().max());
+    let (low, high): (i64, i64) = (low.into_scalar().elem(), high.into_scalar().elem());
+    if low < 0 || high >= n_data as i64 {
+        return Err(LossError::BadInput {
+            method: "crd",
+            message: format!(
+                "{what} indices span {low}..={high}, outside the memory bank's {n_data} rows"
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// `x / ‖x‖` per row, without eps (as the CRD `Normalize` layer).
 fn unit_rows<B: Backend>(rows: Tensor<B, 2>) -> Tensor<B, 2> {
     rows.clone() / rows.powf_scalar(2.0).sum_dim(1).sqrt()
@@ -259,6 +279,8 @@ impl<B: Backend> FeatureTerm<B> for Crd<B> {
         let memory_student = self.memory_student.value_sync().detach();
         let memory_teacher = self.memory_teacher.value_sync().detach();
         let n_data = memory_student.dims()[0];
+        check_within("sample", &indices.clone().reshape([-1]), n_data)?;
+        check_within("contrast", &contrast.clone().reshape([-1]), n_data)?;
         let student_scores = self.scores(&memory_teacher, student.clone(), contrast.clone());
         let teacher_scores = self.scores(&memory_student, teacher.clone(), contrast.clone());
         let mut normalizers = self.normalizers.value_sync().detach();
@@ -507,6 +529,21 @@ mod tests {
             .enumerate()
             .all(|(i, row)| labels[row[0]] == labels[i]));
         assert!(rows.iter().enumerate().any(|(i, row)| row[0] != i));
+    }
+
+    #[test]
+    fn indices_outside_the_memory_bank_are_errors() {
+        type B = burn::backend::Flex;
+        let device = Default::default();
+        let ok = Tensor::<B, 1, Int>::from_ints([0, 3], &device);
+        assert!(check_within("sample", &ok, 4).is_ok());
+        let error = check_within("contrast", &ok, 3).unwrap_err().to_string();
+        assert!(
+            error.contains("contrast indices span 0..=3") && error.contains("3 rows"),
+            "{error}"
+        );
+        let negative = Tensor::<B, 1, Int>::from_ints([-1, 2], &device);
+        assert!(check_within("sample", &negative, 4).is_err());
     }
 
     #[test]

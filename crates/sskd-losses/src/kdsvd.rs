@@ -6,7 +6,7 @@ use burn::tensor::{backend::Backend, Tensor, TensorData};
 use nalgebra::{DMatrix, SymmetricEigen};
 use serde::{Deserialize, Serialize};
 
-use crate::functional::{stage_pairs, sum_layers};
+use crate::functional::{div_scalar, ensure_finite, stage_pairs, sum_layers};
 use crate::{DistillInputs, FeatureTerm, LossError, Needs};
 
 /// KDSVD on the stage maps `feat[1:-1]` (student and teacher with equal channels at each). Each
@@ -200,9 +200,22 @@ impl<B: Backend> FeatureTerm<B> for Kdsvd {
     }
 
     fn term(&self, inputs: &DistillInputs<B>) -> Result<Tensor<B, 1>, LossError> {
+        LossError::require_positive("kdsvd", "k", self.k as f64)?;
         let mut layers = Vec::new();
         for (student, teacher) in stage_pairs("kdsvd", inputs)? {
+            // A decomposition of NaN never converges: refuse it first.
+            ensure_finite("kdsvd", "student feature maps", &student)?;
+            ensure_finite("kdsvd", "teacher feature maps", &teacher)?;
             let (s, t) = (student.dims(), teacher.dims());
+            if self.k > s[1] {
+                return Err(LossError::BadInput {
+                    method: "kdsvd",
+                    message: format!(
+                        "k = {} singular vectors of maps with {} channels",
+                        self.k, s[1]
+                    ),
+                });
+            }
             if s[..2] != t[..2] {
                 return Err(LossError::BadInput {
                     method: "kdsvd",
@@ -219,8 +232,65 @@ impl<B: Backend> FeatureTerm<B> for Kdsvd {
             let (previous, current) = (&pair[0], &pair[1]);
             let student = rbf(current.0.clone(), previous.0.clone());
             let teacher = rbf(current.1.clone(), previous.1.clone());
-            crate::functional::div_scalar((student - teacher).powf_scalar(2.0).sum(), batch)
+            div_scalar((student - teacher).powf_scalar(2.0).sum(), batch)
         });
         Ok(sum_layers(pairs))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{BatchLayout, NetworkOutputs};
+    use burn::backend::Flex;
+    use burn::tensor::Int;
+
+    fn inputs(value: f32) -> DistillInputs<Flex> {
+        let device = Default::default();
+        let maps = |seed: f32| {
+            (0..3)
+                .map(|i| {
+                    Tensor::<Flex, 1, Int>::arange(0..2 * 4 * 16, &device)
+                        .float()
+                        .mul_scalar(seed + i as f32)
+                        .sin()
+                        .reshape([2, 4, 4, 4])
+                })
+                .collect::<Vec<_>>()
+        };
+        let network = |seed: f32| NetworkOutputs {
+            features: maps(seed),
+            ..NetworkOutputs::from_logits(Tensor::zeros([2, 3], &device))
+        };
+        let mut student = network(value);
+        student.features[2] = student.features[2].clone().mul_scalar(value);
+        DistillInputs {
+            student,
+            teacher: network(0.7),
+            labels: Tensor::<Flex, 1, Int>::from_ints([0, 1], &device),
+            sample_indices: None,
+            contrast_indices: None,
+            ss_labels: None,
+            layout: BatchLayout::Plain,
+            epoch: 0,
+        }
+    }
+
+    #[test]
+    fn nan_maps_and_bad_k_are_errors_not_hangs() {
+        let term = Kdsvd::default().term(&inputs(0.3)).unwrap().into_scalar();
+        assert!(term.is_finite() && term >= 0.0, "{term}");
+        let error = Kdsvd::default()
+            .term(&inputs(f32::NAN))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("NaN") && error.contains("student"),
+            "{error}"
+        );
+        for k in [0, 5] {
+            let error = Kdsvd { k }.term(&inputs(0.3)).unwrap_err().to_string();
+            assert!(error.contains('k'), "{error}");
+        }
     }
 }
