@@ -7,6 +7,7 @@
 //!                  [--method sskd|kd|crd|...] [--seeds 0,1,2]
 //! cifar100 eval    --arch wrn_16_2 --weights runs/w40/student-best-backbone.mpk --data DIR
 //! cifar100 config  --teacher wrn_40_2 --student wrn_16_2     # prints a full config
+//! cifar100 report  runs/kd runs/sskd runs/plain --out runs/report   # one table over runs
 //! ```
 //! `--data` holds CIFAR-100 in either format (`train.bin`/`test.bin`, or the python pickles).
 //! Teachers may also be PyTorch checkpoints: a RepDistiller `{"model": ...}` file for `head`,
@@ -40,6 +41,7 @@ use sskd::experiment::{default_student_lr, ExperimentConfig, StageConfig};
 use sskd::models::create_model;
 use sskd::models::import::load_weights;
 use sskd::recipe::{transform, Recipe};
+use sskd::train::progress::{Meter, ProgressConfig};
 use sskd::train::stages::{RunData, Transform};
 
 #[derive(Parser, Debug)]
@@ -67,6 +69,10 @@ enum Command {
     /// The correlation-difference heatmap: |C_teacher − C_student| of the normalised
     /// classifier weights, a PNG and the mean per student.
     Correlation(CorrelationArgs),
+    /// One table and one picture over run folders (methods, seeds, pairs): best and last
+    /// top-1, mean ± std over seeds, gain over the plain student, time; writes report.md,
+    /// report.json and report.png.
+    Report(ReportArgs),
     /// Print a full config as JSON: a pair's defaults, or a config file checked and completed.
     Config {
         /// Teacher architecture.
@@ -107,6 +113,16 @@ struct LinearEvalArgs {
     /// cpu, cuda[:N] or wgpu[:N].
     #[arg(long, default_value = "cpu")]
     device: DeviceChoice,
+}
+
+#[derive(ClapArgs, Debug)]
+struct ReportArgs {
+    /// Run folders, or folders of them (`OUT` of a run over seeds holds `seed-N/`).
+    #[arg(required = true)]
+    runs: Vec<PathBuf>,
+    /// Folder for report.md, report.json and report.png.
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(ClapArgs, Debug)]
@@ -182,7 +198,11 @@ fn pair_defaults(teacher: &str, student: &str) -> ExperimentConfig {
 }
 
 /// A training stage on CIFAR-100 (32×32 images).
-fn stage<B: AutodiffBackend>(command: &Command, devices: &[B::Device]) -> Result<()> {
+fn stage<B: AutodiffBackend>(
+    command: &Command,
+    progress: ProgressConfig,
+    devices: &[B::Device],
+) -> Result<()> {
     let (Command::Teacher(args) | Command::Head(args) | Command::Student(args)) = command else {
         unreachable!("only the training stages run on several devices")
     };
@@ -191,7 +211,7 @@ fn stage<B: AutodiffBackend>(command: &Command, devices: &[B::Device]) -> Result
     let recipe = Recipe {
         config: &config,
         data: &data,
-        options: &args.options(32)?,
+        options: &args.options(32, progress)?,
     };
     let stage = match command {
         Command::Teacher(_) => cli::Stage::Teacher,
@@ -201,11 +221,14 @@ fn stage<B: AutodiffBackend>(command: &Command, devices: &[B::Device]) -> Result
     cli::run_stage::<B, _, _>(&recipe, stage, devices)
 }
 
-fn eval<B: Backend>(args: &EvalArgs, device: &B::Device) -> Result<()> {
+fn eval<B: Backend>(args: &EvalArgs, progress: ProgressConfig, device: &B::Device) -> Result<()> {
     let config = ExperimentConfig::new(args.arch.clone(), args.arch.clone())
         .with_num_classes(args.num_classes.unwrap_or(100));
-    cli::evaluate_checkpoint::<B, _, _>(args, &config, cifar_data, "test", device)
+    cli::evaluate_checkpoint::<B, _, _>(args, &config, cifar_data, ("test", progress), device)
 }
+
+/// Images per batch of the linear evaluation's feature extraction.
+const RESIZED_BATCH: usize = 200;
 
 /// Images of `data` resized to 32×32 (Pillow bilinear, as torchvision's `Resize(32)`), as
 /// one-copy samples normalised like CIFAR-100.
@@ -223,23 +246,44 @@ fn resized_batches<D: Dataset<LabeledImage> + 'static>(
     });
     let config = sskd::augment::loader::LoaderConfig {
         shuffle: false,
-        ..sskd::augment::loader::LoaderConfig::new(200, 0)
+        ..sskd::augment::loader::LoaderConfig::new(RESIZED_BATCH, 0)
     };
     sskd::augment::loader::load_epoch(data, to_32, config, 0)
 }
 
-fn linear_eval<B: AutodiffBackend>(args: &LinearEvalArgs, device: &B::Device) -> Result<()> {
-    use sskd::train::analysis::{extract_features, linear_probe, LinearProbeConfig};
+/// The frozen `model`'s features of `data` resized to 32×32, the extraction's progress shown
+/// under `label`.
+fn features<B: Backend, D: Dataset<LabeledImage> + 'static>(
+    model: &sskd::models::Model<B>,
+    data: Arc<D>,
+    (label, progress): (&str, ProgressConfig),
+    device: &B::Device,
+) -> Result<sskd::train::analysis::Features> {
+    let batches = data.len().div_ceil(RESIZED_BATCH);
+    let meter = Meter::new(&progress, label, Some(batches), "batches");
+    let batches = meter.batches(resized_batches(data));
+    Ok(sskd::train::analysis::extract_features(
+        model, batches, device,
+    )?)
+}
+
+fn linear_eval<B: AutodiffBackend>(
+    args: &LinearEvalArgs,
+    progress: ProgressConfig,
+    device: &B::Device,
+) -> Result<()> {
+    use sskd::train::analysis::{linear_probe, LinearProbeConfig};
     let model = create_model::<B>(&args.arch, args.num_classes, device)?;
     let model = load_weights(model, &args.weights, device)?.valid();
+    let label = |split: &str| format!("features of {} {split}", args.dataset);
     let (train, test, classes) = match args.dataset.as_str() {
         "stl10" => {
             use sskd::data::stl10::{stl10, Stl10Split};
             let train = Arc::new(stl10(&args.data, Stl10Split::Train)?);
             let test = Arc::new(stl10(&args.data, Stl10Split::Test)?);
             (
-                extract_features(&model, resized_batches(train), device)?,
-                extract_features(&model, resized_batches(test), device)?,
+                features(&model, train, (&label("train"), progress), device)?,
+                features(&model, test, (&label("test"), progress), device)?,
                 10,
             )
         }
@@ -249,8 +293,8 @@ fn linear_eval<B: AutodiffBackend>(args: &LinearEvalArgs, device: &B::Device) ->
             let classes = train.classes.len();
             let test = Arc::new(ImageFiles::tiny_imagenet(&args.data, true)?);
             (
-                extract_features(&model, resized_batches(Arc::new(train)), device)?,
-                extract_features(&model, resized_batches(test), device)?,
+                features(&model, Arc::new(train), (&label("train"), progress), device)?,
+                features(&model, test, (&label("test"), progress), device)?,
                 classes,
             )
         }
@@ -259,7 +303,7 @@ fn linear_eval<B: AutodiffBackend>(args: &LinearEvalArgs, device: &B::Device) ->
     let config = LinearProbeConfig::new()
         .with_epochs(args.epochs)
         .with_lr(args.lr);
-    let result = linear_probe::<B>(&train, &test, classes, &config, device)?;
+    let result = linear_probe::<B>(&train, &test, classes, &config, &progress, device)?;
     println!(
         "linear evaluation of {} on {} ({} train / {} test images at 32×32): top-1 {:.2} % (train {:.2} %)",
         args.weights.display(), args.dataset, train.len(), test.len(), result.test_top1, result.train_top1
@@ -267,7 +311,11 @@ fn linear_eval<B: AutodiffBackend>(args: &LinearEvalArgs, device: &B::Device) ->
     Ok(())
 }
 
-fn correlation<B: Backend>(args: &CorrelationArgs, device: &B::Device) -> Result<()> {
+fn correlation<B: Backend>(
+    args: &CorrelationArgs,
+    progress: ProgressConfig,
+    device: &B::Device,
+) -> Result<()> {
     use sskd::train::analysis::correlation_difference;
     use sskd::train::plot::plot_heatmap;
     let teacher = create_model::<B>(&args.teacher_arch, args.num_classes, device)?;
@@ -275,6 +323,12 @@ fn correlation<B: Backend>(args: &CorrelationArgs, device: &B::Device) -> Result
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     let mut summary = Vec::new();
+    let mut meter = Meter::new(
+        &progress,
+        "correlation",
+        Some(args.students.len()),
+        "students",
+    );
     for path in &args.students {
         let student = create_model::<B>(&args.student_arch, args.num_classes, device)?;
         let student = load_weights(student, path, device)?;
@@ -295,8 +349,10 @@ fn correlation<B: Backend>(args: &CorrelationArgs, device: &B::Device) -> Result
             path.display(),
             png.display()
         );
+        meter.advance(1, 0, |_| String::new());
         summary.push(serde_json::json!({"student": path, "mean_difference": mean, "heatmap": png}));
     }
+    meter.finish();
     let json = args.out.join("correlation.json");
     sskd::models::atomic::write_atomically(
         &json,
@@ -307,22 +363,36 @@ fn correlation<B: Backend>(args: &CorrelationArgs, device: &B::Device) -> Result
 
 /// A command on its devices: the training stages over one or several (data-parallel), the
 /// others on the first.
-struct Job(Command);
+struct Job(Command, ProgressConfig);
 
 impl BackendJob for Job {
     type Output = Result<()>;
 
     fn run<B: Backend>(self, devices: Vec<B::Device>) -> Result<()> {
-        match &self.0 {
+        let Job(command, progress) = &self;
+        match command {
             Command::Teacher(_) | Command::Head(_) | Command::Student(_) => {
-                stage::<Autodiff<B>>(&self.0, &devices)
+                stage::<Autodiff<B>>(command, *progress, &devices)
             }
-            Command::Eval(args) => eval::<B>(args, &main_device(devices)),
-            Command::LinearEval(args) => linear_eval::<Autodiff<B>>(args, &main_device(devices)),
-            Command::Correlation(args) => correlation::<B>(args, &main_device(devices)),
-            Command::Config { .. } => unreachable!("handled before dispatch"),
+            Command::Eval(args) => eval::<B>(args, *progress, &main_device(devices)),
+            Command::LinearEval(args) => {
+                linear_eval::<Autodiff<B>>(args, *progress, &main_device(devices))
+            }
+            Command::Correlation(args) => correlation::<B>(args, *progress, &main_device(devices)),
+            Command::Config { .. } | Command::Report(_) => unreachable!("handled before dispatch"),
         }
     }
+}
+
+/// The report over run folders, printed and written to `--out`.
+fn report(args: &ReportArgs) -> Result<()> {
+    let report = sskd::train::report::write_report(&args.runs, &args.out)?;
+    print!("{}", report.to_markdown());
+    println!(
+        "written: {0}/report.md, {0}/report.json, {0}/report.png",
+        args.out.display()
+    );
+    Ok(())
 }
 
 fn main() -> Result<()> {
@@ -343,10 +413,12 @@ fn main() -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&config)?);
             return Ok(());
         }
+        Command::Report(args) => return report(args),
         Command::Teacher(a) | Command::Head(a) | Command::Student(a) => a.device.clone(),
         Command::Eval(a) => a.main_device().into(),
         Command::LinearEval(a) => a.device.into(),
         Command::Correlation(_) => DeviceChoice::Cpu.into(),
     };
-    dispatch(&devices, Precision::F32, Job(cli.command)).map_err(anyhow::Error::msg)?
+    let job = Job(cli.command, cli.verbosity.progress());
+    dispatch(&devices, Precision::F32, job).map_err(anyhow::Error::msg)?
 }

@@ -53,6 +53,7 @@ use sskd::experiment::load_experiment;
 use sskd::experiment::{ExperimentConfig, StageConfig};
 use sskd::losses::{MethodConfig, SskdConfig};
 use sskd::recipe::Recipe;
+use sskd::train::progress::ProgressConfig;
 use sskd::train::stages::{RunData, Transform};
 
 #[derive(Parser, Debug)]
@@ -198,6 +199,7 @@ fn experiment(args: &StageArgs) -> Result<ExperimentConfig> {
 struct Job {
     command: Command,
     image_size: u32,
+    progress: ProgressConfig,
 }
 
 impl Job {
@@ -210,7 +212,7 @@ impl Job {
                 let recipe = Recipe {
                     config: &config,
                     data: &data,
-                    options: &args.options(size as usize)?,
+                    options: &args.options(size as usize, self.progress)?,
                 };
                 let stage = match &self.command {
                     Command::Teacher(_) => cli::Stage::Teacher,
@@ -223,11 +225,12 @@ impl Job {
                 let classes = args.num_classes.unwrap_or(1000);
                 let config = pair_defaults(&args.arch, &args.arch).with_num_classes(classes);
                 let data = |dir: &Path, config: &ExperimentConfig| imagenet_data(dir, config, size);
+                let split = ("validation", self.progress);
                 cli::evaluate_checkpoint::<B::InnerBackend, _, _>(
                     args,
                     &config,
                     data,
-                    "validation",
+                    split,
                     &devices[0],
                 )
             }
@@ -278,6 +281,7 @@ fn main() -> Result<()> {
     let job = Job {
         command: cli.command,
         image_size: cli.image_size,
+        progress: cli.verbosity.progress(),
     };
     dispatch(&devices, Precision::F32, job).map_err(anyhow::Error::msg)?
 }

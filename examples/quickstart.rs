@@ -35,8 +35,9 @@ use sskd::losses::{method_names, MethodConfig};
 use sskd::models::atomic::write_atomically;
 use sskd::models::checkpoint::load_record;
 use sskd::models::{create_model, BackboneWithHead};
-use sskd::recipe::{mean_and_std, Recipe, StageOptions, StageResult};
+use sskd::recipe::{Recipe, StageOptions, StageResult};
 use sskd::train::metrics::{EpochResult, Evaluation};
+use sskd::train::report::mean_and_std;
 use sskd::train::stages::{RunData, Transform};
 
 type B = Autodiff<Flex>;
@@ -165,6 +166,7 @@ fn options(args: &Args, name: &str) -> StageOptions {
         resume: args.resume,
         teacher: Some(args.teacher.clone()),
         image_size: SIDE as usize,
+        progress: args.verbosity.progress(),
         ..StageOptions::default()
     }
 }

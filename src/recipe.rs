@@ -21,12 +21,15 @@ use sskd_models::import::{load_weights, load_weights_with_head};
 use sskd_models::{create_model, BackboneWithHead, ModelError, SelfSupervisionHeadConfig};
 use sskd_train::epoch::Student;
 use sskd_train::fit::FitPlan;
-use sskd_train::metrics::EpochResult;
+use sskd_train::metrics::{EpochResult, SelectBy};
 use sskd_train::plot::plot_run;
+use sskd_train::progress::ProgressConfig;
+use sskd_train::report::mean_and_std;
 use sskd_train::run_dir::RunDir;
 use sskd_train::stages::{train_head, train_student, train_teacher, RunData, Transform};
 
 use crate::experiment::{ExperimentConfig, StageConfig};
+use crate::provenance::{open_run, RunStart};
 
 /// Where a stage runs and what it starts from.
 #[derive(Debug, Clone, Default)]
@@ -44,6 +47,11 @@ pub struct StageOptions {
     pub seeds: Vec<u64>,
     /// The side of the training images, which sizes the method's modules (student stage).
     pub image_size: usize,
+    /// How the stages show their progress.
+    pub progress: ProgressConfig,
+    /// Resume even when the run folder's `config.json` differs from this config in a field
+    /// that changes the result.
+    pub allow_config_change: bool,
     /// This process's place in a run across machines (feature `collective`).
     #[cfg(feature = "collective")]
     pub node: Option<sskd_train::nodes::NodeConfig>,
@@ -92,27 +100,31 @@ pub fn transform(
     })
 }
 
-/// The fit plan of `stage` (`teacher`, `head` or `student`), tagged with the experiment.
+/// The fit plan of `stage` (`teacher`, `head` or `student`) training `arch`, tagged with the
+/// experiment, resumed and shown as `options` say.
 pub fn plan(
-    stage: &str,
+    (stage, arch): (&str, &str),
     config: &StageConfig,
     experiment: &ExperimentConfig,
-    resume: bool,
+    options: &StageOptions,
 ) -> FitPlan {
     let mut tags = serde_json::Map::new();
+    tags.insert("arch".into(), arch.into());
     tags.insert("teacher_arch".into(), experiment.teacher.clone().into());
     tags.insert("student_arch".into(), experiment.student.clone().into());
     tags.insert("method".into(), experiment.method.name().into());
     tags.insert("seed".into(), experiment.seed.into());
     FitPlan {
-        stage: stage.to_string(),
-        epochs: config.epochs,
-        schedule: config.schedule(),
         checkpoint_every: experiment.checkpoint_every,
-        seed: experiment.seed,
-        resume,
-        select_by_ss: stage == "head",
+        resume: options.resume,
+        select_by: if stage == "head" {
+            SelectBy::SsTop1
+        } else {
+            SelectBy::Top1
+        },
         tags,
+        progress: options.progress,
+        ..FitPlan::new(stage, config.epochs, config.schedule(), experiment.seed)
     }
 }
 
@@ -216,6 +228,25 @@ where
         devices.first().context("no device given")
     }
 
+    /// The run folder `out` of `stage` running `config`, checked against and described by its
+    /// `config.json` and `run.json` ([`crate::provenance`]).
+    fn open_run<B: AutodiffBackend>(
+        &self,
+        stage: &str,
+        config: &ExperimentConfig,
+        out: &Path,
+        devices: &[B::Device],
+    ) -> Result<RunDir> {
+        let options = self.options;
+        let start = RunStart {
+            stage,
+            config,
+            resume: (options.resume, options.allow_config_change),
+            seeds: &options.seeds,
+        };
+        open_run::<B>(out, &start, devices)
+    }
+
     /// Stage 1: the teacher `config.teacher` trained with cross-entropy, in `options.out`
     /// (`teacher-best.mpk`, `teacher-last.mpk`, the log and the plot); SSKD goes on from the
     /// best teacher.
@@ -238,9 +269,9 @@ where
             .validate(name)
             .map_err(|e| anyhow::anyhow!("stage {name}: {e}"))?;
         B::seed(device, self.config.seed);
-        let run = RunDir::create(&self.options.out)?;
+        let run = self.open_run::<B>(name, self.config, &self.options.out, devices)?;
         let model = create_model::<B>(arch, self.config.num_classes, device)?;
-        let mut plan = plan(name, config, self.config, self.options.resume);
+        let mut plan = plan((name, arch), config, self.config, self.options);
         // Cross-entropy alone: the distillation method plays no part.
         plan.tags.remove("method");
         let outcome = in_node_group::<B, _>(self.options, device, || {
@@ -272,15 +303,11 @@ where
             .teacher_weights("the teacher backbone to train a head on")?;
         let teacher = create_model::<B>(&self.config.teacher, self.config.num_classes, device)?;
         let teacher = load_weights(teacher, weights, device)?;
-        let run = RunDir::create(&self.options.out)?;
+        let run = self.open_run::<B>("head", self.config, &self.options.out, devices)?;
         let frozen = teacher.valid();
         let head = SelfSupervisionHeadConfig::new(frozen.embedding_dim()).init::<B>(device);
-        let plan = plan(
-            "head",
-            &self.config.head_stage,
-            self.config,
-            self.options.resume,
-        );
+        let stage = ("head", self.config.teacher.as_str());
+        let plan = plan(stage, &self.config.head_stage, self.config, self.options);
         let outcome = in_node_group::<B, _>(self.options, device, || {
             Ok(train_head(
                 &run,
@@ -322,14 +349,14 @@ where
         )?;
         let teacher = load_teacher::<B>(self.config, weights, device)?;
         let run_of = |config: &ExperimentConfig, data: &RunData<D, I>, out: &Path| {
-            let run = RunDir::create(out)?;
+            let run = self.open_run::<B>("student", config, out, devices)?;
             let input = StudentInput {
                 config,
                 teacher: &teacher,
                 data,
                 image_size: self.options.image_size,
             };
-            student_run::<B, D, I>(&input, &run, self.options.resume, devices)
+            student_run::<B, D, I>(&input, &run, self.options, devices)
         };
         in_node_group::<B, _>(self.options, device, || {
             if self.options.seeds.is_empty() {
@@ -432,7 +459,7 @@ struct StudentInput<'a, B: AutodiffBackend, D, I> {
 fn student_run<B, D, I>(
     input: &StudentInput<'_, B, D, I>,
     run: &RunDir,
-    resume: bool,
+    options: &StageOptions,
     devices: &[B::Device],
 ) -> Result<StageResult>
 where
@@ -460,7 +487,8 @@ where
     let needs = Distiller::<B>::needs(&student.method);
     check_teacher_head(teacher, config.method.name(), needs.head)?;
     let teacher = &teacher.network;
-    let plan = plan("student", &config.student_stage, config, resume);
+    let stage = ("student", config.student.as_str());
+    let plan = plan(stage, &config.student_stage, config, options);
     let outcome = train_student(run, &plan, student, teacher, data, sgd(config), devices)?;
     let shell = build_student::<B>(config, teacher, labels, image_size, device)?;
     let best = load_record(shell, &run.path("student-best.mpk"), device)?;
@@ -476,15 +504,6 @@ where
         last: outcome.last,
         record,
     })
-}
-
-/// The mean and the sample standard deviation (divisor `n − 1`; 0 for one value) of `values`;
-/// NaN for none.
-pub fn mean_and_std(values: &[f64]) -> (f64, f64) {
-    let n = values.len() as f64;
-    let mean = values.iter().sum::<f64>() / n;
-    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
-    (mean, var.sqrt())
 }
 
 /// Mean ± sample standard deviation of the seeds' best and last top-1, written to
@@ -519,19 +538,4 @@ fn summarise_seeds(out: &Path, runs: &[SeedRun]) -> Result<SeedSummary> {
         last_mean,
         last_std,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::mean_and_std;
-
-    #[test]
-    fn mean_and_sample_std() {
-        let (mean, std) = mean_and_std(&[72.2, 74.6, 79.6]);
-        assert!((mean - 75.466_666_666_666_67).abs() < 1e-9);
-        // numpy.std([72.2, 74.6, 79.6], ddof=1)
-        assert!((std - 3.775_358_702_604_734_6).abs() < 1e-9, "{std}");
-        assert_eq!(mean_and_std(&[5.0]), (5.0, 0.0));
-        assert!(mean_and_std(&[]).0.is_nan());
-    }
 }

@@ -332,7 +332,14 @@ fn teacher_steps(
     let mut optimizer = sskd_train::sgd(options.momentum, options.weight_decay).init();
     let (model, reports) = repeat_steps(options.steps, model, |model| {
         let batches = once(Ok(batch.clone()));
-        teacher_epoch(model, &mut optimizer, batches, options.lr, &[device])
+        teacher_epoch(
+            model,
+            &mut optimizer,
+            batches,
+            &mut (),
+            options.lr,
+            &[device],
+        )
     })?;
     let trained = model.valid();
     let key_path = backbone_key_path(&trained);
@@ -457,7 +464,16 @@ fn student_steps(
     let (student, reports) = repeat_steps(options.steps, student, |student| {
         let batches = once(Ok(batch.clone()));
         let args = (0, options.lr, objective);
-        student_objective_epoch(student, &teacher, &mut optimizer, batches, args, &[device])
+        let steps = &mut ();
+        student_objective_epoch(
+            student,
+            &teacher,
+            &mut optimizer,
+            batches,
+            steps,
+            args,
+            &[device],
+        )
     })
     .with_context(|| {
         let state = networks

@@ -44,9 +44,16 @@ fn labels_outside_the_networks_classes_are_an_error_naming_them() {
     let mut optimizer = sgd(0.9, 5e-4).init();
     let batches = load_epoch(train.clone(), Arc::new(plain), config, 0);
     let devices = std::slice::from_ref(&device);
-    let error = teacher_epoch(teacher.clone(), &mut optimizer, batches, 0.05, devices)
-        .unwrap_err()
-        .to_string();
+    let error = teacher_epoch(
+        teacher.clone(),
+        &mut optimizer,
+        batches,
+        &mut (),
+        0.05,
+        devices,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(
         error.contains("outside the network's classes 0..8") && error.contains("num_classes"),
         "{error}"

@@ -129,6 +129,163 @@ fn resume_without_a_checkpoint_says_so() {
     assert!(!quiet.contains("starting fresh"), "{quiet}");
 }
 
+fn json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The (epoch, test top-1, train terms) of each line of a run's metrics log.
+fn curve(run: &Path) -> Vec<(serde_json::Value, serde_json::Value, serde_json::Value)> {
+    let lines = RunDir::create(run).unwrap().log().read().unwrap();
+    let epochs = lines.iter().filter(|l| l.get("epoch").is_some());
+    epochs
+        .map(|l| {
+            (
+                l["epoch"].clone(),
+                l["test"]["top1"].clone(),
+                l["train"]["terms"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// A run shows its progress in a batch log (a line per step with `--progress-every 0`, one per
+/// epoch; nothing with `-q`), counts epochs from 1 everywhere, explains itself in config.json
+/// and run.json, reruns exactly from its config.json, refuses to resume into another config,
+/// and the report puts two runs in one table.
+#[test]
+fn a_run_shows_progress_explains_itself_and_is_not_resumed_into_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, rerun) = (dir.path().join("first"), dir.path().join("rerun"));
+    let output = cifar100("teacher", &first, &["--progress-every", "0"]);
+    let stdout = succeeded(&output);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // Ten images in batches of four: three steps an epoch, each shown with its pace and loss.
+    for line in [
+        "teacher epoch 1/2: 1/3 steps (33.3 %), ",
+        "teacher epoch 2/2: 3/3 steps (100.0 %), ",
+        "teacher epoch 2/2: lr ",
+    ] {
+        assert!(stderr.contains(line), "{line}\n{stderr}");
+    }
+    assert!(
+        stderr.contains("img/s") && stderr.contains("; loss ce "),
+        "{stderr}"
+    );
+    assert!(stdout.contains("teacher: last epoch 2 "), "{stdout}");
+    let epochs: Vec<_> = curve(&first)
+        .into_iter()
+        .map(|(epoch, _, _)| epoch)
+        .collect();
+    assert_eq!(epochs, [1, 2]);
+    assert!(first.join("teacher-e2.model.mpk").is_file());
+
+    // config.json is the whole resolved config: the config command reads it back unchanged.
+    let config = json(&first.join("config.json"));
+    assert_eq!(config["teacher_stage"]["epochs"], 2);
+    assert_eq!(
+        config["head_stage"]["milestones"],
+        serde_json::json!([30, 45])
+    );
+    let echoed = Command::new(example_binary("cifar100"))
+        .args(["config", "--config"])
+        .arg(first.join("config.json"))
+        .output()
+        .unwrap();
+    let echoed: serde_json::Value = serde_json::from_str(&succeeded(&echoed)).unwrap();
+    assert_eq!(echoed, config);
+    let starts = json(&first.join("run.json"))["starts"].clone();
+    assert_eq!(starts.as_array().unwrap().len(), 1);
+    assert_eq!(starts[0]["stage"], "teacher");
+    assert!(
+        starts[0]["backend"].as_str().unwrap().contains("Flex"),
+        "{starts}"
+    );
+    assert!(
+        starts[0]["command_line"]
+            .to_string()
+            .contains("--progress-every"),
+        "{starts}"
+    );
+    for field in [
+        "started",
+        "library",
+        "devices",
+        "precision",
+        "threads",
+        "seed",
+    ] {
+        assert!(!starts[0][field].is_null(), "{field}: {starts}");
+    }
+
+    // The same command from config.json alone trains the same run, quietly.
+    let quiet = Command::new(example_binary("cifar100"))
+        .arg("teacher")
+        .arg("--config")
+        .arg(first.join("config.json"))
+        .arg("--data")
+        .arg(repo("tests/fixtures/data/cifar100_binary"))
+        .arg("--out")
+        .arg(&rerun)
+        .args(["-q", "--progress-every", "0"])
+        .output()
+        .unwrap();
+    succeeded(&quiet);
+    assert!(
+        !String::from_utf8_lossy(&quiet.stderr).contains("steps"),
+        "{quiet:?}"
+    );
+    assert_eq!(curve(&rerun), curve(&first));
+
+    // Resuming under another learning rate is refused, naming the field and the way out.
+    let changed = ["--resume", "--set", "teacher_stage.lr=0.1"];
+    let refused = failed(&cifar100("teacher", &first, &changed));
+    for needle in [
+        "config.json",
+        "`teacher_stage.lr`: 0.05 → 0.1",
+        "--allow-config-change",
+    ] {
+        assert!(refused.contains(needle), "{needle}\n{refused}");
+    }
+    let allowed = [&changed[..], &["--allow-config-change", "-q"]].concat();
+    succeeded(&cifar100("teacher", &first, &allowed));
+    // config.json is now the config the run went on with; a field that does not change the
+    // teacher (the student's stage) resumes as it is.
+    let unrelated = ["--set", "student_stage.lr=0.1", "-q"];
+    succeeded(&cifar100(
+        "teacher",
+        &first,
+        &[&changed[..], &unrelated].concat(),
+    ));
+
+    // One report over both runs: one group of two runs of the plain resnet8.
+    let report_dir = dir.path().join("report");
+    let report = Command::new(example_binary("cifar100"))
+        .arg("report")
+        .args([&first, &rerun])
+        .arg("--out")
+        .arg(&report_dir)
+        .output()
+        .unwrap();
+    let table = succeeded(&report);
+    let report = json(&report_dir.join("report.json"));
+    let group = &report["groups"][0];
+    assert_eq!(
+        (group["arch"].as_str(), group["method"].as_str()),
+        (Some("resnet8"), Some("ce"))
+    );
+    assert_eq!(group["seeds"].as_array().unwrap().len(), 2);
+    let tops: Vec<f64> = curve(&first)
+        .iter()
+        .map(|(_, top1, _)| top1.as_f64().unwrap())
+        .collect();
+    let best = tops.iter().copied().fold(f64::MIN, f64::max);
+    assert_eq!(group["best_top1"][0].as_f64(), Some(best));
+    assert_eq!(group["best_top1"][1].as_f64(), Some(0.0));
+    assert!(table.contains("| resnet8 | — | ce | 2 |"), "{table}");
+    assert!(report_dir.join("report.png").is_file() && report_dir.join("report.md").is_file());
+}
+
 /// Every method of the registry trains a student through the real trainer from stage 1's
 /// teacher record (no SS head), one epoch each, and logs its own term; the one method that
 /// distils the head (SSKD) says which stage writes one.

@@ -20,6 +20,7 @@ use sskd::models::{create_model, BackboneWithHead};
 use sskd::train::checkpoint::read_checkpoint;
 use sskd::train::epoch::Student;
 use sskd::train::fit::{FitOutcome, FitPlan};
+use sskd::train::progress::ProgressConfig;
 use sskd::train::run_dir::{latest_epochs, RunDir};
 use sskd::train::schedule::{CosineLr, LrSchedule};
 use sskd::train::stages::{train_student, RunData};
@@ -74,19 +75,16 @@ fn data(poison: Option<usize>) -> RunData<Subset, LabeledImage> {
 }
 
 fn plan(resume: bool) -> FitPlan {
-    FitPlan {
-        stage: "student".to_string(),
+    let schedule = LrSchedule::Cosine(CosineLr {
+        base: 0.05,
         epochs: EPOCHS,
-        schedule: LrSchedule::Cosine(CosineLr {
-            base: 0.05,
-            epochs: EPOCHS,
-            min: 0.0,
-        }),
+        min: 0.0,
+    });
+    FitPlan {
         checkpoint_every: 1,
-        seed: 5,
         resume,
-        select_by_ss: false,
-        tags: serde_json::Map::new(),
+        progress: ProgressConfig::off(),
+        ..FitPlan::new("student", EPOCHS, schedule, 5)
     }
 }
 

@@ -14,6 +14,7 @@ use sskd::data::{LabeledImage, PlanarImages};
 use sskd::losses::{create_method, MethodContext};
 use sskd::models::{create_model, BackboneWithHead, SelfSupervisionHeadConfig};
 use sskd::train::epoch::{evaluate, head_epoch, student_epoch, teacher_epoch, Student};
+use sskd::train::metrics::{StepLog, StepObserver};
 use sskd::train::{run_dir::JsonlLog, sgd};
 
 type B = Autodiff<Flex>;
@@ -44,6 +45,22 @@ fn rotations(item: LabeledImage, rng: &mut StdRng) -> Result<Sample, String> {
     ))
 }
 
+/// Counts the steps an epoch shows its observer.
+#[derive(Default)]
+struct StepsSeen {
+    count: usize,
+    images: usize,
+    ce: f64,
+}
+
+impl StepObserver for StepsSeen {
+    fn step(&mut self, step: &StepLog) {
+        self.count += 1;
+        self.images += step.images;
+        self.ce += step.terms["ce"];
+    }
+}
+
 #[test]
 fn teacher_head_and_students_train_on_fashion_mnist() {
     let device = Default::default();
@@ -58,15 +75,20 @@ fn teacher_head_and_students_train_on_fashion_mnist() {
     let mut losses = Vec::new();
     for epoch in 0..5 {
         let batches = load_epoch(train.clone(), Arc::new(plain), config, epoch);
+        let mut steps = StepsSeen::default();
         let (next, report) = teacher_epoch(
             teacher,
             &mut optimizer,
             batches,
+            &mut steps,
             0.05,
             std::slice::from_ref(&device),
         )
         .unwrap();
         teacher = next;
+        // The observer saw every step, with the terms the report averages.
+        assert_eq!(steps.images, report.images);
+        assert!((steps.ce / steps.count as f64 - report.terms["ce"]).abs() < 1e-9);
         losses.push(report.terms["ce"]);
         assert_eq!(report.images, 250);
     }
@@ -106,6 +128,7 @@ fn teacher_head_and_students_train_on_fashion_mnist() {
             head,
             &mut head_optimizer,
             batches,
+            &mut (),
             0.05,
             std::slice::from_ref(&device),
         )
@@ -151,6 +174,7 @@ fn teacher_head_and_students_train_on_fashion_mnist() {
             &teacher_with_head,
             &mut optimizer,
             batches,
+            &mut (),
             0,
             0.05,
             std::slice::from_ref(&device),
@@ -182,7 +206,7 @@ fn teacher_head_and_students_train_on_fashion_mnist() {
                 report.counts
             );
         }
-        log.append(&serde_json::json!({"method": name, "epoch": 0, "train": report.to_json()}))
+        log.append(&serde_json::json!({"method": name, "epoch": 1, "train": report.to_json()}))
             .unwrap();
         assert!(student.network.num_params() > 0);
     }

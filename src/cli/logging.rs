@@ -1,19 +1,46 @@
-//! Where the library's `tracing` events go in the command lines: to stderr, filtered by
-//! `RUST_LOG` when it is set, else by `-v` / `-q`. By default warnings and errors reach the
-//! user (a `--resume` that finds no checkpoint, an image folder's unreadable file, …).
+//! What the command lines say on stderr besides their results: the library's `tracing`
+//! events, filtered by `RUST_LOG` when it is set, else by `-v` / `-q` (by default warnings and
+//! errors reach the user: a `--resume` that finds no checkpoint, an image folder's unreadable
+//! file, …); and the progress of long jobs — a bar in a terminal, else a line every
+//! `--progress-every` seconds — which `-q` turns off.
 
+use std::time::Duration;
+
+use sskd_train::progress::{ProgressConfig, ProgressMode};
 use tracing_subscriber::EnvFilter;
 
-/// `-v` / `-q`: how much a command says on stderr besides its results.
-#[derive(clap::Args, Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// `-v` / `-q` / `--progress-every`: how much a command says on stderr besides its results.
+#[derive(clap::Args, Debug, Clone, Copy, PartialEq)]
 pub struct Verbosity {
     /// More messages on stderr: `-v` progress notes, `-vv` debug, `-vvv` trace (`RUST_LOG`,
     /// when set, decides instead).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
-    /// Fewer messages on stderr: `-q` errors only, `-qq` none.
+    /// Fewer messages on stderr: `-q` errors only and no progress, `-qq` nothing.
     #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "verbose")]
     pub quiet: u8,
+    /// Without a terminal, a progress line every this many seconds (a terminal shows a bar).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0, global = true, value_parser = seconds)]
+    pub progress_every: f64,
+}
+
+impl Default for Verbosity {
+    fn default() -> Self {
+        Self {
+            verbose: 0,
+            quiet: 0,
+            progress_every: 30.0,
+        }
+    }
+}
+
+/// A non-negative, finite number of seconds.
+fn seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if value.is_finite() && value >= 0.0 => Ok(value),
+        Ok(_) => Err("must be a non-negative number of seconds".to_string()),
+        Err(e) => Err(format!("not a number: {e}")),
+    }
 }
 
 impl Verbosity {
@@ -26,6 +53,20 @@ impl Verbosity {
             (_, 0) => "trace",
             (_, 1) => "error",
             _ => "off",
+        }
+    }
+
+    /// How long jobs show their progress: off with `-q`, else a bar in a terminal and a line
+    /// every `--progress-every` seconds without one.
+    pub fn progress(&self) -> ProgressConfig {
+        let mode = if self.quiet > 0 {
+            ProgressMode::Off
+        } else {
+            ProgressMode::Auto
+        };
+        ProgressConfig {
+            mode,
+            every: Duration::from_secs_f64(self.progress_every),
         }
     }
 
@@ -67,5 +108,16 @@ mod tests {
         assert_eq!(level(&["-q"]), "error");
         assert_eq!(level(&["-qq"]), "off");
         assert!(Cli::try_parse_from(["cli", "-v", "-q"]).is_err());
+        let parse = |args: &[&str]| {
+            let args = std::iter::once("cli").chain(args.iter().copied());
+            Cli::try_parse_from(args).map(|cli| cli.verbosity.progress())
+        };
+        assert_eq!(parse(&[]).unwrap().every, Duration::from_secs(30));
+        assert_eq!(
+            parse(&["--progress-every", "0.5"]).unwrap().every,
+            Duration::from_millis(500)
+        );
+        assert_eq!(parse(&["-q"]).unwrap().mode, ProgressMode::Off);
+        assert!(parse(&["--progress-every", "-1"]).is_err());
     }
 }

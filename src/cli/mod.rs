@@ -14,6 +14,8 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use sskd_losses::MethodConfig;
 use sskd_models::create_model;
 use sskd_models::import::load_weights;
+use sskd_train::epoch::evaluate;
+use sskd_train::progress::{Meter, ProgressConfig};
 use sskd_train::stages::RunData;
 
 use crate::config::apply_assignment;
@@ -54,9 +56,13 @@ pub struct StageArgs {
     /// data-parallel over those devices.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceList,
-    /// Continue from the stage's last checkpoint in --out.
+    /// Continue from the stage's last checkpoint in --out (refused when the config differs from
+    /// the folder's config.json in a field that changes the result).
     #[arg(long)]
     pub resume: bool,
+    /// With --resume: go on even when the config differs from the folder's config.json.
+    #[arg(long, requires = "resume")]
+    pub allow_config_change: bool,
     /// Seeds of the student stage (one run each under OUT/seed-N, then mean ± std).
     #[arg(long, value_delimiter = ',')]
     pub seeds: Vec<u64>,
@@ -84,11 +90,14 @@ pub struct StageArgs {
 }
 
 impl StageArgs {
-    /// The recipe's options of this command line, for training images of `image_size`.
-    pub fn options(&self, image_size: usize) -> Result<StageOptions> {
+    /// The recipe's options of this command line, for training images of `image_size`, the
+    /// progress shown as `progress` says.
+    pub fn options(&self, image_size: usize, progress: ProgressConfig) -> Result<StageOptions> {
         Ok(StageOptions {
             out: self.out.clone(),
             resume: self.resume,
+            allow_config_change: self.allow_config_change,
+            progress,
             teacher: self.teacher.clone(),
             seeds: self.seeds.clone(),
             image_size,
@@ -192,13 +201,13 @@ pub fn experiment(
 }
 
 /// Evaluates the checkpoint of `args` (a model of `config.num_classes` classes) on the test
-/// split of the data `load_data` builds for `config`, and prints top-1/top-5, naming the split
-/// `split` ("test", "validation").
+/// split of the data `load_data` builds for `config`, showing its progress as `progress` says,
+/// and prints top-1/top-5, naming the split `split` ("test", "validation").
 pub fn evaluate_checkpoint<B, D, I>(
     args: &EvalArgs,
     config: &ExperimentConfig,
     load_data: impl FnOnce(&Path, &ExperimentConfig) -> Result<RunData<D, I>>,
-    split: &str,
+    (split, progress): (&str, ProgressConfig),
     device: &B::Device,
 ) -> Result<()>
 where
@@ -209,7 +218,15 @@ where
     let model = create_model::<B>(&args.arch, config.num_classes, device)?;
     let model = load_weights(model, &args.weights, device)?;
     let data = load_data(&args.data, config)?;
-    let evaluation = data.evaluate_model(&model, device)?;
+    let batches = data.test.len().div_ceil(data.test_batch_size.max(1));
+    let meter = Meter::new(
+        &progress,
+        format!("evaluation on {split}"),
+        Some(batches),
+        "batches",
+    );
+    let batches = meter.batches(data.test_batches(false));
+    let evaluation = evaluate(&model, batches, false, device)?.evaluation();
     println!(
         "{} on {} {split} images: top-1 {:.2} %, top-5 {:.2} %",
         args.weights.display(),

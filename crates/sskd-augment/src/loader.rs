@@ -121,6 +121,19 @@ fn part_of(chunk: &[usize], config: &LoaderConfig) -> Option<Vec<usize>> {
     Some(chunk.iter().copied().skip(part).step_by(parts).collect())
 }
 
+/// The number of batches [`load_epoch`] makes of `len` samples with `config` (this part's
+/// batches: a last batch too small to share among the parts, or short with `drop_last`, is
+/// dropped).
+pub fn batches_per_epoch(len: usize, config: &LoaderConfig) -> usize {
+    let (size, parts) = (config.batch_size.max(1), config.part.1.max(1));
+    if size < parts {
+        return 0;
+    }
+    let (full, rest) = (len / size, len % size);
+    let last_kept = rest > 0 && !config.drop_last && rest >= parts;
+    full + usize::from(last_kept)
+}
+
 /// The order of dataset indices in `epoch`.
 pub fn epoch_order(len: usize, config: &LoaderConfig, epoch: u64) -> Vec<usize> {
     let mut order: Vec<usize> = (0..len).collect();
@@ -219,6 +232,30 @@ mod tests {
                 .map(Result::unwrap)
                 .collect()
         })
+    }
+
+    #[test]
+    fn the_batch_count_is_what_an_epoch_loads() {
+        let data = Arc::new(InMemDataset::new((0..10).collect::<Vec<usize>>()));
+        let transform = Arc::new(noisy);
+        for (batch_size, drop_last, part) in [
+            (3, false, (0, 1)),
+            (3, true, (0, 1)),
+            (5, false, (0, 1)),
+            (4, false, (1, 3)),
+            (3, false, (0, 2)),
+            (2, false, (0, 3)),
+        ] {
+            let config = LoaderConfig {
+                drop_last,
+                part,
+                ..LoaderConfig::new(batch_size, 0)
+            };
+            let loaded = load_epoch(data.clone(), transform.clone(), config, 0)
+                .into_iter()
+                .count();
+            assert_eq!(batches_per_epoch(10, &config), loaded, "{config:?}");
+        }
     }
 
     #[test]

@@ -232,14 +232,14 @@ impl TrainingStep {
         let optimizer = sskd::train::sgd(0.9, 5e-4);
         let step = match config.kind {
             StepKind::Teacher => stepper(teacher, optimizer.init(), move |model, opt, batch| {
-                teacher_epoch(model, opt, [Ok(batch)], LR, &devices)
+                teacher_epoch(model, opt, [Ok(batch)], &mut (), LR, &devices)
             }),
             StepKind::Head => {
                 let teacher = teacher.valid();
                 let head =
                     SelfSupervisionHeadConfig::new(teacher.embedding_dim()).init::<B>(device);
                 stepper(head, optimizer.init(), move |head, opt, batch| {
-                    head_epoch(&teacher, head, opt, [Ok(batch)], LR, &devices)
+                    head_epoch(&teacher, head, opt, [Ok(batch)], &mut (), LR, &devices)
                 })
             }
             StepKind::Sskd | StepKind::Kd => {
@@ -252,7 +252,8 @@ impl TrainingStep {
                 let student =
                     build_student::<B>(&experiment, &teacher, &labels, IMAGE_SIZE, device)?;
                 stepper(student, optimizer.init(), move |student, opt, batch| {
-                    student_epoch(student, &teacher, opt, [Ok(batch)], 0, LR, &devices)
+                    let batches = [Ok(batch)];
+                    student_epoch(student, &teacher, opt, batches, &mut (), 0, LR, &devices)
                 })
             }
         };

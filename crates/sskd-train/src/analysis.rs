@@ -16,6 +16,7 @@ use sskd_losses::functional::cross_entropy;
 use sskd_models::Model;
 
 use crate::metrics::Accuracy;
+use crate::progress::{Meter, ProgressConfig};
 use crate::schedule::LrSchedule;
 use crate::TrainError;
 
@@ -180,6 +181,7 @@ pub fn linear_probe<B: AutodiffBackend>(
     test: &Features,
     classes: usize,
     config: &LinearProbeConfig,
+    progress: &ProgressConfig,
     device: &B::Device,
 ) -> Result<LinearProbeResult, TrainError> {
     if train.is_empty() || test.dim != train.dim {
@@ -212,6 +214,8 @@ pub fn linear_probe<B: AutodiffBackend>(
         LrSchedule::multi_step(config.lr, &[config.epochs * 3 / 5, config.epochs * 4 / 5]);
     let mut order: Vec<usize> = (0..train.len()).collect();
     let mut rng = rand::rngs::StdRng::seed_from_u64(config.seed);
+    let steps = config.epochs * train.len().div_ceil(config.batch_size.max(1));
+    let mut meter = Meter::new(progress, "linear probe", Some(steps), "steps");
     for epoch in 0..config.epochs {
         order.shuffle(&mut rng);
         for rows in order.chunks(config.batch_size.max(1)) {
@@ -219,8 +223,12 @@ pub fn linear_probe<B: AutodiffBackend>(
             let loss = cross_entropy(classifier.forward(inputs), labels);
             let gradients = GradientsParams::from_grads(loss.backward(), &classifier);
             classifier = optimizer.step(schedule.lr(epoch), classifier, gradients);
+            meter.advance(1, rows.len(), |_| {
+                format!("epoch {}/{}", epoch + 1, config.epochs)
+            });
         }
     }
+    meter.finish();
     let frozen = classifier.valid();
     let inner = device.clone();
     Ok(LinearProbeResult {
@@ -317,13 +325,13 @@ mod tests {
             &make(30),
             3,
             &LinearProbeConfig::new().with_epochs(20).with_batch_size(16),
+            &ProgressConfig::off(),
             &device,
         )
         .unwrap();
         assert_eq!((result.train_top1, result.test_top1), (100.0, 100.0));
-        assert!(
-            linear_probe::<B>(&make(6), &make(3), 2, &LinearProbeConfig::new(), &device).is_err()
-        );
+        let (config, off) = (LinearProbeConfig::new(), ProgressConfig::off());
+        assert!(linear_probe::<B>(&make(6), &make(3), 2, &config, &off, &device).is_err());
     }
 
     #[test]

@@ -19,16 +19,19 @@ use sskd_losses::{
 use sskd_models::precision::float_dtype;
 use sskd_models::{BackboneWithHead, InputLimits, Model, ReferenceCall, SelfSupervisionHead};
 
-use crate::metrics::{Accuracy, EpochReport, Evaluation, StepLog};
+use crate::metrics::{Accuracy, EpochReport, Evaluation, StepLog, StepObserver};
 use crate::parallel::{check_parallel_method, gather, train_step, ShardOutput, ShardStep};
 use crate::TrainError;
 
-/// An epoch of `shard_step` steps over `batches` on `devices` ([`train_step`]); stops at the
-/// first bad batch or at a loss that is not finite.
+/// An epoch of `shard_step` steps over `batches` on `devices` ([`train_step`]), each step
+/// shown to `observer`; stops at the first bad batch or at a loss that is not finite.
 fn run_epoch<B, M, O, F>(
     mut model: M,
     optimizer: &mut O,
-    batches: impl IntoIterator<Item = Result<HostBatch, String>>,
+    (batches, observer): (
+        impl IntoIterator<Item = Result<HostBatch, String>>,
+        Observer<'_>,
+    ),
     lr: f64,
     devices: &[B::Device],
     stage: &'static str,
@@ -54,6 +57,7 @@ where
                 value: total,
             });
         }
+        observer.step(&step);
         report.add_step(step);
         count += 1;
     }
@@ -62,6 +66,9 @@ where
     let model = crate::nodes::average_running_states(model)?;
     Ok((model, report.finish(count, started)))
 }
+
+/// What sees each step of an epoch (its progress display; `&mut ()` for nothing).
+pub type Observer<'a> = &'a mut dyn StepObserver;
 
 /// The images, labels and indices of a batch as tensors.
 type BatchTensors<B> = (Tensor<B, 4>, Tensor<B, 1, Int>, Tensor<B, 1, Int>);
@@ -115,6 +122,7 @@ pub fn teacher_epoch<B, O>(
     model: Model<B>,
     optimizer: &mut O,
     batches: impl IntoIterator<Item = Result<HostBatch, String>>,
+    observer: Observer<'_>,
     lr: f64,
     devices: &[B::Device],
 ) -> Result<(Model<B>, EpochReport), TrainError>
@@ -126,7 +134,7 @@ where
     run_epoch(
         model,
         optimizer,
-        batches,
+        (batches, observer),
         lr,
         devices,
         "teacher",
@@ -153,6 +161,7 @@ pub fn head_epoch<B, O>(
     head: SelfSupervisionHead<B>,
     optimizer: &mut O,
     batches: impl IntoIterator<Item = Result<HostBatch, String>>,
+    observer: Observer<'_>,
     lr: f64,
     devices: &[B::Device],
 ) -> Result<(SelfSupervisionHead<B>, EpochReport), TrainError>
@@ -165,7 +174,7 @@ where
     run_epoch(
         head,
         optimizer,
-        batches,
+        (batches, observer),
         lr,
         devices,
         "head",
@@ -245,6 +254,7 @@ pub fn student_epoch<B, O>(
     teacher: &BackboneWithHead<B::InnerBackend>,
     optimizer: &mut O,
     batches: impl IntoIterator<Item = Result<HostBatch, String>>,
+    observer: Observer<'_>,
     epoch: usize,
     lr: f64,
     devices: &[B::Device],
@@ -254,7 +264,9 @@ where
     O: Optimizer<Student<B>, B>,
 {
     let args = (epoch, lr, StudentObjective::Distill);
-    student_objective_epoch(student, teacher, optimizer, batches, args, devices)
+    student_objective_epoch(
+        student, teacher, optimizer, batches, observer, args, devices,
+    )
 }
 
 /// What a step of `objective` needs computed, and whether the student trains in it.
@@ -284,6 +296,7 @@ pub fn student_objective_epoch<B, O>(
     teacher: &BackboneWithHead<B::InnerBackend>,
     optimizer: &mut O,
     batches: impl IntoIterator<Item = Result<HostBatch, String>>,
+    observer: Observer<'_>,
     (epoch, lr, objective): (usize, f64, StudentObjective),
     devices: &[B::Device],
 ) -> Result<(Student<B>, EpochReport), TrainError>
@@ -304,7 +317,7 @@ where
     run_epoch(
         student,
         optimizer,
-        batches,
+        (batches, observer),
         lr,
         devices,
         objective.stage(),

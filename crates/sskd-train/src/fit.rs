@@ -1,8 +1,12 @@
-//! The epoch loop shared by the three stages ([`fit`]): learning-rate schedule, evaluation after
-//! every epoch, a line of the run folder's JSONL log, a progress bar, best/last tracking,
-//! checkpoints ([`crate::checkpoint`]) and resume.
+//! The epoch loop shared by the three stages ([`fit`]): learning-rate schedule, training with
+//! progress inside the epoch ([`crate::progress`]), evaluation after every epoch, then one
+//! [`EpochSummary`] handed to the epoch's listeners ([`crate::listeners`]: best record, metrics
+//! log, checkpoint policy, plot, progress line) — and resume.
 //!
-//! Every random choice of training derives from (seed, epoch, sample index)
+//! Epochs are counted from 1 wherever a user sees them (log, files, lines, plots); the epoch
+//! functions take the index from 0 that the schedule and the generators count with.
+//!
+//! Every random choice of training derives from (seed, epoch index, sample index)
 //! (`sskd_augment::rng::sample_rng`), so the generator state of a run is its seed and the
 //! epoch it resumes at: a resumed run repeats the uninterrupted one exactly.
 
@@ -11,13 +15,14 @@ use std::time::Instant;
 use burn::module::AutodiffModule;
 use burn::optim::Optimizer;
 use burn::tensor::backend::AutodiffBackend;
-use indicatif::{ProgressBar, ProgressStyle};
 use sskd_models::checkpoint::save_record;
 
 use crate::checkpoint::{
-    checkpoint_json, io_error, load_checkpoint, read_checkpoint, write_checkpoint, CheckpointState,
+    checkpoint_json, io_error, load_checkpoint, read_checkpoint, CheckpointState,
 };
-use crate::metrics::{EpochReport, EpochResult, Evaluation};
+use crate::listeners::{Checkpoints, EpochEnd, EpochListener, MetricsLog, PlotRefresh, SaveBest};
+use crate::metrics::{EpochReport, EpochResult, EpochSummary, Evaluation, SelectBy, StepObserver};
+use crate::progress::{ProgressConfig, StageProgress};
 use crate::run_dir::RunDir;
 use crate::schedule::LrSchedule;
 use crate::TrainError;
@@ -29,7 +34,7 @@ pub struct FitPlan {
     pub stage: String,
     /// Number of epochs.
     pub epochs: usize,
-    /// The learning rate per epoch.
+    /// The learning rate per epoch index (from 0).
     pub schedule: LrSchedule,
     /// A checkpoint every this many epochs (and always after the last); 0 = only the last.
     pub checkpoint_every: usize,
@@ -37,10 +42,33 @@ pub struct FitPlan {
     pub seed: u64,
     /// Continue from the stage's checkpoint if there is one.
     pub resume: bool,
-    /// Select the best epoch by the SS-head accuracy instead of top-1 (stage 2).
-    pub select_by_ss: bool,
+    /// The evaluation figure the best epoch is chosen by (the SS-head accuracy in stage 2).
+    pub select_by: SelectBy,
     /// Extra fields written into every log line (method, architectures, ...).
     pub tags: serde_json::Map<String, serde_json::Value>,
+    /// How progress is shown.
+    pub progress: ProgressConfig,
+    /// Training steps per epoch, when known (the progress's count and ETA).
+    pub steps_per_epoch: Option<usize>,
+}
+
+impl FitPlan {
+    /// A plan of `epochs` epochs of `stage` on `schedule`: a checkpoint after the last epoch
+    /// only, best by top-1, no tags, progress as [`ProgressConfig::default`].
+    pub fn new(stage: &str, epochs: usize, schedule: LrSchedule, seed: u64) -> Self {
+        Self {
+            stage: stage.to_string(),
+            epochs,
+            schedule,
+            checkpoint_every: 0,
+            seed,
+            resume: false,
+            select_by: SelectBy::Top1,
+            tags: serde_json::Map::new(),
+            progress: ProgressConfig::default(),
+            steps_per_epoch: None,
+        }
+    }
 }
 
 /// What a finished stage returns.
@@ -54,25 +82,31 @@ pub struct FitOutcome<M> {
     pub best: Option<EpochResult>,
 }
 
-fn progress_bar(stage: &str, epochs: usize, done: usize) -> ProgressBar {
-    let bar = ProgressBar::new(epochs as u64);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{prefix:>10} [{bar:30}] {pos}/{len} epochs, {elapsed} elapsed, eta {eta} {msg}",
-        )
-        .expect("a valid progress template")
-        .progress_chars("=> "),
-    );
-    bar.set_prefix(stage.to_string());
-    bar.set_position(done as u64);
-    bar.reset_eta();
-    bar
+/// The listeners of every stage, in the order they run: the best record first (the checkpoint
+/// names it), the log line, the checkpoint, the plot.
+fn stage_listeners<B, M, O>(plan: &FitPlan) -> Vec<Box<dyn EpochListener<B, M, O>>>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    O: Optimizer<M, B>,
+{
+    vec![
+        Box::new(SaveBest),
+        Box::new(MetricsLog {
+            tags: plan.tags.clone(),
+        }),
+        Box::new(Checkpoints {
+            every: plan.checkpoint_every,
+        }),
+        Box::new(PlotRefresh),
+    ]
 }
 
-/// Runs the epochs of `plan`: for each, `train_epoch(module, optimizer, epoch, lr)`, then
-/// `evaluate(module)`, a log line, the best-so-far record, and a checkpoint when due. With
-/// `plan.resume` and a committed checkpoint of the stage, module and optimizer are restored
-/// from it and the loop continues at the next epoch.
+/// Runs the epochs of `plan`: for each, `train_epoch(module, optimizer, index, lr, steps)`
+/// (`index` from 0; `steps` observes each training step for the progress display), then
+/// `evaluate(module)`, the best-so-far choice by `plan.select_by`, and the epoch's summary to
+/// each listener. With `plan.resume` and a committed checkpoint of the stage, module and
+/// optimizer are restored from it and the loop continues at the next epoch.
 pub fn fit<B, M, O, T, E>(
     run: &RunDir,
     plan: &FitPlan,
@@ -86,66 +120,68 @@ where
     B: AutodiffBackend,
     M: AutodiffModule<B>,
     O: Optimizer<M, B>,
-    T: FnMut(M, &mut O, usize, f64) -> Result<(M, EpochReport), TrainError>,
+    T: FnMut(M, &mut O, usize, f64, &mut dyn StepObserver) -> Result<(M, EpochReport), TrainError>,
     E: FnMut(&M) -> Result<Evaluation, TrainError>,
 {
-    let log = run.log();
     let (mut module, mut optimizer, mut state) = restore(run, plan, module, optimizer, device)?;
     if state.epochs_done > 0 {
-        log.append(&serde_json::json!({"event": "resume", "stage": plan.stage, "from_epoch": state.epochs_done}))?;
+        let resumed = serde_json::json!({"event": "resume", "stage": plan.stage, "epochs_done": state.epochs_done});
+        run.log().append(&resumed)?;
     }
-    let bar = progress_bar(&plan.stage, plan.epochs, state.epochs_done);
-    for epoch in state.epochs_done..plan.epochs {
-        let started = Instant::now();
-        let lr = plan.schedule.lr(epoch);
-        let (next, report) = train_epoch(module, &mut optimizer, epoch, lr)?;
+    let mut listeners = stage_listeners::<B, M, O>(plan);
+    let mut progress = StageProgress::new(
+        plan.progress,
+        &plan.stage,
+        plan.epochs,
+        plan.steps_per_epoch,
+    );
+    for index in state.epochs_done..plan.epochs {
+        let (started, epoch, lr) = (Instant::now(), index + 1, plan.schedule.lr(index));
+        let (next, report) = train_epoch(
+            module,
+            &mut optimizer,
+            index,
+            lr,
+            &mut progress.epoch(epoch),
+        )?;
         module = next;
+        progress.evaluating();
         let evaluation = evaluate(&module)?;
+        let score = |result: &EpochResult| plan.select_by.of(&result.evaluation);
         let result = EpochResult { epoch, evaluation };
-        let improved = state.best.is_none_or(|best| {
-            evaluation.score(plan.select_by_ss) > best.evaluation.score(plan.select_by_ss)
-        });
+        let improved = state
+            .best
+            .as_ref()
+            .is_none_or(|best| score(&result) > score(best));
         if improved {
             state.best = Some(result);
-            save_record(
-                module.clone(),
-                &run.path(&format!("{}-best.mpk", plan.stage)),
-            )?;
         }
         state.last = Some(result);
-        state.epochs_done = epoch + 1;
-        let mut line = plan.tags.clone();
-        let fields = serde_json::json!({
-            "stage": plan.stage, "epoch": epoch, "lr": lr, "train": report.to_json(),
-            "test": evaluation, "best": state.best, "wall_seconds": started.elapsed().as_secs_f64(),
-        });
-        if let serde_json::Value::Object(fields) = fields {
-            line.extend(fields);
+        state.epochs_done = epoch;
+        let summary = EpochSummary {
+            stage: plan.stage.clone(),
+            epoch,
+            epochs: plan.epochs,
+            lr,
+            report,
+            evaluation,
+            best: state.best,
+            improved,
+            select_by: plan.select_by,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        let end = EpochEnd {
+            run,
+            summary: &summary,
+            state: &state,
+            module: &module,
+            optimizer: &optimizer,
+        };
+        for listener in listeners.iter_mut() {
+            listener.epoch_end(&end)?;
         }
-        log.append(&serde_json::Value::Object(line))?;
-        let last_epoch = epoch + 1 == plan.epochs;
-        let due = plan.checkpoint_every > 0 && (epoch + 1) % plan.checkpoint_every == 0;
-        if due || last_epoch {
-            state.model_file = format!("{}-e{}.model.mpk", plan.stage, epoch + 1);
-            state.optimizer_file = format!("{}-e{}.optim.mpk", plan.stage, epoch + 1);
-            write_checkpoint(run, &state, &module, &optimizer)?;
-        }
-        bar.set_message(format!(
-            "loss {:.3}, test {:.2}% (best {:.2}%)",
-            report
-                .terms
-                .get("total")
-                .or(report.terms.values().next())
-                .copied()
-                .unwrap_or(0.0),
-            evaluation.score(plan.select_by_ss),
-            state
-                .best
-                .map_or(0.0, |b| b.evaluation.score(plan.select_by_ss)),
-        ));
-        bar.inc(1);
+        EpochListener::<B, M, O>::epoch_end(&mut progress, &end)?;
     }
-    bar.finish();
     save_record(
         module.clone(),
         &run.path(&format!("{}-last.mpk", plan.stage)),

@@ -5,14 +5,17 @@
 //! - [`metrics`]: what training measures (accuracy, evaluations, step and epoch logs);
 //! - [`schedule`], [`mod@sgd`]: learning rates and the optimiser;
 //! - [`run_dir`]: the run folder and its JSONL log; [`checkpoint`]: a stage's checkpoint in it;
-//! - [`fit`]: the epoch loop with evaluation, progress, best/last tracking and resume;
+//!   [`plot`]: the curves of a run folder;
+//! - [`listeners`]: what happens at the end of an epoch (log line, best record, checkpoint,
+//!   plot); [`progress`]: progress inside the epoch, a bar or periodic lines;
+//! - [`fit`]: the epoch loop: training, evaluation, the listeners, resume;
 //! - [`parallel`] (and [`nodes`] across machines): one data-parallel training step;
 //! - [`epoch`]: one epoch of teacher training ([`epoch::teacher_epoch`]), of SS-head training
 //!   on the frozen teacher ([`epoch::head_epoch`]), of student distillation with any method of
 //!   `sskd-losses` ([`epoch::student_epoch`]), and evaluation;
 //! - [`stages`]: each stage as a whole run over a dataset;
-//! - [`plot`], [`analysis`]: curves of a run folder, linear evaluation and the correlation
-//!   analysis.
+//! - [`report`]: one table and one picture over many run folders; [`analysis`]: linear
+//!   evaluation and the correlation analysis.
 //!
 //! Optimisation uses [`sgd::Sgd`], `torch.optim.SGD` (coupled weight decay, momentum
 //! without dampening) with its scalars kept in `f64` (see [`sgd()`]).
@@ -38,11 +41,14 @@ pub mod analysis;
 pub mod checkpoint;
 pub mod epoch;
 pub mod fit;
+pub mod listeners;
 pub mod metrics;
 #[cfg(feature = "collective")]
 pub mod nodes;
 pub mod parallel;
 pub mod plot;
+pub mod progress;
+pub mod report;
 pub mod run_dir;
 pub mod schedule;
 pub mod sgd;

@@ -77,13 +77,45 @@ pub struct Evaluation {
     pub ss_top1: Option<f64>,
 }
 
-impl Evaluation {
-    /// The number a stage is selected on: top-1, or the SS-head accuracy for stage 2.
-    pub fn score(&self, by_ss: bool) -> f64 {
-        if by_ss {
-            self.ss_top1.unwrap_or(0.0)
-        } else {
-            self.top1
+/// The evaluation figure a stage keeps its best epoch by, named as in the metrics log's `test`
+/// object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SelectBy {
+    /// Top-1 of the classifier (stages 1 and 3).
+    #[default]
+    Top1,
+    /// Top-5 of the classifier.
+    Top5,
+    /// Accuracy of the SS head (stage 2).
+    SsTop1,
+}
+
+impl SelectBy {
+    /// The figure's name in the log (`top1`, `top5`, `ss_top1`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Top1 => "top1",
+            Self::Top5 => "top5",
+            Self::SsTop1 => "ss_top1",
+        }
+    }
+
+    /// The figure as printed (`top-1`, `top-5`, `SS-head accuracy`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Top1 => "top-1",
+            Self::Top5 => "top-5",
+            Self::SsTop1 => "SS-head accuracy",
+        }
+    }
+
+    /// The figure in `evaluation` (0 when it was not measured).
+    pub fn of(self, evaluation: &Evaluation) -> f64 {
+        match self {
+            Self::Top1 => evaluation.top1,
+            Self::Top5 => evaluation.top5,
+            Self::SsTop1 => evaluation.ss_top1.unwrap_or(0.0),
         }
     }
 }
@@ -91,7 +123,8 @@ impl Evaluation {
 /// An epoch and its evaluation.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct EpochResult {
-    /// 0-based epoch.
+    /// The epoch, counted from 1 as everywhere a user sees one: the metrics log's `epoch`, the
+    /// checkpoint files `S-e{epoch}.*`, the printed lines and the plots.
     pub epoch: usize,
     /// Its evaluation.
     pub evaluation: Evaluation,
@@ -142,6 +175,52 @@ pub fn scalar_f64<B: Backend>(tensor: &Tensor<B, 1>) -> f64 {
     let data = tensor.clone().into_data();
     let value = data.iter::<f64>().next().unwrap_or(f64::NAN);
     value
+}
+
+/// Sees every training step as it finishes (the progress of an epoch). `()` sees nothing.
+pub trait StepObserver {
+    /// Step `step` (the whole step, its shards merged) has finished.
+    fn step(&mut self, step: &StepLog);
+}
+
+impl StepObserver for () {
+    fn step(&mut self, _: &StepLog) {}
+}
+
+/// What a finished epoch hands to its listeners (`crate::listeners`): the one value the
+/// metrics log, the progress display, the best record, the checkpoint policy and the plot read.
+#[derive(Debug, Clone)]
+pub struct EpochSummary {
+    /// Stage name.
+    pub stage: String,
+    /// The epoch, counted from 1.
+    pub epoch: usize,
+    /// Epochs of the stage.
+    pub epochs: usize,
+    /// Its learning rate.
+    pub lr: f64,
+    /// What training measured.
+    pub report: EpochReport,
+    /// The evaluation after it.
+    pub evaluation: Evaluation,
+    /// The best epoch so far (this one when `improved`).
+    pub best: Option<EpochResult>,
+    /// Whether this epoch is the new best.
+    pub improved: bool,
+    /// The figure the best is chosen by.
+    pub select_by: SelectBy,
+    /// Wall time of the epoch, training and evaluation, in seconds.
+    pub seconds: f64,
+}
+
+impl EpochSummary {
+    /// The epoch and its evaluation.
+    pub fn result(&self) -> EpochResult {
+        EpochResult {
+            epoch: self.epoch,
+            evaluation: self.evaluation,
+        }
+    }
 }
 
 /// What an epoch did: mean loss terms (unweighted, and `total`), mean counts, throughput and

@@ -56,7 +56,7 @@ fn render_png(
 }
 
 /// A named series of (epoch, value) points.
-type Series = (String, Vec<(f64, f64)>);
+pub type Series = (String, Vec<(f64, f64)>);
 
 fn draw_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
@@ -133,7 +133,7 @@ fn stage_series(lines: &[&serde_json::Value]) -> (Vec<Series>, Vec<Series>) {
         None => set.push((name, vec![(x, y)])),
     };
     for line in lines {
-        let epoch = line["epoch"].as_f64().unwrap_or(0.0) + 1.0;
+        let epoch = line["epoch"].as_f64().unwrap_or(0.0);
         if let Some(terms) = line["train"]["terms"].as_object() {
             for (name, value) in terms {
                 if let Some(value) = value.as_f64() {
@@ -176,6 +176,18 @@ pub fn plot_run(run: &RunDir) -> Result<(), TrainError> {
         })?;
     }
     Ok(())
+}
+
+/// One panel of `series` (x: epoch) titled `title`, the y axis `y_label`, written to `path`.
+pub fn plot_curves(
+    path: &Path,
+    title: &str,
+    y_label: &str,
+    series: &[Series],
+) -> Result<(), TrainError> {
+    render_png(path, (1000, 600), |root| {
+        draw_panel(&root, title, y_label, series)
+    })
 }
 
 /// A `rows × cols` heatmap of `values` (row-major) with a colour bar, written to `path`.
@@ -254,7 +266,7 @@ mod tests {
         for epoch in 0..3 {
             run.log()
                 .append(&serde_json::json!({
-                    "stage": "student", "epoch": epoch,
+                    "stage": "student", "epoch": epoch + 1,
                     "train": {"terms": {"ce": 2.0 - epoch as f64 * 0.5, "total": 3.0}, "top1": 20.0},
                     "test": {"top1": 10.0 + epoch as f64, "top5": 50.0, "ss_top1": 30.0},
                 }))

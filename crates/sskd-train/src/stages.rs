@@ -9,7 +9,7 @@ use burn::data::dataset::Dataset;
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use rand::rngs::StdRng;
-use sskd_augment::loader::{load_epoch, HostBatch, LoaderConfig, Sample};
+use sskd_augment::loader::{batches_per_epoch, load_epoch, HostBatch, LoaderConfig, Sample};
 use sskd_models::{BackboneWithHead, Model, SelfSupervisionHead};
 
 use sskd_losses::{Distiller, Pretraining};
@@ -90,6 +90,23 @@ where
         load_epoch(self.train.clone(), transform.clone(), config, epoch as u64)
     }
 
+    /// Training steps of an epoch: the batches of this node's part of the training set.
+    pub fn train_steps(&self) -> usize {
+        let config = LoaderConfig {
+            part: node_part(),
+            ..LoaderConfig::new(self.batch_size, self.seed)
+        };
+        batches_per_epoch(self.train.len(), &config)
+    }
+
+    /// A plan of the stage's epochs over this data: `plan` with the epoch's step count.
+    pub fn plan(&self, plan: &FitPlan) -> FitPlan {
+        FitPlan {
+            steps_per_epoch: Some(self.train_steps()),
+            ..plan.clone()
+        }
+    }
+
     /// The test batches, in order.
     pub fn test_batches(
         &self,
@@ -166,17 +183,12 @@ where
     let device = main_device(devices)?;
     fit(
         run,
-        plan,
+        &data.plan(plan),
         model,
         crate::sgd(momentum, weight_decay).init(),
-        |model, optimizer, epoch, lr| {
-            teacher_epoch(
-                model,
-                optimizer,
-                data.train_epoch(false, epoch),
-                lr,
-                devices,
-            )
+        |model, optimizer, epoch, lr, steps| {
+            let batches = data.train_epoch(false, epoch);
+            teacher_epoch(model, optimizer, batches, steps, lr, devices)
         },
         |model| data.evaluate_model(&model.valid(), device),
         device,
@@ -202,18 +214,12 @@ where
     let device = main_device(devices)?;
     fit(
         run,
-        plan,
+        &data.plan(plan),
         head,
         crate::sgd(momentum, weight_decay).init(),
-        |head, optimizer, epoch, lr| {
-            head_epoch(
-                teacher,
-                head,
-                optimizer,
-                data.train_epoch(true, epoch),
-                lr,
-                devices,
-            )
+        |head, optimizer, epoch, lr, steps| {
+            let batches = data.train_epoch(true, epoch);
+            head_epoch(teacher, head, optimizer, batches, steps, lr, devices)
         },
         |head| {
             let batches = data.test_batches(true);
@@ -256,13 +262,13 @@ where
     let stage = |student, plan: &FitPlan, objective, rotations| {
         fit(
             run,
-            plan,
+            &data.plan(plan),
             student,
             crate::sgd(momentum, weight_decay).init(),
-            |student, optimizer, epoch, lr| {
+            |student, optimizer, epoch, lr, steps| {
                 let batches = data.train_epoch(rotations, epoch);
                 let args = (epoch, lr, objective);
-                student_objective_epoch(student, teacher, optimizer, batches, args, devices)
+                student_objective_epoch(student, teacher, optimizer, batches, steps, args, devices)
             },
             evaluate,
             device,
@@ -288,7 +294,7 @@ pub fn pretraining_plan(plan: &FitPlan, stage: Pretraining) -> FitPlan {
         stage: format!("{}-init", plan.stage),
         epochs: stage.epochs,
         schedule: crate::schedule::LrSchedule::multi_step(lr, &[]),
-        select_by_ss: false,
+        select_by: crate::metrics::SelectBy::Top1,
         ..plan.clone()
     }
 }
