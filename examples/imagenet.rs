@@ -53,7 +53,7 @@ use sskd::experiment::load_experiment;
 use sskd::experiment::{ExperimentConfig, StageConfig};
 use sskd::losses::{MethodConfig, SskdConfig};
 use sskd::recipe::Recipe;
-use sskd::train::progress::ProgressConfig;
+use sskd::train::progress::{Meter, ProgressConfig};
 use sskd::train::stages::{RunData, Transform};
 
 #[derive(Parser, Debug)]
@@ -158,10 +158,30 @@ fn rotations(image: RgbImage) -> Vec<RgbImage> {
     (0..4).map(|k| rotate90(&image, k)).collect()
 }
 
+/// The image files of the class folders in `dir`, the scan's progress shown as `progress` says.
+fn scan(dir: &Path, progress: ProgressConfig) -> Result<ImageFiles> {
+    let mut meter: Option<Meter> = None;
+    let files = ImageFiles::image_folder_observed(dir, |scan| {
+        let meter = meter.get_or_insert_with(|| {
+            let label = format!("scanning {}", dir.display());
+            Meter::new(&progress, label, Some(scan.classes), "class folders")
+        });
+        meter.advance(1, scan.images, |_| String::new());
+    })?;
+    if let Some(meter) = meter {
+        meter.finish();
+    }
+    Ok(files)
+}
+
 /// `root/train` and `root/val` with the transforms of `size`.
-fn imagenet_data(root: &Path, config: &ExperimentConfig, size: u32) -> Result<Data> {
-    let train = ImageFiles::image_folder(&root.join("train"))?;
-    let val = ImageFiles::image_folder(&root.join("val"))?;
+fn imagenet_data(
+    root: &Path,
+    config: &ExperimentConfig,
+    (size, progress): (u32, ProgressConfig),
+) -> Result<Data> {
+    let train = scan(&root.join("train"), progress)?;
+    let val = scan(&root.join("val"), progress)?;
     if train.classes != val.classes {
         bail!(
             "{}: train/ has {} classes and val/ {}, or their names differ",
@@ -208,7 +228,7 @@ impl Job {
         match &self.command {
             Command::Teacher(args) | Command::Head(args) | Command::Student(args) => {
                 let config = experiment(args)?;
-                let data = imagenet_data(&args.data, &config, size)?;
+                let data = imagenet_data(&args.data, &config, (size, self.progress))?;
                 let recipe = Recipe {
                     config: &config,
                     data: &data,
@@ -224,7 +244,9 @@ impl Job {
             Command::Eval(args) => {
                 let classes = args.num_classes.unwrap_or(1000);
                 let config = pair_defaults(&args.arch, &args.arch).with_num_classes(classes);
-                let data = |dir: &Path, config: &ExperimentConfig| imagenet_data(dir, config, size);
+                let data = |dir: &Path, config: &ExperimentConfig| {
+                    imagenet_data(dir, config, (size, self.progress))
+                };
                 let split = ("validation", self.progress);
                 cli::evaluate_checkpoint::<B::InnerBackend, _, _>(
                     args,

@@ -284,6 +284,15 @@ fn image_folders_decode_disguised_png_cmyk_and_grey_and_report_bad_files() {
     }
     let files = ImageFiles::image_folder(root).unwrap();
     assert_eq!(files.len(), 3);
+    let mut scans = Vec::new();
+    let observed = ImageFiles::image_folder_observed(root, |scan| scans.push(scan)).unwrap();
+    assert_eq!(observed.files, files.files);
+    let scan = |classes_done, images| sskd_data::folders::FolderScan {
+        classes_done,
+        classes: 2,
+        images,
+    };
+    assert_eq!(scans, [scan(1, 2), scan(2, 1)]);
     for (index, (path, _)) in files.files.iter().enumerate() {
         let decoded = files.decode(index).unwrap().image;
         let reference = decode_rgb(
