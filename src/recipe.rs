@@ -411,7 +411,14 @@ fn load_teacher<B: AutodiffBackend>(
     let (network, has_head) = match load_weights_with_head(with_head, path, device) {
         Ok(network) => (network, true),
         Err(with_head_error) => match load_weights(backbone, path, device) {
-            Ok(backbone) => (BackboneWithHead::new(backbone, device), false),
+            Ok(backbone) => {
+                tracing::info!(
+                    "{}: a teacher without an SS head ({with_head_error}); its backbone is \
+                     used, with a fresh head no loss reads",
+                    path.display()
+                );
+                (BackboneWithHead::new(backbone, device), false)
+            }
             // The file has a head, so what went wrong is what the first reading said.
             Err(ModelError::UnexpectedKey { key, .. }) if key.starts_with("proj_head.") => {
                 return Err(with_head_error.into())

@@ -228,13 +228,18 @@ where
         }
     }
     let existing = read_checkpoint(run, &plan.stage)?;
-    let Some(state) = existing.filter(|_| plan.resume) else {
-        if plan.resume {
-            tracing::warn!(
-                "no checkpoint of stage {} in {}: starting fresh",
-                plan.stage,
-                run.root().display()
-            );
+    let (stage, folder) = (&plan.stage, run.root().display());
+    let Some(state) = existing.as_ref().filter(|_| plan.resume).cloned() else {
+        match existing {
+            None if plan.resume => {
+                tracing::warn!("no checkpoint of stage {stage} in {folder}: starting fresh")
+            }
+            Some(old) => tracing::warn!(
+                "{folder} holds a checkpoint of stage {stage} after epoch {}: starting fresh \
+                 over it (--resume continues it)",
+                old.epochs_done
+            ),
+            None => {}
         }
         return Ok((module, optimizer, fresh));
     };
@@ -258,5 +263,10 @@ where
         ));
     }
     let (module, optimizer) = load_checkpoint(run, &state, module, optimizer, device)?;
+    tracing::info!(
+        "resuming stage {stage} in {folder} after epoch {} of {}",
+        state.epochs_done,
+        plan.epochs
+    );
     Ok((module, optimizer, state))
 }
