@@ -234,7 +234,9 @@ const RESIZED_BATCH: usize = 200;
 /// one-copy samples normalised like CIFAR-100.
 fn resized_batches<D: Dataset<LabeledImage> + 'static>(
     data: Arc<D>,
-) -> std::sync::mpsc::Receiver<Result<sskd::augment::loader::HostBatch, String>> {
+) -> std::sync::mpsc::Receiver<
+    Result<sskd::augment::loader::HostBatch, sskd::augment::loader::LoadError>,
+> {
     let to_32 = Arc::new(|item: LabeledImage, _: &mut StdRng| {
         let image = sskd::augment::resize::resize_bilinear(&item.image, 32, 32);
         Ok(Sample::from_images(
@@ -409,7 +411,7 @@ fn main() -> Result<()> {
                 (None, Some(teacher), Some(student)) => pair_defaults(teacher, student),
                 _ => bail!("give --config, or --teacher and --student"),
             };
-            config.validate().map_err(anyhow::Error::msg)?;
+            config.validate()?;
             println!("{}", serde_json::to_string_pretty(&config)?);
             return Ok(());
         }
@@ -420,5 +422,5 @@ fn main() -> Result<()> {
         Command::Correlation(_) => DeviceChoice::Cpu.into(),
     };
     let job = Job(cli.command, cli.verbosity.progress());
-    dispatch(&devices, Precision::F32, job).map_err(anyhow::Error::msg)?
+    dispatch(&devices, Precision::F32, job)?
 }

@@ -216,5 +216,5 @@ fn main() -> Result<()> {
     }
     args.cpu_kernels.select();
     let (device, precision) = (args.device, args.precision);
-    dispatch(&device.into(), precision, Bench { args, configs }).map_err(anyhow::Error::msg)
+    Ok(dispatch(&device.into(), precision, Bench { args, configs })?)
 }

@@ -286,7 +286,7 @@ fn main() -> Result<()> {
                 Some(path) => load_experiment(path, pair_defaults)?,
                 None => pair_defaults("resnet34", "resnet18"),
             };
-            config.validate().map_err(anyhow::Error::msg)?;
+            config.validate()?;
             println!("{}", serde_json::to_string_pretty(&config)?);
             return Ok(());
         }
@@ -305,5 +305,5 @@ fn main() -> Result<()> {
         image_size: cli.image_size,
         progress: cli.verbosity.progress(),
     };
-    dispatch(&devices, Precision::F32, job).map_err(anyhow::Error::msg)?
+    dispatch(&devices, Precision::F32, job)?
 }

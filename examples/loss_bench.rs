@@ -72,5 +72,5 @@ fn main() -> Result<()> {
     let args = Args::parse();
     args.verbosity.init();
     let device = args.device;
-    dispatch(&device.into(), Precision::F32, Bench(args)).map_err(anyhow::Error::msg)?
+    dispatch(&device.into(), Precision::F32, Bench(args))?
 }

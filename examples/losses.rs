@@ -17,12 +17,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use burn::backend::Flex;
-use burn::config::Config;
 use burn::tensor::{Int, Tensor, TensorData};
 use clap::Parser;
-use sskd::config::load_overrides;
+use sskd::config::{read_json, ConfigError, Settings};
 use sskd::losses::{
-    BatchLayout, DistillInputs, Distiller, DkdConfig, KdConfig, NetworkOutputs, SskdConfig,
+    method_names, BatchLayout, DistillInputs, Distiller, FeatureShapes, MethodConfig,
+    MethodContext, NetworkOutputs,
 };
 
 type B = Flex;
@@ -37,10 +37,11 @@ struct Args {
     /// Input safetensors file.
     #[arg(long)]
     input: PathBuf,
-    /// sskd, kd, kd_ls or dkd.
+    /// A logit method of the table: sskd, kd, kd_ls, dkd or vanilla.
     #[arg(long, default_value = "sskd")]
     method: String,
-    /// JSON config of the method (fields of SskdConfig / KdConfig / DkdConfig).
+    /// JSON settings of the method over its published ones (fields of SskdConfig / KdConfig /
+    /// DkdConfig).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Output JSON file.
@@ -146,41 +147,46 @@ impl Inputs {
     }
 }
 
-fn load_config<C: Config>(path: &Option<PathBuf>, defaults: C) -> Result<C> {
-    match path {
-        None => Ok(defaults),
-        Some(path) => load_overrides(path, defaults).map_err(anyhow::Error::msg),
-    }
-}
-
+/// The method `--method` of the table, its published settings with those of `--config` over
+/// them; a method that reads feature maps is refused, naming the logit methods.
 fn method(args: &Args) -> Result<Box<dyn Distiller<B>>> {
-    let invalid = |e: sskd::losses::LossError| anyhow::anyhow!("{e}");
-    Ok(match args.method.as_str() {
-        "sskd" => Box::new(
-            load_config(&args.config, SskdConfig::new())?
-                .init()
-                .map_err(invalid)?,
-        ),
-        "kd" => Box::new(
-            load_config(&args.config, KdConfig::new())?
-                .init()
-                .map_err(invalid)?,
-        ),
-        "kd_ls" => Box::new(
-            load_config(
-                &args.config,
-                KdConfig::new().with_logit_standardization(true),
-            )?
-            .init()
-            .map_err(invalid)?,
-        ),
-        "dkd" => Box::new(
-            load_config(&args.config, DkdConfig::new())?
-                .init()
-                .map_err(invalid)?,
-        ),
-        other => bail!("unknown method `{other}`: expected sskd, kd, kd_ls or dkd"),
-    })
+    let published = MethodConfig::published(&args.method)?;
+    if !published.logits_only() {
+        let logit_methods: Vec<&str> = method_names()
+            .iter()
+            .copied()
+            .filter(|name| MethodConfig::published(name).is_ok_and(|m| m.logits_only()))
+            .collect();
+        bail!(
+            "method `{}` reads feature maps; this tool computes the logit methods: {}",
+            args.method,
+            logit_methods.join(", ")
+        );
+    }
+    let config = match &args.config {
+        None => published,
+        Some(path) => {
+            let settings = serde_json::json!({ published.name(): read_json(path)? });
+            published
+                .with_settings(&settings)
+                .map_err(|e| ConfigError::from(e).in_file(path))?
+        }
+    };
+    config.validate()?;
+    let context = MethodContext {
+        student: FeatureShapes {
+            maps: Vec::new(),
+            embedding: 0,
+        },
+        teacher: FeatureShapes {
+            maps: Vec::new(),
+            embedding: 0,
+        },
+        n_data: 0,
+        labels: None,
+        seed: 0,
+    };
+    Ok(Box::new(config.init::<B>(&context, &Default::default())?))
 }
 
 fn network(inputs: &Inputs, logits: &str, head: &str) -> Result<NetworkOutputs<B>> {
@@ -221,7 +227,7 @@ fn main() -> Result<()> {
         );
     }
     report.insert(
-        "total".to_string(),
+        sskd::losses::TOTAL.to_string(),
         serde_json::json!(terms.total().into_scalar()),
     );
     for (name, count) in &terms.counts {

@@ -1,107 +1,142 @@
-//! Config files that override a method's defaults field by field.
+//! Config files and `--set FIELD=VALUE` over a config's values, through the one merge of
+//! [`sskd_losses::settings`] (field by field; an unknown field or a bad value is an error
+//! naming it).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use burn::config::Config;
 use serde_json::Value;
+pub use sskd_losses::settings::{Settings, SettingsError};
+
+/// Why a config could not be read or completed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not JSON.
+    #[error("config {path} is not valid JSON: {source}")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A field is missing from a file.
+    #[error("config {path}: field `{field}` is missing")]
+    Missing {
+        /// The file.
+        path: PathBuf,
+        /// The field.
+        field: &'static str,
+    },
+    /// A field of a file or of an assignment does not fit the config.
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    /// An assignment not written `FIELD=VALUE`.
+    #[error("`{assignment}`: expected FIELD=VALUE")]
+    Assignment {
+        /// What was written.
+        assignment: String,
+    },
+    /// The method's settings are out of range.
+    #[error("field `method`: {0}")]
+    Method(#[source] sskd_losses::LossError),
+    /// An architecture the model table does not have.
+    #[error("field `{field}`: unknown architecture `{name}`; known: {}", known.join(", "))]
+    UnknownArchitecture {
+        /// The field (`teacher`, `student`).
+        field: &'static str,
+        /// The name written.
+        name: String,
+        /// The table's names.
+        known: Vec<&'static str>,
+    },
+    /// A value out of its range (zero epochs, a negative learning rate, ...).
+    #[error("field `{field}` {reason}")]
+    Invalid {
+        /// The field.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An error in the config file `path`.
+    #[error("config {path}: {source}")]
+    InFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong in it.
+        #[source]
+        source: Box<ConfigError>,
+    },
+}
+
+impl ConfigError {
+    /// `self` as an error of the config file `path` (unchanged if it names a file already).
+    pub fn in_file(self, path: &Path) -> Self {
+        match self {
+            Self::Read { .. } | Self::Json { .. } | Self::Missing { .. } | Self::InFile { .. } => {
+                self
+            }
+            other => Self::InFile {
+                path: path.to_path_buf(),
+                source: Box::new(other),
+            },
+        }
+    }
+}
+
+/// The JSON object in the file `path`.
+pub fn read_json(path: &Path) -> Result<Value, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|source| ConfigError::Json {
+        path: path.to_path_buf(),
+        source,
+    })
+}
 
 /// Reads the JSON object in `path` and applies its fields over `defaults`: a field not in the
 /// file keeps its default; an unknown field, or a value of the wrong type, is an error naming the
 /// file and the field.
-pub fn load_overrides<C: Config>(path: &Path, defaults: C) -> Result<C, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
-    let overrides: Value = serde_json::from_str(&text)
-        .map_err(|e| format!("config {} is not valid JSON: {e}", path.display()))?;
-    apply_overrides(defaults, &overrides).map_err(|e| format!("config {}: {e}", path.display()))
+pub fn load_overrides<C: Settings>(path: &Path, defaults: C) -> Result<C, ConfigError> {
+    let overrides = read_json(path)?;
+    apply_overrides(defaults, &overrides).map_err(|e| ConfigError::from(e).in_file(path))
 }
 
-/// Applies the fields of the JSON object `overrides` over `defaults` (see [`load_overrides`]);
-/// nested objects override nested configs field by field.
-pub fn apply_overrides<C: Config>(defaults: C, overrides: &Value) -> Result<C, String> {
-    let Value::Object(fields) = overrides else {
-        return Err("expected a JSON object of config fields".to_string());
-    };
-    let mut merged = serde_json::to_value(&defaults).map_err(|e| e.to_string())?;
-    for (field, value) in fields {
-        merge_field(&mut merged, field, value)?;
-        serde_json::from_value::<C>(merged.clone()).map_err(|e| format!("field `{field}`: {e}"))?;
-    }
-    serde_json::from_value(merged).map_err(|e| e.to_string())
+/// Applies the fields of the JSON object `overrides` over `defaults` (see [`load_overrides`]).
+pub fn apply_overrides<C: Settings>(defaults: C, overrides: &Value) -> Result<C, SettingsError> {
+    defaults.with_settings(overrides)
 }
 
 /// Sets `path` (`a.b.c`) of `config` to the JSON text `value` (a bare word is a string): the
 /// command-line form `--set student_stage.epochs=1`.
-pub fn apply_assignment<C: Config>(config: C, assignment: &str) -> Result<C, String> {
+pub fn apply_assignment<C: Settings>(config: C, assignment: &str) -> Result<C, ConfigError> {
     let (path, text) = assignment
         .split_once('=')
-        .ok_or_else(|| format!("`{assignment}`: expected FIELD=VALUE"))?;
+        .ok_or_else(|| ConfigError::Assignment {
+            assignment: assignment.to_string(),
+        })?;
     let value = serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()));
     let mut nested = value;
     for key in path.rsplit('.') {
         nested = serde_json::json!({ key: nested });
     }
-    apply_overrides(config, &nested)
-}
-
-/// Merges `value` into `target[field]`: objects key by key (each key must exist), anything
-/// else replaces. A one-of written `{"VARIANT": {...}}` (the `method`) is the exception: a
-/// variant other than the current one replaces it, and the type fills in its defaults.
-fn merge_field(target: &mut Value, field: &str, value: &Value) -> Result<(), String> {
-    let known: Vec<String> = target
-        .as_object()
-        .map(|m| m.keys().cloned().collect())
-        .unwrap_or_default();
-    if !known.iter().any(|k| k == field) && is_one_of(target) && value.is_object() {
-        *target = serde_json::json!({ field: value });
-        return Ok(());
-    }
-    if !known.iter().any(|k| k == field) {
-        return Err(format!(
-            "unknown field `{field}`; known fields: {}",
-            known.join(", ")
-        ));
-    }
-    let slot = &mut target[field];
-    match (value, slot.is_object()) {
-        (Value::Object(inner), true) => {
-            for (key, inner_value) in inner {
-                merge_field(slot, key, inner_value).map_err(|e| format!("in `{field}`: {e}"))?;
-            }
-        }
-        _ => *slot = value.clone(),
-    }
-    Ok(())
-}
-
-/// Whether `value` is written like a one-of: an object with one field whose value is an
-/// object (`{"sskd": {...}}`); no struct of the configs has that shape.
-fn is_one_of(value: &Value) -> bool {
-    value
-        .as_object()
-        .is_some_and(|fields| fields.len() == 1 && fields.values().all(Value::is_object))
+    Ok(apply_overrides(config, &nested)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sskd_losses::{MethodConfig, SskdConfig};
-
-    #[test]
-    fn fields_override_defaults_and_bad_fields_are_named() {
-        let config =
-            apply_overrides(SskdConfig::new(), &serde_json::json!({"ss_weight": 3.0})).unwrap();
-        assert_eq!((config.ss_weight, config.tf_weight), (3.0, 2.7));
-        let error =
-            apply_overrides(SskdConfig::new(), &serde_json::json!({"ratio_sss": 1.0})).unwrap_err();
-        assert!(
-            error.contains("unknown field `ratio_sss`") && error.contains("ratio_ss"),
-            "{error}"
-        );
-        let error =
-            apply_overrides(SskdConfig::new(), &serde_json::json!({"tf_weight": "x"})).unwrap_err();
-        assert!(error.contains("field `tf_weight`"), "{error}");
-    }
+    use sskd_losses::MethodConfig;
 
     #[test]
     fn nested_fields_override_from_the_command_line() {
@@ -126,23 +161,32 @@ mod tests {
         };
         assert_eq!((dkd.beta, dkd.alpha), (2.0, 1.0));
         let error = apply_assignment(config.clone(), "method.dkd.betta=2").unwrap_err();
+        let error = error.to_string();
         assert!(
-            error.contains("unknown field `betta`") && error.contains("warmup_epochs"),
+            error.contains("unknown setting `betta`") && error.contains("warmup_epochs"),
             "{error}"
         );
-        let error = apply_assignment(config.clone(), "method.crd.nce_kk=2").unwrap_err();
+        let error = apply_assignment(config.clone(), "method.crd.nce_kk=2")
+            .unwrap_err()
+            .to_string();
         assert!(
             error.contains("unknown setting `nce_kk`") && error.contains("nce_k"),
             "{error}"
         );
-        let error = apply_assignment(config.clone(), "method=kdd").unwrap_err();
+        let error = apply_assignment(config.clone(), "method=kdd")
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("unknown method `kdd`"), "{error}");
-        let error = apply_assignment(config.clone(), "student_stage.epoch=3").unwrap_err();
+        let error = apply_assignment(config.clone(), "student_stage.epoch=3")
+            .unwrap_err()
+            .to_string();
         assert!(
             error.contains("unknown field `epoch`") && error.contains("student_stage"),
             "{error}"
         );
-        let error = apply_assignment(config, "student_stage.epochs=-1").unwrap_err();
+        let error = apply_assignment(config, "student_stage.epochs=-1")
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("student_stage"), "{error}");
     }
 }

@@ -5,12 +5,14 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
 use burn::config::Config;
+use serde_json::Value;
+use sskd_losses::settings::{merge_fields, object, Settings, SettingsError};
 use sskd_losses::MethodConfig;
 use sskd_train::schedule::LrSchedule;
+use sskd_train::Stage;
 
-use crate::config::load_overrides;
+use crate::config::{load_overrides, read_json, ConfigError};
 
 /// The shape of a stage's learning-rate schedule.
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
@@ -103,24 +105,25 @@ pub struct ExperimentConfig {
 impl StageConfig {
     /// Checks the stage `field` of a config: positive epochs and learning rate, increasing
     /// milestones. The error names the field.
-    pub fn validate(&self, field: &str) -> Result<(), String> {
+    pub fn validate(&self, field: &str) -> Result<(), ConfigError> {
+        let invalid = |name: &str, reason: String| ConfigError::Invalid {
+            field: format!("{field}.{name}"),
+            reason,
+        };
         if self.epochs == 0 {
-            return Err(format!(
-                "field `{field}.epochs` must be positive: a stage of zero epochs would leave \
-                 an untrained model and no best checkpoint for the next stage"
+            return Err(invalid(
+                "epochs",
+                "must be positive: a stage of zero epochs would leave an untrained model and \
+                 no best checkpoint for the next stage"
+                    .to_string(),
             ));
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
-            return Err(format!(
-                "field `{field}.lr` must be positive, got {}",
-                self.lr
-            ));
+            return Err(invalid("lr", format!("must be positive, got {}", self.lr)));
         }
         if self.milestones.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(format!(
-                "field `{field}.milestones` must increase: {:?}",
-                self.milestones
-            ));
+            let reason = format!("must increase: {:?}", self.milestones);
+            return Err(invalid("milestones", reason));
         }
         Ok(())
     }
@@ -129,14 +132,19 @@ impl StageConfig {
 impl ExperimentConfig {
     /// Checks values no type can: known architectures and method, positive sizes, increasing
     /// milestones. The error names the field.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field: &str, reason: String| ConfigError::Invalid {
+            field: field.to_string(),
+            reason,
+        };
         let names = sskd_models::model_names();
         for (field, arch) in [("teacher", &self.teacher), ("student", &self.student)] {
             if !names.contains(&arch.as_str()) {
-                return Err(format!(
-                    "field `{field}`: unknown architecture `{arch}`; known: {}",
-                    names.join(", ")
-                ));
+                return Err(ConfigError::UnknownArchitecture {
+                    field,
+                    name: arch.clone(),
+                    known: names.to_vec(),
+                });
             }
         }
         for (field, value) in [
@@ -145,7 +153,7 @@ impl ExperimentConfig {
             ("test_batch_size", self.test_batch_size),
         ] {
             if value == 0 {
-                return Err(format!("field `{field}` must be positive"));
+                return Err(invalid(field, "must be positive".to_string()));
             }
         }
         for (field, stage) in [
@@ -155,9 +163,26 @@ impl ExperimentConfig {
         ] {
             stage.validate(field)?;
         }
-        self.method
-            .validate()
-            .map_err(|e| format!("field `method`: {e}"))
+        self.method.validate().map_err(ConfigError::Method)
+    }
+}
+
+impl Settings for ExperimentConfig {
+    /// The fields of `settings` over this config, field by field; the `method` field through
+    /// [`MethodConfig`]'s own settings (the same method keeps its settings, another starts from
+    /// its published ones).
+    fn with_settings(&self, settings: &Value) -> Result<Self, SettingsError> {
+        let mut fields = object(settings)?.clone();
+        let method = match fields.remove("method") {
+            Some(written) => self
+                .method
+                .with_settings(&written)
+                .map_err(|e| e.in_field("method"))?,
+            None => self.method.clone(),
+        };
+        let mut config = merge_fields(self, &Value::Object(fields))?;
+        config.method = method;
+        Ok(config)
     }
 }
 
@@ -165,33 +190,37 @@ impl ExperimentConfig {
 pub fn load_experiment(
     path: &Path,
     defaults: fn(&str, &str) -> ExperimentConfig,
-) -> Result<ExperimentConfig> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read config {}", path.display()))?;
-    let json: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("config {} is not valid JSON", path.display()))?;
-    let arch = |field: &str| {
+) -> Result<ExperimentConfig, ConfigError> {
+    let json = read_json(path)?;
+    let arch = |field: &'static str| {
         json.get(field)
             .and_then(|v| v.as_str())
-            .map(str::to_string)
-            .with_context(|| format!("config {}: field `{field}` is missing", path.display()))
+            .ok_or(ConfigError::Missing {
+                path: path.to_path_buf(),
+                field,
+            })
     };
-    let config = load_overrides(path, defaults(&arch("teacher")?, &arch("student")?))
-        .map_err(anyhow::Error::msg)?;
-    config
-        .validate()
-        .map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))?;
+    let config = load_overrides(path, defaults(arch("teacher")?, arch("student")?))?;
+    config.validate().map_err(|e| e.in_file(path))?;
     Ok(config)
 }
 
-/// The student learning rate of the SSKD and CRD scripts: 0.01 for MobileNetV2 and the
-/// ShuffleNets, 0.05 otherwise.
-pub fn default_student_lr(student: &str) -> f64 {
-    if matches!(student, "MobileNetV2" | "ShuffleV1" | "ShuffleV2") {
-        0.01
-    } else {
-        0.05
+/// The field of [`ExperimentConfig`] holding `stage`'s settings (`teacher_stage`, ...); none
+/// for a method's pre-training, which the method's settings drive.
+pub fn stage_field(stage: Stage) -> Option<&'static str> {
+    match stage {
+        Stage::Teacher => Some("teacher_stage"),
+        Stage::Head => Some("head_stage"),
+        Stage::Student => Some("student_stage"),
+        Stage::Pretraining => None,
     }
+}
+
+/// The student learning rate of the SSKD and CRD scripts, from the architecture table
+/// ([`sskd_models::registry::student_lr`]: 0.01 for MobileNetV2 and the ShuffleNets, 0.05
+/// otherwise and for a name the table does not have).
+pub fn default_student_lr(student: &str) -> f64 {
+    sskd_models::registry::student_lr(student).unwrap_or(sskd_models::registry::STUDENT_LR)
 }
 
 #[cfg(test)]
@@ -209,14 +238,15 @@ mod tests {
         assert_eq!((config.batch_size, sskd.ss_weight), (64, 10.0));
         config.validate().unwrap();
         let bad = ExperimentConfig::new("wrn_40_2".into(), "wrn_16_3".into());
-        assert!(bad.validate().unwrap_err().contains("field `student`"));
+        let error = bad.validate().unwrap_err().to_string();
+        assert!(error.contains("field `student`"), "{error}");
     }
 
     #[test]
     fn a_stage_of_zero_epochs_is_rejected() {
         let mut config = ExperimentConfig::new("wrn_40_2".into(), "wrn_16_2".into());
         config.teacher_stage.epochs = 0;
-        let error = config.validate().unwrap_err();
+        let error = config.validate().unwrap_err().to_string();
         assert!(
             error.contains("field `teacher_stage.epochs` must be positive"),
             "{error}"

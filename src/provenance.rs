@@ -9,6 +9,7 @@
 //! difference that changes its result ([`config_changes`]), naming each field, unless told to
 //! go on (`StageOptions::allow_config_change`, `--allow-config-change`).
 
+use sskd_train::Stage;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -18,7 +19,7 @@ use serde_json::Value;
 use sskd_models::atomic::write_atomically;
 use sskd_train::run_dir::RunDir;
 
-use crate::experiment::ExperimentConfig;
+use crate::experiment::{stage_field, ExperimentConfig};
 
 /// How one stage was started in a run folder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,14 +60,14 @@ pub struct RunRecord {
 impl RunRecord {
     /// The record of `stage` starting now on `devices` of backend `B`.
     pub fn now<B: Backend>(
-        stage: &str,
+        stage: Stage,
         config: &ExperimentConfig,
         (resume, seeds): (bool, &[u64]),
         devices: &[B::Device],
     ) -> Self {
         let (git_commit, git_dirty) = git_state();
         Self {
-            stage: stage.to_string(),
+            stage: stage.name().to_string(),
             started: now_rfc3339(),
             resume,
             command_line: std::env::args().collect(),
@@ -144,13 +145,15 @@ fn leaves(prefix: &str, value: &Value, out: &mut Vec<(String, Value)>) {
 /// Whether a difference in the config field `path` changes what `stage` computes: another
 /// stage's settings do not, nor do checkpoint frequency and the test batch; the method only
 /// matters to the student.
-fn matters(stage: &str, path: &str) -> bool {
+fn matters(stage: Stage, path: &str) -> bool {
     let top = path.split('.').next().unwrap_or(path);
-    let own_section = format!("{stage}_stage");
-    match top {
-        "checkpoint_every" | "test_batch_size" => false,
-        "teacher_stage" | "head_stage" | "student_stage" => top == own_section,
-        "method" | "student" => stage == "student",
+    let stage_section = Stage::ALL
+        .into_iter()
+        .find(|s| stage_field(*s) == Some(top));
+    match (top, stage_section) {
+        ("checkpoint_every" | "test_batch_size", _) => false,
+        (_, Some(section)) => section == stage,
+        ("method" | "student", _) => stage == Stage::Student,
         _ => true,
     }
 }
@@ -158,7 +161,7 @@ fn matters(stage: &str, path: &str) -> bool {
 /// The fields in which `stored` and `now` differ, as far as they change `stage`'s result,
 /// each as `` `field`: STORED → NOW ``. A method replaced by another reads
 /// `` `method`: sskd → kd ``.
-pub fn config_changes(stage: &str, stored: &Value, now: &Value) -> Vec<String> {
+pub fn config_changes(stage: Stage, stored: &Value, now: &Value) -> Vec<String> {
     let method_name = |config: &Value| {
         config["method"]
             .as_object()
@@ -200,7 +203,7 @@ pub fn config_changes(stage: &str, stored: &Value, now: &Value) -> Vec<String> {
 /// What a stage's start writes and checks in its run folder.
 pub struct RunStart<'a> {
     /// The stage.
-    pub stage: &'a str,
+    pub stage: Stage,
     /// The resolved config it runs with.
     pub config: &'a ExperimentConfig,
     /// Whether it resumes, and whether it may resume under a config that differs.
@@ -290,6 +293,7 @@ mod tests {
     }
 
     fn changes(stage: &str, assignments: &[&str]) -> Vec<String> {
+        let stage = Stage::named(stage).unwrap();
         let mut changed = config();
         for assignment in assignments {
             changed = apply_assignment(changed, assignment).unwrap();

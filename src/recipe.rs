@@ -21,12 +21,13 @@ use sskd_models::import::{load_weights, load_weights_with_head};
 use sskd_models::{create_model, BackboneWithHead, ModelError, SelfSupervisionHeadConfig};
 use sskd_train::epoch::Student;
 use sskd_train::fit::FitPlan;
-use sskd_train::metrics::{EpochResult, SelectBy};
+use sskd_train::metrics::EpochResult;
 use sskd_train::plot::plot_run;
 use sskd_train::progress::ProgressConfig;
 use sskd_train::report::mean_and_std;
 use sskd_train::run_dir::RunDir;
 use sskd_train::stages::{train_head, train_student, train_teacher, RunData, Transform};
+use sskd_train::Stage;
 
 use crate::experiment::{ExperimentConfig, StageConfig};
 use crate::provenance::{open_run, RunStart};
@@ -100,10 +101,10 @@ pub fn transform(
     })
 }
 
-/// The fit plan of `stage` (`teacher`, `head` or `student`) training `arch`, tagged with the
-/// experiment, resumed and shown as `options` say.
+/// The fit plan of `stage` training `arch`, tagged with the experiment, resumed and shown as
+/// `options` say.
 pub fn plan(
-    (stage, arch): (&str, &str),
+    (stage, arch): (Stage, &str),
     config: &StageConfig,
     experiment: &ExperimentConfig,
     options: &StageOptions,
@@ -117,11 +118,6 @@ pub fn plan(
     FitPlan {
         checkpoint_every: experiment.checkpoint_every,
         resume: options.resume,
-        select_by: if stage == "head" {
-            SelectBy::SsTop1
-        } else {
-            SelectBy::Top1
-        },
         tags,
         progress: options.progress,
         ..FitPlan::new(stage, config.epochs, config.schedule(), experiment.seed)
@@ -232,7 +228,7 @@ where
     /// `config.json` and `run.json` ([`crate::provenance`]).
     fn open_run<B: AutodiffBackend>(
         &self,
-        stage: &str,
+        stage: Stage,
         config: &ExperimentConfig,
         out: &Path,
         devices: &[B::Device],
@@ -252,43 +248,49 @@ where
     /// best teacher.
     pub fn teacher<B: AutodiffBackend>(&self, devices: &[B::Device]) -> Result<StageResult> {
         let stage = &self.config.teacher_stage;
-        self.plain::<B>(&self.config.teacher, ("teacher", stage), devices)
+        self.plain::<B>(&self.config.teacher, (Stage::Teacher, stage), devices)
     }
 
-    /// The network `arch` trained with cross-entropy alone, as the stage `name` with the
-    /// schedule of `config`, in `options.out` (`{name}-best.mpk`, `{name}-last.mpk`): the
-    /// teacher of stage 1, or a student without distillation (the "vanilla" baseline).
+    /// The network `arch` trained with cross-entropy alone, as the stage `stage` with the
+    /// schedule of `config`, in `options.out` (`{stage}-best.mpk`, `{stage}-last.mpk`): the
+    /// teacher of stage 1, or a student without distillation (the method `vanilla`).
     pub fn plain<B: AutodiffBackend>(
         &self,
         arch: &str,
-        (name, config): (&str, &StageConfig),
+        (stage, config): (Stage, &StageConfig),
         devices: &[B::Device],
     ) -> Result<StageResult> {
         let device = self.first_device::<B>(devices)?;
-        config
-            .validate(name)
-            .map_err(|e| anyhow::anyhow!("stage {name}: {e}"))?;
-        B::seed(device, self.config.seed);
-        let run = self.open_run::<B>(name, self.config, &self.options.out, devices)?;
-        let model = create_model::<B>(arch, self.config.num_classes, device)?;
-        let mut plan = plan((name, arch), config, self.config, self.options);
+        let run = (self.config, self.data, self.options.out.as_path());
+        in_node_group::<B, _>(self.options, device, || {
+            self.plain_run::<B>(arch, (stage, config), run, devices)
+        })
+    }
+
+    /// [`Recipe::plain`] of the experiment `config` on `data` in the run folder `out`.
+    fn plain_run<B: AutodiffBackend>(
+        &self,
+        arch: &str,
+        (stage, stage_config): (Stage, &StageConfig),
+        (config, data, out): (&ExperimentConfig, &RunData<D, I>, &Path),
+        devices: &[B::Device],
+    ) -> Result<StageResult> {
+        let device = self.first_device::<B>(devices)?;
+        stage_config
+            .validate(stage.name())
+            .map_err(|e| anyhow::anyhow!("stage {stage}: {e}"))?;
+        B::seed(device, config.seed);
+        let run = self.open_run::<B>(stage, config, out, devices)?;
+        let model = create_model::<B>(arch, config.num_classes, device)?;
+        let mut plan = plan((stage, arch), stage_config, config, self.options);
         // Cross-entropy alone: the distillation method plays no part.
         plan.tags.remove("method");
-        let outcome = in_node_group::<B, _>(self.options, device, || {
-            Ok(train_teacher(
-                &run,
-                &plan,
-                model,
-                self.data,
-                sgd(self.config),
-                devices,
-            )?)
-        })?;
+        let outcome = train_teacher(&run, &plan, model, data, sgd(config), devices)?;
         plot_run(&run)?;
         Ok(StageResult {
             best: outcome.best,
             last: outcome.last,
-            record: run.path(&format!("{name}-best.mpk")),
+            record: run.path(&format!("{stage}-best.mpk")),
         })
     }
 
@@ -303,10 +305,10 @@ where
             .teacher_weights("the teacher backbone to train a head on")?;
         let teacher = create_model::<B>(&self.config.teacher, self.config.num_classes, device)?;
         let teacher = load_weights(teacher, weights, device)?;
-        let run = self.open_run::<B>("head", self.config, &self.options.out, devices)?;
+        let run = self.open_run::<B>(Stage::Head, self.config, &self.options.out, devices)?;
         let frozen = teacher.valid();
         let head = SelfSupervisionHeadConfig::new(frozen.embedding_dim()).init::<B>(device);
-        let stage = ("head", self.config.teacher.as_str());
+        let stage = (Stage::Head, self.config.teacher.as_str());
         let plan = plan(stage, &self.config.head_stage, self.config, self.options);
         let outcome = in_node_group::<B, _>(self.options, device, || {
             Ok(train_head(
@@ -343,16 +345,28 @@ where
             bail!("StageOptions::image_size is 0: give the side of the training images");
         }
         let device = self.first_device::<B>(devices)?;
-        let weights = self.options.teacher_weights(
-            "the teacher (stage 1's teacher-best.mpk or a PyTorch checkpoint; SSKD needs it with \
-             its SS head: the head stage's teacher-with-head.mpk, or SSKD's teacher.pth)",
-        )?;
-        let teacher = load_teacher::<B>(self.config, weights, device)?;
+        // A method that learns from no teacher (`vanilla`) trains the student as stage 1 trains
+        // a teacher.
+        let teacher = match self.config.method.uses_teacher() {
+            false => None,
+            true => {
+                let weights = self.options.teacher_weights(
+                    "the teacher (stage 1's teacher-best.mpk or a PyTorch checkpoint; SSKD needs \
+                     it with its SS head: the head stage's teacher-with-head.mpk, or SSKD's \
+                     teacher.pth)",
+                )?;
+                Some(load_teacher::<B>(self.config, weights, device)?)
+            }
+        };
         let run_of = |config: &ExperimentConfig, data: &RunData<D, I>, out: &Path| {
-            let run = self.open_run::<B>("student", config, out, devices)?;
+            let Some(teacher) = &teacher else {
+                let stage = (Stage::Student, &config.student_stage);
+                return self.plain_run::<B>(&config.student, stage, (config, data, out), devices);
+            };
+            let run = self.open_run::<B>(Stage::Student, config, out, devices)?;
             let input = StudentInput {
                 config,
-                teacher: &teacher,
+                teacher,
                 data,
                 image_size: self.options.image_size,
             };
@@ -494,7 +508,7 @@ where
     let needs = Distiller::<B>::needs(&student.method);
     check_teacher_head(teacher, config.method.name(), needs.head)?;
     let teacher = &teacher.network;
-    let stage = ("student", config.student.as_str());
+    let stage = (Stage::Student, config.student.as_str());
     let plan = plan(stage, &config.student_stage, config, options);
     let outcome = train_student(run, &plan, student, teacher, data, sgd(config), devices)?;
     let shell = build_student::<B>(config, teacher, labels, image_size, device)?;

@@ -2,6 +2,62 @@
 
 use std::fmt;
 
+/// A device, device list or precision this build cannot run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackendError {
+    /// A device index that is not a number.
+    #[error("device `{text}`: `{index}` is not a device index")]
+    BadIndex {
+        /// The device as written.
+        text: String,
+        /// The index as written.
+        index: String,
+    },
+    /// A device of no backend.
+    #[error("unknown device `{text}`: expected cpu, cuda[:N] or wgpu[:N]")]
+    UnknownDevice {
+        /// The device as written.
+        text: String,
+    },
+    /// A device whose backend this build lacks.
+    #[error(
+        "device `{device}` needs the `{feature}` feature; rebuild with `--features {feature}`"
+    )]
+    NotCompiled {
+        /// The device.
+        device: DeviceChoice,
+        /// The cargo feature of its backend.
+        feature: &'static str,
+    },
+    /// A precision of no name.
+    #[error("unknown precision `{text}`: expected f32, f16 or bf16")]
+    UnknownPrecision {
+        /// The precision as written.
+        text: String,
+    },
+    /// Devices of several backends in one list.
+    #[error(
+        "devices `{text}`: `{other}` is not a {backend} device; data-parallel training uses one \
+         backend"
+    )]
+    MixedBackends {
+        /// The list as written.
+        text: String,
+        /// The first device of another backend.
+        other: DeviceChoice,
+        /// The first device's backend.
+        backend: &'static str,
+    },
+    /// A precision the device's backend does not have.
+    #[error("precision {precision} is not available on device `{device}`")]
+    Unavailable {
+        /// The precision.
+        precision: Precision,
+        /// The device.
+        device: DeviceChoice,
+    },
+}
+
 /// A compute device named on the command line: `cpu`, `cuda[:N]` or `wgpu[:N]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceChoice {
@@ -25,14 +81,15 @@ impl fmt::Display for DeviceChoice {
 }
 
 impl std::str::FromStr for DeviceChoice {
-    type Err = String;
+    type Err = BackendError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let (kind, index) = match text.split_once(':') {
             Some((kind, index)) => {
-                let index = index
-                    .parse::<usize>()
-                    .map_err(|_| format!("device `{text}`: `{index}` is not a device index"))?;
+                let index = index.parse::<usize>().map_err(|_| BackendError::BadIndex {
+                    text: text.to_string(),
+                    index: index.to_string(),
+                })?;
                 (kind, Some(index))
             }
             None => (text, None),
@@ -41,16 +98,25 @@ impl std::str::FromStr for DeviceChoice {
             ("cpu", None) => Ok(DeviceChoice::Cpu),
             ("cuda", index) => Ok(DeviceChoice::Cuda(index.unwrap_or(0))),
             ("wgpu", index) => Ok(DeviceChoice::Wgpu(index)),
-            _ => Err(format!(
-                "unknown device `{text}`: expected cpu, cuda[:N] or wgpu[:N]"
-            )),
+            _ => Err(BackendError::UnknownDevice {
+                text: text.to_string(),
+            }),
         }
     }
 }
 
 impl DeviceChoice {
+    /// The device's backend: `cpu`, `cuda` or `wgpu`.
+    pub fn backend(self) -> &'static str {
+        match self {
+            DeviceChoice::Cpu => "cpu",
+            DeviceChoice::Cuda(_) => "cuda",
+            DeviceChoice::Wgpu(_) => "wgpu",
+        }
+    }
+
     /// An error if this build lacks the backend the device needs.
-    pub fn check_compiled(self) -> Result<(), String> {
+    pub fn check_compiled(self) -> Result<(), BackendError> {
         let (compiled, feature) = match self {
             DeviceChoice::Cpu => (cfg!(feature = "flex"), "flex"),
             DeviceChoice::Cuda(_) => (cfg!(feature = "cuda"), "cuda"),
@@ -59,9 +125,10 @@ impl DeviceChoice {
         if compiled {
             Ok(())
         } else {
-            Err(format!(
-                "device `{self}` needs the `{feature}` feature; rebuild with `--features {feature}`"
-            ))
+            Err(BackendError::NotCompiled {
+                device: self,
+                feature,
+            })
         }
     }
 }
@@ -90,16 +157,16 @@ impl fmt::Display for Precision {
 }
 
 impl std::str::FromStr for Precision {
-    type Err = String;
+    type Err = BackendError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         match text {
             "f32" | "fp32" => Ok(Precision::F32),
             "f16" | "fp16" => Ok(Precision::F16),
             "bf16" => Ok(Precision::Bf16),
-            _ => Err(format!(
-                "unknown precision `{text}`: expected f32, f16 or bf16"
-            )),
+            _ => Err(BackendError::UnknownPrecision {
+                text: text.to_string(),
+            }),
         }
     }
 }
@@ -175,7 +242,7 @@ impl fmt::Display for DeviceList {
 }
 
 impl std::str::FromStr for DeviceList {
-    type Err = String;
+    type Err = BackendError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let choices = text
@@ -187,10 +254,11 @@ impl std::str::FromStr for DeviceList {
             .iter()
             .find(|c| std::mem::discriminant(*c) != std::mem::discriminant(&first))
         {
-            return Err(format!(
-                "devices `{text}`: `{other}` is not a {} device; data-parallel training uses one backend",
-                first.to_string().split(':').next().unwrap_or_default()
-            ));
+            return Err(BackendError::MixedBackends {
+                text: text.to_string(),
+                other: *other,
+                backend: first.backend(),
+            });
         }
         Ok(Self(choices))
     }
@@ -219,7 +287,7 @@ pub fn dispatch<J: BackendJob>(
     list: &DeviceList,
     precision: Precision,
     job: J,
-) -> Result<J::Output, String> {
+) -> Result<J::Output, BackendError> {
     let first = list.0[0];
     first.check_compiled()?;
     match (first, precision) {
@@ -243,9 +311,10 @@ pub fn dispatch<J: BackendJob>(
         (DeviceChoice::Wgpu(_), Precision::F16) => {
             Ok(job.run::<burn::backend::Wgpu<burn::tensor::f16>>(list.wgpu()))
         }
-        _ => Err(format!(
-            "precision {precision} is not available on device `{first}`"
-        )),
+        _ => Err(BackendError::Unavailable {
+            precision,
+            device: first,
+        }),
     }
 }
 
@@ -301,6 +370,7 @@ mod tests {
         assert!("f64"
             .parse::<Precision>()
             .unwrap_err()
+            .to_string()
             .contains("f32, f16 or bf16"));
 
         struct Count;
@@ -312,7 +382,10 @@ mod tests {
         }
         let cpu = DeviceList::from(DeviceChoice::Cpu);
         let refused = dispatch(&cpu, Precision::F16, Count).unwrap_err();
-        assert_eq!(refused, "precision f16 is not available on device `cpu`");
+        assert_eq!(
+            refused.to_string(),
+            "precision f16 is not available on device `cpu`"
+        );
         assert_eq!(dispatch(&cpu, Precision::F32, Count), Ok(1));
         let two: DeviceList = "cpu,cpu".parse().unwrap();
         assert_eq!(dispatch(&two, Precision::F32, Count), Ok(2));
@@ -327,7 +400,7 @@ mod tests {
         );
         assert_eq!(list.to_string(), "cuda:0,cuda:1");
         assert_eq!("cpu".parse::<DeviceList>().unwrap().devices().len(), 1);
-        let mixed = "cuda:0,wgpu".parse::<DeviceList>().unwrap_err();
+        let mixed = "cuda:0,wgpu".parse::<DeviceList>().unwrap_err().to_string();
         assert!(mixed.contains("`wgpu` is not a cuda device"), "{mixed}");
         assert!("cuda:0,,cuda:1".parse::<DeviceList>().is_err());
     }

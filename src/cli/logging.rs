@@ -35,11 +35,11 @@ impl Default for Verbosity {
 }
 
 /// A non-negative, finite number of seconds.
-fn seconds(text: &str) -> Result<f64, String> {
+fn seconds(text: &str) -> Result<f64, super::ValueError> {
     match text.parse::<f64>() {
         Ok(value) if value.is_finite() && value >= 0.0 => Ok(value),
-        Ok(_) => Err("must be a non-negative number of seconds".to_string()),
-        Err(e) => Err(format!("not a number: {e}")),
+        Ok(_) => Err(super::ValueError::NotSeconds),
+        Err(source) => Err(super::ValueError::NotANumber(source)),
     }
 }
 

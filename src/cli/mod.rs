@@ -158,12 +158,29 @@ impl EvalArgs {
 
 /// A clap value parser for counts that must be at least 1 (epochs, images, batch sizes):
 /// `--batch 0` is refused with a usage error instead of running on nothing.
-pub fn positive(text: &str) -> Result<usize, String> {
+pub fn positive(text: &str) -> Result<usize, ValueError> {
     match text.parse::<usize>() {
-        Ok(0) => Err("must be at least 1".to_string()),
+        Ok(0) => Err(ValueError::Zero),
         Ok(count) => Ok(count),
-        Err(e) => Err(format!("not a count: {e}")),
+        Err(source) => Err(ValueError::NotACount(source)),
     }
+}
+
+/// A command-line value out of its range.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ValueError {
+    /// Zero where a count of at least one is needed.
+    #[error("must be at least 1")]
+    Zero,
+    /// Not a whole number.
+    #[error("not a count: {0}")]
+    NotACount(#[source] std::num::ParseIntError),
+    /// Not a number.
+    #[error("not a number: {0}")]
+    NotANumber(#[source] std::num::ParseFloatError),
+    /// A negative or infinite number of seconds.
+    #[error("must be a non-negative number of seconds")]
+    NotSeconds,
 }
 
 /// The config of a stage: the file (its `teacher` and `student` pick `defaults`) or the
@@ -194,9 +211,9 @@ pub fn experiment(
         }
     }
     for assignment in &args.overrides {
-        config = apply_assignment(config, assignment).map_err(anyhow::Error::msg)?;
+        config = apply_assignment(config, assignment)?;
     }
-    config.validate().map_err(anyhow::Error::msg)?;
+    config.validate()?;
     Ok(config)
 }
 
@@ -238,15 +255,7 @@ where
 }
 
 /// The training stage a command runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    /// Stage 1, the teacher.
-    Teacher,
-    /// Stage 2, the teacher's SS head.
-    Head,
-    /// Stage 3, the student.
-    Student,
-}
+pub use sskd_train::Stage;
 
 /// Runs `stage` of `recipe` on `devices` and prints what it produced.
 pub fn run_stage<B, D, I>(
@@ -262,18 +271,19 @@ where
     match stage {
         Stage::Teacher => {
             let result = recipe.teacher::<B>(devices)?;
-            report("teacher", &result);
+            report(stage, &result);
             println!("SSKD uses the best teacher: {}", result.record.display());
         }
         Stage::Head => {
             let result = recipe.head::<B>(devices)?;
-            report("head", &result);
+            report(stage, &result);
             println!(
                 "teacher with its last-epoch SS head: {}",
                 result.record.display()
             );
         }
-        Stage::Student => report_students(&recipe.student::<B>(devices)?),
+        // A method's pre-training runs within the student stage.
+        Stage::Student | Stage::Pretraining => report_students(&recipe.student::<B>(devices)?),
     }
     Ok(())
 }
@@ -281,7 +291,7 @@ where
 /// Prints each student run, and the mean ± std over the seeds.
 pub fn report_students(result: &StudentResult) {
     for run in &result.runs {
-        report("student", &run.result);
+        report(Stage::Student, &run.result);
     }
     if let Some(summary) = result.summary {
         println!(
@@ -296,7 +306,7 @@ pub fn report_students(result: &StudentResult) {
 }
 
 /// Prints a stage's best and last epochs, saying which is which.
-pub fn report(stage: &str, result: &StageResult) {
+pub fn report(stage: Stage, result: &StageResult) {
     let epochs: [(&str, Option<EpochResult>); 2] = [("best", result.best), ("last", result.last)];
     for (label, result) in epochs {
         if let Some(r) = result {

@@ -17,6 +17,54 @@ use rayon::prelude::*;
 
 use crate::rng::sample_rng;
 
+/// Why a transform could not make a sample of an item (an image that does not decode, a file
+/// that cannot be read): any error.
+pub type SampleError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A transform of a dataset item into a [`Sample`], drawing from the sample's generator.
+pub trait SampleTransform<I>:
+    Fn(I, &mut StdRng) -> Result<Sample, SampleError> + Send + Sync
+{
+}
+
+impl<I, F> SampleTransform<I> for F where
+    F: Fn(I, &mut StdRng) -> Result<Sample, SampleError> + Send + Sync + ?Sized
+{
+}
+
+/// Why the loader could not make a batch.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The dataset has no item at an index of its range.
+    #[error("dataset item {index} could not be read")]
+    MissingItem {
+        /// The dataset index.
+        index: usize,
+    },
+    /// The transform of a sample failed.
+    #[error("sample {index}: {source}")]
+    Transform {
+        /// The dataset index.
+        index: usize,
+        /// The transform's error.
+        #[source]
+        source: SampleError,
+    },
+    /// Samples of different shapes in one batch.
+    #[error("sample {index} has shape {shape:?}, the batch {batch:?}")]
+    Shape {
+        /// The dataset index of the odd sample.
+        index: usize,
+        /// Its shape.
+        shape: [usize; 4],
+        /// The batch's (its first sample's).
+        batch: [usize; 4],
+    },
+    /// A batch of no samples.
+    #[error("empty batch")]
+    Empty,
+}
+
 /// One transformed sample: planar floats of `copies × C × H × W` and its label.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
@@ -152,11 +200,11 @@ pub fn load_epoch<I, D, F>(
     transform: Arc<F>,
     config: LoaderConfig,
     epoch: u64,
-) -> Receiver<Result<HostBatch, String>>
+) -> Receiver<Result<HostBatch, LoadError>>
 where
     I: Send + 'static,
     D: Dataset<I> + 'static,
-    F: Fn(I, &mut StdRng) -> Result<Sample, String> + Send + Sync + ?Sized + 'static,
+    F: SampleTransform<I> + ?Sized + 'static,
 {
     let (sender, receiver) = sync_channel(config.prefetch.max(1));
     std::thread::spawn(move || {
@@ -166,13 +214,12 @@ where
                 break;
             };
             let chunk = chunk.as_slice();
-            let samples: Result<Vec<Sample>, String> = chunk
+            let samples: Result<Vec<Sample>, LoadError> = chunk
                 .par_iter()
                 .map(|&index| {
-                    let item = dataset
-                        .get(index)
-                        .ok_or_else(|| format!("dataset item {index} could not be read"))?;
+                    let item = dataset.get(index).ok_or(LoadError::MissingItem { index })?;
                     transform(item, &mut sample_rng(config.seed, epoch, index as u64))
+                        .map_err(|source| LoadError::Transform { index, source })
                 })
                 .collect();
             let batch = samples.and_then(|samples| assemble(&samples, chunk));
@@ -186,13 +233,14 @@ where
 }
 
 /// Concatenates samples of one shape into a batch.
-fn assemble(samples: &[Sample], indices: &[usize]) -> Result<HostBatch, String> {
-    let shape = samples.first().map(|s| s.shape).ok_or("empty batch")?;
+fn assemble(samples: &[Sample], indices: &[usize]) -> Result<HostBatch, LoadError> {
+    let shape = samples.first().map(|s| s.shape).ok_or(LoadError::Empty)?;
     if let Some((position, odd)) = samples.iter().enumerate().find(|(_, s)| s.shape != shape) {
-        return Err(format!(
-            "sample {} has shape {:?}, the batch {:?}",
-            indices[position], odd.shape, shape
-        ));
+        return Err(LoadError::Shape {
+            index: indices[position],
+            shape: odd.shape,
+            batch: shape,
+        });
     }
     let mut pixels = Vec::with_capacity(samples.len() * samples[0].pixels.len());
     for sample in samples {
@@ -212,7 +260,7 @@ mod tests {
     use burn::data::dataset::InMemDataset;
     use rand::Rng;
 
-    fn noisy(item: usize, rng: &mut StdRng) -> Result<Sample, String> {
+    fn noisy(item: usize, rng: &mut StdRng) -> Result<Sample, SampleError> {
         Ok(Sample {
             pixels: vec![item as f32, rng.random::<f32>()],
             shape: [1, 1, 1, 2],

@@ -23,7 +23,7 @@ use sskd::losses::MethodConfig;
 use sskd::models::{create_model, BackboneWithHead, Model, SelfSupervisionHeadConfig};
 use sskd::train::epoch::{head_epoch, student_epoch, teacher_epoch};
 use sskd::train::metrics::EpochReport;
-use sskd::train::TrainError;
+use sskd::train::{SetupError, TrainError};
 
 use sskd::experiment::ExperimentConfig;
 use sskd::recipe::build_student;
@@ -290,9 +290,9 @@ where
 {
     let mut module = Some(module);
     Box::new(move |batch| {
-        let current = module.take().ok_or_else(|| {
-            TrainError::Config("a previous step failed; the module is gone".to_string())
-        })?;
+        let current = module
+            .take()
+            .ok_or(TrainError::Setup(SetupError::ModuleGone))?;
         let (next, report) = epoch(current, &mut optimizer, batch)?;
         module = Some(next);
         Ok(report)

@@ -151,6 +151,9 @@ pub struct LossTerm<B: Backend> {
     pub weight: f64,
 }
 
+/// The name of the weighted total among a step's logged terms (beside each term's own name).
+pub const TOTAL: &str = "total";
+
 /// The named terms of a method and their weighted total, plus counts a method reports (e.g.
 /// how many rows a selection kept).
 #[derive(Debug, Clone)]

@@ -58,10 +58,12 @@ mod nst;
 mod pkt;
 mod registry;
 mod rkd;
+pub mod settings;
 mod shapes;
 mod sp;
 mod sskd;
 pub mod torch_names;
+mod vanilla;
 mod vid;
 
 pub use ab::{ActivationBoundary, ActivationBoundaryConfig};
@@ -70,6 +72,7 @@ pub use cc::{Correlation, CorrelationConfig};
 pub use combined::{BaselineConfig, FeatureTerm, ObjectiveWeights, TermConfig, WithCeKd};
 pub use contract::{
     BatchLayout, DistillInputs, Distiller, LossTerm, LossTerms, Needs, NetworkOutputs, Pretraining,
+    TOTAL,
 };
 pub use crd::{Crd, CrdConfig, CrdMode, CrdSampler};
 pub use dkd::{Dkd, DkdConfig};
@@ -83,7 +86,9 @@ pub use nst::Nst;
 pub use pkt::Pkt;
 pub use registry::{create_method, method_names, DistillerConfig, Method, MethodConfig};
 pub use rkd::Rkd;
+pub use settings::{Settings, SettingsError};
 pub use shapes::{FeatureShapes, MethodContext};
 pub use sp::Similarity;
 pub use sskd::{ss_head_loss, SsKnowledge, Sskd, SskdConfig};
+pub use vanilla::{Vanilla, VanillaConfig};
 pub use vid::{Vid, VidConfig, VidLayer};

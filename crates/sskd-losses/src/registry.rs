@@ -12,11 +12,12 @@ use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::settings::{self, Settings, SettingsError};
 use crate::{
     ActivationBoundaryConfig, Attention, BaselineConfig, CorrelationConfig, CrdConfig,
     DistillInputs, Distiller, Dkd, DkdConfig, FactorTransferConfig, FitNetConfig, Fsp, Kd,
     KdConfig, Kdsvd, LossError, LossTerms, MethodContext, Needs, Nst, Pkt, Pretraining, Rkd,
-    Similarity, Sskd, SskdConfig, TermConfig, VidConfig, WithCeKd,
+    Similarity, Sskd, SskdConfig, TermConfig, Vanilla, VanillaConfig, VidConfig, WithCeKd,
 };
 
 /// A method's settings, which build the method for the networks of a run.
@@ -31,11 +32,18 @@ pub trait DistillerConfig {
     ) -> Result<Self::Method<B>, LossError>;
     /// Checks the settings that do not depend on the networks (weights, temperatures, ratios).
     fn validate(&self) -> Result<(), LossError>;
+
+    /// Whether the method learns from a teacher (plain training does not).
+    const USES_TEACHER: bool = true;
+
+    /// Whether the method reads logits alone, so its settings build it without the networks'
+    /// shapes.
+    const LOGITS_ONLY: bool = false;
 }
 
 /// Logit methods need nothing of the run: their configs' own `init` builds them.
 macro_rules! logit_methods {
-    ($($config:ty => $method:ty),* $(,)?) => {$(
+    ($($config:ty => $method:ty: $uses_teacher:literal),* $(,)?) => {$(
         impl DistillerConfig for $config {
             type Method<B: Backend> = $method;
 
@@ -50,11 +58,19 @@ macro_rules! logit_methods {
             fn validate(&self) -> Result<(), LossError> {
                 <$config>::init(self).map(|_| ())
             }
+
+            const USES_TEACHER: bool = $uses_teacher;
+            const LOGITS_ONLY: bool = true;
         }
     )*};
 }
 
-logit_methods!(SskdConfig => Sskd, KdConfig => Kd, DkdConfig => Dkd);
+logit_methods!(
+    SskdConfig => Sskd: true,
+    KdConfig => Kd: true,
+    DkdConfig => Dkd: true,
+    VanillaConfig => Vanilla: false,
+);
 
 impl<S: TermConfig> DistillerConfig for BaselineConfig<S> {
     type Method<B: Backend> = WithCeKd<B, S::Term<B>>;
@@ -144,6 +160,22 @@ macro_rules! methods {
                 match name {
                     $($name $(| $alias)* => Ok(Self::$variant($default)),)*
                     _ => Err(unknown_method(name)),
+                }
+            }
+
+            /// Whether the method learns from a teacher (plain training does not: a stage of
+            /// it trains the student as stage 1 trains a teacher).
+            pub fn uses_teacher(&self) -> bool {
+                match self {
+                    $(Self::$variant(_) => <$config as DistillerConfig>::USES_TEACHER,)*
+                }
+            }
+
+            /// Whether the method reads logits alone (its settings build it without the
+            /// networks' shapes).
+            pub fn logits_only(&self) -> bool {
+                match self {
+                    $(Self::$variant(_) => <$config as DistillerConfig>::LOGITS_ONLY,)*
                 }
             }
 
@@ -243,6 +275,8 @@ methods! {
     Crd: "crd" => BaselineConfig<CrdConfig> = BaselineConfig::new(0.8, CrdConfig::new());
     /// KDSVD (RepDistiller publishes no β for it: 1).
     Kdsvd: "kdsvd" => BaselineConfig<Kdsvd> = BaselineConfig::new(1.0, Kdsvd::default());
+    /// Plain training: cross-entropy alone, no teacher (mdistiller's `NONE`).
+    Vanilla: "vanilla" | "none" => VanillaConfig = VanillaConfig::new();
 }
 
 impl Default for MethodConfig {
@@ -255,56 +289,83 @@ impl Default for MethodConfig {
 impl burn::config::Config for MethodConfig {}
 
 impl<'de> Deserialize<'de> for MethodConfig {
+    /// A name, or `{"NAME": {settings}}`: the method's published defaults, the settings over
+    /// them.
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let written = Value::deserialize(deserializer)?;
-        let complete = with_published_defaults(&written).map_err(serde::de::Error::custom)?;
-        serde_json::from_value::<Complete>(complete)
-            .map(Self::from)
+        let (name, settings) = written_method(&written).map_err(serde::de::Error::custom)?;
+        let published = MethodConfig::published(name).map_err(serde::de::Error::custom)?;
+        published
+            .settings_over(settings)
             .map_err(serde::de::Error::custom)
     }
 }
 
-/// `written` (a name, or `{name: {settings}}`) over the published defaults of that method.
-fn with_published_defaults(written: &Value) -> Result<Value, String> {
-    let (name, settings) = match written {
-        Value::String(name) => (name.as_str(), None),
-        Value::Object(fields) if fields.len() == 1 => {
-            let (name, settings) = fields.iter().next().expect("one field");
-            (name.as_str(), Some(settings))
-        }
-        _ => {
-            return Err(format!(
-                "expected a method name or {{\"NAME\": {{settings}}}}, got {written}"
-            ))
-        }
-    };
-    let published = MethodConfig::published(name).map_err(|e| e.to_string())?;
-    let mut complete = serde_json::to_value(&published).map_err(|e| e.to_string())?;
-    let defaults = complete
-        .get_mut(published.name())
-        .and_then(Value::as_object_mut)
-        .expect("a method serialises as {name: {settings}}");
-    match settings {
-        None => {}
-        Some(Value::Object(settings)) => {
-            for (key, value) in settings {
-                let Some(slot) = defaults.get_mut(key) else {
-                    let known: Vec<&str> = defaults.keys().map(String::as_str).collect();
-                    return Err(format!(
-                        "method `{name}`: unknown setting `{key}`; its settings: {}",
-                        known.join(", ")
-                    ));
-                };
-                *slot = value.clone();
-            }
-        }
-        Some(other) => {
-            return Err(format!(
-                "method `{name}`: expected an object of settings, got {other}"
-            ))
+impl Settings for MethodConfig {
+    /// `written` is a name (`"kd"`: that method with its published defaults) or
+    /// `{"NAME": {settings}}`: the settings over this method's current ones when NAME is this
+    /// method, else over NAME's published defaults.
+    fn with_settings(&self, written: &Value) -> Result<Self, SettingsError> {
+        let (name, settings) = written_method(written)?;
+        let named = MethodConfig::published(name)?;
+        match settings {
+            None => Ok(named),
+            Some(_) if named.name() == self.name() => self.settings_over(settings),
+            Some(_) => named.settings_over(settings),
         }
     }
-    Ok(complete)
+}
+
+impl MethodConfig {
+    /// `self` with `settings` (the object of `{"NAME": {settings}}`) over its own; an unknown
+    /// setting is an error naming it and the method's settings.
+    fn settings_over(&self, settings: Option<&Value>) -> Result<Self, SettingsError> {
+        let mut complete = settings::to_value(self)?;
+        let name = self.name();
+        let own = &mut complete[name];
+        for (key, value) in settings
+            .map(settings::object)
+            .transpose()?
+            .into_iter()
+            .flatten()
+        {
+            settings::merge_field(own, key, value).map_err(|error| match error {
+                SettingsError::UnknownField { field, known } => {
+                    unknown_setting(name, &field, &known)
+                }
+                other => other.in_field(name),
+            })?;
+        }
+        let complete: Complete = settings::read(complete, name)?;
+        Ok(complete.into())
+    }
+}
+
+/// The name and the settings of a method as written: `"NAME"` or `{"NAME": {settings}}`.
+fn written_method(written: &Value) -> Result<(&str, Option<&Value>), SettingsError> {
+    match written {
+        Value::String(name) => Ok((name, None)),
+        Value::Object(fields) if fields.len() == 1 => {
+            let (name, settings) = fields.iter().next().expect("one field");
+            Ok((name, Some(settings)))
+        }
+        _ => Err(LossError::BadInput {
+            method: "registry",
+            message: format!("expected a method name or {{\"NAME\": {{settings}}}}, got {written}"),
+        }
+        .into()),
+    }
+}
+
+fn unknown_setting(method: &str, setting: &str, known: &[String]) -> SettingsError {
+    LossError::BadInput {
+        method: "registry",
+        message: format!(
+            "method `{method}`: unknown setting `{setting}`; its settings: {}",
+            known.join(", ")
+        ),
+    }
+    .into()
 }
 
 fn unknown_method(name: &str) -> LossError {
@@ -410,5 +471,29 @@ mod tests {
             error.contains("unknown setting `nce_kk`") && error.contains("nce_k"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn settings_apply_over_the_same_method_and_over_another_s_defaults() {
+        let json = |text: &str| serde_json::from_str::<Value>(text).unwrap();
+        let dkd = MethodConfig::published("dkd").unwrap();
+        let dkd = dkd
+            .with_settings(&json(r#"{"dkd": {"beta": 2.0}}"#))
+            .unwrap();
+        // The same method: the earlier setting stays.
+        let again = dkd
+            .with_settings(&json(r#"{"dkd": {"alpha": 3.0}}"#))
+            .unwrap();
+        let MethodConfig::Dkd(settings) = &again else {
+            panic!("{again:?}")
+        };
+        assert_eq!((settings.alpha, settings.beta), (3.0, 2.0));
+        // Another method (an alias too) starts from its published settings.
+        let at = again.with_settings(&json(r#"{"at": {"p": 4.0}}"#)).unwrap();
+        let expected = serde_json::from_str::<MethodConfig>(r#"{"attention": {"p": 4.0}}"#);
+        assert_eq!(at, expected.unwrap());
+        assert_eq!(again.with_settings(&json(r#""kd""#)).unwrap().name(), "kd");
+        let error = again.with_settings(&json("3")).unwrap_err().to_string();
+        assert!(error.contains("expected a method name"), "{error}");
     }
 }

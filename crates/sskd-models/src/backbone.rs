@@ -4,6 +4,7 @@ use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::{backend::Backend, Tensor};
 
+use crate::key_rules::KeyRules;
 use crate::ModelOutput;
 
 /// How RepDistiller calls a network in a training step, beyond `model(x, is_feat=True)`.
@@ -57,16 +58,24 @@ pub trait Backbone<B: Backend>: Module<B> {
         self.classifier().weight.dims()[1]
     }
 
+    /// How the family's reference PyTorch state dicts name its parameters (see
+    /// [`KeyRules`]).
+    const KEY_RULES: KeyRules;
+
     /// Maps a key of the family's reference PyTorch state dict (after any `module.` /
     /// `backbone.` prefix is removed) onto the network's parameter path, with PyTorch's leaf
-    /// names (`weight`, `bias`, `running_mean`, `running_var`); `None` if the key cannot
-    /// belong to the family.
-    fn burn_path(torch_key: &str) -> Option<String>;
+    /// names (`weight`, `bias`, `running_mean`, `running_var`), by [`Backbone::KEY_RULES`];
+    /// `None` if the key cannot belong to the family.
+    fn burn_path(torch_key: &str) -> Option<String> {
+        Self::KEY_RULES.burn_path(torch_key)
+    }
 
     /// The inverse of [`Backbone::burn_path`]: every key of the family's reference state dicts
     /// that names the parameter at `burn_path` (a module path with PyTorch leaf names), the
     /// most common spelling first. Used to name a missing parameter as the user's file would.
-    fn torch_keys(burn_path: &str) -> Vec<String>;
+    fn torch_keys(burn_path: &str) -> Vec<String> {
+        Self::KEY_RULES.torch_keys(burn_path)
+    }
 
     /// The smallest side of a square input the family's reference PyTorch model accepts: below
     /// it a fixed pooling window is larger than the last feature map, or a max-pool leaves

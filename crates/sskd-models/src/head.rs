@@ -6,6 +6,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Tensor};
 
+use crate::key_rules::{KeyRules, NOT_A_KEY};
 use crate::{Model, ModelOutput};
 
 /// Configuration of a [`SelfSupervisionHead`].
@@ -47,25 +48,19 @@ impl<B: Backend> SelfSupervisionHead<B> {
         self.fc2.forward(relu(self.fc1.forward(embedding)))
     }
 
-    /// Maps a key of the PyTorch `proj_head` `Sequential` (`0.weight`, `2.bias`, …) onto
-    /// this module.
+    /// How the PyTorch `proj_head` `Sequential` names the head's layers: `0.weight` is
+    /// `fc1.weight`, `2.bias` `fc2.bias`.
+    pub const KEY_RULES: KeyRules =
+        KeyRules::one(&[("^0", "fc1"), ("^2", "fc2"), ("^{a}", NOT_A_KEY)]);
+
+    /// Maps a key of the PyTorch `proj_head` `Sequential` onto this module.
     pub fn burn_path(torch_key: &str) -> Option<String> {
-        let (index, leaf) = torch_key.split_once('.')?;
-        let layer = match index {
-            "0" => "fc1",
-            "2" => "fc2",
-            _ => return None,
-        };
-        Some(format!("{layer}.{leaf}"))
+        Self::KEY_RULES.burn_path(torch_key)
     }
 
-    /// The inverse of [`SelfSupervisionHead::burn_path`]: `fc1.weight` is `0.weight`.
+    /// The inverse of [`SelfSupervisionHead::burn_path`].
     pub fn torch_key(burn_path: &str) -> String {
-        match burn_path.split_once('.') {
-            Some(("fc1", leaf)) => format!("0.{leaf}"),
-            Some(("fc2", leaf)) => format!("2.{leaf}"),
-            _ => burn_path.to_string(),
-        }
+        Self::KEY_RULES.torch_keys(burn_path).swap_remove(0)
     }
 }
 

@@ -50,58 +50,59 @@ pub enum LinearInit {
     Normal001,
 }
 
-/// A square `k×k` convolution with `padding = k / 2`, stride `stride`, `groups` groups and no
-/// bias, initialised by `init`.
-///
-/// # Shapes
-/// - input `[batch, channels_in, h, w]`
-/// - output `[batch, channels_out, (h + 2·(k/2) − k) / stride + 1, …]`
-pub fn conv<B: Backend>(
-    channels: [usize; 2],
-    kernel: usize,
-    stride: usize,
-    groups: usize,
-    init: ConvInit,
-    device: &B::Device,
-) -> Conv2d<B> {
-    square_conv_config(channels, kernel, stride, init)
-        .with_groups(groups)
-        .with_bias(false)
-        .init(device)
-        .into()
+/// A square convolution as the reference zoo writes it: `k×k`, `padding = k / 2`, weights
+/// drawn as `init` says, by default stride 1, one group and no bias. What a PyTorch reader
+/// would read positionally (`nn.Conv2d(in, out, k, stride, padding, groups=…)`) is named:
+/// `SquareConvConfig::new([in, out], 3, init).with_stride(2).with_groups(in)`.
+#[derive(Config, Debug)]
+pub struct SquareConvConfig {
+    /// `[channels_in, channels_out]`.
+    pub channels: [usize; 2],
+    /// The kernel's side `k`.
+    pub kernel: usize,
+    /// How the weights (and a bias) are drawn.
+    pub init: ConvInit,
+    /// The stride, the same along both sides.
+    #[config(default = 1)]
+    pub stride: usize,
+    /// The groups (`channels_in` for a depthwise convolution).
+    #[config(default = 1)]
+    pub groups: usize,
+    /// Whether the convolution adds a bias (zero at first for [`ConvInit::FanOutNormal`]).
+    #[config(default = false)]
+    pub bias: bool,
 }
 
-/// `k×k`, stride `stride`, `padding = k / 2`, weights drawn as `init` says.
-fn square_conv_config(
-    channels: [usize; 2],
-    kernel: usize,
-    stride: usize,
-    init: ConvInit,
-) -> Conv2dConfig {
-    let pad = kernel / 2;
-    Conv2dConfig::new(channels, [kernel, kernel])
-        .with_stride([stride, stride])
-        .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
-        .with_initializer(init.weight_initializer(channels[1], kernel))
-}
-
-/// Like [`conv`] (groups 1) but with a bias, initialised as `init` says (zero for
-/// [`ConvInit::FanOutNormal`]).
-pub fn conv_with_bias<B: Backend>(
-    channels: [usize; 2],
-    kernel: usize,
-    stride: usize,
-    init: ConvInit,
-    device: &B::Device,
-) -> Conv2d<B> {
-    let mut layer: Conv2d<B> = square_conv_config(channels, kernel, stride, init)
-        .with_bias(true)
-        .init(device)
-        .into();
-    if init == ConvInit::FanOutNormal {
-        layer.bias = Some(Initializer::Zeros.init([channels[1]], device));
+impl SquareConvConfig {
+    /// The convolution.
+    ///
+    /// # Shapes
+    /// - input `[batch, channels_in, h, w]`
+    /// - output `[batch, channels_out, (h + 2·(k/2) − k) / stride + 1, …]`
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Conv2d<B> {
+        let [_, channels_out] = self.channels;
+        let pad = self.kernel / 2;
+        let mut layer: Conv2d<B> = Conv2dConfig::new(self.channels, [self.kernel, self.kernel])
+            .with_stride([self.stride, self.stride])
+            .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+            .with_initializer(self.init.weight_initializer(channels_out, self.kernel))
+            .with_groups(self.groups)
+            .with_bias(self.bias)
+            .init(device)
+            .into();
+        if self.bias && self.init == ConvInit::FanOutNormal {
+            layer.bias = Some(Initializer::Zeros.init([channels_out], device));
+        }
+        layer
     }
-    layer
+
+    /// The convolution followed by its batch norm.
+    pub fn init_with_bn<B: Backend>(&self, device: &B::Device) -> ConvBn<B> {
+        ConvBn {
+            conv: self.init(device),
+            bn: batch_norm(self.channels[1], device),
+        }
+    }
 }
 
 /// Batch norm with PyTorch's defaults (eps 1e-5, momentum 0.1, γ = 1, β = 0).
@@ -132,7 +133,8 @@ pub fn classifier<B: Backend>(
     layer
 }
 
-/// A convolution followed by batch norm (no activation): `bn(conv(x))`.
+/// A convolution followed by batch norm (no activation): `bn(conv(x))`; built by
+/// [`SquareConvConfig::init_with_bn`].
 ///
 /// # Shapes
 /// - input `[batch, channels_in, h, w]`
@@ -146,21 +148,6 @@ pub struct ConvBn<B: Backend> {
 }
 
 impl<B: Backend> ConvBn<B> {
-    /// A [`conv`] and its batch norm.
-    pub fn new(
-        channels: [usize; 2],
-        kernel: usize,
-        stride: usize,
-        groups: usize,
-        init: ConvInit,
-        device: &B::Device,
-    ) -> Self {
-        Self {
-            conv: conv(channels, kernel, stride, groups, init, device),
-            bn: batch_norm(channels[1], device),
-        }
-    }
-
     /// Applies `bn(conv(x))`.
     pub fn forward(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
         self.bn.forward(conv_forward(&self.conv, input))
@@ -258,7 +245,9 @@ mod tests {
         type A = burn::backend::Autodiff<Flex>;
         let device = Default::default();
         for size in [8, 7] {
-            let layer = conv::<A>([4, 6], 1, 2, 1, ConvInit::FanOutNormal, &device);
+            let layer = SquareConvConfig::new([4, 6], 1, ConvInit::FanOutNormal)
+                .with_stride(2)
+                .init::<A>(&device);
             let input = Tensor::<A, 4>::random(
                 [2, 4, size, size],
                 burn::tensor::Distribution::Default,
@@ -287,7 +276,9 @@ mod tests {
     #[test]
     fn fan_out_conv_has_zero_bias_and_reference_std() {
         let device = Default::default();
-        let layer = conv_with_bias::<Flex>([64, 256], 3, 1, ConvInit::FanOutNormal, &device);
+        let layer = SquareConvConfig::new([64, 256], 3, ConvInit::FanOutNormal)
+            .with_bias(true)
+            .init::<Flex>(&device);
         let bias_sum: f32 = layer.bias.unwrap().val().abs().sum().into_scalar();
         assert_eq!(bias_sum, 0.0);
         let weight = layer.weight.val();

@@ -47,6 +47,7 @@ mod error;
 pub mod export;
 pub mod head;
 pub mod import;
+pub mod key_rules;
 pub mod layers;
 pub mod mobilenetv2;
 mod model;

@@ -9,7 +9,8 @@ use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Tensor};
 
 use crate::backbone::{Backbone, ReferenceCall};
-use crate::layers::{classifier, global_avg_pool, ConvBn, ConvInit, LinearInit};
+use crate::key_rules::{KeyRules, NOT_A_KEY};
+use crate::layers::{classifier, global_avg_pool, ConvBn, ConvInit, LinearInit, SquareConvConfig};
 use crate::ModelOutput;
 
 /// The inverted-residual settings `(t, c, n, s)` of the reference before the width multiplier
@@ -51,7 +52,9 @@ impl MobileNetV2Config {
     pub fn init<B: Backend>(&self, device: &B::Device) -> MobileNetV2<B> {
         let init = ConvInit::FanOutNormal;
         let mut channels_in = (32.0 * self.width_mult) as usize;
-        let conv1 = ConvBn::new([3, channels_in], 3, 2, 1, init, device);
+        let conv1 = SquareConvConfig::new([3, channels_in], 3, init)
+            .with_stride(2)
+            .init_with_bn(device);
         let blocks = SETTINGS
             .iter()
             .map(|&(t, c, n, s)| {
@@ -77,7 +80,7 @@ impl MobileNetV2Config {
         MobileNetV2 {
             conv1,
             blocks,
-            conv2: ConvBn::new([channels_in, last], 1, 1, 1, init, device),
+            conv2: SquareConvConfig::new([channels_in, last], 1, init).init_with_bn(device),
             classifier: classifier(last, self.num_classes, LinearInit::Normal001, device),
         }
     }
@@ -111,9 +114,12 @@ impl<B: Backend> InvertedResidual<B> {
         let hidden = channels_in * expansion;
         let init = ConvInit::FanOutNormal;
         Self {
-            expand: ConvBn::new([channels_in, hidden], 1, 1, 1, init, device),
-            depthwise: ConvBn::new([hidden, hidden], 3, stride, hidden, init, device),
-            project: ConvBn::new([hidden, channels_out], 1, 1, 1, init, device),
+            expand: SquareConvConfig::new([channels_in, hidden], 1, init).init_with_bn(device),
+            depthwise: SquareConvConfig::new([hidden, hidden], 3, init)
+                .with_stride(stride)
+                .with_groups(hidden)
+                .init_with_bn(device),
+            project: SquareConvConfig::new([hidden, channels_out], 1, init).init_with_bn(device),
             residual: stride == 1 && channels_in == channels_out,
         }
     }
@@ -189,60 +195,30 @@ impl<B: Backend> Backbone<B> for MobileNetV2<B> {
         }
     }
 
-    /// Maps a PyTorch key of `mobilenetv2.py` onto this module: `conv1.0/1` →
-    /// `conv1.conv/bn`, `blocks.G.I.conv.{0,1,3,4,6,7}` → `blocks.G.I.{expand,depthwise,project}
-    /// .{conv,bn}`, `classifier.0` → `classifier`.
-    fn burn_path(torch_key: &str) -> Option<String> {
-        let parts: Vec<&str> = torch_key.split('.').collect();
-        let conv_or_bn = |index: &str| match index {
-            "0" => Some("conv"),
-            "1" => Some("bn"),
-            _ => None,
-        };
-        match parts.as_slice() {
-            [stem @ ("conv1" | "conv2"), index, leaf] => {
-                Some(format!("{stem}.{}.{leaf}", conv_or_bn(index)?))
-            }
-            ["blocks", group, block, "conv", index, leaf] => {
-                let position: usize = index.parse().ok()?;
-                let layer = ["expand", "depthwise", "project"].get(position / 3)?;
-                let part = conv_or_bn(&(position % 3).to_string())?;
-                Some(format!("blocks.{group}.{block}.{layer}.{part}.{leaf}"))
-            }
-            ["classifier", "0", leaf] | ["classifier", leaf] => Some(format!("classifier.{leaf}")),
-            _ => None,
-        }
-    }
+    /// `mobilenetv2.py` numbers the layers of its `Sequential`s: `conv1.0/1` are
+    /// `conv1.conv/bn`; a block's `conv.{0,1,3,4,6,7}` are its `{expand,depthwise,project}
+    /// .{conv,bn}`; the classifier is `classifier.0` in RepDistiller (a `Sequential`) and
+    /// `classifier` in SSKD's copy.
+    const KEY_RULES: KeyRules = KeyRules {
+        common: &[
+            ("^conv1.0", "conv1.conv"),
+            ("^conv1.1", "conv1.bn"),
+            ("^conv2.0", "conv2.conv"),
+            ("^conv2.1", "conv2.bn"),
+            ("conv.0", "expand.conv"),
+            ("conv.1", "expand.bn"),
+            ("conv.3", "depthwise.conv"),
+            ("conv.4", "depthwise.bn"),
+            ("conv.6", "project.conv"),
+            ("conv.7", "project.bn"),
+            ("conv.{a}", NOT_A_KEY),
+        ],
+        spellings: &[&[("^classifier.0", "classifier")], &[]],
+    };
 
     /// `AvgPool2d(2, ceil_mode=True)` accepts a last map of 1×1, which any input leaves.
     fn min_input_side(&self) -> usize {
         1
-    }
-
-    /// The inverse of the mapping above; the classifier is `classifier.0` in RepDistiller (a
-    /// `Sequential`) and `classifier` in SSKD's copy.
-    fn torch_keys(burn_path: &str) -> Vec<String> {
-        let parts: Vec<&str> = burn_path.split('.').collect();
-        let position = |layer: usize, part: &str| 3 * layer + usize::from(part == "bn");
-        match parts.as_slice() {
-            [stem @ ("conv1" | "conv2"), part @ ("conv" | "bn"), leaf] => {
-                vec![format!("{stem}.{}.{leaf}", position(0, part))]
-            }
-            ["blocks", group, block, layer, part @ ("conv" | "bn"), leaf] => {
-                match ["expand", "depthwise", "project"]
-                    .iter()
-                    .position(|name| name == layer)
-                {
-                    Some(layer) => vec![format!(
-                        "blocks.{group}.{block}.conv.{}.{leaf}",
-                        position(layer, part)
-                    )],
-                    None => vec![burn_path.to_string()],
-                }
-            }
-            ["classifier", leaf] => vec![format!("classifier.0.{leaf}"), burn_path.to_string()],
-            _ => vec![burn_path.to_string()],
-        }
     }
 
     fn classifier(&self) -> &Linear<B> {

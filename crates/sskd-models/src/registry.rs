@@ -12,10 +12,12 @@ use crate::wrn::WideResNetConfig;
 use crate::{Model, ModelError, ModelSpec};
 
 /// The architectures by name, in the order of the CRD / SSKD model zoo: each row a name and the
-/// configuration it stands for, given the number of classes. `resnet18/34/50` (lower case) are
-/// the torchvision ImageNet networks; `ResNet18/34/50` are the CIFAR forms of `resnetv2.py`.
+/// configuration it stands for, given the number of classes, and where the SSKD and CRD
+/// scripts train it as a student with another learning rate than [`STUDENT_LR`], that rate.
+/// `resnet18/34/50` (lower case) are the torchvision ImageNet networks; `ResNet18/34/50` are
+/// the CIFAR forms of `resnetv2.py`.
 macro_rules! architectures {
-    ($($name:literal => $spec:expr,)*) => {
+    ($($name:literal => $spec:expr $(; student_lr $lr:literal)?,)*) => {
         /// Every registered name, in the table's order.
         const NAMES: &[&str] = &[$($name),*];
 
@@ -26,8 +28,22 @@ macro_rules! architectures {
                 _ => None,
             }
         }
+
+        /// The student learning rate of the SSKD and CRD scripts for the architecture `name`.
+        pub fn student_lr(name: &str) -> Option<f64> {
+            match name {
+                // The row's own rate when it gives one (the last of the list), else the
+                // scripts' default.
+                $($name => [STUDENT_LR $(, $lr)?].last().copied(),)*
+                _ => None,
+            }
+        }
     };
 }
+
+/// The student learning rate of the SSKD and CRD scripts (`--learning_rate 0.05`), but for the
+/// rows of the table that say otherwise.
+pub const STUDENT_LR: f64 = 0.05;
 
 const CIFAR_WIDTHS: [usize; 4] = [16, 16, 32, 64];
 const X4_WIDTHS: [usize; 4] = [32, 64, 128, 256];
@@ -75,9 +91,9 @@ architectures! {
     "vgg13" => |n| vgg(13, n),
     "vgg16" => |n| vgg(16, n),
     "vgg19" => |n| vgg(19, n),
-    "MobileNetV2" => |n| ModelSpec::MobileNetV2(MobileNetV2Config::new(n)),
-    "ShuffleV1" => |n| ModelSpec::ShuffleNetV1(ShuffleNetV1Config::new(n)),
-    "ShuffleV2" => |n| ModelSpec::ShuffleNetV2(ShuffleNetV2Config::new(n)),
+    "MobileNetV2" => |n| ModelSpec::MobileNetV2(MobileNetV2Config::new(n)); student_lr 0.01,
+    "ShuffleV1" => |n| ModelSpec::ShuffleNetV1(ShuffleNetV1Config::new(n)); student_lr 0.01,
+    "ShuffleV2" => |n| ModelSpec::ShuffleNetV2(ShuffleNetV2Config::new(n)); student_lr 0.01,
     "ResNet18" => |n| four_stage([2, 2, 2, 2], Basic, Cifar, n),
     "ResNet34" => |n| four_stage([3, 4, 6, 3], Basic, Cifar, n),
     "ResNet50" => |n| four_stage([3, 4, 6, 3], Bottleneck, Cifar, n),
@@ -153,5 +169,13 @@ mod tests {
     #[test]
     fn zero_classes_is_an_error() {
         assert!(ModelSpec::from_name("resnet8", 0).is_err());
+    }
+
+    #[test]
+    fn the_table_gives_the_scripts_student_learning_rates() {
+        assert_eq!(student_lr("MobileNetV2"), Some(0.01));
+        assert_eq!(student_lr("ShuffleV2"), Some(0.01));
+        assert_eq!(student_lr("resnet8x4"), Some(STUDENT_LR));
+        assert_eq!(student_lr("resnet9"), None);
     }
 }

@@ -6,6 +6,7 @@
 //! block kind and the widths, which [`ResNetConfig`] holds.
 
 use crate::conv2d::Conv2d;
+use crate::key_rules::{KeyRules, NOT_A_KEY};
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
@@ -16,7 +17,9 @@ use crate::batch_norm::BatchNorm;
 use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Tensor};
 
-use crate::layers::{batch_norm, classifier, conv, global_avg_pool, ConvBn, ConvInit, LinearInit};
+use crate::layers::{
+    batch_norm, classifier, global_avg_pool, ConvBn, ConvInit, LinearInit, SquareConvConfig,
+};
 use crate::ModelOutput;
 
 /// The stem of a ResNet.
@@ -115,25 +118,13 @@ impl ResNetConfig {
     pub fn init<B: Backend>(&self, device: &B::Device) -> ResNet<B> {
         let (conv1, maxpool) = match self.stem {
             ResNetStem::Cifar => (
-                conv(
-                    [3, self.stem_width],
-                    3,
-                    1,
-                    1,
-                    ConvInit::FanOutNormal,
-                    device,
-                ),
+                SquareConvConfig::new([3, self.stem_width], 3, ConvInit::FanOutNormal).init(device),
                 None,
             ),
             ResNetStem::ImageNet => (
-                conv(
-                    [3, self.stem_width],
-                    7,
-                    2,
-                    1,
-                    ConvInit::FanOutNormal,
-                    device,
-                ),
+                SquareConvConfig::new([3, self.stem_width], 7, ConvInit::FanOutNormal)
+                    .with_stride(2)
+                    .init(device),
                 Some(
                     MaxPool2dConfig::new([3, 3])
                         .with_strides([2, 2])
@@ -213,24 +204,31 @@ impl<B: Backend> ResidualBlock<B> {
     ) -> Self {
         let channels_out = width * kind.expansion();
         let init = ConvInit::FanOutNormal;
-        let downsample = (stride != 1 || channels_in != channels_out)
-            .then(|| ConvBn::new([channels_in, channels_out], 1, stride, 1, init, device));
+        let downsample = (stride != 1 || channels_in != channels_out).then(|| {
+            SquareConvConfig::new([channels_in, channels_out], 1, init)
+                .with_stride(stride)
+                .init_with_bn(device)
+        });
         match kind {
             BlockKind::Basic => Self {
-                conv1: conv([channels_in, width], 3, stride, 1, init, device),
+                conv1: SquareConvConfig::new([channels_in, width], 3, init)
+                    .with_stride(stride)
+                    .init(device),
                 bn1: batch_norm(width, device),
-                conv2: conv([width, width], 3, 1, 1, init, device),
+                conv2: SquareConvConfig::new([width, width], 3, init).init(device),
                 bn2: batch_norm(width, device),
                 conv3: None,
                 bn3: None,
                 downsample,
             },
             BlockKind::Bottleneck => Self {
-                conv1: conv([channels_in, width], 1, 1, 1, init, device),
+                conv1: SquareConvConfig::new([channels_in, width], 1, init).init(device),
                 bn1: batch_norm(width, device),
-                conv2: conv([width, width], 3, stride, 1, init, device),
+                conv2: SquareConvConfig::new([width, width], 3, init)
+                    .with_stride(stride)
+                    .init(device),
                 bn2: batch_norm(width, device),
-                conv3: Some(conv([width, channels_out], 1, 1, 1, init, device)),
+                conv3: Some(SquareConvConfig::new([width, channels_out], 1, init).init(device)),
                 bn3: Some(batch_norm(channels_out, device)),
                 downsample,
             },
@@ -308,70 +306,25 @@ impl<B: Backend> Backbone<B> for ResNet<B> {
         }
     }
 
-    /// Maps a PyTorch state-dict key of `resnet.py`, `resnetv2.py` or torchvision onto this
-    /// module's parameter path (PyTorch leaf names): `layerK.` → `layers.{K−1}.`,
-    /// `downsample.0/1` and `shortcut.0/1` → `downsample.conv/bn`, `linear` → `fc`.
-    fn burn_path(torch_key: &str) -> Option<String> {
-        let parts: Vec<&str> = torch_key.split('.').collect();
-        let mut out = Vec::with_capacity(parts.len());
-        let mut index = 0;
-        while index < parts.len() {
-            let part = parts[index];
-            if let Some(stage) = part
-                .strip_prefix("layer")
-                .and_then(|n| n.parse::<usize>().ok())
-            {
-                out.push("layers".to_string());
-                out.push(stage.checked_sub(1)?.to_string());
-            } else if (part == "downsample" || part == "shortcut") && index + 1 < parts.len() {
-                out.push("downsample".to_string());
-                out.push(match parts[index + 1] {
-                    "0" => "conv".to_string(),
-                    "1" => "bn".to_string(),
-                    _ => return None,
-                });
-                index += 1;
-            } else if index == 0 && part == "linear" {
-                out.push("fc".to_string());
-            } else {
-                out.push(part.to_string());
-            }
-            index += 1;
-        }
-        Some(out.join("."))
-    }
-
-    /// `layers.{i}` is `layer{i+1}`; the projection shortcut and the classifier are spelled
-    /// `downsample` / `fc` (`resnet.py`, torchvision) or `shortcut` / `linear` (`resnetv2.py`).
-    fn torch_keys(burn_path: &str) -> Vec<String> {
-        let spell = |shortcut: &str, classifier: &str| {
-            let parts: Vec<&str> = burn_path.split('.').collect();
-            let mut out = Vec::with_capacity(parts.len());
-            let mut index = 0;
-            while index < parts.len() {
-                let next = parts.get(index + 1).copied();
-                let stage = next.and_then(|n| n.parse::<usize>().ok());
-                match (parts[index], next, stage) {
-                    ("layers", _, Some(stage)) => {
-                        out.push(format!("layer{}", stage + 1));
-                        index += 1;
-                    }
-                    ("downsample", Some(layer @ ("conv" | "bn")), _) => {
-                        out.push(shortcut.to_string());
-                        out.push(if layer == "conv" { "0" } else { "1" }.to_string());
-                        index += 1;
-                    }
-                    ("fc", _, _) if index == 0 => out.push(classifier.to_string()),
-                    (part, _, _) => out.push(part.to_string()),
-                }
-                index += 1;
-            }
-            out.join(".")
-        };
-        let mut keys = vec![spell("downsample", "fc"), spell("shortcut", "linear")];
-        keys.dedup();
-        keys
-    }
+    /// `layerK.` is `layers.{K−1}.`; the projection shortcut and the classifier are spelled
+    /// `downsample.0/1` / `fc` (`resnet.py`, torchvision) or `shortcut.0/1` / `linear`
+    /// (`resnetv2.py`), both `downsample.conv/bn` / `fc` here.
+    const KEY_RULES: KeyRules = KeyRules {
+        common: &[("layer{a+1}", "layers.{a}"), ("layer{a}", NOT_A_KEY)],
+        spellings: &[
+            &[
+                ("downsample.0", "downsample.conv"),
+                ("downsample.1", "downsample.bn"),
+                ("downsample.{a}", NOT_A_KEY),
+            ],
+            &[
+                ("shortcut.0", "downsample.conv"),
+                ("shortcut.1", "downsample.bn"),
+                ("shortcut.{a}", NOT_A_KEY),
+                ("^linear", "fc"),
+            ],
+        ],
+    };
 
     /// `resnet.py` (CIFAR stem, three stages, strides 1/2/2) pools with `AvgPool2d(8)`: the
     /// last map must be at least 8×8. `resnetv2.py` and torchvision pool adaptively.

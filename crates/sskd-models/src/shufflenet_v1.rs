@@ -3,6 +3,7 @@
 //! default initialisation.
 
 use crate::conv2d::Conv2d;
+use crate::key_rules::KeyRules;
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::pool::{AvgPool2d, AvgPool2dConfig};
@@ -14,7 +15,8 @@ use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Tensor};
 
 use crate::layers::{
-    batch_norm, channel_shuffle, classifier, conv, global_avg_pool, ConvInit, LinearInit,
+    batch_norm, channel_shuffle, classifier, global_avg_pool, ConvInit, LinearInit,
+    SquareConvConfig,
 };
 use crate::ModelOutput;
 
@@ -64,7 +66,7 @@ impl ShuffleNetV1Config {
         let layer2 = stage(self.out_planes[1], self.num_blocks[1]);
         let layer3 = stage(self.out_planes[2], self.num_blocks[2]);
         ShuffleNetV1 {
-            conv1: conv([3, 24], 1, 1, 1, ConvInit::PyTorchDefault, device),
+            conv1: SquareConvConfig::new([3, 24], 1, ConvInit::PyTorchDefault).init(device),
             bn1: batch_norm(24, device),
             layer1,
             layer2,
@@ -118,11 +120,18 @@ impl<B: Backend> ShuffleUnitV1<B> {
         let first_groups = if channels_in == 24 { 1 } else { groups };
         let init = ConvInit::PyTorchDefault;
         Self {
-            conv1: conv([channels_in, mid], 1, 1, first_groups, init, device),
+            conv1: SquareConvConfig::new([channels_in, mid], 1, init)
+                .with_groups(first_groups)
+                .init(device),
             bn1: batch_norm(mid, device),
-            conv2: conv([mid, mid], 3, stride, mid, init, device),
+            conv2: SquareConvConfig::new([mid, mid], 3, init)
+                .with_stride(stride)
+                .with_groups(mid)
+                .init(device),
             bn2: batch_norm(mid, device),
-            conv3: conv([mid, channels_out], 1, 1, groups, init, device),
+            conv3: SquareConvConfig::new([mid, channels_out], 1, init)
+                .with_groups(groups)
+                .init(device),
             bn3: batch_norm(channels_out, device),
             shuffle_groups: first_groups,
             shortcut_pool: (stride == 2).then(|| {
@@ -204,13 +213,7 @@ impl<B: Backend> Backbone<B> for ShuffleNetV1<B> {
     }
 
     /// PyTorch keys of `ShuffleNetv1.py` already match this module's paths.
-    fn burn_path(torch_key: &str) -> Option<String> {
-        Some(torch_key.to_string())
-    }
-
-    fn torch_keys(burn_path: &str) -> Vec<String> {
-        vec![burn_path.to_string()]
-    }
+    const KEY_RULES: KeyRules = KeyRules::SAME;
 
     /// `F.avg_pool2d(out, 4)` after three stride-2 stages: the last map must be 4×4.
     fn min_input_side(&self) -> usize {

@@ -2,6 +2,7 @@
 //! 116/232/464/1024, blocks 3/7/3), PyTorch's default initialisation.
 
 use crate::conv2d::Conv2d;
+use crate::key_rules::KeyRules;
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::Linear;
@@ -12,7 +13,8 @@ use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Tensor};
 
 use crate::layers::{
-    batch_norm, channel_shuffle, classifier, conv, global_avg_pool, ConvInit, LinearInit,
+    batch_norm, channel_shuffle, classifier, global_avg_pool, ConvInit, LinearInit,
+    SquareConvConfig,
 };
 use crate::ModelOutput;
 
@@ -45,12 +47,12 @@ impl ShuffleNetV2Config {
         };
         let [c1, c2, c3, last] = self.out_channels;
         ShuffleNetV2 {
-            conv1: conv([3, 24], 1, 1, 1, ConvInit::PyTorchDefault, device),
+            conv1: SquareConvConfig::new([3, 24], 1, ConvInit::PyTorchDefault).init(device),
             bn1: batch_norm(24, device),
             layer1: stage(24, c1, self.num_blocks[0]),
             layer2: stage(c1, c2, self.num_blocks[1]),
             layer3: stage(c2, c3, self.num_blocks[2]),
-            conv2: conv([c3, last], 1, 1, 1, ConvInit::PyTorchDefault, device),
+            conv2: SquareConvConfig::new([c3, last], 1, ConvInit::PyTorchDefault).init(device),
             bn2: batch_norm(last, device),
             linear: classifier(last, self.num_classes, LinearInit::PyTorchDefault, device),
         }
@@ -83,11 +85,13 @@ impl<B: Backend> SplitBlock<B> {
         let half = channels / 2;
         let init = ConvInit::PyTorchDefault;
         Self {
-            conv1: conv([half, half], 1, 1, 1, init, device),
+            conv1: SquareConvConfig::new([half, half], 1, init).init(device),
             bn1: batch_norm(half, device),
-            conv2: conv([half, half], 3, 1, half, init, device),
+            conv2: SquareConvConfig::new([half, half], 3, init)
+                .with_groups(half)
+                .init(device),
             bn2: batch_norm(half, device),
-            conv3: conv([half, half], 1, 1, 1, init, device),
+            conv3: SquareConvConfig::new([half, half], 1, init).init(device),
             bn3: batch_norm(half, device),
         }
     }
@@ -144,15 +148,21 @@ impl<B: Backend> DownBlock<B> {
         let mid = channels_out / 2;
         let init = ConvInit::PyTorchDefault;
         Self {
-            conv1: conv([channels_in, channels_in], 3, 2, channels_in, init, device),
+            conv1: SquareConvConfig::new([channels_in, channels_in], 3, init)
+                .with_stride(2)
+                .with_groups(channels_in)
+                .init(device),
             bn1: batch_norm(channels_in, device),
-            conv2: conv([channels_in, mid], 1, 1, 1, init, device),
+            conv2: SquareConvConfig::new([channels_in, mid], 1, init).init(device),
             bn2: batch_norm(mid, device),
-            conv3: conv([channels_in, mid], 1, 1, 1, init, device),
+            conv3: SquareConvConfig::new([channels_in, mid], 1, init).init(device),
             bn3: batch_norm(mid, device),
-            conv4: conv([mid, mid], 3, 2, mid, init, device),
+            conv4: SquareConvConfig::new([mid, mid], 3, init)
+                .with_stride(2)
+                .with_groups(mid)
+                .init(device),
             bn4: batch_norm(mid, device),
-            conv5: conv([mid, mid], 1, 1, 1, init, device),
+            conv5: SquareConvConfig::new([mid, mid], 1, init).init(device),
             bn5: batch_norm(mid, device),
         }
     }
@@ -247,44 +257,16 @@ impl<B: Backend> Backbone<B> for ShuffleNetV2<B> {
         }
     }
 
-    /// Maps a PyTorch key of `ShuffleNetv2.py` onto this module: `layerK.0.` → `layerK.down.`,
-    /// `layerK.J.` → `layerK.blocks.{J−1}.`.
-    fn burn_path(torch_key: &str) -> Option<String> {
-        let parts: Vec<&str> = torch_key.split('.').collect();
-        match parts.as_slice() {
-            [stage, index, rest @ ..] if stage.starts_with("layer") => {
-                let index: usize = index.parse().ok()?;
-                let unit = match index {
-                    0 => "down".to_string(),
-                    n => format!("blocks.{}", n - 1),
-                };
-                Some(format!("{stage}.{unit}.{}", rest.join(".")))
-            }
-            _ => Some(torch_key.to_string()),
-        }
-    }
+    /// `ShuffleNetv2.py` numbers a stage's units: its position 0 is the `down` unit here,
+    /// position `n + 1` is `blocks.{n}`.
+    const KEY_RULES: KeyRules = KeyRules::one(&[
+        ("layer{a}.0", "layer{a}.down"),
+        ("layer{a}.{b+1}", "layer{a}.blocks.{b}"),
+    ]);
 
     /// `F.avg_pool2d(out, 4)` after three stride-2 stages: the last map must be 4×4.
     fn min_input_side(&self) -> usize {
         crate::backbone::min_side_for_window(3, 4)
-    }
-
-    /// A stage's `down` unit is its position 0, `blocks.{n}` position `n + 1`.
-    fn torch_keys(burn_path: &str) -> Vec<String> {
-        let parts: Vec<&str> = burn_path.split('.').collect();
-        let key = match parts.as_slice() {
-            [stage, "down", rest @ ..] if stage.starts_with("layer") => {
-                format!("{stage}.0.{}", rest.join("."))
-            }
-            [stage, "blocks", index, rest @ ..] if stage.starts_with("layer") => {
-                match index.parse::<usize>() {
-                    Ok(index) => format!("{stage}.{}.{}", index + 1, rest.join(".")),
-                    Err(_) => burn_path.to_string(),
-                }
-            }
-            _ => burn_path.to_string(),
-        };
-        vec![key]
     }
 
     fn classifier(&self) -> &Linear<B> {

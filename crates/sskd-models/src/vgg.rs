@@ -9,8 +9,9 @@ use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Tensor};
 
 use crate::backbone::Backbone;
+use crate::key_rules::{KeyRules, NOT_A_KEY};
 use crate::layers::{
-    batch_norm, classifier, conv_with_bias, global_avg_pool, ConvBn, ConvInit, LinearInit,
+    batch_norm, classifier, global_avg_pool, ConvBn, ConvInit, LinearInit, SquareConvConfig,
 };
 use crate::ModelOutput;
 
@@ -88,13 +89,10 @@ impl VggConfig {
                 widths
                     .iter()
                     .map(|&width| {
-                        let conv = conv_with_bias(
-                            [channels_in, width],
-                            3,
-                            1,
-                            ConvInit::FanOutNormal,
-                            device,
-                        );
+                        let conv =
+                            SquareConvConfig::new([channels_in, width], 3, ConvInit::FanOutNormal)
+                                .with_bias(true)
+                                .init(device);
                         channels_in = width;
                         ConvBn {
                             conv,
@@ -186,49 +184,17 @@ impl<B: Backend> Backbone<B> for Vgg<B> {
         }
     }
 
-    /// Maps a PyTorch key of `vgg.py` onto this module: `blockB.J` (a `Sequential` of conv, BN,
-    /// ReLU triples) → `blockB.{J/3}.conv` for `J % 3 == 0`, `.bn` for `J % 3 == 1`.
-    fn burn_path(torch_key: &str) -> Option<String> {
-        let mut parts = torch_key.split('.');
-        let head = parts.next()?;
-        if !head.starts_with("block") {
-            return Some(torch_key.to_string());
-        }
-        let position: usize = parts.next()?.parse().ok()?;
-        let layer = match position % 3 {
-            0 => "conv",
-            1 => "bn",
-            _ => return None,
-        };
-        let rest: Vec<&str> = parts.collect();
-        Some(format!(
-            "{head}.{}.{layer}.{}",
-            position / 3,
-            rest.join(".")
-        ))
-    }
+    /// `vgg.py`'s `blockB` is a `Sequential` of BN and ReLU triples: its position `3J` is
+    /// `blockB.J.conv` here, `3J + 1` `blockB.J.bn`.
+    const KEY_RULES: KeyRules = KeyRules::one(&[
+        ("block{a}.{3b}", "block{a}.{b}.conv"),
+        ("block{a}.{3b+1}", "block{a}.{b}.bn"),
+        ("block{a}.{b}", NOT_A_KEY),
+    ]);
 
     /// Three 2×2/2 max-pools (rounding down) must leave at least one pixel.
     fn min_input_side(&self) -> usize {
         8
-    }
-
-    /// `block{h}.{i}.conv` / `.bn` are positions `3i` / `3i + 1` of the block's `Sequential`.
-    fn torch_keys(burn_path: &str) -> Vec<String> {
-        let parts: Vec<&str> = burn_path.split('.').collect();
-        let key = match parts.as_slice() {
-            [head, index, layer @ ("conv" | "bn"), rest @ ..] if head.starts_with("block") => {
-                match index.parse::<usize>() {
-                    Ok(index) => {
-                        let position = 3 * index + usize::from(*layer == "bn");
-                        format!("{head}.{position}.{}", rest.join("."))
-                    }
-                    Err(_) => burn_path.to_string(),
-                }
-            }
-            _ => burn_path.to_string(),
-        };
-        vec![key]
     }
 
     fn classifier(&self) -> &Linear<B> {

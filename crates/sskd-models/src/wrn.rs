@@ -2,6 +2,7 @@
 //! blocks, widths 16k, 32k, 64k, dropout 0.
 
 use crate::conv2d::Conv2d;
+use crate::key_rules::KeyRules;
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::Linear;
@@ -12,7 +13,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Tensor};
 
 use crate::layers::{
-    batch_norm, classifier, conv, conv_forward, global_avg_pool, ConvInit, LinearInit,
+    batch_norm, classifier, conv_forward, global_avg_pool, ConvInit, LinearInit, SquareConvConfig,
 };
 use crate::ModelOutput;
 
@@ -66,7 +67,7 @@ impl WideResNetConfig {
                 .collect(),
         };
         WideResNet {
-            conv1: conv([3, 16], 3, 1, 1, ConvInit::FanOutNormal, device),
+            conv1: SquareConvConfig::new([3, 16], 3, ConvInit::FanOutNormal).init(device),
             block1: group(0, 1),
             block2: group(1, 2),
             block3: group(2, 2),
@@ -102,11 +103,16 @@ impl<B: Backend> WrnBlock<B> {
         let init = ConvInit::FanOutNormal;
         Self {
             bn1: batch_norm(channels_in, device),
-            conv1: conv([channels_in, channels_out], 3, stride, 1, init, device),
+            conv1: SquareConvConfig::new([channels_in, channels_out], 3, init)
+                .with_stride(stride)
+                .init(device),
             bn2: batch_norm(channels_out, device),
-            conv2: conv([channels_out, channels_out], 3, 1, 1, init, device),
-            conv_shortcut: (channels_in != channels_out)
-                .then(|| conv([channels_in, channels_out], 1, stride, 1, init, device)),
+            conv2: SquareConvConfig::new([channels_out, channels_out], 3, init).init(device),
+            conv_shortcut: (channels_in != channels_out).then(|| {
+                SquareConvConfig::new([channels_in, channels_out], 1, init)
+                    .with_stride(stride)
+                    .init(device)
+            }),
         }
     }
 
@@ -222,14 +228,8 @@ impl<B: Backend> Backbone<B> for WideResNet<B> {
         self.run(input, call)
     }
 
-    /// Maps a PyTorch key of `wrn.py` onto this module: only `convShortcut` is renamed.
-    fn burn_path(torch_key: &str) -> Option<String> {
-        Some(torch_key.replace(".convShortcut.", ".conv_shortcut."))
-    }
-
-    fn torch_keys(burn_path: &str) -> Vec<String> {
-        vec![burn_path.replace(".conv_shortcut.", ".convShortcut.")]
-    }
+    /// `wrn.py`'s keys match this module's paths but for `convShortcut`.
+    const KEY_RULES: KeyRules = KeyRules::one(&[("convShortcut", "conv_shortcut")]);
 
     /// `F.avg_pool2d(out, 8)` after groups of strides 1/2/2: the last map must be 8×8.
     fn min_input_side(&self) -> usize {

@@ -11,14 +11,14 @@ use burn::tensor::{Tensor, TensorData};
 use burn_store::ModuleSnapshot;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
-use sskd_augment::loader::HostBatch;
+use sskd_augment::loader::{HostBatch, LoadError};
 use sskd_losses::functional::cross_entropy;
 use sskd_models::Model;
 
 use crate::metrics::Accuracy;
 use crate::progress::{Meter, ProgressConfig};
 use crate::schedule::LrSchedule;
-use crate::TrainError;
+use crate::{BatchError, TrainError};
 
 /// Embeddings of a dataset: `values` is `[count, dim]` row-major.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,7 +62,7 @@ impl Features {
 /// The pooled embeddings (`feat[-1]`) of `model` (pass an inference-mode model) on `batches`.
 pub fn extract_features<B: Backend>(
     model: &Model<B>,
-    batches: impl IntoIterator<Item = Result<HostBatch, String>>,
+    batches: impl IntoIterator<Item = Result<HostBatch, LoadError>>,
     device: &B::Device,
 ) -> Result<Features, TrainError> {
     let mut features = Features {
@@ -71,20 +71,20 @@ pub fn extract_features<B: Backend>(
         labels: Vec::new(),
     };
     for batch in batches {
-        let (images, labels, _) = batch.map_err(TrainError::Data)?.to_tensors::<B>(device);
+        let (images, labels, _) = batch?.to_tensors::<B>(device);
         let embedding = model.forward(images).embedding;
         let values: Vec<f32> = embedding
             .into_data()
             .convert::<f32>()
             .to_vec()
-            .map_err(|e| TrainError::Data(format!("{e:?}")))?;
+            .map_err(values_error("embedding"))?;
         features.values.extend(values);
         features.labels.extend(
             labels
                 .into_data()
                 .convert::<i64>()
                 .to_vec::<i64>()
-                .map_err(|e| TrainError::Data(format!("{e:?}")))?,
+                .map_err(values_error("labels"))?,
         );
     }
     Ok(features)
@@ -185,12 +185,12 @@ pub fn linear_probe<B: AutodiffBackend>(
     device: &B::Device,
 ) -> Result<LinearProbeResult, TrainError> {
     if train.is_empty() || test.dim != train.dim {
-        return Err(TrainError::Data(format!(
-            "linear probe: {} training rows of width {}, test width {}",
-            train.len(),
-            train.dim,
-            test.dim
-        )));
+        return Err(BatchError::ProbeFeatures {
+            train_rows: train.len(),
+            train_width: train.dim,
+            test_width: test.dim,
+        }
+        .into());
     }
     if let Some(label) = train
         .labels
@@ -198,9 +198,11 @@ pub fn linear_probe<B: AutodiffBackend>(
         .chain(&test.labels)
         .find(|&&l| l < 0 || l as usize >= classes)
     {
-        return Err(TrainError::Data(format!(
-            "linear probe: label {label} outside 0..{classes}"
-        )));
+        return Err(BatchError::ProbeLabel {
+            label: *label,
+            classes,
+        }
+        .into());
     }
     let (mean, std) = train.moments();
     let (train, test) = (
@@ -245,10 +247,11 @@ pub fn classifier_weight<B: Backend>(model: &Model<B>) -> Result<Tensor<B, 2>, T
         .collect(None, None, false)
         .into_iter()
         .find(|s| s.shape.to_vec() == shape)
-        .ok_or_else(|| TrainError::Data(format!("no classifier weight of shape {shape:?}")))?;
-    let data = snapshot
-        .to_data()
-        .map_err(|e| TrainError::Data(format!("classifier weight: {e:?}")))?;
+        .ok_or(BatchError::NoClassifier { shape })?;
+    let data = snapshot.to_data().map_err(|source| TrainError::Snapshot {
+        what: "classifier weight",
+        source,
+    })?;
     let device = model.devices().into_iter().next().unwrap_or_default();
     Ok(Tensor::<B, 2>::from_data(data.convert::<f32>(), &device).transpose())
 }
@@ -272,11 +275,11 @@ pub fn correlation_difference<B: Backend>(
     student: &Model<B>,
 ) -> Result<(Vec<f32>, f64), TrainError> {
     if teacher.num_classes() != student.num_classes() {
-        return Err(TrainError::Data(format!(
-            "teacher has {} classes, student {}",
-            teacher.num_classes(),
-            student.num_classes()
-        )));
+        return Err(BatchError::ClassCounts {
+            teacher: teacher.num_classes(),
+            student: student.num_classes(),
+        }
+        .into());
     }
     let difference = class_correlation(classifier_weight(teacher)?)
         .sub(class_correlation(classifier_weight(student)?))
@@ -285,9 +288,14 @@ pub fn correlation_difference<B: Backend>(
         .into_data()
         .convert::<f32>()
         .to_vec()
-        .map_err(|e| TrainError::Data(format!("{e:?}")))?;
+        .map_err(values_error("correlation difference"))?;
     let mean = values.iter().map(|&v| f64::from(v)).sum::<f64>() / values.len().max(1) as f64;
     Ok((values, mean))
+}
+
+/// The error of reading the values of the tensor `what` back.
+fn values_error(what: &'static str) -> impl Fn(burn::tensor::DataError) -> TrainError {
+    move |source| TrainError::Values { what, source }
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use burn::module::{AutodiffModule, Module};
 use burn::optim::Optimizer;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{DType, Int, Tensor};
-use sskd_augment::loader::HostBatch;
+use sskd_augment::loader::{HostBatch, LoadError};
 use sskd_losses::functional::{cross_entropy, split_rotations};
 use sskd_losses::{
     ss_head_loss, BatchLayout, DistillInputs, Distiller, Method, Needs, NetworkOutputs,
@@ -20,21 +20,21 @@ use sskd_models::precision::float_dtype;
 use sskd_models::{BackboneWithHead, InputLimits, Model, ReferenceCall, SelfSupervisionHead};
 
 use crate::metrics::{Accuracy, EpochReport, Evaluation, StepLog, StepObserver};
-use crate::parallel::{check_parallel_method, gather, train_step, ShardOutput, ShardStep};
-use crate::TrainError;
+use crate::parallel::{check_parallel_method, gather, Execution, ShardOutput, ShardStep};
+use crate::{BatchError, SetupError, Stage, TrainError};
 
-/// An epoch of `shard_step` steps over `batches` on `devices` ([`train_step`]), each step
+/// An epoch of `shard_step` steps over `batches` on `devices` ([`Execution`]), each step
 /// shown to `observer`; stops at the first bad batch or at a loss that is not finite.
 fn run_epoch<B, M, O, F>(
     mut model: M,
     optimizer: &mut O,
     (batches, observer): (
-        impl IntoIterator<Item = Result<HostBatch, String>>,
+        impl IntoIterator<Item = Result<HostBatch, LoadError>>,
         Observer<'_>,
     ),
     lr: f64,
     devices: &[B::Device],
-    stage: &'static str,
+    stage: Stage,
     shard_step: F,
 ) -> Result<(M, EpochReport), TrainError>
 where
@@ -44,13 +44,13 @@ where
     F: ShardStep<B, M>,
 {
     let started = Instant::now();
+    let execution = Execution::<B>::of(devices)?;
     let mut report = EpochReport::default();
     let mut count = 0;
     for batch in batches {
-        let batch = batch.map_err(TrainError::Data)?;
-        let (next, step) = train_step(model, optimizer, lr, batch, devices, &shard_step)?;
+        let (next, step) = execution.step(model, optimizer, lr, batch?, &shard_step)?;
         model = next;
-        let total = step.terms.get("total").copied().unwrap_or(f64::NAN);
+        let total = step.total();
         if !total.is_finite() {
             return Err(TrainError::Diverged {
                 stage,
@@ -87,19 +87,16 @@ fn batch_tensors<B: Backend>(
 ) -> Result<BatchTensors<B>, TrainError> {
     let [_, _, height, width] = batch.shape;
     for limit in limits {
-        limit
-            .check([height, width])
-            .map_err(|e| TrainError::Data(e.to_string()))?;
+        limit.check([height, width]).map_err(BatchError::TooSmall)?;
     }
     let outside = |label: &i64| *label < 0 || classes.is_some_and(|c| *label >= c as i64);
-    if let Some((row, label)) = batch.labels.iter().enumerate().find(|(_, l)| outside(l)) {
-        let limit = match classes {
-            Some(classes) => format!("outside the network's classes 0..{classes}"),
-            None => "negative".to_string(),
-        };
-        return Err(TrainError::Data(format!(
-            "label {label} of row {row} is {limit} (is num_classes that of the dataset?)"
-        )));
+    if let Some((row, &label)) = batch.labels.iter().enumerate().find(|(_, l)| outside(l)) {
+        return Err(BatchError::Label {
+            label,
+            row,
+            classes,
+        }
+        .into());
     }
     let (images, labels, indices) = batch.to_tensors::<B>(device);
     let images = match dtype {
@@ -121,7 +118,7 @@ fn replicas<B: Backend, M: Module<B>>(network: &M, devices: &[B::Device]) -> Vec
 pub fn teacher_epoch<B, O>(
     model: Model<B>,
     optimizer: &mut O,
-    batches: impl IntoIterator<Item = Result<HostBatch, String>>,
+    batches: impl IntoIterator<Item = Result<HostBatch, LoadError>>,
     observer: Observer<'_>,
     lr: f64,
     devices: &[B::Device],
@@ -137,7 +134,7 @@ where
         (batches, observer),
         lr,
         devices,
-        "teacher",
+        Stage::Teacher,
         |model: &Model<B>, batch: HostBatch, k: usize| {
             let (limits, classes) = ([model.input_limits()], Some(model.num_classes()));
             let (images, labels, _) =
@@ -160,7 +157,7 @@ pub fn head_epoch<B, O>(
     teacher: &Model<B::InnerBackend>,
     head: SelfSupervisionHead<B>,
     optimizer: &mut O,
-    batches: impl IntoIterator<Item = Result<HostBatch, String>>,
+    batches: impl IntoIterator<Item = Result<HostBatch, LoadError>>,
     observer: Observer<'_>,
     lr: f64,
     devices: &[B::Device],
@@ -177,7 +174,7 @@ where
         (batches, observer),
         lr,
         devices,
-        "head",
+        Stage::Head,
         |head: &SelfSupervisionHead<B>, batch: HostBatch, k: usize| {
             let (images, labels, _) =
                 batch_tensors::<B::InnerBackend>(batch, &devices[k], dtype, &limits, None)?;
@@ -237,11 +234,11 @@ pub enum StudentObjective {
 }
 
 impl StudentObjective {
-    /// The name of the epochs it trains, in errors.
-    fn stage(self) -> &'static str {
+    /// The stage whose epochs it trains.
+    pub fn stage(self) -> Stage {
         match self {
-            Self::Distill => "student",
-            Self::Pretrain => "student pre-training",
+            Self::Distill => Stage::Student,
+            Self::Pretrain => Stage::Pretraining,
         }
     }
 }
@@ -253,7 +250,7 @@ pub fn student_epoch<B, O>(
     student: Student<B>,
     teacher: &BackboneWithHead<B::InnerBackend>,
     optimizer: &mut O,
-    batches: impl IntoIterator<Item = Result<HostBatch, String>>,
+    batches: impl IntoIterator<Item = Result<HostBatch, LoadError>>,
     observer: Observer<'_>,
     epoch: usize,
     lr: f64,
@@ -279,12 +276,9 @@ fn objective_needs<B: Backend>(
         StudentObjective::Pretrain => method
             .pretraining()
             .map(|stage| (stage.needs, stage.trains_student))
-            .ok_or_else(|| {
-                TrainError::Config(format!(
-                    "method `{}` has no pre-training stage",
-                    method.name()
-                ))
-            }),
+            .ok_or(TrainError::Setup(SetupError::NoPretraining {
+                method: method.name(),
+            })),
     }
 }
 
@@ -295,7 +289,7 @@ pub fn student_objective_epoch<B, O>(
     student: Student<B>,
     teacher: &BackboneWithHead<B::InnerBackend>,
     optimizer: &mut O,
-    batches: impl IntoIterator<Item = Result<HostBatch, String>>,
+    batches: impl IntoIterator<Item = Result<HostBatch, LoadError>>,
     observer: Observer<'_>,
     (epoch, lr, objective): (usize, f64, StudentObjective),
     devices: &[B::Device],
@@ -380,14 +374,14 @@ where
 /// `batches`; with `rotations`, only each image's unrotated row is classified.
 pub fn evaluate<B: Backend>(
     model: &Model<B>,
-    batches: impl IntoIterator<Item = Result<HostBatch, String>>,
+    batches: impl IntoIterator<Item = Result<HostBatch, LoadError>>,
     rotations: bool,
     device: &B::Device,
 ) -> Result<Accuracy, TrainError> {
     let (mut accuracy, dtype) = (Accuracy::default(), float_dtype(model));
     let (limits, classes) = ([model.input_limits()], Some(model.num_classes()));
     for batch in batches {
-        let batch = batch.map_err(TrainError::Data)?;
+        let batch = batch?;
         let (images, labels, _) = batch_tensors::<B>(batch, device, dtype, &limits, classes)?;
         let logits = model.forward(images).logits;
         let logits = if rotations {
@@ -406,14 +400,14 @@ pub fn evaluate<B: Backend>(
 pub fn evaluate_with_head<B: Backend>(
     backbone: &Model<B>,
     head: &SelfSupervisionHead<B>,
-    batches: impl IntoIterator<Item = Result<HostBatch, String>>,
+    batches: impl IntoIterator<Item = Result<HostBatch, LoadError>>,
     device: &B::Device,
 ) -> Result<Evaluation, TrainError> {
     let (mut accuracy, dtype) = (Accuracy::default(), float_dtype(backbone));
     let (mut ss_correct, mut ss_rows) = (0, 0);
     let (limits, classes) = ([backbone.input_limits()], Some(backbone.num_classes()));
     for batch in batches {
-        let batch = batch.map_err(TrainError::Data)?;
+        let batch = batch?;
         let (images, labels, _) = batch_tensors::<B>(batch, device, dtype, &limits, classes)?;
         let output = backbone.forward(images);
         let (_, correct) =

@@ -17,21 +17,19 @@ use burn::optim::Optimizer;
 use burn::tensor::backend::AutodiffBackend;
 use sskd_models::checkpoint::save_record;
 
-use crate::checkpoint::{
-    checkpoint_json, io_error, load_checkpoint, read_checkpoint, CheckpointState,
-};
+use crate::checkpoint::{checkpoint_json, load_checkpoint, read_checkpoint, CheckpointState};
 use crate::listeners::{Checkpoints, EpochEnd, EpochListener, MetricsLog, PlotRefresh, SaveBest};
 use crate::metrics::{EpochReport, EpochResult, EpochSummary, Evaluation, SelectBy, StepObserver};
 use crate::progress::{ProgressConfig, StageProgress};
 use crate::run_dir::RunDir;
 use crate::schedule::LrSchedule;
-use crate::TrainError;
+use crate::{ResumeMismatch, Stage, TrainError};
 
 /// What a stage's loop does.
 #[derive(Debug, Clone)]
 pub struct FitPlan {
-    /// Stage name, used in file names and log lines (`teacher`, `head`, `student`, ...).
-    pub stage: String,
+    /// The stage; its name starts the names of its files and is the `stage` of its log lines.
+    pub stage: Stage,
     /// Number of epochs.
     pub epochs: usize,
     /// The learning rate per epoch index (from 0).
@@ -54,16 +52,17 @@ pub struct FitPlan {
 
 impl FitPlan {
     /// A plan of `epochs` epochs of `stage` on `schedule`: a checkpoint after the last epoch
-    /// only, best by top-1, no tags, progress as [`ProgressConfig::default`].
-    pub fn new(stage: &str, epochs: usize, schedule: LrSchedule, seed: u64) -> Self {
+    /// only, best by the stage's figure ([`Stage::select_by`]), no tags, progress as
+    /// [`ProgressConfig::default`].
+    pub fn new(stage: Stage, epochs: usize, schedule: LrSchedule, seed: u64) -> Self {
         Self {
-            stage: stage.to_string(),
+            stage,
             epochs,
             schedule,
             checkpoint_every: 0,
             seed,
             resume: false,
-            select_by: SelectBy::Top1,
+            select_by: stage.select_by(),
             tags: serde_json::Map::new(),
             progress: ProgressConfig::default(),
             steps_per_epoch: None,
@@ -125,13 +124,13 @@ where
 {
     let (mut module, mut optimizer, mut state) = restore(run, plan, module, optimizer, device)?;
     if state.epochs_done > 0 {
-        let resumed = serde_json::json!({"event": "resume", "stage": plan.stage, "epochs_done": state.epochs_done});
+        let resumed = serde_json::json!({"event": "resume", "stage": plan.stage.name(), "epochs_done": state.epochs_done});
         run.log().append(&resumed)?;
     }
     let mut listeners = stage_listeners::<B, M, O>(plan);
     let mut progress = StageProgress::new(
         plan.progress,
-        &plan.stage,
+        plan.stage.name(),
         plan.epochs,
         plan.steps_per_epoch,
     );
@@ -159,7 +158,7 @@ where
         state.last = Some(result);
         state.epochs_done = epoch;
         let summary = EpochSummary {
-            stage: plan.stage.clone(),
+            stage: plan.stage.name().to_string(),
             epoch,
             epochs: plan.epochs,
             lr,
@@ -209,7 +208,7 @@ where
     O: Optimizer<M, B>,
 {
     let fresh = CheckpointState {
-        stage: plan.stage.clone(),
+        stage: plan.stage.name().to_string(),
         epochs_done: 0,
         seed: plan.seed,
         best: None,
@@ -227,8 +226,8 @@ where
             );
         }
     }
-    let existing = read_checkpoint(run, &plan.stage)?;
-    let (stage, folder) = (&plan.stage, run.root().display());
+    let existing = read_checkpoint(run, plan.stage.name())?;
+    let (stage, folder) = (plan.stage.name(), run.root().display());
     let Some(state) = existing.as_ref().filter(|_| plan.resume).cloned() else {
         match existing {
             None if plan.resume => {
@@ -243,24 +242,24 @@ where
         }
         return Ok((module, optimizer, fresh));
     };
-    let json = checkpoint_json(run, &plan.stage);
-    if state.seed != plan.seed {
-        return Err(io_error(
-            &json,
-            format!(
-                "the checkpoint was made with seed {}, this run uses seed {}",
-                state.seed, plan.seed
-            ),
-        ));
-    }
-    if state.epochs_done > plan.epochs {
-        return Err(io_error(
-            &json,
-            format!(
-                "the checkpoint has {} epochs done, more than the {} planned",
-                state.epochs_done, plan.epochs
-            ),
-        ));
+    let mismatch = if state.seed != plan.seed {
+        Some(ResumeMismatch::Seed {
+            stored: state.seed,
+            given: plan.seed,
+        })
+    } else if state.epochs_done > plan.epochs {
+        Some(ResumeMismatch::Epochs {
+            done: state.epochs_done,
+            planned: plan.epochs,
+        })
+    } else {
+        None
+    };
+    if let Some(mismatch) = mismatch {
+        return Err(TrainError::Resume {
+            path: checkpoint_json(run, plan.stage.name()),
+            mismatch,
+        });
     }
     let (module, optimizer) = load_checkpoint(run, &state, module, optimizer, device)?;
     tracing::info!(

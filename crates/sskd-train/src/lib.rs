@@ -40,6 +40,7 @@
 pub mod analysis;
 pub mod checkpoint;
 pub mod epoch;
+mod error;
 pub mod fit;
 pub mod listeners;
 pub mod metrics;
@@ -52,47 +53,12 @@ pub mod report;
 pub mod run_dir;
 pub mod schedule;
 pub mod sgd;
+pub mod stage;
 pub mod stages;
 
-use std::path::PathBuf;
-
+pub use error::{BatchError, ResumeMismatch, SetupError, TrainError};
 use sgd::SgdConfig;
-
-/// What can stop training.
-#[derive(Debug, thiserror::Error)]
-pub enum TrainError {
-    /// A file of the run could not be read or written.
-    #[error("{path}: {reason}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        reason: String,
-    },
-    /// A checkpoint could not be read or written.
-    #[error(transparent)]
-    Model(#[from] sskd_models::ModelError),
-    /// The data loader failed.
-    #[error("data: {0}")]
-    Data(String),
-    /// A loss rejected its inputs.
-    #[error(transparent)]
-    Loss(#[from] sskd_losses::LossError),
-    /// A training thread of a data-parallel step failed.
-    #[error("data-parallel worker: {0}")]
-    Worker(String),
-    /// The run's settings do not fit together.
-    #[error("{0}")]
-    Config(String),
-    /// The loss became NaN or infinite.
-    #[error("{stage} training diverged: the loss is {value}")]
-    Diverged {
-        /// The stage.
-        stage: &'static str,
-        /// The loss value.
-        value: f64,
-    },
-}
+pub use stage::Stage;
 
 /// `torch.optim.SGD(momentum=0.9, weight_decay=5e-4)` (dampening 0, no Nesterov, weight decay
 /// added to the gradient of every parameter, BN and biases included), the optimiser of every

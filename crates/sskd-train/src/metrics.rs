@@ -1,6 +1,7 @@
 //! What training measures: accuracy counts, evaluations, and the logs of a step and of an
 //! epoch. The bottom layer of the crate: it imports nothing else of it.
 
+use sskd_losses::TOTAL;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -147,6 +148,16 @@ impl StepLog {
     /// Records the value of `term` (`[1]`), read back from the device.
     pub fn record<B: Backend>(&mut self, name: &str, term: &Tensor<B, 1>) {
         self.terms.insert(name.to_string(), scalar_f64(term));
+    }
+
+    /// Records the step's summed loss `loss` (`[1]`) as the term [`TOTAL`].
+    pub fn record_total<B: Backend>(&mut self, loss: &Tensor<B, 1>) {
+        self.record(TOTAL, loss);
+    }
+
+    /// The step's summed loss, `NaN` if none was recorded.
+    pub fn total(&self) -> f64 {
+        self.terms.get(TOTAL).copied().unwrap_or(f64::NAN)
     }
 
     /// Adds another shard of the same step whose images are `weight` of the step's.

@@ -23,7 +23,7 @@ use sskd_collective::{
     self as collective, AllReduceStrategy, CollectiveConfig, PeerId, ReduceOperation,
 };
 
-use crate::TrainError;
+use crate::{SetupError, TrainError};
 
 /// Where this process sits among the nodes of a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,21 +43,23 @@ pub struct NodeConfig {
 impl NodeConfig {
     /// Checks the rank and the addresses.
     pub fn validate(&self) -> Result<(), TrainError> {
-        let error = |what: String| Err(TrainError::Config(what));
         if self.nodes == 0 || self.rank >= self.nodes {
-            return error(format!(
-                "node rank {} is not in 0..{} (--node-rank, --nodes)",
-                self.rank, self.nodes
-            ));
+            return Err(SetupError::NodeRank {
+                rank: self.rank,
+                nodes: self.nodes,
+            }
+            .into());
         }
         for (flag, address) in [
             ("--orchestrator", &self.orchestrator),
             ("--node-address", &self.address),
         ] {
             if !address.starts_with("ws://") || address.len() <= "ws://".len() {
-                return error(format!(
-                    "{flag} `{address}` must be a WebSocket address, ws://host:port"
-                ));
+                return Err(SetupError::NodeAddress {
+                    flag,
+                    address: address.clone(),
+                }
+                .into());
             }
         }
         Ok(())
@@ -66,8 +68,11 @@ impl NodeConfig {
 
 static NODE: Mutex<Option<NodeConfig>> = Mutex::new(None);
 
-fn collective_error(what: &str) -> impl Fn(collective::CollectiveError) -> TrainError + '_ {
-    move |error| TrainError::Worker(format!("{what}: {error:?}"))
+fn collective_error(doing: &'static str) -> impl Fn(collective::CollectiveError) -> TrainError {
+    move |error| TrainError::Nodes {
+        doing,
+        error: format!("{error:?}"),
+    }
 }
 
 /// Joins the node group of `config` (blocks until every node has joined); `device` is the
@@ -76,9 +81,12 @@ fn collective_error(what: &str) -> impl Fn(collective::CollectiveError) -> Train
 pub fn join<B: Backend>(config: NodeConfig, device: &B::Device) -> Result<(), TrainError> {
     config.validate()?;
     let parse = |address: &str| {
-        address
-            .parse()
-            .map_err(|e: String| TrainError::Config(format!("address `{address}`: {e}")))
+        address.parse().map_err(|reason: String| {
+            TrainError::Setup(SetupError::AddressParse {
+                address: address.to_string(),
+                reason,
+            })
+        })
     };
     let collective_config = CollectiveConfig::default()
         .with_num_devices(1)

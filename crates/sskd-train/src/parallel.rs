@@ -16,13 +16,11 @@
 use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
 use burn::optim::{GradientsParams, MultiGradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend, Device as _};
-#[cfg(feature = "collective")]
-use burn::tensor::ElementConversion;
 use burn::tensor::Tensor;
 use sskd_augment::loader::HostBatch;
 
 use crate::metrics::StepLog;
-use crate::TrainError;
+use crate::{SetupError, TrainError};
 
 /// The result of one shard's forward: the loss to differentiate (`[1]`) and its log.
 pub struct ShardOutput<B: Backend> {
@@ -85,22 +83,14 @@ pub fn check_parallel_method(needs_sample_indices: bool, devices: usize) -> Resu
         } else {
             format!("{devices} devices")
         };
-        return Err(TrainError::Config(format!(
-            "this method keeps a memory bank of per-sample embeddings, which data-parallel \
-             training over {over} cannot keep consistent; train it on one device of one node"
-        )));
+        return Err(SetupError::MemoryBankInParallel { over }.into());
     }
     Ok(())
 }
 
-/// One optimisation step of `model` on `batch` over `devices` (the first is the main one);
-/// `shard_step(model, shard, k)` runs the forward of a shard on device `k` and returns its
-/// loss. Returns the updated model and the step's log (`total` included).
-///
-/// With several devices, the parameters of the returned model are spread over them (each
-/// parameter is updated on one device, chosen by Burn by its id); [`gather`] brings the model
-/// back to the main device, e.g. before evaluation. With a node group joined (feature
-/// `collective`, [`crate::nodes`]) the gradients are also summed over the nodes.
+/// One optimisation step of `model` on `batch` over `devices` (the first is the main one):
+/// the [`Execution`] of `devices` (see [`Execution::of`]) runs it. Returns the updated model
+/// and the step's log ([`TOTAL`](sskd_losses::TOTAL) included).
 pub fn train_step<B, M, O, F>(
     model: M,
     optimizer: &mut O,
@@ -115,34 +105,194 @@ where
     O: Optimizer<M, B>,
     F: ShardStep<B, M>,
 {
-    let Some(main_device) = devices.first() else {
-        return Err(TrainError::Config("no training device given".to_string()));
-    };
-    let shards = split_batch(batch, devices.len());
-    let local_images: usize = shards.iter().map(|shard| shard.labels.len()).sum();
-    let global_images = images_over_nodes::<B>(local_images, main_device)?;
-    if shards.len() == 1 && !over_nodes() {
-        let output = shard_step(&model, shards.into_iter().next().expect("one shard"), 0)?;
-        let mut log = output.log;
-        log.record("total", &output.loss);
-        let gradients = GradientsParams::from_grads(output.loss.backward(), &model);
-        return Ok((optimizer.step(lr, model, gradients), log));
+    Execution::<B>::of(devices)?.step(model, optimizer, lr, batch, shard_step)
+}
+
+/// How a stage's training steps run, chosen once from its devices and node group.
+///
+/// With several devices, the parameters of the model a step returns are spread over them
+/// (each parameter is updated on one device, chosen by Burn by its id); [`gather`] brings the
+/// model back to the main device, e.g. before evaluation.
+pub enum Execution<'d, B: AutodiffBackend> {
+    /// One device, no node group: forward, backward, optimiser step.
+    Single(SingleDevice<'d, B>),
+    /// Several devices of this machine: a thread per shard, the gradients summed.
+    Devices(DeviceThreads<'d, B>),
+    /// A node of a group training together (feature `collective`): the shards of this node's
+    /// devices, the gradients summed over the nodes.
+    #[cfg(feature = "collective")]
+    Nodes(AcrossNodes<'d, B>),
+}
+
+impl<'d, B: AutodiffBackend> Execution<'d, B> {
+    /// The execution over `devices` (the first is the main one) in the node group joined, if
+    /// any.
+    pub fn of(devices: &'d [B::Device]) -> Result<Self, TrainError> {
+        let Some(main) = devices.first() else {
+            return Err(SetupError::NoDevice.into());
+        };
+        #[cfg(feature = "collective")]
+        if over_nodes() {
+            return Ok(Self::Nodes(AcrossNodes { devices }));
+        }
+        Ok(match devices {
+            [_] => Self::Single(SingleDevice { device: main }),
+            _ => Self::Devices(DeviceThreads { devices }),
+        })
     }
-    let replicas: Vec<M> = if shards.len() == 1 {
-        vec![model.clone()]
-    } else {
-        // A clone of a lazily initialised parameter would initialise to its own values.
-        model.visit(&mut Initialise);
-        devices[..shards.len()]
-            .iter()
-            .map(|device| model.clone().fork(device))
-            .collect()
-    };
+
+    /// One optimisation step of `model` on `batch`; `shard_step(model, shard, k)` runs the
+    /// forward of a shard on device `k` and returns its loss.
+    pub fn step<M, O, F>(
+        &self,
+        model: M,
+        optimizer: &mut O,
+        lr: f64,
+        batch: HostBatch,
+        shard_step: &F,
+    ) -> Result<(M, StepLog), TrainError>
+    where
+        M: AutodiffModule<B>,
+        O: Optimizer<M, B>,
+        F: ShardStep<B, M>,
+    {
+        match self {
+            Self::Single(single) => single.step(model, optimizer, lr, batch, shard_step),
+            Self::Devices(threads) => threads.step(model, optimizer, lr, batch, shard_step),
+            #[cfg(feature = "collective")]
+            Self::Nodes(nodes) => nodes.step(model, optimizer, lr, batch, shard_step),
+        }
+    }
+}
+
+/// The plain step on one device.
+pub struct SingleDevice<'d, B: AutodiffBackend> {
+    /// Where the model lives.
+    pub device: &'d B::Device,
+}
+
+impl<B: AutodiffBackend> SingleDevice<'_, B> {
+    fn step<M, O, F>(
+        &self,
+        model: M,
+        optimizer: &mut O,
+        lr: f64,
+        batch: HostBatch,
+        shard_step: &F,
+    ) -> Result<(M, StepLog), TrainError>
+    where
+        M: AutodiffModule<B>,
+        O: Optimizer<M, B>,
+        F: ShardStep<B, M>,
+    {
+        let output = shard_step(&model, batch, 0)?;
+        let mut log = output.log;
+        log.record_total(&output.loss);
+        let gradients = GradientsParams::from_grads(output.loss.backward(), &model);
+        Ok((optimizer.step(lr, model, gradients), log))
+    }
+}
+
+/// Data parallelism over the devices of this machine: the batch split by source images, one
+/// thread per shard on a replica of the model ([`Module::fork`]), each shard's loss weighted
+/// by its share of the batch so that the summed gradients are the whole batch's.
+pub struct DeviceThreads<'d, B: AutodiffBackend> {
+    /// The devices; the first is the main one.
+    pub devices: &'d [B::Device],
+}
+
+impl<B: AutodiffBackend> DeviceThreads<'_, B> {
+    fn step<M, O, F>(
+        &self,
+        model: M,
+        optimizer: &mut O,
+        lr: f64,
+        batch: HostBatch,
+        shard_step: &F,
+    ) -> Result<(M, StepLog), TrainError>
+    where
+        M: AutodiffModule<B>,
+        O: Optimizer<M, B>,
+        F: ShardStep<B, M>,
+    {
+        let shards = split_batch(batch, self.devices.len());
+        if let [_] = shards.as_slice() {
+            let single = SingleDevice::<B> {
+                device: &self.devices[0],
+            };
+            let shard = shards.into_iter().next().expect("one shard");
+            return single.step(model, optimizer, lr, shard, shard_step);
+        }
+        let images = shards.iter().map(|shard| shard.labels.len()).sum();
+        let (gradients, log) = run_shards(&model, shards, self.devices, images, shard_step)?;
+        let model = optimizer.step_multi(lr, model, gradients);
+        flush_running_states(&model);
+        Ok((model, log))
+    }
+}
+
+/// A node of a group training together: this node's shards as [`DeviceThreads`] runs them,
+/// each weighted by its share of the images of all nodes, the gradients summed over the nodes
+/// ([`crate::nodes`]) before the optimiser step.
+#[cfg(feature = "collective")]
+pub struct AcrossNodes<'d, B: AutodiffBackend> {
+    /// This node's devices; the first is the main one.
+    pub devices: &'d [B::Device],
+}
+
+#[cfg(feature = "collective")]
+impl<B: AutodiffBackend> AcrossNodes<'_, B> {
+    fn step<M, O, F>(
+        &self,
+        model: M,
+        optimizer: &mut O,
+        lr: f64,
+        batch: HostBatch,
+        shard_step: &F,
+    ) -> Result<(M, StepLog), TrainError>
+    where
+        M: AutodiffModule<B>,
+        O: Optimizer<M, B>,
+        F: ShardStep<B, M>,
+    {
+        use burn::tensor::ElementConversion;
+        let main = &self.devices[0];
+        let shards = split_batch(batch, self.devices.len());
+        let local: usize = shards.iter().map(|shard| shard.labels.len()).sum();
+        let count = Tensor::<B::InnerBackend, 1>::from_floats([local as f32], main);
+        let global = crate::nodes::sum_over_nodes(count)?
+            .into_scalar()
+            .elem::<f64>()
+            .round() as usize;
+        let (gradients, log) = run_shards(&model, shards, self.devices, global, shard_step)?;
+        let reduced = crate::nodes::reduce_gradients(&model, gradients, main)?;
+        let model = optimizer.step(lr, model, reduced);
+        flush_running_states(&model);
+        Ok((model, log))
+    }
+}
+
+/// Runs each shard's forward and backward on its device (a thread each when there are
+/// several; one shard runs on `model` itself), its loss weighted by its share of
+/// `global_images`: the shards' gradients, and their logs merged by image share.
+fn run_shards<B, M, F>(
+    model: &M,
+    shards: Vec<HostBatch>,
+    devices: &[B::Device],
+    global_images: usize,
+    shard_step: &F,
+) -> Result<(MultiGradientsParams, StepLog), TrainError>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    F: ShardStep<B, M>,
+{
+    let local_images: usize = shards.iter().map(|shard| shard.labels.len()).sum();
     let run_shard = |k: usize, shard: HostBatch, replica: M| {
         let images = shard.labels.len() as f64;
         let output = shard_step(&replica, shard, k)?;
         let mut log = output.log;
-        log.record("total", &output.loss);
+        log.record_total(&output.loss);
         let loss = output.loss.mul_scalar(images / global_images as f64);
         let gradients = GradientsParams::from_grads(loss.backward(), &replica);
         Ok::<_, TrainError>((
@@ -152,14 +302,15 @@ where
             images / local_images as f64,
         ))
     };
-    let results = if shards.len() == 1 {
+    let results = if let [_] = shards.as_slice() {
         let shard = shards.into_iter().next().expect("one shard");
-        vec![run_shard(
-            0,
-            shard,
-            replicas.into_iter().next().expect("one replica"),
-        )]
+        vec![run_shard(0, shard, model.clone())]
     } else {
+        // A clone of a lazily initialised parameter would initialise to its own values.
+        model.visit(&mut Initialise);
+        let replicas = devices[..shards.len()]
+            .iter()
+            .map(|device| model.clone().fork(device));
         let run_shard = &run_shard;
         std::thread::scope(|scope| {
             let workers: Vec<_> = shards
@@ -172,9 +323,9 @@ where
                 .into_iter()
                 .map(|worker| {
                     worker.join().unwrap_or_else(|panic| {
-                        let message = panic_message(&panic)
+                        let panic = panic_message(&panic)
                             .unwrap_or_else(|| "a training thread panicked".to_string());
-                        Err(TrainError::Worker(message))
+                        Err(TrainError::Worker { panic })
                     })
                 })
                 .collect::<Vec<_>>()
@@ -187,9 +338,7 @@ where
         gradients.grads.push((shard_gradients, device_id));
         log.merge(shard_log, weight);
     }
-    let model = apply(model, optimizer, lr, gradients, main_device)?;
-    flush_running_states(&model);
-    Ok((model, log))
+    Ok((gradients, log))
 }
 
 /// Initialises every lazy parameter of the module it visits, in place.
@@ -207,45 +356,6 @@ fn over_nodes() -> bool {
     return crate::nodes::current().is_some();
     #[cfg(not(feature = "collective"))]
     false
-}
-
-/// The images of the step over all nodes (the local ones without a node group).
-fn images_over_nodes<B: AutodiffBackend>(
-    local: usize,
-    device: &B::Device,
-) -> Result<usize, TrainError> {
-    #[cfg(feature = "collective")]
-    if over_nodes() {
-        let count = Tensor::<B::InnerBackend, 1>::from_floats([local as f32], device);
-        let total = crate::nodes::sum_over_nodes(count)?
-            .into_scalar()
-            .elem::<f64>();
-        return Ok(total.round() as usize);
-    }
-    let _ = device;
-    Ok(local)
-}
-
-/// The optimiser step on the shards' gradients (summed over the nodes with a node group).
-fn apply<B, M, O>(
-    model: M,
-    optimizer: &mut O,
-    lr: f64,
-    gradients: MultiGradientsParams,
-    device: &B::Device,
-) -> Result<M, TrainError>
-where
-    B: AutodiffBackend,
-    M: AutodiffModule<B>,
-    O: Optimizer<M, B>,
-{
-    #[cfg(feature = "collective")]
-    if over_nodes() {
-        let reduced = crate::nodes::reduce_gradients(&model, gradients, device)?;
-        return Ok(optimizer.step(lr, model, reduced));
-    }
-    let _ = device;
-    Ok(optimizer.step_multi(lr, model, gradients))
 }
 
 /// Merges the running statistics the replicas' threads recorded (each thread's update is kept

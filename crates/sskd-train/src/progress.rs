@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use burn::tensor::backend::Backend;
 use indicatif::{FormattedDuration, ProgressBar, ProgressStyle};
-use sskd_augment::loader::HostBatch;
+use sskd_augment::loader::{HostBatch, LoadError};
+use sskd_losses::TOTAL;
 
 use crate::listeners::{EpochEnd, EpochListener};
 use crate::metrics::{EpochSummary, StepLog, StepObserver};
@@ -276,7 +277,7 @@ impl Meter {
     /// batches of one copy per image), for evaluation passes and feature extraction.
     pub fn batches<I>(self, batches: I) -> MeteredBatches<I::IntoIter>
     where
-        I: IntoIterator<Item = Result<HostBatch, String>>,
+        I: IntoIterator<Item = Result<HostBatch, LoadError>>,
     {
         MeteredBatches {
             batches: batches.into_iter(),
@@ -312,8 +313,8 @@ pub struct MeteredBatches<I> {
     meter: Option<Meter>,
 }
 
-impl<I: Iterator<Item = Result<HostBatch, String>>> Iterator for MeteredBatches<I> {
-    type Item = Result<HostBatch, String>;
+impl<I: Iterator<Item = Result<HostBatch, LoadError>>> Iterator for MeteredBatches<I> {
+    type Item = Result<HostBatch, LoadError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         let next = self.batches.next();
@@ -476,10 +477,10 @@ fn terms_text(sums: &BTreeMap<String, f64>, count: f64) -> String {
     let shown = |(name, value): (&String, &f64)| format!("{name} {:.4}", value / count.max(1.0));
     let parts: Vec<String> = sums
         .iter()
-        .filter(|(n, _)| *n != "total")
+        .filter(|(n, _)| *n != TOTAL)
         .map(shown)
         .collect();
-    match sums.get("total") {
+    match sums.get(TOTAL) {
         Some(total) if parts.len() > 1 => {
             format!("total {:.4} ({})", total / count.max(1.0), parts.join(", "))
         }

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use burn::data::dataset::Dataset;
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
-use rand::rngs::StdRng;
-use sskd_augment::loader::{batches_per_epoch, load_epoch, HostBatch, LoaderConfig, Sample};
+use sskd_augment::loader::{
+    batches_per_epoch, load_epoch, HostBatch, LoadError, LoaderConfig, SampleTransform,
+};
 use sskd_models::{BackboneWithHead, Model, SelfSupervisionHead};
 
 use sskd_losses::{Distiller, Pretraining};
@@ -21,11 +22,11 @@ use crate::epoch::{
 use crate::fit::{fit, FitOutcome, FitPlan};
 use crate::metrics::Evaluation;
 use crate::run_dir::RunDir;
-use crate::TrainError;
+use crate::{SetupError, TrainError};
 
 /// A per-sample transform: an item and its generator to a [`Sample`] (one copy, or four
 /// rotations).
-pub type Transform<I> = Arc<dyn Fn(I, &mut StdRng) -> Result<Sample, String> + Send + Sync>;
+pub type Transform<I> = Arc<dyn SampleTransform<I>>;
 
 /// The data of a run: train and test sets, the four transforms, batch sizes and the seed.
 pub struct RunData<D, I> {
@@ -77,7 +78,7 @@ where
         &self,
         rotations: bool,
         epoch: usize,
-    ) -> std::sync::mpsc::Receiver<Result<HostBatch, String>> {
+    ) -> std::sync::mpsc::Receiver<Result<HostBatch, LoadError>> {
         let transform = if rotations {
             &self.rotations_train
         } else {
@@ -111,7 +112,7 @@ where
     pub fn test_batches(
         &self,
         rotations: bool,
-    ) -> std::sync::mpsc::Receiver<Result<HostBatch, String>> {
+    ) -> std::sync::mpsc::Receiver<Result<HostBatch, LoadError>> {
         let transform = if rotations {
             &self.rotations_test
         } else {
@@ -162,7 +163,7 @@ fn node_part() -> (usize, usize) {
 fn main_device<D>(devices: &[D]) -> Result<&D, TrainError> {
     devices
         .first()
-        .ok_or_else(|| TrainError::Config("no training device given".to_string()))
+        .ok_or(TrainError::Setup(SetupError::NoDevice))
 }
 
 /// Stage 1: cross-entropy training of `model` (SGD with `momentum` and `weight_decay`),
@@ -285,13 +286,13 @@ where
     stage(student, plan, StudentObjective::Distill, rotations)
 }
 
-/// The plan of a method's pre-training stage before the student stage of `plan`: stage
-/// `{stage}-init`, the method's epochs at a constant learning rate (the method's, else the
+/// The plan of a method's pre-training stage before the student stage of `plan`:
+/// [`Stage::Pretraining`](crate::Stage::Pretraining), the method's epochs at a constant learning rate (the method's, else the
 /// student stage's initial one).
 pub fn pretraining_plan(plan: &FitPlan, stage: Pretraining) -> FitPlan {
     let lr = stage.learning_rate.unwrap_or_else(|| plan.schedule.lr(0));
     FitPlan {
-        stage: format!("{}-init", plan.stage),
+        stage: crate::Stage::Pretraining,
         epochs: stage.epochs,
         schedule: crate::schedule::LrSchedule::multi_step(lr, &[]),
         select_by: crate::metrics::SelectBy::Top1,
