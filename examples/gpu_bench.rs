@@ -216,5 +216,9 @@ fn main() -> Result<()> {
     }
     args.cpu_kernels.select();
     let (device, precision) = (args.device, args.precision);
-    Ok(dispatch(&device.into(), precision, Bench { args, configs })?)
+    Ok(dispatch(
+        &device.into(),
+        precision,
+        Bench { args, configs },
+    )?)
 }

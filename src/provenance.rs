@@ -323,7 +323,7 @@ mod tests {
     fn a_record_says_how_the_stage_ran() {
         type B = burn::backend::Flex;
         let record = RunRecord::now::<B>(
-            "teacher",
+            Stage::Teacher,
             &config(),
             (false, &[1, 2]),
             &[Default::default()],

@@ -8,7 +8,7 @@ use burn::backend::{Autodiff, Flex};
 use burn::data::dataset::transform::SelectionDataset;
 use burn::module::AutodiffModule;
 use rand::rngs::StdRng;
-use sskd::augment::loader::{load_epoch, LoaderConfig, Sample};
+use sskd::augment::loader::{load_epoch, LoaderConfig, Sample, SampleError};
 use sskd::data::idx::idx_images;
 use sskd::data::{LabeledImage, PlanarImages};
 use sskd::models::create_model;
@@ -25,7 +25,7 @@ fn fashion(count: usize) -> Arc<SelectionDataset<PlanarImages, LabeledImage>> {
     Arc::new(SelectionDataset::from_indices_checked(images, indices))
 }
 
-fn plain(item: LabeledImage, _: &mut StdRng) -> Result<Sample, String> {
+fn plain(item: LabeledImage, _: &mut StdRng) -> Result<Sample, SampleError> {
     Ok(Sample::from_images(
         &[item.image],
         [0.5; 3],

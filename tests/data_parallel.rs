@@ -11,7 +11,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, Tolerance};
-use sskd::augment::loader::HostBatch;
+use sskd::augment::loader::{HostBatch, LoadError};
 use sskd::losses::functional::cross_entropy;
 use sskd::models::batch_norm::{BatchNorm, BatchNormConfig};
 use sskd::models::{create_model, BackboneWithHead};
@@ -209,7 +209,7 @@ fn student_setup(method: &str) -> (Student<B>, BackboneWithHead<Flex>) {
     (student, teacher.valid())
 }
 
-fn rotation_batches(count: usize) -> Vec<Result<HostBatch, String>> {
+fn rotation_batches(count: usize) -> Vec<Result<HostBatch, LoadError>> {
     (0..count)
         .map(|k| {
             let mut data = batch(8 * 4, k as u64);
@@ -269,7 +269,10 @@ fn a_worker_that_fails_fails_the_step_with_its_error() {
     let device = Default::default();
     let failing = |net: &Net<B>, _: HostBatch, k: usize| {
         if k == 1 {
-            Err(TrainError::Data("shard 1 is broken".into()))
+            Err(TrainError::Data(LoadError::Transform {
+                index: 1,
+                source: "shard 1 is broken".into(),
+            }))
         } else {
             Ok(ShardOutput {
                 loss: net.fc.weight.val().sum(),

@@ -10,7 +10,7 @@ use burn::data::dataset::transform::SelectionDataset;
 use burn::module::AutodiffModule;
 use burn::tensor::Tensor;
 use rand::rngs::StdRng;
-use sskd::augment::loader::Sample;
+use sskd::augment::loader::{Sample, SampleError};
 use sskd::augment::recipes::crop_and_flip;
 use sskd::augment::ss_tasks::sskd_rotations;
 use sskd::data::idx::idx_images;
@@ -24,7 +24,7 @@ use sskd::train::progress::ProgressConfig;
 use sskd::train::run_dir::{latest_epochs, RunDir};
 use sskd::train::schedule::{CosineLr, LrSchedule};
 use sskd::train::stages::{train_student, RunData};
-use sskd::train::TrainError;
+use sskd::train::{Stage, TrainError};
 
 type B = Autodiff<Flex>;
 type Subset = SelectionDataset<PlanarImages, LabeledImage>;
@@ -43,7 +43,7 @@ fn fashion(count: usize, test: bool) -> Arc<Subset> {
     Arc::new(SelectionDataset::from_indices_checked(images, indices))
 }
 
-fn to_sample(copies: Vec<image::RgbImage>, label: usize) -> Result<Sample, String> {
+fn to_sample(copies: Vec<image::RgbImage>, label: usize) -> Result<Sample, SampleError> {
     Ok(Sample::from_images(&copies, [0.286; 3], [0.353; 3], label))
 }
 
@@ -58,7 +58,7 @@ fn data(poison: Option<usize>) -> RunData<Subset, LabeledImage> {
         }),
         rotations_train: Arc::new(move |item: LabeledImage, rng: &mut StdRng| {
             if poison == Some(item.label) {
-                return Err("simulated crash".to_string());
+                return Err("simulated crash".into());
             }
             to_sample(sskd_rotations(&item.image, true, rng).to_vec(), item.label)
         }),
@@ -84,7 +84,7 @@ fn plan(resume: bool) -> FitPlan {
         checkpoint_every: 1,
         resume,
         progress: ProgressConfig::off(),
-        ..FitPlan::new("student", EPOCHS, schedule, 5)
+        ..FitPlan::new(Stage::Student, EPOCHS, schedule, 5)
     }
 }
 
@@ -188,7 +188,7 @@ fn a_killed_run_resumes_to_the_uninterrupted_result() {
     }
     let crashed = run(&resumed_run, &data(Some(3)), true);
     assert!(
-        matches!(crashed, Err(TrainError::Data(ref m)) if m.contains("simulated crash")),
+        matches!(crashed, Err(TrainError::Data(ref m)) if m.to_string().contains("simulated crash")),
         "{crashed:?}"
     );
     let state = read_checkpoint(&resumed_run, "student").unwrap().unwrap();

@@ -7,7 +7,7 @@ use burn::backend::{Autodiff, Flex};
 use burn::data::dataset::transform::SelectionDataset;
 use burn::module::{AutodiffModule, Module};
 use rand::rngs::StdRng;
-use sskd::augment::loader::{load_epoch, LoaderConfig, Sample};
+use sskd::augment::loader::{load_epoch, LoaderConfig, Sample, SampleError};
 use sskd::augment::ss_tasks::sskd_rotations;
 use sskd::data::idx::idx_images;
 use sskd::data::{LabeledImage, PlanarImages};
@@ -32,11 +32,11 @@ fn fashion(count: usize, test: bool) -> Arc<SelectionDataset<PlanarImages, Label
     Arc::new(SelectionDataset::from_indices_checked(images, indices))
 }
 
-fn plain(item: LabeledImage, _: &mut StdRng) -> Result<Sample, String> {
+fn plain(item: LabeledImage, _: &mut StdRng) -> Result<Sample, SampleError> {
     Ok(Sample::from_images(&[item.image], MEAN, STD, item.label))
 }
 
-fn rotations(item: LabeledImage, rng: &mut StdRng) -> Result<Sample, String> {
+fn rotations(item: LabeledImage, rng: &mut StdRng) -> Result<Sample, SampleError> {
     Ok(Sample::from_images(
         &sskd_rotations(&item.image, true, rng),
         MEAN,
@@ -151,7 +151,9 @@ fn teacher_head_and_students_train_on_fashion_mnist() {
         (
             "sskd",
             Arc::new(rotations)
-                as Arc<dyn Fn(LabeledImage, &mut StdRng) -> Result<Sample, String> + Send + Sync>,
+                as Arc<
+                    dyn Fn(LabeledImage, &mut StdRng) -> Result<Sample, SampleError> + Send + Sync,
+                >,
         ),
         ("kd", Arc::new(plain)),
     ] {

@@ -194,7 +194,8 @@ pub fn epoch_order(len: usize, config: &LoaderConfig, epoch: u64) -> Vec<usize> 
 }
 
 /// Starts preparing the batches of `epoch`; iterate the receiver to get them in order. A
-/// sample whose item is missing or whose transform fails ends the epoch with that error.
+/// sample whose item is missing or whose transform fails ends the epoch with that error (any
+/// error, a message included: `Err("…".into())`).
 pub fn load_epoch<I, D, F>(
     dataset: Arc<D>,
     transform: Arc<F>,
@@ -218,8 +219,12 @@ where
                 .par_iter()
                 .map(|&index| {
                     let item = dataset.get(index).ok_or(LoadError::MissingItem { index })?;
-                    transform(item, &mut sample_rng(config.seed, epoch, index as u64))
-                        .map_err(|source| LoadError::Transform { index, source })
+                    transform(item, &mut sample_rng(config.seed, epoch, index as u64)).map_err(
+                        |error| LoadError::Transform {
+                            index,
+                            source: error.into(),
+                        },
+                    )
                 })
                 .collect();
             let batch = samples.and_then(|samples| assemble(&samples, chunk));
@@ -356,7 +361,7 @@ mod tests {
         let dataset = Arc::new(InMemDataset::new((0..6usize).collect::<Vec<_>>()));
         let failing = |item: usize, _: &mut StdRng| {
             if item == 4 {
-                Err("bad pixels in item 4".to_string())
+                Err("bad pixels in item 4".into())
             } else {
                 Ok(Sample {
                     pixels: vec![0.0],
@@ -377,6 +382,10 @@ mod tests {
         .into_iter()
         .collect();
         assert_eq!(results.len(), 3);
-        assert!(results[2].as_ref().unwrap_err().contains("item 4"));
+        assert!(results[2]
+            .as_ref()
+            .unwrap_err()
+            .to_string()
+            .contains("item 4"));
     }
 }
