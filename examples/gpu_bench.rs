@@ -205,8 +205,8 @@ fn main() -> Result<()> {
     let args = Args::parse();
     args.verbosity.init();
     let mut configs = match (&args.set, args.configs.is_empty()) {
-        (Some(set), _) => config_set(set).map_err(anyhow::Error::msg)?,
-        (None, true) => config_set("core").map_err(anyhow::Error::msg)?,
+        (Some(set), _) => config_set(set)?,
+        (None, true) => config_set("core")?,
         (None, false) => Vec::new(),
     };
     configs.extend(args.configs.iter().cloned());

@@ -46,7 +46,7 @@ impl BackendJob for Bench {
             args.names.clone()
         };
         for name in names {
-            let step = LossStep::<Autodiff<B>>::new(&name, &device).map_err(anyhow::Error::msg)?;
+            let step = LossStep::<Autodiff<B>>::new(&name, &device)?;
             for _ in 0..args.warmup {
                 step.step();
             }

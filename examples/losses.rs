@@ -19,7 +19,7 @@ use anyhow::{bail, Context, Result};
 use burn::backend::Flex;
 use burn::tensor::{Int, Tensor, TensorData};
 use clap::Parser;
-use sskd::config::{read_json, ConfigError, Settings};
+use sskd::config::{read_json, ConfigError};
 use sskd::losses::{
     method_names, BatchLayout, DistillInputs, Distiller, FeatureShapes, MethodConfig,
     MethodContext, NetworkOutputs,
@@ -165,12 +165,9 @@ fn method(args: &Args) -> Result<Box<dyn Distiller<B>>> {
     }
     let config = match &args.config {
         None => published,
-        Some(path) => {
-            let settings = serde_json::json!({ published.name(): read_json(path)? });
-            published
-                .with_settings(&settings)
-                .map_err(|e| ConfigError::from(e).in_file(path))?
-        }
+        Some(path) => published
+            .with_fields(&read_json(path)?)
+            .map_err(|e| ConfigError::from(e).in_file(path))?,
     };
     config.validate()?;
     let context = MethodContext {

@@ -279,3 +279,124 @@ fn the_architecture_page_names_real_places() {
         );
     }
 }
+
+/// The source files of the library crates (the crates' `src` and the root package's).
+fn library_files() -> Vec<PathBuf> {
+    source_roots().iter().flat_map(|r| rust_files(r)).collect()
+}
+
+/// The `enum …Error { … }` declarations of `text`, each as its text.
+fn error_enums(text: &str) -> Vec<&str> {
+    let mut enums = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("enum ") {
+        let declaration = &rest[start..];
+        let name = words(&declaration["enum ".len()..])
+            .next()
+            .unwrap_or_default();
+        let end = declaration.find("\n}").map_or(declaration.len(), |e| e + 2);
+        if name.ends_with("Error") {
+            enums.push(&declaration[..end]);
+        }
+        rest = &declaration[end.min(declaration.len())..];
+        if end == 0 {
+            break;
+        }
+    }
+    enums
+}
+
+#[test]
+fn library_errors_are_types_with_context_not_strings() {
+    for file in library_files() {
+        let text = code(&file);
+        for line in text.lines() {
+            let returns_string_error = line.match_indices("Result<").any(|(at, _)| {
+                line[at..]
+                    .split('>')
+                    .next()
+                    .unwrap_or("")
+                    .ends_with(", String")
+            });
+            assert!(
+                !returns_string_error,
+                "{}: a `String` error: {}",
+                file.display(),
+                line.trim()
+            );
+        }
+        for declaration in error_enums(&text) {
+            assert!(
+                !declaration.contains("(String)"),
+                "{}: an error variant that is only a message:\n{declaration}",
+                file.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn architecture_and_method_names_are_matched_in_their_tables_only() {
+    let tables = [
+        (
+            "crates/sskd-models/src/registry.rs",
+            sskd::models::model_names(),
+        ),
+        (
+            "crates/sskd-losses/src/registry.rs",
+            sskd::losses::method_names(),
+        ),
+    ];
+    // The examples' own vocabularies (the augment example's `sskd` transform) may reuse a name.
+    for (table, names) in tables {
+        for file in library_files().iter().filter(|f| !f.ends_with(table)) {
+            let text = code(file);
+            for name in names {
+                let quoted = format!("\"{name}\"");
+                let patterns = [
+                    format!("{quoted} =>"),
+                    format!("{quoted} |"),
+                    format!("| {quoted}"),
+                    format!("== {quoted}"),
+                    format!("!= {quoted}"),
+                ];
+                for pattern in &patterns {
+                    assert!(
+                        !text.contains(pattern.as_str()),
+                        "{}: `{pattern}` matches `{name}` outside its table ({table})",
+                        file.display()
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_total_s_key_is_written_once() {
+    let contract = repo().join("crates/sskd-losses/src/contract.rs");
+    for file in library_files() {
+        let count = code(&file).matches("\"total\"").count();
+        let expected = usize::from(file == contract);
+        assert_eq!(count, expected, "{}", file.display());
+    }
+}
+
+#[test]
+fn stages_are_values_not_names() {
+    for file in library_files() {
+        let text = code(&file);
+        for name in ["teacher", "head", "student"] {
+            for pattern in [
+                format!("stage == \"{name}\""),
+                format!("stage != \"{name}\""),
+            ] {
+                assert!(
+                    !text.contains(&pattern),
+                    "{}: `{pattern}`: compare with a `Stage`",
+                    file.display()
+                );
+            }
+        }
+    }
+}

@@ -6,8 +6,8 @@
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Distribution, ElementConversion, Int, Tensor, TensorData};
 use sskd::losses::{
-    create_method, BatchLayout, DistillInputs, Distiller, FeatureShapes, MethodContext,
-    NetworkOutputs, SskdConfig,
+    create_method, BatchLayout, DistillInputs, Distiller, FeatureShapes, MethodConfig,
+    MethodContext, NetworkOutputs, SskdConfig,
 };
 
 /// Images per batch.
@@ -21,7 +21,7 @@ pub fn workload_names() -> Vec<String> {
     names.extend(
         sskd::losses::method_names()
             .iter()
-            .filter(|n| **n != "sskd")
+            .filter(|n| !matches!(MethodConfig::published(n), Ok(MethodConfig::Sskd(_))))
             .map(|n| n.to_string()),
     );
     names
@@ -92,17 +92,13 @@ pub struct LossStep<B: AutodiffBackend> {
 
 impl<B: AutodiffBackend> LossStep<B> {
     /// Prepares the workload `name` (see [`workload_names`]).
-    pub fn new(name: &str, device: &B::Device) -> Result<Self, String> {
+    pub fn new(name: &str, device: &B::Device) -> anyhow::Result<Self> {
         let shapes = wrn_shapes();
         let n_data = 50_000;
         let (method, rows, head_dim): (Box<dyn Distiller<B>>, usize, usize) = match name {
             "sskd_d128" | "sskd_d1280" => {
                 let dim = if name == "sskd_d128" { 128 } else { 1280 };
-                (
-                    Box::new(SskdConfig::new().init().map_err(|e| e.to_string())?),
-                    4 * BATCH,
-                    dim,
-                )
+                (Box::new(SskdConfig::new().init()?), 4 * BATCH, dim)
             }
             other => {
                 let context = MethodContext {
@@ -113,9 +109,7 @@ impl<B: AutodiffBackend> LossStep<B> {
                     seed: 0,
                 };
                 (
-                    Box::new(
-                        create_method::<B>(other, &context, device).map_err(|e| e.to_string())?,
-                    ),
+                    Box::new(create_method::<B>(other, &context, device)?),
                     BATCH,
                     0,
                 )

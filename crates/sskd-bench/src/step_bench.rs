@@ -103,12 +103,12 @@ impl fmt::Display for StepConfig {
 }
 
 impl FromStr for StepConfig {
-    type Err = String;
+    type Err = anyhow::Error;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let parts: Vec<&str> = text.split('/').collect();
         let usage = || {
-            format!(
+            anyhow::anyhow!(
                 "configuration `{text}`: expected sskd|kd/TEACHER/STUDENT/BATCH or teacher|head/TEACHER/BATCH"
             )
         };
@@ -126,10 +126,10 @@ impl FromStr for StepConfig {
         let known = sskd::models::model_names();
         for arch in &parts[1..=networks] {
             if !known.contains(arch) {
-                return Err(format!(
+                anyhow::bail!(
                     "configuration `{text}`: unknown architecture `{arch}`; known: {}",
                     known.join(", ")
-                ));
+                );
             }
         }
         let batch = parts[networks + 1]
@@ -137,7 +137,7 @@ impl FromStr for StepConfig {
             .ok()
             .filter(|b| *b > 0)
             .ok_or_else(|| {
-                format!(
+                anyhow::anyhow!(
                     "configuration `{text}`: batch `{}` is not a positive number",
                     parts[networks + 1]
                 )
@@ -163,7 +163,7 @@ pub const PAIRS: [(&str, &str); 5] = [
 /// Named sets of configurations: `core` (what one device session runs first: the SSKD step of
 /// the two anchor pairs at batch 64, its KD, teacher and head steps, and batch 256) and `all`
 /// (every step kind of every pair at batches 64 and 256).
-pub fn config_set(name: &str) -> Result<Vec<StepConfig>, String> {
+pub fn config_set(name: &str) -> anyhow::Result<Vec<StepConfig>> {
     let names: Vec<String> = match name {
         "core" => [
             "sskd/wrn_40_2/wrn_16_2/64",
@@ -189,7 +189,7 @@ pub fn config_set(name: &str) -> Result<Vec<StepConfig>, String> {
                 })
             })
             .collect(),
-        _ => return Err(format!("unknown set `{name}`: expected core or all")),
+        _ => anyhow::bail!("unknown set `{name}`: expected core or all"),
     };
     names.iter().map(|n| n.parse()).collect()
 }

@@ -130,20 +130,6 @@ macro_rules! methods {
             $($(#[doc = $doc])* #[serde(rename = $name)] $variant($config),)*
         }
 
-        /// The same enum, read without defaults ([`MethodConfig`] fills them in first).
-        #[derive(Deserialize)]
-        enum Complete {
-            $(#[serde(rename = $name)] $variant($config),)*
-        }
-
-        impl From<Complete> for MethodConfig {
-            fn from(complete: Complete) -> Self {
-                match complete {
-                    $(Complete::$variant(config) => Self::$variant(config),)*
-                }
-            }
-        }
-
         /// Names [`create_method`] accepts, in the table's order.
         const NAMES: &[&str] = &[$($name),*];
 
@@ -160,6 +146,16 @@ macro_rules! methods {
                 match name {
                     $($name $(| $alias)* => Ok(Self::$variant($default)),)*
                     _ => Err(unknown_method(name)),
+                }
+            }
+
+            /// `self` with `fields` (an object of its settings: `{"beta": 2.0}`) over its own,
+            /// field by field ([`settings::merge_fields`]).
+            pub fn with_fields(&self, fields: &Value) -> Result<Self, SettingsError> {
+                match self {
+                    $(Self::$variant(config) => {
+                        settings::merge_fields(config, fields).map(Self::$variant)
+                    })*
                 }
             }
 
@@ -320,24 +316,14 @@ impl MethodConfig {
     /// `self` with `settings` (the object of `{"NAME": {settings}}`) over its own; an unknown
     /// setting is an error naming it and the method's settings.
     fn settings_over(&self, settings: Option<&Value>) -> Result<Self, SettingsError> {
-        let mut complete = settings::to_value(self)?;
+        let Some(fields) = settings else {
+            return Ok(self.clone());
+        };
         let name = self.name();
-        let own = &mut complete[name];
-        for (key, value) in settings
-            .map(settings::object)
-            .transpose()?
-            .into_iter()
-            .flatten()
-        {
-            settings::merge_field(own, key, value).map_err(|error| match error {
-                SettingsError::UnknownField { field, known } => {
-                    unknown_setting(name, &field, &known)
-                }
-                other => other.in_field(name),
-            })?;
-        }
-        let complete: Complete = settings::read(complete, name)?;
-        Ok(complete.into())
+        self.with_fields(fields).map_err(|error| match error {
+            SettingsError::UnknownField { field, known } => unknown_setting(name, &field, &known),
+            other => other.in_field(name),
+        })
     }
 }
 

@@ -108,6 +108,24 @@ where
     Execution::<B>::of(devices)?.step(model, optimizer, lr, batch, shard_step)
 }
 
+/// What a step is given: the model, its optimiser and learning rate, the batch, and the forward
+/// of one shard (`shard_step(model, shard, k)` runs `shard` on device `k`).
+pub struct StepInput<'a, M, O, F> {
+    /// The model before the step.
+    pub model: M,
+    /// Its optimiser.
+    pub optimizer: &'a mut O,
+    /// The step's learning rate.
+    pub lr: f64,
+    /// The batch.
+    pub batch: HostBatch,
+    /// The forward of one shard.
+    pub shard_step: &'a F,
+}
+
+/// The model after a step, and the step's log.
+pub type StepOutcome<M> = Result<(M, StepLog), TrainError>;
+
 /// How a stage's training steps run, chosen once from its devices and node group.
 ///
 /// With several devices, the parameters of the model a step returns are spread over them
@@ -150,17 +168,24 @@ impl<'d, B: AutodiffBackend> Execution<'d, B> {
         lr: f64,
         batch: HostBatch,
         shard_step: &F,
-    ) -> Result<(M, StepLog), TrainError>
+    ) -> StepOutcome<M>
     where
         M: AutodiffModule<B>,
         O: Optimizer<M, B>,
         F: ShardStep<B, M>,
     {
+        let input = StepInput {
+            model,
+            optimizer,
+            lr,
+            batch,
+            shard_step,
+        };
         match self {
-            Self::Single(single) => single.step(model, optimizer, lr, batch, shard_step),
-            Self::Devices(threads) => threads.step(model, optimizer, lr, batch, shard_step),
+            Self::Single(single) => single.step(input),
+            Self::Devices(threads) => threads.step(input),
             #[cfg(feature = "collective")]
-            Self::Nodes(nodes) => nodes.step(model, optimizer, lr, batch, shard_step),
+            Self::Nodes(nodes) => nodes.step(input),
         }
     }
 }
@@ -172,24 +197,16 @@ pub struct SingleDevice<'d, B: AutodiffBackend> {
 }
 
 impl<B: AutodiffBackend> SingleDevice<'_, B> {
-    fn step<M, O, F>(
+    fn step<M: AutodiffModule<B>, O: Optimizer<M, B>, F: ShardStep<B, M>>(
         &self,
-        model: M,
-        optimizer: &mut O,
-        lr: f64,
-        batch: HostBatch,
-        shard_step: &F,
-    ) -> Result<(M, StepLog), TrainError>
-    where
-        M: AutodiffModule<B>,
-        O: Optimizer<M, B>,
-        F: ShardStep<B, M>,
-    {
-        let output = shard_step(&model, batch, 0)?;
+        input: StepInput<'_, M, O, F>,
+    ) -> StepOutcome<M> {
+        let output = (input.shard_step)(&input.model, input.batch, 0)?;
         let mut log = output.log;
         log.record_total(&output.loss);
-        let gradients = GradientsParams::from_grads(output.loss.backward(), &model);
-        Ok((optimizer.step(lr, model, gradients), log))
+        let gradients = GradientsParams::from_grads(output.loss.backward(), &input.model);
+        let model = input.optimizer.step(input.lr, input.model, gradients);
+        Ok((model, log))
     }
 }
 
@@ -202,26 +219,32 @@ pub struct DeviceThreads<'d, B: AutodiffBackend> {
 }
 
 impl<B: AutodiffBackend> DeviceThreads<'_, B> {
-    fn step<M, O, F>(
+    fn step<M: AutodiffModule<B>, O: Optimizer<M, B>, F: ShardStep<B, M>>(
         &self,
-        model: M,
-        optimizer: &mut O,
-        lr: f64,
-        batch: HostBatch,
-        shard_step: &F,
-    ) -> Result<(M, StepLog), TrainError>
-    where
-        M: AutodiffModule<B>,
-        O: Optimizer<M, B>,
-        F: ShardStep<B, M>,
-    {
-        let shards = split_batch(batch, self.devices.len());
-        if let [_] = shards.as_slice() {
-            let single = SingleDevice::<B> {
-                device: &self.devices[0],
+        input: StepInput<'_, M, O, F>,
+    ) -> StepOutcome<M> {
+        let StepInput {
+            model,
+            optimizer,
+            lr,
+            batch,
+            shard_step,
+        } = input;
+        let mut shards = split_batch(batch, self.devices.len());
+        if shards.len() == 1 {
+            // One image: the plain step on the main device.
+            let batch = shards.remove(0);
+            let input = StepInput {
+                model,
+                optimizer,
+                lr,
+                batch,
+                shard_step,
             };
-            let shard = shards.into_iter().next().expect("one shard");
-            return single.step(model, optimizer, lr, shard, shard_step);
+            return SingleDevice::<B> {
+                device: &self.devices[0],
+            }
+            .step(input);
         }
         let images = shards.iter().map(|shard| shard.labels.len()).sum();
         let (gradients, log) = run_shards(&model, shards, self.devices, images, shard_step)?;
@@ -242,31 +265,23 @@ pub struct AcrossNodes<'d, B: AutodiffBackend> {
 
 #[cfg(feature = "collective")]
 impl<B: AutodiffBackend> AcrossNodes<'_, B> {
-    fn step<M, O, F>(
+    fn step<M: AutodiffModule<B>, O: Optimizer<M, B>, F: ShardStep<B, M>>(
         &self,
-        model: M,
-        optimizer: &mut O,
-        lr: f64,
-        batch: HostBatch,
-        shard_step: &F,
-    ) -> Result<(M, StepLog), TrainError>
-    where
-        M: AutodiffModule<B>,
-        O: Optimizer<M, B>,
-        F: ShardStep<B, M>,
-    {
+        input: StepInput<'_, M, O, F>,
+    ) -> StepOutcome<M> {
         use burn::tensor::ElementConversion;
         let main = &self.devices[0];
-        let shards = split_batch(batch, self.devices.len());
+        let shards = split_batch(input.batch, self.devices.len());
         let local: usize = shards.iter().map(|shard| shard.labels.len()).sum();
         let count = Tensor::<B::InnerBackend, 1>::from_floats([local as f32], main);
         let global = crate::nodes::sum_over_nodes(count)?
             .into_scalar()
             .elem::<f64>()
             .round() as usize;
-        let (gradients, log) = run_shards(&model, shards, self.devices, global, shard_step)?;
+        let model = input.model;
+        let (gradients, log) = run_shards(&model, shards, self.devices, global, input.shard_step)?;
         let reduced = crate::nodes::reduce_gradients(&model, gradients, main)?;
-        let model = optimizer.step(lr, model, reduced);
+        let model = input.optimizer.step(input.lr, model, reduced);
         flush_running_states(&model);
         Ok((model, log))
     }

@@ -31,11 +31,14 @@ fn plot_error(path: &Path, error: impl ToString) -> TrainError {
     }
 }
 
+/// What drawing on a canvas ends with: plotters' errors are generic over the backend.
+type DrawResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
 /// Renders `draw` on a `size` RGB canvas and writes it to `path` as a PNG, atomically.
 fn render_png(
     path: &Path,
     size: (u32, u32),
-    draw: impl FnOnce(DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>) -> Result<(), String>,
+    draw: impl FnOnce(DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>) -> DrawResult,
 ) -> Result<(), TrainError> {
     register_font();
     let mut pixels = vec![0u8; (size.0 * size.1 * 3) as usize];
@@ -63,7 +66,7 @@ fn draw_panel<DB: DrawingBackend>(
     title: &str,
     y_label: &str,
     series: &[Series],
-) -> Result<(), String> {
+) -> DrawResult {
     let points = series.iter().flat_map(|(_, p)| p.iter());
     let (mut x_min, mut x_max) = (f64::INFINITY, f64::NEG_INFINITY);
     let (mut y_min, mut y_max) = (f64::INFINITY, f64::NEG_INFINITY);
@@ -118,7 +121,8 @@ fn draw_panel<DB: DrawingBackend>(
         .border_style(BLACK)
         .label_font(("sans-serif", 14))
         .draw()
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    Ok(())
 }
 
 /// The curves of one stage from its log lines: loss terms, and accuracies.

@@ -15,7 +15,7 @@ use sskd_models::atomic::write_atomically;
 
 use crate::plot::{plot_curves, Series};
 use crate::run_dir::{latest_epochs, RunDir};
-use crate::TrainError;
+use crate::{Stage, TrainError};
 
 /// The method of a stage trained with cross-entropy alone (a teacher, a plain student).
 pub const CROSS_ENTROPY: &str = "ce";
@@ -119,7 +119,8 @@ pub fn read_run(folder: &Path) -> Result<Vec<RunSummary>, TrainError> {
     let lines = latest_epochs(&RunDir::create(folder)?.log().read()?);
     let mut stages: Vec<&str> = lines.iter().filter_map(|l| l["stage"].as_str()).collect();
     stages.dedup();
-    let classifier = |stage: &&str| *stage != "head" && !stage.ends_with("-init");
+    // A stage this version does not name is taken for a classifier's, as a student's.
+    let classifier = |stage: &&str| Stage::named(stage).is_none_or(Stage::trains_classifier);
     let summaries = stages.into_iter().filter(classifier).filter_map(|stage| {
         let stage_lines: Vec<&Value> = lines.iter().filter(|l| l["stage"] == stage).collect();
         stage_summary(folder, stage, &stage_lines)
@@ -140,11 +141,7 @@ fn stage_summary(folder: &Path, stage: &str, lines: &[&Value]) -> Option<RunSumm
     let first = lines[0];
     let tag = |name: &str| first[name].as_str().map(str::to_string);
     let method = tag("method");
-    let arch_tag = if stage == "teacher" {
-        "teacher_arch"
-    } else {
-        "student_arch"
-    };
+    let arch_tag = Stage::named(stage).unwrap_or(Stage::Student).arch_tag();
     Some(RunSummary {
         folder: folder.to_path_buf(),
         stage: stage.to_string(),
