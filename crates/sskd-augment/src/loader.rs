@@ -219,12 +219,9 @@ where
                 .par_iter()
                 .map(|&index| {
                     let item = dataset.get(index).ok_or(LoadError::MissingItem { index })?;
-                    transform(item, &mut sample_rng(config.seed, epoch, index as u64)).map_err(
-                        |error| LoadError::Transform {
-                            index,
-                            source: error.into(),
-                        },
-                    )
+                    let mut rng = sample_rng(config.seed, epoch, index as u64);
+                    transform(item, &mut rng)
+                        .map_err(|source| LoadError::Transform { index, source })
                 })
                 .collect();
             let batch = samples.and_then(|samples| assemble(&samples, chunk));

@@ -387,7 +387,7 @@ mod tests {
         ];
         for (text, expected) in cases {
             let error = text.parse::<StepConfig>().unwrap_err();
-            assert!(error.contains(expected), "{text}: {error}");
+            assert!(error.to_string().contains(expected), "{text}: {error}");
         }
         assert!(config_set("some").is_err());
     }

@@ -603,7 +603,10 @@ impl Machine {
         what: &str,
     ) -> Result<(), DataError> {
         match self.stack.last_mut() {
-            Some(PickleValue::List(list)) => Ok(list.extend(items)),
+            Some(PickleValue::List(list)) => {
+                list.extend(items);
+                Ok(())
+            }
             _ => Err(reader.error(format!("{what} to a non-list"))),
         }
     }
@@ -611,7 +614,10 @@ impl Machine {
     /// Adds the key/value pairs `items` to the dict on top.
     fn extend_dict(&mut self, items: Vec<PickleValue>, reader: &Reader) -> Result<(), DataError> {
         match self.stack.last_mut() {
-            Some(PickleValue::Dict(entries)) => Ok(entries.extend(pairs(&items))),
+            Some(PickleValue::Dict(entries)) => {
+                entries.extend(pairs(&items));
+                Ok(())
+            }
             _ => Err(reader.error("SETITEM on a non-dict")),
         }
     }

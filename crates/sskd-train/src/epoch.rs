@@ -87,7 +87,9 @@ fn batch_tensors<B: Backend>(
 ) -> Result<BatchTensors<B>, TrainError> {
     let [_, _, height, width] = batch.shape;
     for limit in limits {
-        limit.check([height, width]).map_err(BatchError::TooSmall)?;
+        limit
+            .check([height, width])
+            .map_err(|error| BatchError::TooSmall(Box::new(error)))?;
     }
     let outside = |label: &i64| *label < 0 || classes.is_some_and(|c| *label >= c as i64);
     if let Some((row, &label)) = batch.labels.iter().enumerate().find(|(_, l)| outside(l)) {

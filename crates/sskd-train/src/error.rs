@@ -85,9 +85,10 @@ pub enum TrainError {
 /// A batch the networks cannot take.
 #[derive(Debug, thiserror::Error)]
 pub enum BatchError {
-    /// Images smaller than a network takes.
+    /// Images smaller than a network takes (`ModelError::InputTooSmall`, boxed: the error
+    /// stays small).
     #[error(transparent)]
-    TooSmall(sskd_models::ModelError),
+    TooSmall(Box<sskd_models::ModelError>),
     /// A label outside the classifier's classes.
     #[error("label {label} of row {row} is {} (is num_classes that of the dataset?)", outside(*classes))]
     Label {
