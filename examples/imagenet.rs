@@ -128,7 +128,7 @@ fn imagenet(
     make: impl Fn(&RgbImage, &mut StdRng) -> Vec<RgbImage> + Send + Sync + 'static,
 ) -> Transform<(PathBuf, usize)> {
     Arc::new(move |(path, label): (PathBuf, usize), rng: &mut StdRng| {
-        let image = decode_rgb(&path).map_err(|e| e.to_string())?;
+        let image = decode_rgb(&path)?;
         Ok(Sample::from_images(
             &make(&image, rng),
             IMAGENET_MEAN,

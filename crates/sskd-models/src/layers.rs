@@ -149,6 +149,10 @@ pub struct ConvBn<B: Backend> {
 
 impl<B: Backend> ConvBn<B> {
     /// Applies `bn(conv(x))`.
+    ///
+    /// # Shapes
+    /// - input `[batch, channels_in, h, w]`
+    /// - output `[batch, channels_out, h', w']` as the convolution gives
     pub fn forward(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
         self.bn.forward(conv_forward(&self.conv, input))
     }
