@@ -24,8 +24,8 @@ use crate::metrics::Evaluation;
 use crate::run_dir::RunDir;
 use crate::{SetupError, TrainError};
 
-/// A per-sample transform: an item and its generator to a [`Sample`] (one copy, or four
-/// rotations).
+/// A per-sample transform: an item and its generator to a
+/// [`Sample`](sskd_augment::loader::Sample) (one copy, or four rotations).
 pub type Transform<I> = Arc<dyn SampleTransform<I>>;
 
 /// The data of a run: train and test sets, the four transforms, batch sizes and the seed.
