@@ -56,14 +56,16 @@ fn projection_input_grad<B: burn::tensor::backend::AutodiffBackend>(
     device: &B::Device,
 ) -> Vec<f32> {
     use burn::tensor::TensorData;
-    use sskd::models::layers::{conv, conv_forward, ConvInit};
+    use sskd::models::layers::{conv_forward, ConvInit, SquareConvConfig};
     let shape = [2, 16, 16, 16];
     let input = Tensor::<B, 4>::from_data(
         TensorData::new(common::deterministic("x", &shape), shape),
         device,
     )
     .require_grad();
-    let mut projection = conv::<B>([16, 32], 1, 2, 1, ConvInit::FanOutNormal, device);
+    let mut projection = SquareConvConfig::new([16, 32], 1, ConvInit::FanOutNormal)
+        .with_stride(2)
+        .init::<B>(device);
     let weight_shape = [32, 16, 1, 1];
     projection.weight = burn::module::Param::from_tensor(Tensor::from_data(
         TensorData::new(
