@@ -223,29 +223,25 @@ impl<B: AutodiffBackend> DeviceThreads<'_, B> {
         &self,
         input: StepInput<'_, M, O, F>,
     ) -> StepOutcome<M> {
-        let StepInput {
-            model,
-            optimizer,
-            lr,
-            batch,
-            shard_step,
-        } = input;
-        let mut shards = split_batch(batch, self.devices.len());
+        let mut shards = split_batch(input.batch, self.devices.len());
         if shards.len() == 1 {
             // One image: the plain step on the main device.
-            let batch = shards.remove(0);
             let input = StepInput {
-                model,
-                optimizer,
-                lr,
-                batch,
-                shard_step,
+                batch: shards.remove(0),
+                ..input
             };
             return SingleDevice::<B> {
                 device: &self.devices[0],
             }
             .step(input);
         }
+        let StepInput {
+            model,
+            optimizer,
+            lr,
+            shard_step,
+            ..
+        } = input;
         let images = shards.iter().map(|shard| shard.labels.len()).sum();
         let (gradients, log) = run_shards(&model, shards, self.devices, images, shard_step)?;
         let model = optimizer.step_multi(lr, model, gradients);
