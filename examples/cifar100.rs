@@ -397,7 +397,13 @@ fn report(args: &ReportArgs) -> Result<()> {
     Ok(())
 }
 
-fn main() -> Result<()> {
+/// The command's exit: 0, 75 after a stop on SIGTERM / SIGINT with a checkpoint
+/// (`sskd::cli::signals`), else 1 with the error.
+fn main() -> std::process::ExitCode {
+    sskd::cli::signals::exit_status(run())
+}
+
+fn run() -> Result<()> {
     let cli = Cli::parse();
     cli.verbosity.init();
     let devices: DeviceList = match &cli.command {

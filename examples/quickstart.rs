@@ -56,6 +56,8 @@ const SIDE: u32 = 32;
 struct Args {
     #[command(flatten)]
     verbosity: sskd::cli::logging::Verbosity,
+    #[command(flatten)]
+    stop: sskd::cli::signals::StopArgs,
     /// Train the teacher and its SS head again (and overwrite --teacher).
     #[arg(long)]
     train_teacher: bool,
@@ -160,15 +162,16 @@ fn experiment(args: &Args, method: MethodConfig) -> ExperimentConfig {
 }
 
 /// Where a stage of the quickstart runs: `--out/<name>`, images of 32×32.
-fn options(args: &Args, name: &str) -> StageOptions {
-    StageOptions {
+fn options(args: &Args, name: &str) -> Result<StageOptions> {
+    Ok(StageOptions {
         out: args.out.join(name),
         resume: args.resume,
         teacher: Some(args.teacher.clone()),
         image_size: SIDE as usize,
         progress: args.verbosity.progress(),
+        stop: args.stop.stop_request()?,
         ..StageOptions::default()
-    }
+    })
 }
 
 /// Stages 1 and 2 on `data` (the teacher's images) in `--out/teacher`; the teacher with its
@@ -179,7 +182,7 @@ fn train_teacher_and_head(
     devices: &[burn::tensor::Device<B>],
 ) -> Result<()> {
     let config = experiment(args, MethodConfig::default());
-    let teacher_options = options(args, "teacher");
+    let teacher_options = options(args, "teacher")?;
     let head_options = StageOptions {
         teacher: Some(teacher_options.out.join("teacher-last.mpk")),
         ..teacher_options.clone()
@@ -247,7 +250,7 @@ fn train_one(
     devices: &[burn::tensor::Device<B>],
 ) -> Result<Row> {
     let started = Instant::now();
-    let options = options(args, method);
+    let options = options(args, method)?;
     let config = experiment(args, MethodConfig::published(method)?);
     let recipe = Recipe {
         config: &config,
@@ -485,7 +488,13 @@ fn write_report(
     Ok(path)
 }
 
-fn main() -> Result<()> {
+/// The command's exit: 0, 75 after a stop on SIGTERM / SIGINT with a checkpoint
+/// (`sskd::cli::signals`), else 1 with the error.
+fn main() -> std::process::ExitCode {
+    sskd::cli::signals::exit_status(run())
+}
+
+fn run() -> Result<()> {
     let started = Instant::now();
     let args = Args::parse();
     args.verbosity.init();

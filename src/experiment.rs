@@ -100,6 +100,13 @@ pub struct ExperimentConfig {
     /// A checkpoint every this many epochs (and after the last).
     #[config(default = 10)]
     pub checkpoint_every: usize,
+    /// Also a checkpoint inside an epoch after every this many of its steps (0: none).
+    #[config(default = 0)]
+    pub checkpoint_every_steps: usize,
+    /// Also a checkpoint inside an epoch once this many minutes of training have passed since
+    /// the last one (0: none).
+    #[config(default = 0.0)]
+    pub checkpoint_every_minutes: f64,
 }
 
 impl StageConfig {
@@ -162,6 +169,11 @@ impl ExperimentConfig {
             ("student_stage", &self.student_stage),
         ] {
             stage.validate(field)?;
+        }
+        let minutes = self.checkpoint_every_minutes;
+        if !(minutes >= 0.0 && minutes.is_finite()) {
+            let reason = format!("must be 0 (none) or a positive number, got {minutes}");
+            return Err(invalid("checkpoint_every_minutes", reason));
         }
         self.method.validate().map_err(ConfigError::Method)
     }

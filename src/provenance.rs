@@ -151,7 +151,13 @@ fn matters(stage: Stage, path: &str) -> bool {
         .into_iter()
         .find(|s| stage_field(*s) == Some(top));
     match (top, stage_section) {
-        ("checkpoint_every" | "test_batch_size", _) => false,
+        (
+            "checkpoint_every"
+            | "checkpoint_every_steps"
+            | "checkpoint_every_minutes"
+            | "test_batch_size",
+            _,
+        ) => false,
         (_, Some(section)) => section == stage,
         ("method" | "student", _) => stage == Stage::Student,
         _ => true,

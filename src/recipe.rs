@@ -22,6 +22,7 @@ use sskd_models::{create_model, BackboneWithHead, ModelError, SelfSupervisionHea
 use sskd_train::epoch::Student;
 use sskd_train::fit::FitPlan;
 use sskd_train::metrics::EpochResult;
+use sskd_train::pause::{StepCheckpoints, StopRequest};
 use sskd_train::plot::plot_run;
 use sskd_train::progress::ProgressConfig;
 use sskd_train::report::mean_and_std;
@@ -53,6 +54,9 @@ pub struct StageOptions {
     /// Resume even when the run folder's `config.json` differs from this config in a field
     /// that changes the result.
     pub allow_config_change: bool,
+    /// A stop to honour after any training step, with a checkpoint there (SIGTERM, SIGINT:
+    /// [`crate::cli::signals`]).
+    pub stop: StopRequest,
     /// This process's place in a run across machines (feature `collective`).
     #[cfg(feature = "collective")]
     pub node: Option<sskd_train::nodes::NodeConfig>,
@@ -117,6 +121,11 @@ pub fn plan(
     tags.insert("seed".into(), experiment.seed.into());
     FitPlan {
         checkpoint_every: experiment.checkpoint_every,
+        within_epoch: StepCheckpoints {
+            every_steps: experiment.checkpoint_every_steps,
+            every_seconds: 60.0 * experiment.checkpoint_every_minutes,
+        },
+        stop: options.stop.clone(),
         resume: options.resume,
         tags,
         progress: options.progress,

@@ -1,7 +1,9 @@
 //! Kill and resume: an SSKD student run interrupted after a checkpoint and resumed with
 //! `resume` ends with exactly the weights, log lines and best/last records of the
-//! uninterrupted run — and so do CRD (its memory bank and its per-sample draws) and a method
-//! with a pre-training stage; a damaged or foreign checkpoint is an error naming the file.
+//! uninterrupted run — and so do CRD (its memory bank and its per-sample draws), a method
+//! with a pre-training stage, and runs stopped inside epochs (a stop request after any step,
+//! checkpoints every N steps); leftovers of unfinished writes are removed, never loaded; a
+//! damaged or foreign checkpoint is an error naming the file.
 
 use std::sync::Arc;
 
@@ -20,11 +22,12 @@ use sskd::models::{create_model, BackboneWithHead};
 use sskd::train::checkpoint::read_checkpoint;
 use sskd::train::epoch::Student;
 use sskd::train::fit::{FitOutcome, FitPlan};
+use sskd::train::pause::{StepCheckpoints, StopRequest};
 use sskd::train::progress::ProgressConfig;
 use sskd::train::run_dir::{latest_epochs, RunDir};
 use sskd::train::schedule::{CosineLr, LrSchedule};
 use sskd::train::stages::{train_student, RunData};
-use sskd::train::{Stage, TrainError};
+use sskd::train::{ResumeMismatch, Stage, TrainError};
 
 type B = Autodiff<Flex>;
 type Subset = SelectionDataset<PlanarImages, LabeledImage>;
@@ -297,4 +300,111 @@ fn damaged_checkpoints_are_errors_naming_the_file() {
     std::fs::write(run_dir.path("student-checkpoint.json"), b"{").unwrap();
     let error = run(&run_dir, &data(None), true).unwrap_err().to_string();
     assert!(error.contains("student-checkpoint.json"), "{error}");
+}
+
+/// The figures of each epoch line of a run's log: epoch, test evaluation, training terms.
+fn epoch_figures(run: &RunDir) -> Vec<serde_json::Value> {
+    let lines = run.log().read().unwrap();
+    latest_epochs(&lines)
+        .iter()
+        .map(|l| serde_json::json!([l["epoch"], l["test"], l["train"]["terms"]]))
+        .collect()
+}
+
+/// Checkpoints every 3 steps change nothing; a run stopped after each step (every resume
+/// stops again after its next step, across an epoch's end) and then resumed to the end equals
+/// the uninterrupted run: weights, every epoch's figures, best and last. Files no checkpoint
+/// names are removed on the way, never loaded; a resume with another epoch length is refused.
+#[test]
+fn stops_inside_epochs_resume_bit_for_bit() {
+    let _serial = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
+    let sskd = MethodConfig::published("sskd").unwrap();
+    let new_run = |dir: &tempfile::TempDir| RunDir::create(dir.path()).unwrap();
+    let (whole_dir, stepped_dir, stopped_dir) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let whole_run = new_run(&whole_dir);
+    let whole = run_method(&sskd, &whole_run, &plan(false), &data(None)).unwrap();
+
+    let every_3_steps = FitPlan {
+        within_epoch: StepCheckpoints {
+            every_steps: 3,
+            every_seconds: 0.0,
+        },
+        ..plan(false)
+    };
+    let stepped_run = new_run(&stepped_dir);
+    let stepped = run_method(&sskd, &stepped_run, &every_3_steps, &data(None)).unwrap();
+    assert_eq!(logits(&whole), logits(&stepped));
+    assert_eq!(epoch_figures(&whole_run), epoch_figures(&stepped_run));
+
+    let stop = StopRequest::new();
+    stop.request();
+    let stopping = FitPlan { stop, ..plan(true) };
+    let stopped_run = new_run(&stopped_dir);
+    let mut stops = Vec::new();
+    for _ in 0..6 {
+        match run_method(&sskd, &stopped_run, &stopping, &data(None)) {
+            Err(TrainError::Stopped {
+                stage,
+                epoch,
+                step,
+                checkpoint,
+            }) => {
+                assert_eq!(
+                    (stage, checkpoint.file_name().unwrap()),
+                    (Stage::Student, "student-checkpoint.json".as_ref())
+                );
+                let state = read_checkpoint(&stopped_run, "student").unwrap().unwrap();
+                assert_eq!(
+                    state.model_file,
+                    format!("student-e{epoch}-s{step}.model.mpk")
+                );
+                stops.push((epoch, step));
+            }
+            other => panic!("expected a stop, got {:?}", other.map(|o| o.last)),
+        }
+    }
+    // 60 images in batches of 16: four steps an epoch.
+    assert_eq!(stops, [(1, 1), (1, 2), (1, 3), (1, 4), (2, 1), (2, 2)]);
+
+    let other_length = RunData {
+        batch_size: 20,
+        ..data(None)
+    };
+    let refused = run_method(&sskd, &stopped_run, &plan(true), &other_length);
+    assert!(
+        matches!(
+            refused,
+            Err(TrainError::Resume {
+                mismatch: ResumeMismatch::StepsPerEpoch {
+                    stored: 4,
+                    given: 3
+                },
+                ..
+            })
+        ),
+        "{:?}",
+        refused.map(|o| o.last)
+    );
+
+    // What writes cut short leave: a temporary file, records no checkpoint names (one of a
+    // later position than the committed checkpoint).
+    let leftovers = [
+        ".student-e2-s3.model.mpk.77.partial",
+        "student-e2-s3.model.mpk",
+        "student-e7.optim.mpk",
+    ];
+    for name in leftovers {
+        std::fs::write(stopped_run.path(name), b"half a record").unwrap();
+    }
+    let resumed = run_method(&sskd, &stopped_run, &plan(true), &data(None)).unwrap();
+    for name in leftovers {
+        assert!(!stopped_run.path(name).exists(), "{name} was left");
+    }
+    assert_eq!(logits(&whole), logits(&resumed));
+    assert_eq!((whole.last, whole.best), (resumed.last, resumed.best));
+    assert_eq!(epoch_figures(&whole_run), epoch_figures(&stopped_run));
 }

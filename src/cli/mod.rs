@@ -5,6 +5,7 @@
 
 pub mod backend;
 pub mod logging;
+pub mod signals;
 
 use std::path::{Path, PathBuf};
 
@@ -63,6 +64,9 @@ pub struct StageArgs {
     /// With --resume: go on even when the config differs from the folder's config.json.
     #[arg(long, requires = "resume")]
     pub allow_config_change: bool,
+    /// What SIGTERM and SIGINT give the run before it ends.
+    #[command(flatten)]
+    pub stop: signals::StopArgs,
     /// Seeds of the student stage (one run each under OUT/seed-N, then mean ± std).
     #[arg(long, value_delimiter = ',')]
     pub seeds: Vec<u64>,
@@ -101,6 +105,7 @@ impl StageArgs {
             teacher: self.teacher.clone(),
             seeds: self.seeds.clone(),
             image_size,
+            stop: self.stop.stop_request()?,
             #[cfg(feature = "collective")]
             node: self.node()?,
         })

@@ -142,6 +142,10 @@ pub struct LoaderConfig {
     /// batch smaller than `parts` is dropped so that every part has as many batches.
     /// `(0, 1)` loads whole batches.
     pub part: (usize, usize),
+    /// The first batch of the epoch to load (0: all of them): the batches before it are
+    /// skipped, neither read nor transformed, so that an epoch resumed after a checkpoint
+    /// inside it gets the same later batches as the uninterrupted epoch.
+    pub first_batch: usize,
 }
 
 impl LoaderConfig {
@@ -154,6 +158,7 @@ impl LoaderConfig {
             seed,
             prefetch: 2,
             part: (0, 1),
+            first_batch: 0,
         }
     }
 }
@@ -210,7 +215,10 @@ where
     let (sender, receiver) = sync_channel(config.prefetch.max(1));
     std::thread::spawn(move || {
         let order = epoch_order(dataset.len(), &config, epoch);
-        for chunk in order.chunks(config.batch_size.max(1)) {
+        for chunk in order
+            .chunks(config.batch_size.max(1))
+            .skip(config.first_batch)
+        {
             let Some(chunk) = part_of(chunk, &config) else {
                 break;
             };
@@ -306,6 +314,26 @@ mod tests {
                 .count();
             assert_eq!(batches_per_epoch(10, &config), loaded, "{config:?}");
         }
+    }
+
+    #[test]
+    fn an_epoch_started_at_a_later_batch_gets_the_whole_epochs_later_batches() {
+        let data = Arc::new(InMemDataset::new((0..10).collect::<Vec<usize>>()));
+        let transform = Arc::new(noisy);
+        let epoch = |first_batch: usize| -> Vec<(Vec<f32>, Vec<i64>)> {
+            let config = LoaderConfig {
+                first_batch,
+                ..LoaderConfig::new(3, 7)
+            };
+            load_epoch(data.clone(), transform.clone(), config, 2)
+                .into_iter()
+                .map(|batch| batch.map(|b| (b.pixels, b.indices)).unwrap())
+                .collect()
+        };
+        let whole = epoch(0);
+        assert_eq!(whole.len(), 4);
+        assert_eq!(epoch(2), whole[2..]);
+        assert!(epoch(4).is_empty());
     }
 
     #[test]

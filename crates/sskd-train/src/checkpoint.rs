@@ -2,8 +2,11 @@
 //! from a whole one.
 //!
 //! `S-checkpoint.json` commits the checkpoint of stage `S` (epochs done, best so far, seed) and
-//! names `S-e{N}.model.mpk` and `S-e{N}.optim.mpk`. Those two are written first and the JSON
-//! last, each atomically, so the JSON only ever names complete records.
+//! names `S-e{N}.model.mpk` and `S-e{N}.optim.mpk` (after epoch `N`), or
+//! `S-e{N}-s{K}.model.mpk` and `S-e{N}-s{K}.optim.mpk` (inside epoch `N`, after its step `K`).
+//! Those two are written first and the JSON last, each atomically, so the JSON only ever names
+//! complete records. A record file that no `S-checkpoint.json` names is the leftover of a write
+//! that did not finish ([`remove_leftovers`]); it is never loaded.
 
 use std::path::{Path, PathBuf};
 
@@ -14,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use sskd_models::atomic::write_atomically;
 use sskd_models::checkpoint::{load_record, read_record, save_record, write_record};
 
-use crate::metrics::EpochResult;
+use crate::metrics::{EpochResult, EpochTally};
 use crate::run_dir::RunDir;
 use crate::TrainError;
 
@@ -35,6 +38,36 @@ pub struct CheckpointState {
     pub model_file: String,
     /// Optimizer record file (in the run folder).
     pub optimizer_file: String,
+    /// Set when the checkpoint is inside epoch `epochs_done + 1`: where in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within_epoch: Option<WithinEpoch>,
+}
+
+/// Where inside an epoch a checkpoint was written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WithinEpoch {
+    /// Steps of the run's epochs, when known (a resume with another count is refused).
+    pub steps_per_epoch: Option<usize>,
+    /// The epoch's steps done and their running sums.
+    pub tally: EpochTally,
+}
+
+impl CheckpointState {
+    /// Steps done of the epoch the checkpoint is in (0 at an epoch's end).
+    pub fn steps_done(&self) -> usize {
+        self.within_epoch.as_ref().map_or(0, |w| w.tally.steps)
+    }
+
+    /// The record files of this checkpoint, `S-e{N}.model.mpk` and `S-e{N}.optim.mpk` (`N` the
+    /// epoch, from 1, of the last step done), with `-s{K}` after `N` inside an epoch.
+    pub fn record_files(&self) -> (String, String) {
+        let (stage, steps) = (&self.stage, self.steps_done());
+        let name = match steps {
+            0 => format!("{stage}-e{}", self.epochs_done),
+            _ => format!("{stage}-e{}-s{steps}", self.epochs_done + 1),
+        };
+        (format!("{name}.model.mpk"), format!("{name}.optim.mpk"))
+    }
 }
 
 pub(crate) fn io_error(path: &Path, reason: impl ToString) -> TrainError {
@@ -106,4 +139,99 @@ where
     let module = load_record(module, &run.path(&state.model_file), device)?;
     let record = read_record::<B, O::Record>(&run.path(&state.optimizer_file), device)?;
     Ok((module, optimizer.load_record(record)))
+}
+
+/// Removes the leftovers of `stage`'s checkpoint writes that did not finish from `run`: the
+/// temporary files of atomic writes (`*.partial`) and record files `S-e*.{model,optim}.mpk`
+/// that its `S-checkpoint.json` does not name. Returns the files removed.
+pub fn remove_leftovers(run: &RunDir, stage: &str) -> Result<Vec<PathBuf>, TrainError> {
+    let mut removed = sskd_models::atomic::remove_partial_files(run.root())?;
+    let named = read_checkpoint(run, stage)?
+        .map(|state| [state.model_file, state.optimizer_file])
+        .unwrap_or_default();
+    let entries = std::fs::read_dir(run.root()).map_err(|e| io_error(run.root(), e))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if is_record_file_of(stage, &name) && !named.contains(&name) {
+            let path = entry.path();
+            std::fs::remove_file(&path).map_err(|e| io_error(&path, e))?;
+            removed.push(path);
+        }
+    }
+    Ok(removed)
+}
+
+/// Whether `name` is a checkpoint record file of `stage`: `S-e{N}[-s{K}].{model,optim}.mpk`.
+fn is_record_file_of(stage: &str, name: &str) -> bool {
+    let Some(rest) = name.strip_prefix(stage).and_then(|r| r.strip_prefix("-e")) else {
+        return false;
+    };
+    let Some(position) = rest
+        .strip_suffix(".model.mpk")
+        .or_else(|| rest.strip_suffix(".optim.mpk"))
+    else {
+        return false;
+    };
+    let mut parts = position.splitn(2, "-s");
+    let number = |part: Option<&str>| {
+        part.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let epoch = number(parts.next());
+    epoch && parts.next().is_none_or(|steps| number(Some(steps)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_files_are_told_from_other_files() {
+        for name in [
+            "teacher-e3.model.mpk",
+            "teacher-e3.optim.mpk",
+            "teacher-e12-s500.model.mpk",
+        ] {
+            assert!(is_record_file_of("teacher", name), "{name}");
+        }
+        for name in [
+            "teacher-best.mpk",
+            "teacher-last.mpk",
+            "teacher-checkpoint.json",
+            "student-e3.model.mpk",
+            "teacher-e.model.mpk",
+            "teacher-e3-s.model.mpk",
+            "teacher-e3x.model.mpk",
+            "student-init-e1.model.mpk",
+        ] {
+            assert!(!is_record_file_of("teacher", name), "{name}");
+        }
+        assert!(is_record_file_of(
+            "student-init",
+            "student-init-e1.model.mpk"
+        ));
+        assert!(!is_record_file_of("student", "student-init-e1.model.mpk"));
+    }
+
+    #[test]
+    fn record_files_say_where_the_checkpoint_is() {
+        let mut state = CheckpointState {
+            stage: "head".into(),
+            epochs_done: 2,
+            seed: 0,
+            best: None,
+            last: None,
+            model_file: String::new(),
+            optimizer_file: String::new(),
+            within_epoch: None,
+        };
+        assert_eq!(state.record_files().0, "head-e2.model.mpk");
+        state.within_epoch = Some(WithinEpoch {
+            steps_per_epoch: Some(10),
+            tally: EpochTally {
+                steps: 4,
+                ..EpochTally::default()
+            },
+        });
+        assert_eq!(state.record_files().1, "head-e3-s4.optim.mpk");
+    }
 }

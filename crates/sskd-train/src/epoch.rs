@@ -19,12 +19,13 @@ use sskd_losses::{
 use sskd_models::precision::float_dtype;
 use sskd_models::{BackboneWithHead, InputLimits, Model, ReferenceCall, SelfSupervisionHead};
 
-use crate::metrics::{Accuracy, EpochReport, Evaluation, StepLog, StepObserver};
+use crate::metrics::{Accuracy, EpochReport, EpochTally, Evaluation, StepLog, StepObserver};
 use crate::parallel::{check_parallel_method, gather, Execution, ShardOutput, ShardStep};
 use crate::{BatchError, SetupError, Stage, TrainError};
 
 /// An epoch of `shard_step` steps over `batches` on `devices` ([`Execution`]), each step
-/// shown to `observer`; stops at the first bad batch or at a loss that is not finite.
+/// shown to `observer`; stops at the first bad batch or at a loss that is not finite, and
+/// pauses where `observer` asks ([`StepObserver::pause`]).
 fn run_epoch<B, M, O, F>(
     mut model: M,
     optimizer: &mut O,
@@ -45,8 +46,7 @@ where
 {
     let started = Instant::now();
     let execution = Execution::<B>::of(devices)?;
-    let mut report = EpochReport::default();
-    let mut count = 0;
+    let mut tally = EpochTally::default();
     for batch in batches {
         let (next, step) = execution.step(model, optimizer, lr, batch?, &shard_step)?;
         model = next;
@@ -58,13 +58,16 @@ where
             });
         }
         observer.step(&step);
-        report.add_step(step);
-        count += 1;
+        tally.add_step(&step);
+        if observer.pause() {
+            let report = tally.report(started.elapsed().as_secs_f64());
+            return Ok((gather(model, devices), report));
+        }
     }
     let model = gather(model, devices);
     #[cfg(feature = "collective")]
     let model = crate::nodes::average_running_states(model)?;
-    Ok((model, report.finish(count, started)))
+    Ok((model, tally.report(started.elapsed().as_secs_f64())))
 }
 
 /// What sees each step of an epoch (its progress display; `&mut ()` for nothing).

@@ -72,6 +72,22 @@ pub enum TrainError {
         #[source]
         source: burn_store::TensorSnapshotError,
     },
+    /// A stop was requested ([`crate::pause::StopRequest`]: SIGTERM, SIGINT): the run ended
+    /// after a step, with a checkpoint at that step.
+    #[error(
+        "stopped on request in stage {stage}, epoch {epoch}, after step {step}: checkpoint \
+         {}; the same command with --resume continues there", checkpoint.display()
+    )]
+    Stopped {
+        /// The stage.
+        stage: Stage,
+        /// The epoch, from 1.
+        epoch: usize,
+        /// Steps of the epoch done.
+        step: usize,
+        /// The checkpoint's `S-checkpoint.json`.
+        checkpoint: PathBuf,
+    },
     /// The loss became NaN or infinite.
     #[error("{stage} training diverged: the loss is {value}")]
     Diverged {
@@ -202,6 +218,17 @@ pub enum ResumeMismatch {
         stored: u64,
         /// This run's.
         given: u64,
+    },
+    /// A checkpoint inside an epoch of another length (another batch size or data set).
+    #[error(
+        "the checkpoint is inside an epoch of {stored} steps, this run's epochs have {given} \
+         (another batch size or data set?)"
+    )]
+    StepsPerEpoch {
+        /// The checkpoint's.
+        stored: usize,
+        /// This run's.
+        given: usize,
     },
     /// More epochs done than planned.
     #[error("the checkpoint has {done} epochs done, more than the {planned} planned")]

@@ -7,9 +7,12 @@
 //! functions take the index from 0 that the schedule and the generators count with.
 //!
 //! Every random choice of training derives from (seed, epoch index, sample index)
-//! (`sskd_augment::rng::sample_rng`), so the generator state of a run is its seed and the
-//! epoch it resumes at: a resumed run repeats the uninterrupted one exactly.
+//! (`sskd_augment::rng::sample_rng`), and the sample order of an epoch from (seed, epoch
+//! index), so the generator state of a run is its seed and the step it resumes at: a run
+//! resumed at an epoch's end or inside an epoch ([`crate::pause`]) repeats the uninterrupted
+//! one exactly.
 
+use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
@@ -17,9 +20,13 @@ use burn::optim::Optimizer;
 use burn::tensor::backend::AutodiffBackend;
 use sskd_models::checkpoint::save_record;
 
-use crate::checkpoint::{checkpoint_json, load_checkpoint, read_checkpoint, CheckpointState};
+use crate::checkpoint::{
+    checkpoint_json, load_checkpoint, read_checkpoint, remove_leftovers, write_checkpoint,
+    CheckpointState, WithinEpoch,
+};
 use crate::listeners::{Checkpoints, EpochEnd, EpochListener, MetricsLog, PlotRefresh, SaveBest};
 use crate::metrics::{EpochReport, EpochResult, EpochSummary, Evaluation, SelectBy, StepObserver};
+use crate::pause::{EpochWatch, Pause, StepCheckpoints, StopRequest};
 use crate::progress::{ProgressConfig, StageProgress};
 use crate::run_dir::RunDir;
 use crate::schedule::LrSchedule;
@@ -48,6 +55,24 @@ pub struct FitPlan {
     pub progress: ProgressConfig,
     /// Training steps per epoch, when known (the progress's count and ETA).
     pub steps_per_epoch: Option<usize>,
+    /// Checkpoints inside an epoch (every N steps, every M seconds); none by default.
+    pub within_epoch: StepCheckpoints,
+    /// A stop to honour after any step (a signal handler sets it): a checkpoint there, then
+    /// [`TrainError::Stopped`].
+    pub stop: StopRequest,
+}
+
+/// Where an epoch function starts: the epoch's index (from 0), its learning rate, and the
+/// first step to run (0, or the step after a checkpoint inside the epoch: the batches before
+/// it are skipped).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EpochAt {
+    /// The epoch, from 0 (as the schedule and the generators count).
+    pub index: usize,
+    /// Its learning rate.
+    pub lr: f64,
+    /// Steps of the epoch already done.
+    pub first_step: usize,
 }
 
 impl FitPlan {
@@ -66,6 +91,8 @@ impl FitPlan {
             tags: serde_json::Map::new(),
             progress: ProgressConfig::default(),
             steps_per_epoch: None,
+            within_epoch: StepCheckpoints::default(),
+            stop: StopRequest::new(),
         }
     }
 }
@@ -101,11 +128,17 @@ where
     ]
 }
 
-/// Runs the epochs of `plan`: for each, `train_epoch(module, optimizer, index, lr, steps)`
-/// (`index` from 0; `steps` observes each training step for the progress display), then
-/// `evaluate(module)`, the best-so-far choice by `plan.select_by`, and the epoch's summary to
-/// each listener. With `plan.resume` and a committed checkpoint of the stage, module and
-/// optimizer are restored from it and the loop continues at the next epoch.
+/// Runs the epochs of `plan`: for each, `train_epoch(module, optimizer, at, steps)` (`at`: the
+/// epoch's index from 0, learning rate and first step; `steps` sees each training step and may
+/// pause the epoch, [`StepObserver::pause`]), then `evaluate(module)`, the best-so-far choice
+/// by `plan.select_by`, and the epoch's summary to each listener.
+///
+/// Inside an epoch, where `plan.within_epoch` falls due, the epoch pauses for a checkpoint and
+/// goes on (`train_epoch` is called again at the next step); when `plan.stop` is requested it
+/// pauses for a checkpoint and the run ends with [`TrainError::Stopped`]. With `plan.resume`
+/// and a committed checkpoint of the stage, module and optimizer are restored from it and the
+/// loop continues at the step after it. Leftovers of checkpoint writes that did not finish are
+/// removed first ([`remove_leftovers`]).
 pub fn fit<B, M, O, T, E>(
     run: &RunDir,
     plan: &FitPlan,
@@ -119,12 +152,13 @@ where
     B: AutodiffBackend,
     M: AutodiffModule<B>,
     O: Optimizer<M, B>,
-    T: FnMut(M, &mut O, usize, f64, &mut dyn StepObserver) -> Result<(M, EpochReport), TrainError>,
+    T: FnMut(M, &mut O, EpochAt, &mut dyn StepObserver) -> Result<(M, EpochReport), TrainError>,
     E: FnMut(&M) -> Result<Evaluation, TrainError>,
 {
     let (mut module, mut optimizer, mut state) = restore(run, plan, module, optimizer, device)?;
-    if state.epochs_done > 0 {
-        let resumed = serde_json::json!({"event": "resume", "stage": plan.stage.name(), "epochs_done": state.epochs_done});
+    if state.epochs_done > 0 || state.within_epoch.is_some() {
+        let resumed = serde_json::json!({"event": "resume", "stage": plan.stage.name(),
+            "epochs_done": state.epochs_done, "steps_done": state.steps_done()});
         run.log().append(&resumed)?;
     }
     let mut listeners = stage_listeners::<B, M, O>(plan);
@@ -136,14 +170,42 @@ where
     );
     for index in state.epochs_done..plan.epochs {
         let (started, epoch, lr) = (Instant::now(), index + 1, plan.schedule.lr(index));
-        let (next, report) = train_epoch(
-            module,
-            &mut optimizer,
-            index,
-            lr,
-            &mut progress.epoch(epoch),
-        )?;
-        module = next;
+        let tally = state
+            .within_epoch
+            .take()
+            .map(|w| w.tally)
+            .unwrap_or_default();
+        let report = {
+            let mut display = progress.epoch_from(epoch, tally.steps);
+            let mut watch =
+                EpochWatch::<B>::new(&mut display, tally, (plan.within_epoch, &plan.stop), device);
+            loop {
+                let first_step = watch.steps_done();
+                let at = EpochAt {
+                    index,
+                    lr,
+                    first_step,
+                };
+                module = train_epoch(module, &mut optimizer, at, &mut watch)?.0;
+                let Some(pause) = watch.take_pause()? else {
+                    break;
+                };
+                let within = WithinEpoch {
+                    steps_per_epoch: plan.steps_per_epoch,
+                    tally: watch.tally(),
+                };
+                let checkpoint = write_step_checkpoint(run, &state, within, &module, &optimizer)?;
+                if pause == Pause::Stop {
+                    return Err(TrainError::Stopped {
+                        stage: plan.stage,
+                        epoch,
+                        step: watch.steps_done(),
+                        checkpoint,
+                    });
+                }
+            }
+            watch.report()
+        };
         progress.evaluating();
         let evaluation = evaluate(&module)?;
         let score = |result: &EpochResult| plan.select_by.of(&result.evaluation);
@@ -192,6 +254,35 @@ where
     })
 }
 
+/// Writes the checkpoint of a pause inside the epoch after `state`'s epochs (`within`: where
+/// in it), the state otherwise as at the last epoch's end. Returns its `S-checkpoint.json`.
+fn write_step_checkpoint<B, M, O>(
+    run: &RunDir,
+    state: &CheckpointState,
+    within: WithinEpoch,
+    module: &M,
+    optimizer: &O,
+) -> Result<PathBuf, TrainError>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    O: Optimizer<M, B>,
+{
+    let mut paused = CheckpointState {
+        within_epoch: Some(within),
+        ..state.clone()
+    };
+    (paused.model_file, paused.optimizer_file) = paused.record_files();
+    write_checkpoint(run, &paused, module, optimizer)?;
+    tracing::info!(
+        "checkpoint of stage {} inside epoch {} after step {}",
+        paused.stage,
+        paused.epochs_done + 1,
+        paused.steps_done()
+    );
+    Ok(checkpoint_json(run, &paused.stage))
+}
+
 type Restored<M, O> = (M, O, CheckpointState);
 
 /// The starting point of a stage: fresh, or its committed checkpoint when resuming.
@@ -215,16 +306,15 @@ where
         last: None,
         model_file: String::new(),
         optimizer_file: String::new(),
+        within_epoch: None,
     };
-    if plan.resume {
-        // A run killed while writing a checkpoint leaves its temporary file behind.
-        let removed = sskd_models::atomic::remove_partial_files(run.root())?;
-        if !removed.is_empty() {
-            tracing::info!(
-                "removed {} unfinished checkpoint file(s) of a killed run",
-                removed.len()
-            );
-        }
+    // A run killed while writing a checkpoint leaves files that no checkpoint names.
+    let removed = remove_leftovers(run, plan.stage.name())?;
+    for path in &removed {
+        tracing::warn!(
+            "removed {}: the leftover of a checkpoint write that did not finish",
+            path.display()
+        );
     }
     let existing = read_checkpoint(run, plan.stage.name())?;
     let (stage, folder) = (plan.stage.name(), run.root().display());
@@ -247,6 +337,8 @@ where
             stored: state.seed,
             given: plan.seed,
         })
+    } else if let Some((stored, given)) = steps_per_epoch_differ(&state, plan) {
+        Some(ResumeMismatch::StepsPerEpoch { stored, given })
     } else if state.epochs_done > plan.epochs {
         Some(ResumeMismatch::Epochs {
             done: state.epochs_done,
@@ -263,9 +355,18 @@ where
     }
     let (module, optimizer) = load_checkpoint(run, &state, module, optimizer, device)?;
     tracing::info!(
-        "resuming stage {stage} in {folder} after epoch {} of {}",
+        "resuming stage {stage} in {folder} after epoch {} of {}, step {} of the next",
         state.epochs_done,
-        plan.epochs
+        plan.epochs,
+        state.steps_done()
     );
     Ok((module, optimizer, state))
+}
+
+/// The epoch lengths of a checkpoint inside an epoch and of `plan`, where both are known and
+/// differ.
+fn steps_per_epoch_differ(state: &CheckpointState, plan: &FitPlan) -> Option<(usize, usize)> {
+    let stored = state.within_epoch.as_ref()?.steps_per_epoch?;
+    let given = plan.steps_per_epoch?;
+    (stored != given).then_some((stored, given))
 }

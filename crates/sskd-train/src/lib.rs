@@ -8,6 +8,8 @@
 //!   [`plot`]: the curves of a run folder;
 //! - [`listeners`]: what happens at the end of an epoch (log line, best record, checkpoint,
 //!   plot); [`progress`]: progress inside the epoch, a bar or periodic lines;
+//! - [`pause`]: pauses inside an epoch, checkpoints every N steps or M minutes and a
+//!   requested stop (SIGTERM);
 //! - [`fit`]: the epoch loop: training, evaluation, the listeners, resume;
 //! - [`parallel`] (and [`nodes`] across machines): one data-parallel training step;
 //! - [`epoch`]: one epoch of teacher training ([`epoch::teacher_epoch`]), of SS-head training
@@ -47,6 +49,7 @@ pub mod metrics;
 #[cfg(feature = "collective")]
 pub mod nodes;
 pub mod parallel;
+pub mod pause;
 pub mod plot;
 pub mod progress;
 pub mod report;

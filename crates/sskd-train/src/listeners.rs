@@ -106,10 +106,10 @@ where
         if !self.due(summary.epoch, summary.epochs) {
             return Ok(());
         }
-        let files = |kind: &str| format!("{}-e{}.{kind}.mpk", summary.stage, summary.epoch);
+        let (model_file, optimizer_file) = end.state.record_files();
         let state = CheckpointState {
-            model_file: files("model"),
-            optimizer_file: files("optim"),
+            model_file,
+            optimizer_file,
             ..end.state.clone()
         };
         write_checkpoint(end.run, &state, end.module, end.optimizer)

@@ -3,13 +3,12 @@
 
 use sskd_losses::TOTAL;
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 use burn::tensor::{backend::Backend, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 /// Top-1 and top-5 correct counts.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Accuracy {
     /// Samples whose arg-max is the label.
     pub top1: usize,
@@ -188,14 +187,71 @@ pub fn scalar_f64<B: Backend>(tensor: &Tensor<B, 1>) -> f64 {
     value
 }
 
-/// Sees every training step as it finishes (the progress of an epoch). `()` sees nothing.
+/// Sees every training step as it finishes (the progress of an epoch), and may pause the
+/// epoch after it. `()` sees nothing and never pauses.
 pub trait StepObserver {
     /// Step `step` (the whole step, its shards merged) has finished.
     fn step(&mut self, step: &StepLog);
+
+    /// Whether the epoch stops after the step just seen, its remaining batches left for a
+    /// later call that starts there: a checkpoint inside the epoch, or a requested stop. The
+    /// epoch function then returns the module as the step left it, without the work of an
+    /// epoch's end (averaging running statistics over the nodes).
+    fn pause(&mut self) -> bool {
+        false
+    }
 }
 
 impl StepObserver for () {
     fn step(&mut self, _: &StepLog) {}
+}
+
+/// The running sums of an epoch's steps so far: what an [`EpochReport`] is computed from, and
+/// what a checkpoint inside the epoch stores so that the resumed epoch's report is the
+/// uninterrupted one's (the same sums in the same order).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EpochTally {
+    /// Steps done.
+    pub steps: usize,
+    /// Sum of each named loss term (and `total`) over the steps.
+    pub terms: BTreeMap<String, f64>,
+    /// Sum of each named count over the steps.
+    pub counts: BTreeMap<String, f64>,
+    /// Source images seen.
+    pub images: usize,
+    /// Training accuracy counts.
+    pub accuracy: Accuracy,
+    /// Training seconds of the epoch before the current run of it (a resumed epoch's earlier
+    /// part).
+    pub earlier_seconds: f64,
+}
+
+impl EpochTally {
+    /// Adds a finished step.
+    pub fn add_step(&mut self, step: &StepLog) {
+        accumulate(&mut self.terms, step.terms.clone(), 1.0);
+        accumulate(&mut self.counts, step.counts.clone(), 1.0);
+        self.images += step.images;
+        self.accuracy += step.accuracy;
+        self.steps += 1;
+    }
+
+    /// The epoch's report: the mean of each term and count over the steps, `seconds` of
+    /// training in this run of the epoch added to the earlier ones.
+    pub fn report(&self, seconds: f64) -> EpochReport {
+        let steps = self.steps.max(1) as f64;
+        let mean = |sums: &BTreeMap<String, f64>| -> BTreeMap<String, f64> {
+            sums.iter().map(|(k, v)| (k.clone(), v / steps)).collect()
+        };
+        EpochReport {
+            terms: mean(&self.terms),
+            counts: mean(&self.counts),
+            images: self.images,
+            seconds: self.earlier_seconds + seconds,
+            accuracy: self.accuracy,
+            steps: self.steps,
+        }
+    }
 }
 
 /// What a finished epoch hands to its listeners (`crate::listeners`): the one value the
@@ -248,24 +304,11 @@ pub struct EpochReport {
     pub seconds: f64,
     /// Training accuracy (classification stages) or SS-head accuracy (head stage).
     pub accuracy: Accuracy,
+    /// Training steps (batches).
+    pub steps: usize,
 }
 
 impl EpochReport {
-    pub(crate) fn add_step(&mut self, step: StepLog) {
-        accumulate(&mut self.terms, step.terms, 1.0);
-        accumulate(&mut self.counts, step.counts, 1.0);
-        self.images += step.images;
-        self.accuracy += step.accuracy;
-    }
-
-    pub(crate) fn finish(mut self, batches: usize, started: Instant) -> Self {
-        let batches = batches.max(1) as f64;
-        self.terms.values_mut().for_each(|v| *v /= batches);
-        self.counts.values_mut().for_each(|v| *v /= batches);
-        self.seconds = started.elapsed().as_secs_f64();
-        self
-    }
-
     /// The report as a JSON object (terms, counts, images, images/s, accuracy).
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({

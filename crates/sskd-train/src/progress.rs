@@ -367,8 +367,18 @@ impl StageProgress {
 
     /// The observer of the steps of `epoch` (counted from 1).
     pub fn epoch(&mut self, epoch: usize) -> EpochMeter<'_> {
-        let label = format!("{} epoch {epoch}/{}", self.stage, self.epochs);
-        let meter = Meter::new(&self.config, label, self.steps_per_epoch, "steps");
+        self.epoch_from(epoch, 0)
+    }
+
+    /// The meter of epoch `epoch` resumed after its step `steps_done` (from a checkpoint inside
+    /// it): it counts the steps left.
+    pub fn epoch_from(&mut self, epoch: usize, steps_done: usize) -> EpochMeter<'_> {
+        let mut label = format!("{} epoch {epoch}/{}", self.stage, self.epochs);
+        if steps_done > 0 {
+            label += &format!(" from step {}", steps_done + 1);
+        }
+        let steps_left = self.steps_per_epoch.map(|s| s.saturating_sub(steps_done));
+        let meter = Meter::new(&self.config, label, steps_left, "steps");
         let mean_epoch = mean(&self.epoch_seconds);
         let later_epochs = self.epochs.saturating_sub(epoch);
         EpochMeter {

@@ -19,7 +19,7 @@ use crate::epoch::{
     evaluate, evaluate_with_head, head_epoch, student_objective_epoch, teacher_epoch, Student,
     StudentObjective,
 };
-use crate::fit::{fit, FitOutcome, FitPlan};
+use crate::fit::{fit, EpochAt, FitOutcome, FitPlan};
 use crate::metrics::Evaluation;
 use crate::run_dir::RunDir;
 use crate::{SetupError, TrainError};
@@ -73,11 +73,13 @@ where
     I: Send + 'static,
     D: Dataset<I> + 'static,
 {
-    /// The batches of training epoch `epoch` (this node's part of each, with a node group).
+    /// The batches of training epoch `epoch` from its batch `first_step` on (this node's part
+    /// of each, with a node group).
     pub fn train_epoch(
         &self,
         rotations: bool,
         epoch: usize,
+        first_step: usize,
     ) -> std::sync::mpsc::Receiver<Result<HostBatch, LoadError>> {
         let transform = if rotations {
             &self.rotations_train
@@ -86,6 +88,7 @@ where
         };
         let config = LoaderConfig {
             part: node_part(),
+            first_batch: first_step,
             ..LoaderConfig::new(self.batch_size, self.seed)
         };
         load_epoch(self.train.clone(), transform.clone(), config, epoch as u64)
@@ -187,9 +190,9 @@ where
         &data.plan(plan),
         model,
         crate::sgd(momentum, weight_decay).init(),
-        |model, optimizer, epoch, lr, steps| {
-            let batches = data.train_epoch(false, epoch);
-            teacher_epoch(model, optimizer, batches, steps, lr, devices)
+        |model, optimizer, at: EpochAt, steps| {
+            let batches = data.train_epoch(false, at.index, at.first_step);
+            teacher_epoch(model, optimizer, batches, steps, at.lr, devices)
         },
         |model| data.evaluate_model(&model.valid(), device),
         device,
@@ -218,9 +221,9 @@ where
         &data.plan(plan),
         head,
         crate::sgd(momentum, weight_decay).init(),
-        |head, optimizer, epoch, lr, steps| {
-            let batches = data.train_epoch(true, epoch);
-            head_epoch(teacher, head, optimizer, batches, steps, lr, devices)
+        |head, optimizer, at: EpochAt, steps| {
+            let batches = data.train_epoch(true, at.index, at.first_step);
+            head_epoch(teacher, head, optimizer, batches, steps, at.lr, devices)
         },
         |head| {
             let batches = data.test_batches(true);
@@ -266,9 +269,9 @@ where
             &data.plan(plan),
             student,
             crate::sgd(momentum, weight_decay).init(),
-            |student, optimizer, epoch, lr, steps| {
-                let batches = data.train_epoch(rotations, epoch);
-                let args = (epoch, lr, objective);
+            |student, optimizer, at: EpochAt, steps| {
+                let batches = data.train_epoch(rotations, at.index, at.first_step);
+                let args = (at.index, at.lr, objective);
                 student_objective_epoch(student, teacher, optimizer, batches, steps, args, devices)
             },
             evaluate,
