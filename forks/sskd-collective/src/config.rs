@@ -23,7 +23,13 @@ pub struct CollectiveConfig {
     pub(crate) global_all_reduce_strategy: Option<AllReduceStrategy>,
     pub(crate) global_reduce_strategy: Option<ReduceStrategy>,
     pub(crate) global_broadcast_strategy: Option<BroadcastStrategy>,
+
+    /// How long a global operation waits for another node before it fails naming it (sskd).
+    pub(crate) global_timeout: std::time::Duration,
 }
+
+/// The default of [`CollectiveConfig::with_global_timeout`]: five minutes (sskd).
+pub const DEFAULT_GLOBAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 impl Default for CollectiveConfig {
     fn default() -> Self {
@@ -44,6 +50,7 @@ impl Display for CollectiveConfig {
         let global_all_reduce_strategy = self.global_all_reduce_strategy;
         let global_reduce_strategy = self.global_reduce_strategy;
         let global_broadcast_strategy = self.global_broadcast_strategy;
+        let global_timeout = self.global_timeout;
 
         write!(
             f,
@@ -60,6 +67,7 @@ CollectiveConfig {{
     global_all_reduce_strategy: {global_all_reduce_strategy:?},
     global_reduce_strategy: {global_reduce_strategy:?},
     global_broadcast_strategy: {global_broadcast_strategy:?},
+    global_timeout: {global_timeout:?},
 }}
 "#
         )
@@ -81,7 +89,16 @@ impl CollectiveConfig {
             global_all_reduce_strategy: Some(AllReduceStrategy::Ring),
             global_reduce_strategy: Some(ReduceStrategy::Tree(2)),
             global_broadcast_strategy: Some(BroadcastStrategy::Tree(2)),
+            global_timeout: DEFAULT_GLOBAL_TIMEOUT,
         }
+    }
+
+    /// How long a global operation waits for another node (its tensor, its arrival at the
+    /// barrier) before it fails with an error naming that node, instead of waiting forever on a
+    /// node that stalled (sskd).
+    pub fn with_global_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.global_timeout = timeout;
+        self
     }
 
     /// Selects the number of devices (local peers) on the current node
@@ -212,6 +229,7 @@ impl CollectiveConfig {
                     global_address: global_addr.clone(),
                     node_address: node_addr.clone(),
                     data_service_port,
+                    timeout: self.global_timeout,
                 })
             }
             // Config is invalid!
@@ -235,6 +253,9 @@ pub struct GlobalRegisterParams {
 
     /// The number of nodes globally. Should be the same between different nodes
     pub num_nodes: u32,
+
+    /// How long a global operation waits for another node (sskd).
+    pub timeout: std::time::Duration,
 }
 
 /// Parameters for an all-reduce that should be the same between all devices

@@ -121,22 +121,22 @@ impl<B: Backend, P: Protocol> TensorDataService<B, P> {
     }
 
     pub async fn close(&self) {
-        // Send a closing message to every open WebSocket stream
-
+        // Send a closing message to every open WebSocket stream; a peer that is already gone
+        // is no reason to panic (sskd).
         let mut streams = self.channels.lock().await;
-        for (_, stream) in streams.drain() {
+        for (address, stream) in streams.drain() {
             let mut stream = stream.lock().await;
-
-            stream
-                .close()
-                .await
-                .expect("Failed to close WebSocket stream");
+            if let Err(err) = stream.close().await {
+                log::warn!("closing the data stream to {address:?}: {err:?}");
+            }
         }
     }
 
     /// Downloads a tensor that is exposed on another server. Requires a Tokio 1.x runtime
     ///
-    /// Returns None if the peer closes the connection
+    /// Returns None if the peer cannot be reached, closes the connection or answers with
+    /// something else than a tensor (sskd: the release panicked on all but the closed
+    /// connection).
     pub async fn download_tensor(
         &self,
         remote: Address,
@@ -144,56 +144,58 @@ impl<B: Backend, P: Protocol> TensorDataService<B, P> {
     ) -> Option<TensorData> {
         log::info!("Downloading tensor from {remote:?}");
 
-        let stream = self.get_data_stream(remote).await;
+        let stream = self.get_data_stream(remote.clone()).await?;
         let mut stream = stream.lock().await;
 
         // Send the download request with the download id
         let bytes: bytes::Bytes =
             rmp_serde::to_vec(&DataServiceMessage::TensorRequest(transfer_id))
-                .unwrap()
+                .ok()?
                 .into();
-        stream
-            .send(Message::new(bytes))
-            .await
-            .expect("Failed to send download id");
-
-        if let Ok(msg) = stream.recv().await {
-            let Some(msg) = msg else {
-                log::warn!("Received None message from the websocket, closing connection.");
-                return None;
-            };
-
-            let DataServiceMessage::Tensor(data) = rmp_serde::from_slice(&msg.data)
-                .expect("Can deserialize messages from the websocket.")
-            else {
-                panic!("Message should have been TensorData")
-            };
-            return Some(data);
+        if let Err(err) = stream.send(Message::new(bytes)).await {
+            log::warn!("sending a download request to {remote:?}: {err:?}");
+            return None;
         }
-        log::warn!("Closed connection");
-        None
+
+        match stream.recv().await {
+            Ok(Some(msg)) => match rmp_serde::from_slice(&msg.data) {
+                Ok(DataServiceMessage::Tensor(data)) => Some(data),
+                _ => {
+                    log::warn!("{remote:?} answered a download request with something else");
+                    None
+                }
+            },
+            Ok(None) => {
+                log::warn!("Received None message from the websocket, closing connection.");
+                None
+            }
+            Err(err) => {
+                log::warn!("Closed connection to {remote:?}: {err:?}");
+                None
+            }
+        }
     }
 
-    /// Get the WebSocket stream for the given address, or create a new one if it doesn't exist.
+    /// Get the WebSocket stream for the given address, or create a new one if it doesn't exist;
+    /// None when the address cannot be reached (sskd: the release panicked).
     async fn get_data_stream(
         &self,
         address: Address,
-    ) -> Arc<Mutex<<P::Client as ProtocolClient>::Channel>> {
+    ) -> Option<Arc<Mutex<<P::Client as ProtocolClient>::Channel>>> {
         let mut streams = self.channels.lock().await;
         match streams.get(&address) {
-            Some(stream) => stream.clone(),
+            Some(stream) => Some(stream.clone()),
             None => {
                 // Open a new WebSocket connection to the address
-                let stream = P::Client::connect(address.clone(), "data").await;
-
-                let Some(stream) = stream else {
-                    panic!("Failed to connect to data server at {address:?}");
+                let Some(stream) = P::Client::connect(address.clone(), "data").await else {
+                    log::warn!("Failed to connect to data server at {address:?}");
+                    return None;
                 };
 
                 let stream = Arc::new(Mutex::new(stream));
                 streams.insert(address.clone(), stream.clone());
 
-                stream
+                Some(stream)
             }
         }
     }
@@ -237,27 +239,34 @@ impl<B: Backend, P: Protocol> TensorDataService<B, P> {
     ) {
         log::info!("[Data Handler] New connection for download.");
 
+        // sskd: a peer that goes away or sends garbage ends this connection, not the process
+        // (the release panicked in this server task).
         while !self.cancel_token.is_cancelled() {
-            match channel.recv().await {
-                Ok(message) => {
-                    if let Some(msg) = message {
-                        let bytes = msg.data;
-                        let msg: DataServiceMessage = rmp_serde::from_slice(&bytes)
-                            .expect("Can deserialize messages from the websocket.");
-                        let DataServiceMessage::TensorRequest(transfer_id) = msg else {
-                            panic!("Received a message that wasn't a tensor request! {msg:?}");
-                        };
-
-                        let bytes = self.get_exposed_tensor_bytes(transfer_id).await.unwrap();
-
-                        channel.send(Message::new(bytes)).await.unwrap();
-                    } else {
-                        log::info!("Closed connection");
-                        return;
-                    }
+            let bytes = match channel.recv().await {
+                Ok(Some(msg)) => msg.data,
+                Ok(None) => {
+                    log::info!("Closed connection");
+                    return;
                 }
-                Err(err) => panic!("Failed to receive message from websocket: {err:?}"),
+                Err(err) => {
+                    log::warn!("[Data Handler] the peer's connection failed: {err:?}");
+                    return;
+                }
             };
+            let transfer_id = match rmp_serde::from_slice(&bytes) {
+                Ok(DataServiceMessage::TensorRequest(transfer_id)) => transfer_id,
+                _ => {
+                    log::warn!("[Data Handler] a message that is not a tensor request");
+                    return;
+                }
+            };
+            let Some(bytes) = self.get_exposed_tensor_bytes(transfer_id).await else {
+                return;
+            };
+            if let Err(err) = channel.send(Message::new(bytes)).await {
+                log::warn!("[Data Handler] sending a tensor: {err:?}");
+                return;
+            }
         }
         log::info!("[Data Service] Closing connection for download.");
     }

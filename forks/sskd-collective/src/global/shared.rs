@@ -114,8 +114,24 @@ pub enum GlobalCollectiveError {
     InvalidMessage,
     /// A peer behaved unexpectedly
     PeerSentIncoherentTensor,
-    /// Tried to download from a peer, but the peer closed or lost the connection
-    PeerLost(NodeId),
+    /// Tried to download from a peer, but the peer closed or lost the connection, or could not
+    /// be reached (sskd: with its address)
+    PeerLost {
+        /// The node (sskd: the smallest id of its peers, the rank of a one-device node).
+        node: NodeId,
+        /// Its data address.
+        address: Address,
+    },
+    /// A peer did not send its tensor or reach the barrier within the global timeout
+    /// (`CollectiveConfig::with_global_timeout`; sskd)
+    PeerTimeout {
+        /// The node (sskd: the smallest id of its peers, the rank of a one-device node).
+        node: NodeId,
+        /// Its data address.
+        address: Address,
+        /// The timeout, in seconds.
+        seconds: u64,
+    },
     /// Error from the coordinator
     Server(String),
 

@@ -26,6 +26,8 @@ pub(crate) struct NodeState {
     pub node_id: NodeId,
     pub nodes: HashMap<NodeId, Address>,
     pub num_global_devices: u32,
+    /// How long an operation waits for another node (sskd).
+    pub timeout: std::time::Duration,
 }
 
 /// A node talks to the global orchestrator as well as other nodes with a peer-to-peer service
@@ -86,6 +88,7 @@ where
         peers: Vec<PeerId>,
         global_params: GlobalRegisterParams,
     ) -> Result<(), GlobalCollectiveError> {
+        let timeout = global_params.timeout;
         let req = RemoteRequest::Register {
             node_addr: global_params.node_address,
             num_nodes: global_params.num_nodes,
@@ -102,6 +105,7 @@ where
                     node_id,
                     nodes,
                     num_global_devices,
+                    timeout,
                 });
             }
             RemoteResponse::Error(err) => {
@@ -151,6 +155,7 @@ where
                     self.sync_service.clone(),
                     tensor,
                     arity,
+                    state.timeout,
                 )
                 .await?
             }

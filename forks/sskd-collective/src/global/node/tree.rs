@@ -1,4 +1,4 @@
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use crate::{NodeId, global::shared::GlobalCollectiveError, node::sync::SyncService};
 use burn_backend::{Backend, TensorMetadata};
@@ -20,6 +20,7 @@ pub(crate) async fn tree_all_reduce_sum<B, P>(
     sync_service: Arc<SyncService<P>>,
     tensor: B::FloatTensorPrimitive,
     arity: u32,
+    timeout: Duration,
 ) -> Result<B::FloatTensorPrimitive, GlobalCollectiveError>
 where
     B: Backend,
@@ -38,13 +39,10 @@ where
         let mut downloads = children
             .iter()
             .map(|child| {
-                let child_addr = nodes.get(child).unwrap().clone();
                 let data_service = data_service.clone();
                 async move {
-                    let data = data_service
-                        .download_tensor(child_addr.clone(), 0.into())
-                        .await
-                        .ok_or(GlobalCollectiveError::PeerLost(*child))?;
+                    let data =
+                        download_within(&data_service, *child, nodes, 0, timeout).await?;
                     Ok::<B::FloatTensorPrimitive, GlobalCollectiveError>(B::float_from_data(
                         data, device,
                     ))
@@ -52,8 +50,9 @@ where
             })
             .collect::<FuturesUnordered<_>>();
 
-        for _ in children {
-            let res = downloads.next().await.unwrap().unwrap();
+        // sskd: a lost or stalled child is an error naming it, not a panic.
+        while let Some(res) = downloads.next().await {
+            let res = res?;
             if res.shape() != shape {
                 return Err(GlobalCollectiveError::PeerSentIncoherentTensor);
             }
@@ -65,12 +64,7 @@ where
     if let Some(parent) = strategy.parents.get(&node) {
         data_service.expose(result.clone(), 1, 0.into()).await;
 
-        let parent_addr = nodes.get(parent).unwrap().clone();
-
-        let data = data_service
-            .download_tensor(parent_addr.clone(), 1.into())
-            .await
-            .ok_or(GlobalCollectiveError::PeerLost(*parent))?;
+        let data = download_within(&data_service, *parent, nodes, 1, timeout).await?;
 
         let parent_tensor = B::float_from_data(data, device);
         if parent_tensor.shape() != shape {
@@ -89,9 +83,38 @@ where
     }
 
     // Final barrier
-    sync_service.sync().await;
+    sync_service.sync(timeout).await?;
 
     Ok(result)
+}
+
+/// The tensor `transfer` of `node`, or an error naming it when it cannot be reached, closes the
+/// connection, or sends nothing within `timeout` (sskd).
+async fn download_within<B, P>(
+    data_service: &TensorDataService<B, P>,
+    node: NodeId,
+    nodes: &HashMap<NodeId, Address>,
+    transfer: u64,
+    timeout: Duration,
+) -> Result<burn_backend::TensorData, GlobalCollectiveError>
+where
+    B: Backend,
+    P: Protocol,
+{
+    let address = nodes
+        .get(&node)
+        .cloned()
+        .ok_or(GlobalCollectiveError::WrongOrchestratorResponse)?;
+    let download = data_service.download_tensor(address.clone(), transfer.into());
+    match tokio::time::timeout(timeout, download).await {
+        Ok(Some(data)) => Ok(data),
+        Ok(None) => Err(GlobalCollectiveError::PeerLost { node, address }),
+        Err(_) => Err(GlobalCollectiveError::PeerTimeout {
+            node,
+            address,
+            seconds: timeout.as_secs(),
+        }),
+    }
 }
 
 /// Get the tree topology.

@@ -185,7 +185,15 @@ impl GlobalCollectiveState {
 
         self.num_global_peers += peers.len() as u32;
 
-        let node_id: NodeId = self.registered_nodes.len().into();
+        // sskd: a node's id is the smallest of its peers' ids (the rank of a one-device node),
+        // so that an error naming a node names the process the user started.
+        let node_id: NodeId = match peers.iter().map(|peer| peer.0).min() {
+            Some(first_peer) => first_peer.into(),
+            None => self.registered_nodes.len().into(),
+        };
+        if self.registered_nodes.values().any(|id| *id == node_id) {
+            return Err(GlobalCollectiveError::DoubleRegister);
+        }
         self.registered_nodes.insert(session_id, node_id);
         if self.node_addresses.values().any(|addr| node_addr == *addr) {
             return Err(GlobalCollectiveError::DoubleRegister);
