@@ -82,7 +82,11 @@ fn in_node_group<B: AutodiffBackend, T>(
     if let Some(node) = &options.node {
         sskd_train::nodes::join::<B::InnerBackend>(node.clone(), device)?;
         let result = train();
-        sskd_train::nodes::leave::<B::InnerBackend>()?;
+        // After a failure (a peer gone, a stop) the group is not left in order: the other
+        // nodes are gone or go too, and leaving would wait on them.
+        if result.is_ok() {
+            sskd_train::nodes::leave::<B::InnerBackend>()?;
+        }
         return result;
     }
     let _ = (options, device);

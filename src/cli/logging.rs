@@ -35,7 +35,7 @@ impl Default for Verbosity {
 }
 
 /// A non-negative, finite number of seconds.
-fn seconds(text: &str) -> Result<f64, super::ValueError> {
+pub(crate) fn seconds(text: &str) -> Result<f64, super::ValueError> {
     match text.parse::<f64>() {
         Ok(value) if value.is_finite() && value >= 0.0 => Ok(value),
         Ok(_) => Err(super::ValueError::NotSeconds),

@@ -91,6 +91,11 @@ pub struct StageArgs {
     #[cfg(feature = "collective")]
     #[arg(long, default_value_t = 3001)]
     pub data_port: u16,
+    /// Seconds an operation across the machines waits for another one before this one ends
+    /// with an error naming it (a machine that stalled; one that died is noticed at once).
+    #[cfg(feature = "collective")]
+    #[arg(long, value_name = "SECONDS", default_value_t = sskd_train::nodes::DEFAULT_NODE_TIMEOUT.as_secs_f64(), value_parser = logging::seconds)]
+    pub node_timeout: f64,
 }
 
 impl StageArgs {
@@ -129,6 +134,7 @@ impl StageArgs {
             orchestrator: required(&self.orchestrator, "--orchestrator")?,
             address: required(&self.node_address, "--node-address")?,
             data_port: self.data_port,
+            timeout: std::time::Duration::from_secs_f64(self.node_timeout),
         }))
     }
 }

@@ -31,7 +31,7 @@ pub const EXIT_DEADLINE: u8 = 124;
 pub struct StopArgs {
     /// After SIGTERM or SIGINT, seconds the run has to finish its current step and write a
     /// checkpoint there before the process ends anyway (a second signal ends it at once).
-    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0, value_parser = super::logging::seconds)]
     pub stop_deadline: f64,
 }
 

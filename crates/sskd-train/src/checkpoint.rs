@@ -41,6 +41,11 @@ pub struct CheckpointState {
     /// Set when the checkpoint is inside epoch `epochs_done + 1`: where in it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub within_epoch: Option<WithinEpoch>,
+    /// The checkpoint before this one, its records kept, in a node group: the group resumes
+    /// from the newest checkpoint every node holds, and a node killed while writing one holds
+    /// only the one before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<Box<CheckpointState>>,
 }
 
 /// Where inside an epoch a checkpoint was written.
@@ -53,6 +58,21 @@ pub struct WithinEpoch {
 }
 
 impl CheckpointState {
+    /// Where the checkpoint is: (epochs done, steps of the next epoch done), ordered as
+    /// training goes.
+    pub fn position(&self) -> (usize, usize) {
+        (self.epochs_done, self.steps_done())
+    }
+
+    /// The record files it names, its previous checkpoint's included.
+    fn named_files(&self) -> Vec<String> {
+        let mut files = vec![self.model_file.clone(), self.optimizer_file.clone()];
+        if let Some(previous) = &self.previous {
+            files.extend(previous.named_files());
+        }
+        files
+    }
+
     /// Steps done of the epoch the checkpoint is in (0 at an epoch's end).
     pub fn steps_done(&self) -> usize {
         self.within_epoch.as_ref().map_or(0, |w| w.tally.steps)
@@ -95,32 +115,63 @@ pub fn read_checkpoint(run: &RunDir, stage: &str) -> Result<Option<CheckpointSta
 }
 
 /// Writes a checkpoint: the two records, then the JSON that commits them, then removes the
-/// records of the previous checkpoint.
+/// records no checkpoint names any more. With `keep_previous` (a node group) the checkpoint
+/// committed before stays, named as `previous`; else its records go.
 pub fn write_checkpoint<B, M, O>(
     run: &RunDir,
     state: &CheckpointState,
     module: &M,
     optimizer: &O,
+    keep_previous: bool,
 ) -> Result<(), TrainError>
 where
     B: AutodiffBackend,
     M: AutodiffModule<B>,
     O: Optimizer<M, B>,
 {
-    let previous = read_checkpoint(run, &state.stage)?;
+    let old = read_checkpoint(run, &state.stage)?;
+    let state = CheckpointState {
+        previous: old.clone().filter(|_| keep_previous).map(|old| {
+            Box::new(CheckpointState {
+                previous: None,
+                ..old
+            })
+        }),
+        ..state.clone()
+    };
     save_record(module.clone(), &run.path(&state.model_file))?;
     write_record::<B, _>(optimizer.to_record(), &run.path(&state.optimizer_file))?;
+    commit(run, &state, old)
+}
+
+/// Writes `state`'s JSON (atomically: the commit), then removes the records of `old` that it
+/// does not name.
+fn commit(
+    run: &RunDir,
+    state: &CheckpointState,
+    old: Option<CheckpointState>,
+) -> Result<(), TrainError> {
     let json = checkpoint_json(run, &state.stage);
     let text = serde_json::to_string_pretty(state).map_err(|e| io_error(&json, e))?;
     write_atomically(&json, text.as_bytes())?;
-    if let Some(previous) = previous {
-        for file in [previous.model_file, previous.optimizer_file] {
-            if file != state.model_file && file != state.optimizer_file {
-                let _ = std::fs::remove_file(run.path(&file));
-            }
+    let named = state.named_files();
+    for file in old.map(|old| old.named_files()).unwrap_or_default() {
+        if !named.contains(&file) {
+            let _ = std::fs::remove_file(run.path(&file));
         }
     }
     Ok(())
+}
+
+/// Commits `state`, one of the checkpoints `run` holds (its newest's previous), as the newest
+/// one, without a previous: the records of the newest it replaces are removed.
+pub fn recommit(run: &RunDir, state: &CheckpointState) -> Result<(), TrainError> {
+    let old = read_checkpoint(run, &state.stage)?;
+    let state = CheckpointState {
+        previous: None,
+        ..state.clone()
+    };
+    commit(run, &state, old)
 }
 
 /// `module` and `optimizer` with the records of the checkpoint `state` of `run`.
@@ -147,7 +198,7 @@ where
 pub fn remove_leftovers(run: &RunDir, stage: &str) -> Result<Vec<PathBuf>, TrainError> {
     let mut removed = sskd_models::atomic::remove_partial_files(run.root())?;
     let named = read_checkpoint(run, stage)?
-        .map(|state| [state.model_file, state.optimizer_file])
+        .map(|state| state.named_files())
         .unwrap_or_default();
     let entries = std::fs::read_dir(run.root()).map_err(|e| io_error(run.root(), e))?;
     for entry in entries.flatten() {
@@ -223,6 +274,7 @@ mod tests {
             model_file: String::new(),
             optimizer_file: String::new(),
             within_epoch: None,
+            previous: None,
         };
         assert_eq!(state.record_files().0, "head-e2.model.mpk");
         state.within_epoch = Some(WithinEpoch {

@@ -43,6 +43,17 @@ pub enum TrainError {
         /// Burn's error, as it prints it.
         error: String,
     },
+    /// Another node of the group died, could not be reached, or stalled past the timeout
+    /// (feature `collective`).
+    #[error("{doing}{}: {peer}", place.as_ref().map(|p| format!(" ({p})")).unwrap_or_default())]
+    Peer {
+        /// What this node was doing (`summing over the nodes`, ...).
+        doing: &'static str,
+        /// The node and what it did.
+        peer: PeerFault,
+        /// Where training was, when it was training.
+        place: Option<StepPlace>,
+    },
     /// The run's settings do not fit together.
     #[error(transparent)]
     Setup(#[from] SetupError),
@@ -96,6 +107,62 @@ pub enum TrainError {
         /// The loss value.
         value: f64,
     },
+}
+
+impl TrainError {
+    /// The error with the place in training where it happened, for errors that say where
+    /// (a failed peer) and do not say it yet.
+    pub fn at(self, place: StepPlace) -> Self {
+        match self {
+            Self::Peer {
+                doing,
+                peer,
+                place: None,
+            } => Self::Peer {
+                doing,
+                peer,
+                place: Some(place),
+            },
+            other => other,
+        }
+    }
+}
+
+/// A node of the group that failed: its rank and address, and whether it went away (killed,
+/// unreachable) or stalled (sent nothing within the timeout).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("node {rank} ({address}) {}", match stalled_seconds {
+    Some(seconds) => format!("sent nothing within {seconds} s (stalled? --node-timeout sets the wait)"),
+    None => "went away: its connection closed or it cannot be reached (killed?)".to_string(),
+})]
+pub struct PeerFault {
+    /// Its rank (`--node-rank`).
+    pub rank: u32,
+    /// Its data address (`--node-address`).
+    pub address: String,
+    /// Set when it stalled: the timeout it exceeded, in seconds.
+    pub stalled_seconds: Option<u64>,
+}
+
+/// Where in training something happened: the stage, the epoch (from 1) and its steps done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepPlace {
+    /// The stage.
+    pub stage: Stage,
+    /// The epoch, from 1.
+    pub epoch: usize,
+    /// Steps of the epoch done.
+    pub steps_done: usize,
+}
+
+impl std::fmt::Display for StepPlace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "stage {}, epoch {} with {} of its steps done",
+            self.stage, self.epoch, self.steps_done
+        )
+    }
 }
 
 /// A batch the networks cannot take.

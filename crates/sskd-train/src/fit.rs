@@ -21,8 +21,8 @@ use burn::tensor::backend::AutodiffBackend;
 use sskd_models::checkpoint::save_record;
 
 use crate::checkpoint::{
-    checkpoint_json, load_checkpoint, read_checkpoint, remove_leftovers, write_checkpoint,
-    CheckpointState, WithinEpoch,
+    checkpoint_json, load_checkpoint, read_checkpoint, recommit, remove_leftovers,
+    write_checkpoint, CheckpointState, WithinEpoch,
 };
 use crate::listeners::{Checkpoints, EpochEnd, EpochListener, MetricsLog, PlotRefresh, SaveBest};
 use crate::metrics::{EpochReport, EpochResult, EpochSummary, Evaluation, SelectBy, StepObserver};
@@ -30,7 +30,7 @@ use crate::pause::{EpochWatch, Pause, StepCheckpoints, StopRequest};
 use crate::progress::{ProgressConfig, StageProgress};
 use crate::run_dir::RunDir;
 use crate::schedule::LrSchedule;
-use crate::{ResumeMismatch, Stage, TrainError};
+use crate::{ResumeMismatch, Stage, StepPlace, TrainError};
 
 /// What a stage's loop does.
 #[derive(Debug, Clone)]
@@ -123,6 +123,7 @@ where
         }),
         Box::new(Checkpoints {
             every: plan.checkpoint_every,
+            keep_previous: in_node_group(),
         }),
         Box::new(PlotRefresh),
     ]
@@ -177,8 +178,12 @@ where
             .unwrap_or_default();
         let report = {
             let mut display = progress.epoch_from(epoch, tally.steps);
-            let mut watch =
-                EpochWatch::<B>::new(&mut display, tally, (plan.within_epoch, &plan.stop), device);
+            let mut watch = EpochWatch::<B::InnerBackend>::new(
+                &mut display,
+                tally,
+                (plan.within_epoch, &plan.stop),
+                device,
+            );
             loop {
                 let first_step = watch.steps_done();
                 let at = EpochAt {
@@ -186,8 +191,18 @@ where
                     lr,
                     first_step,
                 };
-                module = train_epoch(module, &mut optimizer, at, &mut watch)?.0;
-                let Some(pause) = watch.take_pause()? else {
+                let place = |steps_done| StepPlace {
+                    stage: plan.stage,
+                    epoch,
+                    steps_done,
+                };
+                module = train_epoch(module, &mut optimizer, at, &mut watch)
+                    .map_err(|e| e.at(place(watch.steps_done())))?
+                    .0;
+                let Some(pause) = watch
+                    .take_pause()
+                    .map_err(|e| e.at(place(watch.steps_done())))?
+                else {
                     break;
                 };
                 let within = WithinEpoch {
@@ -273,7 +288,7 @@ where
         ..state.clone()
     };
     (paused.model_file, paused.optimizer_file) = paused.record_files();
-    write_checkpoint(run, &paused, module, optimizer)?;
+    write_checkpoint(run, &paused, module, optimizer, in_node_group())?;
     tracing::info!(
         "checkpoint of stage {} inside epoch {} after step {}",
         paused.stage,
@@ -307,6 +322,7 @@ where
         model_file: String::new(),
         optimizer_file: String::new(),
         within_epoch: None,
+        previous: None,
     };
     // A run killed while writing a checkpoint leaves files that no checkpoint names.
     let removed = remove_leftovers(run, plan.stage.name())?;
@@ -317,6 +333,10 @@ where
         );
     }
     let existing = read_checkpoint(run, plan.stage.name())?;
+    let existing = match plan.resume {
+        true => checkpoint_of_the_group::<B>(run, existing, device)?,
+        false => existing,
+    };
     let (stage, folder) = (plan.stage.name(), run.root().display());
     let Some(state) = existing.as_ref().filter(|_| plan.resume).cloned() else {
         match existing {
@@ -361,6 +381,74 @@ where
         state.steps_done()
     );
     Ok((module, optimizer, state))
+}
+
+/// Whether this process trains in a node group (feature `collective`).
+fn in_node_group() -> bool {
+    #[cfg(feature = "collective")]
+    return crate::nodes::current().is_some();
+    #[cfg(not(feature = "collective"))]
+    false
+}
+
+/// The checkpoint a node group resumes from: the newest position every node holds (this
+/// node's newest or the one before it, [`CheckpointState::previous`]); none when some node
+/// holds none of them (the group starts fresh). Without a group, `newest` itself.
+fn checkpoint_of_the_group<B: AutodiffBackend>(
+    run: &RunDir,
+    newest: Option<CheckpointState>,
+    device: &B::Device,
+) -> Result<Option<CheckpointState>, TrainError> {
+    if !in_node_group() {
+        return Ok(newest);
+    }
+    let held: Vec<CheckpointState> = newest
+        .iter()
+        .flat_map(|state| {
+            let previous = state.previous.as_deref().cloned();
+            [Some(state.clone()), previous]
+        })
+        .flatten()
+        .collect();
+    let positions: Vec<(usize, usize)> = held.iter().map(CheckpointState::position).collect();
+    let common = newest_common_position::<B::InnerBackend>(&positions, device)?;
+    let chosen = held.into_iter().find(|s| Some(s.position()) == common);
+    if let Some(state) = &chosen {
+        if Some(state.position()) != newest.as_ref().map(CheckpointState::position) {
+            recommit(run, state)?;
+            tracing::warn!(
+                "resuming from the checkpoint before this node's newest (epoch {}, step {}): \
+                 the newest one every node of the group holds",
+                state.epochs_done,
+                state.steps_done()
+            );
+        }
+    }
+    Ok(chosen)
+}
+
+/// The newest of `positions` that every node of the group holds.
+#[cfg(feature = "collective")]
+fn newest_common_position<B: burn::tensor::backend::Backend>(
+    positions: &[(usize, usize)],
+    device: &B::Device,
+) -> Result<Option<(usize, usize)>, TrainError> {
+    let every_nodes = crate::nodes::positions_of_every_node::<B>(positions, device)?;
+    let mut common: Vec<(usize, usize)> = positions
+        .iter()
+        .copied()
+        .filter(|p| every_nodes.iter().all(|held| held.contains(p)))
+        .collect();
+    common.sort();
+    Ok(common.pop())
+}
+
+#[cfg(not(feature = "collective"))]
+fn newest_common_position<B: burn::tensor::backend::Backend>(
+    positions: &[(usize, usize)],
+    _device: &B::Device,
+) -> Result<Option<(usize, usize)>, TrainError> {
+    Ok(positions.iter().copied().max())
 }
 
 /// The epoch lengths of a checkpoint inside an epoch and of `plan`, where both are known and

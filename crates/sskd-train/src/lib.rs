@@ -59,7 +59,7 @@ pub mod sgd;
 pub mod stage;
 pub mod stages;
 
-pub use error::{BatchError, ResumeMismatch, SetupError, TrainError};
+pub use error::{BatchError, PeerFault, ResumeMismatch, SetupError, StepPlace, TrainError};
 use sgd::SgdConfig;
 pub use stage::Stage;
 

@@ -86,6 +86,9 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>, O> EpochListener<B, M, O> for Sav
 pub struct Checkpoints {
     /// Epochs between two checkpoints.
     pub every: usize,
+    /// Keep the checkpoint before the newest (a node group: see
+    /// [`CheckpointState::previous`]).
+    pub keep_previous: bool,
 }
 
 impl Checkpoints {
@@ -112,7 +115,13 @@ where
             optimizer_file,
             ..end.state.clone()
         };
-        write_checkpoint(end.run, &state, end.module, end.optimizer)
+        write_checkpoint(
+            end.run,
+            &state,
+            end.module,
+            end.optimizer,
+            self.keep_previous,
+        )
     }
 }
 
@@ -138,10 +147,16 @@ mod tests {
 
     #[test]
     fn checkpoints_fall_due_every_n_epochs_and_after_the_last() {
-        let every_2 = Checkpoints { every: 2 };
+        let every_2 = Checkpoints {
+            every: 2,
+            keep_previous: false,
+        };
         let due: Vec<usize> = (1..=5).filter(|&e| every_2.due(e, 5)).collect();
         assert_eq!(due, [2, 4, 5]);
-        let last_only = Checkpoints { every: 0 };
+        let last_only = Checkpoints {
+            every: 0,
+            keep_previous: false,
+        };
         assert_eq!((1..=3).filter(|&e| last_only.due(e, 3)).count(), 1);
     }
 }

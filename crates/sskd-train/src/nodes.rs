@@ -14,16 +14,18 @@
 //! data) apart from their rank, address and output folder.
 
 use std::sync::Mutex;
+use std::time::Duration;
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::{GradientsParams, MultiGradientsParams};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorPrimitive};
 use sskd_collective::{
-    self as collective, AllReduceStrategy, CollectiveConfig, PeerId, ReduceOperation,
+    self as collective, AllReduceStrategy, CollectiveConfig, CollectiveError,
+    GlobalCollectiveError, PeerId, ReduceOperation,
 };
 
-use crate::{SetupError, TrainError};
+use crate::{PeerFault, SetupError, TrainError};
 
 /// Where this process sits among the nodes of a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +40,14 @@ pub struct NodeConfig {
     pub address: String,
     /// The port of this node's tensor data service.
     pub data_port: u16,
+    /// How long an operation across the nodes waits for another node before this node ends
+    /// with an error naming it ([`DEFAULT_NODE_TIMEOUT`] by default).
+    pub timeout: Duration,
 }
+
+/// The default [`NodeConfig::timeout`]: five minutes, longer than any step or the gap between
+/// two nodes' evaluations on a healthy group, short enough that a hung group is noticed.
+pub const DEFAULT_NODE_TIMEOUT: Duration = collective::DEFAULT_GLOBAL_TIMEOUT;
 
 impl NodeConfig {
     /// Checks the rank and the addresses.
@@ -68,10 +77,37 @@ impl NodeConfig {
 
 static NODE: Mutex<Option<NodeConfig>> = Mutex::new(None);
 
+/// The training error of a collective operation's `error` while `doing`: a node that went away
+/// or stalled is named ([`PeerFault`]), anything else is Burn's error as it prints it.
 fn collective_error(doing: &'static str) -> impl Fn(collective::CollectiveError) -> TrainError {
-    move |error| TrainError::Nodes {
-        doing,
-        error: format!("{error:?}"),
+    move |error| {
+        let peer = |node: collective::NodeId, address: &collective::Address, stalled| PeerFault {
+            rank: node.index(),
+            address: address.to_string(),
+            stalled_seconds: stalled,
+        };
+        let peer = match &error {
+            CollectiveError::Global(GlobalCollectiveError::PeerLost { node, address }) => {
+                Some(peer(*node, address, None))
+            }
+            CollectiveError::Global(GlobalCollectiveError::PeerTimeout {
+                node,
+                address,
+                seconds,
+            }) => Some(peer(*node, address, Some(*seconds))),
+            _ => None,
+        };
+        match peer {
+            Some(peer) => TrainError::Peer {
+                doing,
+                peer,
+                place: None,
+            },
+            None => TrainError::Nodes {
+                doing,
+                error: format!("{error:?}"),
+            },
+        }
     }
 }
 
@@ -94,6 +130,7 @@ pub fn join<B: Backend>(config: NodeConfig, device: &B::Device) -> Result<(), Tr
         .with_global_address(parse(&config.orchestrator)?)
         .with_node_address(parse(&config.address)?)
         .with_data_service_port(config.data_port)
+        .with_global_timeout(config.timeout)
         // Burn's ring all-reduce refuses tensors with fewer rows than nodes (biases, counts).
         .with_global_all_reduce_strategy(AllReduceStrategy::Tree(2));
     collective::register::<B>(PeerId(config.rank), device.clone(), collective_config)
@@ -143,6 +180,41 @@ pub fn sum_over_nodes<B: Backend, const D: usize>(
     )
     .map_err(collective_error("summing over the nodes"))?;
     Ok(Tensor::from_primitive(TensorPrimitive::Float(summed)))
+}
+
+/// The checkpoint positions (epochs done, steps done) every node holds, by rank, from this
+/// node's `positions` (at most two: its newest checkpoint and the one before).
+pub(crate) fn positions_of_every_node<B: Backend>(
+    positions: &[(usize, usize)],
+    device: &B::Device,
+) -> Result<Vec<Vec<(usize, usize)>>, TrainError> {
+    const SLOTS: usize = 2;
+    let Some((rank, nodes)) = current() else {
+        return Ok(vec![positions.to_vec()]);
+    };
+    // Each node fills its own slots (epochs + 1, steps; 0 = empty), then the sum over the
+    // nodes holds everybody's: counts below 2^24, exact in f32.
+    let mut values = vec![0.0f32; nodes as usize * SLOTS * 2];
+    for (slot, (epochs, steps)) in positions.iter().take(SLOTS).enumerate() {
+        let at = (rank as usize * SLOTS + slot) * 2;
+        values[at] = *epochs as f32 + 1.0;
+        values[at + 1] = *steps as f32;
+    }
+    let summed = sum_over_nodes(Tensor::<B, 1>::from_floats(values.as_slice(), device))?;
+    let summed: Vec<f32> = summed
+        .into_data()
+        .convert::<f32>()
+        .to_vec()
+        .map_err(|source| TrainError::Values {
+            what: "checkpoint positions of the nodes",
+            source,
+        })?;
+    let position =
+        |pair: &[f32]| (pair[0] >= 1.0).then(|| (pair[0] as usize - 1, pair[1] as usize));
+    Ok(summed
+        .chunks(SLOTS * 2)
+        .map(|node| node.chunks(2).filter_map(position).collect())
+        .collect())
 }
 
 /// Sums the local shards' gradients on `device`, then over the nodes, in the module's visiting
@@ -243,6 +315,7 @@ mod tests {
             orchestrator: orchestrator.into(),
             address: "ws://localhost:3001".into(),
             data_port: 3001,
+            timeout: DEFAULT_NODE_TIMEOUT,
         }
     }
 

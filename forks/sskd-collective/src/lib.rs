@@ -32,4 +32,7 @@ pub use config::*;
 mod api;
 pub use api::*;
 
+/// The address of a node (sskd: re-exported, it is in `GlobalCollectiveError`'s variants).
+pub use burn_communication::Address;
+
 mod local;

@@ -69,7 +69,8 @@ impl<P: Protocol> SyncService<P> {
                 .flatten()
                 .ok_or_else(lost)?;
             let msg = SyncRequest(node_state.node_id);
-            let sync_bytes = rmp_serde::to_vec(&msg).map_err(|_| GlobalCollectiveError::InvalidMessage)?;
+            let sync_bytes =
+                rmp_serde::to_vec(&msg).map_err(|_| GlobalCollectiveError::InvalidMessage)?;
             connection
                 .send(Message::new(sync_bytes.into()))
                 .await
@@ -93,7 +94,11 @@ impl<P: Protocol> SyncService<P> {
         if tokio::time::timeout(timeout, all_arrived).await.is_ok() {
             return Ok(());
         }
-        let arrived = self.syncing_peers.lock().map(|p| p.clone()).unwrap_or_default();
+        let arrived = self
+            .syncing_peers
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or_default();
         let (node, address) = node_state
             .nodes
             .iter()

@@ -41,8 +41,7 @@ where
             .map(|child| {
                 let data_service = data_service.clone();
                 async move {
-                    let data =
-                        download_within(&data_service, *child, nodes, 0, timeout).await?;
+                    let data = download_within(&data_service, *child, nodes, 0, timeout).await?;
                     Ok::<B::FloatTensorPrimitive, GlobalCollectiveError>(B::float_from_data(
                         data, device,
                     ))

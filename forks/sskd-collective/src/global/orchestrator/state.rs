@@ -27,7 +27,10 @@ impl Session {
     }
 
     async fn respond(&mut self, response: CollectiveMessageResponse) {
-        self.response_sender.send(response).await.unwrap();
+        // sskd: a node that went away is no reason to panic.
+        if self.response_sender.send(response).await.is_err() {
+            log::warn!("a node went away before its response");
+        }
     }
 }
 
@@ -118,6 +121,25 @@ impl GlobalCollectiveState {
                 },
             )
             .await;
+        }
+    }
+
+    /// Forgets a session whose node went away without finishing (killed, or ended after an
+    /// error), so that the group can register again (sskd: the release kept it registered and
+    /// refused every later group).
+    pub(crate) fn forget_session(&mut self, session_id: SessionId) {
+        self.sessions.remove(&session_id);
+        self.register_requests
+            .retain(|(session, _, _)| *session != session_id);
+        if let Some(node_id) = self.registered_nodes.remove(&session_id) {
+            self.node_addresses.remove(&node_id);
+            if let Some(peers) = self.node_peers.remove(&node_id) {
+                self.num_global_peers = self.num_global_peers.saturating_sub(peers.len() as u32);
+            }
+        }
+        if self.registered_nodes.is_empty() {
+            self.cur_num_nodes = None;
+            self.num_global_peers = 0;
         }
     }
 
