@@ -105,6 +105,8 @@ fn pair_defaults(teacher: &str, student: &str) -> ExperimentConfig {
         .with_test_batch_size(250)
         .with_weight_decay(1e-4)
         .with_checkpoint_every(1)
+        // An epoch is ~5,000 steps: a checkpoint inside it every half hour of training.
+        .with_checkpoint_every_minutes(30.0)
         .with_method(MethodConfig::Sskd(SskdConfig::new().with_ce_weight(1.0)))
 }
 

@@ -9,7 +9,7 @@
 //! - [`listeners`]: what happens at the end of an epoch (log line, best record, checkpoint,
 //!   plot); [`progress`]: progress inside the epoch, a bar or periodic lines;
 //! - [`pause`]: pauses inside an epoch, checkpoints every N steps or M minutes and a
-//!   requested stop (SIGTERM);
+//!   requested stop (SIGTERM), agreed on across the nodes of a group ([`nodes`]);
 //! - [`fit`]: the epoch loop: training, evaluation, the listeners, resume;
 //! - [`parallel`] (and [`nodes`] across machines): one data-parallel training step;
 //! - [`epoch`]: one epoch of teacher training ([`epoch::teacher_epoch`]), of SS-head training
