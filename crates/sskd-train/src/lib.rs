@@ -8,10 +8,12 @@
 //!   [`plot`]: the curves of a run folder;
 //! - [`listeners`]: what happens at the end of an epoch (log line, best record, checkpoint,
 //!   plot); [`progress`]: progress inside the epoch, a bar or periodic lines;
+//! - [`nodes`] (feature `collective`): sums across machines, the node group's timeouts and
+//!   failed peers;
 //! - [`pause`]: pauses inside an epoch, checkpoints every N steps or M minutes and a
-//!   requested stop (SIGTERM), agreed on across the nodes of a group ([`nodes`]);
-//! - [`fit`]: the epoch loop: training, evaluation, the listeners, resume;
-//! - [`parallel`] (and [`nodes`] across machines): one data-parallel training step;
+//!   requested stop (SIGTERM), agreed on across the nodes of a group;
+//! - [`fit`]: the epoch loop: training, evaluation, the listeners, pauses, resume;
+//! - [`parallel`]: one data-parallel training step, across devices and machines;
 //! - [`epoch`]: one epoch of teacher training ([`epoch::teacher_epoch`]), of SS-head training
 //!   on the frozen teacher ([`epoch::head_epoch`]), of student distillation with any method of
 //!   `sskd-losses` ([`epoch::student_epoch`]), and evaluation;
