@@ -58,6 +58,21 @@ pub struct WithinEpoch {
 }
 
 impl CheckpointState {
+    /// The state of `stage` before its first epoch: nothing done, no records.
+    pub fn fresh(stage: &str, seed: u64) -> Self {
+        Self {
+            stage: stage.to_string(),
+            epochs_done: 0,
+            seed,
+            best: None,
+            last: None,
+            model_file: String::new(),
+            optimizer_file: String::new(),
+            within_epoch: None,
+            previous: None,
+        }
+    }
+
     /// Where the checkpoint is: (epochs done, steps of the next epoch done), ordered as
     /// training goes.
     pub fn position(&self) -> (usize, usize) {
@@ -266,15 +281,8 @@ mod tests {
     #[test]
     fn record_files_say_where_the_checkpoint_is() {
         let mut state = CheckpointState {
-            stage: "head".into(),
             epochs_done: 2,
-            seed: 0,
-            best: None,
-            last: None,
-            model_file: String::new(),
-            optimizer_file: String::new(),
-            within_epoch: None,
-            previous: None,
+            ..CheckpointState::fresh("head", 0)
         };
         assert_eq!(state.record_files().0, "head-e2.model.mpk");
         state.within_epoch = Some(WithinEpoch {

@@ -313,17 +313,7 @@ where
     M: AutodiffModule<B>,
     O: Optimizer<M, B>,
 {
-    let fresh = CheckpointState {
-        stage: plan.stage.name().to_string(),
-        epochs_done: 0,
-        seed: plan.seed,
-        best: None,
-        last: None,
-        model_file: String::new(),
-        optimizer_file: String::new(),
-        within_epoch: None,
-        previous: None,
-    };
+    let fresh = CheckpointState::fresh(plan.stage.name(), plan.seed);
     // A run killed while writing a checkpoint leaves files that no checkpoint names.
     let removed = remove_leftovers(run, plan.stage.name())?;
     for path in &removed {
