@@ -1,28 +1,67 @@
-//! Throughput of the SSKD four-rotation CIFAR pipeline (decode from the in-memory dataset,
-//! shared flip, four rotations, independent pad-4 crops, normalisation, batching), through the
-//! prefetching loader, in source images per second and per core. Prints one JSON object.
+//! Throughput of the SSKD training input pipelines through the prefetching loader the trainer
+//! uses, in source images per second and per core. Prints one JSON object.
 //!
 //! ```text
+//! # CIFAR (the default): synthetic 32×32 records, shared flip, four rotations, independent
+//! # pad-4 crops, normalisation, batching
 //! cargo run --release --example data_bench -- [--images 20000] [--threads N]
+//! # ImageNet: JPEG decode, RandomResizedCrop(224, (0.08, 1), (3/4, 4/3)), flip, four
+//! # rotations, normalisation, batching, over an ImageNet-layout folder (its train/ split);
+//! # --generate writes a synthetic one first (ImageNet's sizes, JPEG quality 90)
+//! cargo run --release --example data_bench -- --pipeline imagenet --data DIR \
+//!     [--generate 50 --classes 20] [--images 1000] [--threads N]
 //! ```
-//! The images are synthetic 32×32 CIFAR records (the pipeline's cost does not depend on the
-//! pixel values).
+//! The ImageNet figures also time each stage of the pipeline on one thread (`stages_ms`:
+//! decode, crop/resize/flip, rotations, normalisation, per source image), so that a gap to
+//! torchvision (`tools/bench_imagenet_pipeline_torch.py`) can be told stage by stage.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::Result;
-use clap::Parser;
+use anyhow::{bail, Context, Result};
+use burn::data::dataset::Dataset;
+use clap::{Parser, ValueEnum};
+use rand::SeedableRng;
+use serde_json::{json, Value};
 use sskd::augment::loader::{load_epoch, LoaderConfig, Sample};
 use sskd::augment::normalize::{normalize, CIFAR100_MEAN, CIFAR100_STD};
+use sskd::augment::recipes::imagenet_train_draws;
+use sskd::augment::resize::resize_window_bilinear;
 use sskd::augment::ss_tasks::sskd_rotations;
+use sskd::data::folders::{decode_rgb, ImageFiles};
 use sskd::data::{LabeledImage, PlanarImages};
+use sskd::imagenet::{
+    rotations_sample, write_synthetic_folder, ImageFolderFiles, ImageNetTransforms,
+};
+
+/// Which pipeline to measure.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Pipeline {
+    /// SSKD's four-rotation CIFAR pipeline on synthetic 32×32 records.
+    Cifar,
+    /// SSKD's four-rotation ImageNet pipeline on the JPEG files of `--data`.
+    Imagenet,
+}
 
 #[derive(Parser, Debug)]
 struct Args {
     #[command(flatten)]
     verbosity: sskd::cli::logging::Verbosity,
-    /// Source images to push through.
+    /// The pipeline.
+    #[arg(long, value_enum, default_value = "cifar")]
+    pipeline: Pipeline,
+    /// The ImageNet-layout folder (`train/<class>/*.JPEG`), for `--pipeline imagenet`.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Write a synthetic ImageNet-layout folder at --data first, with this many training
+    /// images per class (when it has no train/ yet).
+    #[arg(long, value_parser = sskd::cli::positive)]
+    generate: Option<usize>,
+    /// Classes of a generated folder.
+    #[arg(long, default_value_t = 10, value_parser = sskd::cli::positive)]
+    classes: usize,
+    /// Source images to push through (ImageNet: at most the folder's).
     #[arg(long, default_value_t = 20_000, value_parser = sskd::cli::positive)]
     images: usize,
     /// Worker threads (default: all cores).
@@ -31,17 +70,28 @@ struct Args {
     /// Batch size (source images).
     #[arg(long, default_value_t = 64, value_parser = sskd::cli::positive)]
     batch: usize,
+    /// The ImageNet crop size.
+    #[arg(long, default_value_t = 224, value_parser = sskd::cli::positive)]
+    size: usize,
 }
 
-fn main() -> Result<()> {
-    let args = Args::parse();
-    args.verbosity.init();
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build_global()?;
+/// Source images through `load_epoch` of `dataset` with `transform`, and the seconds it took.
+fn run_loader<I, D, F>(dataset: Arc<D>, transform: Arc<F>, batch: usize) -> Result<(usize, f64)>
+where
+    I: Send + 'static,
+    D: Dataset<I> + 'static,
+    F: sskd::augment::loader::SampleTransform<I> + ?Sized + 'static,
+{
+    let start = Instant::now();
+    let mut images = 0;
+    for loaded in load_epoch(dataset, transform, LoaderConfig::new(batch, 0), 0) {
+        images += loaded?.labels.len();
+    }
+    Ok((images, start.elapsed().as_secs_f64()))
+}
+
+/// The CIFAR pipeline's figures.
+fn cifar(args: &Args) -> Result<Value> {
     let pixels: Vec<u8> = (0..args.images * 3072)
         .map(|i| ((i * 2654435761usize) >> 13) as u8)
         .collect();
@@ -64,21 +114,106 @@ fn main() -> Result<()> {
             label: item.label,
         })
     });
-    let start = Instant::now();
-    let mut images = 0;
-    for batch in load_epoch(dataset, transform, LoaderConfig::new(args.batch, 0), 0) {
-        images += batch.map_err(anyhow::Error::msg)?.labels.len();
+    let (images, seconds) = run_loader(dataset, transform, args.batch)?;
+    Ok(json!({
+        "pipeline": "sskd four-rotation CIFAR (flip, rot90 x4, pad-4 crops, normalise, batch)",
+        "images": images, "seconds": seconds,
+        "reference_pytorch_per_worker": 700.0,
+    }))
+}
+
+/// The first `count` files of the folder's `train/` split (spread over its classes).
+fn imagenet_files(root: &Path, count: usize) -> Result<ImageFiles> {
+    let mut files = ImageFiles::image_folder(&root.join("train"))?;
+    if files.files.len() > count {
+        let step = files.files.len() as f64 / count as f64;
+        files.files = (0..count)
+            .map(|k| files.files[(k as f64 * step) as usize].clone())
+            .collect();
     }
-    let seconds = start.elapsed().as_secs_f64();
-    let per_second = images as f64 / seconds;
-    println!(
-        "{}",
-        serde_json::json!({
-            "pipeline": "sskd four-rotation CIFAR (flip, rot90 x4, pad-4 crops, normalise, batch)",
-            "images": images, "threads": threads, "seconds": seconds,
-            "images_per_second": per_second, "images_per_second_per_core": per_second / threads as f64,
-            "reference_pytorch_per_worker": 700.0, "ratio_to_reference_per_core": per_second / threads as f64 / 700.0
-        })
-    );
+    Ok(files)
+}
+
+/// Milliseconds per source image of each stage of the ImageNet training transform, on this
+/// thread, over `files`: decoding, the resized crop (window drawn and resized), and the flip,
+/// four rotations and normalisation (one pass).
+fn imagenet_stages(files: &ImageFiles, size: u32) -> Result<Value> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let mut seconds = [0.0f64; 3];
+    let mut lap =
+        |stage: usize, started: Instant| seconds[stage] += started.elapsed().as_secs_f64();
+    for (path, _) in &files.files {
+        let started = Instant::now();
+        let image = decode_rgb(path)?;
+        lap(0, started);
+        let started = Instant::now();
+        let (window, mirror) = imagenet_train_draws(image.width(), image.height(), &mut rng);
+        let crop = resize_window_bilinear(&image, window, size, size);
+        lap(1, started);
+        let started = Instant::now();
+        std::hint::black_box(rotations_sample(&crop, mirror, 0));
+        lap(2, started);
+    }
+    let per_image = |s: f64| 1e3 * s / files.files.len().max(1) as f64;
+    Ok(json!({
+        "decode": per_image(seconds[0]), "crop_resize": per_image(seconds[1]),
+        "flip_rotations_normalise": per_image(seconds[2]),
+    }))
+}
+
+/// The ImageNet pipeline's figures over `--data` (generated first with `--generate`).
+fn imagenet(args: &Args) -> Result<Value> {
+    let Some(root) = &args.data else {
+        bail!("--pipeline imagenet needs --data DIR (an ImageNet layout, or --generate one)");
+    };
+    if let Some(per_class) = args.generate {
+        if !root.join("train").is_dir() {
+            write_synthetic_folder(root, args.classes, per_class, (90, 0))
+                .with_context(|| format!("generating {}", root.display()))?;
+        }
+    }
+    let files = imagenet_files(root, args.images)?;
+    let size = u32::try_from(args.size).context("--size")?;
+    let stages = imagenet_stages(&imagenet_files(root, 64.min(args.images))?, size)?;
+    let transform = ImageNetTransforms::new(size).rotations_train;
+    let (images, seconds) = run_loader(Arc::new(ImageFolderFiles(files)), transform, args.batch)?;
+    Ok(json!({
+        "pipeline": format!("sskd four-rotation ImageNet (JPEG decode, RandomResizedCrop({size}), \
+                     flip, rot90 x4, normalise, batch) over {}", root.display()),
+        "images": images, "seconds": seconds, "stages_ms": stages,
+    }))
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    args.verbosity.init();
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()?;
+    let mut figures = match args.pipeline {
+        Pipeline::Cifar => cifar(&args)?,
+        Pipeline::Imagenet => imagenet(&args)?,
+    };
+    let images = figures["images"].as_f64().unwrap_or(0.0);
+    let per_second = images / figures["seconds"].as_f64().unwrap_or(1.0).max(1e-9);
+    if let Value::Object(fields) = &mut figures {
+        fields.insert("threads".into(), threads.into());
+        fields.insert("images_per_second".into(), per_second.into());
+        let per_core = per_second / threads as f64;
+        fields.insert("images_per_second_per_core".into(), per_core.into());
+        if let Some(reference) = fields
+            .get("reference_pytorch_per_worker")
+            .and_then(Value::as_f64)
+        {
+            fields.insert(
+                "ratio_to_reference_per_core".into(),
+                (per_core / reference).into(),
+            );
+        }
+    }
+    println!("{figures}");
     Ok(())
 }

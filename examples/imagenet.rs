@@ -35,26 +35,19 @@ use std::sync::Arc;
 
 use anyhow::{bail, Result};
 use burn::backend::Autodiff;
-use burn::data::dataset::Dataset;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use clap::{Parser, Subcommand};
-use image::RgbImage;
-use rand::rngs::StdRng;
-use sskd::augment::geometry::{center_crop, rotate90};
-use sskd::augment::loader::Sample;
-use sskd::augment::normalize::{IMAGENET_MEAN, IMAGENET_STD};
-use sskd::augment::recipes::random_resized_crop;
-use sskd::augment::resize::resize_shorter_side;
 use sskd::cli::backend::{dispatch, BackendJob, DeviceList, Precision};
 use sskd::cli::{self, EvalArgs, StageArgs};
-use sskd::data::folders::{decode_rgb, ImageFiles};
+use sskd::data::folders::ImageFiles;
 use sskd::data::ClassLabels;
 use sskd::experiment::load_experiment;
 use sskd::experiment::{ExperimentConfig, StageConfig};
+use sskd::imagenet::{ImageFolderFiles, ImageNetTransforms};
 use sskd::losses::{MethodConfig, SskdConfig};
 use sskd::recipe::Recipe;
 use sskd::train::progress::{Meter, ProgressConfig};
-use sskd::train::stages::{RunData, Transform};
+use sskd::train::stages::RunData;
 
 #[derive(Parser, Debug)]
 #[command(about = "SSKD on ImageNet (ResNet34 → ResNet18), data-parallel over several devices")]
@@ -110,55 +103,7 @@ fn pair_defaults(teacher: &str, student: &str) -> ExperimentConfig {
         .with_method(MethodConfig::Sskd(SskdConfig::new().with_ce_weight(1.0)))
 }
 
-/// Image files decoded when the loader asks for them, so that a bad file is an error naming it.
-struct Files(ImageFiles);
-
-impl Dataset<(PathBuf, usize)> for Files {
-    fn get(&self, index: usize) -> Option<(PathBuf, usize)> {
-        self.0.files.get(index).cloned()
-    }
-
-    fn len(&self) -> usize {
-        self.0.files.len()
-    }
-}
-
-type Data = RunData<Files, (PathBuf, usize)>;
-
-/// A transform of a file into normalised copies; the error names the file.
-fn imagenet(
-    make: impl Fn(&RgbImage, &mut StdRng) -> Vec<RgbImage> + Send + Sync + 'static,
-) -> Transform<(PathBuf, usize)> {
-    Arc::new(move |(path, label): (PathBuf, usize), rng: &mut StdRng| {
-        let image = decode_rgb(&path)?;
-        Ok(Sample::from_images(
-            &make(&image, rng),
-            IMAGENET_MEAN,
-            IMAGENET_STD,
-            label,
-        ))
-    })
-}
-
-/// `RandomResizedCrop(size)` + flip, as torchvision.
-fn train_crop(image: &RgbImage, size: u32, rng: &mut StdRng) -> RgbImage {
-    use rand::Rng;
-    let crop = random_resized_crop(image, size, (0.08, 1.0), (3.0 / 4.0, 4.0 / 3.0), rng);
-    if rng.random::<f64>() < 0.5 {
-        sskd::augment::geometry::horizontal_flip(&crop)
-    } else {
-        crop
-    }
-}
-
-/// `Resize(size·256/224)` + `CenterCrop(size)`.
-fn val_crop(image: &RgbImage, size: u32) -> RgbImage {
-    center_crop(&resize_shorter_side(image, size * 256 / 224), size)
-}
-
-fn rotations(image: RgbImage) -> Vec<RgbImage> {
-    (0..4).map(|k| rotate90(&image, k)).collect()
-}
+type Data = RunData<ImageFolderFiles, (PathBuf, usize)>;
 
 /// The image files of the class folders in `dir`, the scan's progress shown as `progress` says.
 fn scan(dir: &Path, progress: ProgressConfig) -> Result<ImageFiles> {
@@ -200,14 +145,15 @@ fn imagenet_data(
             config.num_classes
         );
     }
+    let transforms = ImageNetTransforms::new(size);
     Ok(RunData {
         train_labels: train.class_labels().into(),
-        train: Arc::new(Files(train)),
-        test: Arc::new(Files(val)),
-        plain_train: imagenet(move |image, rng| vec![train_crop(image, size, rng)]),
-        rotations_train: imagenet(move |image, rng| rotations(train_crop(image, size, rng))),
-        plain_test: imagenet(move |image, _| vec![val_crop(image, size)]),
-        rotations_test: imagenet(move |image, _| rotations(val_crop(image, size))),
+        train: Arc::new(ImageFolderFiles(train)),
+        test: Arc::new(ImageFolderFiles(val)),
+        plain_train: transforms.plain_train,
+        rotations_train: transforms.rotations_train,
+        plain_test: transforms.plain_test,
+        rotations_test: transforms.rotations_test,
         batch_size: config.batch_size,
         test_batch_size: config.test_batch_size,
         seed: config.seed,

@@ -48,6 +48,7 @@ pub use sskd_train as train;
 pub mod cli;
 pub mod config;
 pub mod experiment;
+pub mod imagenet;
 pub mod provenance;
 pub mod recipe;
 #[cfg(feature = "flex")]

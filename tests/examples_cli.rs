@@ -186,6 +186,60 @@ fn gpu_bench_prints_one_json_line_per_configuration() {
     assert_eq!(lines[0]["rows"], 2);
 }
 
+/// `data_bench --pipeline imagenet --generate` writes a synthetic JPEG folder, pushes its
+/// images through the ImageNet four-rotation pipeline and reports its throughput and stages;
+/// without --data it says what is missing.
+#[test]
+fn data_bench_measures_the_imagenet_pipeline_on_a_generated_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("imagenet");
+    let output = Command::new(example_binary("data_bench"))
+        .args([
+            "--pipeline",
+            "imagenet",
+            "--generate",
+            "3",
+            "--classes",
+            "2",
+        ])
+        .args([
+            "--images",
+            "5",
+            "--batch",
+            "2",
+            "--threads",
+            "1",
+            "--size",
+            "32",
+        ])
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(line["images"], 5, "{line}");
+    assert_eq!(line["threads"], 1, "{line}");
+    let per_core = line["images_per_second_per_core"].as_f64().unwrap();
+    assert!(per_core > 0.0 && per_core == line["images_per_second"].as_f64().unwrap());
+    for stage in ["decode", "crop_resize", "flip_rotations_normalise"] {
+        assert!(line["stages_ms"][stage].as_f64().unwrap() > 0.0, "{line}");
+    }
+    assert_eq!(std::fs::read_dir(data.join("train")).unwrap().count(), 2);
+
+    let missing = Command::new(example_binary("data_bench"))
+        .args(["--pipeline", "imagenet"])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("--data"));
+}
+
 #[test]
 fn gpu_bench_explains_bad_requests() {
     let run = |args: &[&str]| {

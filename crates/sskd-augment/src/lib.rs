@@ -12,7 +12,8 @@
 //!   pool ([`ss_tasks::PoolTransform`]: colour drop, rotation, crop + resize, colour jitter) and
 //!   its policy [`ss_tasks::sskd_pool`], and the SS-task ablation: [`ss_tasks::jigsaw_task`],
 //!   [`ss_tasks::rotation_task`], [`ss_tasks::exemplar`];
-//! - [`color`], [`geometry`], [`resize`]: the operations they are made of.
+//! - [`color`], [`geometry`], [`resize`]: the operations they are made of; [`memory`]: batch
+//!   buffers on huge pages.
 //!
 //! The [`loader`] sits here rather than beside the datasets: it runs these transforms with the
 //! per-sample generators of [`rng`], and the datasets crate stays free of them.
@@ -37,6 +38,7 @@
 pub mod color;
 pub mod geometry;
 pub mod loader;
+pub mod memory;
 pub mod normalize;
 pub mod recipes;
 pub mod resize;

@@ -5,8 +5,8 @@
 use image::RgbImage;
 use rand::Rng;
 
-use crate::geometry::{center_crop, crop, horizontal_flip, random_crop, resized_crop_window};
-use crate::resize::{resize_bilinear, resize_shorter_side};
+use crate::geometry::{center_crop, horizontal_flip, random_crop, resized_crop_window};
+use crate::resize::{resize_shorter_side, resize_window_bilinear};
 
 /// A fair coin flip.
 pub(crate) fn coin<R: Rng>(rng: &mut R) -> bool {
@@ -37,22 +37,45 @@ pub fn random_resized_crop<R: Rng>(
     ratio: (f64, f64),
     rng: &mut R,
 ) -> RgbImage {
-    let (top, left, height, width) =
-        resized_crop_window(image.width(), image.height(), scale, ratio, rng);
-    resize_bilinear(&crop(image, top, left, height, width), size, size)
+    let window = resized_crop_window(image.width(), image.height(), scale, ratio, rng);
+    resize_window_bilinear(image, window, size, size)
 }
 
-/// ImageNet training: `RandomResizedCrop(224, (0.08, 1), (3/4, 4/3))` + horizontal flip.
-pub fn imagenet_train<R: Rng>(image: &RgbImage, rng: &mut R) -> RgbImage {
-    let cropped = random_resized_crop(image, 224, (0.08, 1.0), (3.0 / 4.0, 4.0 / 3.0), rng);
-    if coin(rng) {
+/// The draws of ImageNet training for an image of `width × height`, in torchvision's order:
+/// `RandomResizedCrop`'s window (top, left, height, width) with scale (0.08, 1) and ratio
+/// (3/4, 4/3), then whether `RandomHorizontalFlip` mirrors.
+pub fn imagenet_train_draws<R: Rng>(
+    width: u32,
+    height: u32,
+    rng: &mut R,
+) -> ((u32, u32, u32, u32), bool) {
+    let window = resized_crop_window(width, height, (0.08, 1.0), (3.0 / 4.0, 4.0 / 3.0), rng);
+    (window, coin(rng))
+}
+
+/// ImageNet training at crop `size`: `RandomResizedCrop(size, (0.08, 1), (3/4, 4/3))` +
+/// horizontal flip.
+pub fn imagenet_train_at<R: Rng>(image: &RgbImage, size: u32, rng: &mut R) -> RgbImage {
+    let (window, mirror) = imagenet_train_draws(image.width(), image.height(), rng);
+    let cropped = resize_window_bilinear(image, window, size, size);
+    if mirror {
         horizontal_flip(&cropped)
     } else {
         cropped
     }
 }
 
+/// ImageNet training: `RandomResizedCrop(224, (0.08, 1), (3/4, 4/3))` + horizontal flip.
+pub fn imagenet_train<R: Rng>(image: &RgbImage, rng: &mut R) -> RgbImage {
+    imagenet_train_at(image, 224, rng)
+}
+
+/// ImageNet validation at crop `size`: `Resize(size · 256 / 224)` + `CenterCrop(size)`.
+pub fn imagenet_val_at(image: &RgbImage, size: u32) -> RgbImage {
+    center_crop(&resize_shorter_side(image, size * 256 / 224), size)
+}
+
 /// ImageNet validation: `Resize(256)` + `CenterCrop(224)`.
 pub fn imagenet_val(image: &RgbImage) -> RgbImage {
-    center_crop(&resize_shorter_side(image, 256), 224)
+    imagenet_val_at(image, 224)
 }

@@ -47,7 +47,7 @@ pub fn decode_rgb(path: &Path) -> Result<image::RgbImage, DataError> {
         .with_guessed_format()
         .map_err(|e| DataError::io(path, e))?
         .decode()
-        .map(|image| image.to_rgb8())
+        .map(|image| image.into_rgb8())
         .map_err(|e| decode_error(&e))
 }
 
