@@ -86,7 +86,7 @@ impl Sample {
     ) -> Self {
         let (width, height) = copies.first().map_or((0, 0), |c| c.dimensions());
         let copy_len = 3 * width as usize * height as usize;
-        let mut pixels = pixel_buffer(copies.len() * copy_len);
+        let mut pixels = crate::memory::pixel_buffer(copies.len() * copy_len);
         for (copy, planes) in copies.iter().zip(pixels.chunks_exact_mut(copy_len.max(1))) {
             crate::normalize::normalize_into(copy, mean, std, planes);
         }
@@ -94,40 +94,6 @@ impl Sample {
             pixels,
             shape: [copies.len(), 3, height as usize, width as usize],
             label,
-        }
-    }
-}
-
-/// Sample buffers whose pixels are already in a batch, kept for the next samples: a
-/// 224×224 four-rotation sample is 2.4 MB, and memory fresh from the system costs a page fault
-/// per 4 KB on first write — as much time as the normalisation that fills it.
-static SPARE_BUFFERS: std::sync::Mutex<Vec<Vec<f32>>> = std::sync::Mutex::new(Vec::new());
-
-/// Spare buffers kept at most (a batch of 256 samples' worth).
-const MAX_SPARE_BUFFERS: usize = 256;
-
-/// A buffer of `len` floats for a sample's pixels, reused from samples the loader has put in
-/// batches when one is spare: its values are unspecified (left from an earlier sample), so
-/// the caller writes every one of them.
-pub fn pixel_buffer(len: usize) -> Vec<f32> {
-    let spare = SPARE_BUFFERS
-        .lock()
-        .map(|mut spare| spare.pop())
-        .unwrap_or(None);
-    let mut buffer = spare.unwrap_or_default();
-    if buffer.len() >= len {
-        buffer.truncate(len);
-    } else {
-        buffer.resize(len, 0.0);
-    }
-    buffer
-}
-
-/// Keeps `buffer` for [`pixel_buffer`] (up to [`MAX_SPARE_BUFFERS`]).
-fn recycle(buffer: Vec<f32>) {
-    if let Ok(mut spare) = SPARE_BUFFERS.lock() {
-        if spare.len() < MAX_SPARE_BUFFERS {
-            spare.push(buffer);
         }
     }
 }
@@ -298,7 +264,7 @@ fn assemble(samples: Vec<Sample>, indices: &[usize]) -> Result<HostBatch, LoadEr
         .zip(samples.into_par_iter())
         .for_each(|(slot, sample)| {
             slot.copy_from_slice(&sample.pixels);
-            recycle(sample.pixels);
+            crate::memory::recycle(sample.pixels);
         });
     Ok(HostBatch {
         shape: [labels.len() * shape[0], shape[1], shape[2], shape[3]],

@@ -1,4 +1,6 @@
-//! Large host buffers backed by transparent huge pages where the system allows it.
+//! Host buffers of the loader: batches backed by transparent huge pages where the system
+//! allows it ([`zeroed_floats`]), and sample buffers reused from one batch to the next
+//! ([`pixel_buffer`]).
 //!
 //! A batch of 64 four-rotation 224×224 samples is 154 MB of floats, allocated fresh for each
 //! batch (it becomes the batch tensor). Memory fresh from the system is zeroed a 4 KB page at
@@ -44,6 +46,38 @@ fn advise_huge_pages(buffer: &[f32]) {
     }
 }
 
+/// Sample buffers whose pixels are already in a batch, kept for the next samples: a
+/// 224×224 four-rotation sample is 2.4 MB, and memory fresh from the system costs a page fault
+/// per 4 KB on first write — as much time as the normalisation that fills it.
+static SPARE_BUFFERS: std::sync::Mutex<Vec<Vec<f32>>> = std::sync::Mutex::new(Vec::new());
+
+/// Spare buffers kept at most (a batch of 256 samples' worth).
+const MAX_SPARE_BUFFERS: usize = 256;
+
+/// A buffer of `len` floats for a sample's pixels, reused from samples the loader has put in
+/// batches when one is spare: its values are unspecified (left from an earlier sample), so
+/// the caller writes every one of them.
+pub fn pixel_buffer(len: usize) -> Vec<f32> {
+    let spare = SPARE_BUFFERS
+        .lock()
+        .map(|mut spare| spare.pop())
+        .unwrap_or(None);
+    // A spare too small would be copied on growing: a fresh one costs less.
+    let mut buffer = spare.filter(|b| b.capacity() >= len).unwrap_or_default();
+    buffer.resize(len, 0.0);
+    buffer
+}
+
+/// Keeps `buffer` for [`pixel_buffer`] (up to [`MAX_SPARE_BUFFERS`]): the loader hands back
+/// each sample's buffer once its pixels are in the batch.
+pub(crate) fn recycle(buffer: Vec<f32>) {
+    if let Ok(mut spare) = SPARE_BUFFERS.lock() {
+        if spare.len() < MAX_SPARE_BUFFERS {
+            spare.push(buffer);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,6 +90,14 @@ mod tests {
             assert!(buffer.iter().all(|&x| x == 0.0));
             buffer.iter_mut().for_each(|x| *x = 1.0);
             assert_eq!(buffer.iter().sum::<f32>(), len as f32);
+        }
+    }
+
+    #[test]
+    fn recycled_buffers_come_back_at_the_asked_length() {
+        for (recycled, asked) in [(5000, 4000), (5000, 6000), (10, 0), (0, 10)] {
+            recycle(vec![7.0; recycled]);
+            assert_eq!(pixel_buffer(asked).len(), asked, "{recycled} then {asked}");
         }
     }
 }

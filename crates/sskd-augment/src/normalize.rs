@@ -75,7 +75,7 @@ pub fn normalize_rotations(
     let side = image.width() as usize;
     assert_eq!(image.height() as usize, side, "rotations of a square image");
     let plane = side * side;
-    let mut out = crate::loader::pixel_buffer(4 * 3 * plane);
+    let mut out = crate::memory::pixel_buffer(4 * 3 * plane);
     let (upright, turned) = out.split_at_mut(3 * plane);
     NormalizeTable::new(mean, std).planes_into(image, mirror, upright);
     for (k, copy) in turned.chunks_exact_mut(3 * plane).enumerate() {
