@@ -43,19 +43,32 @@ impl<B: Backend> VidLayer<B> {
         }
     }
 
-    /// `mean(0.5 · ((μ − f_t)² / σ² + log σ²))` after pooling the larger map to the smaller.
+    /// `mean(0.5 · ((μ − f_t)² / σ² + log σ²))` after pooling the larger map to the smaller,
+    /// summed per channel first: `0.5 · (Σ_c S_c / σ²_c / (b·c·h·w) + mean_c log σ²_c)` with
+    /// `S_c` the channel's sum of squared errors — the same value without dividing every
+    /// element by a `[1, c, 1, 1]` variance, a broadcast over the middle axes that burn-flex
+    /// 0.21 walks element by element.
     fn loss(&self, student: Tensor<B, 4>, teacher: Tensor<B, 4>) -> Tensor<B, 1> {
         let (student, teacher) = match_spatial(student, teacher);
         let mean = self
             .conv3
             .forward(relu(self.conv2.forward(relu(self.conv1.forward(student)))));
-        let channels = self.log_scale.dims()[0];
-        let variance = softplus(self.log_scale.val(), 1.0)
-            .add_scalar(VARIANCE_EPS)
-            .reshape([1, channels, 1, 1]);
-        ((mean - teacher).powf_scalar(2.0) / variance.clone() + variance.log())
+        let [batch, channels, height, width] = mean.dims();
+        let error = mean - teacher;
+        // Batch first, then positions: each sum's gradient is a broadcast burn-flex vectorises.
+        let channel_sums = (error.clone() * error)
+            .reshape([batch, channels * height * width])
+            .sum_dim(0)
+            .reshape([channels, height * width])
+            .sum_dim(1)
+            .reshape([channels]);
+        let variance = softplus(self.log_scale.val(), 1.0).add_scalar(VARIANCE_EPS);
+        let elements = (batch * channels * height * width) as f64;
+        (channel_sums / variance.clone())
+            .sum()
+            .div_scalar(elements)
             .mul_scalar(0.5)
-            .mean()
+            + variance.log().mean().mul_scalar(0.5)
     }
 }
 
