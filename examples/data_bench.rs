@@ -12,10 +12,11 @@
 //!     [--generate 50 --classes 20] [--images 1000] [--threads N]
 //! ```
 //! The ImageNet figures also time each stage of the pipeline on one thread (`stages_ms`:
-//! decode, crop/resize/flip, rotations, normalisation, per source image), so that a gap to
-//! torchvision (`tools/bench_imagenet_pipeline_torch.py`) can be told stage by stage.
+//! `decode`, `crop_resize`, `flip_rotations_normalise`, per source image, over 64 of the
+//! files), so that a gap to torchvision (`tools/bench_imagenet_pipeline_torch.py`, the same
+//! split) can be told stage by stage.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -122,16 +123,16 @@ fn cifar(args: &Args) -> Result<Value> {
     }))
 }
 
-/// The first `count` files of the folder's `train/` split (spread over its classes).
-fn imagenet_files(root: &Path, count: usize) -> Result<ImageFiles> {
-    let mut files = ImageFiles::image_folder(&root.join("train"))?;
+/// At most `count` of `files`, spread evenly over the list (so over its classes).
+fn spread(files: &ImageFiles, count: usize) -> ImageFiles {
+    let mut spread = files.clone();
     if files.files.len() > count {
         let step = files.files.len() as f64 / count as f64;
-        files.files = (0..count)
+        spread.files = (0..count)
             .map(|k| files.files[(k as f64 * step) as usize].clone())
             .collect();
     }
-    Ok(files)
+    spread
 }
 
 /// Milliseconds per source image of each stage of the ImageNet training transform, on this
@@ -172,9 +173,9 @@ fn imagenet(args: &Args) -> Result<Value> {
                 .with_context(|| format!("generating {}", root.display()))?;
         }
     }
-    let files = imagenet_files(root, args.images)?;
+    let files = spread(&ImageFiles::image_folder(&root.join("train"))?, args.images);
     let size = u32::try_from(args.size).context("--size")?;
-    let stages = imagenet_stages(&imagenet_files(root, 64.min(args.images))?, size)?;
+    let stages = imagenet_stages(&spread(&files, 64), size)?;
     let transform = ImageNetTransforms::new(size).rotations_train;
     let (images, seconds) = run_loader(Arc::new(ImageFolderFiles(files)), transform, args.batch)?;
     Ok(json!({

@@ -56,9 +56,8 @@ def stages(dataset, size, count=64):
     resized), and flip + ToTensor + Normalize + the four rotations."""
     base = dataset.dataset if isinstance(dataset, Subset) else dataset
     indices = dataset.indices[:count] if isinstance(dataset, Subset) else range(min(count, len(base)))
-    crop = T.RandomResizedCrop(size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3))
-    rest = T.Compose([T.RandomHorizontalFlip(), T.ToTensor(),
-                      T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]), FourRotations()])
+    crop, *after = pipeline(size).transforms
+    rest = T.Compose(after)
     seconds = [0.0, 0.0, 0.0]
     for index in indices:
         path, _ = base.samples[index]
