@@ -14,6 +14,9 @@
 //!   kernels; on `Flex` the forward pass runs them; on every other backend it calls Burn's.
 //! - [`batch_norm_train`]: training-mode batch norm as one autodiff operation on
 //!   `Autodiff<Flex>` (`None` elsewhere, where the caller runs its composite of generic ops).
+//! - [`channel_shuffle`] and [`cat_channels`]: ShuffleNet's channel shuffle and a channel
+//!   concatenation as copies of whole planes ([`channel_kernels`]), with contiguous gradients;
+//!   Burn's composites walk strided views element by element on `Flex`.
 //!
 //! Both check the backend type at run time, so generic code (`B: Backend`, no extra bound) gets
 //! the kernels when `B` is `Autodiff<burn::backend::Flex>` or `burn::backend::Flex`, the types
@@ -45,11 +48,14 @@
 mod backend_type;
 mod batch_norm;
 pub mod batch_norm_kernels;
+pub mod channel_kernels;
+mod channel_ops;
 mod conv2d;
 pub mod conv2d_kernels;
 mod float_cast;
 
 pub use batch_norm::{batch_norm_train, TrainNormalised};
+pub use channel_ops::{cat_channels, channel_shuffle};
 pub use conv2d::conv2d;
 
 use core::sync::atomic::{AtomicBool, Ordering};

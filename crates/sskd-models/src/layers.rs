@@ -203,16 +203,12 @@ pub fn global_avg_pool<B: Backend>(input: Tensor<B, 4>) -> Tensor<B, 2> {
 }
 
 /// The channel shuffle of ShuffleNet: view `[N, g, C/g, H, W]`, swap the two group axes,
-/// flatten back.
+/// flatten back (on the CPU backend one copy of whole planes: [`sskd_kernels::channel_shuffle`]).
 ///
 /// # Shapes
 /// - input and output `[batch, channels, h, w]`, `channels` divisible by `groups`
 pub fn channel_shuffle<B: Backend>(input: Tensor<B, 4>, groups: usize) -> Tensor<B, 4> {
-    let [batch, channels, height, width] = input.dims();
-    input
-        .reshape([batch, groups, channels / groups, height, width])
-        .swap_dims(1, 2)
-        .reshape([batch, channels, height, width])
+    sskd_kernels::channel_shuffle(input, groups)
 }
 
 #[cfg(test)]

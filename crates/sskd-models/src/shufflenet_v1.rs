@@ -151,7 +151,7 @@ impl<B: Backend> ShuffleUnitV1<B> {
         let hidden = relu(self.bn2.forward(self.conv2.forward(hidden)));
         let branch = self.bn3.forward(self.conv3.forward(hidden));
         let preact = match &self.shortcut_pool {
-            Some(pool) => Tensor::cat(vec![branch, pool.forward(input)], 1),
+            Some(pool) => sskd_kernels::cat_channels(branch, pool.forward(input)),
             None => branch + input,
         };
         (relu(preact.clone()), preact)

@@ -108,8 +108,8 @@ impl<B: Backend> SplitBlock<B> {
         let branch = relu(self.bn1.forward(self.conv1.forward(branch)));
         let branch = self.bn2.forward(self.conv2.forward(branch));
         let branch_preact = self.bn3.forward(self.conv3.forward(branch));
-        let output = Tensor::cat(vec![kept.clone(), relu(branch_preact.clone())], 1);
-        let preact = Tensor::cat(vec![kept, branch_preact], 1);
+        let output = sskd_kernels::cat_channels(kept.clone(), relu(branch_preact.clone()));
+        let preact = sskd_kernels::cat_channels(kept, branch_preact);
         (channel_shuffle(output, 2), preact)
     }
 }
@@ -174,7 +174,7 @@ impl<B: Backend> DownBlock<B> {
         let right = relu(self.bn3.forward(self.conv3.forward(input)));
         let right = self.bn4.forward(self.conv4.forward(right));
         let right = relu(self.bn5.forward(self.conv5.forward(right)));
-        channel_shuffle(Tensor::cat(vec![left, right], 1), 2)
+        channel_shuffle(sskd_kernels::cat_channels(left, right), 2)
     }
 }
 

@@ -1,0 +1,236 @@
+//! Channel concatenation and channel shuffle through
+//! [`channel_kernels`](crate::channel_kernels) on the CPU backend, and through Burn's own
+//! tensor operations on every other backend.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::Flex;
+use burn::tensor::ops::FloatTensor;
+use burn::tensor::{backend::Backend, Tensor};
+
+use crate::backend_type::{is, primitive_of, tensor_of, CpuAutodiff};
+use crate::channel_kernels;
+
+/// Which path an operation on `x` takes.
+enum Path {
+    Autodiff,
+    Flex,
+    Burn,
+}
+
+fn path_for<B: Backend>(x: &Tensor<B, 4>) -> Path {
+    if !crate::enabled() || !channel_kernels::supports(x.dtype()) {
+        return Path::Burn;
+    }
+    if is::<B, CpuAutodiff>() {
+        return Path::Autodiff;
+    }
+    if is::<B, Flex>() {
+        return Path::Flex;
+    }
+    Path::Burn
+}
+
+/// ShuffleNet's channel shuffle in `groups` groups: output channel `i · groups + k` is input
+/// channel `k · channels/groups + i`, as PyTorch's
+/// `x.view(b, g, c/g, h, w).transpose(1, 2).reshape(b, c, h, w)`.
+///
+/// On `Autodiff<Flex>` and `Flex` one copy of whole planes (forward and gradient, both
+/// contiguous); elsewhere Burn's `reshape → swap_dims → reshape`.
+///
+/// # Shapes
+/// - x `[batch, channels, h, w]`, output the same
+///
+/// # Panics
+/// If `groups` is 0 or does not divide the channels.
+pub fn channel_shuffle<B: Backend>(x: Tensor<B, 4>, groups: usize) -> Tensor<B, 4> {
+    let [batch, channels, height, width] = x.dims();
+    assert!(
+        groups > 0 && channels.is_multiple_of(groups),
+        "channel_shuffle: {channels} channels in {groups} groups"
+    );
+    match path_for(&x) {
+        Path::Autodiff => {
+            let x = primitive_of::<CpuAutodiff, _, 4>(x);
+            tensor_of::<B, CpuAutodiff, 4>(shuffle_tracked(x, groups))
+        }
+        Path::Flex => {
+            let x = primitive_of::<Flex, _, 4>(x);
+            tensor_of::<B, Flex, 4>(channel_kernels::channel_shuffle(&x, groups))
+        }
+        Path::Burn => x
+            .reshape([batch, groups, channels / groups, height, width])
+            .swap_dims(1, 2)
+            .reshape([batch, channels, height, width]),
+    }
+}
+
+/// `cat([first, second], 1)`: the channels of `first`, then those of `second`.
+///
+/// On `Autodiff<Flex>` and `Flex` one copy of whole planes, and the two gradients come back as
+/// contiguous tensors (Burn's are strided slices of the output gradient, which burn-flex's
+/// element-wise operations then walk element by element); elsewhere `Tensor::cat`.
+///
+/// # Shapes
+/// - first `[batch, c1, h, w]`, second `[batch, c2, h, w]`, output `[batch, c1 + c2, h, w]`
+///
+/// # Panics
+/// If batch, height or width disagree.
+pub fn cat_channels<B: Backend>(first: Tensor<B, 4>, second: Tensor<B, 4>) -> Tensor<B, 4> {
+    let same_dtype = first.dtype() == second.dtype();
+    match path_for(&first) {
+        Path::Autodiff if same_dtype => {
+            let first = primitive_of::<CpuAutodiff, _, 4>(first);
+            let second = primitive_of::<CpuAutodiff, _, 4>(second);
+            tensor_of::<B, CpuAutodiff, 4>(cat_tracked(first, second))
+        }
+        Path::Flex if same_dtype => {
+            let first = primitive_of::<Flex, _, 4>(first);
+            let second = primitive_of::<Flex, _, 4>(second);
+            tensor_of::<B, Flex, 4>(channel_kernels::cat_channels(&first, &second))
+        }
+        _ => Tensor::cat(vec![first, second], 1),
+    }
+}
+
+/// The shuffle's autodiff operation; its state is the group count.
+#[derive(Debug)]
+struct ShuffleBackward;
+
+impl Backward<Flex, 1> for ShuffleBackward {
+    type State = usize;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let output_grad = grads.consume::<Flex>(&ops.node);
+        let [Some(parent)] = ops.parents else { return };
+        let channels = output_grad.layout().shape()[1];
+        let inverse_groups = channels / ops.state;
+        let grad = channel_kernels::channel_shuffle(&output_grad, inverse_groups);
+        grads.register::<Flex>(parent.id, grad);
+    }
+}
+
+fn shuffle_tracked(x: FloatTensor<CpuAutodiff>, groups: usize) -> FloatTensor<CpuAutodiff> {
+    let output = channel_kernels::channel_shuffle(&x.primitive, groups);
+    match ShuffleBackward
+        .prepare::<NoCheckpointing>([x.node])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish(groups, output),
+        OpsKind::UnTracked(prep) => prep.finish(output),
+    }
+}
+
+/// The concatenation's autodiff operation; its state is the channel count of the first part.
+#[derive(Debug)]
+struct CatBackward;
+
+impl Backward<Flex, 2> for CatBackward {
+    type State = usize;
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let output_grad = grads.consume::<Flex>(&ops.node);
+        let (split, channels) = (ops.state, output_grad.layout().shape()[1]);
+        let [first, second] = ops.parents;
+        if let Some(node) = first {
+            let grad = channel_kernels::narrow_channels(&output_grad, 0, split);
+            grads.register::<Flex>(node.id, grad);
+        }
+        if let Some(node) = second {
+            let grad = channel_kernels::narrow_channels(&output_grad, split, channels - split);
+            grads.register::<Flex>(node.id, grad);
+        }
+    }
+}
+
+fn cat_tracked(
+    first: FloatTensor<CpuAutodiff>,
+    second: FloatTensor<CpuAutodiff>,
+) -> FloatTensor<CpuAutodiff> {
+    let split = first.primitive.layout().shape()[1];
+    let output = channel_kernels::cat_channels(&first.primitive, &second.primitive);
+    match CatBackward
+        .prepare::<NoCheckpointing>([first.node, second.node])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish(split, output),
+        OpsKind::UnTracked(prep) => prep.finish(output),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Autodiff;
+    use burn::tensor::{Distribution, Int, Tolerance};
+
+    type Ad = Autodiff<Flex>;
+
+    fn random(shape: [usize; 4], seed: u64) -> Tensor<Ad, 4> {
+        Ad::seed(&Default::default(), seed);
+        Tensor::random(shape, Distribution::Default, &Default::default()).require_grad()
+    }
+
+    fn burn_shuffle<B: Backend>(x: Tensor<B, 4>, groups: usize) -> Tensor<B, 4> {
+        let [b, c, h, w] = x.dims();
+        x.reshape([b, groups, c / groups, h, w])
+            .swap_dims(1, 2)
+            .reshape([b, c, h, w])
+    }
+
+    /// A weighting that tells every output element apart, so a misplaced gradient shows.
+    fn weights(shape: [usize; 4]) -> Tensor<Ad, 4> {
+        let len: usize = shape.iter().product();
+        Tensor::<Ad, 1, Int>::arange(0..len as i64, &Default::default())
+            .float()
+            .reshape(shape)
+    }
+
+    #[test]
+    fn shuffle_matches_burns_composite_with_its_gradient() {
+        let x = random([2, 6, 3, 4], 1);
+        let ours = channel_shuffle(x.clone(), 3);
+        let burns = burn_shuffle(x.clone(), 3);
+        ours.to_data().assert_eq(&burns.to_data(), true);
+        let ours_grad = x.grad(&(ours * weights([2, 6, 3, 4])).sum().backward());
+        let burns_grad = x.grad(&(burns * weights([2, 6, 3, 4])).sum().backward());
+        ours_grad
+            .unwrap()
+            .to_data()
+            .assert_eq(&burns_grad.unwrap().to_data(), true);
+    }
+
+    #[test]
+    fn cat_matches_burns_with_both_gradients_from_a_sliced_input() {
+        // Each graph gets inputs of its own: a backward pass frees the nodes it walked.
+        let run = |cat: fn(Tensor<Ad, 4>, Tensor<Ad, 4>) -> Tensor<Ad, 4>| {
+            let whole = random([2, 7, 3, 3], 2);
+            let second = random([2, 4, 3, 3], 3);
+            let first = whole.clone().slice([0..2, 2..5, 0..3, 0..3]);
+            let out = cat(first, second.clone());
+            let grads = (out.clone() * weights([2, 7, 3, 3])).sum().backward();
+            let grad_of = |input: &Tensor<Ad, 4>| input.grad(&grads).unwrap().to_data();
+            (out.to_data(), grad_of(&whole), grad_of(&second))
+        };
+        let ours = run(cat_channels);
+        let burns = run(|a, b| Tensor::cat(vec![a, b], 1));
+        let exact = Tolerance::absolute(0.0);
+        ours.0.assert_approx_eq::<f32>(&burns.0, exact);
+        ours.1.assert_approx_eq::<f32>(&burns.1, exact);
+        ours.2.assert_approx_eq::<f32>(&burns.2, exact);
+    }
+
+    #[test]
+    fn only_the_tracked_part_gets_a_gradient() {
+        let tracked = random([1, 2, 2, 2], 4);
+        let constant = Tensor::<Ad, 4>::ones([1, 3, 2, 2], &Default::default());
+        let out = cat_channels(constant.clone(), tracked.clone());
+        let grads = out.sum().backward();
+        assert!(constant.grad(&grads).is_none());
+        assert_eq!(tracked.grad(&grads).unwrap().dims(), [1, 2, 2, 2]);
+    }
+}
