@@ -80,9 +80,9 @@ fn supports(dtype: DType) -> bool {
     matches!(dtype, DType::F32 | DType::F64 | DType::F16 | DType::BF16)
 }
 
-/// The forward pass on `Flex`: the im2col/GEMM kernel, except for canonical depthwise
-/// convolutions (one input and one output channel per group), where burn-flex's own direct
-/// kernel is as fast.
+/// The forward pass on `Flex`: this crate's kernels, except for canonical depthwise
+/// convolutions (one input and one output channel per group) at a stride or dilation other than
+/// 1, where burn-flex's own direct kernel is as fast as the im2col/GEMM one.
 fn forward(
     x: FlexTensor,
     weight: FlexTensor,
@@ -91,7 +91,8 @@ fn forward(
 ) -> FlexTensor {
     let [c_out, in_per_group] = [weight.layout().shape()[0], weight.layout().shape()[1]];
     let depthwise = options.groups > 1 && in_per_group == 1 && c_out == options.groups;
-    if depthwise {
+    let unit_steps = options.stride == [1, 1] && options.dilation == [1, 1];
+    if depthwise && !unit_steps {
         return Flex::conv2d(x, weight, bias, options.clone());
     }
     conv2d_kernels::conv2d(x, weight, bias, options)

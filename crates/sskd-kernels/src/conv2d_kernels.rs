@@ -28,6 +28,7 @@ use burn_backend::DType;
 use burn_flex::{FlexTensor, Layout};
 use burn_std::{bf16, f16, Bytes, Shape};
 
+use crate::depthwise_kernels;
 use crate::float_cast::{cast_from_f32, cast_to_f32};
 
 /// A float type the kernels run in (`f32`, `f64`).
@@ -574,6 +575,9 @@ pub(crate) fn conv2d_forward<T: ConvFloat>(
     weight: &[T],
     bias: Option<&[T]>,
 ) -> Vec<T> {
+    if depthwise_kernels::applies(geo) {
+        return depthwise_kernels::forward(geo, x, weight, bias);
+    }
     let mut out = vec![T::zero(); geo.batch * geo.out_image()];
     if out.is_empty() {
         return out;
@@ -634,6 +638,9 @@ pub(crate) fn conv2d_input_grad<T: ConvFloat>(
     if dx.is_empty() || geo.out_plane() == 0 {
         return dx;
     }
+    if depthwise_kernels::applies(geo) {
+        return depthwise_kernels::input_grad(geo, weight, dy);
+    }
     if geo.is_depthwise() {
         depthwise_input_grad(geo, weight, dy, &mut dx);
         return dx;
@@ -685,6 +692,9 @@ pub(crate) fn conv2d_weight_grad<T: ConvFloat>(geo: &Conv2dGeometry, x: &[T], dy
     let weight_len = geo.c_out * geo.col_rows();
     if geo.out_plane() == 0 || geo.batch == 0 {
         return vec![T::zero(); weight_len];
+    }
+    if depthwise_kernels::applies(geo) {
+        return depthwise_kernels::weight_grad(geo, x, dy);
     }
     if geo.is_depthwise() {
         return depthwise_weight_grad(geo, x, dy);
@@ -1147,6 +1157,24 @@ mod tests {
             [4, 1, 3, 3],
             ConvOptions::new([1, 2], [1, 2], [2, 1], 4),
         );
+    }
+
+    /// The wide-row depthwise kernels (stride 1): a channel multiplier with a non-square kernel
+    /// and padding, padding wider than the kernel, one-pixel maps, a single output row.
+    #[test]
+    fn stride_one_depthwise_edge_cases_match_the_naive_sums() {
+        check(
+            [2, 3, 5, 7],
+            [6, 1, 3, 2],
+            ConvOptions::new([1, 1], [1, 0], [1, 1], 3),
+        );
+        check(
+            [2, 2, 3, 3],
+            [2, 1, 5, 5],
+            ConvOptions::new([1, 1], [3, 3], [1, 1], 2),
+        );
+        check([1, 4, 1, 1], [4, 1, 1, 1], options(1, 0, 4));
+        check([2, 3, 4, 5], [3, 1, 4, 4], options(1, 0, 3));
     }
 
     #[test]

@@ -52,6 +52,7 @@ pub mod channel_kernels;
 mod channel_ops;
 mod conv2d;
 pub mod conv2d_kernels;
+mod depthwise_kernels;
 mod float_cast;
 
 pub use batch_norm::{batch_norm_train, TrainNormalised};

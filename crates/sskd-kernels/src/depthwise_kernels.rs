@@ -1,0 +1,202 @@
+//! Depthwise convolutions (one input channel per group, any channel multiplier) at stride 1 and
+//! dilation 1, the 3×3 layers of MobileNetV2 and ShuffleNetV1/V2: forward pass, input gradient
+//! and weight gradient as whole-plane vector loops.
+//!
+//! Each plane is held in *wide rows*: the input zero-padded to `HP × WP` (`HP = H + 2·pad_h`,
+//! `WP = W + 2·pad_w`), and every output-shaped plane with rows `WP` apart instead of `OW`.
+//! In that layout kernel tap `(kh, kw)` is one constant offset `kh · WP + kw` for every output
+//! pixel, so the convolution is `K²` long multiply-adds over whole planes
+//! (`out[f] += w[t] · xp[f + offset(t)]`), with no per-row range checks: the `WP − OW`
+//! columns past each output row compute values that are never read (forward) or hold zeros
+//! (gradients). The inner loops run over `(OH − 1) · WP + OW` elements (the last row without its
+//! spare columns, which is exactly what keeps the last tap inside the padded plane).
+//!
+//! Results depend only on the shapes, never on the thread count: planes are independent, and
+//! each filter's weight gradient sums the batch in order.
+
+use rayon::prelude::*;
+
+use crate::conv2d_kernels::{Conv2dGeometry, ConvFloat};
+
+/// Whether these kernels compute `geo`: depthwise, stride 1, dilation 1.
+pub(crate) fn applies(geo: &Conv2dGeometry) -> bool {
+    geo.is_depthwise() && geo.stride == [1, 1] && geo.dilation == [1, 1] && geo.out_plane() > 0
+}
+
+/// Sizes of the wide-row layout of one plane.
+struct Wide {
+    /// Padded input width: the row stride of every wide plane.
+    row: usize,
+    /// Elements of the padded input plane, `HP · WP`.
+    padded_len: usize,
+    /// Elements the tap loops run over: `(OH − 1) · WP + OW`.
+    span: usize,
+    /// Offset of each tap `(kh, kw)` (row-major): `kh · WP + kw`.
+    tap_offsets: Vec<usize>,
+}
+
+impl Wide {
+    fn new(geo: &Conv2dGeometry) -> Self {
+        let row = geo.in_w + 2 * geo.padding[1];
+        let padded_h = geo.in_h + 2 * geo.padding[0];
+        let tap_offsets = (0..geo.k_h)
+            .flat_map(|kh| (0..geo.k_w).map(move |kw| kh * row + kw))
+            .collect();
+        Self {
+            row,
+            padded_len: padded_h * row,
+            span: (geo.out_h - 1) * row + geo.out_w,
+            tap_offsets,
+        }
+    }
+
+    /// Copies an input plane (`[H, W]`) into the interior of `padded` (borders zero).
+    fn pad_input<T: ConvFloat>(&self, geo: &Conv2dGeometry, plane: &[T], padded: &mut [T]) {
+        padded.fill(T::zero());
+        let [pad_h, pad_w] = geo.padding;
+        for (h, src) in plane.chunks_exact(geo.in_w).enumerate() {
+            padded[(h + pad_h) * self.row + pad_w..][..geo.in_w].copy_from_slice(src);
+        }
+    }
+
+    /// Copies an output-shaped plane (`[OH, OW]`) into wide rows (`wide`, spare columns left
+    /// as they are).
+    fn widen_output<T: ConvFloat>(&self, geo: &Conv2dGeometry, plane: &[T], wide: &mut [T]) {
+        for (oh, src) in plane.chunks_exact(geo.out_w).enumerate() {
+            wide[oh * self.row..][..geo.out_w].copy_from_slice(src);
+        }
+    }
+}
+
+/// `dst[i] += scale · src[i]`.
+#[inline]
+fn axpy<T: ConvFloat>(dst: &mut [T], scale: T, src: &[T]) {
+    for (d, &s) in dst.iter_mut().zip(src) {
+        *d = *d + scale * s;
+    }
+}
+
+/// `Σ a[i] · b[i]` in eight interleaved partial sums (so the loop vectorises), added in a fixed
+/// order.
+#[inline]
+fn dot<T: ConvFloat>(a: &[T], b: &[T]) -> T {
+    const LANES: usize = 8;
+    let len = a.len().min(b.len());
+    let (a, b) = (&a[..len], &b[..len]);
+    let mut lanes = [T::zero(); LANES];
+    let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: T = a_chunks
+        .remainder()
+        .iter()
+        .zip(b_chunks.remainder())
+        .map(|(&x, &y)| x * y)
+        .sum();
+    for (x, y) in a_chunks.zip(b_chunks) {
+        for lane in 0..LANES {
+            lanes[lane] = lanes[lane] + x[lane] * y[lane];
+        }
+    }
+    lanes.iter().copied().sum::<T>() + tail
+}
+
+/// Runs `work(index, chunk)` over `chunk_len`-sized chunks of `data` in parallel, each worker
+/// with two zeroed scratch planes of `scratch_len` elements it keeps across its chunks.
+fn for_each_plane<T: ConvFloat>(
+    data: &mut [T],
+    chunk_len: usize,
+    scratch_len: usize,
+    work: impl Fn(usize, &mut [T], &mut [T], &mut [T]) + Sync + Send,
+) {
+    data.par_chunks_mut(chunk_len).enumerate().for_each_init(
+        || (vec![T::zero(); scratch_len], vec![T::zero(); scratch_len]),
+        |(first, second), (index, chunk)| work(index, chunk, first, second),
+    );
+}
+
+/// The forward pass: `out [B, O, OH, OW]` from `x [B, C, H, W]`, `weight [O, 1, KH, KW]` and
+/// an optional bias `[O]`.
+pub(crate) fn forward<T: ConvFloat>(
+    geo: &Conv2dGeometry,
+    x: &[T],
+    weight: &[T],
+    bias: Option<&[T]>,
+) -> Vec<T> {
+    let wide = Wide::new(geo);
+    let (taps, multiplier) = (geo.k_h * geo.k_w, geo.out_per_group());
+    let mut out = vec![T::zero(); geo.batch * geo.out_image()];
+    for_each_plane(
+        &mut out,
+        geo.out_plane(),
+        wide.padded_len,
+        |index, out_plane, padded, acc| {
+            let (b, o) = (index / geo.c_out, index % geo.c_out);
+            let c = o / multiplier;
+            let x_plane = &x[(b * geo.c_in + c) * geo.in_plane()..][..geo.in_plane()];
+            wide.pad_input(geo, x_plane, padded);
+            let acc = &mut acc[..wide.span];
+            acc.fill(bias.map_or(T::zero(), |bias| bias[o]));
+            for (&w, &offset) in weight[o * taps..][..taps].iter().zip(&wide.tap_offsets) {
+                axpy(acc, w, &padded[offset..offset + wide.span]);
+            }
+            for (oh, dst) in out_plane.chunks_exact_mut(geo.out_w).enumerate() {
+                dst.copy_from_slice(&acc[oh * wide.row..][..geo.out_w]);
+            }
+        },
+    );
+    out
+}
+
+/// The input gradient: `dx [B, C, H, W]` from `weight [O, 1, KH, KW]` and `dy [B, O, OH, OW]`.
+pub(crate) fn input_grad<T: ConvFloat>(geo: &Conv2dGeometry, weight: &[T], dy: &[T]) -> Vec<T> {
+    let wide = Wide::new(geo);
+    let (taps, multiplier) = (geo.k_h * geo.k_w, geo.out_per_group());
+    let [pad_h, pad_w] = geo.padding;
+    let mut dx = vec![T::zero(); geo.batch * geo.in_image()];
+    for_each_plane(
+        &mut dx,
+        geo.in_plane(),
+        wide.padded_len,
+        |index, dx_plane, dx_padded, dy_wide| {
+            let (b, c) = (index / geo.c_in, index % geo.c_in);
+            dx_padded.fill(T::zero());
+            // Spare columns of the wide output plane stay zero: only the OW first of each row
+            // are ever written.
+            dy_wide.fill(T::zero());
+            for o in c * multiplier..(c + 1) * multiplier {
+                let dy_plane = &dy[(b * geo.c_out + o) * geo.out_plane()..][..geo.out_plane()];
+                wide.widen_output(geo, dy_plane, dy_wide);
+                let source = &dy_wide[..wide.span];
+                for (&w, &offset) in weight[o * taps..][..taps].iter().zip(&wide.tap_offsets) {
+                    axpy(&mut dx_padded[offset..offset + wide.span], w, source);
+                }
+            }
+            for (h, dst) in dx_plane.chunks_exact_mut(geo.in_w).enumerate() {
+                dst.copy_from_slice(&dx_padded[(h + pad_h) * wide.row + pad_w..][..geo.in_w]);
+            }
+        },
+    );
+    dx
+}
+
+/// The weight gradient: `dw [O, 1, KH, KW]` from `x [B, C, H, W]` and `dy [B, O, OH, OW]`, the
+/// batch summed in order.
+pub(crate) fn weight_grad<T: ConvFloat>(geo: &Conv2dGeometry, x: &[T], dy: &[T]) -> Vec<T> {
+    let wide = Wide::new(geo);
+    let (taps, multiplier) = (geo.k_h * geo.k_w, geo.out_per_group());
+    let mut dw = vec![T::zero(); geo.c_out * taps];
+    for_each_plane(&mut dw, taps, wide.padded_len, |o, dw_taps, padded, dy_wide| {
+        let c = o / multiplier;
+        dy_wide.fill(T::zero());
+        for b in 0..geo.batch {
+            let x_plane = &x[(b * geo.c_in + c) * geo.in_plane()..][..geo.in_plane()];
+            let dy_plane = &dy[(b * geo.c_out + o) * geo.out_plane()..][..geo.out_plane()];
+            wide.pad_input(geo, x_plane, padded);
+            wide.widen_output(geo, dy_plane, dy_wide);
+            let grad = &dy_wide[..wide.span];
+            for (d, &offset) in dw_taps.iter_mut().zip(&wide.tap_offsets) {
+                *d = *d + dot(grad, &padded[offset..offset + wide.span]);
+            }
+        }
+    });
+    dw
+}
