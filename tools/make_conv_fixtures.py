@@ -29,6 +29,12 @@ CASES = [
     ("depthwise3x3_s1", (3, 8, 6, 5), (8, 1, 3, 3), 1, 1, 1, 8, False),
     ("depthwise3x3_s2_batch1", (1, 6, 9, 8), (6, 1, 3, 3), 2, 1, 1, 6, False),
     ("depthwise3x3_multiplier2", (2, 3, 6, 6), (6, 1, 3, 3), 1, 1, 1, 3, True),
+    # Per-image pointwise products (1×1, stride 1, maps of 64 pixels or more) and wide-row
+    # depthwise kernels (stride 1): appended, so the cases above keep their values.
+    ("pointwise1x1_8x9_bias", (3, 6, 8, 9), (5, 6, 1, 1), 1, 0, 1, 1, True),
+    ("pointwise1x1_g2_batch1", (1, 8, 9, 9), (6, 4, 1, 1), 1, 0, 1, 2, False),
+    ("depthwise5x5_p2_multiplier2", (2, 3, 7, 6), (6, 1, 5, 5), 1, 2, 1, 3, False),
+    ("depthwise3x3_batch1_8x8", (1, 5, 8, 8), (5, 1, 3, 3), 1, 1, 1, 5, True),
 ]
 
 torch.manual_seed(0)

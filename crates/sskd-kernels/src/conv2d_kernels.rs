@@ -28,7 +28,7 @@ use burn_backend::DType;
 use burn_flex::{FlexTensor, Layout};
 use burn_std::{bf16, f16, Bytes, Shape};
 
-use crate::depthwise_kernels;
+use crate::{depthwise_kernels, pointwise_kernels};
 use crate::float_cast::{cast_from_f32, cast_to_f32};
 
 /// A float type the kernels run in (`f32`, `f64`).
@@ -211,13 +211,13 @@ fn valid_out_range(
 const MIN_GEMM_COLUMNS: usize = 512;
 
 /// Threads the kernels may use.
-fn thread_count() -> usize {
+pub(crate) fn thread_count() -> usize {
     rayon::current_num_threads()
 }
 
 /// A matrix operand of [`gemm`]: a base pointer with row and column strides.
 #[derive(Clone, Copy)]
-struct MatRef<T> {
+pub(crate) struct MatRef<T> {
     ptr: *const T,
     row_stride: isize,
     col_stride: isize,
@@ -225,7 +225,7 @@ struct MatRef<T> {
 
 impl<T> MatRef<T> {
     /// The row-major `[rows, cols]` matrix at the start of `data`.
-    fn row_major(data: &[T], rows: usize, cols: usize) -> Self {
+    pub(crate) fn row_major(data: &[T], rows: usize, cols: usize) -> Self {
         assert!(data.len() >= rows * cols, "conv2d: matrix slice too short");
         Self {
             ptr: data.as_ptr(),
@@ -234,7 +234,7 @@ impl<T> MatRef<T> {
         }
     }
     /// The transpose of this matrix.
-    fn t(self) -> Self {
+    pub(crate) fn t(self) -> Self {
         Self {
             ptr: self.ptr,
             row_stride: self.col_stride,
@@ -245,7 +245,7 @@ impl<T> MatRef<T> {
 
 /// How [`gemm`] stores its `[m, n]` result.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Dst {
+pub(crate) enum Dst {
     /// Row-major `[m, n]`.
     RowMajor,
     /// As its transpose, row-major `[n, m]`.
@@ -253,7 +253,7 @@ enum Dst {
 }
 
 /// `dst [m, n] (+)= lhs [m, k] · rhs [k, n]`; adds to `dst` when `accumulate`.
-fn gemm<T: ConvFloat>(
+pub(crate) fn gemm<T: ConvFloat>(
     dst: &mut [T],
     dst_layout: Dst,
     (m, n, k): (usize, usize, usize),
@@ -297,7 +297,7 @@ fn gemm<T: ConvFloat>(
 
 /// Runs `work(index, chunk)` on each `chunk_len`-sized chunk of `data`, in parallel when
 /// `parallel`.
-fn for_each_chunk<T, F>(data: &mut [T], chunk_len: usize, parallel: bool, work: F)
+pub(crate) fn for_each_chunk<T, F>(data: &mut [T], chunk_len: usize, parallel: bool, work: F)
 where
     T: Send,
     F: Fn(usize, &mut [T]) + Sync + Send,
@@ -578,6 +578,9 @@ pub(crate) fn conv2d_forward<T: ConvFloat>(
     if depthwise_kernels::applies(geo) {
         return depthwise_kernels::forward(geo, x, weight, bias);
     }
+    if pointwise_kernels::applies(geo) {
+        return pointwise_kernels::forward(geo, x, weight, bias);
+    }
     let mut out = vec![T::zero(); geo.batch * geo.out_image()];
     if out.is_empty() {
         return out;
@@ -641,6 +644,9 @@ pub(crate) fn conv2d_input_grad<T: ConvFloat>(
     if depthwise_kernels::applies(geo) {
         return depthwise_kernels::input_grad(geo, weight, dy);
     }
+    if pointwise_kernels::applies(geo) {
+        return pointwise_kernels::input_grad(geo, weight, dy);
+    }
     if geo.is_depthwise() {
         depthwise_input_grad(geo, weight, dy, &mut dx);
         return dx;
@@ -696,6 +702,9 @@ pub(crate) fn conv2d_weight_grad<T: ConvFloat>(geo: &Conv2dGeometry, x: &[T], dy
     if depthwise_kernels::applies(geo) {
         return depthwise_kernels::weight_grad(geo, x, dy);
     }
+    if pointwise_kernels::applies(geo) {
+        return pointwise_kernels::weight_grad(geo, x, dy);
+    }
     if geo.is_depthwise() {
         return depthwise_weight_grad(geo, x, dy);
     }
@@ -750,13 +759,19 @@ pub(crate) fn conv2d_weight_grad<T: ConvFloat>(geo: &Conv2dGeometry, x: &[T], dy
             }
         })
     });
-    let (total, rest) = partials.split_at_mut(weight_len);
-    for partial in rest.chunks_exact(weight_len) {
+    sum_partials(partials, weight_len)
+}
+
+/// The sum of the `len`-sized partial sums laid out one after the other in `partials`, added in
+/// order (so a given thread count always gives the same bits).
+pub(crate) fn sum_partials<T: ConvFloat>(mut partials: Vec<T>, len: usize) -> Vec<T> {
+    let (total, rest) = partials.split_at_mut(len);
+    for partial in rest.chunks_exact(len) {
         for (t, &p) in total.iter_mut().zip(partial) {
             *t = *t + p;
         }
     }
-    partials.truncate(weight_len);
+    partials.truncate(len);
     partials
 }
 
@@ -1175,6 +1190,15 @@ mod tests {
         );
         check([1, 4, 1, 1], [4, 1, 1, 1], options(1, 0, 4));
         check([2, 3, 4, 5], [3, 1, 4, 4], options(1, 0, 3));
+    }
+
+    /// The per-image pointwise products: grouped, one image (parallel products), more images
+    /// than threads, non-square maps.
+    #[test]
+    fn pointwise_convolutions_match_the_naive_sums() {
+        check([1, 6, 9, 9], [6, 2, 1, 1], options(1, 0, 3));
+        check([5, 4, 8, 10], [7, 4, 1, 1], options(1, 0, 1));
+        check([3, 8, 16, 8], [8, 2, 1, 1], options(1, 0, 4));
     }
 
     #[test]

@@ -53,6 +53,7 @@ mod channel_ops;
 mod conv2d;
 pub mod conv2d_kernels;
 mod depthwise_kernels;
+mod pointwise_kernels;
 mod float_cast;
 
 pub use batch_norm::{batch_norm_train, TrainNormalised};
