@@ -5,7 +5,11 @@ Burn's first step (compilation and autotuning included). Where a configuration w
 more than once, the line with the most timed steps counts; lines without a configuration
 (the device script's phase markers) are skipped.
 
-Usage: python tools/gpu_bench_table.py FILE.jsonl [FILE.jsonl …]
+With `--cpu` the table is the CPU one of docs/performance.md: step times with their p10–p90
+spread and each process's CPU utilisation (CPU seconds per wall second) instead of device
+memory and the first step.
+
+Usage: python tools/gpu_bench_table.py [--cpu] FILE.jsonl [FILE.jsonl …]
 """
 import json
 import sys
@@ -42,7 +46,30 @@ def measured(line):
     return line is not None and "step_ms" in line
 
 
-def table(lines):
+def spread(line):
+    if not measured(line):
+        return ms(line)
+    return f"{line['step_ms']:.0f} ({line['step_ms_p10']:.0f}–{line['step_ms_p90']:.0f})"
+
+
+def cpu(line):
+    value = line.get("cpu_utilisation") if measured(line) else None
+    return f"{value:.2f}" if isinstance(value, (int, float)) else "–"
+
+
+def cpu_table(rows):
+    out = [
+        "| configuration | sskd ms (p10–p90) | CPU | PyTorch ms (p10–p90) | CPU | sskd / PyTorch |",
+        "|---|---|---|---|---|---|",
+    ]
+    for (config, _), impls in rows.items():
+        burn, torch = impls.get("burn"), impls.get("torch")
+        ratio = f"{burn['step_ms'] / torch['step_ms']:.2f}" if measured(burn) and measured(torch) else "–"
+        out.append(f"| {config} | {spread(burn)} | {cpu(burn)} | {spread(torch)} | {cpu(torch)} | {ratio} |")
+    return out
+
+
+def table(lines, cpu_columns=False):
     rows = {}
     for line in lines:
         if "config" not in line:
@@ -55,6 +82,8 @@ def table(lines):
         kept = impls.get(line["impl"])
         if kept is None or line.get("steps", 0) >= kept.get("steps", 0):
             impls[line["impl"]] = line  # the line with the most timed steps, else the last
+    if cpu_columns:
+        return "\n".join(cpu_table(rows) + errors_of(rows))
     out = [
         "| configuration | precision | Burn ms | PyTorch ms | Burn / PyTorch | Burn img/s | Burn peak MiB | PyTorch peak MiB | Burn first step s |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -74,16 +103,21 @@ def table(lines):
             f"{burn['first_step_s']:.1f}" if burn_ok else "–",
         ]
         out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out + errors_of(rows))
+
+
+def errors_of(rows):
     errors = [
         f"- {line['impl']} {line['config']} ({line['precision']}): {line['error']}"
         for impls in rows.values()
         for line in impls.values()
         if "error" in line
     ]
-    return "\n".join(out + ([""] + errors if errors else []))
+    return [""] + errors if errors else []
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 2:
+    paths = [arg for arg in sys.argv[1:] if arg != "--cpu"]
+    if not paths:
         raise SystemExit(__doc__)
-    print(table(list(read_lines(sys.argv[1:]))))
+    print(table(list(read_lines(paths)), cpu_columns="--cpu" in sys.argv[1:]))

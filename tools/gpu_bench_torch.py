@@ -163,7 +163,7 @@ def measure(name, device, args):
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     step = Step(name, device, args)
     timed(step, device)
     first_step_at = time.perf_counter()
@@ -182,6 +182,8 @@ def measure(name, device, args):
         "first_step_since_launch_s": first_step_at - LAUNCHED,
         "peak_memory_reserved_bytes": torch.cuda.max_memory_reserved(device) if device.type == "cuda" else None,
         "peak_memory_allocated_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
+        # CPU seconds of the process per wall second over the configuration, as gpu_bench.
+        "cpu_utilisation": (time.process_time() - cpu_started) / (time.perf_counter() - started),
     }
     del step
     return fields
