@@ -12,12 +12,13 @@
 //!   into its input gradient.
 //! - **Weight gradient**: `dW_g = Σ_chunks dY_g · col_gᵀ`, a real GEMM whose inner dimension is
 //!   `n·OH·OW`, over one fixed slice of the batch per thread; the per-thread partial sums are then
-//!   added in a fixed order (so a given thread count always gives the same bits). For spatial
-//!   kernels `col_g` is built pixel-major (`[n·OH·OW, C/g·KH·KW]`), the layout gemm (column-major
-//!   inside) reads without packing.
-//! - **Depthwise** (one input channel per group, any channel multiplier): direct loops for the
-//!   gradients, with the valid output range of each kernel tap computed up front so the inner
-//!   loops have no bounds checks.
+//!   added in a fixed order (so a given thread count always gives the same bits).
+//! - **Depthwise** (one input channel per group, any channel multiplier): at stride 1 the
+//!   wide-row kernels of `depthwise_kernels`; otherwise direct loops for the gradients, with the
+//!   valid output range of each kernel tap computed up front so the inner loops have no bounds
+//!   checks.
+//! - **Pointwise** (1×1, stride 1, no padding, maps of 64 pixels or more): the per-image
+//!   products of `pointwise_kernels`, straight on NCHW.
 //!
 //! Chunks run in parallel (rayon), each with a single-threaded GEMM; a batch with fewer chunks
 //! than threads runs them one after the other with a parallel GEMM instead.
@@ -515,59 +516,6 @@ fn chunk_columns<'a, T: ConvFloat>(
     &mut col[..geo.col_rows() * columns]
 }
 
-/// Fills one image's rows of a pixel-major im2col matrix (`col_t`: `[OH·OW, C/g·KH·KW]`, the
-/// transpose of [`im2col`]'s block) from one group of that image (`x_group`: `[C/g, H, W]`).
-/// One output row's slab (`OW` rows of `C/g·KH·KW`) is written at a time, so its scattered
-/// writes stay in cache.
-fn im2col_pixel_major<T: ConvFloat>(geo: &Conv2dGeometry, x_group: &[T], col_t: &mut [T]) {
-    let width = geo.col_rows();
-    let in_plane = geo.in_plane();
-    for (oh, slab) in col_t
-        .chunks_exact_mut(geo.out_w * width)
-        .take(geo.out_h)
-        .enumerate()
-    {
-        slab.fill(T::zero());
-        for kh in 0..geo.k_h {
-            let (oh_start, oh_end) = geo.rows_for_tap(kh);
-            if oh < oh_start || oh >= oh_end {
-                continue;
-            }
-            let ih = geo.in_row(oh, kh);
-            for c in 0..geo.in_per_group() {
-                let src = &x_group[c * in_plane + ih * geo.in_w..][..geo.in_w];
-                for kw in 0..geo.k_w {
-                    let (ow_start, ow_end) = geo.cols_for_tap(kw);
-                    let r = (c * geo.k_h + kh) * geo.k_w + kw;
-                    for ow in ow_start..ow_end {
-                        slab[ow * width + r] = src[geo.in_col(ow, kw)];
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// The pixel-major im2col matrix (`[n · OH·OW, C/g·KH·KW]`) of group `g` of the chunk of
-/// images `x_chunk` (`[n, C, H, W]`), filled into `col`.
-fn chunk_columns_pixel_major<'a, T: ConvFloat>(
-    geo: &Conv2dGeometry,
-    x_chunk: &[T],
-    g: usize,
-    col: &'a mut [T],
-) -> &'a mut [T] {
-    let image_len = geo.out_plane() * geo.col_rows();
-    let n = x_chunk.len() / geo.in_image();
-    for (x_image, col_t) in x_chunk
-        .chunks_exact(geo.in_image())
-        .zip(col.chunks_exact_mut(image_len))
-    {
-        let x_group = &x_image[g * geo.in_per_group() * geo.in_plane()..];
-        im2col_pixel_major(geo, x_group, col_t);
-    }
-    &mut col[..n * image_len]
-}
-
 /// 2D convolution, `out [B, O, OH, OW] = conv2d(x [B, C, H, W], w [O, C/g, KH, KW]) + bias [O]`.
 pub(crate) fn conv2d_forward<T: ConvFloat>(
     geo: &Conv2dGeometry,
@@ -735,17 +683,12 @@ pub(crate) fn conv2d_weight_grad<T: ConvFloat>(geo: &Conv2dGeometry, x: &[T], dy
                         geo.out_plane(),
                         scratch.rows,
                     );
-                    // dW_g = dY_g · col_gᵀ, computed as its transpose col_g · dY_gᵀ. gemm works
-                    // column-major: for a spatial kernel a pixel-major col_g lets it read the
-                    // large operand along contiguous memory instead of packing it with strided
-                    // gathers; a 1×1 kernel's col_g is a plain copy, cheaper to pack than to
-                    // transpose.
-                    let columns = if geo.k_h * geo.k_w == 1 {
-                        MatRef::row_major(chunk_columns(geo, x_chunk, g, scratch.col), n, k)
-                    } else {
-                        let columns_t = chunk_columns_pixel_major(geo, x_chunk, g, scratch.col);
-                        MatRef::row_major(columns_t, k, n).t()
-                    };
+                    // dW_g = dY_g · col_gᵀ, computed as its transpose col_g · dY_gᵀ from the
+                    // same im2col matrix as the forward pass. (A pixel-major col_g, which gemm
+                    // reads without packing, cost more to build than the packing it saved:
+                    // 20 % of a ResNet step, 2026-12-05.)
+                    let columns = chunk_columns(geo, x_chunk, g, scratch.col);
+                    let columns = MatRef::row_major(columns, n, k);
                     gemm(
                         &mut dw[g * m * n..],
                         Dst::Transposed,
