@@ -683,18 +683,17 @@ pub(crate) fn conv2d_weight_grad<T: ConvFloat>(geo: &Conv2dGeometry, x: &[T], dy
                         geo.out_plane(),
                         scratch.rows,
                     );
-                    // dW_g = dY_g · col_gᵀ, computed as its transpose col_g · dY_gᵀ from the
-                    // same im2col matrix as the forward pass. (A pixel-major col_g, which gemm
-                    // reads without packing, cost more to build than the packing it saved:
-                    // 20 % of a ResNet step, 2026-12-05.)
+                    // dW_g = dY_g · col_gᵀ from the forward pass's im2col matrix, in this
+                    // orientation (its transpose col_g · dY_gᵀ ran ~10 % slower, and a
+                    // pixel-major col_g cost more to build than gemm's packing it saved: 20 % of
+                    // a ResNet step; benches/conv_kernels.rs, 2026-12-05).
                     let columns = chunk_columns(geo, x_chunk, g, scratch.col);
-                    let columns = MatRef::row_major(columns, n, k);
                     gemm(
                         &mut dw[g * m * n..],
-                        Dst::Transposed,
-                        (n, m, k),
-                        columns,
-                        MatRef::row_major(scratch.rows, m, k).t(),
+                        Dst::RowMajor,
+                        (m, n, k),
+                        MatRef::row_major(scratch.rows, m, k),
+                        MatRef::row_major(columns, n, k).t(),
                         step > 0,
                         parallelism,
                     );
