@@ -57,9 +57,11 @@ fn plane_contiguous(tensor: &FlexTensor) -> FlexTensor {
         }
         // Size-1 axes with other strides: rewrite them so planes read as one slice.
         let canonical = vec![strides[0], strides[1], shape[3] as isize, 1];
-        return tensor
-            .clone()
-            .with_layout(Layout::new(shape.clone(), canonical, layout.start_offset()));
+        return tensor.clone().with_layout(Layout::new(
+            shape.clone(),
+            canonical,
+            layout.start_offset(),
+        ));
     }
     tensor.to_contiguous()
 }
@@ -67,7 +69,11 @@ fn plane_contiguous(tensor: &FlexTensor) -> FlexTensor {
 /// The dims of a 4-D tensor.
 fn dims_of(tensor: &FlexTensor) -> [usize; 4] {
     let shape = tensor.layout().shape();
-    assert_eq!(shape.num_dims(), 4, "channel copy: a 4-D NCHW tensor expected");
+    assert_eq!(
+        shape.num_dims(),
+        4,
+        "channel copy: a 4-D NCHW tensor expected"
+    );
     [shape[0], shape[1], shape[2], shape[3]]
 }
 
@@ -128,7 +134,11 @@ pub fn cat_channels(first: &FlexTensor, second: &FlexTensor) -> FlexTensor {
         second.dtype()
     );
     let source = move |j: usize| if j < c1 { (0, j) } else { (1, j - c1) };
-    gather_planes(&[first.clone(), second.clone()], [batch, c1 + c2, h, w], &source)
+    gather_planes(
+        &[first.clone(), second.clone()],
+        [batch, c1 + c2, h, w],
+        &source,
+    )
 }
 
 /// Channels `[start, start + len)` of `tensor` (`[batch, channels, h, w]`), contiguous: the
@@ -215,7 +225,10 @@ mod tests {
         let other = tensor([3, 2, 2, 2]);
         let joined = cat_channels(&part, &other);
         assert_eq!(joined.layout().shape().to_vec(), vec![3, 5, 2, 2]);
-        assert_eq!(values(narrow_channels(&joined, 0, 3)), values(part.to_contiguous()));
+        assert_eq!(
+            values(narrow_channels(&joined, 0, 3)),
+            values(part.to_contiguous())
+        );
         assert_eq!(values(narrow_channels(&joined, 3, 2)), values(other));
     }
 

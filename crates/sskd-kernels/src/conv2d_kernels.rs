@@ -29,8 +29,8 @@ use burn_backend::DType;
 use burn_flex::{FlexTensor, Layout};
 use burn_std::{bf16, f16, Bytes, Shape};
 
-use crate::{depthwise_kernels, pointwise_kernels};
 use crate::float_cast::{cast_from_f32, cast_to_f32};
+use crate::{depthwise_kernels, pointwise_kernels};
 
 /// A float type the kernels run in (`f32`, `f64`).
 pub(crate) trait ConvFloat:
@@ -244,19 +244,9 @@ impl<T> MatRef<T> {
     }
 }
 
-/// How [`gemm`] stores its `[m, n]` result.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Dst {
-    /// Row-major `[m, n]`.
-    RowMajor,
-    /// As its transpose, row-major `[n, m]`.
-    Transposed,
-}
-
-/// `dst [m, n] (+)= lhs [m, k] · rhs [k, n]`; adds to `dst` when `accumulate`.
+/// `dst [m, n] (+)= lhs [m, k] · rhs [k, n]`, `dst` row-major; adds to `dst` when `accumulate`.
 pub(crate) fn gemm<T: ConvFloat>(
     dst: &mut [T],
-    dst_layout: Dst,
     (m, n, k): (usize, usize, usize),
     lhs: MatRef<T>,
     rhs: MatRef<T>,
@@ -264,11 +254,8 @@ pub(crate) fn gemm<T: ConvFloat>(
     parallelism: gemm::Parallelism,
 ) {
     assert!(dst.len() >= m * n, "conv2d: GEMM destination too short");
-    let (dst_row_stride, dst_col_stride) = match dst_layout {
-        Dst::RowMajor => (n as isize, 1),
-        Dst::Transposed => (1, m as isize),
-    };
-    // SAFETY: `dst` holds `m · n` elements (checked), covered by either layout; `lhs` and `rhs`
+    let (dst_row_stride, dst_col_stride) = (n as isize, 1);
+    // SAFETY: `dst` holds the `m · n` elements of its row-major layout (checked); `lhs` and `rhs`
     // were built from slices holding their `[m, k]` and `[k, n]` extents (checked in
     // `MatRef::row_major`; a transpose covers the same elements) and outlive this call.
     unsafe {
@@ -550,7 +537,6 @@ pub(crate) fn conv2d_forward<T: ConvFloat>(
                     let w_group = &weight[g * m * k..][..m * k];
                     gemm(
                         scratch.rows,
-                        Dst::RowMajor,
                         (m, n, k),
                         MatRef::row_major(w_group, m, k),
                         MatRef::row_major(columns, k, n),
@@ -622,7 +608,6 @@ pub(crate) fn conv2d_input_grad<T: ConvFloat>(
                     let w_group = &weight[g * k * m..][..k * m];
                     gemm(
                         scratch.col,
-                        Dst::RowMajor,
                         (m, n, k),
                         MatRef::row_major(w_group, k, m).t(),
                         MatRef::row_major(scratch.rows, k, n),
@@ -690,7 +675,6 @@ pub(crate) fn conv2d_weight_grad<T: ConvFloat>(geo: &Conv2dGeometry, x: &[T], dy
                     let columns = chunk_columns(geo, x_chunk, g, scratch.col);
                     gemm(
                         &mut dw[g * m * n..],
-                        Dst::RowMajor,
                         (m, n, k),
                         MatRef::row_major(scratch.rows, m, k),
                         MatRef::row_major(columns, n, k).t(),

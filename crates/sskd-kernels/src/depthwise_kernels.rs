@@ -184,19 +184,24 @@ pub(crate) fn weight_grad<T: ConvFloat>(geo: &Conv2dGeometry, x: &[T], dy: &[T])
     let wide = Wide::new(geo);
     let (taps, multiplier) = (geo.k_h * geo.k_w, geo.out_per_group());
     let mut dw = vec![T::zero(); geo.c_out * taps];
-    for_each_plane(&mut dw, taps, wide.padded_len, |o, dw_taps, padded, dy_wide| {
-        let c = o / multiplier;
-        dy_wide.fill(T::zero());
-        for b in 0..geo.batch {
-            let x_plane = &x[(b * geo.c_in + c) * geo.in_plane()..][..geo.in_plane()];
-            let dy_plane = &dy[(b * geo.c_out + o) * geo.out_plane()..][..geo.out_plane()];
-            wide.pad_input(geo, x_plane, padded);
-            wide.widen_output(geo, dy_plane, dy_wide);
-            let grad = &dy_wide[..wide.span];
-            for (d, &offset) in dw_taps.iter_mut().zip(&wide.tap_offsets) {
-                *d = *d + dot(grad, &padded[offset..offset + wide.span]);
+    for_each_plane(
+        &mut dw,
+        taps,
+        wide.padded_len,
+        |o, dw_taps, padded, dy_wide| {
+            let c = o / multiplier;
+            dy_wide.fill(T::zero());
+            for b in 0..geo.batch {
+                let x_plane = &x[(b * geo.c_in + c) * geo.in_plane()..][..geo.in_plane()];
+                let dy_plane = &dy[(b * geo.c_out + o) * geo.out_plane()..][..geo.out_plane()];
+                wide.pad_input(geo, x_plane, padded);
+                wide.widen_output(geo, dy_plane, dy_wide);
+                let grad = &dy_wide[..wide.span];
+                for (d, &offset) in dw_taps.iter_mut().zip(&wide.tap_offsets) {
+                    *d = *d + dot(grad, &padded[offset..offset + wide.span]);
+                }
             }
-        }
-    });
+        },
+    );
     dw
 }

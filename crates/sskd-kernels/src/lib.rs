@@ -53,8 +53,8 @@ mod channel_ops;
 mod conv2d;
 pub mod conv2d_kernels;
 mod depthwise_kernels;
-mod pointwise_kernels;
 mod float_cast;
+mod pointwise_kernels;
 
 pub use batch_norm::{batch_norm_train, TrainNormalised};
 pub use channel_ops::{cat_channels, channel_shuffle};

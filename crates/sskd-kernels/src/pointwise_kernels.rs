@@ -14,7 +14,7 @@
 //! for the GEMM micro-kernels; those keep the chunked im2col path.
 
 use crate::conv2d_kernels::{
-    for_each_chunk, gemm, sum_partials, thread_count, Conv2dGeometry, ConvFloat, Dst, MatRef,
+    for_each_chunk, gemm, sum_partials, thread_count, Conv2dGeometry, ConvFloat, MatRef,
 };
 
 /// The smallest `H·W` for which per-image products beat gathering several images into one.
@@ -54,7 +54,6 @@ pub(crate) fn forward<T: ConvFloat>(
         for g in 0..geo.groups {
             gemm(
                 &mut out_image[g * m * plane..],
-                Dst::RowMajor,
                 (m, plane, k),
                 MatRef::row_major(&weight[g * m * k..], m, k),
                 MatRef::row_major(&x_image[g * k * plane..], k, plane),
@@ -81,7 +80,6 @@ pub(crate) fn input_grad<T: ConvFloat>(geo: &Conv2dGeometry, weight: &[T], dy: &
         for g in 0..geo.groups {
             gemm(
                 &mut dx_image[g * m * plane..],
-                Dst::RowMajor,
                 (m, plane, k),
                 MatRef::row_major(&weight[g * k * m..], k, m).t(),
                 MatRef::row_major(&dy_image[g * k * plane..], k, plane),
@@ -105,22 +103,21 @@ pub(crate) fn weight_grad<T: ConvFloat>(geo: &Conv2dGeometry, x: &[T], dy: &[T])
     let mut partials = vec![T::zero(); slices * weight_len];
     // Slice `s` sums images `s·B/S .. (s+1)·B/S` into partial sum `s`.
     for_each_chunk(&mut partials, weight_len, slices > 1, |slice, dw| {
-            let images = slice * geo.batch / slices..(slice + 1) * geo.batch / slices;
-            for (step, b) in images.enumerate() {
-                let x_image = &x[b * geo.in_image()..][..geo.in_image()];
-                let dy_image = &dy[b * geo.out_image()..][..geo.out_image()];
-                for g in 0..geo.groups {
-                    gemm(
-                        &mut dw[g * m * n..],
-                        Dst::RowMajor,
-                        (m, n, plane),
-                        MatRef::row_major(&dy_image[g * m * plane..], m, plane),
-                        MatRef::row_major(&x_image[g * n * plane..], n, plane).t(),
-                        step > 0,
-                        parallelism,
-                    );
-                }
+        let images = slice * geo.batch / slices..(slice + 1) * geo.batch / slices;
+        for (step, b) in images.enumerate() {
+            let x_image = &x[b * geo.in_image()..][..geo.in_image()];
+            let dy_image = &dy[b * geo.out_image()..][..geo.out_image()];
+            for g in 0..geo.groups {
+                gemm(
+                    &mut dw[g * m * n..],
+                    (m, n, plane),
+                    MatRef::row_major(&dy_image[g * m * plane..], m, plane),
+                    MatRef::row_major(&x_image[g * n * plane..], n, plane).t(),
+                    step > 0,
+                    parallelism,
+                );
             }
+        }
     });
     sum_partials(partials, weight_len)
 }
