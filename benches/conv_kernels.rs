@@ -6,7 +6,10 @@
 //! ```text
 //! cargo bench --bench conv_kernels [-- FILTER]
 //! ```
-//! Benchmark ids are `conv2d/{forward,input_grad,weight_grad}/{sskd,burn_flex}/SHAPE`.
+//! Benchmark ids are `conv2d/{forward,input_grad,weight_grad}/{sskd,burn_flex}/SHAPE`, and
+//! `gemm/peak/1024`: a square product on all cores through burn-flex's matmul (gemm's
+//! micro-kernels, as the convolutions use them), the machine's reachable GEMM rate that
+//! `tools/conv_bench_table.py` divides each kernel's GFLOP/s by.
 
 use burn::backend::Flex;
 use burn::tensor::ops::{ConvOptions, FloatTensor, ModuleOps};
@@ -150,5 +153,27 @@ fn conv_kernels(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, conv_kernels);
+/// The side of the square product that measures the machine's GEMM peak (as `PEAK_SIZE` in
+/// `tools/bench_conv_torch.py`).
+const GEMM_PEAK_SIZE: usize = 1024;
+
+fn gemm_peak(c: &mut Criterion) {
+    let device = Default::default();
+    let square = || {
+        Tensor::<Flex, 2>::random(
+            [GEMM_PEAK_SIZE; 2],
+            Distribution::Normal(0.0, 1.0),
+            &device,
+        )
+    };
+    let (a, b) = (square(), square());
+    let mut group = c.benchmark_group("gemm");
+    group.sample_size(10);
+    group.bench_function(BenchmarkId::new("peak", GEMM_PEAK_SIZE), |bench| {
+        bench.iter(|| a.clone().matmul(b.clone()).into_primitive())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, conv_kernels, gemm_peak);
 criterion_main!(benches);

@@ -1,7 +1,8 @@
 """PyTorch CPU twin of benches/conv_kernels.rs: times conv2d forward, input gradient and weight
 gradient (torch.ops.aten.convolution_backward with one output mask each) at the same shapes,
 batch 64, all CPU threads, and prints one JSON line per measurement (median of 10 after 3
-warm-up calls).
+warm-up calls) with the shape's sizes; then the machine's GEMM peak as PyTorch reaches it (a
+square `torch.mm` of PEAK_SIZE, op "peak"), as the Rust bench's `gemm/peak`.
 
     python tools/bench_conv_torch.py [FILTER]
 """
@@ -40,6 +41,9 @@ def median_ms(fn, warmup=3, reps=10):
     return statistics.median(times)
 
 
+PEAK_SIZE = 1024  # as GEMM_PEAK_SIZE in benches/conv_kernels.rs
+
+
 def main():
     wanted = sys.argv[1] if len(sys.argv) > 1 else ""
     torch.manual_seed(0)
@@ -61,9 +65,16 @@ def main():
                 "input_grad": backward([True, False, False]),
                 "weight_grad": backward([False, True, False]),
             }
+            sizes = dict(batch=64, c_in=c_in, c_out=c_out, size=size, kernel=kernel,
+                         stride=stride, padding=padding, groups=groups)
             for op, fn in ops.items():
                 print(json.dumps(dict(shape=name, op=op, impl="pytorch", torch=torch.__version__,
-                                      threads=torch.get_num_threads(), median_ms=median_ms(fn))))
+                                      threads=torch.get_num_threads(), median_ms=median_ms(fn),
+                                      **sizes)))
+    a, b = torch.randn(PEAK_SIZE, PEAK_SIZE), torch.randn(PEAK_SIZE, PEAK_SIZE)
+    print(json.dumps(dict(shape=f"gemm_{PEAK_SIZE}", op="peak", impl="pytorch",
+                          torch=torch.__version__, threads=torch.get_num_threads(),
+                          median_ms=median_ms(lambda: torch.mm(a, b)), size=PEAK_SIZE)))
 
 
 if __name__ == "__main__":
