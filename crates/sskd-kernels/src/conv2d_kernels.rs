@@ -13,10 +13,8 @@
 //! - **Weight gradient**: `dW_g = Σ_chunks dY_g · col_gᵀ`, a real GEMM whose inner dimension is
 //!   `n·OH·OW`, over one fixed slice of the batch per thread; the per-thread partial sums are then
 //!   added in a fixed order (so a given thread count always gives the same bits).
-//! - **Depthwise** (one input channel per group, any channel multiplier): at stride 1 the
-//!   wide-row kernels of `depthwise_kernels`; otherwise direct loops for the gradients, with the
-//!   valid output range of each kernel tap computed up front so the inner loops have no bounds
-//!   checks.
+//! - **Depthwise** (one input channel per group, any channel multiplier, stride and dilation):
+//!   the whole-plane kernels of `depthwise_kernels`.
 //! - **Pointwise** (1×1, stride 1, no padding, maps of 64 pixels or more): the per-image
 //!   products of `pointwise_kernels`, straight on NCHW.
 //!
@@ -431,20 +429,6 @@ fn scatter_add<T: ConvFloat>(dst: &mut [T], stride: usize, src: &[T], scale: T) 
     }
 }
 
-/// `Σ_i row[i · stride] · g[i]` over every `i` of `g`.
-#[inline]
-fn strided_dot<T: ConvFloat>(row: &[T], stride: usize, g: &[T]) -> T {
-    if stride == 1 {
-        row[..g.len()].iter().zip(g).map(|(&x, &g)| x * g).sum()
-    } else {
-        row.iter()
-            .step_by(stride)
-            .zip(g)
-            .map(|(&x, &g)| x * g)
-            .sum()
-    }
-}
-
 /// Scratch space for one group of one chunk of images.
 struct Scratch<'a, T> {
     /// An im2col matrix, `[C/g·KH·KW, n · OH·OW]`.
@@ -581,10 +565,6 @@ pub(crate) fn conv2d_input_grad<T: ConvFloat>(
     if pointwise_kernels::applies(geo) {
         return pointwise_kernels::input_grad(geo, weight, dy);
     }
-    if geo.is_depthwise() {
-        depthwise_input_grad(geo, weight, dy, &mut dx);
-        return dx;
-    }
     let (m, k) = (geo.col_rows(), geo.out_per_group());
     let chunk = geo.images_per_chunk();
     for_each_chunk(
@@ -637,9 +617,6 @@ pub(crate) fn conv2d_weight_grad<T: ConvFloat>(geo: &Conv2dGeometry, x: &[T], dy
     }
     if pointwise_kernels::applies(geo) {
         return pointwise_kernels::weight_grad(geo, x, dy);
-    }
-    if geo.is_depthwise() {
-        return depthwise_weight_grad(geo, x, dy);
     }
     let (m, n) = (geo.out_per_group(), geo.col_rows());
     let chunk = geo.images_per_chunk();
@@ -711,71 +688,6 @@ pub(crate) fn conv2d_bias_grad<T: ConvFloat>(batch: usize, c_out: usize, dy: &[T
         }
     }
     db
-}
-
-/// [`conv2d_input_grad`] for one input channel per group: each input plane gathers the
-/// transposed convolution of its `O/g` output planes, with the valid range of every tap
-/// computed once.
-fn depthwise_input_grad<T: ConvFloat>(geo: &Conv2dGeometry, weight: &[T], dy: &[T], dx: &mut [T]) {
-    let (taps, multiplier) = (geo.k_h * geo.k_w, geo.out_per_group());
-    let parallel = geo.batch * geo.c_in >= 2 * thread_count();
-    for_each_chunk(dx, geo.in_plane(), parallel, |plane_index, dx_plane| {
-        let (b, c) = (plane_index / geo.c_in, plane_index % geo.c_in);
-        for o in c * multiplier..(c + 1) * multiplier {
-            let dy_plane = &dy[(b * geo.c_out + o) * geo.out_plane()..][..geo.out_plane()];
-            let w_taps = &weight[o * taps..][..taps];
-            for kh in 0..geo.k_h {
-                let (oh_start, oh_end) = geo.rows_for_tap(kh);
-                for kw in 0..geo.k_w {
-                    let (ow_start, ow_end) = geo.cols_for_tap(kw);
-                    if ow_start >= ow_end {
-                        continue;
-                    }
-                    let w = w_taps[kh * geo.k_w + kw];
-                    let first = geo.in_col(ow_start, kw);
-                    for oh in oh_start..oh_end {
-                        let src = &dy_plane[oh * geo.out_w + ow_start..oh * geo.out_w + ow_end];
-                        let dst = &mut dx_plane[geo.in_row(oh, kh) * geo.in_w..][..geo.in_w];
-                        scatter_add(&mut dst[first..], geo.stride[1], src, w);
-                    }
-                }
-            }
-        }
-    });
-}
-
-/// [`conv2d_weight_grad`] for one input channel per group: each tap of each filter is a dot
-/// product of the output gradient with the shifted input plane, summed over the batch.
-fn depthwise_weight_grad<T: ConvFloat>(geo: &Conv2dGeometry, x: &[T], dy: &[T]) -> Vec<T> {
-    let taps = geo.k_h * geo.k_w;
-    let multiplier = geo.out_per_group();
-    let mut dw = vec![T::zero(); geo.c_out * taps];
-    let parallel = geo.c_out >= 2 * thread_count();
-    for_each_chunk(&mut dw, taps, parallel, |o, dw_taps| {
-        let c = o / multiplier;
-        for b in 0..geo.batch {
-            let x_plane = &x[(b * geo.c_in + c) * geo.in_plane()..][..geo.in_plane()];
-            let dy_plane = &dy[(b * geo.c_out + o) * geo.out_plane()..][..geo.out_plane()];
-            for kh in 0..geo.k_h {
-                let (oh_start, oh_end) = geo.rows_for_tap(kh);
-                for kw in 0..geo.k_w {
-                    let (ow_start, ow_end) = geo.cols_for_tap(kw);
-                    if ow_start >= ow_end {
-                        continue;
-                    }
-                    let first = geo.in_col(ow_start, kw);
-                    let mut sum = T::zero();
-                    for oh in oh_start..oh_end {
-                        let g = &dy_plane[oh * geo.out_w + ow_start..oh * geo.out_w + ow_end];
-                        let row = &x_plane[geo.in_row(oh, kh) * geo.in_w..][..geo.in_w];
-                        sum = sum + strided_dot(&row[first..], geo.stride[1], g);
-                    }
-                    dw_taps[kh * geo.k_w + kw] = dw_taps[kh * geo.k_w + kw] + sum;
-                }
-            }
-        }
-    });
-    dw
 }
 
 // ============================================================================

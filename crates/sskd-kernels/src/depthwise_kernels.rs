@@ -1,15 +1,18 @@
-//! Depthwise convolutions (one input channel per group, any channel multiplier) at stride 1 and
-//! dilation 1, the 3×3 layers of MobileNetV2 and ShuffleNetV1/V2: forward pass, input gradient
+//! Depthwise convolutions (one input channel per group, any channel multiplier, stride and
+//! dilation), the 3×3 layers of MobileNetV2 and ShuffleNetV1/V2: forward pass, input gradient
 //! and weight gradient as whole-plane vector loops.
 //!
-//! Each plane is held in *wide rows*: the input zero-padded to `HP × WP` (`HP = H + 2·pad_h`,
-//! `WP = W + 2·pad_w`), and every output-shaped plane with rows `WP` apart instead of `OW`.
-//! In that layout kernel tap `(kh, kw)` is one constant offset `kh · WP + kw` for every output
-//! pixel, so the convolution is `K²` long multiply-adds over whole planes
-//! (`out[f] += w[t] · xp[f + offset(t)]`), with no per-row range checks: the `WP − OW`
-//! columns past each output row compute values that are never read (forward) or hold zeros
-//! (gradients). The inner loops run over `(OH − 1) · WP + OW` elements (the last row without its
-//! spare columns, which is exactly what keeps the last tap inside the padded plane).
+//! Each input plane is zero-padded to `HP × WP` (`HP = H + 2·pad_h`, `WP = W + 2·pad_w`) and
+//! split into `s_h · s_w` *phases* by the stride (phase `(a, b)` holds the padded pixels
+//! `(s_h·i + a, s_w·j + b)`), each `HQ × WQ` (`HQ = ⌈HP / s_h⌉`, `WQ = ⌈WP / s_w⌉`; at stride 1
+//! the padded plane itself). Output-shaped planes are held in *wide rows*, `WQ` apart instead
+//! of `OW`. Then output pixel `(oh, ow)` reads, at kernel tap `(kh, kw)`, phase
+//! `(kh·d_h mod s_h, kw·d_w mod s_w)` at `(oh + ⌊kh·d_h / s_h⌋, ow + ⌊kw·d_w / s_w⌋)`: one
+//! constant offset per tap for every pixel, so the convolution is `K²` long multiply-adds
+//! over whole planes (`out[f] += w[t] · xp[f + offset(t)]`) with no per-row range checks. The
+//! `WQ − OW` spare columns past each output row compute values that are never read (forward)
+//! or hold zeros (gradients); the loops run over `(OH − 1) · WQ + OW` elements (the last row
+//! without its spare columns, which keeps the last tap inside its phase).
 //!
 //! Results depend only on the shapes, never on the thread count: planes are independent, and
 //! each filter's weight gradient sums the batch in order.
@@ -18,44 +21,81 @@ use rayon::prelude::*;
 
 use crate::conv2d_kernels::{Conv2dGeometry, ConvFloat};
 
-/// Whether these kernels compute `geo`: depthwise, stride 1, dilation 1.
+/// Whether these kernels compute `geo`: any depthwise convolution with an output.
 pub(crate) fn applies(geo: &Conv2dGeometry) -> bool {
-    geo.is_depthwise() && geo.stride == [1, 1] && geo.dilation == [1, 1] && geo.out_plane() > 0
+    geo.is_depthwise() && geo.out_plane() > 0
 }
 
-/// Sizes of the wide-row layout of one plane.
+/// Sizes of the phase and wide-row layouts of one plane.
 struct Wide {
-    /// Padded input width: the row stride of every wide plane.
+    /// Phase width `WQ`: the row stride of every phase and wide plane.
     row: usize,
-    /// Elements of the padded input plane, `HP · WP`.
+    /// Elements of one phase, `HQ · WQ`.
+    phase_len: usize,
+    /// Elements of all phases of the padded input plane.
     padded_len: usize,
-    /// Elements the tap loops run over: `(OH − 1) · WP + OW`.
+    /// Elements the tap loops run over: `(OH − 1) · WQ + OW`.
     span: usize,
-    /// Offset of each tap `(kh, kw)` (row-major): `kh · WP + kw`.
+    /// Offset of each tap `(kh, kw)` (row-major) in the phases.
     tap_offsets: Vec<usize>,
 }
 
 impl Wide {
     fn new(geo: &Conv2dGeometry) -> Self {
-        let row = geo.in_w + 2 * geo.padding[1];
-        let padded_h = geo.in_h + 2 * geo.padding[0];
+        let [s_h, s_w] = geo.stride;
+        let [d_h, d_w] = geo.dilation;
+        let row = (geo.in_w + 2 * geo.padding[1]).div_ceil(s_w);
+        let phase_len = (geo.in_h + 2 * geo.padding[0]).div_ceil(s_h) * row;
         let tap_offsets = (0..geo.k_h)
-            .flat_map(|kh| (0..geo.k_w).map(move |kw| kh * row + kw))
+            .flat_map(|kh| (0..geo.k_w).map(move |kw| (kh * d_h, kw * d_w)))
+            .map(|(y, x)| ((y % s_h) * s_w + x % s_w) * phase_len + (y / s_h) * row + x / s_w)
             .collect();
         Self {
             row,
-            padded_len: padded_h * row,
+            phase_len,
+            padded_len: s_h * s_w * phase_len,
             span: (geo.out_h - 1) * row + geo.out_w,
             tap_offsets,
         }
     }
 
-    /// Copies an input plane (`[H, W]`) into the interior of `padded` (borders zero).
+    /// Where padded pixel `(y, x)` sits in the phases.
+    #[inline]
+    fn phase_index(&self, geo: &Conv2dGeometry, y: usize, x: usize) -> usize {
+        let [s_h, s_w] = geo.stride;
+        ((y % s_h) * s_w + x % s_w) * self.phase_len + (y / s_h) * self.row + x / s_w
+    }
+
+    /// Copies an input plane (`[H, W]`) into the phases of its padded plane (`padded`, the
+    /// padding zero).
     fn pad_input<T: ConvFloat>(&self, geo: &Conv2dGeometry, plane: &[T], padded: &mut [T]) {
         padded.fill(T::zero());
         let [pad_h, pad_w] = geo.padding;
         for (h, src) in plane.chunks_exact(geo.in_w).enumerate() {
-            padded[(h + pad_h) * self.row + pad_w..][..geo.in_w].copy_from_slice(src);
+            let start = self.phase_index(geo, h + pad_h, pad_w);
+            if geo.stride[1] == 1 {
+                padded[start..][..geo.in_w].copy_from_slice(src);
+                continue;
+            }
+            for (w, &value) in src.iter().enumerate() {
+                padded[self.phase_index(geo, h + pad_h, w + pad_w)] = value;
+            }
+        }
+    }
+
+    /// Copies the interior of a padded plane held in phases (`padded`) into an input-shaped
+    /// plane (`[H, W]`): the adjoint of [`Wide::pad_input`].
+    fn crop_input<T: ConvFloat>(&self, geo: &Conv2dGeometry, padded: &[T], plane: &mut [T]) {
+        let [pad_h, pad_w] = geo.padding;
+        for (h, dst) in plane.chunks_exact_mut(geo.in_w).enumerate() {
+            let start = self.phase_index(geo, h + pad_h, pad_w);
+            if geo.stride[1] == 1 {
+                dst.copy_from_slice(&padded[start..][..geo.in_w]);
+                continue;
+            }
+            for (w, value) in dst.iter_mut().enumerate() {
+                *value = padded[self.phase_index(geo, h + pad_h, w + pad_w)];
+            }
         }
     }
 
@@ -150,7 +190,6 @@ pub(crate) fn forward<T: ConvFloat>(
 pub(crate) fn input_grad<T: ConvFloat>(geo: &Conv2dGeometry, weight: &[T], dy: &[T]) -> Vec<T> {
     let wide = Wide::new(geo);
     let (taps, multiplier) = (geo.k_h * geo.k_w, geo.out_per_group());
-    let [pad_h, pad_w] = geo.padding;
     let mut dx = vec![T::zero(); geo.batch * geo.in_image()];
     for_each_plane(
         &mut dx,
@@ -170,9 +209,7 @@ pub(crate) fn input_grad<T: ConvFloat>(geo: &Conv2dGeometry, weight: &[T], dy: &
                     axpy(&mut dx_padded[offset..offset + wide.span], w, source);
                 }
             }
-            for (h, dst) in dx_plane.chunks_exact_mut(geo.in_w).enumerate() {
-                dst.copy_from_slice(&dx_padded[(h + pad_h) * wide.row + pad_w..][..geo.in_w]);
-            }
+            wide.crop_input(geo, dx_padded, dx_plane);
         },
     );
     dx
