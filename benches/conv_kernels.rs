@@ -159,13 +159,8 @@ const GEMM_PEAK_SIZE: usize = 1024;
 
 fn gemm_peak(c: &mut Criterion) {
     let device = Default::default();
-    let square = || {
-        Tensor::<Flex, 2>::random(
-            [GEMM_PEAK_SIZE; 2],
-            Distribution::Normal(0.0, 1.0),
-            &device,
-        )
-    };
+    let square =
+        || Tensor::<Flex, 2>::random([GEMM_PEAK_SIZE; 2], Distribution::Normal(0.0, 1.0), &device);
     let (a, b) = (square(), square());
     let mut group = c.benchmark_group("gemm");
     group.sample_size(10);
