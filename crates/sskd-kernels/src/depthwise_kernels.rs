@@ -19,7 +19,7 @@
 
 use rayon::prelude::*;
 
-use crate::conv2d_kernels::{Conv2dGeometry, ConvFloat};
+use crate::conv_geometry::{Conv2dGeometry, ConvFloat};
 
 /// Whether these kernels compute `geo`: any depthwise convolution with an output.
 pub(crate) fn applies(geo: &Conv2dGeometry) -> bool {

@@ -52,8 +52,10 @@ pub mod channel_kernels;
 mod channel_ops;
 mod conv2d;
 pub mod conv2d_kernels;
+mod conv_geometry;
 mod depthwise_kernels;
 mod float_cast;
+mod gemm_product;
 mod pointwise_kernels;
 
 pub use batch_norm::{batch_norm_train, TrainNormalised};

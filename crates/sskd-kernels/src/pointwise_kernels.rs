@@ -13,9 +13,8 @@
 //! Maps smaller than [`MIN_PLANE`] pixels (a deep layer's 4×4) make per-image products too thin
 //! for the GEMM micro-kernels; those keep the chunked im2col path.
 
-use crate::conv2d_kernels::{
-    for_each_chunk, gemm, sum_partials, thread_count, Conv2dGeometry, ConvFloat, MatRef,
-};
+use crate::conv_geometry::{thread_count, Conv2dGeometry, ConvFloat};
+use crate::gemm_product::{for_each_chunk, gemm, sum_partials, MatRef};
 
 /// The smallest `H·W` for which per-image products beat gathering several images into one.
 const MIN_PLANE: usize = 64;
