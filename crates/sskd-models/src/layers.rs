@@ -203,12 +203,47 @@ pub fn global_avg_pool<B: Backend>(input: Tensor<B, 4>) -> Tensor<B, 2> {
 }
 
 /// The channel shuffle of ShuffleNet: view `[N, g, C/g, H, W]`, swap the two group axes,
-/// flatten back (on the CPU backend one copy of whole planes: [`sskd_kernels::channel_shuffle`]).
+/// flatten back (with feature `flex`, one copy of whole planes on the CPU backend:
+/// `sskd_kernels::channel_shuffle`).
 ///
 /// # Shapes
 /// - input and output `[batch, channels, h, w]`, `channels` divisible by `groups`
+#[cfg(feature = "flex")]
 pub fn channel_shuffle<B: Backend>(input: Tensor<B, 4>, groups: usize) -> Tensor<B, 4> {
     sskd_kernels::channel_shuffle(input, groups)
+}
+
+/// The channel shuffle of ShuffleNet: view `[N, g, C/g, H, W]`, swap the two group axes,
+/// flatten back.
+///
+/// # Shapes
+/// - input and output `[batch, channels, h, w]`, `channels` divisible by `groups`
+#[cfg(not(feature = "flex"))]
+pub fn channel_shuffle<B: Backend>(input: Tensor<B, 4>, groups: usize) -> Tensor<B, 4> {
+    let [batch, channels, height, width] = input.dims();
+    input
+        .reshape([batch, groups, channels / groups, height, width])
+        .swap_dims(1, 2)
+        .reshape([batch, channels, height, width])
+}
+
+/// `cat([first, second], 1)` (with feature `flex`, one copy of whole planes with contiguous
+/// gradients on the CPU backend: `sskd_kernels::cat_channels`).
+///
+/// # Shapes
+/// - first `[batch, c1, h, w]`, second `[batch, c2, h, w]`, output `[batch, c1 + c2, h, w]`
+#[cfg(feature = "flex")]
+pub fn cat_channels<B: Backend>(first: Tensor<B, 4>, second: Tensor<B, 4>) -> Tensor<B, 4> {
+    sskd_kernels::cat_channels(first, second)
+}
+
+/// `cat([first, second], 1)`.
+///
+/// # Shapes
+/// - first `[batch, c1, h, w]`, second `[batch, c2, h, w]`, output `[batch, c1 + c2, h, w]`
+#[cfg(not(feature = "flex"))]
+pub fn cat_channels<B: Backend>(first: Tensor<B, 4>, second: Tensor<B, 4>) -> Tensor<B, 4> {
+    Tensor::cat(vec![first, second], 1)
 }
 
 #[cfg(test)]

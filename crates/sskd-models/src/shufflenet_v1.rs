@@ -15,7 +15,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Tensor};
 
 use crate::layers::{
-    batch_norm, channel_shuffle, classifier, global_avg_pool, ConvInit, LinearInit,
+    batch_norm, cat_channels, channel_shuffle, classifier, global_avg_pool, ConvInit, LinearInit,
     SquareConvConfig,
 };
 use crate::ModelOutput;
@@ -151,7 +151,7 @@ impl<B: Backend> ShuffleUnitV1<B> {
         let hidden = relu(self.bn2.forward(self.conv2.forward(hidden)));
         let branch = self.bn3.forward(self.conv3.forward(hidden));
         let preact = match &self.shortcut_pool {
-            Some(pool) => sskd_kernels::cat_channels(branch, pool.forward(input)),
+            Some(pool) => cat_channels(branch, pool.forward(input)),
             None => branch + input,
         };
         (relu(preact.clone()), preact)

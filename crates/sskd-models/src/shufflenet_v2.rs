@@ -13,7 +13,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Tensor};
 
 use crate::layers::{
-    batch_norm, channel_shuffle, classifier, global_avg_pool, ConvInit, LinearInit,
+    batch_norm, cat_channels, channel_shuffle, classifier, global_avg_pool, ConvInit, LinearInit,
     SquareConvConfig,
 };
 use crate::ModelOutput;
@@ -108,8 +108,8 @@ impl<B: Backend> SplitBlock<B> {
         let branch = relu(self.bn1.forward(self.conv1.forward(branch)));
         let branch = self.bn2.forward(self.conv2.forward(branch));
         let branch_preact = self.bn3.forward(self.conv3.forward(branch));
-        let output = sskd_kernels::cat_channels(kept.clone(), relu(branch_preact.clone()));
-        let preact = sskd_kernels::cat_channels(kept, branch_preact);
+        let output = cat_channels(kept.clone(), relu(branch_preact.clone()));
+        let preact = cat_channels(kept, branch_preact);
         (channel_shuffle(output, 2), preact)
     }
 }
@@ -174,7 +174,7 @@ impl<B: Backend> DownBlock<B> {
         let right = relu(self.bn3.forward(self.conv3.forward(input)));
         let right = self.bn4.forward(self.conv4.forward(right));
         let right = relu(self.bn5.forward(self.conv5.forward(right)));
-        channel_shuffle(sskd_kernels::cat_channels(left, right), 2)
+        channel_shuffle(cat_channels(left, right), 2)
     }
 }
 
