@@ -19,7 +19,7 @@ use burn::tensor::ops::FloatTensor;
 use burn::tensor::{backend::Backend, Tensor, TensorPrimitive};
 use burn_flex::FlexTensor;
 
-use crate::backend_type::{is, primitive_of, same_type, CpuAutodiff};
+use crate::backend_type::{is, primitive_of, same_type, tensor_of, CpuAutodiff};
 use crate::batch_norm_kernels;
 
 /// The training-mode batch norm of `x` `[N, C, ...]`, and the batch statistics the running
@@ -55,6 +55,26 @@ pub fn batch_norm_train<B: Backend, const D: usize>(
         epsilon,
     );
     Some(same_type(result))
+}
+
+/// Inference-mode batch norm `x · scale[c] + shift[c]` (`x` `[N, C, ...]`, `scale` and `shift`
+/// `[C]`: the running statistics, γ and β folded) in one parallel pass on `Flex`, or `None`
+/// elsewhere (another backend, autodiff, a half-precision tensor, the kernels switched off),
+/// where the caller runs its composite. Same values as `x * scale + shift` by tensor ops.
+pub fn batch_norm_inference<B: Backend, const D: usize>(
+    input: &Tensor<B, D>,
+    scale: &Tensor<B, 1>,
+    shift: &Tensor<B, 1>,
+) -> Option<Tensor<B, D>> {
+    if !is::<B, Flex>() || !crate::enabled() || !batch_norm_kernels::supports(input.dtype()) {
+        return None;
+    }
+    let output = batch_norm_kernels::batch_norm_inference(
+        &primitive_of::<Flex, _, D>(input.clone()),
+        &primitive_of::<Flex, _, 1>(scale.clone()),
+        &primitive_of::<Flex, _, 1>(shift.clone()),
+    );
+    Some(tensor_of::<B, Flex, D>(output))
 }
 
 /// What the backward pass needs: the input, the forward's per-channel mean and `1/σ`, and γ.

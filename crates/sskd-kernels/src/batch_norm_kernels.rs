@@ -22,7 +22,15 @@ use burn_std::{Bytes, Shape};
 const PARALLEL_ELEMENTS: usize = 1 << 15;
 
 /// A float type the kernels run in (`f32`, `f64`).
-trait NormFloat: Element + bytemuck::Pod + Copy + Send + Sync + 'static {
+trait NormFloat:
+    Element
+    + bytemuck::Pod
+    + core::ops::Mul<Output = Self>
+    + core::ops::Add<Output = Self>
+    + Send
+    + Sync
+    + 'static
+{
     fn to_f64(self) -> f64;
     fn from_f64(value: f64) -> Self;
 }
@@ -304,6 +312,46 @@ pub fn batch_norm_train_forward(
     match x.dtype() {
         DType::F32 => forward_typed::<f32>(x, gamma, beta, epsilon),
         DType::F64 => forward_typed::<f64>(x, gamma, beta, epsilon),
+        dtype => panic!("batch_norm: unsupported dtype {dtype:?}"),
+    }
+}
+
+fn inference_typed<T: NormFloat>(
+    x: &FlexTensor,
+    scale: &FlexTensor,
+    shift: &FlexTensor,
+) -> FlexTensor {
+    let (_, channels, len) = sizes(x);
+    let (x, scale, shift) = (values::<T>(x), values::<T>(scale), values::<T>(shift));
+    let (data, scale, shift) = (x.storage::<T>(), scale.storage::<T>(), shift.storage::<T>());
+    assert!(
+        scale.len() == channels && shift.len() == channels,
+        "batch_norm: scale of {} and shift of {} for {channels} channels",
+        scale.len(),
+        shift.len()
+    );
+    let mut output = vec![T::from_f64(0.0); data.len()];
+    let parallel = data.len() >= PARALLEL_ELEMENTS;
+    for_each_row(&mut output, len, parallel, |row, out| {
+        let (s, t) = (scale[row % channels], shift[row % channels]);
+        for (o, &v) in out.iter_mut().zip(&data[row * len..(row + 1) * len]) {
+            *o = v * s + t;
+        }
+    });
+    tensor_from(output, x.layout().shape().to_vec())
+}
+
+/// Inference-mode batch norm with the running statistics, γ and β folded into one scale and
+/// shift per channel: `y [N, C, ...] = x · scale[c] + shift[c]` in the tensors' type (the
+/// product rounded, then the sum, as two tensor operations would), rows of `x` in parallel.
+///
+/// # Panics
+/// If the tensors are not `f32` or `f64` ([`supports`]), differ in type, or `scale` / `shift`
+/// are not `[C]`.
+pub fn batch_norm_inference(x: &FlexTensor, scale: &FlexTensor, shift: &FlexTensor) -> FlexTensor {
+    match x.dtype() {
+        DType::F32 => inference_typed::<f32>(x, scale, shift),
+        DType::F64 => inference_typed::<f64>(x, scale, shift),
         dtype => panic!("batch_norm: unsupported dtype {dtype:?}"),
     }
 }

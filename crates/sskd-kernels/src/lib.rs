@@ -13,7 +13,8 @@
 //!   autodiff operation whose forward pass and input, weight and bias gradients run these
 //!   kernels; on `Flex` the forward pass runs them; on every other backend it calls Burn's.
 //! - [`batch_norm_train`]: training-mode batch norm as one autodiff operation on
-//!   `Autodiff<Flex>` (`None` elsewhere, where the caller runs its composite of generic ops).
+//!   `Autodiff<Flex>` (`None` elsewhere, where the caller runs its composite of generic ops);
+//!   [`batch_norm_inference`]: inference mode in one parallel pass on `Flex`.
 //! - [`channel_shuffle`] and [`cat_channels`]: ShuffleNet's channel shuffle and a channel
 //!   concatenation as copies of whole planes ([`channel_kernels`]), with contiguous gradients;
 //!   Burn's composites walk strided views element by element on `Flex`.
@@ -58,7 +59,7 @@ mod float_cast;
 mod gemm_product;
 mod pointwise_kernels;
 
-pub use batch_norm::{batch_norm_train, TrainNormalised};
+pub use batch_norm::{batch_norm_inference, batch_norm_train, TrainNormalised};
 pub use channel_ops::{cat_channels, channel_shuffle};
 pub use conv2d::conv2d;
 

@@ -120,13 +120,13 @@ impl<B: Backend> BatchNorm<B> {
             channels, num_features,
             "BatchNorm of {num_features} channels given {channels}"
         );
+        if !B::ad_enabled(&input.device()) {
+            return self.inference(input);
+        }
         #[cfg(feature = "flex")]
-        let input = match B::ad_enabled(&input.device()) {
-            true => match self.forward_fused(input, update) {
-                Ok(output) => return output,
-                Err(input) => input,
-            },
-            false => input,
+        let input = match self.forward_fused(input, update) {
+            Ok(output) => return output,
+            Err(input) => input,
         };
         self.normalise_composite(input, update)
     }
@@ -148,6 +148,20 @@ impl<B: Backend> BatchNorm<B> {
             self.inference_rows(rows, batch, (self.gamma.val(), self.beta.val()))
         };
         output.reshape(dims)
+    }
+
+    /// Inference mode on a backend without autodiff: one pass of the CPU kernel
+    /// (`sskd_kernels::batch_norm_inference`, the same values) where it applies, else the
+    /// composite.
+    fn inference<const D: usize>(&self, input: Tensor<B, D>) -> Tensor<B, D> {
+        #[cfg(feature = "flex")]
+        {
+            let (scale, shift) = self.folded_scale_shift(self.gamma.val(), self.beta.val());
+            if let Some(output) = sskd_kernels::batch_norm_inference(&input, &scale, &shift) {
+                return output;
+            }
+        }
+        self.normalise_composite(input, false)
     }
 
     /// The training forward pass through the fused CPU kernels
@@ -191,20 +205,26 @@ impl<B: Backend> BatchNorm<B> {
         (gamma, beta): (Tensor<B, 1>, Tensor<B, 1>),
     ) -> Tensor<B, 2> {
         let channels = gamma.dims()[0];
-        let (gamma, beta) = (gamma.reshape([1, channels]), beta.reshape([1, channels]));
-        let device = rows.device();
+        let (scale, shift) = self.folded_scale_shift(gamma, beta);
+        let (scale, shift) = (scale.reshape([1, channels]), shift.reshape([1, channels]));
+        rows.mul(per_row(scale, batch)).add(per_row(shift, batch))
+    }
+
+    /// The running statistics and the given γ and β `[C]` folded into one scale
+    /// `γ / √(var + ε)` and shift `β − mean · scale` per channel, `[C]` each.
+    fn folded_scale_shift(
+        &self,
+        gamma: Tensor<B, 1>,
+        beta: Tensor<B, 1>,
+    ) -> (Tensor<B, 1>, Tensor<B, 1>) {
+        let device = gamma.device();
         // Statistics are constants, even when a loaded record left them tracking gradients.
-        let statistic = |state: &RunningState<Tensor<B, 1>>| {
-            state
-                .value()
-                .detach()
-                .to_device(&device)
-                .reshape([1, channels])
-        };
+        let statistic =
+            |state: &RunningState<Tensor<B, 1>>| state.value().detach().to_device(&device);
         let (mean, var) = (statistic(&self.running_mean), statistic(&self.running_var));
         let scale = gamma.div(var.add_scalar(self.epsilon).sqrt());
         let shift = beta.sub(mean.mul(scale.clone()));
-        rows.mul(per_row(scale, batch)).add(per_row(shift, batch))
+        (scale, shift)
     }
 
     fn forward_train(
@@ -363,6 +383,50 @@ mod tests {
                 assert_eq!(ours.shape, reference.shape, "{what} {dims:?}");
             }
         }
+    }
+
+    /// Inference mode on `Flex`: the one-pass kernel gives the composite's values bit for bit
+    /// (`f32` and `f64`, planes below and above the kernel's parallel threshold, rank 2).
+    #[test]
+    fn inference_kernel_matches_the_composite_bit_for_bit() {
+        let device = Default::default();
+        for dtype in [DType::F32, DType::F64] {
+            for dims in [vec![2, 3, 4, 5], vec![8, 16, 17, 17], vec![5, 6]] {
+                let channels = dims[1];
+                let random = |mean| {
+                    Tensor::<Flex, 1>::random([channels], Distribution::Normal(mean, 0.5), &device)
+                        .cast(dtype)
+                };
+                let fresh = BatchNormConfig::new(channels).init::<Flex>(&device);
+                let layer = BatchNorm {
+                    running_mean: RunningState::new(random(0.3)),
+                    running_var: RunningState::new(random(2.0).abs()),
+                    gamma: Param::from_tensor(random(1.0)),
+                    beta: Param::from_tensor(random(0.0)),
+                    ..fresh
+                };
+                let input = Tensor::<Flex, 1>::random(
+                    [dims.iter().product::<usize>()],
+                    Distribution::Normal(0.5, 2.0),
+                    &device,
+                )
+                .cast(dtype);
+                match dims[..] {
+                    [n, c] => kernel_is_composite(&layer, input.reshape([n, c])),
+                    [n, c, h, w] => kernel_is_composite(&layer, input.reshape([n, c, h, w])),
+                    _ => unreachable!("ranks 2 and 4 above"),
+                }
+            }
+        }
+    }
+
+    /// `layer.forward` (the kernel on `Flex`) equals the composite bit for bit, in its dtype.
+    fn kernel_is_composite<const D: usize>(layer: &BatchNorm<Flex>, input: Tensor<Flex, D>) {
+        let dtype = input.dtype();
+        let kernel = layer.forward(input.clone()).into_data();
+        let composite = layer.normalise_composite(input, false).into_data();
+        assert_eq!(kernel.dtype, dtype);
+        kernel.assert_eq(&composite, true);
     }
 
     #[test]
