@@ -18,6 +18,8 @@ use burn_backend::{DType, Element};
 use burn_flex::{FlexTensor, Layout};
 use burn_std::{Bytes, Shape};
 
+use crate::parallel_chunks::for_each_chunk;
+
 /// Elements below which the passes stay on the calling thread.
 const PARALLEL_ELEMENTS: usize = 1 << 15;
 
@@ -117,28 +119,6 @@ fn map_channels<R: Send>(
     (0..channels).map(per_channel).collect()
 }
 
-/// Runs `work(row, out_row)` over the `row_len`-long rows of `out`, in parallel when asked.
-fn for_each_row<T: Send>(
-    out: &mut [T],
-    row_len: usize,
-    parallel: bool,
-    work: impl Fn(usize, &mut [T]) + Sync + Send,
-) {
-    if row_len == 0 {
-        return;
-    }
-    if parallel {
-        use rayon::prelude::*;
-        out.par_chunks_mut(row_len)
-            .enumerate()
-            .for_each(|(row, chunk)| work(row, chunk));
-        return;
-    }
-    for (row, chunk) in out.chunks_mut(row_len).enumerate() {
-        work(row, chunk);
-    }
-}
-
 /// Independent partial sums per pass, so that the additions vectorise.
 const LANES: usize = 8;
 
@@ -216,7 +196,7 @@ fn forward_typed<T: NormFloat>(
         .collect();
     let mean_t: Vec<T> = stats.iter().map(|&(mean, _)| T::from_f64(mean)).collect();
     let mut output = vec![T::from_f64(0.0); data.len()];
-    for_each_row(&mut output, len, parallel, |row, out| {
+    for_each_chunk(&mut output, len, parallel, |row, out| {
         let c = row % channels;
         let (mean, scale, shift) = (mean_t[c].to_f64(), scale[c].to_f64(), beta[c].to_f64());
         for (o, &v) in out.iter_mut().zip(&data[row * len..(row + 1) * len]) {
@@ -269,7 +249,7 @@ fn backward_typed<T: NormFloat>(
         (sum_dy, sum_dy_centered)
     });
     let mut input_grad = vec![T::from_f64(0.0); data.len()];
-    for_each_row(&mut input_grad, len, parallel, |row, out| {
+    for_each_chunk(&mut input_grad, len, parallel, |row, out| {
         let c = row % channels;
         let (mu, s) = (mean[c].to_f64(), inv_std[c].to_f64());
         let (sum_dy, sum_dy_centered) = sums[c];
@@ -332,7 +312,7 @@ fn inference_typed<T: NormFloat>(
     );
     let mut output = vec![T::from_f64(0.0); data.len()];
     let parallel = data.len() >= PARALLEL_ELEMENTS;
-    for_each_row(&mut output, len, parallel, |row, out| {
+    for_each_chunk(&mut output, len, parallel, |row, out| {
         let (s, t) = (scale[row % channels], shift[row % channels]);
         for (o, &v) in out.iter_mut().zip(&data[row * len..(row + 1) * len]) {
             *o = v * s + t;

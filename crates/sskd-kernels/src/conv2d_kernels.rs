@@ -28,7 +28,8 @@ use burn_std::{bf16, f16, Bytes, Shape};
 
 use crate::conv_geometry::{thread_count, Conv2dGeometry, ConvFloat};
 use crate::float_cast::{cast_from_f32, cast_to_f32};
-use crate::gemm_product::{for_each_chunk, gemm, sum_partials, MatRef};
+use crate::gemm_product::{gemm, sum_partials, MatRef};
+use crate::parallel_chunks::for_each_chunk;
 use crate::{depthwise_kernels, pointwise_kernels};
 
 /// Fills one image's block of an im2col matrix from one group of that image (`x_group`:

@@ -1,7 +1,6 @@
-//! Matrix products on strided operands (gemm's micro-kernels) and the fixed-order parallel
-//! loops around them that the convolution kernels share: chunks of an output run on rayon's
-//! threads, and per-thread partial sums are added in a fixed order, so that a given thread
-//! count always gives the same bits.
+//! Matrix products on strided operands (gemm's micro-kernels), and per-thread partial sums of
+//! their results added in a fixed order, so that a given thread count always gives the same
+//! bits.
 
 use crate::conv_geometry::ConvFloat;
 
@@ -69,28 +68,6 @@ pub(crate) fn gemm<T: ConvFloat>(
             false,
             parallelism,
         );
-    }
-}
-
-/// Runs `work(index, chunk)` on each `chunk_len`-sized chunk of `data`, in parallel when
-/// `parallel`.
-pub(crate) fn for_each_chunk<T, F>(data: &mut [T], chunk_len: usize, parallel: bool, work: F)
-where
-    T: Send,
-    F: Fn(usize, &mut [T]) + Sync + Send,
-{
-    if chunk_len == 0 {
-        return;
-    }
-    if parallel {
-        use rayon::prelude::*;
-        data.par_chunks_mut(chunk_len)
-            .enumerate()
-            .for_each(|(index, chunk)| work(index, chunk));
-        return;
-    }
-    for (index, chunk) in data.chunks_mut(chunk_len).enumerate() {
-        work(index, chunk);
     }
 }
 

@@ -57,6 +57,7 @@ mod conv_geometry;
 mod depthwise_kernels;
 mod float_cast;
 mod gemm_product;
+mod parallel_chunks;
 mod pointwise_kernels;
 
 pub use batch_norm::{batch_norm_inference, batch_norm_train, TrainNormalised};

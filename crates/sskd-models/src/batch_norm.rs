@@ -74,6 +74,18 @@ fn per_row<B: Backend>(channel_values: Tensor<B, 2>, batch: usize) -> Tensor<B, 
         .reshape([batch * channels, 1])
 }
 
+/// `rows · scale + shift` for rows `[batch·C, len]` and per-channel `scale`, `shift` `[C]`.
+fn scale_shift_rows<B: Backend>(
+    rows: Tensor<B, 2>,
+    batch: usize,
+    scale: Tensor<B, 1>,
+    shift: Tensor<B, 1>,
+) -> Tensor<B, 2> {
+    let channels = scale.dims()[0];
+    let (scale, shift) = (scale.reshape([1, channels]), shift.reshape([1, channels]));
+    rows.mul(per_row(scale, batch)).add(per_row(shift, batch))
+}
+
 /// The per-channel mean `[1, C]` of rows `[batch·C, len]` (row means first, then over samples).
 fn channel_mean<B: Backend>(rows: Tensor<B, 2>, batch: usize, channels: usize) -> Tensor<B, 2> {
     rows.mean_dim(1).reshape([batch, channels]).mean_dim(0)
@@ -150,18 +162,19 @@ impl<B: Backend> BatchNorm<B> {
         output.reshape(dims)
     }
 
-    /// Inference mode on a backend without autodiff: one pass of the CPU kernel
-    /// (`sskd_kernels::batch_norm_inference`, the same values) where it applies, else the
-    /// composite.
+    /// Inference mode on a backend without autodiff: the statistics folded once, then one pass
+    /// of the CPU kernel (`sskd_kernels::batch_norm_inference`, the same values) where it
+    /// applies, else the composite's two operations on rows.
     fn inference<const D: usize>(&self, input: Tensor<B, D>) -> Tensor<B, D> {
+        let (scale, shift) = self.folded_scale_shift(self.gamma.val(), self.beta.val());
         #[cfg(feature = "flex")]
-        {
-            let (scale, shift) = self.folded_scale_shift(self.gamma.val(), self.beta.val());
-            if let Some(output) = sskd_kernels::batch_norm_inference(&input, &scale, &shift) {
-                return output;
-            }
+        if let Some(output) = sskd_kernels::batch_norm_inference(&input, &scale, &shift) {
+            return output;
         }
-        self.normalise_composite(input, false)
+        let dims = input.dims();
+        let len: usize = dims[2..].iter().product();
+        let rows = input.reshape([dims[0] * dims[1], len]);
+        scale_shift_rows(rows, dims[0], scale, shift).reshape(dims)
     }
 
     /// The training forward pass through the fused CPU kernels
@@ -204,10 +217,8 @@ impl<B: Backend> BatchNorm<B> {
         batch: usize,
         (gamma, beta): (Tensor<B, 1>, Tensor<B, 1>),
     ) -> Tensor<B, 2> {
-        let channels = gamma.dims()[0];
         let (scale, shift) = self.folded_scale_shift(gamma, beta);
-        let (scale, shift) = (scale.reshape([1, channels]), shift.reshape([1, channels]));
-        rows.mul(per_row(scale, batch)).add(per_row(shift, batch))
+        scale_shift_rows(rows, batch, scale, shift)
     }
 
     /// The running statistics and the given γ and β `[C]` folded into one scale
