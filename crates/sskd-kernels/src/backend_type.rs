@@ -40,3 +40,29 @@ pub(crate) fn tensor_of<B: Backend, Source: Backend, const D: usize>(
         primitive,
     )))
 }
+
+/// Which implementation an operation of this crate takes for a tensor of backend `B`.
+pub(crate) enum KernelPath {
+    /// This crate's autodiff operation over its `Flex` kernels.
+    Autodiff,
+    /// This crate's `Flex` kernels.
+    Flex,
+    /// Burn's own tensor operations.
+    Burn,
+}
+
+/// The path for backend `B`, where this crate's kernels take the tensors' type when
+/// `supported`: Burn's when the kernels are switched off, not supported, or `B` is not
+/// `Autodiff<Flex>` or `Flex`.
+pub(crate) fn kernel_path<B: Backend>(supported: bool) -> KernelPath {
+    if !crate::enabled() || !supported {
+        return KernelPath::Burn;
+    }
+    if is::<B, CpuAutodiff>() {
+        return KernelPath::Autodiff;
+    }
+    if is::<B, Flex>() {
+        return KernelPath::Flex;
+    }
+    KernelPath::Burn
+}

@@ -20,7 +20,7 @@ use burn::tensor::{backend::Backend, Tensor, TensorPrimitive};
 use burn_flex::FlexTensor;
 
 use crate::backend_type::{is, primitive_of, same_type, tensor_of, CpuAutodiff};
-use crate::batch_norm_kernels;
+use crate::batch_norm_kernels::{self, Activation};
 
 /// The training-mode batch norm of `x` `[N, C, ...]`, and the batch statistics the running
 /// averages are updated with.
@@ -33,8 +33,9 @@ pub struct TrainNormalised<B: Backend, const D: usize> {
     pub variance: Tensor<B, 1>,
 }
 
-/// Training-mode batch norm through the fused CPU kernels, or `None` where they do not apply
-/// (another backend, a half-precision tensor, the kernels switched off).
+/// Training-mode batch norm, followed by `activation`, through the fused CPU kernels, or `None`
+/// where they do not apply (another backend, a half-precision tensor, the kernels switched
+/// off).
 ///
 /// `input` is `[N, C, ...]`, `gamma` and `beta` `[C]`; statistics over every axis but `C`, as
 /// `torch.nn.functional.batch_norm(training=True)` computes them.
@@ -43,6 +44,7 @@ pub fn batch_norm_train<B: Backend, const D: usize>(
     gamma: &Tensor<B, 1>,
     beta: &Tensor<B, 1>,
     epsilon: f64,
+    activation: Activation,
 ) -> Option<TrainNormalised<B, D>> {
     if !is::<B, CpuAutodiff>() || !crate::enabled() || !batch_norm_kernels::supports(input.dtype())
     {
@@ -53,18 +55,21 @@ pub fn batch_norm_train<B: Backend, const D: usize>(
         primitive_of::<CpuAutodiff, _, 1>(gamma.clone()),
         primitive_of::<CpuAutodiff, _, 1>(beta.clone()),
         epsilon,
+        activation,
     );
     Some(same_type(result))
 }
 
 /// Inference-mode batch norm `x · scale[c] + shift[c]` (`x` `[N, C, ...]`, `scale` and `shift`
-/// `[C]`: the running statistics, γ and β folded) in one parallel pass on `Flex`, or `None`
-/// elsewhere (another backend, autodiff, a half-precision tensor, the kernels switched off),
-/// where the caller runs its composite. Same values as `x * scale + shift` by tensor ops.
+/// `[C]`: the running statistics, γ and β folded), then `activation`, in one parallel pass on
+/// `Flex`, or `None` elsewhere (another backend, autodiff, a half-precision tensor, the kernels
+/// switched off), where the caller runs its composite. Same values as `x * scale + shift` by
+/// tensor ops (and a ReLU).
 pub fn batch_norm_inference<B: Backend, const D: usize>(
     input: &Tensor<B, D>,
     scale: &Tensor<B, 1>,
     shift: &Tensor<B, 1>,
+    activation: Activation,
 ) -> Option<Tensor<B, D>> {
     if !is::<B, Flex>() || !crate::enabled() || !batch_norm_kernels::supports(input.dtype()) {
         return None;
@@ -73,17 +78,20 @@ pub fn batch_norm_inference<B: Backend, const D: usize>(
         &primitive_of::<Flex, _, D>(input.clone()),
         &primitive_of::<Flex, _, 1>(scale.clone()),
         &primitive_of::<Flex, _, 1>(shift.clone()),
+        activation,
     );
     Some(tensor_of::<B, Flex, D>(output))
 }
 
-/// What the backward pass needs: the input, the forward's per-channel mean and `1/σ`, and γ.
+/// What the backward pass needs: the input, the forward's per-channel mean and `1/σ`, γ, and
+/// the output when a ReLU was applied (its gradient's mask).
 #[derive(Clone, Debug)]
 struct SavedForBackward {
     input: FlexTensor,
     mean: FlexTensor,
     inv_std: FlexTensor,
     gamma: FlexTensor,
+    relu_output: Option<FlexTensor>,
 }
 
 /// The autodiff operation: parents `[input, γ, β]`.
@@ -98,10 +106,9 @@ impl Backward<Flex, 3> for BatchNormTrain {
         let saved = ops.state;
         let computed = batch_norm_kernels::batch_norm_train_backward(
             &saved.input,
-            &saved.mean,
-            &saved.inv_std,
-            &saved.gamma,
-            &output_grad,
+            (&saved.mean, &saved.inv_std, &saved.gamma),
+            output_grad,
+            saved.relu_output.as_ref(),
         );
         let [input, gamma, beta] = ops.parents;
         for (parent, grad) in [
@@ -127,12 +134,14 @@ fn forward<const D: usize>(
     gamma: FloatTensor<CpuAutodiff>,
     beta: FloatTensor<CpuAutodiff>,
     epsilon: f64,
+    activation: Activation,
 ) -> TrainNormalised<CpuAutodiff, D> {
     let computed = batch_norm_kernels::batch_norm_train_forward(
         &input.primitive,
         &gamma.primitive,
         &beta.primitive,
         epsilon,
+        activation,
     );
     let parents = [input.node.clone(), gamma.node.clone(), beta.node.clone()];
     let output = match BatchNormTrain
@@ -146,6 +155,7 @@ fn forward<const D: usize>(
                 mean: computed.mean.clone(),
                 inv_std: computed.inv_std,
                 gamma: gamma.primitive,
+                relu_output: (activation == Activation::Relu).then(|| computed.output.clone()),
             },
             computed.output,
         ),

@@ -13,20 +13,45 @@
 //! with `x̂ = (x − μ_c) / σ_c` and `M = N · spatial`. Sums accumulate in `f64`. `f32` and `f64`
 //! tensors only (the callers fall back to a composite of generic ops for other types).
 //! Channel statistics run in parallel over channels, element-wise passes over rows.
+//!
+//! With [`Activation::Relu`] the ReLU that follows most batch norms is part of the same passes:
+//! the forward pass writes `max(y, 0)`, and the backward pass masks `dy` where that output is
+//! not positive (in `dy`'s own buffer when it is free) before the sums above — the values of
+//! `relu(batch_norm(x))` and of its gradients, without the two extra passes (and the two
+//! buffers) of a separate ReLU.
 
 use burn_backend::{DType, Element};
 use burn_flex::{FlexTensor, Layout};
 use burn_std::{Bytes, Shape};
 
+use crate::elementwise_kernels::{
+    owned_contiguous, relu_backward, relu_of, zeroed_vec, PARALLEL_ELEMENTS,
+};
 use crate::parallel_chunks::for_each_chunk;
 
-/// Elements below which the passes stay on the calling thread.
-const PARALLEL_ELEMENTS: usize = 1 << 15;
+/// What follows the normalisation inside the same pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// Nothing: the batch norm alone.
+    Identity,
+    /// A ReLU, `max(y, 0)` (NaN stays NaN), with its gradient.
+    Relu,
+}
+
+impl Activation {
+    fn apply<T: PartialOrd + bytemuck::Zeroable + Copy>(self, value: T) -> T {
+        match self {
+            Activation::Identity => value,
+            Activation::Relu => relu_of(value),
+        }
+    }
+}
 
 /// A float type the kernels run in (`f32`, `f64`).
 trait NormFloat:
     Element
     + bytemuck::Pod
+    + PartialOrd
     + core::ops::Mul<Output = Self>
     + core::ops::Add<Output = Self>
     + Send
@@ -162,6 +187,7 @@ fn forward_typed<T: NormFloat>(
     gamma: &FlexTensor,
     beta: &FlexTensor,
     epsilon: f64,
+    activation: Activation,
 ) -> BatchNormForward {
     let (batch, channels, len) = sizes(x);
     let (x, gamma, beta) = (values::<T>(x), values::<T>(gamma), values::<T>(beta));
@@ -195,12 +221,12 @@ fn forward_typed<T: NormFloat>(
         .map(|c| T::from_f64(gamma[c].to_f64() * inv_std[c]))
         .collect();
     let mean_t: Vec<T> = stats.iter().map(|&(mean, _)| T::from_f64(mean)).collect();
-    let mut output = vec![T::from_f64(0.0); data.len()];
+    let mut output = zeroed_vec::<T>(data.len());
     for_each_chunk(&mut output, len, parallel, |row, out| {
         let c = row % channels;
         let (mean, scale, shift) = (mean_t[c].to_f64(), scale[c].to_f64(), beta[c].to_f64());
         for (o, &v) in out.iter_mut().zip(&data[row * len..(row + 1) * len]) {
-            *o = T::from_f64((v.to_f64() - mean) * scale + shift);
+            *o = activation.apply(T::from_f64((v.to_f64() - mean) * scale + shift));
         }
     });
     let shape = x.layout().shape().to_vec();
@@ -220,25 +246,36 @@ fn forward_typed<T: NormFloat>(
 
 fn backward_typed<T: NormFloat>(
     x: &FlexTensor,
-    mean: &FlexTensor,
-    inv_std: &FlexTensor,
-    gamma: &FlexTensor,
-    output_grad: &FlexTensor,
+    (mean, inv_std, gamma): (&FlexTensor, &FlexTensor, &FlexTensor),
+    output_grad: FlexTensor,
+    relu_output: Option<&FlexTensor>,
 ) -> BatchNormGrads {
     let (batch, channels, len) = sizes(x);
-    let (x, dy) = (values::<T>(x), values::<T>(output_grad));
+    assert_eq!(
+        output_grad.dtype(),
+        T::dtype(),
+        "batch_norm: mixed float types"
+    );
+    // dy masked by the ReLU, as a buffer of our own: the input gradient is written over it.
+    let mut input_grad = match relu_output {
+        Some(output) => relu_backward(output, output_grad),
+        None => output_grad,
+    };
+    let input_grad_buffer = owned_contiguous::<T>(&mut input_grad);
+    let x = values::<T>(x);
     let (mean, inv_std, gamma) = (values::<T>(mean), values::<T>(inv_std), values::<T>(gamma));
-    let (data, dy) = (x.storage::<T>(), dy.storage::<T>());
+    let data = x.storage::<T>();
     let (mean, inv_std, gamma) = (
         mean.storage::<T>(),
         inv_std.storage::<T>(),
         gamma.storage::<T>(),
     );
     assert_eq!(
-        dy.len(),
+        input_grad_buffer.len(),
         data.len(),
         "batch_norm: gradient of another shape"
     );
+    let dy: &[T] = input_grad_buffer;
     let count = (batch * len).max(1) as f64;
     let parallel = data.len() >= PARALLEL_ELEMENTS;
     // Per channel: Σ dy and Σ dy · (x − μ).
@@ -248,22 +285,20 @@ fn backward_typed<T: NormFloat>(
         let sum_dy_centered = channel_sum((dy, data), channels, len, c, |g, v| g * (v - mu));
         (sum_dy, sum_dy_centered)
     });
-    let mut input_grad = vec![T::from_f64(0.0); data.len()];
-    for_each_chunk(&mut input_grad, len, parallel, |row, out| {
+    // dx over dy, in place.
+    for_each_chunk(input_grad_buffer, len, parallel, |row, out| {
         let c = row % channels;
         let (mu, s) = (mean[c].to_f64(), inv_std[c].to_f64());
         let (sum_dy, sum_dy_centered) = sums[c];
         let mean_dy = sum_dy / count;
         let projection = sum_dy_centered * s * s / count;
         let k = gamma[c].to_f64() * s;
-        let range = row * len..(row + 1) * len;
-        for ((o, &g), &v) in out.iter_mut().zip(&dy[range.clone()]).zip(&data[range]) {
-            *o = T::from_f64(k * (g.to_f64() - mean_dy - (v.to_f64() - mu) * projection));
+        for (o, &v) in out.iter_mut().zip(&data[row * len..(row + 1) * len]) {
+            *o = T::from_f64(k * (o.to_f64() - mean_dy - (v.to_f64() - mu) * projection));
         }
     });
-    let shape = x.layout().shape().to_vec();
     BatchNormGrads {
-        input: tensor_from(input_grad, shape),
+        input: input_grad,
         gamma: tensor_from(
             (0..channels)
                 .map(|c| T::from_f64(sums[c].1 * inv_std[c].to_f64()))
@@ -279,7 +314,8 @@ fn backward_typed<T: NormFloat>(
     }
 }
 
-/// The training forward pass of batch normalisation over `x` `[N, C, ...]` with γ and β `[C]`.
+/// The training forward pass of batch normalisation over `x` `[N, C, ...]` with γ and β `[C]`,
+/// followed by `activation`.
 ///
 /// # Panics
 /// If the tensors are not `f32` or `f64` ([`supports`]), differ in type, or γ/β are not `[C]`.
@@ -288,10 +324,11 @@ pub fn batch_norm_train_forward(
     gamma: &FlexTensor,
     beta: &FlexTensor,
     epsilon: f64,
+    activation: Activation,
 ) -> BatchNormForward {
     match x.dtype() {
-        DType::F32 => forward_typed::<f32>(x, gamma, beta, epsilon),
-        DType::F64 => forward_typed::<f64>(x, gamma, beta, epsilon),
+        DType::F32 => forward_typed::<f32>(x, gamma, beta, epsilon, activation),
+        DType::F64 => forward_typed::<f64>(x, gamma, beta, epsilon, activation),
         dtype => panic!("batch_norm: unsupported dtype {dtype:?}"),
     }
 }
@@ -300,6 +337,7 @@ fn inference_typed<T: NormFloat>(
     x: &FlexTensor,
     scale: &FlexTensor,
     shift: &FlexTensor,
+    activation: Activation,
 ) -> FlexTensor {
     let (_, channels, len) = sizes(x);
     let (x, scale, shift) = (values::<T>(x), values::<T>(scale), values::<T>(shift));
@@ -310,12 +348,12 @@ fn inference_typed<T: NormFloat>(
         scale.len(),
         shift.len()
     );
-    let mut output = vec![T::from_f64(0.0); data.len()];
+    let mut output = zeroed_vec::<T>(data.len());
     let parallel = data.len() >= PARALLEL_ELEMENTS;
     for_each_chunk(&mut output, len, parallel, |row, out| {
         let (s, t) = (scale[row % channels], shift[row % channels]);
         for (o, &v) in out.iter_mut().zip(&data[row * len..(row + 1) * len]) {
-            *o = v * s + t;
+            *o = activation.apply(v * s + t);
         }
     });
     tensor_from(output, x.layout().shape().to_vec())
@@ -323,34 +361,42 @@ fn inference_typed<T: NormFloat>(
 
 /// Inference-mode batch norm with the running statistics, γ and β folded into one scale and
 /// shift per channel: `y [N, C, ...] = x · scale[c] + shift[c]` in the tensors' type (the
-/// product rounded, then the sum, as two tensor operations would), rows of `x` in parallel.
+/// product rounded, then the sum, as two tensor operations would), then `activation`, rows of
+/// `x` in parallel.
 ///
 /// # Panics
 /// If the tensors are not `f32` or `f64` ([`supports`]), differ in type, or `scale` / `shift`
 /// are not `[C]`.
-pub fn batch_norm_inference(x: &FlexTensor, scale: &FlexTensor, shift: &FlexTensor) -> FlexTensor {
+pub fn batch_norm_inference(
+    x: &FlexTensor,
+    scale: &FlexTensor,
+    shift: &FlexTensor,
+    activation: Activation,
+) -> FlexTensor {
     match x.dtype() {
-        DType::F32 => inference_typed::<f32>(x, scale, shift),
-        DType::F64 => inference_typed::<f64>(x, scale, shift),
+        DType::F32 => inference_typed::<f32>(x, scale, shift, activation),
+        DType::F64 => inference_typed::<f64>(x, scale, shift, activation),
         dtype => panic!("batch_norm: unsupported dtype {dtype:?}"),
     }
 }
 
 /// The backward pass of [`batch_norm_train_forward`]: the gradients of `x`, γ and β from the
-/// output's gradient, `x`, and the forward pass's `mean` and `inv_std`.
+/// output's gradient (whose buffer becomes the input gradient's when nothing else holds it),
+/// `x`, the forward pass's `mean` and `inv_std`, and γ. `relu_output` is the forward pass's
+/// output when it ran with [`Activation::Relu`] (the gradient's mask), else `None`.
 ///
 /// # Panics
 /// As [`batch_norm_train_forward`], or if `output_grad` does not have `x`'s size.
 pub fn batch_norm_train_backward(
     x: &FlexTensor,
-    mean: &FlexTensor,
-    inv_std: &FlexTensor,
-    gamma: &FlexTensor,
-    output_grad: &FlexTensor,
+    (mean, inv_std, gamma): (&FlexTensor, &FlexTensor, &FlexTensor),
+    output_grad: FlexTensor,
+    relu_output: Option<&FlexTensor>,
 ) -> BatchNormGrads {
+    let saved = (mean, inv_std, gamma);
     match x.dtype() {
-        DType::F32 => backward_typed::<f32>(x, mean, inv_std, gamma, output_grad),
-        DType::F64 => backward_typed::<f64>(x, mean, inv_std, gamma, output_grad),
+        DType::F32 => backward_typed::<f32>(x, saved, output_grad, relu_output),
+        DType::F64 => backward_typed::<f64>(x, saved, output_grad, relu_output),
         dtype => panic!("batch_norm: unsupported dtype {dtype:?}"),
     }
 }
@@ -413,28 +459,37 @@ mod tests {
         (y, dx, dgamma, dbeta)
     }
 
-    fn check(shape: (usize, usize, usize)) {
+    fn check(shape: (usize, usize, usize), activation: Activation) {
         let (n, c, l) = shape;
         let x = pseudo_random(n * c * l, 1);
-        let dy = pseudo_random(n * c * l, 2);
+        let mut dy = pseudo_random(n * c * l, 2);
         let gamma = pseudo_random(c, 3);
         let beta = pseudo_random(c, 4);
-        let (y, dx, dgamma, dbeta) = naive(&x, &gamma, &beta, &dy, shape, 1e-5);
+        let (mut y, ..) = naive(&x, &gamma, &beta, &dy, shape, 1e-5);
+        if activation == Activation::Relu {
+            // relu(batch_norm(x)): the output clipped, the gradient masked where it is zero.
+            for (y, dy) in y.iter_mut().zip(&mut dy) {
+                *dy = if *y > 0.0 { *dy } else { 0.0 };
+                *y = y.max(0.0);
+            }
+        }
+        let (_, dx, dgamma, dbeta) = naive(&x, &gamma, &beta, &dy, shape, 1e-5);
         let xt = tensor(x, vec![n, c, l]);
         let (gt, bt) = (tensor(gamma, vec![c]), tensor(beta, vec![c]));
-        let forward = batch_norm_train_forward(&xt, &gt, &bt, 1e-5);
+        let forward = batch_norm_train_forward(&xt, &gt, &bt, 1e-5, activation);
+        let relu_output = (activation == Activation::Relu).then_some(&forward.output);
         let grads = batch_norm_train_backward(
             &xt,
-            &forward.mean,
-            &forward.inv_std,
-            &gt,
-            &tensor(dy, vec![n, c, l]),
+            (&forward.mean, &forward.inv_std, &gt),
+            tensor(pseudo_random(n * c * l, 2), vec![n, c, l]),
+            relu_output,
         );
         let close = |ours: &FlexTensor, reference: &[f64], what: &str| {
+            assert_eq!(ours.storage::<f64>().len(), reference.len());
             for (a, b) in ours.storage::<f64>().iter().zip(reference) {
                 assert!(
                     (a - b).abs() <= 1e-12 * (1.0 + b.abs()),
-                    "{what} {shape:?}: {a} vs {b}"
+                    "{what} {shape:?} {activation:?}: {a} vs {b}"
                 );
             }
         };
@@ -446,10 +501,27 @@ mod tests {
 
     #[test]
     fn matches_naive_sums() {
-        check((1, 3, 5));
-        check((4, 3, 7));
-        check((2, 5, 1));
-        // Large enough for the parallel passes.
-        check((16, 8, 17 * 17));
+        for activation in [Activation::Identity, Activation::Relu] {
+            check((1, 3, 5), activation);
+            check((4, 3, 7), activation);
+            check((2, 5, 1), activation);
+            // Large enough for the parallel passes.
+            check((16, 8, 17 * 17), activation);
+        }
+    }
+
+    #[test]
+    fn a_shared_output_gradient_is_left_as_it_was() {
+        let (x, g) = (
+            tensor(pseudo_random(60, 5), vec![4, 3, 5]),
+            tensor(vec![1.0; 3], vec![3]),
+        );
+        let forward = batch_norm_train_forward(&x, &g, &g, 1e-5, Activation::Relu);
+        let dy = tensor(pseudo_random(60, 6), vec![4, 3, 5]);
+        let saved = (&forward.mean, &forward.inv_std, &g);
+        let grads = batch_norm_train_backward(&x, saved, dy.clone(), Some(&forward.output));
+        assert_eq!(dy.storage::<f64>(), pseudo_random(60, 6).as_slice());
+        let owned = batch_norm_train_backward(&x, saved, dy, Some(&forward.output));
+        assert_eq!(grads.input.storage::<f64>(), owned.input.storage::<f64>());
     }
 }

@@ -14,6 +14,8 @@ use burn_flex::{FlexTensor, Layout};
 use burn_std::{Bytes, Shape};
 use rayon::prelude::*;
 
+use crate::elementwise_kernels::zeroed_vec;
+
 /// A 4-D tensor's storage read as `[batch, channels]` planes of `h · w` contiguous elements.
 struct Planes<'a, E> {
     data: &'a [E],
@@ -105,7 +107,7 @@ fn gather_typed<E: bytemuck::Pod + Send + Sync>(
     source: &(dyn Fn(usize) -> (usize, usize) + Sync),
 ) -> Bytes {
     let views: Vec<Planes<'_, E>> = inputs.iter().map(Planes::of).collect();
-    let mut out = vec![E::zeroed(); batch * channels * plane];
+    let mut out = zeroed_vec(batch * channels * plane);
     let image_len = channels * plane;
     if image_len > 0 {
         out.par_chunks_mut(image_len)

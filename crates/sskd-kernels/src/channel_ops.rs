@@ -10,27 +10,11 @@ use burn::backend::Flex;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{backend::Backend, Tensor};
 
-use crate::backend_type::{is, primitive_of, tensor_of, CpuAutodiff};
+use crate::backend_type::{kernel_path, primitive_of, tensor_of, CpuAutodiff, KernelPath as Path};
 use crate::channel_kernels;
 
-/// Which path an operation on `x` takes.
-enum Path {
-    Autodiff,
-    Flex,
-    Burn,
-}
-
 fn path_for<B: Backend>(x: &Tensor<B, 4>) -> Path {
-    if !crate::enabled() || !channel_kernels::supports(x.dtype()) {
-        return Path::Burn;
-    }
-    if is::<B, CpuAutodiff>() {
-        return Path::Autodiff;
-    }
-    if is::<B, Flex>() {
-        return Path::Flex;
-    }
-    Path::Burn
+    kernel_path::<B>(channel_kernels::supports(x.dtype()))
 }
 
 /// ShuffleNet's channel shuffle in `groups` groups: output channel `i · groups + k` is input

@@ -27,6 +27,7 @@ use burn_flex::{FlexTensor, Layout};
 use burn_std::{bf16, f16, Bytes, Shape};
 
 use crate::conv_geometry::{thread_count, Conv2dGeometry, ConvFloat};
+use crate::elementwise_kernels::zeroed_vec;
 use crate::float_cast::{cast_from_f32, cast_to_f32};
 use crate::gemm_product::{gemm, sum_partials, MatRef};
 use crate::parallel_chunks::for_each_chunk;
@@ -229,7 +230,7 @@ pub(crate) fn conv2d_forward<T: ConvFloat>(
     if pointwise_kernels::applies(geo) {
         return pointwise_kernels::forward(geo, x, weight, bias);
     }
-    let mut out = vec![T::zero(); geo.batch * geo.out_image()];
+    let mut out = zeroed_vec(geo.batch * geo.out_image());
     if out.is_empty() {
         return out;
     }
@@ -284,7 +285,7 @@ pub(crate) fn conv2d_input_grad<T: ConvFloat>(
     weight: &[T],
     dy: &[T],
 ) -> Vec<T> {
-    let mut dx = vec![T::zero(); geo.batch * geo.in_image()];
+    let mut dx = zeroed_vec(geo.batch * geo.in_image());
     if dx.is_empty() || geo.out_plane() == 0 {
         return dx;
     }

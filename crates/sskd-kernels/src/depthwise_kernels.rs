@@ -20,6 +20,7 @@
 use rayon::prelude::*;
 
 use crate::conv_geometry::{Conv2dGeometry, ConvFloat};
+use crate::elementwise_kernels::zeroed_vec;
 
 /// Whether these kernels compute `geo`: any depthwise convolution with an output.
 pub(crate) fn applies(geo: &Conv2dGeometry) -> bool {
@@ -163,7 +164,7 @@ pub(crate) fn forward<T: ConvFloat>(
 ) -> Vec<T> {
     let wide = Wide::new(geo);
     let (taps, multiplier) = (geo.k_h * geo.k_w, geo.out_per_group());
-    let mut out = vec![T::zero(); geo.batch * geo.out_image()];
+    let mut out = zeroed_vec(geo.batch * geo.out_image());
     for_each_plane(
         &mut out,
         geo.out_plane(),
@@ -190,7 +191,7 @@ pub(crate) fn forward<T: ConvFloat>(
 pub(crate) fn input_grad<T: ConvFloat>(geo: &Conv2dGeometry, weight: &[T], dy: &[T]) -> Vec<T> {
     let wide = Wide::new(geo);
     let (taps, multiplier) = (geo.k_h * geo.k_w, geo.out_per_group());
-    let mut dx = vec![T::zero(); geo.batch * geo.in_image()];
+    let mut dx = zeroed_vec(geo.batch * geo.in_image());
     for_each_plane(
         &mut dx,
         geo.in_plane(),

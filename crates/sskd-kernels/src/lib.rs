@@ -18,6 +18,8 @@
 //! - [`channel_shuffle`] and [`cat_channels`]: ShuffleNet's channel shuffle and a channel
 //!   concatenation as copies of whole planes ([`channel_kernels`]), with contiguous gradients;
 //!   Burn's composites walk strided views element by element on `Flex`.
+//! - [`relu`] and [`add`] (ReLU and a residual sum) on all cores, in place where a buffer is
+//!   free ([`elementwise_kernels`]); burn-flex runs its element-wise operations on one thread.
 //!
 //! Both check the backend type at run time, so generic code (`B: Backend`, no extra bound) gets
 //! the kernels when `B` is `Autodiff<burn::backend::Flex>` or `burn::backend::Flex`, the types
@@ -55,14 +57,18 @@ mod conv2d;
 pub mod conv2d_kernels;
 mod conv_geometry;
 mod depthwise_kernels;
+pub mod elementwise_kernels;
+mod elementwise_ops;
 mod float_cast;
 mod gemm_product;
 mod parallel_chunks;
 mod pointwise_kernels;
 
 pub use batch_norm::{batch_norm_inference, batch_norm_train, TrainNormalised};
+pub use batch_norm_kernels::Activation;
 pub use channel_ops::{cat_channels, channel_shuffle};
 pub use conv2d::conv2d;
+pub use elementwise_ops::{add, relu};
 
 use core::sync::atomic::{AtomicBool, Ordering};
 

@@ -14,6 +14,7 @@
 //! for the GEMM micro-kernels; those keep the chunked im2col path.
 
 use crate::conv_geometry::{thread_count, Conv2dGeometry, ConvFloat};
+use crate::elementwise_kernels::zeroed_vec;
 use crate::gemm_product::{gemm, sum_partials, MatRef};
 use crate::parallel_chunks::for_each_chunk;
 
@@ -47,7 +48,7 @@ pub(crate) fn forward<T: ConvFloat>(
     bias: Option<&[T]>,
 ) -> Vec<T> {
     let (m, k, plane) = (geo.out_per_group(), geo.in_per_group(), geo.out_plane());
-    let mut out = vec![T::zero(); geo.batch * geo.out_image()];
+    let mut out = zeroed_vec(geo.batch * geo.out_image());
     let (parallel, parallelism) = image_parallelism(geo.batch);
     for_each_chunk(&mut out, geo.out_image(), parallel, |b, out_image| {
         let x_image = &x[b * geo.in_image()..][..geo.in_image()];
@@ -73,7 +74,7 @@ pub(crate) fn forward<T: ConvFloat>(
 /// The input gradient: `dx [B, C, H, W]` from `weight [O, C/g, 1, 1]` and `dy [B, O, H, W]`.
 pub(crate) fn input_grad<T: ConvFloat>(geo: &Conv2dGeometry, weight: &[T], dy: &[T]) -> Vec<T> {
     let (m, k, plane) = (geo.in_per_group(), geo.out_per_group(), geo.out_plane());
-    let mut dx = vec![T::zero(); geo.batch * geo.in_image()];
+    let mut dx = zeroed_vec(geo.batch * geo.in_image());
     let (parallel, parallelism) = image_parallelism(geo.batch);
     for_each_chunk(&mut dx, geo.in_image(), parallel, |b, dx_image| {
         let dy_image = &dy[b * geo.out_image()..][..geo.out_image()];

@@ -14,10 +14,40 @@
 //! On `Autodiff<Flex>` the training forward and backward go further: one fused operation with
 //! single-kernel forward and backward passes (`sskd_kernels::batch_norm_train`,
 //! feature `flex`); the composite above runs on every other backend.
+//! [`BatchNorm::forward_relu`] is `relu(forward(x))` with the ReLU inside those passes (and
+//! inside the one pass of inference mode on `Flex`).
 
 use burn::config::Config;
 use burn::module::{Initializer, Module, Param, RunningState};
 use burn::tensor::{backend::Backend, Tensor};
+
+use crate::elementwise::relu;
+
+/// What follows the normalisation: nothing, or a ReLU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Then {
+    Identity,
+    Relu,
+}
+
+impl Then {
+    /// `output`, or its ReLU, on the composite path.
+    fn apply<B: Backend, const D: usize>(self, output: Tensor<B, D>) -> Tensor<B, D> {
+        match self {
+            Then::Identity => output,
+            Then::Relu => relu(output),
+        }
+    }
+
+    /// The same for the CPU kernels.
+    #[cfg(feature = "flex")]
+    fn kernel(self) -> sskd_kernels::Activation {
+        match self {
+            Then::Identity => sskd_kernels::Activation::Identity,
+            Then::Relu => sskd_kernels::Activation::Relu,
+        }
+    }
+}
 
 /// Configuration of a [`BatchNorm`] layer.
 #[derive(Config, Debug)]
@@ -97,14 +127,24 @@ impl<B: Backend> BatchNorm<B> {
     /// # Panics
     /// If the rank is below 2 or dimension 1 is not `C`.
     pub fn forward<const D: usize>(&self, input: Tensor<B, D>) -> Tensor<B, D> {
-        self.normalise(input, true)
+        self.normalise(input, true, Then::Identity)
+    }
+
+    /// `relu(self.forward(input))`: the same values and gradients, with the ReLU computed in
+    /// the batch norm's own passes where the CPU kernels run (two passes over the activation
+    /// and a buffer fewer).
+    ///
+    /// # Panics
+    /// As [`forward`](Self::forward).
+    pub fn forward_relu<const D: usize>(&self, input: Tensor<B, D>) -> Tensor<B, D> {
+        self.normalise(input, true, Then::Relu)
     }
 
     /// [`forward`](Self::forward) that leaves the running statistics as they are: for a
     /// second look at a tensor this layer already normalised in the same step (the WRN
     /// pre-activation features), which must not count the batch twice.
     pub fn forward_without_update<const D: usize>(&self, input: Tensor<B, D>) -> Tensor<B, D> {
-        self.normalise(input, false)
+        self.normalise(input, false, Then::Identity)
     }
 
     /// The layer as PyTorch runs it in `eval()` mode inside a training step whose optimiser
@@ -120,7 +160,12 @@ impl<B: Backend> BatchNorm<B> {
         output.reshape(dims)
     }
 
-    fn normalise<const D: usize>(&self, input: Tensor<B, D>, update: bool) -> Tensor<B, D> {
+    fn normalise<const D: usize>(
+        &self,
+        input: Tensor<B, D>,
+        update: bool,
+        then: Then,
+    ) -> Tensor<B, D> {
         let dims = input.dims();
         assert!(
             D >= 2,
@@ -133,14 +178,14 @@ impl<B: Backend> BatchNorm<B> {
             "BatchNorm of {num_features} channels given {channels}"
         );
         if !B::ad_enabled(&input.device()) {
-            return self.inference(input);
+            return self.inference(input, then);
         }
         #[cfg(feature = "flex")]
-        let input = match self.forward_fused(input, update) {
+        let input = match self.forward_fused(input, update, then) {
             Ok(output) => return output,
             Err(input) => input,
         };
-        self.normalise_composite(input, update)
+        then.apply(self.normalise_composite(input, update))
     }
 
     /// [`normalise`](Self::normalise) as a composite of generic tensor ops on rows
@@ -165,16 +210,18 @@ impl<B: Backend> BatchNorm<B> {
     /// Inference mode on a backend without autodiff: the statistics folded once, then one pass
     /// of the CPU kernel (`sskd_kernels::batch_norm_inference`, the same values) where it
     /// applies, else the composite's two operations on rows.
-    fn inference<const D: usize>(&self, input: Tensor<B, D>) -> Tensor<B, D> {
+    fn inference<const D: usize>(&self, input: Tensor<B, D>, then: Then) -> Tensor<B, D> {
         let (scale, shift) = self.folded_scale_shift(self.gamma.val(), self.beta.val());
         #[cfg(feature = "flex")]
-        if let Some(output) = sskd_kernels::batch_norm_inference(&input, &scale, &shift) {
+        if let Some(output) =
+            sskd_kernels::batch_norm_inference(&input, &scale, &shift, then.kernel())
+        {
             return output;
         }
         let dims = input.dims();
         let len: usize = dims[2..].iter().product();
         let rows = input.reshape([dims[0] * dims[1], len]);
-        scale_shift_rows(rows, dims[0], scale, shift).reshape(dims)
+        then.apply(scale_shift_rows(rows, dims[0], scale, shift).reshape(dims))
     }
 
     /// The training forward pass through the fused CPU kernels
@@ -184,9 +231,12 @@ impl<B: Backend> BatchNorm<B> {
         &self,
         input: Tensor<B, D>,
         update: bool,
+        then: Then,
     ) -> Result<Tensor<B, D>, Tensor<B, D>> {
         let (gamma, beta) = (self.gamma.val(), self.beta.val());
-        let Some(fused) = sskd_kernels::batch_norm_train(&input, &gamma, &beta, self.epsilon)
+        let activation = then.kernel();
+        let Some(fused) =
+            sskd_kernels::batch_norm_train(&input, &gamma, &beta, self.epsilon, activation)
         else {
             return Err(input);
         };
@@ -351,12 +401,31 @@ mod tests {
         }
     }
 
-    /// The fused CPU kernels (the path `forward` takes on `Autodiff<Flex>`) against the
-    /// composite of generic ops, in `f64`: output, every gradient and the running statistics.
+    /// The composite of generic ops, then Burn's own ReLU if `then` asks for one: the
+    /// reference the kernels are held to.
+    fn reference<Bk: Backend, const D: usize>(
+        layer: &BatchNorm<Bk>,
+        input: Tensor<Bk, D>,
+        update: bool,
+        then: Then,
+    ) -> Tensor<Bk, D> {
+        let output = layer.normalise_composite(input, update);
+        match then {
+            Then::Identity => output,
+            Then::Relu => burn::tensor::activation::relu(output),
+        }
+    }
+
+    /// The fused CPU kernels (the path `forward` and `forward_relu` take on `Autodiff<Flex>`)
+    /// against the composite of generic ops (and Burn's ReLU), in `f64`: output, every
+    /// gradient and the running statistics.
     #[test]
     fn fused_cpu_kernels_match_the_composite_in_f64() {
         let device = Default::default();
-        for dims in [[4, 3, 5, 6], [1, 2, 1, 7], [16, 8, 17, 17]] {
+        let cases = [[4, 3, 5, 6], [1, 2, 1, 7], [16, 8, 17, 17]]
+            .into_iter()
+            .flat_map(|dims| [(dims, Then::Identity), (dims, Then::Relu)]);
+        for (dims, then) in cases {
             let random = |mean| {
                 Tensor::<B, 1>::random([dims[1]], Distribution::Normal(mean, 0.5), &device)
                     .cast(DType::F64)
@@ -371,8 +440,8 @@ mod tests {
                 let layer = layer_with(gamma.clone(), beta.clone());
                 let input = input.clone().detach().require_grad();
                 let output = match fused {
-                    true => layer.forward(input.clone()),
-                    false => layer.normalise_composite(input.clone(), true),
+                    true => layer.normalise(input.clone(), true, then),
+                    false => reference(&layer, input.clone(), true, then),
                 };
                 let grads = (output.clone() * output_grad.clone()).sum().backward();
                 [
@@ -391,7 +460,7 @@ mod tests {
                 .zip(fused.iter().zip(&composite))
             {
                 ours.assert_approx_eq::<f64>(reference, Tolerance::absolute(1e-12));
-                assert_eq!(ours.shape, reference.shape, "{what} {dims:?}");
+                assert_eq!(ours.shape, reference.shape, "{what} {dims:?} {then:?}");
             }
         }
     }
@@ -431,13 +500,16 @@ mod tests {
         }
     }
 
-    /// `layer.forward` (the kernel on `Flex`) equals the composite bit for bit, in its dtype.
+    /// `layer.forward` and `layer.forward_relu` (the kernel on `Flex`) equal the composite (and
+    /// Burn's ReLU) bit for bit, in its dtype.
     fn kernel_is_composite<const D: usize>(layer: &BatchNorm<Flex>, input: Tensor<Flex, D>) {
         let dtype = input.dtype();
-        let kernel = layer.forward(input.clone()).into_data();
-        let composite = layer.normalise_composite(input, false).into_data();
-        assert_eq!(kernel.dtype, dtype);
-        kernel.assert_eq(&composite, true);
+        for then in [Then::Identity, Then::Relu] {
+            let kernel = layer.normalise(input.clone(), false, then).into_data();
+            let composite = reference(layer, input.clone(), false, then).into_data();
+            assert_eq!(kernel.dtype, dtype);
+            kernel.assert_eq(&composite, true);
+        }
     }
 
     #[test]

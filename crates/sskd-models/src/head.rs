@@ -3,9 +3,9 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
-use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Tensor};
 
+use crate::elementwise::relu;
 use crate::key_rules::{KeyRules, NOT_A_KEY};
 use crate::{Model, ModelOutput};
 

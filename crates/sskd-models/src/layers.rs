@@ -9,6 +9,7 @@ use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 pub use crate::batch_norm::{BatchNorm, BatchNormConfig};
 use crate::conv2d::conv2d;
 pub use crate::conv2d::Conv2d;
+pub use crate::elementwise::{add, relu};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{backend::Backend, s, Tensor};
 
@@ -155,6 +156,15 @@ impl<B: Backend> ConvBn<B> {
     /// - output `[batch, channels_out, h', w']` as the convolution gives
     pub fn forward(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
         self.bn.forward(conv_forward(&self.conv, input))
+    }
+
+    /// Applies `relu(bn(conv(x)))`, the ReLU inside the batch norm's passes where the CPU
+    /// kernels run ([`BatchNorm::forward_relu`]).
+    ///
+    /// # Shapes
+    /// As [`forward`](Self::forward).
+    pub fn forward_relu(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
+        self.bn.forward_relu(conv_forward(&self.conv, input))
     }
 }
 

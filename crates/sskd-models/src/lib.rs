@@ -43,6 +43,7 @@ mod backbone;
 pub mod batch_norm;
 pub mod checkpoint;
 pub mod conv2d;
+pub mod elementwise;
 mod error;
 pub mod export;
 pub mod head;

@@ -5,12 +5,13 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::Linear;
-use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Tensor};
 
 use crate::backbone::{Backbone, ReferenceCall};
 use crate::key_rules::{KeyRules, NOT_A_KEY};
-use crate::layers::{classifier, global_avg_pool, ConvBn, ConvInit, LinearInit, SquareConvConfig};
+use crate::layers::{
+    add, classifier, global_avg_pool, relu, ConvBn, ConvInit, LinearInit, SquareConvConfig,
+};
 use crate::ModelOutput;
 
 /// The inverted-residual settings `(t, c, n, s)` of the reference before the width multiplier
@@ -126,11 +127,11 @@ impl<B: Backend> InvertedResidual<B> {
 
     /// Applies the block.
     pub fn forward(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
-        let hidden = relu(self.expand.forward(input.clone()));
-        let hidden = relu(self.depthwise.forward(hidden));
+        let hidden = self.expand.forward_relu(input.clone());
+        let hidden = self.depthwise.forward_relu(hidden);
         let output = self.project.forward(hidden);
         if self.residual {
-            output + input
+            add(output, input)
         } else {
             output
         }
@@ -174,7 +175,7 @@ impl<B: Backend> Backbone<B> for MobileNetV2<B> {
                 .flatten()
                 .fold(hidden, |hidden, block| block.forward(hidden))
         };
-        let stem = relu(self.conv1.forward(input)); // [batch, 16, 16, 16]
+        let stem = self.conv1.forward_relu(input); // [batch, 16, 16, 16]
         let stage1 = run_groups(stem.clone(), 0..2); // [batch, 12, 16, 16]
         let stage2 = run_groups(stage1.clone(), 2..3); // [batch, 16, 8, 8]
         let stage3 = run_groups(stage2.clone(), 3..5); // [batch, 48, 4, 4]

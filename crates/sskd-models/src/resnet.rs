@@ -14,11 +14,11 @@ use burn::nn::{Linear, PaddingConfig2d};
 
 use crate::backbone::Backbone;
 use crate::batch_norm::BatchNorm;
-use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Tensor};
 
 use crate::layers::{
-    batch_norm, classifier, global_avg_pool, ConvBn, ConvInit, LinearInit, SquareConvConfig,
+    add, batch_norm, classifier, global_avg_pool, relu, ConvBn, ConvInit, LinearInit,
+    SquareConvConfig,
 };
 use crate::ModelOutput;
 
@@ -241,15 +241,15 @@ impl<B: Backend> ResidualBlock<B> {
             Some(projection) => projection.forward(input.clone()),
             None => input.clone(),
         };
-        let hidden = relu(self.bn1.forward(self.conv1.forward(input)));
+        let hidden = self.bn1.forward_relu(self.conv1.forward(input));
         let branch = match (&self.conv3, &self.bn3) {
             (Some(conv3), Some(bn3)) => {
-                let hidden = relu(self.bn2.forward(self.conv2.forward(hidden)));
+                let hidden = self.bn2.forward_relu(self.conv2.forward(hidden));
                 bn3.forward(conv3.forward(hidden))
             }
             _ => self.bn2.forward(self.conv2.forward(hidden)),
         };
-        let preact = branch + shortcut;
+        let preact = add(branch, shortcut);
         (relu(preact.clone()), preact)
     }
 }
@@ -283,7 +283,7 @@ impl<B: Backend> Backbone<B> for ResNet<B> {
     /// `features` = `[stem, stage 1, …, stage S]`; `preact_features` replaces each stage output
     /// by its last block's residual sum before the final ReLU.
     fn forward(&self, input: Tensor<B, 4>) -> ModelOutput<B> {
-        let mut hidden = relu(self.bn1.forward(self.conv1.forward(input))); // [batch, c0, h, w]
+        let mut hidden = self.bn1.forward_relu(self.conv1.forward(input)); // [batch, c0, h, w]
         if let Some(pool) = &self.maxpool {
             hidden = pool.forward(hidden); // [batch, 64, h/4, w/4]
         }

@@ -11,12 +11,11 @@ use burn::nn::{Linear, PaddingConfig2d};
 
 use crate::backbone::Backbone;
 use crate::batch_norm::BatchNorm;
-use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Tensor};
 
 use crate::layers::{
-    batch_norm, cat_channels, channel_shuffle, classifier, global_avg_pool, ConvInit, LinearInit,
-    SquareConvConfig,
+    add, batch_norm, cat_channels, channel_shuffle, classifier, global_avg_pool, relu, ConvInit,
+    LinearInit, SquareConvConfig,
 };
 use crate::ModelOutput;
 
@@ -146,13 +145,13 @@ impl<B: Backend> ShuffleUnitV1<B> {
 
     /// Returns `(output, preact)`: the unit output and its value before the final ReLU.
     pub fn forward(&self, input: Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 4>) {
-        let hidden = relu(self.bn1.forward(self.conv1.forward(input.clone())));
+        let hidden = self.bn1.forward_relu(self.conv1.forward(input.clone()));
         let hidden = channel_shuffle(hidden, self.shuffle_groups);
-        let hidden = relu(self.bn2.forward(self.conv2.forward(hidden)));
+        let hidden = self.bn2.forward_relu(self.conv2.forward(hidden));
         let branch = self.bn3.forward(self.conv3.forward(hidden));
         let preact = match &self.shortcut_pool {
             Some(pool) => cat_channels(branch, pool.forward(input)),
-            None => branch + input,
+            None => add(branch, input),
         };
         (relu(preact.clone()), preact)
     }
@@ -199,7 +198,7 @@ impl<B: Backend> Backbone<B> for ShuffleNetV1<B> {
     /// Runs the network; see [`ModelOutput`]. `preact_features` holds each stage's output
     /// before its final ReLU.
     fn forward(&self, input: Tensor<B, 4>) -> ModelOutput<B> {
-        let stem = relu(self.bn1.forward(self.conv1.forward(input))); // [batch, 24, 32, 32]
+        let stem = self.bn1.forward_relu(self.conv1.forward(input)); // [batch, 24, 32, 32]
         let (stage1, preact1) = run_stage(&self.layer1, stem.clone()); // [batch, 240, 16, 16]
         let (stage2, preact2) = run_stage(&self.layer2, stage1.clone()); // [batch, 480, 8, 8]
         let (stage3, preact3) = run_stage(&self.layer3, stage2.clone()); // [batch, 960, 4, 4]

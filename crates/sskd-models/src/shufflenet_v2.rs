@@ -9,12 +9,11 @@ use burn::nn::Linear;
 
 use crate::backbone::{Backbone, ReferenceCall};
 use crate::batch_norm::BatchNorm;
-use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Tensor};
 
 use crate::layers::{
-    batch_norm, cat_channels, channel_shuffle, classifier, global_avg_pool, ConvInit, LinearInit,
-    SquareConvConfig,
+    batch_norm, cat_channels, channel_shuffle, classifier, global_avg_pool, relu, ConvInit,
+    LinearInit, SquareConvConfig,
 };
 use crate::ModelOutput;
 
@@ -105,7 +104,7 @@ impl<B: Backend> SplitBlock<B> {
             .clone()
             .slice([0..batch, 0..half, 0..height, 0..width]);
         let branch = input.slice([0..batch, half..channels, 0..height, 0..width]);
-        let branch = relu(self.bn1.forward(self.conv1.forward(branch)));
+        let branch = self.bn1.forward_relu(self.conv1.forward(branch));
         let branch = self.bn2.forward(self.conv2.forward(branch));
         let branch_preact = self.bn3.forward(self.conv3.forward(branch));
         let output = cat_channels(kept.clone(), relu(branch_preact.clone()));
@@ -170,10 +169,10 @@ impl<B: Backend> DownBlock<B> {
     /// Applies the unit.
     pub fn forward(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
         let left = self.bn1.forward(self.conv1.forward(input.clone()));
-        let left = relu(self.bn2.forward(self.conv2.forward(left)));
-        let right = relu(self.bn3.forward(self.conv3.forward(input)));
+        let left = self.bn2.forward_relu(self.conv2.forward(left));
+        let right = self.bn3.forward_relu(self.conv3.forward(input));
         let right = self.bn4.forward(self.conv4.forward(right));
-        let right = relu(self.bn5.forward(self.conv5.forward(right)));
+        let right = self.bn5.forward_relu(self.conv5.forward(right));
         channel_shuffle(cat_channels(left, right), 2)
     }
 }
@@ -239,7 +238,7 @@ impl<B: Backend> Backbone<B> for ShuffleNetV2<B> {
     /// `get_feat_modules()`: with `feature_layers_only` its batch norm runs frozen in inference
     /// mode.
     fn forward_call(&self, input: Tensor<B, 4>, call: ReferenceCall) -> ModelOutput<B> {
-        let stem = relu(self.bn1.forward(self.conv1.forward(input))); // [batch, 24, 32, 32]
+        let stem = self.bn1.forward_relu(self.conv1.forward(input)); // [batch, 24, 32, 32]
         let (stage1, preact1) = self.layer1.forward(stem.clone()); // [batch, 116, 16, 16]
         let (stage2, preact2) = self.layer2.forward(stage1.clone()); // [batch, 232, 8, 8]
         let (stage3, preact3) = self.layer3.forward(stage2.clone()); // [batch, 464, 4, 4]

@@ -5,13 +5,12 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::Linear;
-use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Tensor};
 
 use crate::backbone::Backbone;
 use crate::key_rules::{KeyRules, NOT_A_KEY};
 use crate::layers::{
-    batch_norm, classifier, global_avg_pool, ConvBn, ConvInit, LinearInit, SquareConvConfig,
+    batch_norm, classifier, global_avg_pool, relu, ConvBn, ConvInit, LinearInit, SquareConvConfig,
 };
 use crate::ModelOutput;
 
@@ -149,7 +148,7 @@ fn run_block<B: Backend>(block: &[ConvBn<B>], input: Tensor<B, 4>) -> Tensor<B, 
     let (last, body) = block.split_last().expect("blocks are never empty");
     let hidden = body
         .iter()
-        .fold(input, |hidden, layer| relu(layer.forward(hidden)));
+        .fold(input, |hidden, layer| layer.forward_relu(hidden));
     last.forward(hidden)
 }
 

@@ -9,11 +9,11 @@ use burn::nn::Linear;
 
 use crate::backbone::{Backbone, ReferenceCall};
 use crate::batch_norm::BatchNorm;
-use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Tensor};
 
 use crate::layers::{
-    batch_norm, classifier, conv_forward, global_avg_pool, ConvInit, LinearInit, SquareConvConfig,
+    add, batch_norm, classifier, conv_forward, global_avg_pool, relu, ConvInit, LinearInit,
+    SquareConvConfig,
 };
 use crate::ModelOutput;
 
@@ -118,12 +118,12 @@ impl<B: Backend> WrnBlock<B> {
 
     /// Applies the block.
     pub fn forward(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
-        let activated = relu(self.bn1.forward(input.clone()));
-        let branch = relu(self.bn2.forward(self.conv1.forward(activated.clone())));
+        let activated = self.bn1.forward_relu(input.clone());
+        let branch = self.bn2.forward_relu(self.conv1.forward(activated.clone()));
         let branch = self.conv2.forward(branch);
         match &self.conv_shortcut {
-            Some(projection) => conv_forward(projection, activated) + branch,
-            None => input + branch,
+            Some(projection) => add(conv_forward(projection, activated), branch),
+            None => add(input, branch),
         }
     }
 }

@@ -1,0 +1,42 @@
+//! The element-wise operations of the zoo's forward passes: ReLU and the residual sum. With
+//! feature `flex` they run on all cores on the CPU backend (`sskd_kernels::relu`,
+//! `sskd_kernels::add`; burn-flex runs its own on one thread) and as Burn's operations
+//! everywhere else; without it, as Burn's.
+
+use burn::tensor::{backend::Backend, Tensor};
+
+/// The rectified linear unit `max(x, 0)`.
+///
+/// # Shapes
+/// - input: any, output the same
+#[cfg(feature = "flex")]
+pub fn relu<B: Backend, const D: usize>(input: Tensor<B, D>) -> Tensor<B, D> {
+    sskd_kernels::relu(input)
+}
+
+/// The rectified linear unit `max(x, 0)`.
+///
+/// # Shapes
+/// - input: any, output the same
+#[cfg(not(feature = "flex"))]
+pub fn relu<B: Backend, const D: usize>(input: Tensor<B, D>) -> Tensor<B, D> {
+    burn::tensor::activation::relu(input)
+}
+
+/// `a + b` for tensors of one shape (a residual connection).
+///
+/// # Shapes
+/// - a, b: the same shape (or shapes Burn broadcasts), output that shape
+#[cfg(feature = "flex")]
+pub fn add<B: Backend, const D: usize>(a: Tensor<B, D>, b: Tensor<B, D>) -> Tensor<B, D> {
+    sskd_kernels::add(a, b)
+}
+
+/// `a + b` for tensors of one shape (a residual connection).
+///
+/// # Shapes
+/// - a, b: the same shape (or shapes Burn broadcasts), output that shape
+#[cfg(not(feature = "flex"))]
+pub fn add<B: Backend, const D: usize>(a: Tensor<B, D>, b: Tensor<B, D>) -> Tensor<B, D> {
+    a + b
+}
