@@ -125,6 +125,23 @@ fn gather_rows<T: ConvFloat>(
     }
 }
 
+/// Output channels `channels` of a chunk of images `dy_chunk` (`[n, O, OH, OW]`) as one matrix
+/// `[channels, n · OH·OW]`: the chunk itself for one image (those rows are contiguous in
+/// NCHW), else gathered into `scratch`.
+fn group_rows<'a, T: ConvFloat>(
+    dy_chunk: &'a [T],
+    geo: &Conv2dGeometry,
+    channels: core::ops::Range<usize>,
+    scratch: &'a mut [T],
+) -> &'a [T] {
+    let plane = geo.out_plane();
+    if dy_chunk.len() == geo.out_image() {
+        return &dy_chunk[channels.start * plane..channels.end * plane];
+    }
+    gather_rows(dy_chunk, geo.out_image(), channels, plane, scratch);
+    scratch
+}
+
 /// The adjoint of [`gather_rows`]: copies `src` (`[rows, n · plane]`) into rows `[rows]` of
 /// each image's matrix in `images`.
 fn scatter_rows<T: ConvFloat>(
@@ -246,24 +263,32 @@ pub(crate) fn conv2d_forward<T: ConvFloat>(
                     [..out_chunk.len() / geo.out_image() * geo.in_image()];
                 let n = x_chunk.len() / geo.in_image() * geo.out_plane();
                 let parallelism = geo.gemm_parallelism(m, n, k);
+                // One image: its group's output rows are one block of NCHW, written directly.
+                let one_image = out_chunk.len() == geo.out_image();
                 for g in 0..geo.groups {
                     let columns = chunk_columns(geo, x_chunk, g, scratch.col);
                     let w_group = &weight[g * m * k..][..m * k];
+                    let product = match one_image {
+                        true => &mut out_chunk[g * m * n..][..m * n],
+                        false => &mut scratch.rows[..m * n],
+                    };
                     gemm(
-                        scratch.rows,
+                        product,
                         (m, n, k),
                         MatRef::row_major(w_group, m, k),
                         MatRef::row_major(columns, k, n),
                         false,
                         parallelism,
                     );
-                    scatter_rows(
-                        scratch.rows,
-                        out_chunk,
-                        geo.out_image(),
-                        g * m..(g + 1) * m,
-                        geo.out_plane(),
-                    );
+                    if !one_image {
+                        scatter_rows(
+                            scratch.rows,
+                            out_chunk,
+                            geo.out_image(),
+                            g * m..(g + 1) * m,
+                            geo.out_plane(),
+                        );
+                    }
                 }
                 if let Some(bias) = bias {
                     for out_image in out_chunk.chunks_exact_mut(geo.out_image()) {
@@ -308,19 +333,13 @@ pub(crate) fn conv2d_input_grad<T: ConvFloat>(
                 let n = images * geo.out_plane();
                 let parallelism = geo.gemm_parallelism(m, n, k);
                 for g in 0..geo.groups {
-                    gather_rows(
-                        dy_chunk,
-                        geo.out_image(),
-                        g * k..(g + 1) * k,
-                        geo.out_plane(),
-                        scratch.rows,
-                    );
+                    let dy_group = group_rows(dy_chunk, geo, g * k..(g + 1) * k, scratch.rows);
                     let w_group = &weight[g * k * m..][..k * m];
                     gemm(
                         scratch.col,
                         (m, n, k),
                         MatRef::row_major(w_group, k, m).t(),
-                        MatRef::row_major(scratch.rows, k, n),
+                        MatRef::row_major(dy_group, k, n),
                         false,
                         parallelism,
                     );
@@ -368,13 +387,7 @@ pub(crate) fn conv2d_weight_grad<T: ConvFloat>(geo: &Conv2dGeometry, x: &[T], dy
                     geo.gemm_parallelism(m, n, k)
                 };
                 for g in 0..geo.groups {
-                    gather_rows(
-                        dy_chunk,
-                        geo.out_image(),
-                        g * m..(g + 1) * m,
-                        geo.out_plane(),
-                        scratch.rows,
-                    );
+                    let dy_group = group_rows(dy_chunk, geo, g * m..(g + 1) * m, scratch.rows);
                     // dW_g = dY_g · col_gᵀ from the forward pass's im2col matrix, in this
                     // orientation (its transpose col_g · dY_gᵀ ran ~10 % slower, and a
                     // pixel-major col_g cost more to build than gemm's packing it saved: 20 % of
@@ -383,7 +396,7 @@ pub(crate) fn conv2d_weight_grad<T: ConvFloat>(geo: &Conv2dGeometry, x: &[T], dy
                     gemm(
                         &mut dw[g * m * n..],
                         (m, n, k),
-                        MatRef::row_major(scratch.rows, m, k),
+                        MatRef::row_major(dy_group, m, k),
                         MatRef::row_major(columns, n, k).t(),
                         step > 0,
                         parallelism,
