@@ -33,6 +33,48 @@ use crate::gemm_product::{gemm, sum_partials, MatRef};
 use crate::parallel_chunks::for_each_chunk;
 use crate::{depthwise_kernels, pointwise_kernels};
 
+/// Where one kernel tap's valid outputs of an im2col row sit when the convolution keeps the
+/// row width at stride 1 (`3×3`, padding 1 and the like): output `j = oh · W + ow` reads input
+/// `j + shift` of its channel plane for every valid `(oh, ow)`, so the valid outputs from the
+/// first `start` to the last `end` (exclusive) are one contiguous copy of the plane — except the
+/// columns outside the tap's valid range on each row, which wrap to the neighbouring row.
+struct SameWidthTap {
+    start: usize,
+    end: usize,
+    /// Input offset of output `start` in the channel plane (`start + shift`).
+    source: usize,
+}
+
+impl SameWidthTap {
+    /// The tap `(kh, kw)` of `geo` laid out as one block, or `None` when the convolution
+    /// changes the row width or strides, or the tap has no valid output.
+    fn of(geo: &Conv2dGeometry, kh: usize, kw: usize) -> Option<Self> {
+        if geo.stride != [1, 1] || geo.in_w != geo.out_w {
+            return None;
+        }
+        let ((oh_start, oh_end), (ow_start, ow_end)) = (geo.rows_for_tap(kh), geo.cols_for_tap(kw));
+        if oh_start >= oh_end || ow_start >= ow_end {
+            return None;
+        }
+        Some(Self {
+            start: oh_start * geo.out_w + ow_start,
+            end: (oh_end - 1) * geo.out_w + ow_end,
+            source: geo.in_row(oh_start, kh) * geo.in_w + geo.in_col(ow_start, kw),
+        })
+    }
+
+    /// Zeroes, on every valid row of `row` (one im2col row), the columns outside the tap's
+    /// valid range: the positions that would wrap to the neighbouring input row.
+    fn zero_wrapped<T: ConvFloat>(geo: &Conv2dGeometry, (kh, kw): (usize, usize), row: &mut [T]) {
+        let ((oh_start, oh_end), (ow_start, ow_end)) = (geo.rows_for_tap(kh), geo.cols_for_tap(kw));
+        for output_row in row[oh_start * geo.out_w..oh_end * geo.out_w].chunks_exact_mut(geo.out_w)
+        {
+            output_row[..ow_start].fill(T::zero());
+            output_row[ow_end..].fill(T::zero());
+        }
+    }
+}
+
 /// Fills one image's block of an im2col matrix from one group of that image (`x_group`:
 /// `[C/g, H, W]`): row `r = (c, kh, kw)` of the block is `col[r · row_stride ..][.. OH·OW]`.
 /// Padding reads as zero.
@@ -46,6 +88,14 @@ fn im2col<T: ConvFloat>(geo: &Conv2dGeometry, x_group: &[T], col: &mut [T], row_
                 let (ow_start, ow_end) = geo.cols_for_tap(kw);
                 let row = &mut col[row_index * row_stride..][..out_plane];
                 row_index += 1;
+                if let Some(tap) = SameWidthTap::of(geo, kh, kw) {
+                    row[..tap.start].fill(T::zero());
+                    row[tap.end..].fill(T::zero());
+                    let len = tap.end - tap.start;
+                    row[tap.start..tap.end].copy_from_slice(&channel[tap.source..][..len]);
+                    SameWidthTap::zero_wrapped(geo, (kh, kw), row);
+                    continue;
+                }
                 if ow_start >= ow_end {
                     row.fill(T::zero());
                     continue;
@@ -75,10 +125,10 @@ fn im2col<T: ConvFloat>(geo: &Conv2dGeometry, x_group: &[T], col: &mut [T], row_
 
 /// Adds one image's block of an im2col-shaped matrix (rows `col[r · row_stride ..][.. OH·OW]`)
 /// back into one group of that image's input gradient (`dx_group`: `[C/g, H, W]`): the
-/// adjoint of [`im2col`].
+/// adjoint of [`im2col`]. Overwrites the entries of `col` that fall on padding with zeros.
 fn col2im_add<T: ConvFloat>(
     geo: &Conv2dGeometry,
-    col: &[T],
+    col: &mut [T],
     row_stride: usize,
     dx_group: &mut [T],
 ) {
@@ -89,8 +139,15 @@ fn col2im_add<T: ConvFloat>(
             let (oh_start, oh_end) = geo.rows_for_tap(kh);
             for kw in 0..geo.k_w {
                 let (ow_start, ow_end) = geo.cols_for_tap(kw);
-                let row = &col[row_index * row_stride..];
+                let row = &mut col[row_index * row_stride..][..geo.out_plane()];
                 row_index += 1;
+                if let Some(tap) = SameWidthTap::of(geo, kh, kw) {
+                    // Padding positions add zero, so the tap's block adds in one pass.
+                    SameWidthTap::zero_wrapped(geo, (kh, kw), row);
+                    let dst = &mut channel[tap.source..][..tap.end - tap.start];
+                    scatter_add(dst, 1, &row[tap.start..tap.end], T::one());
+                    continue;
+                }
                 if ow_start >= ow_end {
                     continue;
                 }
@@ -345,7 +402,7 @@ pub(crate) fn conv2d_input_grad<T: ConvFloat>(
                     );
                     for (i, dx_image) in dx_chunk.chunks_exact_mut(geo.in_image()).enumerate() {
                         let dx_group = &mut dx_image[g * geo.in_per_group() * geo.in_plane()..];
-                        col2im_add(geo, &scratch.col[i * geo.out_plane()..], n, dx_group);
+                        col2im_add(geo, &mut scratch.col[i * geo.out_plane()..], n, dx_group);
                     }
                 }
             })
