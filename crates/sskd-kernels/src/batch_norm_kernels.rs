@@ -24,10 +24,8 @@ use burn_backend::{DType, Element};
 use burn_flex::{FlexTensor, Layout};
 use burn_std::{Bytes, Shape};
 
-use crate::elementwise_kernels::{
-    owned_contiguous, relu_backward, relu_of, zeroed_vec, PARALLEL_ELEMENTS,
-};
-use crate::parallel_chunks::for_each_chunk;
+use crate::elementwise_kernels::{owned_contiguous, relu_backward, relu_of};
+use crate::parallel_chunks::{for_each_chunk, zeroed_vec, PARALLEL_ELEMENTS};
 
 /// What follows the normalisation inside the same pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -14,7 +14,7 @@ use burn_flex::{FlexTensor, Layout};
 use burn_std::{Bytes, Shape};
 use rayon::prelude::*;
 
-use crate::elementwise_kernels::zeroed_vec;
+use crate::parallel_chunks::zeroed_vec;
 
 /// A 4-D tensor's storage read as `[batch, channels]` planes of `h · w` contiguous elements.
 struct Planes<'a, E> {

@@ -27,10 +27,9 @@ use burn_flex::{FlexTensor, Layout};
 use burn_std::{bf16, f16, Bytes, Shape};
 
 use crate::conv_geometry::{thread_count, Conv2dGeometry, ConvFloat};
-use crate::elementwise_kernels::zeroed_vec;
 use crate::float_cast::{cast_from_f32, cast_to_f32};
 use crate::gemm_product::{gemm, sum_partials, MatRef};
-use crate::parallel_chunks::for_each_chunk;
+use crate::parallel_chunks::{for_each_chunk, zeroed_vec};
 use crate::{depthwise_kernels, pointwise_kernels};
 
 /// Where one kernel tap's valid outputs of an im2col row sit when the convolution keeps the

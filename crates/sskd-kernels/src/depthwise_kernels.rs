@@ -20,7 +20,7 @@
 use rayon::prelude::*;
 
 use crate::conv_geometry::{Conv2dGeometry, ConvFloat};
-use crate::elementwise_kernels::zeroed_vec;
+use crate::parallel_chunks::zeroed_vec;
 
 /// Whether these kernels compute `geo`: any depthwise convolution with an output.
 pub(crate) fn applies(geo: &Conv2dGeometry) -> bool {

@@ -4,9 +4,9 @@
 //! burn-flex 0.21.0 runs its unary and binary operations (`ops/unary.rs`, `ops/binary.rs`) on
 //! the calling thread, so every ReLU and residual add of a training step left the other cores
 //! idle (our CPU use was 1.2–1.8 of 2 cores against PyTorch's 1.9–2.0,
-//! docs/performance.md). Here the output is written in place by rayon's threads, in slices of
-//! at least [`MIN_SLICE`] elements; tensors below [`PARALLEL_ELEMENTS`] stay on the calling
-//! thread. `f32` and `f64` only ([`supports`]).
+//! docs/performance.md). Here the output is written by rayon's threads, in slices of at least
+//! 8,192 elements, over an input's own buffer when nothing else holds it; tensors below 32,768
+//! elements stay on the calling thread. `f32` and `f64` only ([`supports`]).
 //!
 //! ReLU follows PyTorch: `max(x, 0)` with NaN passed through (burn-flex's `x.max(0.0)` turns
 //! NaN into 0, which would hide a diverged activation), and the gradient flows where the
@@ -17,13 +17,7 @@ use burn_flex::{FlexTensor, Layout};
 use burn_std::{Bytes, Shape};
 use rayon::prelude::*;
 
-use crate::parallel_chunks::for_each_chunk;
-
-/// Elements below which a pass stays on the calling thread.
-pub(crate) const PARALLEL_ELEMENTS: usize = 1 << 15;
-
-/// The fewest elements one thread takes at a time.
-const MIN_SLICE: usize = 1 << 13;
+use crate::parallel_chunks::{for_each_chunk, MIN_SLICE, PARALLEL_ELEMENTS};
 
 /// Whether the kernels of this module handle tensors of `dtype`.
 pub fn supports(dtype: DType) -> bool {
@@ -76,17 +70,6 @@ where
     let mut out = Vec::with_capacity(a.len());
     let pairs = a.par_iter().zip(b.par_iter()).with_min_len(MIN_SLICE);
     out.par_extend(pairs.map(|(&u, &v)| f(u, v)));
-    out
-}
-
-/// A vector of `len` zeros, written on all cores when large (a fresh buffer reused from the
-/// heap is otherwise zeroed by one `memset` on the calling thread while the others wait).
-pub(crate) fn zeroed_vec<T: bytemuck::Zeroable + Copy + Send + Sync>(len: usize) -> Vec<T> {
-    if len < PARALLEL_ELEMENTS {
-        return vec![T::zeroed(); len];
-    }
-    let mut out = Vec::with_capacity(len);
-    out.par_extend(rayon::iter::repeat_n(T::zeroed(), len).with_min_len(MIN_SLICE));
     out
 }
 
@@ -299,8 +282,6 @@ mod tests {
             assert_eq!(sum, both_ways(&x, |b| add(tensor(g.clone()), b)));
             let expected_sum: Vec<f64> = x.iter().zip(&g).map(|(a, b)| a + b).collect();
             assert_eq!(sum, expected_sum);
-            assert!(zeroed_vec::<f64>(len).iter().all(|&v| v == 0.0));
-            assert_eq!(zeroed_vec::<f32>(len).len(), len);
         }
     }
 

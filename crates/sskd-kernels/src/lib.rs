@@ -20,6 +20,8 @@
 //!   Burn's composites walk strided views element by element on `Flex`.
 //! - [`relu`] and [`add`] (ReLU and a residual sum) on all cores, in place where a buffer is
 //!   free ([`elementwise_kernels`]); burn-flex runs its element-wise operations on one thread.
+//! - [`gram`]: Gram matrices `x · xᵀ` of row sets with a one-product gradient
+//!   ([`gram_kernels`]), for the distillation losses that compare similarities.
 //!
 //! Both check the backend type at run time, so generic code (`B: Backend`, no extra bound) gets
 //! the kernels when `B` is `Autodiff<burn::backend::Flex>` or `burn::backend::Flex`, the types
@@ -61,6 +63,8 @@ pub mod elementwise_kernels;
 mod elementwise_ops;
 mod float_cast;
 mod gemm_product;
+pub mod gram_kernels;
+mod gram_ops;
 mod parallel_chunks;
 mod pointwise_kernels;
 
@@ -69,6 +73,7 @@ pub use batch_norm_kernels::Activation;
 pub use channel_ops::{cat_channels, channel_shuffle};
 pub use conv2d::conv2d;
 pub use elementwise_ops::{add, relu};
+pub use gram_ops::gram;
 
 use core::sync::atomic::{AtomicBool, Ordering};
 

@@ -14,9 +14,8 @@
 //! for the GEMM micro-kernels; those keep the chunked im2col path.
 
 use crate::conv_geometry::{thread_count, Conv2dGeometry, ConvFloat};
-use crate::elementwise_kernels::zeroed_vec;
 use crate::gemm_product::{gemm, sum_partials, MatRef};
-use crate::parallel_chunks::for_each_chunk;
+use crate::parallel_chunks::{for_each_chunk, zeroed_vec};
 
 /// The smallest `H·W` for which per-image products beat gathering several images into one.
 const MIN_PLANE: usize = 64;

@@ -3,8 +3,8 @@
 //! connectors and the student's feature layers); the main stage then trains with CE (+ KD) only.
 
 use burn::module::Module;
-use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Tensor};
+use sskd_models::layers::relu;
 
 use crate::functional::sum_layers;
 use crate::{

@@ -4,7 +4,6 @@
 use burn::module::Module;
 use burn::nn::conv::{Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use burn::nn::PaddingConfig2d;
-use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Tensor};
 use sskd_models::batch_norm::{BatchNorm, BatchNormConfig};
 use sskd_models::layers::Conv2d;
@@ -89,11 +88,9 @@ impl<B: Backend> ConvReg<B> {
             RegressorConv::Conv(conv) => conv.forward(input),
             RegressorConv::Transposed(conv) => conv.forward(input),
         };
-        let output = self.bn.forward(output);
-        if self.relu {
-            relu(output)
-        } else {
-            output
+        match self.relu {
+            true => self.bn.forward_relu(output),
+            false => self.bn.forward(output),
         }
     }
 }

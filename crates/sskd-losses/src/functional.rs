@@ -77,6 +77,28 @@ pub fn clamped_norm<B: Backend, const D: usize>(
 }
 
 /// Cosine similarity of every row of `queries` with every row of `keys`, as
+/// The Gram matrix of each row set, `x · xᵀ` (`x [batch, rows, columns]` → `[batch, rows,
+/// rows]`): with feature `flex`, one product per row set and a one-product gradient on the CPU
+/// backend (`sskd_kernels::gram`), Burn's `matmul` elsewhere.
+#[cfg(feature = "flex")]
+pub fn gram<B: Backend>(x: Tensor<B, 3>) -> Tensor<B, 3> {
+    sskd_kernels::gram(x)
+}
+
+/// The Gram matrix of each row set, `x · xᵀ` (`x [batch, rows, columns]` → `[batch, rows,
+/// rows]`).
+#[cfg(not(feature = "flex"))]
+pub fn gram<B: Backend>(x: Tensor<B, 3>) -> Tensor<B, 3> {
+    x.clone().matmul(x.swap_dims(1, 2))
+}
+
+/// The Gram matrix of a set of rows, `x · xᵀ` (`x [rows, columns]` → `[rows, rows]`); see
+/// [`gram`].
+pub fn gram_rows<B: Backend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
+    let [rows, _] = x.dims();
+    gram(x.unsqueeze::<3>()).reshape([rows, rows])
+}
+
 /// `F.cosine_similarity(q.unsqueeze(2), k.unsqueeze(2).transpose(0, 2), dim=1, eps=1e-8)`.
 ///
 /// # Shapes

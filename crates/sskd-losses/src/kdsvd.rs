@@ -6,7 +6,7 @@ use burn::tensor::{backend::Backend, Tensor, TensorData};
 use nalgebra::{DMatrix, SymmetricEigen};
 use serde::{Deserialize, Serialize};
 
-use crate::functional::{div_scalar, ensure_finite, stage_pairs, sum_layers};
+use crate::functional::{div_scalar, ensure_finite, gram, stage_pairs, sum_layers};
 use crate::{DistillInputs, FeatureTerm, LossError, Needs};
 
 /// KDSVD on the stage maps `feat[1:-1]` (student and teacher with equal channels at each). Each
@@ -123,7 +123,7 @@ fn layer_vectors<B: Backend>(
     let gram = |map: Tensor<B, 4>| {
         let [batch, channels, height, width] = map.dims();
         let rows = map.reshape([batch, channels, height * width]);
-        rows.clone().matmul(rows.swap_dims(1, 2))
+        gram(rows)
     };
     let host = |tensor: Tensor<B, 3>| -> Vec<f64> {
         tensor

@@ -4,7 +4,7 @@ use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::functional::{clamped_norm, match_spatial, stage_pairs, sum_layers};
+use crate::functional::{clamped_norm, gram, match_spatial, stage_pairs, sum_layers};
 use crate::{DistillInputs, FeatureTerm, LossError, Needs};
 
 /// NST on the stage maps `feat[1:-1]`: each map is reshaped to `[B, C, HW]` and every channel's
@@ -20,6 +20,11 @@ fn channel_vectors<B: Backend>(features: Tensor<B, 4>) -> Tensor<B, 3> {
     let flat = features.reshape([batch, channels, height * width]);
     let norms = clamped_norm(flat.clone(), 2, 1e-12);
     flat / norms
+}
+
+/// `mean_{b,i,j} (a_i · a_j)²`: [`mean_polynomial_kernel`] of `a` with itself.
+fn mean_squared_gram<B: Backend>(a: Tensor<B, 3>) -> Tensor<B, 1> {
+    gram(a).powf_scalar(2.0).mean()
 }
 
 /// `mean_{b,i,j} (a_i · b_j)²`.
@@ -43,8 +48,7 @@ impl<B: Backend> FeatureTerm<B> for Nst {
         Ok(sum_layers(stage_pairs("nst", inputs)?.map(|(s, t)| {
             let (s, t) = match_spatial(s, t);
             let (s, t) = (channel_vectors(s), channel_vectors(t));
-            mean_polynomial_kernel(t.clone(), t.clone()).detach()
-                + mean_polynomial_kernel(s.clone(), s.clone())
+            mean_squared_gram(t.clone()).detach() + mean_squared_gram(s.clone())
                 - mean_polynomial_kernel(s, t).mul_scalar(2.0)
         })))
     }

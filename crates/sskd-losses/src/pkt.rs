@@ -4,7 +4,7 @@ use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::functional::{clamped_norm, embedding_of};
+use crate::functional::{clamped_norm, embedding_of, gram_rows};
 use crate::{DistillInputs, FeatureTerm, LossError, Needs};
 
 /// PKT on the embeddings `feat[-1]`: rows normalised as `x / (‖x‖ + 1e-7)`, cosine kernels
@@ -19,11 +19,7 @@ fn conditional_probabilities<B: Backend>(embedding: Tensor<B, 2>) -> Tensor<B, 2
     // ‖x‖ + ε; the norm is clamped at 1e-15 only so that a zero row gets a finite gradient.
     let norms = clamped_norm(embedding.clone(), 1, 1e-15).add_scalar(EPS);
     let unit = embedding / norms;
-    let kernel = unit
-        .clone()
-        .matmul(unit.transpose())
-        .add_scalar(1.0)
-        .div_scalar(2.0);
+    let kernel = gram_rows(unit).add_scalar(1.0).div_scalar(2.0);
     kernel.clone() / kernel.sum_dim(1)
 }
 

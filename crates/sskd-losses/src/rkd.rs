@@ -4,7 +4,7 @@ use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::functional::{clamped_norm, div_scalar, embedding_of, smooth_l1};
+use crate::functional::{clamped_norm, div_scalar, embedding_of, gram, gram_rows, smooth_l1};
 use crate::{DistillInputs, FeatureTerm, LossError, Needs};
 
 /// RKD on the embeddings `feat[-1]`: `w_d · L_d + w_a · L_a` with
@@ -35,7 +35,7 @@ impl Default for Rkd {
 fn normalised_distances<B: Backend>(embedding: Tensor<B, 2>) -> Tensor<B, 2> {
     let [batch, _] = embedding.dims();
     let squares = embedding.clone().powf_scalar(2.0).sum_dim(1); // [b, 1]
-    let products = embedding.clone().matmul(embedding.transpose());
+    let products = gram_rows(embedding.clone());
     let squared =
         (squares.clone() + squares.transpose() - products.mul_scalar(2.0)).clamp_min(1e-12);
     let off_diagonal = Tensor::<B, 2>::eye(batch, &squared.device())
@@ -62,9 +62,7 @@ fn angles<B: Backend>(embedding: Tensor<B, 2>) -> Tensor<B, 1> {
     let differences = others - anchors; // [i, j, d]
     let norms = clamped_norm(differences.clone(), 2, 1e-12);
     let unit = differences / norms;
-    unit.clone()
-        .matmul(unit.swap_dims(1, 2))
-        .reshape([batch * batch * batch])
+    gram(unit).reshape([batch * batch * batch])
 }
 
 impl<B: Backend> FeatureTerm<B> for Rkd {

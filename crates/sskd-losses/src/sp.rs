@@ -4,7 +4,7 @@ use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::functional::{div_scalar, flatten_rows, last_map, normalize_rows};
+use crate::functional::{div_scalar, flatten_rows, gram_rows, last_map, normalize_rows};
 use crate::{DistillInputs, FeatureTerm, LossError, Needs};
 
 /// SP on the last feature map `feat[-2]`: with `F` the flattened map `[B, C·H·W]` and
@@ -15,7 +15,7 @@ pub struct Similarity;
 /// The row-normalised Gram matrix of a batch. `[b, …]` → `[b, b]`.
 fn similarity_matrix<B: Backend>(features: Tensor<B, 4>) -> Tensor<B, 2> {
     let flat = flatten_rows(features);
-    normalize_rows(flat.clone().matmul(flat.transpose()), 1e-12)
+    normalize_rows(gram_rows(flat), 1e-12)
 }
 
 impl<B: Backend> FeatureTerm<B> for Similarity {

@@ -2,9 +2,9 @@
 
 use burn::module::{Initializer, Module, Param};
 use burn::nn::conv::Conv2dConfig;
-use burn::tensor::activation::{relu, softplus};
+use burn::tensor::activation::softplus;
 use burn::tensor::{backend::Backend, Tensor};
-use sskd_models::layers::Conv2d;
+use sskd_models::layers::{relu, Conv2d};
 
 use crate::functional::{match_spatial, stage_pairs, sum_layers};
 use crate::{DistillInputs, FeatureTerm, LossError, MethodContext, Needs, TermConfig};
