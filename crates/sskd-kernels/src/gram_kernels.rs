@@ -97,9 +97,12 @@ fn backward_typed<T: ConvFloat + Element>(x: &FlexTensor, gram_grad: &FlexTensor
         for_each_batch(&mut input_grad, batch, |b, grad_b, parallelism| {
             let g = &gram_grad[b * rows * rows..][..rows * rows];
             // Ḡ + Ḡᵀ, the gradient of both factors at once.
-            let symmetric: Vec<T> = (0..rows * rows)
-                .map(|index| g[index] + g[(index % rows) * rows + index / rows])
-                .collect();
+            let mut symmetric = g.to_vec();
+            for (i, row) in symmetric.chunks_exact_mut(rows).enumerate() {
+                for (j, value) in row.iter_mut().enumerate() {
+                    *value = *value + g[j * rows + i];
+                }
+            }
             let x_b = &data[b * rows * columns..][..rows * columns];
             gemm(
                 grad_b,
