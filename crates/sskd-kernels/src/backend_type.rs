@@ -2,10 +2,13 @@
 
 use std::any::{Any, TypeId};
 
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::ops::{Backward, ComputePropertyDone, OpsKind, OpsPrep};
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Tensor, TensorPrimitive};
+use burn_flex::FlexTensor;
 
 /// The CPU backend with autodiff, as Burn's book writes it.
 pub(crate) type CpuAutodiff = Autodiff<Flex>;
@@ -65,4 +68,17 @@ pub(crate) fn kernel_path<B: Backend>(supported: bool) -> KernelPath {
         return KernelPath::Flex;
     }
     KernelPath::Burn
+}
+
+/// The autodiff tensor of an operation's `output`: recorded with `state` for the backward pass
+/// of `Op` when a parent of `prep` tracks gradients, a constant otherwise.
+pub(crate) fn finish<Op: Backward<Flex, N>, const N: usize>(
+    prep: OpsPrep<Op, Flex, Op::State, NoCheckpointing, N, ComputePropertyDone>,
+    state: Op::State,
+    output: FlexTensor,
+) -> FloatTensor<CpuAutodiff> {
+    match prep.stateful() {
+        OpsKind::Tracked(prep) => prep.finish(state, output),
+        OpsKind::UnTracked(prep) => prep.finish(output),
+    }
 }

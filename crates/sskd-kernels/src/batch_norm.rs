@@ -13,13 +13,13 @@
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::Flex;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{backend::Backend, Tensor, TensorPrimitive};
 use burn_flex::FlexTensor;
 
-use crate::backend_type::{is, primitive_of, same_type, tensor_of, CpuAutodiff};
+use crate::backend_type::{finish, is, primitive_of, same_type, tensor_of, CpuAutodiff};
 use crate::batch_norm_kernels::{self, Activation};
 
 /// The training-mode batch norm of `x` `[N, C, ...]`, and the batch statistics the running
@@ -143,24 +143,15 @@ fn forward<const D: usize>(
         epsilon,
         activation,
     );
-    let parents = [input.node.clone(), gamma.node.clone(), beta.node.clone()];
-    let output = match BatchNormTrain
-        .prepare::<NoCheckpointing>(parents)
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => prep.finish(
-            SavedForBackward {
-                input: input.primitive,
-                mean: computed.mean.clone(),
-                inv_std: computed.inv_std,
-                gamma: gamma.primitive,
-                relu_output: (activation == Activation::Relu).then(|| computed.output.clone()),
-            },
-            computed.output,
-        ),
-        OpsKind::UnTracked(prep) => prep.finish(computed.output),
+    let saved = SavedForBackward {
+        input: input.primitive,
+        mean: computed.mean.clone(),
+        inv_std: computed.inv_std,
+        gamma: gamma.primitive,
+        relu_output: (activation == Activation::Relu).then(|| computed.output.clone()),
     };
+    let prep = BatchNormTrain.prepare::<NoCheckpointing>([input.node, gamma.node, beta.node]);
+    let output = finish(prep.compute_bound(), saved, computed.output);
     TrainNormalised {
         output: Tensor::from_primitive(TensorPrimitive::Float(output)),
         mean: untracked(computed.mean),

@@ -5,12 +5,14 @@
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{binary, unary, Backward, Ops};
 use burn::backend::Flex;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{backend::Backend, Tensor};
 
-use crate::backend_type::{kernel_path, primitive_of, tensor_of, CpuAutodiff, KernelPath as Path};
+use crate::backend_type::{
+    finish, kernel_path, primitive_of, tensor_of, CpuAutodiff, KernelPath as Path,
+};
 use crate::channel_kernels;
 
 fn path_for<B: Backend>(x: &Tensor<B, 4>) -> Path {
@@ -87,25 +89,18 @@ impl Backward<Flex, 1> for ShuffleBackward {
     type State = usize;
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let output_grad = grads.consume::<Flex>(&ops.node);
-        let [Some(parent)] = ops.parents else { return };
-        let channels = output_grad.layout().shape()[1];
-        let inverse_groups = channels / ops.state;
-        let grad = channel_kernels::channel_shuffle(&output_grad, inverse_groups);
-        grads.register::<Flex>(parent.id, grad);
+        let groups = ops.state;
+        unary::<Flex, _>(ops.parents, ops.node, grads, |output_grad| {
+            let inverse_groups = output_grad.layout().shape()[1] / groups;
+            channel_kernels::channel_shuffle(&output_grad, inverse_groups)
+        });
     }
 }
 
 fn shuffle_tracked(x: FloatTensor<CpuAutodiff>, groups: usize) -> FloatTensor<CpuAutodiff> {
     let output = channel_kernels::channel_shuffle(&x.primitive, groups);
-    match ShuffleBackward
-        .prepare::<NoCheckpointing>([x.node])
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => prep.finish(groups, output),
-        OpsKind::UnTracked(prep) => prep.finish(output),
-    }
+    let prep = ShuffleBackward.prepare::<NoCheckpointing>([x.node]);
+    finish(prep.compute_bound(), groups, output)
 }
 
 /// The concatenation's autodiff operation; its state is the channel count of the first part.
@@ -116,17 +111,17 @@ impl Backward<Flex, 2> for CatBackward {
     type State = usize;
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let output_grad = grads.consume::<Flex>(&ops.node);
-        let (split, channels) = (ops.state, output_grad.layout().shape()[1]);
-        let [first, second] = ops.parents;
-        if let Some(node) = first {
-            let grad = channel_kernels::narrow_channels(&output_grad, 0, split);
-            grads.register::<Flex>(node.id, grad);
-        }
-        if let Some(node) = second {
-            let grad = channel_kernels::narrow_channels(&output_grad, split, channels - split);
-            grads.register::<Flex>(node.id, grad);
-        }
+        let split = ops.state;
+        binary::<Flex, _, _>(
+            ops.parents,
+            ops.node,
+            grads,
+            |grad| channel_kernels::narrow_channels(&grad, 0, split),
+            |grad| {
+                let channels = grad.layout().shape()[1];
+                channel_kernels::narrow_channels(&grad, split, channels - split)
+            },
+        );
     }
 }
 
@@ -136,14 +131,8 @@ fn cat_tracked(
 ) -> FloatTensor<CpuAutodiff> {
     let split = first.primitive.layout().shape()[1];
     let output = channel_kernels::cat_channels(&first.primitive, &second.primitive);
-    match CatBackward
-        .prepare::<NoCheckpointing>([first.node, second.node])
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => prep.finish(split, output),
-        OpsKind::UnTracked(prep) => prep.finish(output),
-    }
+    let prep = CatBackward.prepare::<NoCheckpointing>([first.node, second.node]);
+    finish(prep.compute_bound(), split, output)
 }
 
 #[cfg(test)]

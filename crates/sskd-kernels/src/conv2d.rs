@@ -4,13 +4,13 @@
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::Flex;
 use burn::tensor::ops::{ConvOptions, FloatTensor, ModuleOps, PadMode, PaddedConvOptions};
 use burn::tensor::{backend::Backend, DType, Tensor};
 use burn_flex::FlexTensor;
 
-use crate::backend_type::{is, primitive_of, tensor_of, CpuAutodiff};
+use crate::backend_type::{finish, is, primitive_of, tensor_of, CpuAutodiff};
 use crate::conv2d_kernels;
 
 /// `conv2d(x, weight) + bias`, as `burn::tensor::module::conv2d` computes it.
@@ -156,22 +156,15 @@ fn forward_tracked(
         bias: bias_primitive,
         options,
     };
-    // Two arities of one operation (burn-autodiff's node type has no public name, so a
-    // macro rather than a function generic over the parent count).
-    macro_rules! record {
-        ($parents:expr) => {
-            match Conv2dBackward
-                .prepare::<NoCheckpointing>($parents)
-                .compute_bound()
-                .stateful()
-            {
-                OpsKind::Tracked(prep) => prep.finish(saved, output),
-                OpsKind::UnTracked(prep) => prep.finish(output),
-            }
-        };
-    }
+    // Two arities of one operation: with and without a bias.
     match bias {
-        Some(bias) => record!([x.node, weight.node, bias.node]),
-        None => record!([x.node, weight.node]),
+        Some(bias) => {
+            let prep = Conv2dBackward.prepare::<NoCheckpointing>([x.node, weight.node, bias.node]);
+            finish(prep.compute_bound(), saved, output)
+        }
+        None => {
+            let prep = Conv2dBackward.prepare::<NoCheckpointing>([x.node, weight.node]);
+            finish(prep.compute_bound(), saved, output)
+        }
     }
 }

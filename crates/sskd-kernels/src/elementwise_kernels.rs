@@ -40,7 +40,7 @@ pub(crate) fn relu_of<T: PartialOrd + bytemuck::Zeroable + Copy>(x: T) -> T {
 }
 
 /// `f(x[i])` for every element, on all cores when the slice is large.
-pub(crate) fn map_unary<S, T>(x: &[S], f: impl Fn(S) -> T + Sync + Send) -> Vec<T>
+fn map_unary<S, T>(x: &[S], f: impl Fn(S) -> T + Sync + Send) -> Vec<T>
 where
     S: Copy + Send + Sync,
     T: Send,
@@ -54,7 +54,7 @@ where
 }
 
 /// `f(a[i], b[i])` for every element of two equally long slices, on all cores when large.
-pub(crate) fn map_binary<S, T>(a: &[S], b: &[S], f: impl Fn(S, S) -> T + Sync + Send) -> Vec<T>
+fn map_binary<S, T>(a: &[S], b: &[S], f: impl Fn(S, S) -> T + Sync + Send) -> Vec<T>
 where
     S: Copy + Send + Sync,
     T: Send,

@@ -5,13 +5,13 @@
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{binary, unary, Backward, Ops};
 use burn::backend::Flex;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{backend::Backend, Tensor};
 use burn_flex::FlexTensor;
 
-use crate::backend_type::{kernel_path, primitive_of, tensor_of, CpuAutodiff, KernelPath};
+use crate::backend_type::{finish, kernel_path, primitive_of, tensor_of, CpuAutodiff, KernelPath};
 use crate::elementwise_kernels;
 
 fn path_for<B: Backend, const D: usize>(x: &Tensor<B, D>) -> KernelPath {
@@ -76,23 +76,17 @@ impl Backward<Flex, 1> for ReluBackward {
     type State = FlexTensor;
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let output_grad = grads.consume::<Flex>(&ops.node);
-        let [Some(parent)] = ops.parents else { return };
-        let grad = elementwise_kernels::relu_backward(&ops.state, output_grad);
-        grads.register::<Flex>(parent.id, grad);
+        let output = ops.state;
+        unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
+            elementwise_kernels::relu_backward(&output, grad)
+        });
     }
 }
 
 fn relu_tracked(x: FloatTensor<CpuAutodiff>) -> FloatTensor<CpuAutodiff> {
     let output = elementwise_kernels::relu(x.primitive);
-    match ReluBackward
-        .prepare::<NoCheckpointing>([x.node])
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => prep.finish(output.clone(), output),
-        OpsKind::UnTracked(prep) => prep.finish(output),
-    }
+    let prep = ReluBackward.prepare::<NoCheckpointing>([x.node]);
+    finish(prep.compute_bound(), output.clone(), output)
 }
 
 /// The sum's autodiff operation: each operand's gradient is the output's.
@@ -103,10 +97,7 @@ impl Backward<Flex, 2> for AddBackward {
     type State = ();
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let output_grad = grads.consume::<Flex>(&ops.node);
-        for node in ops.parents.into_iter().flatten() {
-            grads.register::<Flex>(node.id, output_grad.clone());
-        }
+        binary::<Flex, _, _>(ops.parents, ops.node, grads, |grad| grad, |grad| grad);
     }
 }
 

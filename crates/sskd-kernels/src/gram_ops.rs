@@ -4,13 +4,13 @@
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{unary, Backward, Ops};
 use burn::backend::Flex;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{backend::Backend, Tensor};
 use burn_flex::FlexTensor;
 
-use crate::backend_type::{kernel_path, primitive_of, tensor_of, CpuAutodiff, KernelPath};
+use crate::backend_type::{finish, kernel_path, primitive_of, tensor_of, CpuAutodiff, KernelPath};
 use crate::gram_kernels;
 
 /// The Gram matrix of each row set: `G [batch, rows, rows] = x · xᵀ` for `x [batch, rows,
@@ -45,23 +45,17 @@ impl Backward<Flex, 1> for GramBackward {
     type State = FlexTensor;
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let output_grad = grads.consume::<Flex>(&ops.node);
-        let [Some(parent)] = ops.parents else { return };
-        let grad = gram_kernels::gram_backward(&ops.state, &output_grad);
-        grads.register::<Flex>(parent.id, grad);
+        let x = ops.state;
+        unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
+            gram_kernels::gram_backward(&x, &grad)
+        });
     }
 }
 
 fn gram_tracked(x: FloatTensor<CpuAutodiff>) -> FloatTensor<CpuAutodiff> {
     let output = gram_kernels::gram(&x.primitive);
-    match GramBackward
-        .prepare::<NoCheckpointing>([x.node])
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => prep.finish(x.primitive, output),
-        OpsKind::UnTracked(prep) => prep.finish(output),
-    }
+    let prep = GramBackward.prepare::<NoCheckpointing>([x.node]);
+    finish(prep.compute_bound(), x.primitive, output)
 }
 
 #[cfg(test)]
