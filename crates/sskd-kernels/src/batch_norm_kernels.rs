@@ -21,10 +21,10 @@
 //! buffers) of a separate ReLU.
 
 use burn_backend::{DType, Element};
-use burn_flex::{FlexTensor, Layout};
-use burn_std::{Bytes, Shape};
+use burn_flex::FlexTensor;
 
 use crate::elementwise_kernels::{owned_contiguous, relu_backward, relu_of};
+use crate::flex_storage::{contiguous_as, tensor_from};
 use crate::parallel_chunks::{for_each_chunk, zeroed_vec, PARALLEL_ELEMENTS};
 
 /// What follows the normalisation inside the same pass.
@@ -116,17 +116,7 @@ pub fn supports(dtype: DType) -> bool {
 }
 
 fn values<T: NormFloat>(tensor: &FlexTensor) -> FlexTensor {
-    let tensor = tensor.to_contiguous();
-    assert_eq!(tensor.dtype(), T::dtype(), "batch_norm: mixed float types");
-    tensor
-}
-
-fn tensor_from<T: NormFloat>(data: Vec<T>, shape: Vec<usize>) -> FlexTensor {
-    FlexTensor::new(
-        Bytes::from_elems(data),
-        Layout::contiguous(Shape::from(shape)),
-        T::dtype(),
-    )
+    contiguous_as::<T>(tensor, "batch_norm")
 }
 
 /// Per-channel values computed by `per_channel(c)` for `c in 0..channels`.

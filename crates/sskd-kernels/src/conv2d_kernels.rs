@@ -23,10 +23,11 @@
 
 use burn_backend::ops::ConvOptions;
 use burn_backend::DType;
-use burn_flex::{FlexTensor, Layout};
-use burn_std::{bf16, f16, Bytes, Shape};
+use burn_flex::FlexTensor;
+use burn_std::{bf16, f16};
 
 use crate::conv_geometry::{thread_count, Conv2dGeometry, ConvFloat};
+use crate::flex_storage::{contiguous_as, tensor_from};
 use crate::float_cast::{cast_from_f32, cast_to_f32};
 use crate::gemm_product::{gemm, sum_partials, MatRef};
 use crate::parallel_chunks::{for_each_chunk, zeroed_vec};
@@ -480,24 +481,9 @@ pub(crate) fn conv2d_bias_grad<T: ConvFloat>(batch: usize, c_out: usize, dy: &[T
 // FlexTensor entry points (dtype dispatch; f16 and bf16 run in f32)
 // ============================================================================
 
-/// `tensor` laid out contiguously, checked (in debug builds) to hold `T`, ready for
-/// `storage::<T>()`.
+/// `tensor` laid out contiguously, checked to hold `T`, ready for `storage::<T>()`.
 fn elements<T: ConvFloat + burn_backend::Element>(tensor: &FlexTensor) -> FlexTensor {
-    let tensor = tensor.to_contiguous();
-    debug_assert_eq!(tensor.dtype(), T::dtype());
-    tensor
-}
-
-/// A contiguous tensor of `shape` holding `data`.
-fn tensor_from<T: ConvFloat + burn_backend::Element>(
-    data: Vec<T>,
-    shape: Vec<usize>,
-) -> FlexTensor {
-    FlexTensor::new(
-        Bytes::from_elems(data),
-        Layout::contiguous(Shape::from(shape)),
-        T::dtype(),
-    )
+    contiguous_as::<T>(tensor, "conv2d")
 }
 
 /// Runs `op` in the tensors' float type: `f32` and `f64` natively, `f16` and `bf16` through

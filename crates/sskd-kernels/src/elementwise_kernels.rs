@@ -13,10 +13,10 @@
 //! output is positive, as both libraries' backward passes do.
 
 use burn_backend::{DType, Element};
-use burn_flex::{FlexTensor, Layout};
-use burn_std::{Bytes, Shape};
+use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
+use crate::flex_storage::{contiguous_as, tensor_from};
 use crate::parallel_chunks::{for_each_chunk, MIN_SLICE, PARALLEL_ELEMENTS};
 
 /// Whether the kernels of this module handle tensors of `dtype`.
@@ -74,22 +74,12 @@ where
 }
 
 fn contiguous<T: Element>(tensor: &FlexTensor) -> FlexTensor {
-    let tensor = tensor.to_contiguous();
-    assert_eq!(
-        tensor.dtype(),
-        T::dtype(),
-        "element-wise pass over mixed float types"
-    );
-    tensor
+    contiguous_as::<T>(tensor, "element-wise pass")
 }
 
+/// A contiguous tensor of `like`'s shape holding `data`.
 fn tensor_like<T: Element + bytemuck::Pod>(data: Vec<T>, like: &FlexTensor) -> FlexTensor {
-    let shape = Shape::from(like.layout().shape().to_vec());
-    FlexTensor::new(
-        Bytes::from_elems(data),
-        Layout::contiguous(shape),
-        T::dtype(),
-    )
+    tensor_from(data, like.layout().shape().to_vec())
 }
 
 fn same_shape(a: &FlexTensor, b: &FlexTensor, what: &str) {
@@ -232,14 +222,11 @@ pub fn add(a: FlexTensor, b: FlexTensor) -> FlexTensor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn_std::Shape;
 
     fn tensor(data: Vec<f64>) -> FlexTensor {
-        let shape = Shape::from(vec![data.len()]);
-        FlexTensor::new(
-            Bytes::from_elems(data),
-            Layout::contiguous(shape),
-            DType::F64,
-        )
+        let len = data.len();
+        tensor_from(data, vec![len])
     }
 
     /// Values of both signs and zeros, long enough for the parallel path when `len` is.

@@ -8,10 +8,10 @@
 //! `dX_b = (Ḡ_b + Ḡ_bᵀ) · X_b`. `f32` and `f64` only ([`supports`]).
 
 use burn_backend::{DType, Element};
-use burn_flex::{FlexTensor, Layout};
-use burn_std::{Bytes, Shape};
+use burn_flex::FlexTensor;
 
 use crate::conv_geometry::{thread_count, ConvFloat};
+use crate::flex_storage::{contiguous_as, tensor_from};
 use crate::gemm_product::{gemm, MatRef};
 use crate::parallel_chunks::{for_each_chunk, zeroed_vec};
 
@@ -32,14 +32,7 @@ fn sizes(x: &FlexTensor) -> [usize; 3] {
 }
 
 fn values<T: ConvFloat + Element>(tensor: &FlexTensor) -> FlexTensor {
-    let tensor = tensor.to_contiguous();
-    assert_eq!(tensor.dtype(), T::dtype(), "gram: mixed float types");
-    tensor
-}
-
-fn tensor_from<T: ConvFloat + Element>(data: Vec<T>, shape: [usize; 3]) -> FlexTensor {
-    let layout = Layout::contiguous(Shape::from(shape.to_vec()));
-    FlexTensor::new(Bytes::from_elems(data), layout, T::dtype())
+    contiguous_as::<T>(tensor, "gram")
 }
 
 /// Runs `per_batch(b, out_b, parallelism)` over the `batch` blocks of `out`: the batches on
@@ -80,7 +73,7 @@ fn forward_typed<T: ConvFloat + Element>(x: &FlexTensor) -> FlexTensor {
             );
         });
     }
-    tensor_from(gram, [batch, rows, rows])
+    tensor_from(gram, vec![batch, rows, rows])
 }
 
 fn backward_typed<T: ConvFloat + Element>(x: &FlexTensor, gram_grad: &FlexTensor) -> FlexTensor {
@@ -114,7 +107,7 @@ fn backward_typed<T: ConvFloat + Element>(x: &FlexTensor, gram_grad: &FlexTensor
             );
         });
     }
-    tensor_from(input_grad, [batch, rows, columns])
+    tensor_from(input_grad, vec![batch, rows, columns])
 }
 
 /// The Gram matrices `G [batch, rows, rows]` of `x [batch, rows, columns]`:
@@ -147,7 +140,7 @@ mod tests {
     use super::*;
 
     fn tensor(data: Vec<f64>, shape: [usize; 3]) -> FlexTensor {
-        tensor_from(data, shape)
+        tensor_from(data, shape.to_vec())
     }
 
     fn values(len: usize, seed: usize) -> Vec<f64> {

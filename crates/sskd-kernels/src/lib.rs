@@ -61,6 +61,7 @@ mod conv_geometry;
 mod depthwise_kernels;
 pub mod elementwise_kernels;
 mod elementwise_ops;
+mod flex_storage;
 mod float_cast;
 mod gemm_product;
 pub mod gram_kernels;
