@@ -22,6 +22,8 @@
 //!   free ([`elementwise_kernels`]); burn-flex runs its element-wise operations on one thread.
 //! - [`gram`]: Gram matrices `x · xᵀ` of row sets with a one-product gradient
 //!   ([`gram_kernels`]), for the distillation losses that compare similarities.
+//! - [`unit_differences`]: the unit vectors between every pair of rows ([`pairwise_kernels`]),
+//!   RKD's angle term, in one pass forward and two backward.
 //!
 //! Both check the backend type at run time, so generic code (`B: Backend`, no extra bound) gets
 //! the kernels when `B` is `Autodiff<burn::backend::Flex>` or `burn::backend::Flex`, the types
@@ -66,6 +68,8 @@ mod float_cast;
 mod gemm_product;
 pub mod gram_kernels;
 mod gram_ops;
+pub mod pairwise_kernels;
+mod pairwise_ops;
 mod parallel_chunks;
 mod pointwise_kernels;
 
@@ -75,6 +79,7 @@ pub use channel_ops::{cat_channels, channel_shuffle};
 pub use conv2d::conv2d;
 pub use elementwise_ops::{add, relu};
 pub use gram_ops::gram;
+pub use pairwise_ops::unit_differences;
 
 use core::sync::atomic::{AtomicBool, Ordering};
 

@@ -76,6 +76,28 @@ pub fn clamped_norm<B: Backend, const D: usize>(
         .sqrt()
 }
 
+/// The unit vectors between every pair of rows, `u[i, j] = (x_j − x_i) / max(‖x_j − x_i‖,
+/// eps)`, as PyTorch's `F.normalize(x.unsqueeze(0) − x.unsqueeze(1), p=2, dim=2, eps=eps)`:
+/// with feature `flex`, one pass on all cores on the CPU backend
+/// (`sskd_kernels::unit_differences`), Burn's operations elsewhere.
+///
+/// # Shapes
+/// - `rows`: `[b, d]`; output `[b, b, d]`
+pub fn unit_differences<B: Backend>(rows: Tensor<B, 2>, eps: f64) -> Tensor<B, 3> {
+    #[cfg(feature = "flex")]
+    if let Some(units) = sskd_kernels::unit_differences(rows.clone(), eps) {
+        return units;
+    }
+    let [batch, dim] = rows.dims();
+    // Two repeated copies rather than `[1, b, d]` and `[b, 1, d]` broadcast: burn-flex 0.21
+    // walks a two-sided broadcast element by element, about 18 times slower.
+    let others = rows.clone().reshape([1, batch, dim]).repeat_dim(0, batch);
+    let anchors = rows.reshape([batch, 1, dim]).repeat_dim(1, batch);
+    let differences = others - anchors; // [i, j, d]
+    let norms = clamped_norm(differences.clone(), 2, eps);
+    differences / norms
+}
+
 /// Cosine similarity of every row of `queries` with every row of `keys`, as
 /// The Gram matrix of each row set, `x · xᵀ` (`x [batch, rows, columns]` → `[batch, rows,
 /// rows]`): with feature `flex`, one product per row set and a one-product gradient on the CPU
