@@ -29,7 +29,7 @@ use burn_std::{bf16, f16};
 use crate::conv_geometry::{thread_count, Conv2dGeometry, ConvFloat};
 use crate::flex_storage::{contiguous_as, tensor_from};
 use crate::float_cast::{cast_from_f32, cast_to_f32};
-use crate::gemm_product::{gemm, sum_partials, MatRef};
+use crate::gemm_product::{gemm, gemm_nt, sum_partials, MatRef};
 use crate::parallel_chunks::{for_each_chunk, zeroed_vec};
 use crate::{depthwise_kernels, pointwise_kernels};
 
@@ -65,12 +65,14 @@ impl SameWidthTap {
 
     /// Zeroes, on every valid row of `row` (one im2col row), the columns outside the tap's
     /// valid range: the positions that would wrap to the neighbouring input row.
+    /// Column by column (a 3×3 tap has at most one such column), not row by row: on 8×8 maps
+    /// two `fill` calls per row held 9 % of the FT loss's samples (docs/losses.md).
     fn zero_wrapped<T: ConvFloat>(geo: &Conv2dGeometry, (kh, kw): (usize, usize), row: &mut [T]) {
         let ((oh_start, oh_end), (ow_start, ow_end)) = (geo.rows_for_tap(kh), geo.cols_for_tap(kw));
-        for output_row in row[oh_start * geo.out_w..oh_end * geo.out_w].chunks_exact_mut(geo.out_w)
-        {
-            output_row[..ow_start].fill(T::zero());
-            output_row[ow_end..].fill(T::zero());
+        let valid_rows = &mut row[oh_start * geo.out_w..oh_end * geo.out_w];
+        for column in (0..ow_start).chain(ow_end..geo.out_w) {
+            let column_values = valid_rows[column..].iter_mut().step_by(geo.out_w);
+            column_values.for_each(|value| *value = T::zero());
         }
     }
 }
@@ -445,16 +447,16 @@ pub(crate) fn conv2d_weight_grad<T: ConvFloat>(geo: &Conv2dGeometry, x: &[T], dy
                 };
                 for g in 0..geo.groups {
                     let dy_group = group_rows(dy_chunk, geo, g * m..(g + 1) * m, scratch.rows);
-                    // dW_g = dY_g · col_gᵀ from the forward pass's im2col matrix, in this
-                    // orientation (its transpose col_g · dY_gᵀ ran ~10 % slower, and a
-                    // pixel-major col_g cost more to build than gemm's packing it saved: 20 % of
-                    // a ResNet step; benches/conv_kernels.rs, 2026-12-05).
+                    // dW_g = dY_g · col_gᵀ from the forward pass's im2col matrix: both read
+                    // along the pixels, as they lie (`gemm_nt`; with gemm, its transpose
+                    // col_g · dY_gᵀ ran ~10 % slower, and a pixel-major col_g cost more to
+                    // build than gemm's packing it saved; benches/conv_kernels.rs, 2026-12-05).
                     let columns = chunk_columns(geo, x_chunk, g, scratch.col);
-                    gemm(
+                    gemm_nt(
                         &mut dw[g * m * n..],
                         (m, n, k),
-                        MatRef::row_major(dy_group, m, k),
-                        MatRef::row_major(columns, n, k).t(),
+                        dy_group,
+                        columns,
                         step > 0,
                         parallelism,
                     );
@@ -754,6 +756,39 @@ mod tests {
         check([2, 4, 7, 6], [4, 1, 3, 3], options(2, 1, 4));
         check([1, 3, 9, 9], [6, 1, 5, 5], options(2, 2, 3));
         check([2, 5, 4, 4], [5, 1, 3, 3], options(1, 0, 5));
+    }
+
+    /// The `f32` weight gradient (dot-product tiles below 64 output channels per group on an
+    /// AVX-512 CPU, gemm above) against the `f64` sums of the same values, within the rounding
+    /// bound of its summation order.
+    #[test]
+    fn f32_weight_gradients_match_the_f64_sums() {
+        let cases = [
+            ([1, 16, 32, 32], [32, 16, 3, 3], options(1, 1, 1)),
+            ([4, 3, 32, 32], [32, 3, 3, 3], options(1, 1, 1)),
+            ([3, 8, 7, 7], [20, 8, 3, 3], options(1, 1, 1)),
+            ([2, 6, 8, 8], [9, 2, 3, 3], options(1, 1, 3)),
+            ([2, 8, 9, 9], [70, 8, 3, 3], options(2, 1, 1)),
+        ];
+        for (x_shape, w_shape, options) in cases {
+            let geo = Conv2dGeometry::new(&x_shape, &w_shape, &options);
+            let x = values(x_shape.iter().product(), 5);
+            let dy = values(geo.batch * geo.out_image(), 6);
+            let weight_len = geo.c_out * geo.col_rows();
+            let (mut exact, mut magnitude) = (vec![0.0; weight_len], vec![0.0; weight_len]);
+            for_each_term(&geo, |o, xi, wi| {
+                exact[wi] += dy[o] * x[xi];
+                magnitude[wi] += (dy[o] * x[xi]).abs();
+            });
+            let narrow = |v: &[f64]| v.iter().map(|&v| v as f32).collect::<Vec<f32>>();
+            let ours = conv2d_weight_grad::<f32>(&geo, &narrow(&x), &narrow(&dy));
+            for (index, (&ours, &want)) in ours.iter().zip(&exact).enumerate() {
+                assert!(
+                    (ours as f64 - want).abs() <= 2e-5 * magnitude[index] + 1e-6,
+                    "{x_shape:?} {w_shape:?} [{index}]: {ours} vs {want}"
+                );
+            }
+        }
     }
 
     /// Batches and maps large enough for several image chunks per GEMM, per-thread partial

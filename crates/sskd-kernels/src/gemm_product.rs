@@ -3,6 +3,7 @@
 //! bits.
 
 use crate::conv_geometry::ConvFloat;
+use crate::nt_product;
 
 /// A matrix operand of [`gemm`]: a base pointer with row and column strides.
 #[derive(Clone, Copy)]
@@ -69,6 +70,53 @@ pub(crate) fn gemm<T: ConvFloat>(
             parallelism,
         );
     }
+}
+
+/// Rows of `dst` that one gemm 0.19 `f32` micro-kernel call covers on AVX-512 (its `x4x6`
+/// kernel: four 16-lane registers by six columns).
+const GEMM_F32_TILE_ROWS: usize = 64;
+
+/// `dst [m, n] (+)= a [m, k] · b [n, k]ᵀ` for row-major `a` and `b` (both read along `k`, e.g.
+/// a weight gradient `dY · colᵀ`); adds to `dst` when `accumulate`.
+///
+/// With fewer than 64 rows, in `f32` on a CPU with AVX-512F, [`nt_product`](crate::nt_product)'s
+/// dot-product tiles (no packing; tiles on all threads unless `parallelism` is `None`): gemm's
+/// micro-kernel computes 64 rows at a time, so a thin product (16 or 32 output channels, a
+/// grouped convolution's 20) leaves most of it empty after packing both operands. Measured
+/// with `benches/conv_kernels.rs` (2026-12-05, evening): the 3×3 weight gradients of 32
+/// channels at 32×32 and of the WRN stem ran ~1.5× faster this way, those of 64 or more
+/// channels as fast or slower. Otherwise gemm.
+pub(crate) fn gemm_nt<T: ConvFloat>(
+    dst: &mut [T],
+    (m, n, k): (usize, usize, usize),
+    a: &[T],
+    b: &[T],
+    accumulate: bool,
+    parallelism: gemm::Parallelism,
+) {
+    if let (Some(dst), Some(a), Some(b)) = (f32_mut(dst), f32_ref(a), f32_ref(b)) {
+        if m < GEMM_F32_TILE_ROWS && nt_product::available() {
+            let parallel = !matches!(parallelism, gemm::Parallelism::None);
+            nt_product::product_nt(dst, (m, n, k), a, b, accumulate, parallel);
+            return;
+        }
+    }
+    let (a, b) = (MatRef::row_major(a, m, k), MatRef::row_major(b, n, k));
+    gemm(dst, (m, n, k), a, b.t(), accumulate, parallelism);
+}
+
+fn is_f32<T: 'static>() -> bool {
+    core::any::TypeId::of::<T>() == core::any::TypeId::of::<f32>()
+}
+
+/// `values` as `f32`s when `T` is `f32`.
+fn f32_ref<T: ConvFloat>(values: &[T]) -> Option<&[f32]> {
+    is_f32::<T>().then(|| bytemuck::cast_slice(values))
+}
+
+/// `values` as `f32`s when `T` is `f32`.
+fn f32_mut<T: ConvFloat>(values: &mut [T]) -> Option<&mut [f32]> {
+    is_f32::<T>().then(|| bytemuck::cast_slice_mut(values))
 }
 
 /// The sum of the `len`-sized partial sums laid out one after the other in `partials`, added in

@@ -68,6 +68,7 @@ mod float_cast;
 mod gemm_product;
 pub mod gram_kernels;
 mod gram_ops;
+mod nt_product;
 pub mod pairwise_kernels;
 mod pairwise_ops;
 mod parallel_chunks;

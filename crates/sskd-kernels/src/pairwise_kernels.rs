@@ -37,6 +37,16 @@ fn sizes(x: &FlexTensor) -> [usize; 2] {
     [dims[0], dims[1]]
 }
 
+/// `[rows, rows, columns]` of the units.
+fn units_sizes(units: &FlexTensor) -> [usize; 3] {
+    let dims = units.layout().shape().to_vec();
+    assert!(
+        dims.len() == 3 && dims[0] == dims[1],
+        "unit differences: units must be [rows, rows, columns], got {dims:?}"
+    );
+    [dims[0], dims[1], dims[2]]
+}
+
 fn values<T: ConvFloat + Element>(tensor: &FlexTensor) -> FlexTensor {
     contiguous_as::<T>(tensor, "unit differences")
 }
@@ -91,8 +101,7 @@ fn backward_typed<T: ConvFloat + Element>(
     units_grad: &FlexTensor,
     eps: f64,
 ) -> FlexTensor {
-    let dims = units.layout().shape().to_vec();
-    let [rows, columns] = [dims[0], dims[2]];
+    let [rows, _, columns] = units_sizes(units);
     let (units, norms, units_grad) = (
         values::<T>(units),
         values::<T>(norms),
@@ -168,12 +177,6 @@ pub fn unit_differences_backward(
     units_grad: &FlexTensor,
     eps: f64,
 ) -> FlexTensor {
-    let dims = units.layout().shape().to_vec();
-    assert_eq!(
-        dims.len(),
-        3,
-        "unit differences: units must be [rows, rows, columns], got {dims:?}"
-    );
     match units.dtype() {
         DType::F32 => backward_typed::<f32>(units, norms, units_grad, eps),
         DType::F64 => backward_typed::<f64>(units, norms, units_grad, eps),
@@ -224,7 +227,9 @@ mod tests {
         let (differences, norms) = naive_differences(x, shape);
         let columns = shape[1];
         let pairs = differences.chunks(columns).zip(norms);
-        pairs.flat_map(|(d, n)| d.iter().map(move |v| v / n)).collect()
+        pairs
+            .flat_map(|(d, n)| d.iter().map(move |v| v / n))
+            .collect()
     }
 
     /// `x̄` of `Σ ū·u`, pair by pair in plain loops: `d̄ = ū / n − d·⟨d, ū⟩ / n³` (the second
@@ -242,7 +247,11 @@ mod tests {
                 let along: f64 = d.iter().zip(g).map(|(a, b)| a * b).sum();
                 for k in 0..columns {
                     let clamped = n <= EPS;
-                    let radial = if clamped { 0.0 } else { d[k] * along / n.powi(3) };
+                    let radial = if clamped {
+                        0.0
+                    } else {
+                        d[k] * along / n.powi(3)
+                    };
                     let value = g[k] / n - radial;
                     grad[j * columns + k] += value;
                     grad[i * columns + k] -= value;
@@ -268,7 +277,10 @@ mod tests {
         let [units, norms] = unit_differences(&tensor_from(x.to_vec(), shape.to_vec()), EPS);
         let units_grad = tensor_from(units_grad.to_vec(), vec![rows, rows, columns]);
         let grad = unit_differences_backward(&units, &norms, &units_grad, EPS);
-        (units.storage::<f64>().to_vec(), grad.storage::<f64>().to_vec())
+        (
+            units.storage::<f64>().to_vec(),
+            grad.storage::<f64>().to_vec(),
+        )
     }
 
     #[test]

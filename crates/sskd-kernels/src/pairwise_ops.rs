@@ -87,14 +87,18 @@ mod tests {
     /// the gradient of the input, by the given function.
     fn run(units: impl Fn(Tensor<Ad, 2>) -> Tensor<Ad, 3>) -> [burn::tensor::TensorData; 2] {
         let device = Default::default();
-        let mut values: Vec<f64> = (0..30).map(|i| ((i * 37) % 101) as f64 / 50.0 - 1.0).collect();
+        let mut values: Vec<f64> = (0..30)
+            .map(|i| ((i * 37) % 101) as f64 / 50.0 - 1.0)
+            .collect();
         let row_two = values[10..15].to_vec();
         values[20..25].copy_from_slice(&row_two);
         let x = Tensor::<Ad, 1>::from_floats(values.as_slice(), &device)
             .cast(burn::tensor::DType::F64)
             .reshape([6, 5])
             .require_grad();
-        let weights: Vec<f64> = (0..180).map(|i| ((i * 53) % 97) as f64 / 40.0 - 1.2).collect();
+        let weights: Vec<f64> = (0..180)
+            .map(|i| ((i * 53) % 97) as f64 / 40.0 - 1.2)
+            .collect();
         let weights = Tensor::<Ad, 1>::from_floats(weights.as_slice(), &device)
             .cast(burn::tensor::DType::F64)
             .reshape([6, 6, 5]);

@@ -4,9 +4,7 @@ use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::functional::{
-    div_scalar, embedding_of, gram, gram_rows, smooth_l1, unit_differences,
-};
+use crate::functional::{div_scalar, embedding_of, gram, gram_rows, smooth_l1, unit_differences};
 use crate::{DistillInputs, FeatureTerm, LossError, Needs};
 
 /// RKD on the embeddings `feat[-1]`: `w_d · L_d + w_a · L_a` with
