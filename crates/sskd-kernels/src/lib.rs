@@ -24,6 +24,8 @@
 //!   ([`gram_kernels`]), for the distillation losses that compare similarities.
 //! - [`unit_differences`]: the unit vectors between every pair of rows ([`pairwise_kernels`]),
 //!   RKD's angle term, in one pass forward and two backward.
+//! - [`smooth_l1`]: the mean smooth-L1 distance of two tensors ([`smooth_l1_kernels`]) in one
+//!   pass, its gradient in one more.
 //!
 //! Both check the backend type at run time, so generic code (`B: Backend`, no extra bound) gets
 //! the kernels when `B` is `Autodiff<burn::backend::Flex>` or `burn::backend::Flex`, the types
@@ -73,6 +75,8 @@ pub mod pairwise_kernels;
 mod pairwise_ops;
 mod parallel_chunks;
 mod pointwise_kernels;
+pub mod smooth_l1_kernels;
+mod smooth_l1_ops;
 
 pub use batch_norm::{batch_norm_inference, batch_norm_train, TrainNormalised};
 pub use batch_norm_kernels::Activation;
@@ -81,6 +85,7 @@ pub use conv2d::conv2d;
 pub use elementwise_ops::{add, relu};
 pub use gram_ops::gram;
 pub use pairwise_ops::unit_differences;
+pub use smooth_l1_ops::smooth_l1;
 
 use core::sync::atomic::{AtomicBool, Ordering};
 

@@ -294,7 +294,9 @@ pub fn channel_mean<B: Backend>(features: Tensor<B, 4>) -> Tensor<B, 2> {
         .reshape([batch, height * width])
 }
 
-/// Mean smooth-L1 (Huber, β = 1) distance, as `F.smooth_l1_loss`.
+/// Mean smooth-L1 (Huber, β = 1) distance, as `F.smooth_l1_loss`: with feature `flex`, one
+/// pass on all cores on the CPU backend (`sskd_kernels::smooth_l1`), Burn's operations
+/// elsewhere.
 ///
 /// # Shapes
 /// - inputs of equal shape; output `[1]`
@@ -302,6 +304,10 @@ pub fn smooth_l1<B: Backend, const D: usize>(
     input: Tensor<B, D>,
     target: Tensor<B, D>,
 ) -> Tensor<B, 1> {
+    #[cfg(feature = "flex")]
+    if let Some(loss) = sskd_kernels::smooth_l1(input.clone(), target.clone()) {
+        return loss;
+    }
     let difference = (input - target).abs();
     let quadratic = difference.clone().lower_elem(1.0);
     let loss = difference

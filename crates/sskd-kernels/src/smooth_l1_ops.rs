@@ -1,0 +1,149 @@
+//! The mean smooth-L1 distance through [`smooth_l1_kernels`](crate::smooth_l1_kernels) on the
+//! CPU backend; `None` elsewhere, where the caller runs its composite of Burn's operations.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{binary, Backward, Ops};
+use burn::backend::Flex;
+use burn::tensor::ops::{FloatTensor, FloatTensorOps};
+use burn::tensor::{backend::Backend, Tensor};
+use burn_flex::FlexTensor;
+
+use crate::backend_type::{finish, kernel_path, primitive_of, tensor_of, CpuAutodiff, KernelPath};
+use crate::smooth_l1_kernels;
+
+/// `mean(smooth_l1(input − target))` with β = 1, as PyTorch's `F.smooth_l1_loss(input,
+/// target)`: `0.5 d²` where `|d| < 1`, else `|d| − 0.5`, averaged over every element.
+///
+/// On `Autodiff<Flex>` and `Flex` one pass for the loss and one for a gradient, on all cores;
+/// burn-flex runs the composite's six passes, and as many for the gradient, on one thread each.
+/// `None` on every other backend (and with the kernels switched off, or for tensors of two
+/// shapes), where the caller runs its composite.
+///
+/// # Shapes
+/// - input, target: the same shape; output `[1]`
+pub fn smooth_l1<B: Backend, const D: usize>(
+    input: Tensor<B, D>,
+    target: Tensor<B, D>,
+) -> Option<Tensor<B, 1>> {
+    let same = input.dims() == target.dims() && input.dtype() == target.dtype();
+    match kernel_path::<B>(same && smooth_l1_kernels::supports(input.dtype())) {
+        KernelPath::Autodiff => {
+            let input = primitive_of::<CpuAutodiff, _, D>(input);
+            let target = primitive_of::<CpuAutodiff, _, D>(target);
+            Some(tensor_of::<B, CpuAutodiff, 1>(smooth_l1_tracked(
+                input, target,
+            )))
+        }
+        KernelPath::Flex => {
+            let input = primitive_of::<Flex, _, D>(input);
+            let target = primitive_of::<Flex, _, D>(target);
+            let loss = smooth_l1_kernels::smooth_l1(&input, &target);
+            Some(tensor_of::<B, Flex, 1>(loss))
+        }
+        KernelPath::Burn => None,
+    }
+}
+
+/// The loss's autodiff record; its state is both operands.
+#[derive(Debug)]
+struct SmoothL1Backward;
+
+impl Backward<Flex, 2> for SmoothL1Backward {
+    type State = (FlexTensor, FlexTensor);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (input, target) = ops.state;
+        let input_grad =
+            |grad: FlexTensor| smooth_l1_kernels::smooth_l1_backward(&input, &target, &grad);
+        binary::<Flex, _, _>(ops.parents, ops.node, grads, input_grad, |grad| {
+            Flex::float_neg(input_grad(grad))
+        });
+    }
+}
+
+fn smooth_l1_tracked(
+    input: FloatTensor<CpuAutodiff>,
+    target: FloatTensor<CpuAutodiff>,
+) -> FloatTensor<CpuAutodiff> {
+    let loss = smooth_l1_kernels::smooth_l1(&input.primitive, &target.primitive);
+    let prep = SmoothL1Backward.prepare::<NoCheckpointing>([input.node, target.node]);
+    finish(
+        prep.compute_bound(),
+        (input.primitive, target.primitive),
+        loss,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Autodiff;
+    use burn::tensor::Tolerance;
+
+    type Ad = Autodiff<Flex>;
+
+    /// Burn's composite, as `sskd_losses::functional` writes it.
+    fn composite<B: Backend>(input: Tensor<B, 2>, target: Tensor<B, 2>) -> Tensor<B, 1> {
+        let difference = (input - target).abs();
+        let quadratic = difference.clone().lower_elem(1.0);
+        let loss = difference
+            .clone()
+            .powf_scalar(2.0)
+            .mul_scalar(0.5)
+            .mask_where(quadratic.bool_not(), difference.sub_scalar(0.5));
+        loss.mean()
+    }
+
+    /// The loss of two `[6, 7]` tensors in `f64` (differences on both sides of ±1), both
+    /// tracking gradients, by the given function, with both gradients.
+    fn run(
+        loss: impl Fn(Tensor<Ad, 2>, Tensor<Ad, 2>) -> Tensor<Ad, 1>,
+    ) -> [burn::tensor::TensorData; 3] {
+        let device = Default::default();
+        let tensor = |seed: usize| {
+            let values: Vec<f64> = (0..42)
+                .map(|i| ((i * 37 + seed * 11) % 101) as f64 / 25.0 - 2.0)
+                .collect();
+            Tensor::<Ad, 1>::from_floats(values.as_slice(), &device)
+                .cast(burn::tensor::DType::F64)
+                .reshape([6, 7])
+                .require_grad()
+        };
+        let (input, target) = (tensor(1), tensor(2));
+        let out = loss(input.clone(), target.clone());
+        let grads = out.clone().mul_scalar(3.0).backward();
+        [
+            out.into_data(),
+            input.grad(&grads).unwrap().into_data(),
+            target.grad(&grads).unwrap().into_data(),
+        ]
+    }
+
+    #[test]
+    fn matches_burns_composite_with_both_gradients() {
+        let ours = run(|a, b| smooth_l1(a, b).expect("the CPU backend takes the kernel"));
+        let burns = run(composite);
+        for (ours, burns) in ours.iter().zip(&burns) {
+            ours.assert_approx_eq::<f64>(burns, Tolerance::absolute(1e-14));
+        }
+    }
+
+    #[test]
+    fn a_detached_target_gets_no_gradient() {
+        let device = Default::default();
+        let input = Tensor::<Ad, 2>::from_floats([[0.5, 3.0], [-2.0, 0.1]], &device).require_grad();
+        let target = Tensor::<Ad, 2>::from_floats([[0.0, 0.0], [0.0, 1.0]], &device);
+        let loss = smooth_l1(input.clone(), target).expect("the CPU backend takes the kernel");
+        let grads = loss.backward();
+        input
+            .grad(&grads)
+            .unwrap()
+            .into_data()
+            .assert_approx_eq::<f32>(
+                &burn::tensor::TensorData::from([[0.125, 0.25], [-0.25, -0.225]]),
+                Tolerance::default(),
+            );
+    }
+}
