@@ -143,11 +143,7 @@ mod tests {
         tensor_from(data, shape.to_vec())
     }
 
-    fn values(len: usize, seed: usize) -> Vec<f64> {
-        (0..len)
-            .map(|i| ((i * 7919 + seed * 104729) % 1009) as f64 / 211.0 - 2.0)
-            .collect()
-    }
+    use crate::test_values::spread as values;
 
     /// `G` and `dX` by their defining sums, in `f64`.
     fn naive(x: &[f64], g_bar: &[f64], [batch, rows, columns]: [usize; 3]) -> (Vec<f64>, Vec<f64>) {

@@ -77,6 +77,8 @@ mod parallel_chunks;
 mod pointwise_kernels;
 pub mod smooth_l1_kernels;
 mod smooth_l1_ops;
+#[cfg(test)]
+mod test_values;
 
 pub use batch_norm::{batch_norm_inference, batch_norm_train, TrainNormalised};
 pub use batch_norm_kernels::Activation;

@@ -176,9 +176,8 @@ mod tests {
     use super::*;
 
     fn values(len: usize, seed: usize) -> Vec<f32> {
-        (0..len)
-            .map(|i| ((i * 7919 + seed * 104729) % 1009) as f32 / 211.0 - 2.0)
-            .collect()
+        let spread = crate::test_values::spread(len, seed);
+        spread.into_iter().map(|v| v as f32).collect()
     }
 
     /// `A · Bᵀ + initial` in `f64` sums of the `f32` inputs, and the sum of the absolute values

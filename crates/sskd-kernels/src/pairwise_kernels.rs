@@ -190,11 +190,7 @@ mod tests {
 
     const EPS: f64 = 1e-12;
 
-    fn values(len: usize, seed: usize) -> Vec<f64> {
-        (0..len)
-            .map(|i| ((i * 7919 + seed * 104729) % 1009) as f64 / 211.0 - 2.0)
-            .collect()
-    }
+    use crate::test_values::spread as values;
 
     /// A gradient of the units, zero where a row is paired with itself, as in RKD (those angles
     /// are 0 on both sides): its `ū / eps` would enter `x̄` twice with opposite signs and leave

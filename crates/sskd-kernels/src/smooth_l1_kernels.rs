@@ -129,11 +129,7 @@ pub fn smooth_l1_backward(
 mod tests {
     use super::*;
 
-    fn values(len: usize, seed: usize) -> Vec<f64> {
-        (0..len)
-            .map(|i| ((i * 7919 + seed * 104729) % 1009) as f64 / 211.0 - 2.4)
-            .collect()
-    }
+    use crate::test_values::spread as values;
 
     fn tensor(data: Vec<f64>) -> FlexTensor {
         let len = data.len();

@@ -84,16 +84,12 @@ mod tests {
 
     type Ad = Autodiff<Flex>;
 
-    /// Burn's composite, as `sskd_losses::functional` writes it.
+    /// Burn's operations in the Huber form `c · (|d| − c / 2)` with `c = min(|d|, 1)`, which
+    /// is `d² / 2` inside the unit interval and `|d| − 1/2` outside, with the same gradient.
     fn composite<B: Backend>(input: Tensor<B, 2>, target: Tensor<B, 2>) -> Tensor<B, 1> {
-        let difference = (input - target).abs();
-        let quadratic = difference.clone().lower_elem(1.0);
-        let loss = difference
-            .clone()
-            .powf_scalar(2.0)
-            .mul_scalar(0.5)
-            .mask_where(quadratic.bool_not(), difference.sub_scalar(0.5));
-        loss.mean()
+        let size = (input - target).abs();
+        let clipped = size.clone().clamp_max(1.0);
+        (clipped.clone() * (size - clipped.div_scalar(2.0))).mean()
     }
 
     /// The loss of two `[6, 7]` tensors in `f64` (differences on both sides of ±1), both
