@@ -175,17 +175,6 @@ fn add_typed<T: PassFloat>(a: FlexTensor, b: FlexTensor) -> FlexTensor {
     }
 }
 
-/// Runs the `f32` or `f64` form of a pass.
-macro_rules! per_float {
-    ($what:literal, $dtype:expr, $typed:ident($($arg:expr),*)) => {
-        match $dtype {
-            DType::F32 => $typed::<f32>($($arg),*),
-            DType::F64 => $typed::<f64>($($arg),*),
-            dtype => panic!("{}: unsupported dtype {dtype:?}", $what),
-        }
-    };
-}
-
 /// `max(x, 0)` element by element (NaN stays NaN), as a contiguous tensor of `x`'s shape:
 /// `x`'s own storage, overwritten, when nothing else holds it.
 ///

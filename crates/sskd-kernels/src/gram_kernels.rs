@@ -116,11 +116,7 @@ fn backward_typed<T: ConvFloat + Element>(x: &FlexTensor, gram_grad: &FlexTensor
 /// # Panics
 /// If `x` is not rank 3, or not `f32` or `f64` ([`supports`]).
 pub fn gram(x: &FlexTensor) -> FlexTensor {
-    match x.dtype() {
-        DType::F32 => forward_typed::<f32>(x),
-        DType::F64 => forward_typed::<f64>(x),
-        dtype => panic!("gram: unsupported dtype {dtype:?}"),
-    }
+    per_float!("gram", x.dtype(), forward_typed(x))
 }
 
 /// The gradient of [`gram`] with respect to `x`: `(Ḡ_b + Ḡ_bᵀ) · x_b` for each batch `b`.
@@ -128,11 +124,7 @@ pub fn gram(x: &FlexTensor) -> FlexTensor {
 /// # Panics
 /// As [`gram`], or if `gram_grad` is not `[batch, rows, rows]`.
 pub fn gram_backward(x: &FlexTensor, gram_grad: &FlexTensor) -> FlexTensor {
-    match x.dtype() {
-        DType::F32 => backward_typed::<f32>(x, gram_grad),
-        DType::F64 => backward_typed::<f64>(x, gram_grad),
-        dtype => panic!("gram: unsupported dtype {dtype:?}"),
-    }
+    per_float!("gram", x.dtype(), backward_typed(x, gram_grad))
 }
 
 #[cfg(test)]

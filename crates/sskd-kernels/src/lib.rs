@@ -24,6 +24,8 @@
 //!   ([`gram_kernels`]), for the distillation losses that compare similarities.
 //! - [`unit_differences`]: the unit vectors between every pair of rows ([`pairwise_kernels`]),
 //!   RKD's angle term, in one pass forward and two backward.
+//! - [`channel_mean_of_powers`]: `mean_C(f^p)` at every pixel ([`channel_mean_kernels`]), the
+//!   attention maps of AT and FT, in one pass over the map each way.
 //! - [`smooth_l1`]: the mean smooth-L1 distance of two tensors ([`smooth_l1_kernels`]) in one
 //!   pass, its gradient in one more.
 //!
@@ -54,10 +56,24 @@
 //! ```
 #![warn(missing_docs)]
 
+/// Runs the `f32` or `f64` form of a kernel, `$typed::<T>(args)`, by `$dtype`; panics naming
+/// `$what` for any other type.
+macro_rules! per_float {
+    ($what:literal, $dtype:expr, $typed:ident($($arg:expr),*)) => {
+        match $dtype {
+            burn_backend::DType::F32 => $typed::<f32>($($arg),*),
+            burn_backend::DType::F64 => $typed::<f64>($($arg),*),
+            dtype => panic!("{}: unsupported dtype {dtype:?}", $what),
+        }
+    };
+}
+
 mod backend_type;
 mod batch_norm;
 pub mod batch_norm_kernels;
 pub mod channel_kernels;
+pub mod channel_mean_kernels;
+mod channel_mean_ops;
 mod channel_ops;
 mod conv2d;
 pub mod conv2d_kernels;
@@ -82,6 +98,7 @@ mod test_values;
 
 pub use batch_norm::{batch_norm_inference, batch_norm_train, TrainNormalised};
 pub use batch_norm_kernels::Activation;
+pub use channel_mean_ops::channel_mean_of_powers;
 pub use channel_ops::{cat_channels, channel_shuffle};
 pub use conv2d::conv2d;
 pub use elementwise_ops::{add, relu};

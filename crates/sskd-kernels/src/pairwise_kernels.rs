@@ -159,11 +159,7 @@ fn backward_typed<T: ConvFloat + Element>(
 /// # Panics
 /// If `x` is not rank 2, or not `f32` or `f64` ([`supports`]).
 pub fn unit_differences(x: &FlexTensor, eps: f64) -> [FlexTensor; 2] {
-    match x.dtype() {
-        DType::F32 => forward_typed::<f32>(x, eps),
-        DType::F64 => forward_typed::<f64>(x, eps),
-        dtype => panic!("unit differences: unsupported dtype {dtype:?}"),
-    }
+    per_float!("unit differences", x.dtype(), forward_typed(x, eps))
 }
 
 /// The gradient of [`unit_differences`] with respect to `x [rows, columns]`, from its outputs
@@ -177,11 +173,11 @@ pub fn unit_differences_backward(
     units_grad: &FlexTensor,
     eps: f64,
 ) -> FlexTensor {
-    match units.dtype() {
-        DType::F32 => backward_typed::<f32>(units, norms, units_grad, eps),
-        DType::F64 => backward_typed::<f64>(units, norms, units_grad, eps),
-        dtype => panic!("unit differences: unsupported dtype {dtype:?}"),
-    }
+    per_float!(
+        "unit differences",
+        units.dtype(),
+        backward_typed(units, norms, units_grad, eps)
+    )
 }
 
 #[cfg(test)]

@@ -100,11 +100,7 @@ fn backward_typed<T: ConvFloat + Element>(
 /// If the tensors differ in shape or type, or are not `f32` or `f64` ([`supports`]).
 pub fn smooth_l1(input: &FlexTensor, target: &FlexTensor) -> FlexTensor {
     same_shape(input, target);
-    match input.dtype() {
-        DType::F32 => forward_typed::<f32>(input, target),
-        DType::F64 => forward_typed::<f64>(input, target),
-        dtype => panic!("smooth_l1: unsupported dtype {dtype:?}"),
-    }
+    per_float!("smooth_l1", input.dtype(), forward_typed(input, target))
 }
 
 /// The gradient of [`smooth_l1`] with respect to `input` for the loss's gradient `grad`
@@ -118,11 +114,11 @@ pub fn smooth_l1_backward(
     grad: &FlexTensor,
 ) -> FlexTensor {
     same_shape(input, target);
-    match input.dtype() {
-        DType::F32 => backward_typed::<f32>(input, target, grad),
-        DType::F64 => backward_typed::<f64>(input, target, grad),
-        dtype => panic!("smooth_l1: unsupported dtype {dtype:?}"),
-    }
+    per_float!(
+        "smooth_l1",
+        input.dtype(),
+        backward_typed(input, target, grad)
+    )
 }
 
 #[cfg(test)]

@@ -268,11 +268,17 @@ pub fn match_spatial<B: Backend>(
 }
 
 /// The attention map of AT and FT: `normalize(mean_C(f^p))` flattened per sample (L2, eps
-/// 1e-12 as `F.normalize`).
+/// 1e-12 as `F.normalize`). With feature `flex`, `mean_C(f^p)` is one pass over the map each
+/// way on the CPU backend (`sskd_kernels::channel_mean_of_powers`); Burn's operations
+/// elsewhere.
 ///
 /// # Shapes
 /// - input `[b, c, h, w]`; output `[b, h·w]`
 pub fn attention_map<B: Backend>(features: Tensor<B, 4>, p: f64) -> Tensor<B, 2> {
+    #[cfg(feature = "flex")]
+    if let Some(means) = sskd_kernels::channel_mean_of_powers(features.clone(), p) {
+        return normalize_rows(means, 1e-12);
+    }
     normalize_rows(channel_mean(features.powf_scalar(p)), 1e-12)
 }
 
