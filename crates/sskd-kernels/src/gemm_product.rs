@@ -76,10 +76,17 @@ pub(crate) fn gemm<T: ConvFloat>(
 /// kernel: four 16-lane registers by six columns).
 const GEMM_F32_TILE_ROWS: usize = 64;
 
+/// How many times longer than `dst`'s larger side `k` must be for a product of 64 rows or
+/// more to take the dot-product tiles: a Gram matrix of a few rows of long features (SP's
+/// `[64, 8192]`), where gemm's packing of the `k`-long operands, on the calling thread,
+/// outweighs the tiles' lane sums.
+const LONG_PRODUCT: usize = 32;
+
 /// `dst [m, n] (+)= a [m, k] · b [n, k]ᵀ` for row-major `a` and `b` (both read along `k`, e.g.
 /// a weight gradient `dY · colᵀ`); adds to `dst` when `accumulate`.
 ///
-/// With fewer than 64 rows, in `f32` on a CPU with AVX-512F, [`nt_product`](crate::nt_product)'s
+/// With fewer than 64 rows, or a `k` at least 32 times `dst`'s larger side, in `f32` on a CPU
+/// with AVX-512F, [`nt_product`](crate::nt_product)'s
 /// dot-product tiles (no packing; tiles on all threads unless `parallelism` is `None`): gemm's
 /// micro-kernel computes 64 rows at a time, so a thin product (16 or 32 output channels, a
 /// grouped convolution's 20) leaves most of it empty after packing both operands. Measured
@@ -95,7 +102,9 @@ pub(crate) fn gemm_nt<T: ConvFloat>(
     parallelism: gemm::Parallelism,
 ) {
     if let (Some(dst), Some(a), Some(b)) = (f32_mut(dst), f32_ref(a), f32_ref(b)) {
-        if m < GEMM_F32_TILE_ROWS && nt_product::available() {
+        let thin = m < GEMM_F32_TILE_ROWS;
+        let long = k >= LONG_PRODUCT * m.max(n);
+        if (thin || long) && nt_product::available() {
             let parallel = !matches!(parallelism, gemm::Parallelism::None);
             nt_product::product_nt(dst, (m, n, k), a, b, accumulate, parallel);
             return;

@@ -12,7 +12,7 @@ use burn_flex::FlexTensor;
 
 use crate::conv_geometry::{thread_count, ConvFloat};
 use crate::flex_storage::{contiguous_as, tensor_from};
-use crate::gemm_product::{gemm, MatRef};
+use crate::gemm_product::{gemm, gemm_nt, MatRef};
 use crate::parallel_chunks::{for_each_chunk, zeroed_vec};
 
 /// Whether the kernels of this module handle tensors of `dtype`.
@@ -62,15 +62,7 @@ fn forward_typed<T: ConvFloat + Element>(x: &FlexTensor) -> FlexTensor {
     if columns > 0 {
         for_each_batch(&mut gram, batch, |b, gram_b, parallelism| {
             let x_b = &data[b * rows * columns..][..rows * columns];
-            let x_b = MatRef::row_major(x_b, rows, columns);
-            gemm(
-                gram_b,
-                (rows, rows, columns),
-                x_b,
-                x_b.t(),
-                false,
-                parallelism,
-            );
+            gemm_nt(gram_b, (rows, rows, columns), x_b, x_b, false, parallelism);
         });
     }
     tensor_from(gram, vec![batch, rows, rows])
