@@ -82,7 +82,8 @@ fn tensor_like<T: Element + bytemuck::Pod>(data: Vec<T>, like: &FlexTensor) -> F
     tensor_from(data, like.layout().shape().to_vec())
 }
 
-fn same_shape(a: &FlexTensor, b: &FlexTensor, what: &str) {
+/// Panics, naming `what`, unless `a` and `b` have one shape.
+pub(crate) fn same_shape(a: &FlexTensor, b: &FlexTensor, what: &str) {
     let (a, b) = (a.layout().shape(), b.layout().shape());
     assert_eq!(a, b, "{what}: tensors of shapes {a:?} and {b:?}");
 }

@@ -17,6 +17,7 @@ use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
 use crate::conv_geometry::ConvFloat;
+use crate::elementwise_kernels::same_shape;
 use crate::flex_storage::{contiguous_as, tensor_from};
 use crate::parallel_chunks::{for_each_chunk, zeroed_vec, MIN_SLICE, PARALLEL_ELEMENTS};
 
@@ -27,11 +28,6 @@ pub fn supports(dtype: DType) -> bool {
 
 fn values<T: ConvFloat + Element>(tensor: &FlexTensor) -> FlexTensor {
     contiguous_as::<T>(tensor, "smooth_l1")
-}
-
-fn same_shape(a: &FlexTensor, b: &FlexTensor) {
-    let (a, b) = (a.layout().shape(), b.layout().shape());
-    assert_eq!(a, b, "smooth_l1: tensors of shapes {a:?} and {b:?}");
 }
 
 /// The smooth-L1 term of one difference.
@@ -99,7 +95,7 @@ fn backward_typed<T: ConvFloat + Element>(
 /// # Panics
 /// If the tensors differ in shape or type, or are not `f32` or `f64` ([`supports`]).
 pub fn smooth_l1(input: &FlexTensor, target: &FlexTensor) -> FlexTensor {
-    same_shape(input, target);
+    same_shape(input, target, "smooth_l1");
     per_float!("smooth_l1", input.dtype(), forward_typed(input, target))
 }
 
@@ -113,7 +109,7 @@ pub fn smooth_l1_backward(
     target: &FlexTensor,
     grad: &FlexTensor,
 ) -> FlexTensor {
-    same_shape(input, target);
+    same_shape(input, target, "smooth_l1");
     per_float!(
         "smooth_l1",
         input.dtype(),
