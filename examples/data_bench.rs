@@ -9,7 +9,7 @@
 //! # rotations, normalisation, batching, over an ImageNet-layout folder (its train/ split);
 //! # --generate writes a synthetic one first (ImageNet's sizes, JPEG quality 90)
 //! cargo run --release --example data_bench -- --pipeline imagenet --data DIR \
-//!     [--generate 50 --classes 20] [--images 1000] [--threads N]
+//!     [--generate 50 --classes 20] [--images 1000] [--threads N] [--decode window|whole]
 //! ```
 //! The ImageNet figures also time each stage of the pipeline on one thread (`stages_ms`:
 //! `decode`, `crop_resize`, `flip_rotations_normalise`, per source image, over 64 of the
@@ -27,13 +27,13 @@ use rand::SeedableRng;
 use serde_json::{json, Value};
 use sskd::augment::loader::{load_epoch, LoaderConfig, Sample};
 use sskd::augment::normalize::{normalize, CIFAR100_MEAN, CIFAR100_STD};
-use sskd::augment::recipes::imagenet_train_draws;
 use sskd::augment::resize::resize_window_bilinear;
 use sskd::augment::ss_tasks::sskd_rotations;
-use sskd::data::folders::{decode_rgb, ImageFiles};
+use sskd::data::folders::ImageFiles;
 use sskd::data::{LabeledImage, PlanarImages};
 use sskd::imagenet::{
-    rotations_sample, write_synthetic_folder, ImageFolderFiles, ImageNetTransforms,
+    decode_train_crop, rotations_sample, write_synthetic_folder, Decoding, ImageFolderFiles,
+    ImageNetTransforms,
 };
 
 /// Which pipeline to measure.
@@ -74,6 +74,28 @@ struct Args {
     /// The ImageNet crop size.
     #[arg(long, default_value_t = 224, value_parser = sskd::cli::positive)]
     size: usize,
+    /// How the ImageNet pipeline decodes its JPEGs: as far as the crop window reaches (the
+    /// default) or whole (the same samples; for comparison).
+    #[arg(long, value_enum, default_value = "window")]
+    decode: DecodeArg,
+}
+
+/// `--decode`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum DecodeArg {
+    /// Only as far as the crop window reaches.
+    Window,
+    /// The whole image.
+    Whole,
+}
+
+impl From<DecodeArg> for Decoding {
+    fn from(decode: DecodeArg) -> Self {
+        match decode {
+            DecodeArg::Window => Decoding::Window,
+            DecodeArg::Whole => Decoding::Whole,
+        }
+    }
 }
 
 /// Source images through `load_epoch` of `dataset` with `transform`, and the seconds it took.
@@ -136,19 +158,18 @@ fn spread(files: &ImageFiles, count: usize) -> ImageFiles {
 }
 
 /// Milliseconds per source image of each stage of the ImageNet training transform, on this
-/// thread, over `files`: decoding, the resized crop (window drawn and resized), and the flip,
-/// four rotations and normalisation (one pass).
-fn imagenet_stages(files: &ImageFiles, size: u32) -> Result<Value> {
+/// thread, over `files`: decoding (`decoding`: the window drawn from the image's size first),
+/// the resized crop, and the flip, four rotations and normalisation (one pass).
+fn imagenet_stages(files: &ImageFiles, size: u32, decoding: Decoding) -> Result<Value> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     let mut seconds = [0.0f64; 3];
     let mut lap =
         |stage: usize, started: Instant| seconds[stage] += started.elapsed().as_secs_f64();
     for (path, _) in &files.files {
         let started = Instant::now();
-        let image = decode_rgb(path)?;
+        let (image, window, mirror) = decode_train_crop(path, decoding, &mut rng)?;
         lap(0, started);
         let started = Instant::now();
-        let (window, mirror) = imagenet_train_draws(image.width(), image.height(), &mut rng);
         let crop = resize_window_bilinear(&image, window, size, size);
         lap(1, started);
         let started = Instant::now();
@@ -175,13 +196,15 @@ fn imagenet(args: &Args) -> Result<Value> {
     }
     let files = spread(&ImageFiles::image_folder(&root.join("train"))?, args.images);
     let size = u32::try_from(args.size).context("--size")?;
-    let stages = imagenet_stages(&spread(&files, 64), size)?;
-    let transform = ImageNetTransforms::new(size).rotations_train;
+    let decoding = Decoding::from(args.decode);
+    let stages = imagenet_stages(&spread(&files, 64), size, decoding)?;
+    let transform = ImageNetTransforms::with_decoding(size, decoding).rotations_train;
     let (images, seconds) = run_loader(Arc::new(ImageFolderFiles(files)), transform, args.batch)?;
     Ok(json!({
         "pipeline": format!("sskd four-rotation ImageNet (JPEG decode, RandomResizedCrop({size}), \
                      flip, rot90 x4, normalise, batch) over {}", root.display()),
         "images": images, "seconds": seconds, "stages_ms": stages,
+        "decode": format!("{decoding:?}").to_lowercase(),
     }))
 }
 

@@ -1,6 +1,7 @@
 //! The ImageNet input pipeline, shared by the `imagenet` example (training) and `data_bench
 //! --pipeline imagenet` (its throughput): class-folder files decoded when the loader asks for
-//! them ([`ImageFolderFiles`]); SSKD's training sample in one pass per stage
+//! them ([`ImageFolderFiles`]), training files only as far as their crop window reaches
+//! ([`Decoding`]); SSKD's training sample in one pass per stage
 //! ([`rotations_train_sample`]: `RandomResizedCrop(size, (0.08, 1), (3/4, 4/3))`, flip, four
 //! rotations, ImageNet's mean and std); the four transforms of a run ([`ImageNetTransforms`],
 //! evaluation with `Resize(size·256/224)` + `CenterCrop(size)`); and synthetic JPEG folders of
@@ -16,9 +17,11 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sskd_augment::loader::Sample;
 use sskd_augment::normalize::{normalize_rotations, IMAGENET_MEAN, IMAGENET_STD};
-use sskd_augment::recipes::{imagenet_train_at, imagenet_train_draws, imagenet_val_at};
+use sskd_augment::recipes::{imagenet_train_draws, imagenet_train_window, imagenet_val_at};
 use sskd_augment::resize::resize_window_bilinear;
 use sskd_data::folders::{decode_rgb, ImageFiles};
+use sskd_data::window::{decode_rgb_window, Window};
+use sskd_data::DataError;
 use sskd_train::stages::Transform;
 
 /// Image files of a class-folder layout as a dataset of `(file, label)`: each file is decoded
@@ -64,6 +67,7 @@ fn plain_sample(image: &RgbImage, label: usize) -> Sample {
 /// [`Sample::from_images`] one after the other.
 ///
 /// [`rotate90`]: sskd_augment::geometry::rotate90
+/// [`imagenet_train_at`]: sskd_augment::recipes::imagenet_train_at
 pub fn rotations_train_sample(
     image: &RgbImage,
     size: u32,
@@ -71,6 +75,18 @@ pub fn rotations_train_sample(
     rng: &mut StdRng,
 ) -> Sample {
     let (window, mirror) = imagenet_train_draws(image.width(), image.height(), rng);
+    rotations_window_sample(image, window, mirror, size, label)
+}
+
+/// [`rotations_train_sample`] for a window `(top, left, height, width)` and flip already
+/// drawn ([`imagenet_train_draws`]); only the window's pixels of `image` are read.
+pub fn rotations_window_sample(
+    image: &RgbImage,
+    window: Window,
+    mirror: bool,
+    size: u32,
+    label: usize,
+) -> Sample {
     rotations_sample(
         &resize_window_bilinear(image, window, size, size),
         mirror,
@@ -89,6 +105,57 @@ pub fn rotations_sample(crop: &RgbImage, mirror: bool, label: usize) -> Sample {
     }
 }
 
+/// How the training transforms decode a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Decoding {
+    /// As far as the crop window reaches ([`decode_rgb_window`]: a JPEG's rows below the
+    /// window are not read, and only the window's columns are transformed): the same samples
+    /// as [`Decoding::Whole`], bit for bit, for less work. The default.
+    #[default]
+    Window,
+    /// The whole image ([`decode_rgb`]), then the crop.
+    Whole,
+}
+
+/// A training transform of a file: the crop window and flip drawn for the image's size
+/// ([`imagenet_train_draws`]), the file decoded as `decoding` says, the sample made by `make`
+/// from the image, the window, the flip and the label. A file that does not decode is an error
+/// naming it.
+pub fn train_transform(
+    decoding: Decoding,
+    make: impl Fn(&RgbImage, Window, bool, usize) -> Sample + Send + Sync + 'static,
+) -> Transform<(PathBuf, usize)> {
+    Arc::new(move |(path, label): (PathBuf, usize), rng: &mut StdRng| {
+        let (image, window, mirror) = decode_train_crop(&path, decoding, rng)?;
+        Ok(make(&image, window, mirror, label))
+    })
+}
+
+/// Image file `path` decoded for a training crop: the window and flip drawn for its size
+/// ([`imagenet_train_draws`]), the file decoded as `decoding` says — `(image, window, mirror)`;
+/// the window's pixels are exact either way.
+pub fn decode_train_crop(
+    path: &Path,
+    decoding: Decoding,
+    rng: &mut StdRng,
+) -> Result<(RgbImage, Window, bool), DataError> {
+    let mut mirror = false;
+    let mut choose = |width, height| {
+        let (window, flip) = imagenet_train_draws(width, height, rng);
+        mirror = flip;
+        window
+    };
+    let (image, window) = match decoding {
+        Decoding::Window => decode_rgb_window(path, choose)?,
+        Decoding::Whole => {
+            let image = decode_rgb(path)?;
+            let window = choose(image.width(), image.height());
+            (image, window)
+        }
+    };
+    Ok((image, window, mirror))
+}
+
 /// The four transforms of a run at crop `size`: plain and four-rotation, training and
 /// evaluation.
 pub struct ImageNetTransforms {
@@ -103,14 +170,21 @@ pub struct ImageNetTransforms {
 }
 
 impl ImageNetTransforms {
-    /// The transforms at crop `size` (224 for ImageNet).
+    /// The transforms at crop `size` (224 for ImageNet), training files decoded as far as
+    /// their crop window reaches.
     pub fn new(size: u32) -> Self {
+        Self::with_decoding(size, Decoding::Window)
+    }
+
+    /// The transforms at crop `size`, training files decoded as `decoding` says (evaluation
+    /// resizes the whole image: it is decoded whole).
+    pub fn with_decoding(size: u32, decoding: Decoding) -> Self {
         Self {
-            plain_train: file_transform(move |image, label, rng| {
-                plain_sample(&imagenet_train_at(image, size, rng), label)
+            plain_train: train_transform(decoding, move |image, window, mirror, label| {
+                plain_sample(&imagenet_train_window(image, window, mirror, size), label)
             }),
-            rotations_train: file_transform(move |image, label, rng| {
-                rotations_train_sample(image, size, label, rng)
+            rotations_train: train_transform(decoding, move |image, window, mirror, label| {
+                rotations_window_sample(image, window, mirror, size, label)
             }),
             plain_test: file_transform(move |image, label, _| {
                 plain_sample(&imagenet_val_at(image, size), label)
@@ -242,6 +316,7 @@ fn write_jpeg(image: &RgbImage, path: &Path, quality: u8) -> Result<()> {
 mod tests {
     use super::*;
     use sskd_augment::geometry::rotate90;
+    use sskd_augment::recipes::imagenet_train_at;
 
     #[test]
     fn synthetic_folders_decode_to_imagenet_sizes_and_repeat_with_the_seed() {
@@ -279,6 +354,49 @@ mod tests {
             .iter()
             .zip(upside_down.iter().rev())
             .all(|(a, b)| a == b));
+    }
+
+    #[test]
+    fn window_decoding_gives_the_whole_decoding_s_samples() {
+        // ImageNet-like files (4:4:4) and Pillow's: 4:2:0 and 4:2:2 with restart markers,
+        // progressive and greyscale (decoded whole), sizes off the MCU grid.
+        let dir = tempfile::tempdir().unwrap();
+        write_synthetic_folder(dir.path(), 1, 4, (90, 5)).unwrap();
+        let mut paths: Vec<PathBuf> = ImageFiles::image_folder(&dir.path().join("train"))
+            .unwrap()
+            .files
+            .into_iter()
+            .map(|(path, _)| path)
+            .collect();
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("forks/sskd-jpeg/tests/fixtures");
+        for name in [
+            "coffee_420_301x203.jpg",
+            "cat_420_restart5_451x300.jpg",
+            "cat_422_restart_rows_227x150.jpg",
+            "coffee_420_progressive_200x120.jpg",
+            "coffee_grey_150x100.jpg",
+        ] {
+            paths.push(fixtures.join(name));
+        }
+        let (window, whole) = (
+            ImageNetTransforms::with_decoding(48, Decoding::Window),
+            ImageNetTransforms::with_decoding(48, Decoding::Whole),
+        );
+        for (index, path) in paths.iter().enumerate() {
+            for seed in 0..6 {
+                let seed = (index * 10 + seed) as u64;
+                for (ours, theirs) in [
+                    (&window.rotations_train, &whole.rotations_train),
+                    (&window.plain_train, &whole.plain_train),
+                ] {
+                    let item = (path.clone(), 7);
+                    let a = ours(item.clone(), &mut StdRng::seed_from_u64(seed)).unwrap();
+                    let b = theirs(item, &mut StdRng::seed_from_u64(seed)).unwrap();
+                    assert_eq!((a.shape, a.label), (b.shape, b.label));
+                    assert!(a.pixels == b.pixels, "{path:?} seed {seed}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -57,6 +57,17 @@ pub fn imagenet_train_draws<R: Rng>(
 /// horizontal flip.
 pub fn imagenet_train_at<R: Rng>(image: &RgbImage, size: u32, rng: &mut R) -> RgbImage {
     let (window, mirror) = imagenet_train_draws(image.width(), image.height(), rng);
+    imagenet_train_window(image, window, mirror, size)
+}
+
+/// [`imagenet_train_at`] for a window `(top, left, height, width)` and flip already drawn
+/// ([`imagenet_train_draws`]): the window resized to `size × size`, mirrored when `mirror`.
+pub fn imagenet_train_window(
+    image: &RgbImage,
+    window: (u32, u32, u32, u32),
+    mirror: bool,
+    size: u32,
+) -> RgbImage {
     let cropped = resize_window_bilinear(image, window, size, size);
     if mirror {
         horizontal_flip(&cropped)

@@ -38,17 +38,21 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
 
 /// Decodes an image file (format sniffed from the content) to RGB.
 pub fn decode_rgb(path: &Path) -> Result<image::RgbImage, DataError> {
-    let decode_error = |e: &dyn std::fmt::Display| DataError::Decode {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    };
-    image::ImageReader::open(path)
-        .map_err(|e| DataError::io(path, e))?
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    decode_bytes_rgb(path, &bytes)
+}
+
+/// Decodes the `bytes` of image file `path` (format sniffed from the content) to RGB.
+pub(crate) fn decode_bytes_rgb(path: &Path, bytes: &[u8]) -> Result<image::RgbImage, DataError> {
+    image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| DataError::io(path, e))?
         .decode()
         .map(|image| image.into_rgb8())
-        .map_err(|e| decode_error(&e))
+        .map_err(|e| DataError::Decode {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
 }
 
 /// How far a scan of class folders is ([`ImageFiles::image_folder_observed`]).

@@ -34,6 +34,7 @@ pub mod idx;
 mod item;
 pub mod pickle;
 pub mod stl10;
+pub mod window;
 
 pub use error::DataError;
 pub use folders::ImageFiles;
