@@ -6,7 +6,8 @@
 //! Every reader validates what it reads (sizes, labels, missing files, undecodable images) and
 //! fails with a [`DataError`] naming the file and the record. In-memory sets are
 //! [`PlanarImages`]; file sets are [`ImageFiles`]; both implement Burn's `Dataset` trait with
-//! [`LabeledImage`] items.
+//! [`LabeledImage`] items. [`window::decode_rgb_window`] decodes a JPEG only as far as a crop
+//! window reaches, for `RandomResizedCrop`-style training.
 //!
 //! ## Example
 //!

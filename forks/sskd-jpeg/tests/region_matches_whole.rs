@@ -166,8 +166,11 @@ fn rows_touched(pixels: &[u8], width: usize, rows: std::ops::Range<usize>) -> bo
 
 #[test]
 fn the_decoder_skips_what_the_region_does_not_need() {
-    // 4:2:0, 16×16 MCUs: the region needs MCU rows 2..4 and one more below; nothing from
-    // row 80 on is decoded, and in the region's rows only its columns are converted.
+    // 4:2:0, 16×16 MCUs: rows 40..60 are MCU rows 2 and 3; with one MCU row of margin on
+    // each side MCU rows 1..=4 are decoded. Nothing from row 80 on is written; above, only
+    // rows 14 and 15 (MCU row 0's last two rows, which vertically subsampled decoding writes
+    // with MCU row 1); and in the decoded rows only the region's columns (from column 96, the
+    // 16-pixel conversion that holds column 100).
     let bytes = fixture("coffee_420_301x203.jpg");
     let region = Region::new(100, 40, 50, 20);
     let decoded = decode_region(&bytes, region, ColorSpace::RGB);
