@@ -167,4 +167,67 @@ mod tests {
         let error = decode_rgb_window(&missing, |w, h| (0, 0, h, w)).unwrap_err();
         assert!(error.to_string().contains("missing.JPEG"), "{error}");
     }
+
+    /// Damaged JPEGs (bytes flipped in the entropy-coded data and the headers, files cut
+    /// short): window decoding fails where the whole decode fails, naming the file, and
+    /// otherwise gives the whole decode's pixels inside the window.
+    #[test]
+    fn damaged_jpegs_decode_as_the_whole_decode_does_or_fail_alike() {
+        let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../forks/sskd-jpeg/tests/fixtures/cat_420_restart5_451x300.jpg");
+        let bytes = std::fs::read(&source).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = 0x9e37_79b9_u64;
+        let mut next = |bound: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % bound as u64) as usize
+        };
+        for case in 0..120 {
+            let mut damaged = bytes.clone();
+            match case % 3 {
+                0 => damaged.truncate(next(bytes.len())),
+                1 => {
+                    for _ in 0..4 {
+                        let at = next(bytes.len());
+                        damaged[at] ^= 1 << next(8);
+                    }
+                }
+                _ => {
+                    let at = next(600.min(bytes.len()));
+                    damaged[at] = next(256) as u8;
+                }
+            }
+            let path = dir.path().join(format!("damaged_{case}.JPEG"));
+            std::fs::write(&path, &damaged).unwrap();
+            let whole = decode_rgb(&path);
+            let window = decode_rgb_window(&path, |w, h| (h / 4, w / 3, h / 2, w / 2));
+            match (whole, window) {
+                (Ok(whole), Ok((decoded, window))) => {
+                    let (top, left, height, width) = window;
+                    for y in top..top + height {
+                        for x in left..left + width {
+                            assert_eq!(
+                                decoded.get_pixel(x, y),
+                                whole.get_pixel(x, y),
+                                "case {case}"
+                            );
+                        }
+                    }
+                }
+                (Err(_), Err(error)) => {
+                    assert!(
+                        error.to_string().contains(&format!("damaged_{case}.JPEG")),
+                        "{error}"
+                    );
+                }
+                (whole, window) => panic!(
+                    "case {case}: whole decode {:?}, window decode {:?}",
+                    whole.map(|i| i.dimensions()),
+                    window.map(|(i, w)| (i.dimensions(), w))
+                ),
+            }
+        }
+    }
 }
