@@ -109,8 +109,8 @@ impl RegionPlan {
 impl<T: ZByteReaderTrait> JpegDecoder<T> {
     /// Decodes what `region` needs into `out` (the whole image's size, as
     /// [`decode_into`](Self::decode_into)): the region's pixels are those of a whole decode,
-    /// the others unspecified. Baseline YCbCr images with the usual subsamplings (4:4:4, 4:2:2 and
-    /// 4:2:0) into RGB, RGBA, BGR or BGRA are decoded only as far as the region needs;
+    /// the others unspecified. Baseline YCbCr images with the usual subsamplings (4:4:4, 4:2:2,
+    /// 4:2:0, 4:4:0) into RGB, RGBA, BGR or BGRA are decoded only as far as the region needs;
     /// any other image (progressive, greyscale, CMYK, …) is decoded whole.
     ///
     /// # Errors
@@ -140,7 +140,7 @@ impl<T: ZByteReaderTrait> JpegDecoder<T> {
         let region = self.region?;
         let standard_subsampling = matches!(
             self.info.sample_ratio,
-            SampleRatios::None | SampleRatios::H | SampleRatios::HV
+            SampleRatios::None | SampleRatios::H | SampleRatios::V | SampleRatios::HV
         );
         let rgb_out = matches!(
             self.options.jpeg_get_out_colorspace(),
@@ -153,11 +153,15 @@ impl<T: ZByteReaderTrait> JpegDecoder<T> {
     }
 
     /// Pixel rows the baseline decoder has written before post-processing MCU row `row`
-    /// (vertically subsampled images hold back each MCU row's last rows until the next row's
-    /// chroma is decoded).
+    /// (when a component is upsampled vertically, post-processing holds back each MCU row's
+    /// last rows until the next row's chroma is decoded: `post_process`'s own test).
     pub(crate) fn rows_written_before(&self, row: usize) -> usize {
         let rows_per_mcu = 8 * self.v_max * self.coeff;
-        let held_back = if self.v_max > 1 && row > 0 {
+        let vertically_upsampled = self
+            .components
+            .iter()
+            .any(|c| c.sample_ratio == SampleRatios::HV || c.sample_ratio == SampleRatios::V);
+        let held_back = if vertically_upsampled && row > 0 {
             self.v_max * self.coeff
         } else {
             0

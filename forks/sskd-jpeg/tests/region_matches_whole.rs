@@ -10,8 +10,8 @@ use sskd_jpeg::zune_core::colorspace::ColorSpace;
 use sskd_jpeg::zune_core::options::DecoderOptions;
 use sskd_jpeg::{JpegDecoder, Region};
 
-/// Fixtures the decoder decodes by region (baseline YCbCr 4:4:4, 4:2:2, 4:2:0).
-const BY_REGION: [&str; 8] = [
+/// Fixtures the decoder decodes by region (baseline YCbCr 4:4:4, 4:2:2, 4:2:0, 4:4:0).
+const BY_REGION: [&str; 9] = [
     "coffee_444_301x203.jpg",
     "coffee_422_301x203.jpg",
     "coffee_420_301x203.jpg",
@@ -20,12 +20,14 @@ const BY_REGION: [&str; 8] = [
     "cat_420_restart5_451x300.jpg",
     "cat_422_restart_rows_227x150.jpg",
     "cat_444_restart7_97x61.jpg",
+    "coffee_440_301x203.jpg",
 ];
 
-/// Fixtures it decodes whole.
-const WHOLE: [&str; 2] = [
+/// Fixtures it decodes whole (progressive, greyscale, 4:1:1).
+const WHOLE: [&str; 3] = [
     "coffee_420_progressive_200x120.jpg",
     "coffee_grey_150x100.jpg",
+    "coffee_411_301x203.jpg",
 ];
 
 /// A byte no decoded pixel of these photographs has at every position of a row: what the
@@ -187,7 +189,17 @@ fn the_decoder_skips_what_the_region_does_not_need() {
         left_of_region.iter().all(|&byte| byte == UNTOUCHED),
         "columns left of the region were converted"
     );
-    // Progressive and greyscale files are decoded whole.
+    // Every layout decoded by region stops there (MCUs at most 16 high, one of margin).
+    for name in BY_REGION {
+        let bytes = fixture(name);
+        let (width, height) = whole_rgb(&bytes).dimensions();
+        if width >= 160 && height >= 100 {
+            let decoded = decode_region(&bytes, region, ColorSpace::RGB);
+            let rows = 80..height as usize;
+            assert!(!rows_touched(&decoded, width as usize, rows), "{name}");
+        }
+    }
+    // Progressive, greyscale and 4:1:1 files are decoded whole.
     for name in WHOLE {
         let bytes = fixture(name);
         let whole = whole_rgb(&bytes);
