@@ -25,10 +25,8 @@ use rand::SeedableRng;
 use serde_json::json;
 use sskd::augment::recipes::imagenet_train_draws;
 use sskd::data::folders::ImageFiles;
-use sskd_jpeg::zune_core::bytestream::ZCursor;
-use sskd_jpeg::zune_core::colorspace::ColorSpace;
-use sskd_jpeg::zune_core::options::DecoderOptions;
-use sskd_jpeg::{JpegDecoder, Region};
+use sskd::data::window::jpeg_decoder as zune;
+use sskd_jpeg::Region;
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -41,16 +39,6 @@ struct Args {
     /// Rounds each decoder runs, taking turns.
     #[arg(long, default_value_t = 5, value_parser = sskd::cli::positive)]
     rounds: usize,
-}
-
-/// zune-jpeg with the options `image` decodes with, into RGB.
-fn zune(bytes: &[u8]) -> JpegDecoder<ZCursor<&[u8]>> {
-    let options = DecoderOptions::default()
-        .set_strict_mode(false)
-        .set_max_width(usize::MAX)
-        .set_max_height(usize::MAX)
-        .jpeg_set_out_colorspace(ColorSpace::RGB);
-    JpegDecoder::new_with_options(ZCursor::new(bytes), options)
 }
 
 /// One decoder: its name and how it decodes file `index` of the set.

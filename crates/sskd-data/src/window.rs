@@ -66,8 +66,9 @@ pub fn decode_rgb_window(
     Ok((image, window))
 }
 
-/// zune-jpeg with the options `image` 0.25 decodes with, into RGB.
-fn jpeg_decoder(bytes: &[u8]) -> JpegDecoder<ZCursor<&[u8]>> {
+/// A zune-jpeg decoder (`sskd-jpeg`) of `bytes` with the options `image` 0.25 decodes with,
+/// into RGB: what [`decode_rgb_window`] decodes JPEGs with.
+pub fn jpeg_decoder(bytes: &[u8]) -> JpegDecoder<ZCursor<&[u8]>> {
     let options = DecoderOptions::default()
         .set_strict_mode(false)
         .set_max_width(usize::MAX)
