@@ -4,7 +4,8 @@ input, weight and bias for the loss sum(out * dy) with a fixed dy.
 
 Cases cover batch 1, stride 1 and 2, padding 0/1/3, 1×1, 3×3 and 7×7 kernels, dilation,
 grouped (ShuffleNet's g = 3) and depthwise convolutions (groups = channels, and a channel
-multiplier of 2), non-square maps, and the zoo's 1×1 stride-2 projections.
+multiplier of 2), non-square maps, the zoo's 1×1 stride-2 projections, and the shapes the direct f32 kernels take
+(direct_kernels.rs).
 
     python tools/make_conv_fixtures.py   # -> tests/fixtures/layers/conv2d.safetensors
 """
@@ -35,6 +36,12 @@ CASES = [
     ("pointwise1x1_g2_batch1", (1, 8, 9, 9), (6, 4, 1, 1), 1, 0, 1, 2, False),
     ("depthwise5x5_p2_multiplier2", (2, 3, 7, 6), (6, 1, 5, 5), 1, 2, 1, 3, False),
     ("depthwise3x3_batch1_8x8", (1, 5, 8, 8), (5, 1, 3, 3), 1, 1, 1, 5, True),
+    # Direct f32 kernels (multiples of 16 output channels, ≥ 64 multiply-adds per output, rows
+    # of 7, 8 or 14 pixels): appended, so the cases above keep their values.
+    ("direct3x3_s1_p1_bias", (2, 16, 8, 8), (32, 16, 3, 3), 1, 1, 1, 1, True),
+    ("direct3x3_s2_p1", (2, 16, 15, 15), (16, 16, 3, 3), 2, 1, 1, 1, False),
+    ("direct5x5_p2_7px", (1, 8, 7, 7), (16, 8, 5, 5), 1, 2, 1, 1, True),
+    ("direct3x3_dilation2_14px", (1, 16, 14, 14), (16, 16, 3, 3), 1, 2, 2, 1, False),
 ]
 
 torch.manual_seed(0)

@@ -26,12 +26,12 @@ use burn_backend::DType;
 use burn_flex::FlexTensor;
 use burn_std::{bf16, f16};
 
-use crate::conv_geometry::{thread_count, Conv2dGeometry, ConvFloat};
+use crate::conv_geometry::{as_f32, from_f32, thread_count, Conv2dGeometry, ConvFloat};
 use crate::flex_storage::{contiguous_as, tensor_from};
 use crate::float_cast::{cast_from_f32, cast_to_f32};
 use crate::gemm_product::{gemm, gemm_nt, sum_partials, MatRef};
 use crate::parallel_chunks::{for_each_chunk, zeroed_vec};
-use crate::{depthwise_kernels, pointwise_kernels};
+use crate::{depthwise_kernels, direct_kernels, pointwise_kernels};
 
 /// Where one kernel tap's valid outputs of an im2col row sit when the convolution keeps the
 /// row width at stride 1 (`3×3`, padding 1 and the like): output `j = oh · W + ow` reads input
@@ -306,6 +306,9 @@ pub(crate) fn conv2d_forward<T: ConvFloat>(
     if pointwise_kernels::applies(geo) {
         return pointwise_kernels::forward(geo, x, weight, bias);
     }
+    if let Some(out) = direct_forward(geo, x, weight, bias) {
+        return out;
+    }
     let mut out = zeroed_vec(geo.batch * geo.out_image());
     if out.is_empty() {
         return out;
@@ -362,6 +365,33 @@ pub(crate) fn conv2d_forward<T: ConvFloat>(
     out
 }
 
+/// [`direct_kernels::forward`] where it applies (`f32`).
+fn direct_forward<T: ConvFloat>(
+    geo: &Conv2dGeometry,
+    x: &[T],
+    weight: &[T],
+    bias: Option<&[T]>,
+) -> Option<Vec<T>> {
+    let (x, weight) = (as_f32(x)?, as_f32(weight)?);
+    let bias = match bias {
+        Some(bias) => Some(as_f32(bias)?),
+        None => None,
+    };
+    if !direct_kernels::applies(geo) {
+        return None;
+    }
+    from_f32(direct_kernels::forward(geo, x, weight, bias))
+}
+
+/// [`direct_kernels::input_grad`] where it applies (`f32`).
+fn direct_input_grad<T: ConvFloat>(geo: &Conv2dGeometry, weight: &[T], dy: &[T]) -> Option<Vec<T>> {
+    let (weight, dy) = (as_f32(weight)?, as_f32(dy)?);
+    if !direct_kernels::applies_to_input_grad(geo) {
+        return None;
+    }
+    from_f32(direct_kernels::input_grad(geo, weight, dy))
+}
+
 /// The gradient of [`conv2d_forward`] with respect to its input: `dx [B, C, H, W]` from
 /// `dy [B, O, OH, OW]`.
 pub(crate) fn conv2d_input_grad<T: ConvFloat>(
@@ -369,9 +399,8 @@ pub(crate) fn conv2d_input_grad<T: ConvFloat>(
     weight: &[T],
     dy: &[T],
 ) -> Vec<T> {
-    let mut dx = zeroed_vec(geo.batch * geo.in_image());
-    if dx.is_empty() || geo.out_plane() == 0 {
-        return dx;
+    if geo.batch * geo.in_image() == 0 || geo.out_plane() == 0 {
+        return vec![T::zero(); geo.batch * geo.in_image()];
     }
     if depthwise_kernels::applies(geo) {
         return depthwise_kernels::input_grad(geo, weight, dy);
@@ -379,6 +408,10 @@ pub(crate) fn conv2d_input_grad<T: ConvFloat>(
     if pointwise_kernels::applies(geo) {
         return pointwise_kernels::input_grad(geo, weight, dy);
     }
+    if let Some(dx) = direct_input_grad(geo, weight, dy) {
+        return dx;
+    }
+    let mut dx = zeroed_vec(geo.batch * geo.in_image());
     let (m, k) = (geo.col_rows(), geo.out_per_group());
     let chunk = geo.images_per_chunk();
     for_each_chunk(
@@ -758,11 +791,69 @@ mod tests {
         check([2, 5, 4, 4], [5, 1, 3, 3], options(1, 0, 5));
     }
 
-    /// The `f32` weight gradient (dot-product tiles below 64 output channels per group on an
-    /// AVX-512 CPU, gemm above) against the `f64` sums of the same values, within the rounding
-    /// bound of its summation order.
+    /// The `f32` forward pass and gradients against the `f64` sums of the same values, within
+    /// the rounding bound of their summation order (`2⁻¹⁶` of the sum of the terms' magnitudes).
+    fn check_f32(x_shape: [usize; 4], w_shape: [usize; 4], options: ConvOptions<2>) {
+        let geo = Conv2dGeometry::new(&x_shape, &w_shape, &options);
+        let x = values(x_shape.iter().product(), 5);
+        let w = values(w_shape.iter().product(), 7);
+        let dy = values(geo.batch * geo.out_image(), 6);
+        let exact = |len: usize| (vec![0.0; len], vec![0.0; len]);
+        let (mut out, mut out_size) = exact(dy.len());
+        let (mut dx, mut dx_size) = exact(x.len());
+        let (mut dw, mut dw_size) = exact(w.len());
+        for_each_term(&geo, |o, xi, wi| {
+            out[o] += x[xi] * w[wi];
+            out_size[o] += (x[xi] * w[wi]).abs();
+            dx[xi] += dy[o] * w[wi];
+            dx_size[xi] += (dy[o] * w[wi]).abs();
+            dw[wi] += dy[o] * x[xi];
+            dw_size[wi] += (dy[o] * x[xi]).abs();
+        });
+        let narrow = |v: &[f64]| v.iter().map(|&v| v as f32).collect::<Vec<f32>>();
+        let (x, w, dy) = (narrow(&x), narrow(&w), narrow(&dy));
+        let results = [
+            (
+                "forward",
+                conv2d_forward::<f32>(&geo, &x, &w, None),
+                out,
+                out_size,
+            ),
+            (
+                "input grad",
+                conv2d_input_grad::<f32>(&geo, &w, &dy),
+                dx,
+                dx_size,
+            ),
+            (
+                "weight grad",
+                conv2d_weight_grad::<f32>(&geo, &x, &dy),
+                dw,
+                dw_size,
+            ),
+        ];
+        for (name, ours, want, size) in results {
+            assert_eq!(
+                ours.len(),
+                want.len(),
+                "{name} {x_shape:?} {w_shape:?}: length"
+            );
+            for (index, &ours) in ours.iter().enumerate() {
+                assert!(
+                    (ours as f64 - want[index]).abs() <= 2e-5 * size[index] + 1e-6,
+                    "{name} {x_shape:?} {w_shape:?} [{index}]: {ours} vs {}",
+                    want[index]
+                );
+            }
+        }
+    }
+
+    /// The `f32` kernels of dense convolutions: the weight gradients (dot-product tiles below
+    /// 64 output channels per group on an AVX-512 CPU, gemm above), the forward passes and input
+    /// gradients (direct kernels on an AVX-512 CPU where `direct_kernels` applies, im2col and
+    /// gemm otherwise).
     #[test]
-    fn f32_weight_gradients_match_the_f64_sums() {
+    fn f32_convolutions_match_the_f64_sums() {
         let cases = [
             ([1, 16, 32, 32], [32, 16, 3, 3], options(1, 1, 1)),
             ([4, 3, 32, 32], [32, 3, 3, 3], options(1, 1, 1)),
@@ -771,24 +862,61 @@ mod tests {
             ([2, 8, 9, 9], [70, 8, 3, 3], options(2, 1, 1)),
         ];
         for (x_shape, w_shape, options) in cases {
-            let geo = Conv2dGeometry::new(&x_shape, &w_shape, &options);
-            let x = values(x_shape.iter().product(), 5);
-            let dy = values(geo.batch * geo.out_image(), 6);
-            let weight_len = geo.c_out * geo.col_rows();
-            let (mut exact, mut magnitude) = (vec![0.0; weight_len], vec![0.0; weight_len]);
-            for_each_term(&geo, |o, xi, wi| {
-                exact[wi] += dy[o] * x[xi];
-                magnitude[wi] += (dy[o] * x[xi]).abs();
-            });
-            let narrow = |v: &[f64]| v.iter().map(|&v| v as f32).collect::<Vec<f32>>();
-            let ours = conv2d_weight_grad::<f32>(&geo, &narrow(&x), &narrow(&dy));
-            for (index, (&ours, &want)) in ours.iter().zip(&exact).enumerate() {
-                assert!(
-                    (ours as f64 - want).abs() <= 2e-5 * magnitude[index] + 1e-6,
-                    "{x_shape:?} {w_shape:?} [{index}]: {ours} vs {want}"
-                );
-            }
+            check_f32(x_shape, w_shape, options);
         }
+    }
+
+    /// The direct kernels' shapes: one and two vectors of output channels, rows of 8 pixels and
+    /// partial tiles (7 and 15 columns), stride 2 (forward only; its input gradient takes
+    /// im2col), dilation, asymmetric padding and kernels, 3-, 5- and 7-wide kernel rows and
+    /// taps one at a time, padding 0, 1×1 convolutions of 64 channels, several images per
+    /// thread, a bias.
+    #[test]
+    fn f32_direct_convolutions_match_the_f64_sums() {
+        let cases = [
+            ([2, 16, 8, 8], [32, 16, 3, 3], options(1, 1, 1)),
+            ([3, 32, 7, 7], [16, 32, 3, 3], options(1, 1, 1)),
+            ([1, 16, 5, 15], [48, 16, 3, 3], options(1, 1, 1)),
+            ([2, 16, 15, 15], [32, 16, 3, 3], options(2, 1, 1)),
+            ([2, 16, 15, 16], [16, 16, 3, 3], options(2, 0, 1)),
+            (
+                [1, 16, 9, 16],
+                [32, 16, 3, 2],
+                ConvOptions::new([1, 1], [2, 1], [2, 3], 1),
+            ),
+            ([2, 8, 7, 7], [16, 8, 5, 5], options(1, 2, 1)),
+            ([2, 3, 15, 13], [16, 3, 7, 7], options(2, 3, 1)),
+            ([2, 16, 9, 9], [32, 16, 3, 3], options(1, 0, 1)),
+            ([1, 64, 14, 14], [32, 64, 1, 1], options(2, 0, 1)),
+            ([5, 16, 7, 7], [16, 16, 3, 3], options(1, 1, 1)),
+        ];
+        for (x_shape, w_shape, options) in cases {
+            let geo = Conv2dGeometry::new(&x_shape, &w_shape, &options);
+            if nt_product_available() {
+                assert!(direct_kernels::applies(&geo), "{geo:?}");
+            }
+            check_f32(x_shape, w_shape, options);
+        }
+        // Rows of 4 pixels would leave half of each tile empty: im2col and gemm.
+        let small = Conv2dGeometry::new(&[2, 16, 4, 4], &[32, 16, 3, 3], &options(1, 1, 1));
+        assert!(!direct_kernels::applies(&small));
+        check_f32([2, 16, 4, 4], [32, 16, 3, 3], options(1, 1, 1));
+        let geo = Conv2dGeometry::new(&[1, 16, 8, 8], &[16, 16, 3, 3], &options(1, 1, 1));
+        let x: Vec<f32> = values(geo.batch * geo.in_image(), 8)
+            .iter()
+            .map(|&v| v as f32)
+            .collect();
+        let w: Vec<f32> = values(16 * 16 * 9, 9).iter().map(|&v| v as f32).collect();
+        let bias: Vec<f32> = (0..16).map(|o| o as f32 - 7.5).collect();
+        let with_bias = conv2d_forward(&geo, &x, &w, Some(&bias));
+        let without = conv2d_forward(&geo, &x, &w, None);
+        for (index, (a, b)) in with_bias.iter().zip(&without).enumerate() {
+            assert_eq!(*a, b + bias[index / geo.out_plane()], "bias [{index}]");
+        }
+    }
+
+    fn nt_product_available() -> bool {
+        crate::nt_product::available()
     }
 
     /// Batches and maps large enough for several image chunks per GEMM, per-thread partial

@@ -13,6 +13,26 @@ pub(crate) trait ConvFloat:
 impl ConvFloat for f32 {}
 impl ConvFloat for f64 {}
 
+fn is_f32<T: 'static>() -> bool {
+    core::any::TypeId::of::<T>() == core::any::TypeId::of::<f32>()
+}
+
+/// `values` as `f32`s when `T` is `f32`.
+pub(crate) fn as_f32<T: ConvFloat>(values: &[T]) -> Option<&[f32]> {
+    is_f32::<T>().then(|| bytemuck::cast_slice(values))
+}
+
+/// `values` as `f32`s when `T` is `f32`.
+pub(crate) fn as_f32_mut<T: ConvFloat>(values: &mut [T]) -> Option<&mut [f32]> {
+    is_f32::<T>().then(|| bytemuck::cast_slice_mut(values))
+}
+
+/// `values` as a `Vec<T>` when `T` is `f32`.
+pub(crate) fn from_f32<T: ConvFloat>(values: Vec<f32>) -> Option<Vec<T>> {
+    let values: Box<dyn core::any::Any> = Box::new(values);
+    values.downcast::<Vec<T>>().ok().map(|values| *values)
+}
+
 /// Sizes of one 2D convolution: input `[batch, c_in, in_h, in_w]`, weight
 /// `[c_out, c_in / groups, k_h, k_w]`, output `[batch, c_out, out_h, out_w]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 //! their results added in a fixed order, so that a given thread count always gives the same
 //! bits.
 
-use crate::conv_geometry::ConvFloat;
+use crate::conv_geometry::{as_f32, as_f32_mut, ConvFloat};
 use crate::nt_product;
 
 /// A matrix operand of [`gemm`]: a base pointer with row and column strides.
@@ -101,7 +101,7 @@ pub(crate) fn gemm_nt<T: ConvFloat>(
     accumulate: bool,
     parallelism: gemm::Parallelism,
 ) {
-    if let (Some(dst), Some(a), Some(b)) = (f32_mut(dst), f32_ref(a), f32_ref(b)) {
+    if let (Some(dst), Some(a), Some(b)) = (as_f32_mut(dst), as_f32(a), as_f32(b)) {
         let thin = m < GEMM_F32_TILE_ROWS;
         let long = k >= LONG_PRODUCT * m.max(n);
         if (thin || long) && nt_product::available() {
@@ -112,20 +112,6 @@ pub(crate) fn gemm_nt<T: ConvFloat>(
     }
     let (a, b) = (MatRef::row_major(a, m, k), MatRef::row_major(b, n, k));
     gemm(dst, (m, n, k), a, b.t(), accumulate, parallelism);
-}
-
-fn is_f32<T: 'static>() -> bool {
-    core::any::TypeId::of::<T>() == core::any::TypeId::of::<f32>()
-}
-
-/// `values` as `f32`s when `T` is `f32`.
-fn f32_ref<T: ConvFloat>(values: &[T]) -> Option<&[f32]> {
-    is_f32::<T>().then(|| bytemuck::cast_slice(values))
-}
-
-/// `values` as `f32`s when `T` is `f32`.
-fn f32_mut<T: ConvFloat>(values: &mut [T]) -> Option<&mut [f32]> {
-    is_f32::<T>().then(|| bytemuck::cast_slice_mut(values))
 }
 
 /// The sum of the `len`-sized partial sums laid out one after the other in `partials`, added in

@@ -79,6 +79,7 @@ mod conv2d;
 pub mod conv2d_kernels;
 mod conv_geometry;
 mod depthwise_kernels;
+mod direct_kernels;
 pub mod elementwise_kernels;
 mod elementwise_ops;
 mod flex_storage;

@@ -1,0 +1,472 @@
+//! Dense convolutions in `f32` as direct AVX-512 kernels with the output channels in the vector
+//! lanes: no im2col matrix, no GEMM packing.
+//!
+//! Each image is copied once into a zero-padded buffer (`[C, H + 2·ph, W + 2·pw]`, the thread's
+//! scratch). A tile is `16·NB` output channels by [`TILE_PIXELS`] neighbouring output pixels of
+//! one output row, `NB · 8` accumulators of 16 lanes: for each input channel and kernel tap it
+//! loads `NB` vectors of the packed weight (`[C, KH·KW, 16·NB]` per block of output channels)
+//! and broadcasts the 8 input values the tap reads, straight from the padded image (the taps'
+//! offsets in a padded plane do not depend on the pixel, so no bounds are tested), then writes
+//! the tile to NCHW once. Every output element is the same sum, in the same order (input
+//! channels, then taps), whichever thread computes its tile.
+//!
+//! The input gradient of a stride-1 convolution is the same kernel: `dx = conv(dy, w')` with the
+//! weight flipped and its two channel axes swapped, padded by `dilation · (K − 1) − pad`.
+//!
+//! Taken in `f32` on an AVX-512 CPU ([`applies`], [`applies_to_input_grad`]) for ungrouped
+//! convolutions with a multiple of 16 output channels, at least [`MIN_PRODUCT_DEPTH`]
+//! multiply-adds per output, a row stride of 1 or 2 and output rows that whole tiles cover
+//! with at most 1/7 of their pixels past the row's end (7, 8, 14, 16 … pixels wide, not 4 or
+//! 12); the im2col/GEMM kernels otherwise. Measured against them
+//! in docs/performance.md ("Direct convolutions").
+
+use crate::conv_geometry::Conv2dGeometry;
+use crate::nt_product;
+use crate::parallel_chunks::for_each_chunk;
+
+/// Lanes of one AVX-512 `f32` vector: output channels per vector.
+const LANES: usize = 16;
+/// Output pixels of one row per tile.
+const TILE_PIXELS: usize = 8;
+/// The fewest multiply-adds per output element (`C · KH · KW`) the direct kernels take: below
+/// it, writing each tile to NCHW (a transpose) outweighs the sums.
+const MIN_PRODUCT_DEPTH: usize = 64;
+
+/// Whether [`forward`] computes this convolution (an `f32` one: the caller checks the type).
+pub(crate) fn applies(geo: &Conv2dGeometry) -> bool {
+    nt_product::available()
+        && geo.groups == 1
+        && geo.c_out.is_multiple_of(LANES)
+        && geo.c_in * geo.k_h * geo.k_w >= MIN_PRODUCT_DEPTH
+        && matches!(geo.stride[1], 1 | 2)
+        && geo.batch * geo.out_plane() > 0
+        && geo.out_w.div_ceil(TILE_PIXELS) * TILE_PIXELS * 7 <= geo.out_w * 8
+}
+
+/// Whether [`input_grad`] computes this convolution's input gradient (an `f32` one).
+pub(crate) fn applies_to_input_grad(geo: &Conv2dGeometry) -> bool {
+    geo.stride == [1, 1]
+        && geo.padding[0] <= geo.dilation[0] * (geo.k_h - 1)
+        && geo.padding[1] <= geo.dilation[1] * (geo.k_w - 1)
+        && applies(&transposed(geo))
+}
+
+/// The stride-1 convolution whose forward pass is `geo`'s input gradient: `dy` as its input,
+/// the input channels as its output channels, padded by `dilation · (K − 1) − pad`.
+fn transposed(geo: &Conv2dGeometry) -> Conv2dGeometry {
+    Conv2dGeometry {
+        c_in: geo.c_out,
+        in_h: geo.out_h,
+        in_w: geo.out_w,
+        c_out: geo.c_in,
+        padding: [
+            geo.dilation[0] * (geo.k_h - 1) - geo.padding[0],
+            geo.dilation[1] * (geo.k_w - 1) - geo.padding[1],
+        ],
+        out_h: geo.in_h,
+        out_w: geo.in_w,
+        ..*geo
+    }
+}
+
+/// `out [B, O, OH, OW] = conv2d(x [B, C, H, W], w [O, C, KH, KW]) + bias [O]`.
+///
+/// # Panics
+/// If [`applies`] does not hold for `geo`.
+pub(crate) fn forward(
+    geo: &Conv2dGeometry,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
+    assert!(applies(geo), "direct conv2d: unsupported geometry {geo:?}");
+    let block = if geo.c_out.is_multiple_of(2 * LANES) {
+        2
+    } else {
+        1
+    };
+    let packed = pack_weight(geo, weight, block * LANES);
+    let mut out = vec![0.0f32; geo.batch * geo.out_image()];
+    let block_len = block * LANES * geo.out_plane();
+    let blocks_per_image = geo.c_out / (block * LANES);
+    let padded = PaddedImage::of(geo);
+    for_each_chunk(&mut out, block_len, true, |index, out_block| {
+        let (image, co_block) = (index / blocks_per_image, index % blocks_per_image);
+        let x_image = &x[image * geo.in_image()..][..geo.in_image()];
+        let weights = &packed[co_block * geo.c_in * geo.k_h * geo.k_w * block * LANES..];
+        let bias = bias.map(|b| &b[co_block * block * LANES..][..block * LANES]);
+        padded.with_copy(x_image, block * LANES, |x_padded, partial| {
+            let output = OutputBlock {
+                geo,
+                padded: &padded,
+                x_padded,
+                weights,
+                bias,
+            };
+            match block {
+                2 => output.write_with_stride::<2>(out_block, partial),
+                _ => output.write_with_stride::<1>(out_block, partial),
+            }
+        });
+    });
+    out
+}
+
+/// The input gradient of a stride-1 convolution, `dx [B, C, H, W]` from `dy [B, O, OH, OW]`:
+/// [`forward`] of [`transposed`] with the flipped, channel-swapped weight.
+///
+/// # Panics
+/// If [`applies_to_input_grad`] does not hold for `geo`.
+pub(crate) fn input_grad(geo: &Conv2dGeometry, weight: &[f32], dy: &[f32]) -> Vec<f32> {
+    assert!(
+        applies_to_input_grad(geo),
+        "direct conv2d: unsupported input gradient {geo:?}"
+    );
+    let taps = geo.k_h * geo.k_w;
+    let mut flipped = vec![0.0f32; weight.len()];
+    for o in 0..geo.c_out {
+        for c in 0..geo.c_in {
+            let from = &weight[(o * geo.c_in + c) * taps..][..taps];
+            let to = &mut flipped[(c * geo.c_out + o) * taps..][..taps];
+            to.iter_mut()
+                .zip(from.iter().rev())
+                .for_each(|(t, &f)| *t = f);
+        }
+    }
+    forward(&transposed(geo), dy, &flipped, None)
+}
+
+/// The weight as the tiles read it: for each block of `block` output channels, `[C, KH·KW,
+/// block]` (a tap's weights for the block's channels side by side).
+fn pack_weight(geo: &Conv2dGeometry, weight: &[f32], block: usize) -> Vec<f32> {
+    let per_channel = geo.c_in * geo.k_h * geo.k_w;
+    let mut packed = vec![0.0f32; weight.len()];
+    for (o, row) in weight.chunks_exact(per_channel).enumerate() {
+        let (co_block, lane) = (o / block, o % block);
+        let block_start = co_block * per_channel * block;
+        for (ct, &w) in row.iter().enumerate() {
+            packed[block_start + ct * block + lane] = w;
+        }
+    }
+    packed
+}
+
+std::thread_local! {
+    /// Each thread's padded image, kept between calls (rayon's workers live as long as the
+    /// process).
+    static PADDED: core::cell::RefCell<Vec<f32>> = const { core::cell::RefCell::new(Vec::new()) };
+}
+
+/// The zero-padded copy of one image: `[C, H + 2·ph, W + 2·pw]`, then room for the reads of the
+/// last tile past its row's end.
+struct PaddedImage {
+    channels: usize,
+    rows: usize,
+    width: usize,
+    in_h: usize,
+    in_w: usize,
+    padding: [usize; 2],
+    out_h: usize,
+    out_w: usize,
+}
+
+impl PaddedImage {
+    fn of(geo: &Conv2dGeometry) -> Self {
+        Self {
+            channels: geo.c_in,
+            rows: geo.in_h + 2 * geo.padding[0],
+            width: geo.in_w + 2 * geo.padding[1],
+            in_h: geo.in_h,
+            in_w: geo.in_w,
+            padding: geo.padding,
+            out_h: geo.out_h,
+            out_w: geo.out_w,
+        }
+    }
+    fn plane(&self) -> usize {
+        self.rows * self.width
+    }
+    /// Elements past the last plane a tile may read (its pixels beyond the row's end, at a
+    /// row stride of up to 2).
+    const SLACK: usize = 2 * TILE_PIXELS;
+
+    /// Runs `work` on the padded copy of `image` (`[C, H, W]`) and a buffer for the tiles'
+    /// sums of `lanes` output channels, both in this thread's scratch.
+    fn with_copy<R>(
+        &self,
+        image: &[f32],
+        lanes: usize,
+        work: impl FnOnce(&[f32], &mut [f32]) -> R,
+    ) -> R {
+        let len = self.channels * self.plane() + Self::SLACK;
+        let sums_len = self.out_h * self.out_w.div_ceil(TILE_PIXELS) * TILE_PIXELS * lanes;
+        let fill = |buffer: &mut [f32]| {
+            buffer.fill(0.0);
+            for (c, plane) in image.chunks_exact(self.in_h * self.in_w).enumerate() {
+                for (ih, row) in plane.chunks_exact(self.in_w).enumerate() {
+                    let start = c * self.plane() + (ih + self.padding[0]) * self.width;
+                    buffer[start + self.padding[1]..][..self.in_w].copy_from_slice(row);
+                }
+            }
+        };
+        PADDED.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut buffer) => {
+                if buffer.len() < len + sums_len {
+                    buffer.resize(len + sums_len, 0.0);
+                }
+                let (padded, sums) = buffer[..len + sums_len].split_at_mut(len);
+                fill(padded);
+                work(padded, sums)
+            }
+            Err(_) => {
+                let mut buffer = vec![0.0; len + sums_len];
+                let (padded, sums) = buffer.split_at_mut(len);
+                fill(padded);
+                work(padded, sums)
+            }
+        })
+    }
+}
+
+/// One image's block of output channels and what its tiles read.
+struct OutputBlock<'a> {
+    geo: &'a Conv2dGeometry,
+    padded: &'a PaddedImage,
+    x_padded: &'a [f32],
+    /// The block's packed weight, `[C, KH·KW, 16·NB]`.
+    weights: &'a [f32],
+    bias: Option<&'a [f32]>,
+}
+
+impl OutputBlock<'_> {
+    /// [`Self::write`] at this convolution's row stride.
+    fn write_with_stride<const NB: usize>(&self, out_block: &mut [f32], partial: &mut [f32]) {
+        match self.geo.stride[1] {
+            1 => self.write_with_row::<NB, 1>(out_block, partial),
+            _ => self.write_with_row::<NB, 2>(out_block, partial),
+        }
+    }
+
+    /// [`Self::write`] with whole kernel rows at a time where the kernel is 3, 5 or 7 wide at
+    /// unit column dilation, a tap at a time otherwise.
+    fn write_with_row<const NB: usize, const S: usize>(
+        &self,
+        out_block: &mut [f32],
+        partial: &mut [f32],
+    ) {
+        match (self.geo.dilation[1], self.geo.k_w) {
+            (1, 3) => self.write::<NB, S, 3>(out_block, partial),
+            (1, 5) => self.write::<NB, S, 5>(out_block, partial),
+            (1, 7) => self.write::<NB, S, 7>(out_block, partial),
+            _ => self.write::<NB, S, 1>(out_block, partial),
+        }
+    }
+
+    /// Writes the block (`out_block`: `[16·NB, OH, OW]`); `S` is the row stride. The input
+    /// channels are taken in groups whose packed weights fit in L1 ([`WEIGHT_BLOCK_BYTES`]),
+    /// each group adding to every tile's sums (`partial`, `[OH, ⌈OW/8⌉, 8, 16·NB]`), which
+    /// are then written to NCHW with the bias.
+    fn write<const NB: usize, const S: usize, const KW: usize>(
+        &self,
+        out_block: &mut [f32],
+        partial: &mut [f32],
+    ) {
+        let geo = self.geo;
+        let width = self.padded.width;
+        // Rows of KW taps read together: the kernel rows, or each tap on its own (KW = 1).
+        let rows: Vec<isize> = (0..geo.k_h)
+            .flat_map(|kh| {
+                (0..geo.k_w / KW)
+                    .map(move |kw| (kh * geo.dilation[0] * width + kw * geo.dilation[1]) as isize)
+            })
+            .collect();
+        assert_eq!(
+            rows.len() * KW,
+            geo.k_h * geo.k_w,
+            "direct conv2d: kernel rows"
+        );
+        let tap_weights = geo.k_h * geo.k_w * NB * LANES;
+        assert!(
+            self.weights.len() >= geo.c_in * tap_weights,
+            "direct conv2d: packed weight too short"
+        );
+        let tiles_per_row = geo.out_w.div_ceil(TILE_PIXELS);
+        let tile_len = TILE_PIXELS * NB * LANES;
+        let partial = &mut partial[..geo.out_h * tiles_per_row * tile_len];
+        let last_read = (geo.c_in - 1) * self.padded.plane()
+            + ((geo.out_h - 1) * geo.stride[0]) * width
+            + (tiles_per_row * TILE_PIXELS - 1) * S
+            + rows.last().copied().unwrap_or(0) as usize
+            + KW
+            - 1;
+        assert!(
+            last_read < self.x_padded.len(),
+            "direct conv2d: padded image too short"
+        );
+        let group = (WEIGHT_BLOCK_BYTES / (tap_weights * 4)).max(1);
+        for first in (0..geo.c_in).step_by(group) {
+            let channels = group.min(geo.c_in - first);
+            let x_group = &self.x_padded[first * self.padded.plane()..];
+            let w_group = &self.weights[first * tap_weights..];
+            for (index, tile) in partial.chunks_exact_mut(tile_len).enumerate() {
+                let (oh, ow) = (index / tiles_per_row, index % tiles_per_row * TILE_PIXELS);
+                let start = oh * geo.stride[0] * width + ow * S;
+                // SAFETY: `nt_product::available()` holds (checked in `applies`); every read
+                // of the input lies at or below `last_read` (checked above: the furthest tile
+                // at the furthest tap of the last channel), those of the weight within its
+                // `c_in · tap_weights` elements (checked above), and `tile` holds
+                // `TILE_PIXELS · NB · LANES` elements.
+                #[cfg(target_arch = "x86_64")]
+                unsafe {
+                    tile_sums::<NB, S, KW>(
+                        x_group.as_ptr().add(start),
+                        self.padded.plane(),
+                        channels,
+                        &rows,
+                        w_group.as_ptr(),
+                        tile.as_mut_ptr(),
+                        first > 0,
+                    );
+                }
+            }
+        }
+        let out_plane = geo.out_plane();
+        for (index, tile) in partial.chunks_exact(tile_len).enumerate() {
+            let (oh, ow) = (index / tiles_per_row, index % tiles_per_row * TILE_PIXELS);
+            let pixels = TILE_PIXELS.min(geo.out_w - ow);
+            for lane in 0..NB * LANES {
+                let bias = self.bias.map_or(0.0, |b| b[lane]);
+                let row = &mut out_block[lane * out_plane + oh * geo.out_w + ow..][..pixels];
+                for (j, value) in row.iter_mut().enumerate() {
+                    *value = tile[j * NB * LANES + lane] + bias;
+                }
+            }
+        }
+    }
+}
+
+/// Bytes of packed weight one group of input channels holds (a group's weights stay in L1
+/// while its sums are added to every tile of the block).
+const WEIGHT_BLOCK_BYTES: usize = 16 * 1024;
+
+/// The sums of one tile over a group of input channels: `tile[j · 16·NB + lane] (+)= Σ_c Σ_r
+/// Σ_kw w[c, r, kw, lane] · x[c·plane + rows[r] + j·S + kw]` for the `TILE_PIXELS` pixels `j`
+/// (`x` at the tile's first pixel in the padded plane of the group's first channel, `w` the
+/// group's packed weight, `rows` the offsets of the kernel rows' first taps, each row `KW`
+/// taps wide at unit column dilation); adds to `tile` when `accumulate`.
+///
+/// Each input value of a kernel row is broadcast once and multiplied by the `KW` taps that
+/// read it (the weights of the row's taps stay in registers): `(TILE_PIXELS − 1)·S + KW`
+/// broadcasts and `NB · KW` weight loads per `NB · KW · TILE_PIXELS` fused multiply-adds.
+/// The sums of an output element run over `c`, then `r`, then `kw`.
+///
+/// # Safety
+/// The CPU has AVX-512F; `x` is readable at every `c·plane + rows[r] + j·S + kw`, `w` for
+/// `channels · rows.len() · KW · 16·NB` elements and `tile` for `TILE_PIXELS · 16·NB`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+// Index loops over constant bounds, unrolled whole: the accumulators stay in registers.
+#[allow(clippy::needless_range_loop)]
+unsafe fn tile_sums<const NB: usize, const S: usize, const KW: usize>(
+    x: *const f32,
+    plane: usize,
+    channels: usize,
+    rows: &[isize],
+    w: *const f32,
+    tile: *mut f32,
+    accumulate: bool,
+) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm512_setzero_ps(); TILE_PIXELS]; NB];
+    if accumulate {
+        for (nb, pixels) in acc.iter_mut().enumerate() {
+            for (j, sums) in pixels.iter_mut().enumerate() {
+                *sums = _mm512_loadu_ps(tile.add(j * NB * LANES + nb * LANES));
+            }
+        }
+    }
+    let mut w = w;
+    for c in 0..channels {
+        let x_channel = x.add(c * plane);
+        for &row in rows {
+            let x_row = x_channel.offset(row);
+            let mut weights = [[_mm512_setzero_ps(); KW]; NB];
+            for kw in 0..KW {
+                for (nb, taps) in weights.iter_mut().enumerate() {
+                    taps[kw] = _mm512_loadu_ps(w.add((kw * NB + nb) * LANES));
+                }
+            }
+            w = w.add(KW * NB * LANES);
+            // One broadcast per input column: the loads of `x_row[j·S + kw]` that coincide
+            // are one load once unrolled.
+            for kw in 0..KW {
+                for j in 0..TILE_PIXELS {
+                    let input = _mm512_set1_ps(*x_row.add(j * S + kw));
+                    for nb in 0..NB {
+                        acc[nb][j] = _mm512_fmadd_ps(weights[nb][kw], input, acc[nb][j]);
+                    }
+                }
+            }
+        }
+    }
+    for (nb, pixels) in acc.iter().enumerate() {
+        for (j, &sums) in pixels.iter().enumerate() {
+            _mm512_storeu_ps(tile.add(j * NB * LANES + nb * LANES), sums);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_values::spread;
+    use burn_backend::ops::ConvOptions;
+
+    fn geometry(x: [usize; 4], w: [usize; 4], padding: usize, dilation: usize) -> Conv2dGeometry {
+        let options = ConvOptions::new([1, 1], [padding; 2], [dilation; 2], 1);
+        Conv2dGeometry::new(&x, &w, &options)
+    }
+
+    fn narrow(values: Vec<f64>) -> Vec<f32> {
+        values.into_iter().map(|v| v as f32).collect()
+    }
+
+    /// The convolution whose forward pass is an input gradient maps the output back onto the
+    /// input: same sizes, channels swapped, padding `dilation · (K − 1) − pad`.
+    #[test]
+    fn the_transposed_convolution_has_the_input_shape() {
+        for (padding, dilation, k) in [(1, 1, 3), (0, 1, 3), (2, 1, 5), (2, 2, 3), (3, 1, 7)] {
+            let geo = geometry([2, 16, 11, 9], [32, 16, k, k], padding, dilation);
+            let back = transposed(&geo);
+            let options = ConvOptions::new([1, 1], back.padding, back.dilation, 1);
+            let again = Conv2dGeometry::new(
+                &[geo.batch, geo.c_out, geo.out_h, geo.out_w],
+                &[geo.c_in, geo.c_out, k, k],
+                &options,
+            );
+            assert_eq!(again, back, "padding {padding}, dilation {dilation}, {k}×{k}");
+            assert_eq!((back.out_h, back.out_w), (geo.in_h, geo.in_w));
+        }
+    }
+
+    /// Each output element is one tile's sum in a fixed order: the bits do not depend on the
+    /// number of threads that share the tiles.
+    #[test]
+    fn the_threads_do_not_change_a_bit() {
+        if !nt_product::available() {
+            return;
+        }
+        let geo = geometry([3, 32, 9, 16], [64, 32, 3, 3], 1, 1);
+        let x = narrow(spread(geo.batch * geo.in_image(), 1));
+        let w = narrow(spread(geo.c_out * geo.col_rows(), 2));
+        let dy = narrow(spread(geo.batch * geo.out_image(), 3));
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("a thread pool");
+            pool.install(|| (forward(&geo, &x, &w, None), input_grad(&geo, &w, &dy)))
+        };
+        assert_eq!(run(1), run(3));
+    }
+}
