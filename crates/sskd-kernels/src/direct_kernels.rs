@@ -444,7 +444,10 @@ mod tests {
                 &[geo.c_in, geo.c_out, k, k],
                 &options,
             );
-            assert_eq!(again, back, "padding {padding}, dilation {dilation}, {k}×{k}");
+            assert_eq!(
+                again, back,
+                "padding {padding}, dilation {dilation}, {k}×{k}"
+            );
             assert_eq!((back.out_h, back.out_w), (geo.in_h, geo.in_w));
         }
     }
