@@ -37,11 +37,11 @@ CASES = [
     ("depthwise5x5_p2_multiplier2", (2, 3, 7, 6), (6, 1, 5, 5), 1, 2, 1, 3, False),
     ("depthwise3x3_batch1_8x8", (1, 5, 8, 8), (5, 1, 3, 3), 1, 1, 1, 5, True),
     # Direct f32 kernels (multiples of 16 output channels, ≥ 64 multiply-adds per output, rows
-    # of 7, 8 or 14 pixels): appended, so the cases above keep their values.
-    ("direct3x3_s1_p1_bias", (2, 16, 8, 8), (32, 16, 3, 3), 1, 1, 1, 1, True),
-    ("direct3x3_s2_p1", (2, 16, 15, 15), (16, 16, 3, 3), 2, 1, 1, 1, False),
-    ("direct5x5_p2_7px", (1, 8, 7, 7), (16, 8, 5, 5), 1, 2, 1, 1, True),
-    ("direct3x3_dilation2_14px", (1, 16, 14, 14), (16, 16, 3, 3), 1, 2, 2, 1, False),
+    # of 7 pixels, 4 blocks of output channels): appended, so the cases above keep their values.
+    ("direct3x3_s1_p1_bias", (4, 16, 7, 7), (32, 16, 3, 3), 1, 1, 1, 1, True),
+    ("direct3x3_s2_p1", (4, 16, 14, 14), (16, 16, 3, 3), 2, 1, 1, 1, False),
+    ("direct5x5_p2_7px", (4, 8, 7, 7), (16, 8, 5, 5), 1, 2, 1, 1, True),
+    ("direct3x3_dilation2_7px", (4, 16, 7, 7), (16, 16, 3, 3), 1, 2, 2, 1, False),
 ]
 
 torch.manual_seed(0)

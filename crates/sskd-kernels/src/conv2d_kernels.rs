@@ -869,25 +869,25 @@ mod tests {
     /// The direct kernels' shapes: one and two vectors of output channels, rows of 8 pixels and
     /// partial tiles (7 and 15 columns), stride 2 (forward only; its input gradient takes
     /// im2col), dilation, asymmetric padding and kernels, 3-, 5- and 7-wide kernel rows and
-    /// taps one at a time, padding 0, 1×1 convolutions of 64 channels, several images per
-    /// thread, a bias.
+    /// taps one at a time, padding 0, 1×1 convolutions of 64 channels, several blocks per
+    /// thread, a bias; and the shapes left to im2col.
     #[test]
     fn f32_direct_convolutions_match_the_f64_sums() {
         let cases = [
-            ([2, 16, 8, 8], [32, 16, 3, 3], options(1, 1, 1)),
-            ([3, 32, 7, 7], [16, 32, 3, 3], options(1, 1, 1)),
-            ([1, 16, 5, 15], [48, 16, 3, 3], options(1, 1, 1)),
-            ([2, 16, 15, 15], [32, 16, 3, 3], options(2, 1, 1)),
-            ([2, 16, 15, 16], [16, 16, 3, 3], options(2, 0, 1)),
+            ([4, 16, 8, 8], [32, 16, 3, 3], options(1, 1, 1)),
+            ([4, 32, 7, 7], [16, 32, 3, 3], options(1, 1, 1)),
+            ([2, 16, 5, 15], [48, 16, 3, 3], options(1, 1, 1)),
+            ([4, 16, 15, 15], [32, 16, 3, 3], options(2, 1, 1)),
+            ([4, 16, 15, 16], [16, 16, 3, 3], options(2, 0, 1)),
             (
-                [1, 16, 9, 16],
+                [4, 16, 9, 16],
                 [32, 16, 3, 2],
                 ConvOptions::new([1, 1], [2, 1], [2, 3], 1),
             ),
-            ([2, 8, 7, 7], [16, 8, 5, 5], options(1, 2, 1)),
-            ([2, 3, 15, 13], [16, 3, 7, 7], options(2, 3, 1)),
-            ([2, 16, 9, 9], [32, 16, 3, 3], options(1, 0, 1)),
-            ([1, 64, 14, 14], [32, 64, 1, 1], options(2, 0, 1)),
+            ([4, 8, 7, 7], [16, 8, 5, 5], options(1, 2, 1)),
+            ([4, 3, 15, 13], [16, 3, 7, 7], options(2, 3, 1)),
+            ([4, 16, 9, 9], [32, 16, 3, 3], options(1, 0, 1)),
+            ([4, 64, 14, 14], [32, 64, 1, 1], options(2, 0, 1)),
             ([5, 16, 7, 7], [16, 16, 3, 3], options(1, 1, 1)),
         ];
         for (x_shape, w_shape, options) in cases {
@@ -897,11 +897,14 @@ mod tests {
             }
             check_f32(x_shape, w_shape, options);
         }
-        // Rows of 4 pixels would leave half of each tile empty: im2col and gemm.
-        let small = Conv2dGeometry::new(&[2, 16, 4, 4], &[32, 16, 3, 3], &options(1, 1, 1));
-        assert!(!direct_kernels::applies(&small));
-        check_f32([2, 16, 4, 4], [32, 16, 3, 3], options(1, 1, 1));
-        let geo = Conv2dGeometry::new(&[1, 16, 8, 8], &[16, 16, 3, 3], &options(1, 1, 1));
+        // Rows of 4 pixels would leave half of each tile empty, and one image of 32 channels is
+        // one block for one thread: im2col and gemm.
+        for x_shape in [[4, 16, 4, 4], [1, 16, 8, 8]] {
+            let geo = Conv2dGeometry::new(&x_shape, &[32, 16, 3, 3], &options(1, 1, 1));
+            assert!(!direct_kernels::applies(&geo), "{geo:?}");
+            check_f32(x_shape, [32, 16, 3, 3], options(1, 1, 1));
+        }
+        let geo = Conv2dGeometry::new(&[4, 16, 8, 8], &[16, 16, 3, 3], &options(1, 1, 1));
         let x: Vec<f32> = values(geo.batch * geo.in_image(), 8)
             .iter()
             .map(|&v| v as f32)
@@ -911,7 +914,7 @@ mod tests {
         let with_bias = conv2d_forward(&geo, &x, &w, Some(&bias));
         let without = conv2d_forward(&geo, &x, &w, None);
         for (index, (a, b)) in with_bias.iter().zip(&without).enumerate() {
-            assert_eq!(*a, b + bias[index / geo.out_plane()], "bias [{index}]");
+            assert_eq!(*a, b + bias[index / geo.out_plane() % 16], "bias [{index}]");
         }
     }
 

@@ -17,7 +17,8 @@
 //! convolutions with a multiple of 16 output channels, at least [`MIN_PRODUCT_DEPTH`]
 //! multiply-adds per output, a row stride of 1 or 2 and output rows that whole tiles cover
 //! with at most 1/7 of their pixels past the row's end (7, 8, 14, 16 … pixels wide, not 4 or
-//! 12); the im2col/GEMM kernels otherwise. Measured against them
+//! 12), and at least [`MIN_BLOCKS`] blocks of output channels over the batch; the im2col/GEMM
+//! kernels otherwise. Measured against them
 //! in docs/performance.md ("Direct convolutions").
 
 use crate::conv_geometry::Conv2dGeometry;
@@ -41,6 +42,22 @@ pub(crate) fn applies(geo: &Conv2dGeometry) -> bool {
         && matches!(geo.stride[1], 1 | 2)
         && geo.batch * geo.out_plane() > 0
         && geo.out_w.div_ceil(TILE_PIXELS) * TILE_PIXELS * 7 <= geo.out_w * 8
+        && geo.batch * geo.c_out / (channel_vectors(geo) * LANES) >= MIN_BLOCKS
+}
+
+/// The fewest blocks (an image's `16·NB` output channels) a convolution must have to take the
+/// direct kernels, which spread whole blocks over the threads (one image of a few channels
+/// is left to gemm's parallel loops). A fixed count, so the kernel a convolution takes does
+/// not depend on the thread count.
+const MIN_BLOCKS: usize = 4;
+
+/// Vectors of output channels per block (`NB`): two where the channels pair up, else one.
+fn channel_vectors(geo: &Conv2dGeometry) -> usize {
+    if geo.c_out.is_multiple_of(2 * LANES) {
+        2
+    } else {
+        1
+    }
 }
 
 /// Whether [`input_grad`] computes this convolution's input gradient (an `f32` one).
@@ -80,11 +97,7 @@ pub(crate) fn forward(
     bias: Option<&[f32]>,
 ) -> Vec<f32> {
     assert!(applies(geo), "direct conv2d: unsupported geometry {geo:?}");
-    let block = if geo.c_out.is_multiple_of(2 * LANES) {
-        2
-    } else {
-        1
-    };
+    let block = channel_vectors(geo);
     let packed = pack_weight(geo, weight, block * LANES);
     let mut out = vec![0.0f32; geo.batch * geo.out_image()];
     let block_len = block * LANES * geo.out_plane();
@@ -459,7 +472,7 @@ mod tests {
         if !nt_product::available() {
             return;
         }
-        let geo = geometry([3, 32, 9, 16], [64, 32, 3, 3], 1, 1);
+        let geo = geometry([4, 32, 9, 16], [64, 32, 3, 3], 1, 1);
         let x = narrow(spread(geo.batch * geo.in_image(), 1));
         let w = narrow(spread(geo.c_out * geo.col_rows(), 2));
         let dy = narrow(spread(geo.batch * geo.out_image(), 3));
