@@ -17,6 +17,10 @@
 //!   the whole-plane kernels of `depthwise_kernels`.
 //! - **Pointwise** (1×1, stride 1, no padding, maps of 64 pixels or more): the per-image
 //!   products of `pointwise_kernels`, straight on NCHW.
+//! - **Direct** (`f32` on an AVX-512 CPU; ungrouped, multiples of 16 output channels, rows of
+//!   7, 8, 14, 16 … output pixels): the forward pass at a row stride of 1 or 2 and the input
+//!   gradient at stride 1 run `direct_kernels` (output channels in the vector lanes, read
+//!   straight from a padded copy of each image), not im2col and gemm.
 //!
 //! Chunks run in parallel (rayon), each with a single-threaded GEMM; a batch with fewer chunks
 //! than threads runs them one after the other with a parallel GEMM instead.

@@ -3,12 +3,15 @@
 //!
 //! Each image is copied once into a zero-padded buffer (`[C, H + 2·ph, W + 2·pw]`, the thread's
 //! scratch). A tile is `16·NB` output channels by [`TILE_PIXELS`] neighbouring output pixels of
-//! one output row, `NB · 8` accumulators of 16 lanes: for each input channel and kernel tap it
-//! loads `NB` vectors of the packed weight (`[C, KH·KW, 16·NB]` per block of output channels)
-//! and broadcasts the 8 input values the tap reads, straight from the padded image (the taps'
-//! offsets in a padded plane do not depend on the pixel, so no bounds are tested), then writes
-//! the tile to NCHW once. Every output element is the same sum, in the same order (input
-//! channels, then taps), whichever thread computes its tile.
+//! one output row, `NB · 8` accumulators of 16 lanes. For each input channel and kernel row it
+//! loads the row's `KW · NB` vectors of the packed weight (`[C, KH·KW, 16·NB]` per block of
+//! output channels) and broadcasts each input value the row reads once, straight from the
+//! padded image, for the `KW` taps that read it (the taps' offsets in a padded plane do not
+//! depend on the pixel, so no bounds are tested): at stride 1 and 3×3, 10 broadcasts and 6
+//! loads per 48 fused multiply-adds. The input channels are taken in groups whose weights stay
+//! in L1, each group adding to every tile's sums; the sums are written to NCHW once. Every
+//! output element is the same sum, in the same order (input channels, then taps), whichever
+//! thread computes its tile.
 //!
 //! The input gradient of a stride-1 convolution is the same kernel: `dx = conv(dy, w')` with the
 //! weight flipped and its two channel axes swapped, padded by `dilation · (K − 1) − pad`.
@@ -18,10 +21,11 @@
 //! multiply-adds per output, a row stride of 1 or 2 and output rows that whole tiles cover
 //! with at most 1/7 of their pixels past the row's end (7, 8, 14, 16 … pixels wide, not 4 or
 //! 12), and at least [`MIN_BLOCKS`] blocks of output channels over the batch; the im2col/GEMM
-//! kernels otherwise. Measured against them
-//! in docs/performance.md ("Direct convolutions").
+//! kernels otherwise. Measured against them in docs/performance.md ("Direct convolutions").
 
-use crate::conv_geometry::Conv2dGeometry;
+use rayon::prelude::*;
+
+use crate::conv_geometry::{thread_count, Conv2dGeometry};
 use crate::nt_product;
 use crate::parallel_chunks::for_each_chunk;
 
@@ -102,28 +106,53 @@ pub(crate) fn forward(
     let mut out = vec![0.0f32; geo.batch * geo.out_image()];
     let block_len = block * LANES * geo.out_plane();
     let blocks_per_image = geo.c_out / (block * LANES);
+    let blocks_per_unit = blocks_per_unit(geo.batch, blocks_per_image);
     let padded = PaddedImage::of(geo);
-    for_each_chunk(&mut out, block_len, true, |index, out_block| {
-        let (image, co_block) = (index / blocks_per_image, index % blocks_per_image);
-        let x_image = &x[image * geo.in_image()..][..geo.in_image()];
-        let weights = &packed[co_block * geo.c_in * geo.k_h * geo.k_w * block * LANES..];
-        let bias = bias.map(|b| &b[co_block * block * LANES..][..block * LANES]);
-        padded.with_copy(x_image, block * LANES, |x_padded, partial| {
-            let output = OutputBlock {
-                geo,
-                padded: &padded,
-                x_padded,
-                weights,
-                bias,
-            };
-            match block {
-                2 => output.write_with_stride::<2>(out_block, partial),
-                _ => output.write_with_stride::<1>(out_block, partial),
-            }
-        });
-    });
+    // A unit is one image's run of blocks: its padded copy is made once for all of them.
+    for_each_chunk(
+        &mut out,
+        blocks_per_unit * block_len,
+        true,
+        |index, out_unit| {
+            let first_block = index * blocks_per_unit;
+            let image = first_block / blocks_per_image;
+            let x_image = &x[image * geo.in_image()..][..geo.in_image()];
+            padded.with_copy(x_image, block * LANES, |x_padded, partial| {
+                for (i, out_block) in out_unit.chunks_exact_mut(block_len).enumerate() {
+                    let co_block = (first_block + i) % blocks_per_image;
+                    let output = OutputBlock {
+                        geo,
+                        padded: &padded,
+                        x_padded,
+                        weights: &packed[co_block * geo.col_rows() * block * LANES..],
+                        bias: bias.map(|b| &b[co_block * block * LANES..][..block * LANES]),
+                    };
+                    match block {
+                        2 => output.write_with_stride::<2>(out_block, partial),
+                        _ => output.write_with_stride::<1>(out_block, partial),
+                    }
+                }
+            });
+        },
+    );
     out
 }
+
+/// Blocks of one image per unit of work: the most that still leaves [`UNITS_PER_THREAD`]
+/// units for each thread (a divisor of `blocks_per_image`, so a unit stays in one image).
+/// Only the split of the work depends on the thread count, not any sum.
+fn blocks_per_unit(batch: usize, blocks_per_image: usize) -> usize {
+    let wanted_units = UNITS_PER_THREAD * thread_count();
+    (1..=blocks_per_image)
+        .rev()
+        .find(|&d| {
+            blocks_per_image.is_multiple_of(d) && batch * blocks_per_image / d >= wanted_units
+        })
+        .unwrap_or(1)
+}
+
+/// Units of work per thread [`forward`] aims for (whole images where the batch allows).
+const UNITS_PER_THREAD: usize = 4;
 
 /// The input gradient of a stride-1 convolution, `dx [B, C, H, W]` from `dy [B, O, OH, OW]`:
 /// [`forward`] of [`transposed`] with the flipped, channel-swapped weight.
@@ -137,30 +166,35 @@ pub(crate) fn input_grad(geo: &Conv2dGeometry, weight: &[f32], dy: &[f32]) -> Ve
     );
     let taps = geo.k_h * geo.k_w;
     let mut flipped = vec![0.0f32; weight.len()];
-    for o in 0..geo.c_out {
-        for c in 0..geo.c_in {
-            let from = &weight[(o * geo.c_in + c) * taps..][..taps];
-            let to = &mut flipped[(c * geo.c_out + o) * taps..][..taps];
-            to.iter_mut()
-                .zip(from.iter().rev())
-                .for_each(|(t, &f)| *t = f);
-        }
-    }
+    flipped
+        .par_chunks_mut(geo.c_out * taps)
+        .enumerate()
+        .for_each(|(c, row)| {
+            for (o, to) in row.chunks_exact_mut(taps).enumerate() {
+                let from = &weight[(o * geo.c_in + c) * taps..][..taps];
+                to.iter_mut()
+                    .zip(from.iter().rev())
+                    .for_each(|(t, &f)| *t = f);
+            }
+        });
     forward(&transposed(geo), dy, &flipped, None)
 }
 
 /// The weight as the tiles read it: for each block of `block` output channels, `[C, KH·KW,
 /// block]` (a tap's weights for the block's channels side by side).
 fn pack_weight(geo: &Conv2dGeometry, weight: &[f32], block: usize) -> Vec<f32> {
-    let per_channel = geo.c_in * geo.k_h * geo.k_w;
+    let per_channel = geo.col_rows();
     let mut packed = vec![0.0f32; weight.len()];
-    for (o, row) in weight.chunks_exact(per_channel).enumerate() {
-        let (co_block, lane) = (o / block, o % block);
-        let block_start = co_block * per_channel * block;
-        for (ct, &w) in row.iter().enumerate() {
-            packed[block_start + ct * block + lane] = w;
-        }
-    }
+    packed
+        .par_chunks_mut(per_channel * block)
+        .zip(weight.par_chunks(per_channel * block))
+        .for_each(|(packed_block, rows)| {
+            for (lane, row) in rows.chunks_exact(per_channel).enumerate() {
+                for (ct, &w) in row.iter().enumerate() {
+                    packed_block[ct * block + lane] = w;
+                }
+            }
+        });
     packed
 }
 
