@@ -796,7 +796,7 @@ mod tests {
     }
 
     /// The `f32` forward pass and gradients against the `f64` sums of the same values, within
-    /// the rounding bound of their summation order (`2⁻¹⁶` of the sum of the terms' magnitudes).
+    /// the rounding bound of their summation order (2·10⁻⁵ of the sum of the terms' magnitudes).
     fn check_f32(x_shape: [usize; 4], w_shape: [usize; 4], options: ConvOptions<2>) {
         let geo = Conv2dGeometry::new(&x_shape, &w_shape, &options);
         let x = values(x_shape.iter().product(), 5);
