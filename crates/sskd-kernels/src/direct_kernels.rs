@@ -199,8 +199,8 @@ fn pack_weight(geo: &Conv2dGeometry, weight: &[f32], block: usize) -> Vec<f32> {
 }
 
 std::thread_local! {
-    /// Each thread's padded image, kept between calls (rayon's workers live as long as the
-    /// process).
+    /// Each thread's padded image and tile sums, kept between calls (rayon's workers live as
+    /// long as the process).
     static PADDED: core::cell::RefCell<Vec<f32>> = const { core::cell::RefCell::new(Vec::new()) };
 }
 
