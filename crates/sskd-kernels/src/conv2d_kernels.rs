@@ -896,7 +896,7 @@ mod tests {
         ];
         for (x_shape, w_shape, options) in cases {
             let geo = Conv2dGeometry::new(&x_shape, &w_shape, &options);
-            if nt_product_available() {
+            if crate::nt_product::available() {
                 assert!(direct_kernels::applies(&geo), "{geo:?}");
             }
             check_f32(x_shape, w_shape, options);
@@ -920,10 +920,6 @@ mod tests {
         for (index, (a, b)) in with_bias.iter().zip(&without).enumerate() {
             assert_eq!(*a, b + bias[index / geo.out_plane() % 16], "bias [{index}]");
         }
-    }
-
-    fn nt_product_available() -> bool {
-        crate::nt_product::available()
     }
 
     /// Batches and maps large enough for several image chunks per GEMM, per-thread partial

@@ -107,7 +107,6 @@ pub(crate) fn forward(
     let block_len = block * LANES * geo.out_plane();
     let blocks_per_image = geo.c_out / (block * LANES);
     let blocks_per_unit = blocks_per_unit(geo.batch, blocks_per_image);
-    let padded = PaddedImage::of(geo);
     // A unit is one image's run of blocks: its padded copy is made once for all of them.
     for_each_chunk(
         &mut out,
@@ -117,12 +116,11 @@ pub(crate) fn forward(
             let first_block = index * blocks_per_unit;
             let image = first_block / blocks_per_image;
             let x_image = &x[image * geo.in_image()..][..geo.in_image()];
-            padded.with_copy(x_image, block * LANES, |x_padded, partial| {
+            with_padded_copy(geo, x_image, block * LANES, |x_padded, partial| {
                 for (i, out_block) in out_unit.chunks_exact_mut(block_len).enumerate() {
                     let co_block = (first_block + i) % blocks_per_image;
                     let output = OutputBlock {
                         geo,
-                        padded: &padded,
                         x_padded,
                         weights: &packed[co_block * geo.col_rows() * block * LANES..],
                         bias: bias.map(|b| &b[co_block * block * LANES..][..block * LANES]),
@@ -204,81 +202,63 @@ std::thread_local! {
     static PADDED: core::cell::RefCell<Vec<f32>> = const { core::cell::RefCell::new(Vec::new()) };
 }
 
-/// The zero-padded copy of one image: `[C, H + 2·ph, W + 2·pw]`, then room for the reads of the
-/// last tile past its row's end.
-struct PaddedImage {
-    channels: usize,
-    rows: usize,
-    width: usize,
-    in_h: usize,
-    in_w: usize,
-    padding: [usize; 2],
-    out_h: usize,
-    out_w: usize,
+/// The row length of an image's zero-padded copy, `W + 2·pw`.
+fn padded_width(geo: &Conv2dGeometry) -> usize {
+    geo.in_w + 2 * geo.padding[1]
 }
 
-impl PaddedImage {
-    fn of(geo: &Conv2dGeometry) -> Self {
-        Self {
-            channels: geo.c_in,
-            rows: geo.in_h + 2 * geo.padding[0],
-            width: geo.in_w + 2 * geo.padding[1],
-            in_h: geo.in_h,
-            in_w: geo.in_w,
-            padding: geo.padding,
-            out_h: geo.out_h,
-            out_w: geo.out_w,
-        }
-    }
-    fn plane(&self) -> usize {
-        self.rows * self.width
-    }
-    /// Elements past the last plane a tile may read (its pixels beyond the row's end, at a
-    /// row stride of up to 2).
-    const SLACK: usize = 2 * TILE_PIXELS;
+/// One plane of an image's zero-padded copy, `(H + 2·ph) · (W + 2·pw)`.
+fn padded_plane(geo: &Conv2dGeometry) -> usize {
+    (geo.in_h + 2 * geo.padding[0]) * padded_width(geo)
+}
 
-    /// Runs `work` on the padded copy of `image` (`[C, H, W]`) and a buffer for the tiles'
-    /// sums of `lanes` output channels, both in this thread's scratch.
-    fn with_copy<R>(
-        &self,
-        image: &[f32],
-        lanes: usize,
-        work: impl FnOnce(&[f32], &mut [f32]) -> R,
-    ) -> R {
-        let len = self.channels * self.plane() + Self::SLACK;
-        let sums_len = self.out_h * self.out_w.div_ceil(TILE_PIXELS) * TILE_PIXELS * lanes;
-        let fill = |buffer: &mut [f32]| {
-            buffer.fill(0.0);
-            for (c, plane) in image.chunks_exact(self.in_h * self.in_w).enumerate() {
-                for (ih, row) in plane.chunks_exact(self.in_w).enumerate() {
-                    let start = c * self.plane() + (ih + self.padding[0]) * self.width;
-                    buffer[start + self.padding[1]..][..self.in_w].copy_from_slice(row);
-                }
+/// Elements past the last padded plane a tile may read (its pixels beyond the row's end, at a
+/// row stride of up to 2).
+const PADDED_SLACK: usize = 2 * TILE_PIXELS;
+
+/// Runs `work` on the zero-padded copy of `image` (`[C, H, W]` → `[C, H + 2·ph, W + 2·pw]`,
+/// then [`PADDED_SLACK`] zeros) and a buffer for the tiles' sums of `lanes` output channels,
+/// both in this thread's scratch.
+fn with_padded_copy<R>(
+    geo: &Conv2dGeometry,
+    image: &[f32],
+    lanes: usize,
+    work: impl FnOnce(&[f32], &mut [f32]) -> R,
+) -> R {
+    let (width, plane) = (padded_width(geo), padded_plane(geo));
+    let len = geo.c_in * plane + PADDED_SLACK;
+    let sums_len = geo.out_h * geo.out_w.div_ceil(TILE_PIXELS) * TILE_PIXELS * lanes;
+    let fill = |buffer: &mut [f32]| {
+        buffer.fill(0.0);
+        for (c, channel) in image.chunks_exact(geo.in_plane()).enumerate() {
+            for (ih, row) in channel.chunks_exact(geo.in_w).enumerate() {
+                let start = c * plane + (ih + geo.padding[0]) * width + geo.padding[1];
+                buffer[start..][..geo.in_w].copy_from_slice(row);
             }
-        };
-        PADDED.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut buffer) => {
-                if buffer.len() < len + sums_len {
-                    buffer.resize(len + sums_len, 0.0);
-                }
-                let (padded, sums) = buffer[..len + sums_len].split_at_mut(len);
-                fill(padded);
-                work(padded, sums)
+        }
+    };
+    PADDED.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buffer) => {
+            if buffer.len() < len + sums_len {
+                buffer.resize(len + sums_len, 0.0);
             }
-            Err(_) => {
-                let mut buffer = vec![0.0; len + sums_len];
-                let (padded, sums) = buffer.split_at_mut(len);
-                fill(padded);
-                work(padded, sums)
-            }
-        })
-    }
+            let (padded, sums) = buffer[..len + sums_len].split_at_mut(len);
+            fill(padded);
+            work(padded, sums)
+        }
+        Err(_) => {
+            let mut buffer = vec![0.0; len + sums_len];
+            let (padded, sums) = buffer.split_at_mut(len);
+            fill(padded);
+            work(padded, sums)
+        }
+    })
 }
 
 /// One image's block of output channels and what its tiles read.
 struct OutputBlock<'a> {
     geo: &'a Conv2dGeometry,
-    padded: &'a PaddedImage,
+    /// The image's padded copy ([`with_padded_copy`]).
     x_padded: &'a [f32],
     /// The block's packed weight, `[C, KH·KW, 16·NB]`.
     weights: &'a [f32],
@@ -319,7 +299,7 @@ impl OutputBlock<'_> {
         partial: &mut [f32],
     ) {
         let geo = self.geo;
-        let width = self.padded.width;
+        let (width, plane) = (padded_width(geo), padded_plane(geo));
         // Rows of KW taps read together: the kernel rows, or each tap on its own (KW = 1).
         let rows: Vec<isize> = (0..geo.k_h)
             .flat_map(|kh| {
@@ -340,7 +320,7 @@ impl OutputBlock<'_> {
         let tiles_per_row = geo.out_w.div_ceil(TILE_PIXELS);
         let tile_len = TILE_PIXELS * NB * LANES;
         let partial = &mut partial[..geo.out_h * tiles_per_row * tile_len];
-        let last_read = (geo.c_in - 1) * self.padded.plane()
+        let last_read = (geo.c_in - 1) * plane
             + ((geo.out_h - 1) * geo.stride[0]) * width
             + (tiles_per_row * TILE_PIXELS - 1) * S
             + rows.last().copied().unwrap_or(0) as usize
@@ -353,7 +333,7 @@ impl OutputBlock<'_> {
         let group = (WEIGHT_BLOCK_BYTES / (tap_weights * 4)).max(1);
         for first in (0..geo.c_in).step_by(group) {
             let channels = group.min(geo.c_in - first);
-            let x_group = &self.x_padded[first * self.padded.plane()..];
+            let x_group = &self.x_padded[first * plane..];
             let w_group = &self.weights[first * tap_weights..];
             for (index, tile) in partial.chunks_exact_mut(tile_len).enumerate() {
                 let (oh, ow) = (index / tiles_per_row, index % tiles_per_row * TILE_PIXELS);
@@ -367,7 +347,7 @@ impl OutputBlock<'_> {
                 unsafe {
                     tile_sums::<NB, S, KW>(
                         x_group.as_ptr().add(start),
-                        self.padded.plane(),
+                        plane,
                         channels,
                         &rows,
                         w_group.as_ptr(),
