@@ -5,7 +5,7 @@ input, weight and bias for the loss sum(out * dy) with a fixed dy.
 Cases cover batch 1, stride 1 and 2, padding 0/1/3, 1×1, 3×3 and 7×7 kernels, dilation,
 grouped (ShuffleNet's g = 3) and depthwise convolutions (groups = channels, and a channel
 multiplier of 2), non-square maps, the zoo's 1×1 stride-2 projections, and the shapes the direct f32 kernels take
-(direct_kernels.rs).
+(direct_kernels.rs, direct_weight_kernels.rs).
 
     python tools/make_conv_fixtures.py   # -> tests/fixtures/layers/conv2d.safetensors
 """
@@ -42,6 +42,10 @@ CASES = [
     ("direct3x3_s2_p1", (4, 16, 14, 14), (16, 16, 3, 3), 2, 1, 1, 1, False),
     ("direct5x5_p2_7px", (4, 8, 7, 7), (16, 8, 5, 5), 1, 2, 1, 1, True),
     ("direct3x3_dilation2_7px", (4, 16, 7, 7), (16, 16, 3, 3), 1, 2, 2, 1, False),
+    # Direct f32 weight gradients (direct_weight_kernels.rs: rows of a multiple of 8 pixels,
+    # input channels in a group of 4 and 2 left over, row stride 1 and 2): appended.
+    ("direct_wgrad3x3_6to64_8px", (4, 6, 8, 8), (64, 6, 3, 3), 1, 1, 1, 1, True),
+    ("direct_wgrad3x3_s2_8to64", (4, 8, 16, 16), (64, 8, 3, 3), 2, 1, 1, 1, False),
 ]
 
 torch.manual_seed(0)

@@ -20,7 +20,9 @@
 //! - **Direct** (`f32` on an AVX-512 CPU; ungrouped, multiples of 16 output channels, rows of
 //!   7, 8, 14, 16 … output pixels): the forward pass at a row stride of 1 or 2 and the input
 //!   gradient at stride 1 run `direct_kernels` (output channels in the vector lanes, read
-//!   straight from a padded copy of each image), not im2col and gemm.
+//!   straight from a padded copy of each image), not im2col and gemm; the weight gradient of
+//!   3-, 5- and 7-wide kernels on rows of a multiple of 8 output pixels runs
+//!   `direct_weight_kernels` (output channels in the lanes, `dY` laid out pixel-major once).
 //!
 //! Chunks run in parallel (rayon), each with a single-threaded GEMM; a batch with fewer chunks
 //! than threads runs them one after the other with a parallel GEMM instead.
@@ -35,7 +37,7 @@ use crate::flex_storage::{contiguous_as, tensor_from};
 use crate::float_cast::{cast_from_f32, cast_to_f32};
 use crate::gemm_product::{gemm, gemm_nt, sum_partials, MatRef};
 use crate::parallel_chunks::{for_each_chunk, zeroed_vec};
-use crate::{depthwise_kernels, direct_kernels, pointwise_kernels};
+use crate::{depthwise_kernels, direct_kernels, direct_weight_kernels, pointwise_kernels};
 
 /// Where one kernel tap's valid outputs of an im2col row sit when the convolution keeps the
 /// row width at stride 1 (`3×3`, padding 1 and the like): output `j = oh · W + ow` reads input
@@ -396,6 +398,15 @@ fn direct_input_grad<T: ConvFloat>(geo: &Conv2dGeometry, weight: &[T], dy: &[T])
     from_f32(direct_kernels::input_grad(geo, weight, dy))
 }
 
+/// [`direct_weight_kernels::weight_grad`] where it applies (`f32`).
+fn direct_weight_grad<T: ConvFloat>(geo: &Conv2dGeometry, x: &[T], dy: &[T]) -> Option<Vec<T>> {
+    let (x, dy) = (as_f32(x)?, as_f32(dy)?);
+    if !direct_weight_kernels::applies(geo) {
+        return None;
+    }
+    from_f32(direct_weight_kernels::weight_grad(geo, x, dy))
+}
+
 /// The gradient of [`conv2d_forward`] with respect to its input: `dx [B, C, H, W]` from
 /// `dy [B, O, OH, OW]`.
 pub(crate) fn conv2d_input_grad<T: ConvFloat>(
@@ -462,6 +473,9 @@ pub(crate) fn conv2d_weight_grad<T: ConvFloat>(geo: &Conv2dGeometry, x: &[T], dy
     }
     if pointwise_kernels::applies(geo) {
         return pointwise_kernels::weight_grad(geo, x, dy);
+    }
+    if let Some(dw) = direct_weight_grad(geo, x, dy) {
+        return dw;
     }
     let (m, n) = (geo.out_per_group(), geo.col_rows());
     let chunk = geo.images_per_chunk();
@@ -920,6 +934,42 @@ mod tests {
         for (index, (a, b)) in with_bias.iter().zip(&without).enumerate() {
             assert_eq!(*a, b + bias[index / geo.out_plane() % 16], "bias [{index}]");
         }
+    }
+
+    /// The direct weight gradient's shapes: 16 to 64 output channels, input channels in
+    /// groups of 4 and 2 and left over, 3-, 5- and 7-wide kernels, row strides 1 and 2, a
+    /// stride and a dilation across the rows, several partial gradients and bands of rows; and
+    /// rows of 7 pixels, left to im2col.
+    #[test]
+    fn f32_direct_weight_gradients_match_the_f64_sums() {
+        let cases = [
+            ([8, 16, 8, 8], [64, 16, 3, 3], options(1, 1, 1)),
+            ([16, 6, 16, 16], [32, 6, 3, 3], options(1, 1, 1)),
+            ([8, 16, 16, 16], [64, 16, 3, 3], options(2, 1, 1)),
+            ([8, 8, 8, 8], [64, 8, 5, 5], options(1, 2, 1)),
+            ([8, 3, 16, 16], [64, 3, 7, 7], options(2, 3, 1)),
+            (
+                [8, 16, 8, 8],
+                [64, 16, 3, 3],
+                ConvOptions::new([1, 1], [2, 1], [2, 1], 1),
+            ),
+            (
+                [8, 16, 16, 8],
+                [64, 16, 3, 3],
+                ConvOptions::new([2, 1], [1, 1], [1, 1], 1),
+            ),
+            ([16, 8, 32, 16], [16, 8, 3, 3], options(1, 1, 1)),
+        ];
+        for (x_shape, w_shape, options) in cases {
+            let geo = Conv2dGeometry::new(&x_shape, &w_shape, &options);
+            if crate::nt_product::available() {
+                assert!(direct_weight_kernels::applies(&geo), "{geo:?}");
+            }
+            check_f32(x_shape, w_shape, options);
+        }
+        let geo = Conv2dGeometry::new(&[8, 16, 7, 7], &[64, 16, 3, 3], &options(1, 1, 1));
+        assert!(!direct_weight_kernels::applies(&geo), "{geo:?}");
+        check_f32([8, 16, 7, 7], [64, 16, 3, 3], options(1, 1, 1));
     }
 
     /// Batches and maps large enough for several image chunks per GEMM, per-thread partial

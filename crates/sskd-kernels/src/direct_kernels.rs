@@ -30,9 +30,9 @@ use crate::nt_product;
 use crate::parallel_chunks::for_each_chunk;
 
 /// Lanes of one AVX-512 `f32` vector: output channels per vector.
-const LANES: usize = 16;
+pub(crate) const LANES: usize = 16;
 /// Output pixels of one row per tile.
-const TILE_PIXELS: usize = 8;
+pub(crate) const TILE_PIXELS: usize = 8;
 /// The fewest multiply-adds per output element (`C · KH · KW`) the direct kernels take: below
 /// it, writing each tile to NCHW (a transpose) outweighs the sums.
 const MIN_PRODUCT_DEPTH: usize = 64;
@@ -203,12 +203,12 @@ std::thread_local! {
 }
 
 /// The row length of an image's zero-padded copy, `W + 2·pw`.
-fn padded_width(geo: &Conv2dGeometry) -> usize {
+pub(crate) fn padded_width(geo: &Conv2dGeometry) -> usize {
     geo.in_w + 2 * geo.padding[1]
 }
 
 /// One plane of an image's zero-padded copy, `(H + 2·ph) · (W + 2·pw)`.
-fn padded_plane(geo: &Conv2dGeometry) -> usize {
+pub(crate) fn padded_plane(geo: &Conv2dGeometry) -> usize {
     (geo.in_h + 2 * geo.padding[0]) * padded_width(geo)
 }
 
@@ -219,7 +219,7 @@ const PADDED_SLACK: usize = 2 * TILE_PIXELS;
 /// Runs `work` on the zero-padded copy of `image` (`[C, H, W]` → `[C, H + 2·ph, W + 2·pw]`,
 /// then [`PADDED_SLACK`] zeros) and a buffer for the tiles' sums of `lanes` output channels,
 /// both in this thread's scratch.
-fn with_padded_copy<R>(
+pub(crate) fn with_padded_copy<R>(
     geo: &Conv2dGeometry,
     image: &[f32],
     lanes: usize,

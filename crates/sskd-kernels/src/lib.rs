@@ -80,6 +80,7 @@ pub mod conv2d_kernels;
 mod conv_geometry;
 mod depthwise_kernels;
 mod direct_kernels;
+mod direct_weight_kernels;
 pub mod elementwise_kernels;
 mod elementwise_ops;
 mod flex_storage;

@@ -1,0 +1,477 @@
+//! The weight gradient of dense `f32` convolutions as a direct AVX-512 kernel with the output
+//! channels in the vector lanes: no im2col matrix, no GEMM packing.
+//!
+//! `dW[o, c, kh, kw] = Σ_{b, oh, ow} dY[b, o, oh, ow] · x_pad[b, c, oh·sh + kh·dh, ow·sw + kw]`.
+//! For each image and block of 16 output channels, `dY` is laid out pixel-major once
+//! (`[OH, OW, 16]`, the thread's scratch) and the image copied once into a zero-padded buffer
+//! (as [`direct_kernels`](crate::direct_kernels) does). A tile is 8 neighbouring output pixels
+//! of one row: their 8 vectors of `dY` stay in registers while each input value of a kernel row
+//! is broadcast once and multiplied into the sums of the `KW` taps that read it, for `CI` input
+//! channels at a time (`CI · KW` accumulators of 16 output channels): at 3×3 and stride 1, 8
+//! loads and 40 broadcasts per 96 fused multiply-adds. Rows of tiles are taken in bands whose
+//! `dY` stays in L1; each band adds to the sums kept in a partial gradient laid out
+//! `[O/16, C, KH·KW, 16]`.
+//!
+//! The batch is split into a fixed number of slices ([`partial_count`], from the shapes alone),
+//! each summed into its own partial gradient over its images in order, and the partials added
+//! in slice order: every element is the same sum whichever thread computes a block, for any
+//! thread count.
+//!
+//! Taken ([`applies`]) in `f32` on an AVX-512 CPU for ungrouped convolutions with a multiple of
+//! 16 output channels, kernels 3, 5 or 7 wide at unit column dilation, a row stride of 1 or 2
+//! and rows of a multiple of 8 output pixels; im2col and GEMM otherwise. Measured against them
+//! in docs/performance.md ("Direct weight gradients").
+
+use crate::conv_geometry::{thread_count, Conv2dGeometry};
+use crate::direct_kernels::{padded_plane, padded_width, with_padded_copy, LANES, TILE_PIXELS};
+use crate::nt_product;
+use crate::parallel_chunks::for_each_chunk;
+
+/// Output pixels a partial gradient sums at the least: fewer partials where the gradient is
+/// large against the batch's pixels (adding the partials costs one pass over each).
+const PIXELS_PER_PARTIAL: usize = 2048;
+/// The most partial gradients one call sums into.
+const MAX_PARTIALS: usize = 16;
+/// Output pixels per band of tile rows: a band's `dY` (`16 · 4` bytes a pixel) stays in L1.
+const BAND_PIXELS: usize = 256;
+/// The fewest units (a slice's block of 16 output channels) a gradient must have to take the
+/// kernel: fewer leave a core idle where gemm's parallel loops would not.
+const MIN_UNITS: usize = 4;
+/// Units of work per thread the split aims for.
+const UNITS_PER_THREAD: usize = 4;
+
+/// Whether [`weight_grad`] computes this convolution's weight gradient (an `f32` one).
+pub(crate) fn applies(geo: &Conv2dGeometry) -> bool {
+    nt_product::available()
+        && geo.groups == 1
+        && geo.c_out.is_multiple_of(LANES)
+        && geo.dilation[1] == 1
+        && matches!(geo.k_w, 3 | 5 | 7)
+        && matches!(geo.stride[1], 1 | 2)
+        && geo.out_w.is_multiple_of(TILE_PIXELS)
+        && geo.batch * geo.out_h * geo.c_in > 0
+        && partial_count(geo) * geo.c_out / LANES >= MIN_UNITS
+}
+
+/// Partial gradients the batch is split into: one per [`PIXELS_PER_PARTIAL`] output pixels,
+/// at most one per image and [`MAX_PARTIALS`] (the shapes alone decide, not the thread count).
+fn partial_count(geo: &Conv2dGeometry) -> usize {
+    (geo.batch * geo.out_plane() / PIXELS_PER_PARTIAL).clamp(1, MAX_PARTIALS.min(geo.batch.max(1)))
+}
+
+/// `dw [O, C, KH, KW]` from the input `x [B, C, H, W]` and `dy [B, O, OH, OW]`.
+///
+/// # Panics
+/// If [`applies`] does not hold for `geo`.
+pub(crate) fn weight_grad(geo: &Conv2dGeometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    assert!(
+        applies(geo),
+        "direct conv2d weight gradient: unsupported geometry {geo:?}"
+    );
+    let blocks = geo.c_out / LANES;
+    let block_len = geo.col_rows() * LANES;
+    let partials = partial_count(geo);
+    let blocks_per_unit = blocks_per_unit(partials, blocks);
+    let mut sums = vec![0.0f32; partials * blocks * block_len];
+    for_each_chunk(
+        &mut sums,
+        blocks_per_unit * block_len,
+        true,
+        |index, unit_sums| {
+            let first_block = index * blocks_per_unit % blocks;
+            let partial = index * blocks_per_unit / blocks;
+            let images = partial * geo.batch / partials..(partial + 1) * geo.batch / partials;
+            for (step, image) in images.enumerate() {
+                let x_image = &x[image * geo.in_image()..][..geo.in_image()];
+                with_padded_copy(geo, x_image, LANES, |x_padded, dy_pixels| {
+                    for (i, block_sums) in unit_sums.chunks_exact_mut(block_len).enumerate() {
+                        let channels = (first_block + i) * LANES..(first_block + i + 1) * LANES;
+                        let dy_block = &dy
+                            [image * geo.out_image() + channels.start * geo.out_plane()..]
+                            [..LANES * geo.out_plane()];
+                        pixel_major(dy_block, geo.out_plane(), dy_pixels);
+                        let block = GradientBlock {
+                            geo,
+                            x_padded,
+                            dy_pixels,
+                        };
+                        block.add_to(block_sums, step > 0);
+                    }
+                });
+            }
+        },
+    );
+    add_partials(geo, &sums, partials)
+}
+
+/// Blocks of 16 output channels per unit of work: the most (a divisor of `blocks`) that still
+/// leaves [`UNITS_PER_THREAD`] units for each thread. Only the split of the work depends on the
+/// thread count, not any sum.
+fn blocks_per_unit(partials: usize, blocks: usize) -> usize {
+    let wanted_units = UNITS_PER_THREAD * thread_count();
+    (1..=blocks)
+        .rev()
+        .find(|&d| blocks.is_multiple_of(d) && partials * blocks / d >= wanted_units)
+        .unwrap_or(1)
+}
+
+/// `dy_block` (`[16, P]`) as `[P, 16]` in `out`: sixteen pixels at a time as a 16×16
+/// transpose in registers, the pixels past the last sixteen one by one.
+fn pixel_major(dy_block: &[f32], plane: usize, out: &mut [f32]) {
+    assert!(
+        dy_block.len() >= LANES * plane && out.len() >= plane * LANES,
+        "direct weight gradient: pixel-major copy of {plane} pixels"
+    );
+    let whole = plane / LANES * LANES;
+    for first in (0..whole).step_by(LANES) {
+        // SAFETY: `nt_product::available()` holds (checked in `applies`); the sixteen rows of
+        // `dy_block` hold the pixels `first .. first + 16 ≤ plane` and `out` their `16 · 16`
+        // values from `first · 16` on (both lengths checked above).
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            transpose_16x16(
+                dy_block.as_ptr().add(first),
+                plane,
+                out.as_mut_ptr().add(first * LANES),
+            );
+        }
+    }
+    for (lane, channel) in dy_block.chunks_exact(plane).take(LANES).enumerate() {
+        for (pixel, &value) in channel.iter().enumerate().skip(whole) {
+            out[pixel * LANES + lane] = value;
+        }
+    }
+}
+
+/// `out[j · 16 + i] = from[i · stride + j]` for `i, j < 16`.
+///
+/// # Safety
+/// The CPU has AVX-512F; `from` is readable for 16 values at each of its 16 rows and `out`
+/// writable for 256 values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn transpose_16x16(from: *const f32, stride: usize, out: *mut f32) {
+    use std::arch::x86_64::*;
+    let rows: [__m512; 16] = core::array::from_fn(|i| _mm512_loadu_ps(from.add(i * stride)));
+    // Pairs of rows interleaved by 32 bits, then by 64: each 128-bit lane of `quads[4q + k]`
+    // holds column `4·lane + k` of rows `4q .. 4q + 4`.
+    let pairs: [__m512; 16] = core::array::from_fn(|i| {
+        let (a, b) = (rows[i / 2 * 2], rows[i / 2 * 2 + 1]);
+        if i % 2 == 0 {
+            _mm512_unpacklo_ps(a, b)
+        } else {
+            _mm512_unpackhi_ps(a, b)
+        }
+    });
+    let quads: [__m512; 16] = core::array::from_fn(|i| {
+        let (q, k) = (i / 4, i % 4);
+        let a = _mm512_castps_pd(pairs[4 * q + k / 2]);
+        let b = _mm512_castps_pd(pairs[4 * q + 2 + k / 2]);
+        _mm512_castpd_ps(if k % 2 == 0 {
+            _mm512_unpacklo_pd(a, b)
+        } else {
+            _mm512_unpackhi_pd(a, b)
+        })
+    });
+    // Then the 128-bit lanes: column `c = 4·lane + k` gathers lane `lane` of `quads[4q + k]`
+    // for q = 0..4.
+    let halves: [__m512; 16] = core::array::from_fn(|i| {
+        let (h, k, even) = (i / 8, i % 4, i % 8 < 4);
+        let (a, b) = (quads[8 * h + k], quads[8 * h + 4 + k]);
+        if even {
+            _mm512_shuffle_f32x4::<0x88>(a, b)
+        } else {
+            _mm512_shuffle_f32x4::<0xdd>(a, b)
+        }
+    });
+    for c in 0..16 {
+        let (lane, k) = (c / 4, c % 4);
+        // `halves[k]` holds lanes 0 and 2 of quads 0, 1 (rows 0–7), `halves[4 + k]` lanes 1
+        // and 3; `halves[8 + …]` the same for rows 8–15.
+        let (first, parity) = (lane % 2 * 4 + k, lane / 2);
+        let (a, b) = (halves[first], halves[8 + first]);
+        let column = if parity == 0 {
+            _mm512_shuffle_f32x4::<0x88>(a, b)
+        } else {
+            _mm512_shuffle_f32x4::<0xdd>(a, b)
+        };
+        _mm512_storeu_ps(out.add(c * LANES), column);
+    }
+}
+
+/// `dw [O, C, KH, KW]`: the partial gradients (`[partials][O/16, C, KH·KW, 16]`) added in
+/// slice order, each block of 16 output channels on one thread.
+fn add_partials(geo: &Conv2dGeometry, sums: &[f32], partials: usize) -> Vec<f32> {
+    let per_channel = geo.col_rows();
+    let partial_len = geo.c_out * per_channel;
+    let mut dw = vec![0.0f32; partial_len];
+    for_each_chunk(&mut dw, LANES * per_channel, true, |block, dw_block| {
+        let block_start = block * LANES * per_channel;
+        for (lane, row) in dw_block.chunks_exact_mut(per_channel).enumerate() {
+            for (ct, value) in row.iter_mut().enumerate() {
+                let at = block_start + ct * LANES + lane;
+                *value = (0..partials).fold(0.0, |sum, p| sum + sums[p * partial_len + at]);
+            }
+        }
+    });
+    dw
+}
+
+/// One image's block of 16 output channels and what its tiles read.
+struct GradientBlock<'a> {
+    geo: &'a Conv2dGeometry,
+    /// The image's padded copy (`with_padded_copy`).
+    x_padded: &'a [f32],
+    /// The block's `dY`, pixel-major: `[OH, OW, 16]`.
+    dy_pixels: &'a [f32],
+}
+
+impl GradientBlock<'_> {
+    /// Adds the image's terms to `block_sums` (`[C, KH·KW, 16]`), or writes them there when
+    /// not `accumulate`.
+    fn add_to(&self, block_sums: &mut [f32], accumulate: bool) {
+        match (self.geo.stride[1], self.geo.k_w) {
+            (1, 3) => self.add_with::<4, 1, 3>(block_sums, accumulate),
+            (1, 5) => self.add_with::<2, 1, 5>(block_sums, accumulate),
+            (1, _) => self.add_with::<2, 1, 7>(block_sums, accumulate),
+            (_, 3) => self.add_with::<4, 2, 3>(block_sums, accumulate),
+            (_, 5) => self.add_with::<2, 2, 5>(block_sums, accumulate),
+            _ => self.add_with::<2, 2, 7>(block_sums, accumulate),
+        }
+    }
+
+    /// [`Self::add_to`] with `CI` input channels at a time (the channels left over in one more
+    /// group), row stride `S` and kernel rows `KW` wide. The bands of tile rows go first, then
+    /// the groups of input channels, then the kernel rows: a band's `dY` and a group's input
+    /// rows stay in L1 while every tap's sums take them.
+    fn add_with<const CI: usize, const S: usize, const KW: usize>(
+        &self,
+        block_sums: &mut [f32],
+        accumulate: bool,
+    ) {
+        let geo = self.geo;
+        assert_eq!((geo.k_w, geo.stride[1]), (KW, S), "direct weight gradient");
+        let (width, plane) = (padded_width(geo), padded_plane(geo));
+        let taps = geo.k_h * geo.k_w;
+        let tiles_per_row = geo.out_w / TILE_PIXELS;
+        let row_step = geo.stride[0] * width;
+        let last_read = (geo.c_in - 1) * plane
+            + (geo.out_h - 1) * row_step
+            + (geo.k_h - 1) * geo.dilation[0] * width
+            + (tiles_per_row * TILE_PIXELS - 1) * S
+            + KW
+            - 1;
+        assert!(
+            last_read < self.x_padded.len()
+                && self.dy_pixels.len() >= geo.out_plane() * LANES
+                && block_sums.len() >= geo.c_in * taps * LANES,
+            "direct weight gradient: buffers too short for {geo:?}"
+        );
+        let band_rows = (BAND_PIXELS / geo.out_w).max(1);
+        for band_start in (0..geo.out_h).step_by(band_rows) {
+            let band = Band {
+                dy: &self.dy_pixels[band_start * geo.out_w * LANES..],
+                rows: band_rows.min(geo.out_h - band_start),
+                tiles_per_row,
+                row_step,
+                plane,
+                sums_step: taps * LANES,
+            };
+            let accumulate = accumulate || band_start > 0;
+            let grouped = geo.c_in / CI * CI;
+            for c in (0..grouped).step_by(CI) {
+                self.add_channels::<CI, S, KW>(&band, band_start, c, block_sums, accumulate);
+            }
+            let (c, sums) = (grouped, &mut *block_sums);
+            match geo.c_in - grouped {
+                0 => {}
+                1 => self.add_channels::<1, S, KW>(&band, band_start, c, sums, accumulate),
+                2 => self.add_channels::<2, S, KW>(&band, band_start, c, sums, accumulate),
+                _ => self.add_channels::<3, S, KW>(&band, band_start, c, sums, accumulate),
+            }
+        }
+    }
+
+    /// One band's terms for the input channels `c .. c + CI`, every kernel row.
+    fn add_channels<const CI: usize, const S: usize, const KW: usize>(
+        &self,
+        band: &Band,
+        band_start: usize,
+        c: usize,
+        block_sums: &mut [f32],
+        accumulate: bool,
+    ) {
+        let geo = self.geo;
+        let width = padded_width(geo);
+        for kh in 0..geo.k_h {
+            let x_start =
+                c * band.plane + band_start * band.row_step + kh * geo.dilation[0] * width;
+            let sums_start = (c * geo.k_h * geo.k_w + kh * KW) * LANES;
+            // SAFETY: `nt_product::available()` holds (checked in `applies`); the furthest read
+            // of the input (the band's last tile at the last kernel row and tap of channel
+            // `c + CI − 1 < C`) lies at or below the `last_read` that `add_with` checked, the
+            // band's `dY` holds `rows · tiles_per_row · 8 · 16` elements (the block's rows from
+            // `band_start` on), and the sums of channels `c .. c + CI` at kernel row `kh` lie
+            // within `block_sums` (`C · KH·KW · 16`, checked too).
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                band_sums::<CI, S, KW>(
+                    band,
+                    self.x_padded.as_ptr().add(x_start),
+                    block_sums.as_mut_ptr().add(sums_start),
+                    accumulate,
+                );
+            }
+        }
+    }
+}
+
+/// A band of tile rows of one image's block: its pixel-major `dY` and the strides its tiles
+/// read the padded input and write the sums with.
+struct Band<'a> {
+    /// `[rows, tiles_per_row, 8, 16]` from the band's first row on.
+    dy: &'a [f32],
+    rows: usize,
+    tiles_per_row: usize,
+    /// Elements between the input rows of two neighbouring output rows (`sh · padded width`).
+    row_step: usize,
+    /// Elements of one padded input plane.
+    plane: usize,
+    /// Elements between two input channels' sums (`KH·KW · 16`).
+    sums_step: usize,
+}
+
+/// One band's terms for one kernel row of `CI` input channels: `sums[ci·sums_step + kw·16 +
+/// lane] (+)= Σ_{r, t, j} dy[((r·tiles + t)·8 + j)·16 + lane] · x[ci·plane + r·row_step +
+/// (t·8 + j)·S + kw]` (`x` at the band's first input row of the kernel row in channel `c`'s
+/// padded plane); adds to the sums when `accumulate`.
+///
+/// A tile's 8 vectors of `dY` stay in registers; each input value is broadcast once for the
+/// `KW` taps that read it: `8` loads and `CI · (7·S + KW)` broadcasts per `CI · KW · 8` fused
+/// multiply-adds. The sums run over the rows, then the tiles, then the pixels.
+///
+/// # Safety
+/// The CPU has AVX-512F; `x` is readable at every `ci·plane + r·row_step + (t·8 + j)·S + kw`,
+/// `band.dy` holds the band's tiles and `sums` is writable at every `ci·sums_step + kw·16 +
+/// lane`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+// Index loops over constant bounds, unrolled whole: the accumulators stay in registers.
+#[allow(clippy::needless_range_loop)]
+unsafe fn band_sums<const CI: usize, const S: usize, const KW: usize>(
+    band: &Band,
+    x: *const f32,
+    sums: *mut f32,
+    accumulate: bool,
+) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm512_setzero_ps(); KW]; CI];
+    if accumulate {
+        for (ci, taps) in acc.iter_mut().enumerate() {
+            for (kw, tap) in taps.iter_mut().enumerate() {
+                *tap = _mm512_loadu_ps(sums.add(ci * band.sums_step + kw * LANES));
+            }
+        }
+    }
+    let mut dy = band.dy.as_ptr();
+    for r in 0..band.rows {
+        let x_row = x.add(r * band.row_step);
+        for t in 0..band.tiles_per_row {
+            let mut grads = [_mm512_setzero_ps(); TILE_PIXELS];
+            for (j, grad) in grads.iter_mut().enumerate() {
+                *grad = _mm512_loadu_ps(dy.add(j * LANES));
+            }
+            dy = dy.add(TILE_PIXELS * LANES);
+            let x_tile = x_row.add(t * TILE_PIXELS * S);
+            for ci in 0..CI {
+                let x_channel = x_tile.add(ci * band.plane);
+                // One broadcast per input column: the loads of `x_channel[j·S + kw]` that
+                // coincide are one load once unrolled.
+                for kw in 0..KW {
+                    for j in 0..TILE_PIXELS {
+                        let input = _mm512_set1_ps(*x_channel.add(j * S + kw));
+                        acc[ci][kw] = _mm512_fmadd_ps(grads[j], input, acc[ci][kw]);
+                    }
+                }
+            }
+        }
+    }
+    for (ci, taps) in acc.iter().enumerate() {
+        for (kw, &tap) in taps.iter().enumerate() {
+            _mm512_storeu_ps(sums.add(ci * band.sums_step + kw * LANES), tap);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_values::spread;
+    use burn_backend::ops::ConvOptions;
+
+    fn narrow(values: Vec<f64>) -> Vec<f32> {
+        values.into_iter().map(|v| v as f32).collect()
+    }
+
+    /// The slices of the batch come from the shapes alone: the bits do not depend on the number
+    /// of threads that share the blocks.
+    #[test]
+    fn the_threads_do_not_change_a_bit() {
+        if !nt_product::available() {
+            return;
+        }
+        let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+        let geo = Conv2dGeometry::new(&[40, 24, 8, 16], &[32, 24, 3, 3], &options);
+        assert!(partial_count(&geo) > 1 && applies(&geo));
+        let x = narrow(spread(geo.batch * geo.in_image(), 1));
+        let dy = narrow(spread(geo.batch * geo.out_image(), 3));
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("a thread pool");
+            pool.install(|| weight_grad(&geo, &x, &dy))
+        };
+        assert_eq!(run(1), run(3));
+    }
+
+    /// The pixel-major copy against its definition, on planes of whole and partial sixteens.
+    #[test]
+    fn pixel_major_transposes_the_block() {
+        if !nt_product::available() {
+            return;
+        }
+        for plane in [16, 64, 100, 7] {
+            let block = narrow(spread(LANES * plane, 4));
+            let mut out = vec![f32::NAN; plane * LANES];
+            pixel_major(&block, plane, &mut out);
+            for pixel in 0..plane {
+                for lane in 0..LANES {
+                    assert_eq!(
+                        out[pixel * LANES + lane],
+                        block[lane * plane + pixel],
+                        "plane {plane}, pixel {pixel}, lane {lane}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Small batches of small maps sum into one partial; large ones into up to sixteen, at most
+    /// one per image.
+    #[test]
+    fn the_partials_follow_the_pixels() {
+        let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+        let count = |batch: usize, side: usize| {
+            partial_count(&Conv2dGeometry::new(
+                &[batch, 16, side, side],
+                &[16, 16, 3, 3],
+                &options,
+            ))
+        };
+        assert_eq!(count(16, 8), 1);
+        assert_eq!(count(64, 8), 2);
+        assert_eq!(count(64, 32), 16);
+        assert_eq!(count(3, 64), 3);
+    }
+}
