@@ -225,18 +225,9 @@ pub(crate) fn with_padded_copy<R>(
     lanes: usize,
     work: impl FnOnce(&[f32], &mut [f32]) -> R,
 ) -> R {
-    let (width, plane) = (padded_width(geo), padded_plane(geo));
-    let len = geo.c_in * plane + PADDED_SLACK;
+    let len = geo.c_in * padded_plane(geo) + PADDED_SLACK;
     let sums_len = geo.out_h * geo.out_w.div_ceil(TILE_PIXELS) * TILE_PIXELS * lanes;
-    let fill = |buffer: &mut [f32]| {
-        buffer.fill(0.0);
-        for (c, channel) in image.chunks_exact(geo.in_plane()).enumerate() {
-            for (ih, row) in channel.chunks_exact(geo.in_w).enumerate() {
-                let start = c * plane + (ih + geo.padding[0]) * width + geo.padding[1];
-                buffer[start..][..geo.in_w].copy_from_slice(row);
-            }
-        }
-    };
+    let fill = |buffer: &mut [f32]| pad_planes(geo, image, buffer);
     PADDED.with(|cell| match cell.try_borrow_mut() {
         Ok(mut buffer) => {
             if buffer.len() < len + sums_len {
@@ -253,6 +244,37 @@ pub(crate) fn with_padded_copy<R>(
             work(padded, sums)
         }
     })
+}
+
+/// Writes the planes of `planes` (`[N, H, W]`: the channels of one or more images) zero-padded
+/// into `out` (`[N, H + 2·ph, W + 2·pw]`) and zeros over the rest of `out`, each element
+/// written once.
+pub(crate) fn pad_planes(geo: &Conv2dGeometry, planes: &[f32], out: &mut [f32]) {
+    if geo.in_plane() == 0 {
+        out.fill(0.0);
+        return;
+    }
+    let (width, [ph, pw]) = (padded_width(geo), geo.padding);
+    let count = planes.len() / geo.in_plane();
+    let (padded, rest) = out.split_at_mut(count * padded_plane(geo));
+    for (plane, to) in planes
+        .chunks_exact(geo.in_plane())
+        .zip(padded.chunks_exact_mut(padded_plane(geo)))
+    {
+        let (top, below) = to.split_at_mut(ph * width);
+        top.fill(0.0);
+        let (middle, bottom) = below.split_at_mut(geo.in_h * width);
+        for (row, to_row) in plane
+            .chunks_exact(geo.in_w)
+            .zip(middle.chunks_exact_mut(width))
+        {
+            to_row[..pw].fill(0.0);
+            to_row[pw..pw + geo.in_w].copy_from_slice(row);
+            to_row[pw + geo.in_w..].fill(0.0);
+        }
+        bottom.fill(0.0);
+    }
+    rest.fill(0.0);
 }
 
 /// One image's block of output channels and what its tiles read.

@@ -23,7 +23,9 @@
 //! in docs/performance.md ("Direct weight gradients").
 
 use crate::conv_geometry::{thread_count, Conv2dGeometry};
-use crate::direct_kernels::{padded_plane, padded_width, with_padded_copy, LANES, TILE_PIXELS};
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use crate::direct_kernels::{pad_planes, padded_plane, padded_width, LANES, TILE_PIXELS};
 use crate::nt_product;
 use crate::parallel_chunks::for_each_chunk;
 
@@ -73,6 +75,7 @@ pub(crate) fn weight_grad(geo: &Conv2dGeometry, x: &[f32], dy: &[f32]) -> Vec<f3
     let partials = partial_count(geo);
     let blocks_per_unit = blocks_per_unit(partials, blocks);
     let mut sums = vec![0.0f32; partials * blocks * block_len];
+    let call = CALLS.fetch_add(1, Ordering::Relaxed);
     for_each_chunk(
         &mut sums,
         blocks_per_unit * block_len,
@@ -81,9 +84,11 @@ pub(crate) fn weight_grad(geo: &Conv2dGeometry, x: &[f32], dy: &[f32]) -> Vec<f3
             let first_block = index * blocks_per_unit % blocks;
             let partial = index * blocks_per_unit / blocks;
             let images = partial * geo.batch / partials..(partial + 1) * geo.batch / partials;
-            for (step, image) in images.enumerate() {
-                let x_image = &x[image * geo.in_image()..][..geo.in_image()];
-                with_padded_copy(geo, x_image, LANES, |x_padded, dy_pixels| {
+            let x_slice = &x[images.start * geo.in_image()..images.end * geo.in_image()];
+            with_padded_slice(geo, (call, partial), x_slice, |padded, dy_pixels| {
+                let padded_image = geo.c_in * padded_plane(geo);
+                for (step, image) in images.enumerate() {
+                    let x_padded = &padded[step * padded_image..][..padded_image];
                     for (i, block_sums) in unit_sums.chunks_exact_mut(block_len).enumerate() {
                         let channels = (first_block + i) * LANES..(first_block + i + 1) * LANES;
                         let dy_block = &dy
@@ -97,11 +102,78 @@ pub(crate) fn weight_grad(geo: &Conv2dGeometry, x: &[f32], dy: &[f32]) -> Vec<f3
                         };
                         block.add_to(block_sums, step > 0);
                     }
-                });
-            }
+                }
+            });
         },
     );
     add_partials(geo, &sums, partials)
+}
+
+/// Calls of [`weight_grad`] so far: the key of the padded slices a thread keeps.
+static CALLS: AtomicU64 = AtomicU64::new(0);
+
+/// A thread's padded copy of one slice of the batch and its pixel-major `dY` block.
+#[derive(Default)]
+struct SliceScratch {
+    /// The call and slice the padded copy holds.
+    key: Option<(u64, usize)>,
+    /// The slice's images, each `[C, H + 2·ph, W + 2·pw]`, then zeros.
+    padded: Vec<f32>,
+    /// One image's block of `dY`, `[OH, OW, 16]`.
+    dy_pixels: Vec<f32>,
+}
+
+std::thread_local! {
+    /// Each thread's [`SliceScratch`], kept between units and calls: the units of one slice
+    /// that a thread takes one after another (rayon hands each thread a run of neighbouring
+    /// units) pad its images once.
+    static SLICE: core::cell::RefCell<SliceScratch> =
+        core::cell::RefCell::new(SliceScratch::default());
+}
+
+impl SliceScratch {
+    /// Makes `padded` the padded copy of `x_slice` for `key` (unless it is already) and
+    /// `dy_pixels` one block long.
+    fn hold(&mut self, geo: &Conv2dGeometry, key: (u64, usize), x_slice: &[f32]) {
+        let dy_len = geo.out_plane() * LANES;
+        if self.dy_pixels.len() < dy_len {
+            self.dy_pixels.resize(dy_len, 0.0);
+        }
+        if self.key == Some(key) {
+            return;
+        }
+        let images = x_slice.len() / geo.in_image();
+        let len = images * geo.c_in * padded_plane(geo);
+        if self.padded.len() < len {
+            self.padded.resize(len, 0.0);
+        }
+        pad_planes(geo, x_slice, &mut self.padded[..len]);
+        self.key = Some(key);
+    }
+}
+
+/// Runs `work` on the padded copy of the slice `key.1` of call `key.0` (`x_slice`, its images)
+/// and a buffer for one block of pixel-major `dY`, from this thread's scratch.
+fn with_padded_slice<R>(
+    geo: &Conv2dGeometry,
+    key: (u64, usize),
+    x_slice: &[f32],
+    work: impl FnOnce(&[f32], &mut [f32]) -> R,
+) -> R {
+    SLICE.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut scratch) => {
+            scratch.hold(geo, key, x_slice);
+            let SliceScratch {
+                padded, dy_pixels, ..
+            } = &mut *scratch;
+            work(padded, dy_pixels)
+        }
+        Err(_) => {
+            let mut scratch = SliceScratch::default();
+            scratch.hold(geo, key, x_slice);
+            work(&scratch.padded, &mut scratch.dy_pixels)
+        }
+    })
 }
 
 /// Blocks of 16 output channels per unit of work: the most (a divisor of `blocks`) that still
@@ -220,7 +292,7 @@ fn add_partials(geo: &Conv2dGeometry, sums: &[f32], partials: usize) -> Vec<f32>
 /// One image's block of 16 output channels and what its tiles read.
 struct GradientBlock<'a> {
     geo: &'a Conv2dGeometry,
-    /// The image's padded copy (`with_padded_copy`).
+    /// The image's padded copy, `[C, H + 2·ph, W + 2·pw]` (and whatever follows it).
     x_padded: &'a [f32],
     /// The block's `dY`, pixel-major: `[OH, OW, 16]`.
     dy_pixels: &'a [f32],
@@ -433,6 +505,33 @@ mod tests {
             pool.install(|| weight_grad(&geo, &x, &dy))
         };
         assert_eq!(run(1), run(3));
+    }
+
+    /// A thread keeps its padded slice between calls: a second call on other values of the
+    /// same shape gives what fresh threads give.
+    #[test]
+    fn a_call_does_not_reuse_the_images_of_the_one_before() {
+        if !nt_product::available() {
+            return;
+        }
+        let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+        let geo = Conv2dGeometry::new(&[8, 16, 8, 8], &[64, 16, 3, 3], &options);
+        let first = narrow(spread(geo.batch * geo.in_image(), 5));
+        let second = narrow(spread(geo.batch * geo.in_image(), 6));
+        let dy = narrow(spread(geo.batch * geo.out_image(), 7));
+        let pool = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("a thread pool")
+        };
+        let reused = pool(2).install(|| {
+            weight_grad(&geo, &first, &dy);
+            weight_grad(&geo, &second, &dy)
+        });
+        let fresh = pool(2).install(|| weight_grad(&geo, &second, &dy));
+        assert_eq!(reused, fresh);
+        assert_ne!(fresh, pool(2).install(|| weight_grad(&geo, &first, &dy)));
     }
 
     /// The pixel-major copy against its definition, on planes of whole and partial sixteens.
