@@ -28,6 +28,7 @@ use rayon::prelude::*;
 use crate::conv_geometry::{thread_count, Conv2dGeometry};
 use crate::nt_product;
 use crate::parallel_chunks::for_each_chunk;
+use crate::transpose::transpose;
 
 /// Lanes of one AVX-512 `f32` vector: output channels per vector.
 pub(crate) const LANES: usize = 16;
@@ -314,7 +315,8 @@ impl OutputBlock<'_> {
     /// Writes the block (`out_block`: `[16·NB, OH, OW]`); `S` is the row stride. The input
     /// channels are taken in groups whose packed weights fit in L1 ([`WEIGHT_BLOCK_BYTES`]),
     /// each group adding to every tile's sums (`partial`, `[OH, ⌈OW/8⌉, 8, 16·NB]`), which
-    /// are then written to NCHW with the bias.
+    /// are then written to NCHW with the bias (by 16×16 transposes where the rows hold whole
+    /// tiles).
     fn write<const NB: usize, const S: usize, const KW: usize>(
         &self,
         out_block: &mut [f32],
@@ -380,6 +382,11 @@ impl OutputBlock<'_> {
             }
         }
         let out_plane = geo.out_plane();
+        if geo.out_w.is_multiple_of(TILE_PIXELS) {
+            // Whole tiles: the sums are `[OH·OW, 16·NB]`, the block `[16·NB, OH·OW]`.
+            transpose(partial, out_plane, NB * LANES, out_block, self.bias);
+            return;
+        }
         for (index, tile) in partial.chunks_exact(tile_len).enumerate() {
             let (oh, ow) = (index / tiles_per_row, index % tiles_per_row * TILE_PIXELS);
             let pixels = TILE_PIXELS.min(geo.out_w - ow);

@@ -28,6 +28,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use crate::direct_kernels::{pad_planes, padded_plane, padded_width, LANES, TILE_PIXELS};
 use crate::nt_product;
 use crate::parallel_chunks::for_each_chunk;
+use crate::transpose::transpose;
 
 /// Output pixels a partial gradient sums at the least: fewer partials where the gradient is
 /// large against the batch's pixels (adding the partials costs one pass over each).
@@ -94,7 +95,7 @@ pub(crate) fn weight_grad(geo: &Conv2dGeometry, x: &[f32], dy: &[f32]) -> Vec<f3
                         let dy_block = &dy
                             [image * geo.out_image() + channels.start * geo.out_plane()..]
                             [..LANES * geo.out_plane()];
-                        pixel_major(dy_block, geo.out_plane(), dy_pixels);
+                        transpose(dy_block, LANES, geo.out_plane(), dy_pixels, None);
                         let block = GradientBlock {
                             geo,
                             x_padded,
@@ -185,90 +186,6 @@ fn blocks_per_unit(partials: usize, blocks: usize) -> usize {
         .rev()
         .find(|&d| blocks.is_multiple_of(d) && partials * blocks / d >= wanted_units)
         .unwrap_or(1)
-}
-
-/// `dy_block` (`[16, P]`) as `[P, 16]` in `out`: sixteen pixels at a time as a 16×16
-/// transpose in registers, the pixels past the last sixteen one by one.
-fn pixel_major(dy_block: &[f32], plane: usize, out: &mut [f32]) {
-    assert!(
-        dy_block.len() >= LANES * plane && out.len() >= plane * LANES,
-        "direct weight gradient: pixel-major copy of {plane} pixels"
-    );
-    let whole = plane / LANES * LANES;
-    for first in (0..whole).step_by(LANES) {
-        // SAFETY: `nt_product::available()` holds (checked in `applies`); the sixteen rows of
-        // `dy_block` hold the pixels `first .. first + 16 ≤ plane` and `out` their `16 · 16`
-        // values from `first · 16` on (both lengths checked above).
-        #[cfg(target_arch = "x86_64")]
-        unsafe {
-            transpose_16x16(
-                dy_block.as_ptr().add(first),
-                plane,
-                out.as_mut_ptr().add(first * LANES),
-            );
-        }
-    }
-    for (lane, channel) in dy_block.chunks_exact(plane).take(LANES).enumerate() {
-        for (pixel, &value) in channel.iter().enumerate().skip(whole) {
-            out[pixel * LANES + lane] = value;
-        }
-    }
-}
-
-/// `out[j · 16 + i] = from[i · stride + j]` for `i, j < 16`.
-///
-/// # Safety
-/// The CPU has AVX-512F; `from` is readable for 16 values at each of its 16 rows and `out`
-/// writable for 256 values.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn transpose_16x16(from: *const f32, stride: usize, out: *mut f32) {
-    use std::arch::x86_64::*;
-    let rows: [__m512; 16] = core::array::from_fn(|i| _mm512_loadu_ps(from.add(i * stride)));
-    // Pairs of rows interleaved by 32 bits, then by 64: each 128-bit lane of `quads[4q + k]`
-    // holds column `4·lane + k` of rows `4q .. 4q + 4`.
-    let pairs: [__m512; 16] = core::array::from_fn(|i| {
-        let (a, b) = (rows[i / 2 * 2], rows[i / 2 * 2 + 1]);
-        if i % 2 == 0 {
-            _mm512_unpacklo_ps(a, b)
-        } else {
-            _mm512_unpackhi_ps(a, b)
-        }
-    });
-    let quads: [__m512; 16] = core::array::from_fn(|i| {
-        let (q, k) = (i / 4, i % 4);
-        let a = _mm512_castps_pd(pairs[4 * q + k / 2]);
-        let b = _mm512_castps_pd(pairs[4 * q + 2 + k / 2]);
-        _mm512_castpd_ps(if k % 2 == 0 {
-            _mm512_unpacklo_pd(a, b)
-        } else {
-            _mm512_unpackhi_pd(a, b)
-        })
-    });
-    // Then the 128-bit lanes: column `c = 4·lane + k` gathers lane `lane` of `quads[4q + k]`
-    // for q = 0..4.
-    let halves: [__m512; 16] = core::array::from_fn(|i| {
-        let (h, k, even) = (i / 8, i % 4, i % 8 < 4);
-        let (a, b) = (quads[8 * h + k], quads[8 * h + 4 + k]);
-        if even {
-            _mm512_shuffle_f32x4::<0x88>(a, b)
-        } else {
-            _mm512_shuffle_f32x4::<0xdd>(a, b)
-        }
-    });
-    for c in 0..16 {
-        let (lane, k) = (c / 4, c % 4);
-        // `halves[k]` holds lanes 0 and 2 of quads 0, 1 (rows 0–7), `halves[4 + k]` lanes 1
-        // and 3; `halves[8 + …]` the same for rows 8–15.
-        let (first, parity) = (lane % 2 * 4 + k, lane / 2);
-        let (a, b) = (halves[first], halves[8 + first]);
-        let column = if parity == 0 {
-            _mm512_shuffle_f32x4::<0x88>(a, b)
-        } else {
-            _mm512_shuffle_f32x4::<0xdd>(a, b)
-        };
-        _mm512_storeu_ps(out.add(c * LANES), column);
-    }
 }
 
 /// `dw [O, C, KH, KW]`: the partial gradients (`[partials][O/16, C, KH·KW, 16]`) added in
@@ -532,28 +449,6 @@ mod tests {
         let fresh = pool(2).install(|| weight_grad(&geo, &second, &dy));
         assert_eq!(reused, fresh);
         assert_ne!(fresh, pool(2).install(|| weight_grad(&geo, &first, &dy)));
-    }
-
-    /// The pixel-major copy against its definition, on planes of whole and partial sixteens.
-    #[test]
-    fn pixel_major_transposes_the_block() {
-        if !nt_product::available() {
-            return;
-        }
-        for plane in [16, 64, 100, 7] {
-            let block = narrow(spread(LANES * plane, 4));
-            let mut out = vec![f32::NAN; plane * LANES];
-            pixel_major(&block, plane, &mut out);
-            for pixel in 0..plane {
-                for lane in 0..LANES {
-                    assert_eq!(
-                        out[pixel * LANES + lane],
-                        block[lane * plane + pixel],
-                        "plane {plane}, pixel {pixel}, lane {lane}"
-                    );
-                }
-            }
-        }
     }
 
     /// Small batches of small maps sum into one partial; large ones into up to sixteen, at most

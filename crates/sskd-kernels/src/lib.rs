@@ -97,6 +97,7 @@ pub mod smooth_l1_kernels;
 mod smooth_l1_ops;
 #[cfg(test)]
 mod test_values;
+mod transpose;
 
 pub use batch_norm::{batch_norm_inference, batch_norm_train, TrainNormalised};
 pub use batch_norm_kernels::Activation;
