@@ -46,6 +46,8 @@ CASES = [
     # input channels in a group of 4 and 2 left over, row stride 1 and 2): appended.
     ("direct_wgrad3x3_6to64_8px", (4, 6, 8, 8), (64, 6, 3, 3), 1, 1, 1, 1, True),
     ("direct_wgrad3x3_s2_8to64", (4, 8, 16, 16), (64, 8, 3, 3), 2, 1, 1, 1, False),
+    # Weight-gradient tiles of two rows of 4 pixels (maps 4 wide): appended.
+    ("direct3x3_4px_two_rows", (8, 16, 4, 4), (64, 16, 3, 3), 1, 1, 1, 1, True),
 ]
 
 torch.manual_seed(0)

@@ -938,8 +938,8 @@ mod tests {
 
     /// The direct weight gradient's shapes: 16 to 64 output channels, input channels in
     /// groups of 4 and 2 and left over, 3-, 5- and 7-wide kernels, row strides 1 and 2, a
-    /// stride and a dilation across the rows, several partial gradients and bands of rows; and
-    /// rows of 7 pixels, left to im2col.
+    /// stride and a dilation across the rows, several partial gradients and bands of rows,
+    /// tiles of two rows of 4; and rows of 7 pixels, left to im2col.
     #[test]
     fn f32_direct_weight_gradients_match_the_f64_sums() {
         let cases = [
@@ -959,6 +959,8 @@ mod tests {
                 ConvOptions::new([2, 1], [1, 1], [1, 1], 1),
             ),
             ([16, 8, 32, 16], [16, 8, 3, 3], options(1, 1, 1)),
+            ([8, 16, 4, 4], [64, 16, 3, 3], options(1, 1, 1)),
+            ([8, 8, 6, 4], [64, 8, 5, 5], options(1, 2, 1)),
         ];
         for (x_shape, w_shape, options) in cases {
             let geo = Conv2dGeometry::new(&x_shape, &w_shape, &options);

@@ -51,9 +51,21 @@ pub(crate) fn applies(geo: &Conv2dGeometry) -> bool {
         && geo.dilation[1] == 1
         && matches!(geo.k_w, 3 | 5 | 7)
         && matches!(geo.stride[1], 1 | 2)
-        && geo.out_w.is_multiple_of(TILE_PIXELS)
+        && (geo.out_w.is_multiple_of(TILE_PIXELS) || takes_two_rows(geo))
         && geo.batch * geo.out_h * geo.c_in > 0
         && partial_count(geo) * geo.c_out / LANES >= MIN_UNITS
+}
+
+/// Whether a tile holds two output rows of 4 pixels (maps 4 pixels wide with an even number
+/// of rows, at row stride 1) instead of 8 pixels of one row.
+fn takes_two_rows(geo: &Conv2dGeometry) -> bool {
+    geo.out_w == 4 && geo.out_h.is_multiple_of(2) && geo.stride[1] == 1
+}
+
+/// Where tiles of `row_pixels` pixels a row (8, or 4 for two rows a tile) lie in a block's
+/// output: `(tiles a row, output rows a tile)`.
+fn tile_layout(geo: &Conv2dGeometry, row_pixels: usize) -> (usize, usize) {
+    (geo.out_w.div_ceil(row_pixels), TILE_PIXELS / row_pixels)
 }
 
 /// Partial gradients the batch is split into: one per [`PIXELS_PER_PARTIAL`] output pixels,
@@ -219,21 +231,26 @@ impl GradientBlock<'_> {
     /// Adds the image's terms to `block_sums` (`[C, KH·KW, 16]`), or writes them there when
     /// not `accumulate`.
     fn add_to(&self, block_sums: &mut [f32], accumulate: bool) {
-        match (self.geo.stride[1], self.geo.k_w) {
-            (1, 3) => self.add_with::<4, 1, 3>(block_sums, accumulate),
-            (1, 5) => self.add_with::<2, 1, 5>(block_sums, accumulate),
-            (1, _) => self.add_with::<2, 1, 7>(block_sums, accumulate),
-            (_, 3) => self.add_with::<4, 2, 3>(block_sums, accumulate),
-            (_, 5) => self.add_with::<2, 2, 5>(block_sums, accumulate),
-            _ => self.add_with::<2, 2, 7>(block_sums, accumulate),
+        let geo = self.geo;
+        match (geo.stride[1], geo.k_w, takes_two_rows(geo)) {
+            (1, 3, true) => self.add_with::<4, 1, 3, 4>(block_sums, accumulate),
+            (1, 5, true) => self.add_with::<2, 1, 5, 4>(block_sums, accumulate),
+            (1, _, true) => self.add_with::<2, 1, 7, 4>(block_sums, accumulate),
+            (1, 3, _) => self.add_with::<4, 1, 3, 8>(block_sums, accumulate),
+            (1, 5, _) => self.add_with::<2, 1, 5, 8>(block_sums, accumulate),
+            (1, _, _) => self.add_with::<2, 1, 7, 8>(block_sums, accumulate),
+            (_, 3, _) => self.add_with::<4, 2, 3, 8>(block_sums, accumulate),
+            (_, 5, _) => self.add_with::<2, 2, 5, 8>(block_sums, accumulate),
+            _ => self.add_with::<2, 2, 7, 8>(block_sums, accumulate),
         }
     }
 
     /// [`Self::add_to`] with `CI` input channels at a time (the channels left over in one more
-    /// group), row stride `S` and kernel rows `KW` wide. The bands of tile rows go first, then
-    /// the groups of input channels, then the kernel rows: a band's `dY` and a group's input
-    /// rows stay in L1 while every tap's sums take them.
-    fn add_with<const CI: usize, const S: usize, const KW: usize>(
+    /// group), row stride `S`, kernel rows `KW` wide and tiles of `R` pixels a row (8, or 4
+    /// for two rows). The bands of tile rows go first, then the groups of input channels, then
+    /// the kernel rows: a band's `dY` and a group's input rows stay in L1 while every tap's
+    /// sums take them.
+    fn add_with<const CI: usize, const S: usize, const KW: usize, const R: usize>(
         &self,
         block_sums: &mut [f32],
         accumulate: bool,
@@ -242,47 +259,52 @@ impl GradientBlock<'_> {
         assert_eq!((geo.k_w, geo.stride[1]), (KW, S), "direct weight gradient");
         let (width, plane) = (padded_width(geo), padded_plane(geo));
         let taps = geo.k_h * geo.k_w;
-        let tiles_per_row = geo.out_w / TILE_PIXELS;
-        let row_step = geo.stride[0] * width;
+        let (tiles_per_row, rows_per_tile) = tile_layout(geo, R);
+        let pixel_row_step = geo.stride[0] * width;
         let last_read = (geo.c_in - 1) * plane
-            + (geo.out_h - 1) * row_step
+            + (geo.out_h - 1) * pixel_row_step
             + (geo.k_h - 1) * geo.dilation[0] * width
-            + (tiles_per_row * TILE_PIXELS - 1) * S
+            + (tiles_per_row * R - 1) * S
             + KW
             - 1;
         assert!(
             last_read < self.x_padded.len()
+                && geo.out_w == tiles_per_row * R
+                && geo.out_h.is_multiple_of(rows_per_tile)
                 && self.dy_pixels.len() >= geo.out_plane() * LANES
                 && block_sums.len() >= geo.c_in * taps * LANES,
             "direct weight gradient: buffers too short for {geo:?}"
         );
-        let band_rows = (BAND_PIXELS / geo.out_w).max(1);
-        for band_start in (0..geo.out_h).step_by(band_rows) {
+        let tile_rows = geo.out_h / rows_per_tile;
+        let band_rows = (BAND_PIXELS / (tiles_per_row * TILE_PIXELS)).max(1);
+        for band_start in (0..tile_rows).step_by(band_rows) {
             let band = Band {
-                dy: &self.dy_pixels[band_start * geo.out_w * LANES..],
-                rows: band_rows.min(geo.out_h - band_start),
+                dy: &self.dy_pixels[band_start * tiles_per_row * TILE_PIXELS * LANES..],
+                rows: band_rows.min(tile_rows - band_start),
                 tiles_per_row,
-                row_step,
+                row_step: rows_per_tile * pixel_row_step,
+                pixel_row_step,
                 plane,
                 sums_step: taps * LANES,
             };
             let accumulate = accumulate || band_start > 0;
             let grouped = geo.c_in / CI * CI;
             for c in (0..grouped).step_by(CI) {
-                self.add_channels::<CI, S, KW>(&band, band_start, c, block_sums, accumulate);
+                self.add_channels::<CI, S, KW, R>(&band, band_start, c, block_sums, accumulate);
             }
             let (c, sums) = (grouped, &mut *block_sums);
             match geo.c_in - grouped {
                 0 => {}
-                1 => self.add_channels::<1, S, KW>(&band, band_start, c, sums, accumulate),
-                2 => self.add_channels::<2, S, KW>(&band, band_start, c, sums, accumulate),
-                _ => self.add_channels::<3, S, KW>(&band, band_start, c, sums, accumulate),
+                1 => self.add_channels::<1, S, KW, R>(&band, band_start, c, sums, accumulate),
+                2 => self.add_channels::<2, S, KW, R>(&band, band_start, c, sums, accumulate),
+                _ => self.add_channels::<3, S, KW, R>(&band, band_start, c, sums, accumulate),
             }
         }
     }
 
-    /// One band's terms for the input channels `c .. c + CI`, every kernel row.
-    fn add_channels<const CI: usize, const S: usize, const KW: usize>(
+    /// One band's terms for the input channels `c .. c + CI`, every kernel row (`band_start`
+    /// counts tile rows).
+    fn add_channels<const CI: usize, const S: usize, const KW: usize, const R: usize>(
         &self,
         band: &Band,
         band_start: usize,
@@ -304,7 +326,7 @@ impl GradientBlock<'_> {
             // within `block_sums` (`C · KH·KW · 16`, checked too).
             #[cfg(target_arch = "x86_64")]
             unsafe {
-                band_sums::<CI, S, KW>(
+                band_sums::<CI, S, KW, R>(
                     band,
                     self.x_padded.as_ptr().add(x_start),
                     block_sums.as_mut_ptr().add(sums_start),
@@ -318,12 +340,15 @@ impl GradientBlock<'_> {
 /// A band of tile rows of one image's block: its pixel-major `dY` and the strides its tiles
 /// read the padded input and write the sums with.
 struct Band<'a> {
-    /// `[rows, tiles_per_row, 8, 16]` from the band's first row on.
+    /// `[rows, tiles_per_row, 8, 16]` from the band's first row of tiles on.
     dy: &'a [f32],
+    /// Rows of tiles.
     rows: usize,
     tiles_per_row: usize,
-    /// Elements between the input rows of two neighbouring output rows (`sh · padded width`).
+    /// Elements between the input rows of two neighbouring rows of tiles.
     row_step: usize,
+    /// Elements between the input rows of two neighbouring output rows (`sh · padded width`).
+    pixel_row_step: usize,
     /// Elements of one padded input plane.
     plane: usize,
     /// Elements between two input channels' sums (`KH·KW · 16`).
@@ -332,22 +357,23 @@ struct Band<'a> {
 
 /// One band's terms for one kernel row of `CI` input channels: `sums[ci·sums_step + kw·16 +
 /// lane] (+)= Σ_{r, t, j} dy[((r·tiles + t)·8 + j)·16 + lane] · x[ci·plane + r·row_step +
-/// (t·8 + j)·S + kw]` (`x` at the band's first input row of the kernel row in channel `c`'s
-/// padded plane); adds to the sums when `accumulate`.
+/// t·R·S + at(j) + kw]` with `at(j) = ⌊j/R⌋·pixel_row_step + (j mod R)·S` (`x` at the band's
+/// first input row of the kernel row in channel `c`'s padded plane); adds to the sums when
+/// `accumulate`.
 ///
 /// A tile's 8 vectors of `dY` stay in registers; each input value is broadcast once for the
 /// `KW` taps that read it: `8` loads and `CI · (7·S + KW)` broadcasts per `CI · KW · 8` fused
 /// multiply-adds. The sums run over the rows, then the tiles, then the pixels.
 ///
 /// # Safety
-/// The CPU has AVX-512F; `x` is readable at every `ci·plane + r·row_step + (t·8 + j)·S + kw`,
+/// The CPU has AVX-512F; `x` is readable at every `ci·plane + r·row_step + t·R·S + at(j) + kw`,
 /// `band.dy` holds the band's tiles and `sums` is writable at every `ci·sums_step + kw·16 +
 /// lane`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 // Index loops over constant bounds, unrolled whole: the accumulators stay in registers.
 #[allow(clippy::needless_range_loop)]
-unsafe fn band_sums<const CI: usize, const S: usize, const KW: usize>(
+unsafe fn band_sums<const CI: usize, const S: usize, const KW: usize, const R: usize>(
     band: &Band,
     x: *const f32,
     sums: *mut f32,
@@ -371,14 +397,15 @@ unsafe fn band_sums<const CI: usize, const S: usize, const KW: usize>(
                 *grad = _mm512_loadu_ps(dy.add(j * LANES));
             }
             dy = dy.add(TILE_PIXELS * LANES);
-            let x_tile = x_row.add(t * TILE_PIXELS * S);
+            let x_tile = x_row.add(t * R * S);
             for ci in 0..CI {
                 let x_channel = x_tile.add(ci * band.plane);
-                // One broadcast per input column: the loads of `x_channel[j·S + kw]` that
+                // One broadcast per input column: the loads of `x_channel[at(j) + kw]` that
                 // coincide are one load once unrolled.
                 for kw in 0..KW {
                     for j in 0..TILE_PIXELS {
-                        let input = _mm512_set1_ps(*x_channel.add(j * S + kw));
+                        let at = j / R * band.pixel_row_step + j % R * S;
+                        let input = _mm512_set1_ps(*x_channel.add(at + kw));
                         acc[ci][kw] = _mm512_fmadd_ps(grads[j], input, acc[ci][kw]);
                     }
                 }
