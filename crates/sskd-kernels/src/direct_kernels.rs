@@ -27,7 +27,7 @@ use rayon::prelude::*;
 
 use crate::conv_geometry::{thread_count, Conv2dGeometry};
 use crate::nt_product;
-use crate::parallel_chunks::for_each_chunk;
+use crate::parallel_chunks::{for_each_chunk, zeroed_vec};
 use crate::transpose::transpose;
 
 /// Lanes of one AVX-512 `f32` vector: output channels per vector.
@@ -104,7 +104,7 @@ pub(crate) fn forward(
     assert!(applies(geo), "direct conv2d: unsupported geometry {geo:?}");
     let block = channel_vectors(geo);
     let packed = pack_weight(geo, weight, block * LANES);
-    let mut out = vec![0.0f32; geo.batch * geo.out_image()];
+    let mut out = zeroed_vec(geo.batch * geo.out_image());
     let block_len = block * LANES * geo.out_plane();
     let blocks_per_image = geo.c_out / (block * LANES);
     let blocks_per_unit = blocks_per_unit(geo.batch, blocks_per_image);
@@ -164,7 +164,7 @@ pub(crate) fn input_grad(geo: &Conv2dGeometry, weight: &[f32], dy: &[f32]) -> Ve
         "direct conv2d: unsupported input gradient {geo:?}"
     );
     let taps = geo.k_h * geo.k_w;
-    let mut flipped = vec![0.0f32; weight.len()];
+    let mut flipped = zeroed_vec(weight.len());
     flipped
         .par_chunks_mut(geo.c_out * taps)
         .enumerate()
@@ -183,7 +183,7 @@ pub(crate) fn input_grad(geo: &Conv2dGeometry, weight: &[f32], dy: &[f32]) -> Ve
 /// block]` (a tap's weights for the block's channels side by side).
 fn pack_weight(geo: &Conv2dGeometry, weight: &[f32], block: usize) -> Vec<f32> {
     let per_channel = geo.col_rows();
-    let mut packed = vec![0.0f32; weight.len()];
+    let mut packed = zeroed_vec(weight.len());
     packed
         .par_chunks_mut(per_channel * block)
         .zip(weight.par_chunks(per_channel * block))

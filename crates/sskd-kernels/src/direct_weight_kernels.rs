@@ -27,7 +27,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::direct_kernels::{pad_planes, padded_plane, padded_width, LANES, TILE_PIXELS};
 use crate::nt_product;
-use crate::parallel_chunks::for_each_chunk;
+use crate::parallel_chunks::{for_each_chunk, zeroed_vec};
 use crate::transpose::transpose;
 
 /// Output pixels a partial gradient sums at the least: fewer partials where the gradient is
@@ -87,7 +87,7 @@ pub(crate) fn weight_grad(geo: &Conv2dGeometry, x: &[f32], dy: &[f32]) -> Vec<f3
     let block_len = geo.col_rows() * LANES;
     let partials = partial_count(geo);
     let blocks_per_unit = blocks_per_unit(partials, blocks);
-    let mut sums = vec![0.0f32; partials * blocks * block_len];
+    let mut sums = zeroed_vec(partials * blocks * block_len);
     let call = CALLS.fetch_add(1, Ordering::Relaxed);
     for_each_chunk(
         &mut sums,
@@ -205,7 +205,7 @@ fn blocks_per_unit(partials: usize, blocks: usize) -> usize {
 fn add_partials(geo: &Conv2dGeometry, sums: &[f32], partials: usize) -> Vec<f32> {
     let per_channel = geo.col_rows();
     let partial_len = geo.c_out * per_channel;
-    let mut dw = vec![0.0f32; partial_len];
+    let mut dw = zeroed_vec(partial_len);
     for_each_chunk(&mut dw, LANES * per_channel, true, |block, dw_block| {
         let block_start = block * LANES * per_channel;
         for (lane, row) in dw_block.chunks_exact_mut(per_channel).enumerate() {
