@@ -73,7 +73,7 @@ where
     out
 }
 
-fn contiguous<T: Element>(tensor: &FlexTensor) -> FlexTensor {
+pub(crate) fn contiguous<T: Element>(tensor: &FlexTensor) -> FlexTensor {
     contiguous_as::<T>(tensor, "element-wise pass")
 }
 
@@ -115,7 +115,10 @@ pub(crate) fn owned_contiguous<T: Element + bytemuck::Pod + Send + Sync>(
 
 /// Runs `work(start, slice)` over `values` cut into one slice per thread (at least
 /// [`MIN_SLICE`] long), in parallel when `values` is large; `start` is the slice's offset.
-fn for_each_slice<T: Send>(values: &mut [T], work: impl Fn(usize, &mut [T]) + Sync + Send) {
+pub(crate) fn for_each_slice<T: Send>(
+    values: &mut [T],
+    work: impl Fn(usize, &mut [T]) + Sync + Send,
+) {
     let len = values.len();
     let slice = len.div_ceil(rayon::current_num_threads()).max(MIN_SLICE);
     for_each_chunk(values, slice, len >= PARALLEL_ELEMENTS, |index, part| {

@@ -28,6 +28,9 @@
 //!   attention maps of AT and FT, in one pass over the map each way.
 //! - [`smooth_l1`]: the mean smooth-L1 distance of two tensors ([`smooth_l1_kernels`]) in one
 //!   pass, its gradient in one more.
+//! - [`sgd_step`]: one step of SGD with momentum and weight decay on a parameter
+//!   ([`sgd_kernels`]) in one pass on all cores; burn-flex runs the composite's five passes on
+//!   one thread.
 //!
 //! Both check the backend type at run time, so generic code (`B: Backend`, no extra bound) gets
 //! the kernels when `B` is `Autodiff<burn::backend::Flex>` or `burn::backend::Flex`, the types
@@ -93,6 +96,8 @@ pub mod pairwise_kernels;
 mod pairwise_ops;
 mod parallel_chunks;
 mod pointwise_kernels;
+pub mod sgd_kernels;
+mod sgd_ops;
 pub mod smooth_l1_kernels;
 mod smooth_l1_ops;
 #[cfg(test)]
@@ -107,6 +112,8 @@ pub use conv2d::conv2d;
 pub use elementwise_ops::{add, relu};
 pub use gram_ops::gram;
 pub use pairwise_ops::unit_differences;
+pub use sgd_kernels::SgdScalars;
+pub use sgd_ops::{sgd_step, sgd_step_applies};
 pub use smooth_l1_ops::smooth_l1;
 
 use core::sync::atomic::{AtomicBool, Ordering};

@@ -7,7 +7,9 @@
 //! layout as Burn's (`momentum.velocity`), so optimizer states saved before still load.
 //!
 //! The update, as `torch.optim.SGD(lr, momentum, dampening=0, weight_decay, nesterov=False)`:
-//! `d = g + λ·w`; `v = d` at the first step, else `v = μ·v + d`; `w ← w − lr·v`.
+//! `d = g + λ·w`; `v = d` at the first step, else `v = μ·v + d`; `w ← w − lr·v`. With feature
+//! `flex`, on the CPU backend it is one pass on all cores (`sskd_kernels::sgd_step`, the same
+//! values as the tensor operations below, which every other backend runs).
 
 use std::marker::PhantomData;
 
@@ -63,6 +65,13 @@ pub struct SgdState<B: Backend, const D: usize> {
     pub momentum: Option<MomentumState<B, D>>,
 }
 
+/// The state that keeps `velocity` (none when μ = 0).
+fn state_of<B: Backend, const D: usize>(velocity: Option<Tensor<B, D>>) -> SgdState<B, D> {
+    SgdState {
+        momentum: velocity.map(|velocity| MomentumState { velocity }),
+    }
+}
+
 impl<B: Backend> SimpleOptimizer<B> for Sgd<B> {
     type State<const D: usize> = SgdState<B, D>;
 
@@ -73,11 +82,22 @@ impl<B: Backend> SimpleOptimizer<B> for Sgd<B> {
         grad: Tensor<B, D>,
         state: Option<Self::State<D>>,
     ) -> (Tensor<B, D>, Option<Self::State<D>>) {
+        let previous = state.and_then(|state| state.momentum);
+        #[cfg(feature = "flex")]
+        if sskd_kernels::sgd_step_applies::<B>(weight.dtype()) {
+            let scalars = sskd_kernels::SgdScalars {
+                lr,
+                momentum: self.momentum,
+                weight_decay: self.weight_decay,
+            };
+            let velocity = previous.map(|state| state.velocity);
+            let (weight, velocity) = sskd_kernels::sgd_step(weight, grad, velocity, scalars);
+            return (weight, Some(state_of(velocity)));
+        }
         let direction = match self.weight_decay {
             0.0 => grad,
             decay => grad.add(weight.clone().mul_scalar(decay)),
         };
-        let previous = state.and_then(|state| state.momentum);
         let (direction, momentum) = match (self.momentum, previous) {
             (0.0, _) => (direction, None),
             (_, None) => (direction.clone(), Some(direction)),
@@ -86,10 +106,10 @@ impl<B: Backend> SimpleOptimizer<B> for Sgd<B> {
                 (velocity.clone(), Some(velocity))
             }
         };
-        let state = SgdState {
-            momentum: momentum.map(|velocity| MomentumState { velocity }),
-        };
-        (weight.sub(direction.mul_scalar(lr)), Some(state))
+        (
+            weight.sub(direction.mul_scalar(lr)),
+            Some(state_of(momentum)),
+        )
     }
 
     fn to_device<const D: usize>(state: Self::State<D>, device: &B::Device) -> Self::State<D> {
