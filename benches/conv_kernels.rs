@@ -57,6 +57,7 @@ const SHAPES: &[Shape] = &[
     conv("wrn_3x3_128to128_8px", (128, 128, 8), (3, 1, 1, 1)),
     conv("resnet8x4_3x3_64to64_32px", (64, 64, 32), (3, 1, 1, 1)),
     conv("resnet8x4_3x3_256to256_8px", (256, 256, 8), (3, 1, 1, 1)),
+    conv("vgg13_3x3_512to512_4px", (512, 512, 4), (3, 1, 1, 1)),
     conv("mobilenetv2_1x1_16to96_16px", (16, 96, 16), (1, 1, 0, 1)),
     conv("mobilenetv2_dw3x3_96_16px", (96, 96, 16), (3, 1, 1, 96)),
     conv("mobilenetv2_dw3x3_s2_96_16px", (96, 96, 16), (3, 2, 1, 96)),
