@@ -884,6 +884,20 @@ mod tests {
         }
     }
 
+    /// [`check_f32`] on each case, which (on an AVX-512 CPU) `kernel_applies` to.
+    fn check_taken<const N: usize>(
+        cases: [([usize; 4], [usize; 4], ConvOptions<2>); N],
+        kernel_applies: fn(&Conv2dGeometry) -> bool,
+    ) {
+        for (x_shape, w_shape, options) in cases {
+            let geo = Conv2dGeometry::new(&x_shape, &w_shape, &options);
+            if crate::nt_product::available() {
+                assert!(kernel_applies(&geo), "{geo:?}");
+            }
+            check_f32(x_shape, w_shape, options);
+        }
+    }
+
     /// The direct kernels' shapes: one and two vectors of output channels, rows of 8 pixels and
     /// partial tiles (7 and 15 columns), stride 2 (forward only; its input gradient takes
     /// im2col), dilation, asymmetric padding and kernels, 3-, 5- and 7-wide kernel rows and
@@ -908,13 +922,7 @@ mod tests {
             ([4, 64, 14, 14], [32, 64, 1, 1], options(2, 0, 1)),
             ([5, 16, 7, 7], [16, 16, 3, 3], options(1, 1, 1)),
         ];
-        for (x_shape, w_shape, options) in cases {
-            let geo = Conv2dGeometry::new(&x_shape, &w_shape, &options);
-            if crate::nt_product::available() {
-                assert!(direct_kernels::applies(&geo), "{geo:?}");
-            }
-            check_f32(x_shape, w_shape, options);
-        }
+        check_taken(cases, direct_kernels::applies);
         // Rows of 4 pixels would leave half of each tile empty, and one image of 32 channels is
         // one block for one thread: im2col and gemm.
         for x_shape in [[4, 16, 4, 4], [1, 16, 8, 8]] {
@@ -962,13 +970,7 @@ mod tests {
             ([8, 16, 4, 4], [64, 16, 3, 3], options(1, 1, 1)),
             ([8, 8, 6, 4], [64, 8, 5, 5], options(1, 2, 1)),
         ];
-        for (x_shape, w_shape, options) in cases {
-            let geo = Conv2dGeometry::new(&x_shape, &w_shape, &options);
-            if crate::nt_product::available() {
-                assert!(direct_weight_kernels::applies(&geo), "{geo:?}");
-            }
-            check_f32(x_shape, w_shape, options);
-        }
+        check_taken(cases, direct_weight_kernels::applies);
         let geo = Conv2dGeometry::new(&[8, 16, 7, 7], &[64, 16, 3, 3], &options(1, 1, 1));
         assert!(!direct_weight_kernels::applies(&geo), "{geo:?}");
         check_f32([8, 16, 7, 7], [64, 16, 3, 3], options(1, 1, 1));

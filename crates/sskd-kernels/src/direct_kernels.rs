@@ -475,16 +475,12 @@ unsafe fn tile_sums<const NB: usize, const S: usize, const KW: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_values::spread;
+    use crate::test_values::{on_threads, spread_f32};
     use burn_backend::ops::ConvOptions;
 
     fn geometry(x: [usize; 4], w: [usize; 4], padding: usize, dilation: usize) -> Conv2dGeometry {
         let options = ConvOptions::new([1, 1], [padding; 2], [dilation; 2], 1);
         Conv2dGeometry::new(&x, &w, &options)
-    }
-
-    fn narrow(values: Vec<f64>) -> Vec<f32> {
-        values.into_iter().map(|v| v as f32).collect()
     }
 
     /// The convolution whose forward pass is an input gradient maps the output back onto the
@@ -516,15 +512,13 @@ mod tests {
             return;
         }
         let geo = geometry([4, 32, 9, 16], [64, 32, 3, 3], 1, 1);
-        let x = narrow(spread(geo.batch * geo.in_image(), 1));
-        let w = narrow(spread(geo.c_out * geo.col_rows(), 2));
-        let dy = narrow(spread(geo.batch * geo.out_image(), 3));
+        let x = spread_f32(geo.batch * geo.in_image(), 1);
+        let w = spread_f32(geo.c_out * geo.col_rows(), 2);
+        let dy = spread_f32(geo.batch * geo.out_image(), 3);
         let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .expect("a thread pool");
-            pool.install(|| (forward(&geo, &x, &w, None), input_grad(&geo, &w, &dy)))
+            on_threads(threads, || {
+                (forward(&geo, &x, &w, None), input_grad(&geo, &w, &dy))
+            })
         };
         assert_eq!(run(1), run(3));
     }

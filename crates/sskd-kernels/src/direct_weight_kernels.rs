@@ -422,12 +422,8 @@ unsafe fn band_sums<const CI: usize, const S: usize, const KW: usize, const R: u
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_values::spread;
+    use crate::test_values::{on_threads, spread_f32};
     use burn_backend::ops::ConvOptions;
-
-    fn narrow(values: Vec<f64>) -> Vec<f32> {
-        values.into_iter().map(|v| v as f32).collect()
-    }
 
     /// The slices of the batch come from the shapes alone: the bits do not depend on the number
     /// of threads that share the blocks.
@@ -439,15 +435,9 @@ mod tests {
         let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
         let geo = Conv2dGeometry::new(&[40, 24, 8, 16], &[32, 24, 3, 3], &options);
         assert!(partial_count(&geo) > 1 && applies(&geo));
-        let x = narrow(spread(geo.batch * geo.in_image(), 1));
-        let dy = narrow(spread(geo.batch * geo.out_image(), 3));
-        let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .expect("a thread pool");
-            pool.install(|| weight_grad(&geo, &x, &dy))
-        };
+        let x = spread_f32(geo.batch * geo.in_image(), 1);
+        let dy = spread_f32(geo.batch * geo.out_image(), 3);
+        let run = |threads: usize| on_threads(threads, || weight_grad(&geo, &x, &dy));
         assert_eq!(run(1), run(3));
     }
 
@@ -460,22 +450,16 @@ mod tests {
         }
         let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
         let geo = Conv2dGeometry::new(&[8, 16, 8, 8], &[64, 16, 3, 3], &options);
-        let first = narrow(spread(geo.batch * geo.in_image(), 5));
-        let second = narrow(spread(geo.batch * geo.in_image(), 6));
-        let dy = narrow(spread(geo.batch * geo.out_image(), 7));
-        let pool = |threads: usize| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .expect("a thread pool")
-        };
-        let reused = pool(2).install(|| {
+        let first = spread_f32(geo.batch * geo.in_image(), 5);
+        let second = spread_f32(geo.batch * geo.in_image(), 6);
+        let dy = spread_f32(geo.batch * geo.out_image(), 7);
+        let reused = on_threads(2, || {
             weight_grad(&geo, &first, &dy);
             weight_grad(&geo, &second, &dy)
         });
-        let fresh = pool(2).install(|| weight_grad(&geo, &second, &dy));
+        let fresh = on_threads(2, || weight_grad(&geo, &second, &dy));
         assert_eq!(reused, fresh);
-        assert_ne!(fresh, pool(2).install(|| weight_grad(&geo, &first, &dy)));
+        assert_ne!(fresh, on_threads(2, || weight_grad(&geo, &first, &dy)));
     }
 
     /// Small batches of small maps sum into one partial; large ones into up to sixteen, at most

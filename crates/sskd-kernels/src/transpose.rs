@@ -127,17 +127,14 @@ unsafe fn transpose_block(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_values::spread;
+    use crate::test_values::spread_f32;
 
     /// Against the definition on whole blocks, partial blocks on either side and both, with
     /// and without offsets.
     #[test]
     fn transposes_match_the_definition() {
         for (rows, cols) in [(16, 16), (16, 100), (64, 32), (56, 48), (7, 16), (33, 21)] {
-            let from: Vec<f32> = spread(rows * cols, 4)
-                .into_iter()
-                .map(|v| v as f32)
-                .collect();
+            let from = spread_f32(rows * cols, 4);
             let offsets: Vec<f32> = (0..cols).map(|c| c as f32 * 0.5 - 3.0).collect();
             for offsets in [None, Some(offsets.as_slice())] {
                 let mut out = vec![f32::NAN; rows * cols];
