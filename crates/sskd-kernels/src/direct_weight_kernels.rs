@@ -3,9 +3,11 @@
 //!
 //! `dW[o, c, kh, kw] = Σ_{b, oh, ow} dY[b, o, oh, ow] · x_pad[b, c, oh·sh + kh·dh, ow·sw + kw]`.
 //! For each image and block of 16 output channels, `dY` is laid out pixel-major once
-//! (`[OH, OW, 16]`, the thread's scratch) and the image copied once into a zero-padded buffer
-//! (as [`direct_kernels`](crate::direct_kernels) does). A tile is 8 neighbouring output pixels
-//! of one row: their 8 vectors of `dY` stay in registers while each input value of a kernel row
+//! (`[OH, OW, 16]`, by 16×16 transposes in registers, into the thread's scratch); each thread
+//! keeps zero-padded copies of the images of the slice of the batch it works on (as
+//! [`direct_kernels`](crate::direct_kernels) pads an image) across its units. A tile is 8
+//! neighbouring output pixels of one row (or two rows of 4 on maps 4 pixels wide): their 8
+//! vectors of `dY` stay in registers while each input value of a kernel row
 //! is broadcast once and multiplied into the sums of the `KW` taps that read it, for `CI` input
 //! channels at a time (`CI · KW` accumulators of 16 output channels): at 3×3 and stride 1, 8
 //! loads and 40 broadcasts per 96 fused multiply-adds. Rows of tiles are taken in bands whose
@@ -19,12 +21,13 @@
 //!
 //! Taken ([`applies`]) in `f32` on an AVX-512 CPU for ungrouped convolutions with a multiple of
 //! 16 output channels, kernels 3, 5 or 7 wide at unit column dilation, a row stride of 1 or 2
-//! and rows of a multiple of 8 output pixels; im2col and GEMM otherwise. Measured against them
+//! and rows of a multiple of 8 output pixels (or of 4, in an even number of rows, at stride 1);
+//! im2col and GEMM otherwise. Measured against them
 //! in docs/performance.md ("Direct weight gradients").
 
-use crate::conv_geometry::{thread_count, Conv2dGeometry};
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use crate::conv_geometry::{thread_count, Conv2dGeometry};
 use crate::direct_kernels::{pad_planes, padded_plane, padded_width, LANES, TILE_PIXELS};
 use crate::nt_product;
 use crate::parallel_chunks::{for_each_chunk, zeroed_vec};
