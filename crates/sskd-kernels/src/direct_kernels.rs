@@ -137,20 +137,19 @@ pub(crate) fn forward(
     out
 }
 
-/// Blocks of one image per unit of work: the most that still leaves [`UNITS_PER_THREAD`]
-/// units for each thread (a divisor of `blocks_per_image`, so a unit stays in one image).
-/// Only the split of the work depends on the thread count, not any sum.
-fn blocks_per_unit(batch: usize, blocks_per_image: usize) -> usize {
+/// Blocks per unit of work when each of `groups` groups (images, slices of the batch) holds
+/// `blocks` blocks of output channels: the most (a divisor of `blocks`, so a unit stays in one
+/// group) that still leaves [`UNITS_PER_THREAD`] units for each thread. Only the split of the
+/// work depends on the thread count, not any sum.
+pub(crate) fn blocks_per_unit(groups: usize, blocks: usize) -> usize {
     let wanted_units = UNITS_PER_THREAD * thread_count();
-    (1..=blocks_per_image)
+    (1..=blocks)
         .rev()
-        .find(|&d| {
-            blocks_per_image.is_multiple_of(d) && batch * blocks_per_image / d >= wanted_units
-        })
+        .find(|&d| blocks.is_multiple_of(d) && groups * blocks / d >= wanted_units)
         .unwrap_or(1)
 }
 
-/// Units of work per thread [`forward`] aims for (whole images where the batch allows).
+/// Units of work per thread the direct kernels aim for (whole groups where there are enough).
 const UNITS_PER_THREAD: usize = 4;
 
 /// The input gradient of a stride-1 convolution, `dx [B, C, H, W]` from `dy [B, O, OH, OW]`:
@@ -220,7 +219,7 @@ const PADDED_SLACK: usize = 2 * TILE_PIXELS;
 /// Runs `work` on the zero-padded copy of `image` (`[C, H, W]` → `[C, H + 2·ph, W + 2·pw]`,
 /// then [`PADDED_SLACK`] zeros) and a buffer for the tiles' sums of `lanes` output channels,
 /// both in this thread's scratch.
-pub(crate) fn with_padded_copy<R>(
+fn with_padded_copy<R>(
     geo: &Conv2dGeometry,
     image: &[f32],
     lanes: usize,

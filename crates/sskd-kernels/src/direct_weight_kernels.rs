@@ -27,8 +27,10 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::conv_geometry::{thread_count, Conv2dGeometry};
-use crate::direct_kernels::{pad_planes, padded_plane, padded_width, LANES, TILE_PIXELS};
+use crate::conv_geometry::Conv2dGeometry;
+use crate::direct_kernels::{
+    blocks_per_unit, pad_planes, padded_plane, padded_width, LANES, TILE_PIXELS,
+};
 use crate::nt_product;
 use crate::parallel_chunks::{for_each_chunk, zeroed_vec};
 use crate::transpose::transpose;
@@ -43,8 +45,6 @@ const BAND_PIXELS: usize = 256;
 /// The fewest units (a slice's block of 16 output channels) a gradient must have to take the
 /// kernel: fewer leave a core idle where gemm's parallel loops would not.
 const MIN_UNITS: usize = 4;
-/// Units of work per thread the split aims for.
-const UNITS_PER_THREAD: usize = 4;
 
 /// Whether [`weight_grad`] computes this convolution's weight gradient (an `f32` one).
 pub(crate) fn applies(geo: &Conv2dGeometry) -> bool {
@@ -190,17 +190,6 @@ fn with_padded_slice<R>(
             work(&scratch.padded, &mut scratch.dy_pixels)
         }
     })
-}
-
-/// Blocks of 16 output channels per unit of work: the most (a divisor of `blocks`) that still
-/// leaves [`UNITS_PER_THREAD`] units for each thread. Only the split of the work depends on the
-/// thread count, not any sum.
-fn blocks_per_unit(partials: usize, blocks: usize) -> usize {
-    let wanted_units = UNITS_PER_THREAD * thread_count();
-    (1..=blocks)
-        .rev()
-        .find(|&d| blocks.is_multiple_of(d) && partials * blocks / d >= wanted_units)
-        .unwrap_or(1)
 }
 
 /// `dw [O, C, KH, KW]`: the partial gradients (`[partials][O/16, C, KH·KW, 16]`) added in

@@ -17,7 +17,7 @@ use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
 use crate::flex_storage::{contiguous_as, tensor_from};
-use crate::parallel_chunks::{for_each_chunk, MIN_SLICE, PARALLEL_ELEMENTS};
+use crate::parallel_chunks::{for_each_chunk, slice_len, MIN_SLICE, PARALLEL_ELEMENTS};
 
 /// Whether the kernels of this module handle tensors of `dtype`.
 pub fn supports(dtype: DType) -> bool {
@@ -120,7 +120,7 @@ pub(crate) fn for_each_slice<T: Send>(
     work: impl Fn(usize, &mut [T]) + Sync + Send,
 ) {
     let len = values.len();
-    let slice = len.div_ceil(rayon::current_num_threads()).max(MIN_SLICE);
+    let slice = slice_len(len);
     for_each_chunk(values, slice, len >= PARALLEL_ELEMENTS, |index, part| {
         work(index * slice, part)
     });

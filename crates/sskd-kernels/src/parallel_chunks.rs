@@ -10,6 +10,12 @@ pub(crate) const PARALLEL_ELEMENTS: usize = 1 << 15;
 /// The fewest elements one thread takes at a time in an element-wise pass.
 pub(crate) const MIN_SLICE: usize = 1 << 13;
 
+/// The length of the slices an element-wise pass over `len` elements cuts them into: one per
+/// thread, at least [`MIN_SLICE`] long.
+pub(crate) fn slice_len(len: usize) -> usize {
+    len.div_ceil(rayon::current_num_threads()).max(MIN_SLICE)
+}
+
 /// Runs `work(index, chunk)` on each `chunk_len`-sized chunk of `data`, in parallel when
 /// `parallel`.
 pub(crate) fn for_each_chunk<T, F>(data: &mut [T], chunk_len: usize, parallel: bool, work: F)

@@ -14,7 +14,7 @@ use num_traits::Float;
 use rayon::prelude::*;
 
 use crate::elementwise_kernels::{contiguous, for_each_slice, owned_contiguous, same_shape};
-use crate::parallel_chunks::{MIN_SLICE, PARALLEL_ELEMENTS};
+use crate::parallel_chunks::{slice_len, PARALLEL_ELEMENTS};
 
 /// Whether [`sgd_update`] handles parameters of `dtype`.
 pub fn supports(dtype: DType) -> bool {
@@ -81,7 +81,7 @@ fn for_each_triple<T: Send + Sync>(
             .for_each(|((w, a), b)| work(w, a, b));
         return;
     }
-    let slice = len.div_ceil(rayon::current_num_threads()).max(MIN_SLICE);
+    let slice = slice_len(len);
     w.par_chunks_mut(slice)
         .zip(a.par_chunks_mut(slice))
         .zip(b.par_chunks(slice))
@@ -147,7 +147,7 @@ fn for_each_pair<T: Send + Sync>(
         w.iter_mut().zip(v.iter_mut()).for_each(|(w, v)| work(w, v));
         return;
     }
-    let slice = len.div_ceil(rayon::current_num_threads()).max(MIN_SLICE);
+    let slice = slice_len(len);
     w.par_chunks_mut(slice)
         .zip(v.par_chunks_mut(slice))
         .for_each(|(w, v)| w.iter_mut().zip(v.iter_mut()).for_each(|(w, v)| work(w, v)));
