@@ -1,5 +1,5 @@
-//! Element-wise passes on burn-flex's tensors on all cores: ReLU, its gradient and the sum of
-//! two tensors of one shape (a residual connection).
+//! Element-wise passes on burn-flex's tensors on all cores: ReLU, leaky ReLU, their gradients
+//! and the sum of two tensors of one shape (a residual connection).
 //!
 //! burn-flex 0.21.0 runs its unary and binary operations (`ops/unary.rs`, `ops/binary.rs`) on
 //! the calling thread, so every ReLU and residual add of a training step left the other cores
@@ -10,7 +10,10 @@
 //!
 //! ReLU follows PyTorch: `max(x, 0)` with NaN passed through (burn-flex's `x.max(0.0)` turns
 //! NaN into 0, which would hide a diverged activation), and the gradient flows where the
-//! output is positive, as both libraries' backward passes do.
+//! output is positive, as both libraries' backward passes do. Leaky ReLU likewise follows
+//! PyTorch: `x` where it is not below zero, else `slope · x`; the gradient is `dy` where `x > 0`
+//! and `slope · dy` elsewhere (at `x = 0` too, where Burn's composite takes `dy`), read from
+//! the output, whose sign is the input's for the slopes taken here (`slope ≥ 0`).
 
 use burn_backend::{DType, Element};
 use burn_flex::FlexTensor;
@@ -25,7 +28,10 @@ pub fn supports(dtype: DType) -> bool {
 }
 
 /// A float type the kernels run in (`f32`, `f64`).
-trait PassFloat: Element + bytemuck::Pod + PartialOrd + core::ops::Add<Output = Self> {}
+trait PassFloat:
+    Element + bytemuck::Pod + PartialOrd + core::ops::Add<Output = Self> + core::ops::Mul<Output = Self>
+{
+}
 impl PassFloat for f32 {}
 impl PassFloat for f64 {}
 
@@ -170,6 +176,24 @@ fn relu_backward_typed<T: PassFloat>(output: &FlexTensor, grad: FlexTensor) -> F
     )
 }
 
+fn leaky_relu_typed<T: PassFloat>(x: FlexTensor, slope: f64) -> FlexTensor {
+    let slope = T::from_elem(slope);
+    unary_into(x, move |v: T| if v < T::zeroed() { v * slope } else { v })
+}
+
+fn leaky_relu_backward_typed<T: PassFloat>(
+    output: &FlexTensor,
+    grad: FlexTensor,
+    slope: f64,
+) -> FlexTensor {
+    let slope = T::from_elem(slope);
+    binary_into(
+        grad,
+        output,
+        move |g, y: T| if y > T::zeroed() { g } else { g * slope },
+    )
+}
+
 fn add_typed<T: PassFloat>(a: FlexTensor, b: FlexTensor) -> FlexTensor {
     // Either operand's storage may take the sum (IEEE addition commutes exactly).
     if a.is_unique() || !b.is_unique() {
@@ -199,6 +223,41 @@ pub fn relu_backward(output: &FlexTensor, grad: FlexTensor) -> FlexTensor {
         "relu_backward",
         grad.dtype(),
         relu_backward_typed(output, grad)
+    )
+}
+
+/// Panics unless leaky ReLU's gradient can be read from its output at `slope`.
+fn check_slope(slope: f64) {
+    assert!(
+        slope >= 0.0,
+        "leaky_relu: negative slope {slope} (the kernels take slopes ≥ 0)"
+    );
+}
+
+/// PyTorch's leaky ReLU, `x` where it is not below zero (NaN included) and `slope · x`
+/// elsewhere, as a contiguous tensor of `x`'s shape: `x`'s own storage, overwritten, when
+/// nothing else holds it.
+///
+/// # Panics
+/// If `x` is not `f32` or `f64`, or `slope` is negative or NaN.
+pub fn leaky_relu(x: FlexTensor, slope: f64) -> FlexTensor {
+    check_slope(slope);
+    per_float!("leaky_relu", x.dtype(), leaky_relu_typed(x, slope))
+}
+
+/// Leaky ReLU's gradient from its output: `grad` where `output` is positive, else `slope ·
+/// grad`; in `grad`'s own storage when nothing else holds it.
+///
+/// # Panics
+/// If the tensors differ in shape or type, are not `f32` or `f64`, or `slope` is negative
+/// or NaN.
+pub fn leaky_relu_backward(output: &FlexTensor, grad: FlexTensor, slope: f64) -> FlexTensor {
+    check_slope(slope);
+    same_shape(output, &grad, "leaky_relu_backward");
+    per_float!(
+        "leaky_relu_backward",
+        grad.dtype(),
+        leaky_relu_backward_typed(output, grad, slope)
     )
 }
 
@@ -263,6 +322,46 @@ mod tests {
             let expected_sum: Vec<f64> = x.iter().zip(&g).map(|(a, b)| a + b).collect();
             assert_eq!(sum, expected_sum);
         }
+    }
+
+    #[test]
+    fn leaky_relu_matches_pytorchs_definition_on_every_path() {
+        for slope in [0.1, 0.0, 1.5] {
+            for len in [0, 7, PARALLEL_ELEMENTS + 12_345] {
+                let (x, g) = (ramp(len, 3), ramp(len, 4));
+                let y = both_ways(&x, |x| leaky_relu(x, slope));
+                let expected_y: Vec<f64> = x
+                    .iter()
+                    .map(|&v| if v > 0.0 { v } else { v * slope })
+                    .collect();
+                assert_eq!(y, expected_y);
+                // PyTorch's gradient reads the input: `dy` where `x > 0`, else `slope · dy`.
+                let dx = both_ways(&g, |grad| {
+                    leaky_relu_backward(&tensor(y.clone()), grad, slope)
+                });
+                let expected_dx: Vec<f64> = x
+                    .iter()
+                    .zip(&g)
+                    .map(|(&x, &g)| if x > 0.0 { g } else { g * slope })
+                    .collect();
+                assert_eq!(dx, expected_dx, "slope {slope}, {len} elements");
+            }
+        }
+        let y = leaky_relu(tensor(vec![f64::NAN, -0.0, 0.0]), 0.1);
+        assert!(y.storage::<f64>()[0].is_nan());
+        assert_eq!(
+            y.storage::<f64>()[1..]
+                .iter()
+                .map(|v| v.to_bits())
+                .collect::<Vec<_>>(),
+            [(-0.0f64).to_bits(), 0]
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "negative slope")]
+    fn leaky_relu_refuses_a_negative_slope() {
+        leaky_relu(tensor(vec![1.0]), -0.2);
     }
 
     #[test]

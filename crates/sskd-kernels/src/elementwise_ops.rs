@@ -1,4 +1,4 @@
-//! ReLU and the sum of two tensors of one shape through
+//! ReLU, leaky ReLU and the sum of two tensors of one shape through
 //! [`elementwise_kernels`](crate::elementwise_kernels) (all cores, in place where a buffer is
 //! free) on the CPU backend, and through Burn's own operations on every other backend.
 
@@ -27,16 +27,76 @@ fn path_for<B: Backend, const D: usize>(x: &Tensor<B, D>) -> KernelPath {
 /// # Shapes
 /// - x: any, output the same
 pub fn relu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    rectify(x, Rectifier::Relu)
+}
+
+/// Leaky ReLU, `x` where `x ≥ 0` and `negative_slope · x` elsewhere, as
+/// `burn::tensor::activation::leaky_relu`, with PyTorch's gradient at 0 (`negative_slope ·
+/// dy`; Burn's composite takes `dy`) on the CPU backend.
+///
+/// On `Autodiff<Flex>` and `Flex` one pass on all cores for `negative_slope ≥ 0`, written over
+/// `x`'s buffer when nothing else holds it, and one for the gradient (burn-flex's composite
+/// runs three serial passes, and more in the backward pass). Elsewhere, and for negative
+/// slopes, Burn's `leaky_relu`.
+///
+/// # Shapes
+/// - x: any, output the same
+pub fn leaky_relu<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    negative_slope: f64,
+) -> Tensor<B, D> {
+    if negative_slope >= 0.0 {
+        rectify(x, Rectifier::Leaky(negative_slope))
+    } else {
+        burn::tensor::activation::leaky_relu(x, negative_slope)
+    }
+}
+
+/// Which rectifier [`rectify`] applies.
+#[derive(Clone, Copy, Debug)]
+enum Rectifier {
+    Relu,
+    /// Leaky ReLU with this slope (`≥ 0`).
+    Leaky(f64),
+}
+
+impl Rectifier {
+    fn forward(self, x: FlexTensor) -> FlexTensor {
+        match self {
+            Rectifier::Relu => elementwise_kernels::relu(x),
+            Rectifier::Leaky(slope) => elementwise_kernels::leaky_relu(x, slope),
+        }
+    }
+
+    fn backward(self, output: &FlexTensor, grad: FlexTensor) -> FlexTensor {
+        match self {
+            Rectifier::Relu => elementwise_kernels::relu_backward(output, grad),
+            Rectifier::Leaky(slope) => {
+                elementwise_kernels::leaky_relu_backward(output, grad, slope)
+            }
+        }
+    }
+
+    fn burn<B: Backend, const D: usize>(self, x: Tensor<B, D>) -> Tensor<B, D> {
+        match self {
+            Rectifier::Relu => burn::tensor::activation::relu(x),
+            Rectifier::Leaky(slope) => burn::tensor::activation::leaky_relu(x, slope),
+        }
+    }
+}
+
+/// `rectifier` applied to `x` by the kernels where the backend is the CPU's, else by Burn.
+fn rectify<B: Backend, const D: usize>(x: Tensor<B, D>, rectifier: Rectifier) -> Tensor<B, D> {
     match path_for(&x) {
         KernelPath::Autodiff => {
             let x = primitive_of::<CpuAutodiff, _, D>(x);
-            tensor_of::<B, CpuAutodiff, D>(relu_tracked(x))
+            tensor_of::<B, CpuAutodiff, D>(rectify_tracked(x, rectifier))
         }
         KernelPath::Flex => {
             let x = primitive_of::<Flex, _, D>(x);
-            tensor_of::<B, Flex, D>(elementwise_kernels::relu(x))
+            tensor_of::<B, Flex, D>(rectifier.forward(x))
         }
-        KernelPath::Burn => burn::tensor::activation::relu(x),
+        KernelPath::Burn => rectifier.burn(x),
     }
 }
 
@@ -68,24 +128,24 @@ pub fn add<B: Backend, const D: usize>(a: Tensor<B, D>, b: Tensor<B, D>) -> Tens
     }
 }
 
-/// ReLU's autodiff operation; its state is the output (the gradient's mask).
+/// A rectifier's autodiff operation; its state is the output (the gradient's mask).
 #[derive(Debug)]
-struct ReluBackward;
+struct RectifierBackward(Rectifier);
 
-impl Backward<Flex, 1> for ReluBackward {
+impl Backward<Flex, 1> for RectifierBackward {
     type State = FlexTensor;
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let output = ops.state;
         unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
-            elementwise_kernels::relu_backward(&output, grad)
+            self.0.backward(&output, grad)
         });
     }
 }
 
-fn relu_tracked(x: FloatTensor<CpuAutodiff>) -> FloatTensor<CpuAutodiff> {
-    let output = elementwise_kernels::relu(x.primitive);
-    let prep = ReluBackward.prepare::<NoCheckpointing>([x.node]);
+fn rectify_tracked(x: FloatTensor<CpuAutodiff>, rectifier: Rectifier) -> FloatTensor<CpuAutodiff> {
+    let output = rectifier.forward(x.primitive);
+    let prep = RectifierBackward(rectifier).prepare::<NoCheckpointing>([x.node]);
     finish(prep.compute_bound(), output.clone(), output)
 }
 
@@ -158,6 +218,34 @@ mod tests {
     }
 
     #[test]
+    fn leaky_relu_and_its_gradient_follow_pytorch() {
+        // `values` holds zeros, where PyTorch's gradient is `slope · dy` (Burn's takes `dy`).
+        let (x, w) = (values(16), values(7).detach());
+        let y = leaky_relu(x.clone(), 0.1);
+        let grads = (y.clone() * w.clone()).sum().backward();
+        let host = |t: burn::tensor::TensorData| t.to_vec::<f32>().unwrap();
+        let (xs, ws) = (host(x.to_data()), host(w.into_data()));
+        assert!(xs.contains(&0.0));
+        let expected_y: Vec<f32> = xs
+            .iter()
+            .map(|&v| if v > 0.0 { v } else { v * 0.1 })
+            .collect();
+        let expected_dx: Vec<f32> = xs
+            .iter()
+            .zip(&ws)
+            .map(|(&v, &w)| if v > 0.0 { w } else { w * 0.1 })
+            .collect();
+        assert_eq!(host(y.into_data()), expected_y);
+        assert_eq!(host(x.grad(&grads).unwrap().into_data()), expected_dx);
+        // A negative slope is Burn's composite.
+        let burns = burn::tensor::activation::leaky_relu(x.clone(), -0.5);
+        assert_eq!(
+            host(leaky_relu(x, -0.5).into_data()),
+            host(burns.into_data())
+        );
+    }
+
+    #[test]
     fn untracked_operands_get_no_gradient_and_shapes_broadcast_through_burn() {
         let tracked = values(4);
         let constant = Tensor::<Ad, 4>::ones([2, 3, 5, 7], &Default::default());
@@ -175,6 +263,11 @@ mod tests {
         let x = Tensor::<Flex, 1>::from_floats([-1.0, f32::NAN, 2.0], &Default::default());
         let y = relu(x.clone()).into_data().to_vec::<f32>().unwrap();
         assert!(y[0] == 0.0 && y[1].is_nan() && y[2] == 2.0);
+        let leaky = leaky_relu(x.clone(), 0.5)
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
+        assert!(leaky[0] == -0.5 && leaky[1].is_nan() && leaky[2] == 2.0);
         let sum = add(x.clone(), x).into_data().to_vec::<f32>().unwrap();
         assert_eq!([sum[0], sum[2]], [-2.0, 4.0]);
     }

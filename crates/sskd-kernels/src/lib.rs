@@ -18,8 +18,9 @@
 //! - [`channel_shuffle`] and [`cat_channels`]: ShuffleNet's channel shuffle and a channel
 //!   concatenation as copies of whole planes ([`channel_kernels`]), with contiguous gradients;
 //!   Burn's composites walk strided views element by element on `Flex`.
-//! - [`relu`] and [`add`] (ReLU and a residual sum) on all cores, in place where a buffer is
-//!   free ([`elementwise_kernels`]); burn-flex runs its element-wise operations on one thread.
+//! - [`relu`], [`leaky_relu`] and [`add`] (the rectifiers and a residual sum) on all cores, in
+//!   place where a buffer is free ([`elementwise_kernels`]); burn-flex runs its element-wise
+//!   operations on one thread.
 //! - [`gram`]: Gram matrices `x · xᵀ` of row sets with a one-product gradient
 //!   ([`gram_kernels`]), for the distillation losses that compare similarities.
 //! - [`unit_differences`]: the unit vectors between every pair of rows ([`pairwise_kernels`]),
@@ -109,7 +110,7 @@ pub use batch_norm_kernels::Activation;
 pub use channel_mean_ops::channel_mean_of_powers;
 pub use channel_ops::{cat_channels, channel_shuffle};
 pub use conv2d::conv2d;
-pub use elementwise_ops::{add, relu};
+pub use elementwise_ops::{add, leaky_relu, relu};
 pub use gram_ops::gram;
 pub use pairwise_ops::unit_differences;
 pub use sgd_kernels::SgdScalars;

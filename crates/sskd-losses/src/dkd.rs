@@ -2,10 +2,9 @@
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::tensor::activation::log_softmax;
 use burn::tensor::{backend::Backend, Tensor};
 
-use crate::functional::{cross_entropy, div_scalar, kl_batchmean};
+use crate::functional::{cross_entropy, div_scalar};
 use crate::kd::{check_logit_pair, image_logits};
 use crate::{DistillInputs, Distiller, LossError, LossTerm, LossTerms, Needs};
 
@@ -52,22 +51,49 @@ pub struct Dkd {
     config: DkdConfig,
 }
 
-/// `log [p_g, 1 − p_g]` of `softmax(scaled)` for target mask `target_mask` (1 at `g`).
-///
-/// # Shapes
-/// - `scaled`, `target_mask`: `[rows, classes]`; output `[rows, 2]`
-fn binary_log_probs<B: Backend>(scaled: Tensor<B, 2>, target_mask: Tensor<B, 2>) -> Tensor<B, 2> {
-    let log_probs = log_softmax(scaled.clone(), 1);
-    let log_target = (log_probs * target_mask.clone()).sum_dim(1);
-    let masked = scaled.clone() - target_mask.mul_scalar(1000.0);
-    let log_other = log_sum_exp(masked) - log_sum_exp(scaled);
-    Tensor::cat(vec![log_target, log_other], 1)
+/// One side's log-probabilities that DKD compares, from its scaled logits `z/T`.
+struct SplitLogProbs<B: Backend> {
+    /// `log [p_g, 1 − p_g]` of `softmax(z/T)`, `[rows, 2]`.
+    binary: Tensor<B, 2>,
+    /// `log softmax(z/T − 1000·1_g)`, the distribution over the non-target classes,
+    /// `[rows, classes]`.
+    non_target: Tensor<B, 2>,
 }
 
-/// `log Σ_c exp(x_c)` per row. `[rows, classes]` → `[rows, 1]`.
+impl<B: Backend> SplitLogProbs<B> {
+    /// Both splits of `softmax(scaled)` for target mask `target_mask` (1 at `g`), sharing the
+    /// two log-sum-exps: `log p_g = z_g − lse(z)`, `log(1 − p_g) = lse(z − 1000·1_g) −
+    /// lse(z)` and `log softmax(z − 1000·1_g) = z − 1000·1_g − lse(z − 1000·1_g)`.
+    ///
+    /// # Shapes
+    /// - `scaled`, `target_mask`: `[rows, classes]`
+    fn new(scaled: Tensor<B, 2>, target_mask: Tensor<B, 2>) -> Self {
+        let log_total = log_sum_exp(scaled.clone());
+        let suppressed = scaled.clone() - target_mask.clone().mul_scalar(1000.0);
+        let log_other = log_sum_exp(suppressed.clone());
+        let log_target = (scaled * target_mask).sum_dim(1) - log_total.clone();
+        Self {
+            binary: Tensor::cat(vec![log_target, log_other.clone() - log_total], 1),
+            non_target: suppressed - log_other,
+        }
+    }
+}
+
+/// `log Σ_c exp(x_c)` per row, the row's maximum taken out first (detached: it cancels from
+/// the gradient). `[rows, classes]` → `[rows, 1]`.
 fn log_sum_exp<B: Backend>(logits: Tensor<B, 2>) -> Tensor<B, 2> {
-    let max = logits.clone().max_dim(1);
+    let max = logits.clone().detach().max_dim(1);
     (logits - max.clone()).exp().sum_dim(1).log() + max
+}
+
+/// `(1/rows) Σ_i KL(teacher_i ‖ student_i)` of two rows of log-probabilities. `[rows, n]` →
+/// `[1]`.
+fn kl_of_log_probs<B: Backend>(teacher: Tensor<B, 2>, student: Tensor<B, 2>) -> Tensor<B, 1> {
+    let [rows, _] = student.dims();
+    div_scalar(
+        (teacher.clone().exp() * (teacher - student)).sum(),
+        rows.max(1) as f64,
+    )
 }
 
 impl Dkd {
@@ -87,21 +113,11 @@ impl Dkd {
         target_mask: Tensor<B, 2>,
     ) -> (Tensor<B, 1>, Tensor<B, 1>) {
         let temperature = self.config.temperature;
-        let [rows, _] = student_logits.dims();
-        let teacher_scaled = div_scalar(teacher_logits, temperature);
-        let student_scaled = div_scalar(student_logits, temperature);
-        let teacher_binary = binary_log_probs(teacher_scaled.clone(), target_mask.clone());
-        let student_binary = binary_log_probs(student_scaled.clone(), target_mask.clone());
-        let tckd = div_scalar(
-            (teacher_binary.clone().exp() * (teacher_binary - student_binary)).sum(),
-            rows.max(1) as f64,
-        );
-        let suppress = target_mask.mul_scalar(1000.0);
-        let nckd = kl_batchmean(
-            teacher_scaled - suppress.clone(),
-            student_scaled - suppress,
-            1.0,
-        );
+        let teacher =
+            SplitLogProbs::new(div_scalar(teacher_logits, temperature), target_mask.clone());
+        let student = SplitLogProbs::new(div_scalar(student_logits, temperature), target_mask);
+        let tckd = kl_of_log_probs(teacher.binary, student.binary);
+        let nckd = kl_of_log_probs(teacher.non_target, student.non_target);
         let scale = temperature.powi(2);
         (tckd.mul_scalar(scale), nckd.mul_scalar(scale))
     }

@@ -4,10 +4,8 @@
 use burn::module::Module;
 use burn::nn::conv::{Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use burn::nn::PaddingConfig2d;
-use burn::tensor::activation::leaky_relu;
 use burn::tensor::{backend::Backend, Tensor};
-use sskd_models::layers::Conv2d;
-use sskd_models::layers::ConvBn;
+use sskd_models::layers::{leaky_relu, Conv2d, ConvBn};
 
 use crate::functional::{attention_map, last_map, match_spatial};
 use crate::{DistillInputs, FeatureTerm, LossError, MethodContext, Needs, Pretraining, TermConfig};
