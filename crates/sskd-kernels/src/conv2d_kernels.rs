@@ -901,8 +901,9 @@ mod tests {
     /// The direct kernels' shapes: one and two vectors of output channels, rows of 8 pixels and
     /// partial tiles (7 and 15 columns), stride 2 (forward only; its input gradient takes
     /// im2col), dilation, asymmetric padding and kernels, 3-, 5- and 7-wide kernel rows and
-    /// taps one at a time, padding 0, 1×1 convolutions of 64 channels, several blocks per
-    /// thread, a bias; and the shapes left to im2col.
+    /// taps one at a time, padding 0 and padding wider than the kernel (output rows whose kernel
+    /// rows all fall on padding), 1×1 convolutions of 64 channels, several blocks per thread, a
+    /// bias; and the shapes left to im2col.
     #[test]
     fn f32_direct_convolutions_match_the_f64_sums() {
         let cases = [
@@ -921,6 +922,8 @@ mod tests {
             ([4, 16, 9, 9], [32, 16, 3, 3], options(1, 0, 1)),
             ([4, 64, 14, 14], [32, 64, 1, 1], options(2, 0, 1)),
             ([5, 16, 7, 7], [16, 16, 3, 3], options(1, 1, 1)),
+            // Padding wider than the kernel: the first and last output rows read no image row.
+            ([4, 16, 4, 4], [32, 16, 3, 3], options(1, 3, 1)),
         ];
         check_taken(cases, direct_kernels::applies);
         // Rows of 4 pixels would leave half of each tile empty, and one image of 32 channels is
