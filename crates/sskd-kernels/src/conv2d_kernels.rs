@@ -950,7 +950,8 @@ mod tests {
     /// The direct weight gradient's shapes: 16 to 64 output channels, input channels in
     /// groups of 4 and 2 and left over, 3-, 5- and 7-wide kernels, row strides 1 and 2, a
     /// stride and a dilation across the rows, several partial gradients and bands of rows,
-    /// tiles of two rows of 4; and rows of 7 pixels, left to im2col.
+    /// tiles of two rows of 4, padding wider than the kernel; and rows of 7 pixels, left to
+    /// im2col.
     #[test]
     fn f32_direct_weight_gradients_match_the_f64_sums() {
         let cases = [
@@ -972,6 +973,9 @@ mod tests {
             ([16, 8, 32, 16], [16, 8, 3, 3], options(1, 1, 1)),
             ([8, 16, 4, 4], [64, 16, 3, 3], options(1, 1, 1)),
             ([8, 8, 6, 4], [64, 8, 5, 5], options(1, 2, 1)),
+            // Padding wider than the kernel: rows of tiles that read no image row.
+            ([8, 16, 4, 4], [64, 16, 3, 3], options(1, 3, 1)),
+            ([8, 16, 6, 4], [64, 16, 3, 3], options(1, 3, 1)),
         ];
         check_taken(cases, direct_weight_kernels::applies);
         let geo = Conv2dGeometry::new(&[8, 16, 7, 7], &[64, 16, 3, 3], &options(1, 1, 1));

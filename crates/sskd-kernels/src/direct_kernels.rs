@@ -416,14 +416,21 @@ impl OutputBlock<'_> {
 /// The kernel rows `kh` whose input row `oh·sh + kh·dh − ph` lies inside the image for output
 /// row `oh` (a range: the rows in between read the image too).
 fn live_kernel_rows(geo: &Conv2dGeometry, oh: usize) -> core::ops::Range<usize> {
-    let reads_image = |kh: usize| {
-        let padded_row = oh * geo.stride[0] + kh * geo.dilation[0];
-        padded_row >= geo.padding[0] && padded_row < geo.padding[0] + geo.in_h
-    };
-    let first = (0..geo.k_h).find(|&kh| reads_image(kh)).unwrap_or(geo.k_h);
-    let end = (first..geo.k_h)
-        .find(|&kh| !reads_image(kh))
-        .unwrap_or(geo.k_h);
+    run_where(geo.k_h, |kh| reads_image(geo, oh, kh))
+}
+
+/// Whether output row `oh` reads a row of the image, not of its zero padding, at kernel row
+/// `kh`.
+pub(crate) fn reads_image(geo: &Conv2dGeometry, oh: usize, kh: usize) -> bool {
+    let padded_row = oh * geo.stride[0] + kh * geo.dilation[0];
+    padded_row >= geo.padding[0] && padded_row < geo.padding[0] + geo.in_h
+}
+
+/// The indices `0..len` where `holds` is true, for a `holds` that is true on one run of them
+/// (or none: an empty range).
+pub(crate) fn run_where(len: usize, holds: impl Fn(usize) -> bool) -> core::ops::Range<usize> {
+    let first = (0..len).find(|&i| holds(i)).unwrap_or(len);
+    let end = (first..len).find(|&i| !holds(i)).unwrap_or(len);
     first..end
 }
 

@@ -29,7 +29,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::conv_geometry::Conv2dGeometry;
 use crate::direct_kernels::{
-    blocks_per_unit, pad_planes, padded_plane, padded_width, LANES, TILE_PIXELS,
+    blocks_per_unit, pad_planes, padded_plane, padded_width, reads_image, run_where, LANES,
+    TILE_PIXELS,
 };
 use crate::nt_product;
 use crate::parallel_chunks::{for_each_chunk, zeroed_vec};
@@ -279,36 +280,51 @@ impl GradientBlock<'_> {
                 plane,
                 sums_step: taps * LANES,
             };
+            // Per kernel row, the band's tile rows that read the image: rows of zero padding
+            // add nothing (a twelfth of the products at 3×3 on 8×8 maps).
+            let live: Vec<core::ops::Range<usize>> = (0..geo.k_h)
+                .map(|kh| {
+                    run_where(band.rows, |r| {
+                        let first_pixel_row = (band_start + r) * rows_per_tile;
+                        (first_pixel_row..first_pixel_row + rows_per_tile)
+                            .any(|oh| reads_image(geo, oh, kh))
+                    })
+                })
+                .collect();
             let accumulate = accumulate || band_start > 0;
+            let at = (band_start, live.as_slice());
             let grouped = geo.c_in / CI * CI;
             for c in (0..grouped).step_by(CI) {
-                self.add_channels::<CI, S, KW, R>(&band, band_start, c, block_sums, accumulate);
+                self.add_channels::<CI, S, KW, R>(&band, at, c, block_sums, accumulate);
             }
             let (c, sums) = (grouped, &mut *block_sums);
             match geo.c_in - grouped {
                 0 => {}
-                1 => self.add_channels::<1, S, KW, R>(&band, band_start, c, sums, accumulate),
-                2 => self.add_channels::<2, S, KW, R>(&band, band_start, c, sums, accumulate),
-                _ => self.add_channels::<3, S, KW, R>(&band, band_start, c, sums, accumulate),
+                1 => self.add_channels::<1, S, KW, R>(&band, at, c, sums, accumulate),
+                2 => self.add_channels::<2, S, KW, R>(&band, at, c, sums, accumulate),
+                _ => self.add_channels::<3, S, KW, R>(&band, at, c, sums, accumulate),
             }
         }
     }
 
-    /// One band's terms for the input channels `c .. c + CI`, every kernel row (`band_start`
-    /// counts tile rows).
+    /// One band's terms for the input channels `c .. c + CI`, every kernel row: `at` is the
+    /// band's first tile row and, per kernel row, the band's rows (from its first) that read
+    /// the image.
     fn add_channels<const CI: usize, const S: usize, const KW: usize, const R: usize>(
         &self,
         band: &Band,
-        band_start: usize,
+        (band_start, live): (usize, &[core::ops::Range<usize>]),
         c: usize,
         block_sums: &mut [f32],
         accumulate: bool,
     ) {
         let geo = self.geo;
         let width = padded_width(geo);
-        for kh in 0..geo.k_h {
-            let x_start =
-                c * band.plane + band_start * band.row_step + kh * geo.dilation[0] * width;
+        for (kh, rows) in live.iter().enumerate() {
+            let band = band.rows(rows.clone());
+            let x_start = c * band.plane
+                + (band_start + rows.start) * band.row_step
+                + kh * geo.dilation[0] * width;
             let sums_start = (c * geo.k_h * geo.k_w + kh * KW) * LANES;
             // SAFETY: `nt_product::available()` holds (checked in `applies`); the furthest read
             // of the input (the band's last tile at the last kernel row and tap of channel
@@ -319,7 +335,7 @@ impl GradientBlock<'_> {
             #[cfg(target_arch = "x86_64")]
             unsafe {
                 band_sums::<CI, S, KW, R>(
-                    band,
+                    &band,
                     self.x_padded.as_ptr().add(x_start),
                     block_sums.as_mut_ptr().add(sums_start),
                     accumulate,
@@ -345,6 +361,18 @@ struct Band<'a> {
     plane: usize,
     /// Elements between two input channels' sums (`KH·KW · 16`).
     sums_step: usize,
+}
+
+impl Band<'_> {
+    /// The band's rows `rows` (counted from its first) as a band of their own.
+    fn rows(&self, rows: core::ops::Range<usize>) -> Self {
+        let tile_row_len = self.tiles_per_row * TILE_PIXELS * LANES;
+        Band {
+            dy: &self.dy[rows.start * tile_row_len..],
+            rows: rows.len(),
+            ..*self
+        }
+    }
 }
 
 /// One band's terms for one kernel row of `CI` input channels: `sums[ci·sums_step + kw·16 +
