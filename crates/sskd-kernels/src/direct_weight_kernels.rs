@@ -278,53 +278,49 @@ impl GradientBlock<'_> {
                 row_step: rows_per_tile * pixel_row_step,
                 pixel_row_step,
                 plane,
+                first_input: band_start * rows_per_tile * pixel_row_step,
                 sums_step: taps * LANES,
             };
-            // Per kernel row, the band's tile rows that read the image: rows of zero padding
-            // add nothing (a twelfth of the products at 3×3 on 8×8 maps).
-            let live: Vec<core::ops::Range<usize>> = (0..geo.k_h)
+            // Per kernel row, the band's rows of tiles that read the image: rows of zero
+            // padding add nothing (a twelfth of the products at 3×3 on 8×8 maps).
+            let kernel_rows: Vec<Band> = (0..geo.k_h)
                 .map(|kh| {
-                    run_where(band.rows, |r| {
+                    let live = run_where(band.rows, |r| {
                         let first_pixel_row = (band_start + r) * rows_per_tile;
                         (first_pixel_row..first_pixel_row + rows_per_tile)
                             .any(|oh| reads_image(geo, oh, kh))
-                    })
+                    });
+                    band.part(live, kh * geo.dilation[0] * width)
                 })
                 .collect();
             let accumulate = accumulate || band_start > 0;
-            let at = (band_start, live.as_slice());
+            let bands = kernel_rows.as_slice();
             let grouped = geo.c_in / CI * CI;
             for c in (0..grouped).step_by(CI) {
-                self.add_channels::<CI, S, KW, R>(&band, at, c, block_sums, accumulate);
+                self.add_channels::<CI, S, KW, R>(bands, c, block_sums, accumulate);
             }
             let (c, sums) = (grouped, &mut *block_sums);
             match geo.c_in - grouped {
                 0 => {}
-                1 => self.add_channels::<1, S, KW, R>(&band, at, c, sums, accumulate),
-                2 => self.add_channels::<2, S, KW, R>(&band, at, c, sums, accumulate),
-                _ => self.add_channels::<3, S, KW, R>(&band, at, c, sums, accumulate),
+                1 => self.add_channels::<1, S, KW, R>(bands, c, sums, accumulate),
+                2 => self.add_channels::<2, S, KW, R>(bands, c, sums, accumulate),
+                _ => self.add_channels::<3, S, KW, R>(bands, c, sums, accumulate),
             }
         }
     }
 
-    /// One band's terms for the input channels `c .. c + CI`, every kernel row: `at` is the
-    /// band's first tile row and, per kernel row, the band's rows (from its first) that read
-    /// the image.
+    /// One band's terms for the input channels `c .. c + CI`, every kernel row: `kernel_rows`
+    /// holds, per kernel row, the band's rows that read the image there.
     fn add_channels<const CI: usize, const S: usize, const KW: usize, const R: usize>(
         &self,
-        band: &Band,
-        (band_start, live): (usize, &[core::ops::Range<usize>]),
+        kernel_rows: &[Band],
         c: usize,
         block_sums: &mut [f32],
         accumulate: bool,
     ) {
         let geo = self.geo;
-        let width = padded_width(geo);
-        for (kh, rows) in live.iter().enumerate() {
-            let band = band.rows(rows.clone());
-            let x_start = c * band.plane
-                + (band_start + rows.start) * band.row_step
-                + kh * geo.dilation[0] * width;
+        for (kh, band) in kernel_rows.iter().enumerate() {
+            let x_start = c * band.plane + band.first_input;
             let sums_start = (c * geo.k_h * geo.k_w + kh * KW) * LANES;
             // SAFETY: `nt_product::available()` holds (checked in `applies`); the furthest read
             // of the input (the band's last tile at the last kernel row and tap of channel
@@ -335,7 +331,7 @@ impl GradientBlock<'_> {
             #[cfg(target_arch = "x86_64")]
             unsafe {
                 band_sums::<CI, S, KW, R>(
-                    &band,
+                    band,
                     self.x_padded.as_ptr().add(x_start),
                     block_sums.as_mut_ptr().add(sums_start),
                     accumulate,
@@ -359,17 +355,22 @@ struct Band<'a> {
     pixel_row_step: usize,
     /// Elements of one padded input plane.
     plane: usize,
+    /// Where in a channel's padded plane the band's first row of tiles reads its first input
+    /// row.
+    first_input: usize,
     /// Elements between two input channels' sums (`KH·KW · 16`).
     sums_step: usize,
 }
 
-impl Band<'_> {
-    /// The band's rows `rows` (counted from its first) as a band of their own.
-    fn rows(&self, rows: core::ops::Range<usize>) -> Self {
+impl<'a> Band<'a> {
+    /// The band's rows `rows` (counted from its first) as a band of their own, reading the
+    /// input `row_offset` elements further down (a kernel row's offset).
+    fn part(&self, rows: core::ops::Range<usize>, row_offset: usize) -> Band<'a> {
         let tile_row_len = self.tiles_per_row * TILE_PIXELS * LANES;
         Band {
             dy: &self.dy[rows.start * tile_row_len..],
             rows: rows.len(),
+            first_input: self.first_input + rows.start * self.row_step + row_offset,
             ..*self
         }
     }
