@@ -91,6 +91,16 @@ pub fn idx_images(dir: &Path, prefix: &str, classes: usize) -> Result<PlanarImag
     let images_raw = read_maybe_gzip(&images_path)?;
     let labels_raw = read_maybe_gzip(&labels_path)?;
     let (shape, grey) = idx_payload(&images_path, &images_raw, 3)?;
+    if shape[1] == 0 || shape[2] == 0 {
+        return Err(DataError::Format {
+            path: images_path,
+            format: "IDX",
+            reason: format!(
+                "images of {}×{} pixels (a side of 0), expected at least 1×1",
+                shape[1], shape[2]
+            ),
+        });
+    }
     let (label_shape, labels) = idx_payload(&labels_path, &labels_raw, 1)?;
     if label_shape[0] != shape[0] {
         return Err(DataError::record(

@@ -208,6 +208,17 @@ fn shipped_fashion_mnist_subset_is_class_balanced() {
         message.contains("t10k-images-idx3-ubyte") && message.contains("expected 800"),
         "{message}"
     );
+    // Images with a side of 0 hold no pixels (the payload, 0 bytes, matches the header).
+    std::fs::write(
+        dir.path().join("t10k-images-idx3-ubyte"),
+        [0u8, 0, 8, 3, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 28],
+    )
+    .unwrap();
+    let message = idx_images(dir.path(), "t10k", 10).unwrap_err().to_string();
+    assert!(
+        message.contains("t10k-images-idx3-ubyte") && message.contains("0×28 pixels"),
+        "{message}"
+    );
 }
 
 fn write_jpeg(path: &Path, shade: u8) {

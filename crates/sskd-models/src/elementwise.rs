@@ -1,7 +1,8 @@
-//! The element-wise operations of the zoo's forward passes: ReLU, leaky ReLU and the residual
-//! sum. With feature `flex` they run on all cores on the CPU backend (`sskd_kernels::relu`,
-//! `sskd_kernels::leaky_relu`, `sskd_kernels::add`; burn-flex runs its own on one thread) and as Burn's operations
-//! everywhere else; without it, as Burn's.
+//! The element-wise operations of the zoo's forward passes and of the losses' modules: ReLU,
+//! leaky ReLU and the residual sum. With feature `flex` they run on all cores on the CPU
+//! backend (`sskd_kernels::relu`, `sskd_kernels::leaky_relu`, `sskd_kernels::add`; burn-flex
+//! runs its own on one thread) and as Burn's operations everywhere else; without it, as
+//! Burn's.
 
 use burn::tensor::{backend::Backend, Tensor};
 
