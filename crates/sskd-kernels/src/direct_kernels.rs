@@ -380,13 +380,16 @@ impl OutputBlock<'_> {
                 // after the first), and `tile` holds `TILE_PIXELS · NB · LANES` elements.
                 #[cfg(target_arch = "x86_64")]
                 unsafe {
-                    tile_sums::<NB, S, KW>(
-                        x_group.as_ptr().add(start),
+                    let source = TileSource {
+                        x: x_group.as_ptr().add(start),
                         plane,
+                        w: w_group.as_ptr().add(live.start * row_weights),
+                        channel_weights: tap_weights,
+                    };
+                    tile_sums::<NB, S, KW>(
+                        &source,
                         channels,
                         &rows[live.clone()],
-                        w_group.as_ptr().add(live.start * row_weights),
-                        tap_weights,
                         tile.as_mut_ptr(),
                         first > 0,
                     );
@@ -438,12 +441,21 @@ pub(crate) fn run_where(len: usize, holds: impl Fn(usize) -> bool) -> core::ops:
 /// while its sums are added to every tile of the block).
 const WEIGHT_BLOCK_BYTES: usize = 16 * 1024;
 
+/// What one tile reads: the input at its first pixel in the padded plane of a group's first
+/// channel and the packed weight of that channel at the tile's first kernel row, each with the
+/// distance between two input channels.
+struct TileSource {
+    x: *const f32,
+    plane: usize,
+    w: *const f32,
+    channel_weights: usize,
+}
+
 /// The sums of one tile over a group of input channels: `tile[j · 16·NB + lane] (+)= Σ_c Σ_r
 /// Σ_kw w[c·channel_weights + (r·KW + kw)·16·NB + lane] · x[c·plane + rows[r] + j·S + kw]` for
-/// the `TILE_PIXELS` pixels `j` (`x` at the tile's first pixel in the padded plane of the
-/// group's first channel, `w` the packed weight of the group's first channel at `rows[0]`'s
-/// kernel row, `rows` the offsets of the kernel rows' first taps, each row `KW` taps wide at
-/// unit column dilation); adds to `tile` when `accumulate`.
+/// the `TILE_PIXELS` pixels `j` (`x`, `plane`, `w` and `channel_weights` from `source`, `rows`
+/// the offsets of the kernel rows' first taps, each row `KW` taps wide at unit column
+/// dilation); adds to `tile` when `accumulate`.
 ///
 /// Each input value of a kernel row is broadcast once and multiplied by the `KW` taps that
 /// read it (the weights of the row's taps stay in registers): `(TILE_PIXELS − 1)·S + KW`
@@ -459,16 +471,19 @@ const WEIGHT_BLOCK_BYTES: usize = 16 * 1024;
 // Index loops over constant bounds, unrolled whole: the accumulators stay in registers.
 #[allow(clippy::needless_range_loop)]
 unsafe fn tile_sums<const NB: usize, const S: usize, const KW: usize>(
-    x: *const f32,
-    plane: usize,
+    source: &TileSource,
     channels: usize,
     rows: &[isize],
-    w: *const f32,
-    channel_weights: usize,
     tile: *mut f32,
     accumulate: bool,
 ) {
     use std::arch::x86_64::*;
+    let TileSource {
+        x,
+        plane,
+        w,
+        channel_weights,
+    } = *source;
     let mut acc = [[_mm512_setzero_ps(); TILE_PIXELS]; NB];
     if accumulate {
         for (nb, pixels) in acc.iter_mut().enumerate() {
