@@ -356,8 +356,8 @@ impl OutputBlock<'_> {
         let row_weights = KW * NB * LANES;
         let rows_per_kh = rows.len() / geo.k_h;
         // Per output row, the entries of `rows` whose kernel rows read the image rather than
-        // its zero padding (rows of zeros add nothing: a sixth of the products at 3×3 on 8×8
-        // maps, a third on 4×4 ones).
+        // its zero padding (rows of zeros add nothing: a twelfth of the products at 3×3 on
+        // 8×8 maps, a twenty-fourth on 16×16 ones).
         let live_rows: Vec<core::ops::Range<usize>> = (0..geo.out_h)
             .map(|oh| {
                 let live = live_kernel_rows(geo, oh);
