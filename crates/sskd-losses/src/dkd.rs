@@ -4,7 +4,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
 
-use crate::functional::{cross_entropy, div_scalar};
+use crate::functional::{cross_entropy, div_scalar, kl_of_log_probs};
 use crate::kd::{check_logit_pair, image_logits};
 use crate::{DistillInputs, Distiller, LossError, LossTerm, LossTerms, Needs};
 
@@ -84,16 +84,6 @@ impl<B: Backend> SplitLogProbs<B> {
 fn log_sum_exp<B: Backend>(logits: Tensor<B, 2>) -> Tensor<B, 2> {
     let max = logits.clone().detach().max_dim(1);
     (logits - max.clone()).exp().sum_dim(1).log() + max
-}
-
-/// `(1/rows) Σ_i KL(teacher_i ‖ student_i)` of two rows of log-probabilities. `[rows, n]` →
-/// `[1]`.
-fn kl_of_log_probs<B: Backend>(teacher: Tensor<B, 2>, student: Tensor<B, 2>) -> Tensor<B, 1> {
-    let [rows, _] = student.dims();
-    div_scalar(
-        (teacher.clone().exp() * (teacher - student)).sum(),
-        rows.max(1) as f64,
-    )
 }
 
 impl Dkd {

@@ -35,11 +35,25 @@ pub fn kl_batchmean<B: Backend>(
     if rows == 0 {
         return Tensor::zeros([1], (&student_logits.device(), student_logits.dtype()));
     }
-    let teacher_log_probs = log_softmax(div_scalar(teacher_logits, temperature), 1);
-    let student_log_probs = log_softmax(div_scalar(student_logits, temperature), 1);
+    kl_of_log_probs(
+        log_softmax(div_scalar(teacher_logits, temperature), 1),
+        log_softmax(div_scalar(student_logits, temperature), 1),
+    )
+}
+
+/// `(1/rows) Σ_i KL(teacher_i ‖ student_i)` of rows of log-probabilities: `Σ exp(t)·(t − s)`
+/// over every element, divided by the number of rows (by 1 for zero rows, giving 0).
+///
+/// # Shapes
+/// - `teacher_log_probs`, `student_log_probs`: `[rows, n]`; output `[1]`
+pub fn kl_of_log_probs<B: Backend>(
+    teacher_log_probs: Tensor<B, 2>,
+    student_log_probs: Tensor<B, 2>,
+) -> Tensor<B, 1> {
+    let [rows, _] = student_log_probs.dims();
     let teacher_probs = teacher_log_probs.clone().exp();
     let summed = (teacher_probs * (teacher_log_probs - student_log_probs)).sum();
-    div_scalar(summed, rows as f64)
+    div_scalar(summed, rows.max(1) as f64)
 }
 
 /// Mean cross-entropy of `logits` against integer `targets`.
