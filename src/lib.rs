@@ -34,7 +34,8 @@
 //! - `cuda`: NVIDIA GPUs through `burn-cuda`;
 //! - `wgpu`: Vulkan / Metal / DX12 GPUs through `burn-wgpu`;
 //! - `fusion`, `autotune`: kernel fusion and autotuning of the cubecl backends;
-//! - `wgpu-test`: the integration test that runs a model on wgpu and compares it with the CPU.
+//! - `wgpu-test`, `cuda-test`: the integration test that runs a model on wgpu or CUDA and
+//!   compares it with the CPU.
 #![warn(missing_docs)]
 
 pub use sskd_augment as augment;

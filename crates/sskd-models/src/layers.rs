@@ -174,7 +174,7 @@ impl<B: Backend> ConvBn<B> {
 /// WRN) is computed as sub-sampling (every `s`-th row and column) followed by the stride-1
 /// convolution: the same values with 1/s² of the work, and it sidesteps a bug of Burn 0.21's
 /// cubecl backends, whose input gradient of a strided 1×1 convolution is wrong (measured on
-/// wgpu; `tests/wgpu_matches_cpu.rs` checks it).
+/// wgpu; `tests/gpu_matches_cpu.rs` checks it).
 ///
 /// # Shapes
 /// - input `[batch, channels_in, h, w]`, output `[batch, channels_out, h', w']` as `conv` gives

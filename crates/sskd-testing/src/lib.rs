@@ -27,11 +27,16 @@ pub fn read_f64_tensors(path: &Path) -> std::collections::BTreeMap<String, Vec<f
         .collect()
 }
 
-/// A path of the repository (`tests/fixtures/...`), from any crate of the workspace.
+/// A path of the repository (`tests/fixtures/...`), from any crate of the workspace: under
+/// `SSKD_REPO_DIR` where it is set (a test binary carried to another machine, e.g. by
+/// `tools/gpu_device_checks.sh`), else under the checkout the binary was built from.
 pub fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(path)
+    match std::env::var_os("SSKD_REPO_DIR") {
+        Some(root) => PathBuf::from(root).join(path),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(path),
+    }
 }
 
 /// Folder of the model fixtures.

@@ -1,13 +1,15 @@
-//! The same graph on a GPU backend: resnet8's forward and backward on wgpu (in CI, Mesa's
-//! lavapipe Vulkan CPU adapter) against the CPU backend, with the PyTorch fixture weights.
+//! The same graph on a GPU backend: resnet8's forward and backward, and the strided 1×1
+//! projection's input gradient, on wgpu (in CI, Mesa's lavapipe Vulkan CPU adapter) and on CUDA
+//! against the CPU backend, with the PyTorch fixture weights.
 //!
-//! Run with `cargo test --features wgpu-test --test wgpu_matches_cpu`. The first run compiles
-//! and autotunes kernels (minutes on lavapipe; set `CUBECL_AUTOTUNE_LEVEL=minimal`).
-#![cfg(feature = "wgpu-test")]
+//! Run with `cargo test --features wgpu-test --test gpu_matches_cpu` (wgpu) or
+//! `--features cuda-test` (CUDA; an NVIDIA GPU). The first run compiles and autotunes kernels
+//! (minutes on lavapipe; set `CUBECL_AUTOTUNE_LEVEL=minimal`).
+#![cfg(any(feature = "wgpu-test", feature = "cuda-test"))]
 
 mod common;
 
-use burn::backend::{Autodiff, Flex, Wgpu};
+use burn::backend::{Autodiff, Flex};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use common::{assert_close, deterministic_input, values, Fixture};
@@ -37,14 +39,11 @@ fn train_step<B: burn::tensor::backend::AutodiffBackend>(
     )
 }
 
-#[test]
-fn resnet8_forward_and_backward_match_the_cpu() {
+/// resnet8's training step on `B` against the CPU backend.
+fn resnet8_matches_the_cpu<B: burn::tensor::backend::AutodiffBackend>() {
     let (cpu_logits, cpu_embedding, cpu_grad) = train_step::<Autodiff<Flex>>(&Default::default());
-    let (gpu_logits, gpu_embedding, gpu_grad) = train_step::<Autodiff<Wgpu>>(&Default::default());
-    println!(
-        "wgpu backend: {}",
-        <Wgpu as Backend>::name(&Default::default())
-    );
+    let (gpu_logits, gpu_embedding, gpu_grad) = train_step::<B>(&Default::default());
+    println!("GPU backend: {}", B::name(&Default::default()));
     assert_close("logits", &gpu_logits, &cpu_logits, 1e-4);
     assert_close("embedding", &gpu_embedding, &cpu_embedding, 1e-4);
     assert_close("stem gradient", &gpu_grad, &cpu_grad, 1e-3);
@@ -81,9 +80,30 @@ fn projection_input_grad<B: burn::tensor::backend::AutodiffBackend>(
     values(input.grad(&gradients).expect("input gradient"))
 }
 
-#[test]
-fn strided_projection_gradient_matches_the_cpu() {
+/// The strided projection's input gradient on `B` against the CPU backend.
+fn projection_matches_the_cpu<B: burn::tensor::backend::AutodiffBackend>() {
     let cpu = projection_input_grad::<Autodiff<Flex>>(&Default::default());
-    let gpu = projection_input_grad::<Autodiff<Wgpu>>(&Default::default());
+    let gpu = projection_input_grad::<B>(&Default::default());
     assert_close("projection input gradient", &gpu, &cpu, 1e-4);
 }
+
+/// The two checks as tests of one backend.
+macro_rules! backend_tests {
+    ($module:ident, $feature:literal, $backend:ty) => {
+        #[cfg(feature = $feature)]
+        mod $module {
+            #[test]
+            fn resnet8_forward_and_backward_match_the_cpu() {
+                super::resnet8_matches_the_cpu::<burn::backend::Autodiff<$backend>>();
+            }
+
+            #[test]
+            fn strided_projection_gradient_matches_the_cpu() {
+                super::projection_matches_the_cpu::<burn::backend::Autodiff<$backend>>();
+            }
+        }
+    };
+}
+
+backend_tests!(wgpu, "wgpu-test", burn::backend::Wgpu);
+backend_tests!(cuda, "cuda-test", burn::backend::Cuda);
