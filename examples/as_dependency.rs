@@ -47,6 +47,9 @@ fn rotated_batch(
 }
 
 fn main() -> Result<()> {
+    // The CPU kernels run fastest with the main thread as one of rayon's workers; this must come
+    // before anything uses rayon (the kernels run as they are where it cannot).
+    let _ = sskd::kernels::adopt_main_thread();
     let steps: usize = std::env::args()
         .skip_while(|a| a != "--steps")
         .nth(1)

@@ -190,6 +190,7 @@ fn measure<B: Backend>(
         "first_step_since_launch_s": (times.first_step_at - launched).as_secs_f64(),
         "memory_reserved_before_bytes": before.map(|m| m.reserved),
         "peak_memory_reserved_bytes": peak_reserved,
+        "caller_in_pool": rayon::current_thread_index().is_some(),
         "cpu_utilisation": cpu_seconds.map(|cpu| cpu / wall_before.elapsed().as_secs_f64()),
     }))
 }

@@ -49,6 +49,11 @@ pub struct RunRecord {
     pub precision: String,
     /// Threads of the CPU work pool (augmentation, the CPU backend).
     pub threads: usize,
+    /// Whether the thread that ran the stage was one of that pool's workers (the main thread
+    /// made worker 0 by `sskd::kernels::adopt_main_thread`, as the examples' CPU runs do); false
+    /// in records written before the field existed.
+    #[serde(default)]
+    pub caller_in_pool: bool,
     /// The config's seed.
     pub seed: u64,
     /// The seeds of a run over several (`--seeds`).
@@ -79,6 +84,7 @@ impl RunRecord {
             devices: devices.iter().map(|d| format!("{d:?}")).collect(),
             precision: std::any::type_name::<B::FloatElem>().to_string(),
             threads: rayon::current_num_threads(),
+            caller_in_pool: rayon::current_thread_index().is_some(),
             seed: config.seed,
             seeds: seeds.to_vec(),
             platform: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),

@@ -207,6 +207,8 @@ fn a_run_shows_progress_explains_itself_and_is_not_resumed_into_another() {
             .contains("--progress-every"),
         "{starts}"
     );
+    // The CPU run made its main thread one of rayon's workers (`adopt_main_thread`).
+    assert_eq!(starts[0]["caller_in_pool"], true, "{starts}");
     for field in [
         "started",
         "library",

@@ -182,6 +182,8 @@ fn gpu_bench_prints_one_json_line_per_configuration() {
         let images_per_s = line["images_per_s"].as_f64().unwrap();
         assert!((images_per_s - 2.0 / (median / 1e3)).abs() < 1e-6, "{line}");
         assert!(line["first_step_s"].as_f64().unwrap() > 0.0, "{line}");
+        // `--device cpu` runs the steps on the main thread as rayon's worker 0.
+        assert_eq!(line["caller_in_pool"], true, "{line}");
     }
     assert_eq!(lines[0]["rows"], 2);
 }

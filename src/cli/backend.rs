@@ -293,6 +293,7 @@ pub fn dispatch<J: BackendJob>(
     match (first, precision) {
         #[cfg(feature = "flex")]
         (DeviceChoice::Cpu, Precision::F32) => {
+            adopt_main_thread();
             Ok(job.run::<burn::backend::Flex>(vec![Default::default(); list.0.len()]))
         }
         #[cfg(feature = "cuda")]
@@ -315,6 +316,20 @@ pub fn dispatch<J: BackendJob>(
             precision,
             device: first,
         }),
+    }
+}
+
+/// Makes the calling thread worker 0 of rayon's global pool before a CPU run
+/// ([`crate::kernels::adopt_main_thread`]); where it cannot (not the main thread, or the pool
+/// exists), the run goes on with the pool as it is and a debug line says why.
+#[cfg(feature = "flex")]
+pub fn adopt_main_thread() {
+    match crate::kernels::adopt_main_thread() {
+        Ok(()) => tracing::debug!(
+            "rayon's global pool: the main thread and {} more",
+            rayon::current_num_threads() - 1
+        ),
+        Err(reason) => tracing::debug!("{reason}; the CPU kernels run as they are"),
     }
 }
 

@@ -9,7 +9,8 @@
 //!
 //! - **Forward**: `out_g [O/g, n·OH·OW] = W_g [O/g, C/g·KH·KW] · col_g`, copied back to NCHW.
 //! - **Input gradient**: `dcol_g = W_gᵀ · dY_g`, then col2im adds each image's block of `dcol_g`
-//!   into its input gradient.
+//!   into its input gradient; on maps of at most 4 pixels, the forward pass of the transposed
+//!   convolution instead (`input_grad_as_forward`).
 //! - **Weight gradient**: `dW_g = Σ_chunks dY_g · col_gᵀ`, a real GEMM whose inner dimension is
 //!   `n·OH·OW`, over one fixed slice of the batch per thread; the per-thread partial sums are then
 //!   added in a fixed order (so a given thread count always gives the same bits).
@@ -32,7 +33,9 @@ use burn_backend::DType;
 use burn_flex::FlexTensor;
 use burn_std::{bf16, f16};
 
-use crate::conv_geometry::{as_f32, from_f32, thread_count, Conv2dGeometry, ConvFloat};
+use crate::conv_geometry::{
+    as_f32, flipped_weight, from_f32, thread_count, Conv2dGeometry, ConvFloat,
+};
 use crate::flex_storage::{contiguous_as, tensor_from};
 use crate::float_cast::{cast_from_f32, cast_to_f32};
 use crate::gemm_product::{gemm, gemm_nt, sum_partials, MatRef};
@@ -407,6 +410,17 @@ fn direct_weight_grad<T: ConvFloat>(geo: &Conv2dGeometry, x: &[T], dy: &[T]) -> 
     from_f32(direct_weight_kernels::weight_grad(geo, x, dy))
 }
 
+/// Whether the input gradient runs as [`conv2d_forward`] of the transposed convolution (the
+/// weight flipped and its channel axes swapped, one pass over it) rather than im2col's
+/// `Wᵀ · dY` and col2im: on maps of at most 4 pixels (VGG's last block at 2×2), where col2im
+/// adds a few values per image and kernel tap and the transposed product's long `C·KH·KW` rows
+/// run slower than the forward's long inner dimension. Measured at 512 channels, batch 64
+/// (`benches/conv_kernels.rs`, 2026-12-06): 13.8 → 9.7 ms at 2×2; at 4×4 28.0 against 28.7,
+/// so larger maps keep im2col.
+fn input_grad_as_forward(geo: &Conv2dGeometry) -> bool {
+    geo.input_grad_is_a_convolution() && geo.out_plane() <= 4
+}
+
 /// The gradient of [`conv2d_forward`] with respect to its input: `dx [B, C, H, W]` from
 /// `dy [B, O, OH, OW]`.
 pub(crate) fn conv2d_input_grad<T: ConvFloat>(
@@ -425,6 +439,9 @@ pub(crate) fn conv2d_input_grad<T: ConvFloat>(
     }
     if let Some(dx) = direct_input_grad(geo, weight, dy) {
         return dx;
+    }
+    if input_grad_as_forward(geo) {
+        return conv2d_forward(&geo.transposed(), dy, &flipped_weight(geo, weight), None);
     }
     let mut dx = zeroed_vec(geo.batch * geo.in_image());
     let (m, k) = (geo.col_rows(), geo.out_per_group());
@@ -981,6 +998,43 @@ mod tests {
         let geo = Conv2dGeometry::new(&[8, 16, 7, 7], &[64, 16, 3, 3], &options(1, 1, 1));
         assert!(!direct_weight_kernels::applies(&geo), "{geo:?}");
         check_f32([8, 16, 7, 7], [64, 16, 3, 3], options(1, 1, 1));
+    }
+
+    /// Input gradients on maps of at most 4 pixels, taken as the forward pass of the transposed
+    /// convolution (`input_grad_as_forward`), in `f64` and `f32`: 2×2 and 1×3 maps, a 3×3 and
+    /// an asymmetric kernel, padding 0 to the kernel's reach, dilation; a grouped convolution
+    /// and a stride keep im2col.
+    #[test]
+    fn tiny_map_input_gradients_match_the_naive_sums() {
+        let cases = [
+            ([4, 16, 2, 2], [32, 16, 3, 3], options(1, 1, 1)),
+            (
+                [3, 5, 1, 3],
+                [7, 5, 1, 3],
+                ConvOptions::new([1, 1], [0, 1], [1, 1], 1),
+            ),
+            ([2, 6, 4, 4], [8, 6, 3, 3], options(1, 0, 1)),
+            (
+                [2, 6, 2, 2],
+                [8, 6, 3, 2],
+                ConvOptions::new([1, 1], [2, 0], [2, 1], 1),
+            ),
+        ];
+        for (x_shape, w_shape, options) in cases {
+            let geo = Conv2dGeometry::new(&x_shape, &w_shape, &options);
+            assert!(input_grad_as_forward(&geo), "{geo:?}");
+            check(x_shape, w_shape, options.clone());
+            check_f32(x_shape, w_shape, options);
+        }
+        for (x_shape, w_shape, options) in [
+            ([2, 6, 2, 2], [6, 2, 3, 3], options(1, 1, 3)),
+            ([2, 6, 4, 4], [8, 6, 3, 3], options(2, 1, 1)),
+            ([2, 6, 4, 4], [8, 6, 3, 3], options(1, 1, 1)),
+        ] {
+            let geo = Conv2dGeometry::new(&x_shape, &w_shape, &options);
+            assert!(!input_grad_as_forward(&geo), "{geo:?}");
+            check(x_shape, w_shape, options);
+        }
     }
 
     /// Batches and maps large enough for several image chunks per GEMM, per-thread partial

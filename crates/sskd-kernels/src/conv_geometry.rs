@@ -17,6 +17,26 @@ fn is_f32<T: 'static>() -> bool {
     core::any::TypeId::of::<T>() == core::any::TypeId::of::<f32>()
 }
 
+/// The weight of [`Conv2dGeometry::transposed`]: `w' [C, O, KH, KW]` with
+/// `w'[c, o, kh, kw] = w[o, c, KH − 1 − kh, KW − 1 − kw]` (one group).
+pub(crate) fn flipped_weight<T: ConvFloat>(geo: &Conv2dGeometry, weight: &[T]) -> Vec<T> {
+    use rayon::prelude::*;
+    let taps = geo.k_h * geo.k_w;
+    let mut flipped = crate::parallel_chunks::zeroed_vec(weight.len());
+    flipped
+        .par_chunks_mut(geo.c_out * taps)
+        .enumerate()
+        .for_each(|(c, row)| {
+            for (o, to) in row.chunks_exact_mut(taps).enumerate() {
+                let from = &weight[(o * geo.c_in + c) * taps..][..taps];
+                to.iter_mut()
+                    .zip(from.iter().rev())
+                    .for_each(|(t, &f)| *t = f);
+            }
+        });
+    flipped
+}
+
 /// `values` as `f32`s when `T` is `f32`.
 pub(crate) fn as_f32<T: ConvFloat>(values: &[T]) -> Option<&[f32]> {
     is_f32::<T>().then(|| bytemuck::cast_slice(values))
@@ -177,6 +197,32 @@ impl Conv2dGeometry {
             return gemm::Parallelism::Rayon(0);
         }
         gemm::Parallelism::None
+    }
+    /// Whether the input gradient is a plain convolution of `dy` ([`Self::transposed`] with
+    /// [`flipped_weight`]): stride 1, one group, and a padding within the kernel's reach.
+    pub(crate) fn input_grad_is_a_convolution(&self) -> bool {
+        self.stride == [1, 1]
+            && self.groups == 1
+            && self.padding[0] <= self.dilation[0] * (self.k_h - 1)
+            && self.padding[1] <= self.dilation[1] * (self.k_w - 1)
+    }
+    /// The convolution whose forward pass is this one's input gradient, where
+    /// [`Self::input_grad_is_a_convolution`]: `dy` as its input, the input channels as its
+    /// output channels, padded by `dilation · (K − 1) − pad`.
+    pub(crate) fn transposed(&self) -> Conv2dGeometry {
+        Conv2dGeometry {
+            c_in: self.c_out,
+            in_h: self.out_h,
+            in_w: self.out_w,
+            c_out: self.c_in,
+            padding: [
+                self.dilation[0] * (self.k_h - 1) - self.padding[0],
+                self.dilation[1] * (self.k_w - 1) - self.padding[1],
+            ],
+            out_h: self.in_h,
+            out_w: self.in_w,
+            ..*self
+        }
     }
 }
 

@@ -25,7 +25,7 @@
 
 use rayon::prelude::*;
 
-use crate::conv_geometry::{thread_count, Conv2dGeometry};
+use crate::conv_geometry::{flipped_weight, thread_count, Conv2dGeometry};
 use crate::nt_product;
 use crate::parallel_chunks::{for_each_chunk, zeroed_vec};
 use crate::transpose::transpose;
@@ -67,28 +67,7 @@ fn channel_vectors(geo: &Conv2dGeometry) -> usize {
 
 /// Whether [`input_grad`] computes this convolution's input gradient (an `f32` one).
 pub(crate) fn applies_to_input_grad(geo: &Conv2dGeometry) -> bool {
-    geo.stride == [1, 1]
-        && geo.padding[0] <= geo.dilation[0] * (geo.k_h - 1)
-        && geo.padding[1] <= geo.dilation[1] * (geo.k_w - 1)
-        && applies(&transposed(geo))
-}
-
-/// The stride-1 convolution whose forward pass is `geo`'s input gradient: `dy` as its input,
-/// the input channels as its output channels, padded by `dilation · (K − 1) − pad`.
-fn transposed(geo: &Conv2dGeometry) -> Conv2dGeometry {
-    Conv2dGeometry {
-        c_in: geo.c_out,
-        in_h: geo.out_h,
-        in_w: geo.out_w,
-        c_out: geo.c_in,
-        padding: [
-            geo.dilation[0] * (geo.k_h - 1) - geo.padding[0],
-            geo.dilation[1] * (geo.k_w - 1) - geo.padding[1],
-        ],
-        out_h: geo.in_h,
-        out_w: geo.in_w,
-        ..*geo
-    }
+    geo.input_grad_is_a_convolution() && applies(&geo.transposed())
 }
 
 /// `out [B, O, OH, OW] = conv2d(x [B, C, H, W], w [O, C, KH, KW]) + bias [O]`.
@@ -153,7 +132,7 @@ pub(crate) fn blocks_per_unit(groups: usize, blocks: usize) -> usize {
 const UNITS_PER_THREAD: usize = 4;
 
 /// The input gradient of a stride-1 convolution, `dx [B, C, H, W]` from `dy [B, O, OH, OW]`:
-/// [`forward`] of [`transposed`] with the flipped, channel-swapped weight.
+/// [`forward`] of [`Conv2dGeometry::transposed`] with the flipped, channel-swapped weight.
 ///
 /// # Panics
 /// If [`applies_to_input_grad`] does not hold for `geo`.
@@ -162,20 +141,7 @@ pub(crate) fn input_grad(geo: &Conv2dGeometry, weight: &[f32], dy: &[f32]) -> Ve
         applies_to_input_grad(geo),
         "direct conv2d: unsupported input gradient {geo:?}"
     );
-    let taps = geo.k_h * geo.k_w;
-    let mut flipped = zeroed_vec(weight.len());
-    flipped
-        .par_chunks_mut(geo.c_out * taps)
-        .enumerate()
-        .for_each(|(c, row)| {
-            for (o, to) in row.chunks_exact_mut(taps).enumerate() {
-                let from = &weight[(o * geo.c_in + c) * taps..][..taps];
-                to.iter_mut()
-                    .zip(from.iter().rev())
-                    .for_each(|(t, &f)| *t = f);
-            }
-        });
-    forward(&transposed(geo), dy, &flipped, None)
+    forward(&geo.transposed(), dy, &flipped_weight(geo, weight), None)
 }
 
 /// The weight as the tiles read it: for each block of `block` output channels, `[C, KH·KW,
@@ -540,7 +506,7 @@ mod tests {
     fn the_transposed_convolution_has_the_input_shape() {
         for (padding, dilation, k) in [(1, 1, 3), (0, 1, 3), (2, 1, 5), (2, 2, 3), (3, 1, 7)] {
             let geo = geometry([2, 16, 11, 9], [32, 16, k, k], padding, dilation);
-            let back = transposed(&geo);
+            let back = geo.transposed();
             let options = ConvOptions::new([1, 1], back.padding, back.dilation, 1);
             let again = Conv2dGeometry::new(
                 &[geo.batch, geo.c_out, geo.out_h, geo.out_w],

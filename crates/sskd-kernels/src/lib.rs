@@ -32,8 +32,11 @@
 //! - [`sgd_step`]: one step of SGD with momentum and weight decay on a parameter
 //!   ([`sgd_kernels`]) in one pass on all cores; burn-flex runs the composite's five passes on
 //!   one thread.
+//! - [`adopt_main_thread`]: rayon's global pool with the main thread as its first worker, so
+//!   that each operation runs on all cores without waking the pool and its caller
+//!   ([`main_thread_pool`]); call it first in `main`.
 //!
-//! Both check the backend type at run time, so generic code (`B: Backend`, no extra bound) gets
+//! The operations check the backend type at run time, so generic code (`B: Backend`, no extra bound) gets
 //! the kernels when `B` is `Autodiff<burn::backend::Flex>` or `burn::backend::Flex`, the types
 //! Burn's book teaches, with no `[patch]` in anyone's `Cargo.toml`. [`set_enabled`]`(false)`
 //! switches the process back to Burn's own path, so a benchmark can compare both in one run.
@@ -92,6 +95,7 @@ mod float_cast;
 mod gemm_product;
 pub mod gram_kernels;
 mod gram_ops;
+pub mod main_thread_pool;
 mod nt_product;
 pub mod pairwise_kernels;
 mod pairwise_ops;
@@ -112,6 +116,7 @@ pub use channel_ops::{cat_channels, channel_shuffle};
 pub use conv2d::conv2d;
 pub use elementwise_ops::{add, leaky_relu, relu};
 pub use gram_ops::gram;
+pub use main_thread_pool::{adopt_main_thread, MainThreadPoolError};
 pub use pairwise_ops::unit_differences;
 pub use sgd_kernels::SgdScalars;
 pub use sgd_ops::{sgd_step, sgd_step_applies};
