@@ -47,9 +47,11 @@ fn rotated_batch(
 }
 
 fn main() -> Result<()> {
-    // The CPU kernels run fastest with the main thread as one of rayon's workers; this must come
-    // before anything uses rayon (the kernels run as they are where it cannot).
+    // The CPU kernels run fastest with the main thread as one of rayon's workers (this must come
+    // before anything uses rayon) and freed memory kept for the next step's buffers; where
+    // either cannot be done, the kernels run as they are.
     let _ = sskd::kernels::adopt_main_thread();
+    sskd::kernels::keep_freed_memory();
     let steps: usize = std::env::args()
         .skip_while(|a| a != "--steps")
         .nth(1)

@@ -191,6 +191,7 @@ fn measure<B: Backend>(
         "memory_reserved_before_bytes": before.map(|m| m.reserved),
         "peak_memory_reserved_bytes": peak_reserved,
         "caller_in_pool": rayon::current_thread_index().is_some(),
+        "freed_memory_kept": sskd::provenance::freed_memory_kept(),
         "cpu_utilisation": cpu_seconds.map(|cpu| cpu / wall_before.elapsed().as_secs_f64()),
     }))
 }

@@ -54,6 +54,11 @@ pub struct RunRecord {
     /// in records written before the field existed.
     #[serde(default)]
     pub caller_in_pool: bool,
+    /// Whether the allocator kept freed memory for the next allocations
+    /// (`sskd::kernels::keep_freed_memory`, as the examples' CPU runs do); false in records
+    /// written before the field existed.
+    #[serde(default)]
+    pub freed_memory_kept: bool,
     /// The config's seed.
     pub seed: u64,
     /// The seeds of a run over several (`--seeds`).
@@ -85,11 +90,22 @@ impl RunRecord {
             precision: std::any::type_name::<B::FloatElem>().to_string(),
             threads: rayon::current_num_threads(),
             caller_in_pool: rayon::current_thread_index().is_some(),
+            freed_memory_kept: freed_memory_kept(),
             seed: config.seed,
             seeds: seeds.to_vec(),
             platform: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
         }
     }
+}
+
+/// Whether the allocator keeps freed memory for the next allocations
+/// (`sskd::kernels::keep_freed_memory`, which `sskd::cli::backend::prepare_cpu` calls; never
+/// without the CPU backend's kernels).
+pub fn freed_memory_kept() -> bool {
+    #[cfg(feature = "flex")]
+    return crate::kernels::freed_memory_kept();
+    #[cfg(not(feature = "flex"))]
+    return false;
 }
 
 fn now_rfc3339() -> String {

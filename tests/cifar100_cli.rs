@@ -207,8 +207,11 @@ fn a_run_shows_progress_explains_itself_and_is_not_resumed_into_another() {
             .contains("--progress-every"),
         "{starts}"
     );
-    // The CPU run made its main thread one of rayon's workers (`adopt_main_thread`).
+    // The CPU run made its main thread one of rayon's workers (`adopt_main_thread`) and kept
+    // freed memory (`keep_freed_memory`, glibc).
     assert_eq!(starts[0]["caller_in_pool"], true, "{starts}");
+    let on_glibc = cfg!(all(target_os = "linux", target_env = "gnu"));
+    assert_eq!(starts[0]["freed_memory_kept"], on_glibc, "{starts}");
     for field in [
         "started",
         "library",

@@ -182,8 +182,11 @@ fn gpu_bench_prints_one_json_line_per_configuration() {
         let images_per_s = line["images_per_s"].as_f64().unwrap();
         assert!((images_per_s - 2.0 / (median / 1e3)).abs() < 1e-6, "{line}");
         assert!(line["first_step_s"].as_f64().unwrap() > 0.0, "{line}");
-        // `--device cpu` runs the steps on the main thread as rayon's worker 0.
+        // `--device cpu` runs the steps on the main thread as rayon's worker 0, with freed
+        // memory kept for the next step (glibc).
         assert_eq!(line["caller_in_pool"], true, "{line}");
+        let on_glibc = cfg!(all(target_os = "linux", target_env = "gnu"));
+        assert_eq!(line["freed_memory_kept"], on_glibc, "{line}");
     }
     assert_eq!(lines[0]["rows"], 2);
 }

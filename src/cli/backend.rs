@@ -293,7 +293,7 @@ pub fn dispatch<J: BackendJob>(
     match (first, precision) {
         #[cfg(feature = "flex")]
         (DeviceChoice::Cpu, Precision::F32) => {
-            adopt_main_thread();
+            prepare_cpu();
             Ok(job.run::<burn::backend::Flex>(vec![Default::default(); list.0.len()]))
         }
         #[cfg(feature = "cuda")]
@@ -319,17 +319,22 @@ pub fn dispatch<J: BackendJob>(
     }
 }
 
-/// Makes the calling thread worker 0 of rayon's global pool before a CPU run
-/// ([`crate::kernels::adopt_main_thread`]); where it cannot (not the main thread, or the pool
-/// exists), the run goes on with the pool as it is and a debug line says why.
+/// Prepares the process for a CPU run: the calling thread becomes worker 0 of rayon's global
+/// pool ([`crate::kernels::adopt_main_thread`]) and the allocator keeps freed memory for the
+/// next step ([`crate::kernels::keep_freed_memory`]). Where either cannot be done (not the
+/// main thread, the pool exists, another allocator), the run goes on without it and a debug
+/// line says why.
 #[cfg(feature = "flex")]
-pub fn adopt_main_thread() {
+pub fn prepare_cpu() {
     match crate::kernels::adopt_main_thread() {
         Ok(()) => tracing::debug!(
             "rayon's global pool: the main thread and {} more",
             rayon::current_num_threads() - 1
         ),
         Err(reason) => tracing::debug!("{reason}; the CPU kernels run as they are"),
+    }
+    if !crate::kernels::keep_freed_memory() {
+        tracing::debug!("the allocator is not glibc's: freed memory goes back as it does");
     }
 }
 

@@ -34,7 +34,9 @@
 //!   one thread.
 //! - [`adopt_main_thread`]: rayon's global pool with the main thread as its first worker, so
 //!   that each operation runs on all cores without waking the pool and its caller
-//!   ([`main_thread_pool`]); call it first in `main`.
+//!   ([`main_thread_pool`]), and [`keep_freed_memory`]: the allocator keeps freed memory for the
+//!   next step's buffers instead of faulting fresh pages in ([`freed_memory`]); call both first
+//!   in `main`.
 //!
 //! The operations check the backend type at run time, so generic code (`B: Backend`, no extra bound) gets
 //! the kernels when `B` is `Autodiff<burn::backend::Flex>` or `burn::backend::Flex`, the types
@@ -92,6 +94,7 @@ pub mod elementwise_kernels;
 mod elementwise_ops;
 mod flex_storage;
 mod float_cast;
+pub mod freed_memory;
 mod gemm_product;
 pub mod gram_kernels;
 mod gram_ops;
@@ -115,6 +118,7 @@ pub use channel_mean_ops::channel_mean_of_powers;
 pub use channel_ops::{cat_channels, channel_shuffle};
 pub use conv2d::conv2d;
 pub use elementwise_ops::{add, leaky_relu, relu};
+pub use freed_memory::{freed_memory_kept, keep_freed_memory};
 pub use gram_ops::gram;
 pub use main_thread_pool::{adopt_main_thread, MainThreadPoolError};
 pub use pairwise_ops::unit_differences;
