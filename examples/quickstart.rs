@@ -498,7 +498,7 @@ fn run() -> Result<()> {
     let started = Instant::now();
     let args = Args::parse();
     args.verbosity.init();
-    sskd::cli::backend::prepare_cpu();
+    sskd::cli::backend::prepare_cpu(true);
     check_methods(&args.methods)?;
     // Every stage seeds the backend's generator with the seed before it initialises weights,
     // so each student starts from the same weights whatever ran before it.

@@ -175,7 +175,7 @@ fn method_config(args: &Args) -> Result<MethodConfig> {
 fn main() -> Result<()> {
     let args = Args::parse();
     args.verbosity.init();
-    sskd::cli::backend::prepare_cpu();
+    sskd::cli::backend::prepare_cpu(true);
     let options = StepOptions {
         stage: stage(&args)?,
         batch: args.batch.clone(),

@@ -293,7 +293,10 @@ pub fn dispatch<J: BackendJob>(
     match (first, precision) {
         #[cfg(feature = "flex")]
         (DeviceChoice::Cpu, Precision::F32) => {
-            prepare_cpu();
+            // One device: its steps run on this thread, rayon's worker 0 from here on. Several
+            // (`cpu,cpu`): each replica steps on a thread of its own while this one waits
+            // outside rayon, so it stays out of the pool and leaves it every worker.
+            prepare_cpu(list.0.len() == 1);
             Ok(job.run::<burn::backend::Flex>(vec![Default::default(); list.0.len()]))
         }
         #[cfg(feature = "cuda")]
@@ -319,19 +322,22 @@ pub fn dispatch<J: BackendJob>(
     }
 }
 
-/// Prepares the process for a CPU run: the calling thread becomes worker 0 of rayon's global
-/// pool ([`crate::kernels::adopt_main_thread`]) and the allocator keeps freed memory for the
-/// next step ([`crate::kernels::keep_freed_memory`]). Where either cannot be done (not the
-/// main thread, the pool exists, another allocator), the run goes on without it and a debug
-/// line says why.
+/// Prepares the process for a CPU run: the allocator keeps freed memory for the next step
+/// ([`crate::kernels::keep_freed_memory`]) and, when `main_thread_computes` (the run's steps
+/// run on the calling thread, the main one), that thread becomes worker 0 of rayon's global
+/// pool ([`crate::kernels::adopt_main_thread`]). Where either cannot be done (not the main
+/// thread, the pool exists, another allocator), the run goes on without it and a debug line
+/// says why.
 #[cfg(feature = "flex")]
-pub fn prepare_cpu() {
-    match crate::kernels::adopt_main_thread() {
-        Ok(()) => tracing::debug!(
-            "rayon's global pool: the main thread and {} more",
-            rayon::current_num_threads() - 1
-        ),
-        Err(reason) => tracing::debug!("{reason}; the CPU kernels run as they are"),
+pub fn prepare_cpu(main_thread_computes: bool) {
+    if main_thread_computes {
+        match crate::kernels::adopt_main_thread() {
+            Ok(()) => tracing::debug!(
+                "rayon's global pool: the main thread and {} more",
+                rayon::current_num_threads() - 1
+            ),
+            Err(reason) => tracing::debug!("{reason}; the CPU kernels run as they are"),
+        }
     }
     if !crate::kernels::keep_freed_memory() {
         tracing::debug!("the allocator is not glibc's: freed memory goes back as it does");
