@@ -4,7 +4,7 @@
 //! gradients, im2col matrices, padded copies. glibc's allocator maps each block above its mmap
 //! threshold (128 KiB at first, raised to the size of such a block when one is freed, at most
 //! 32 MiB) on its own and unmaps it when freed, and gives the free top of its heaps above its
-//! trim threshold (128 KiB) back to the system. So each step's buffers start as fresh pages, a
+//! trim threshold (128 KiB, twice the mmap threshold once that has risen) back to the system. So each step's buffers start as fresh pages, a
 //! page fault and a zero fill of 4 KiB each, and the kernel's page-table locks serialise the
 //! threads that touch them. Fixing both thresholds keeps the freed memory for the next step.
 //!
