@@ -41,7 +41,13 @@ if [[ $cuda_rc -ne 0 ]] && grep -q "Unable to dynamically load" "$OUT/log.txt"; 
     echo "CUDA libraries missing: benchmark skipped" >&2
     exit 3
 fi
-checks wgpu
-echo "checks: cuda rc $cuda_rc, wgpu rc $?" | tee -a "$OUT/log.txt"
+# A binary built without `wgpu` (tools/build_gpu_bench.sh with no argument) has no wgpu checks.
+if /tmp/gpu_matches_cpu --list 2>/dev/null | grep -q '^wgpu::'; then
+    checks wgpu
+    wgpu_rc=$?
+else
+    wgpu_rc="not built"
+fi
+echo "checks: cuda rc $cuda_rc, wgpu rc $wgpu_rc" | tee -a "$OUT/log.txt"
 
 "$root/tools/gpu_bench_device.sh"

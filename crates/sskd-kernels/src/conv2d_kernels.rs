@@ -415,8 +415,8 @@ fn direct_weight_grad<T: ConvFloat>(geo: &Conv2dGeometry, x: &[T], dy: &[T]) -> 
 /// `Wᵀ · dY` and col2im: on maps of at most 4 pixels (VGG's last block at 2×2), where col2im
 /// adds a few values per image and kernel tap and the transposed product's long `C·KH·KW` rows
 /// run slower than the forward's long inner dimension. Measured at 512 channels, batch 64
-/// (`benches/conv_kernels.rs`, 2026-12-06): 13.8 → 9.7 ms at 2×2; at 4×4 28.0 against 28.7,
-/// so larger maps keep im2col.
+/// (`benches/conv_kernels.rs`, the 2-core build VM, 2026-12-06): 13.8 → 9.7 ms at 2×2; at 4×4
+/// 28.0 against 28.7, so larger maps keep im2col.
 fn input_grad_as_forward(geo: &Conv2dGeometry) -> bool {
     geo.input_grad_is_a_convolution() && geo.out_plane() <= 4
 }

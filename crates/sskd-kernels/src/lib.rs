@@ -38,8 +38,9 @@
 //!   next step's buffers instead of faulting fresh pages in ([`freed_memory`]); call both first
 //!   in `main`.
 //!
-//! The operations check the backend type at run time, so generic code (`B: Backend`, no extra bound) gets
-//! the kernels when `B` is `Autodiff<burn::backend::Flex>` or `burn::backend::Flex`, the types
+//! The tensor operations check the backend type at run time, so generic code (`B: Backend`, no
+//! extra bound) gets the kernels when `B` is `Autodiff<burn::backend::Flex>` or
+//! `burn::backend::Flex`, the types
 //! Burn's book teaches, with no `[patch]` in anyone's `Cargo.toml`. [`set_enabled`]`(false)`
 //! switches the process back to Burn's own path, so a benchmark can compare both in one run.
 //!
