@@ -40,7 +40,9 @@ use crate::flex_storage::{contiguous_as, tensor_from};
 use crate::float_cast::{cast_from_f32, cast_to_f32};
 use crate::gemm_product::{gemm, gemm_nt, sum_partials, MatRef};
 use crate::parallel_chunks::{for_each_chunk, zeroed_vec};
-use crate::{depthwise_kernels, direct_kernels, direct_weight_kernels, pointwise_kernels};
+use crate::{
+    depthwise_kernels, direct_kernels, direct_weight_kernels, pointwise_kernels, small_map_kernels,
+};
 
 /// Where one kernel tap's valid outputs of an im2col row sit when the convolution keeps the
 /// row width at stride 1 (`3×3`, padding 1 and the like): output `j = oh · W + ow` reads input
@@ -374,7 +376,7 @@ pub(crate) fn conv2d_forward<T: ConvFloat>(
     out
 }
 
-/// [`direct_kernels::forward`] where it applies (`f32`).
+/// [`direct_kernels::forward`] or [`small_map_kernels::forward`] where one applies (`f32`).
 fn direct_forward<T: ConvFloat>(
     geo: &Conv2dGeometry,
     x: &[T],
@@ -386,19 +388,26 @@ fn direct_forward<T: ConvFloat>(
         Some(bias) => Some(as_f32(bias)?),
         None => None,
     };
-    if !direct_kernels::applies(geo) {
-        return None;
+    if direct_kernels::applies(geo) {
+        return from_f32(direct_kernels::forward(geo, x, weight, bias));
     }
-    from_f32(direct_kernels::forward(geo, x, weight, bias))
+    if small_map_kernels::applies(geo) {
+        return from_f32(small_map_kernels::forward(geo, x, weight, bias));
+    }
+    None
 }
 
-/// [`direct_kernels::input_grad`] where it applies (`f32`).
+/// [`direct_kernels::input_grad`] or [`small_map_kernels::input_grad`] where one applies
+/// (`f32`).
 fn direct_input_grad<T: ConvFloat>(geo: &Conv2dGeometry, weight: &[T], dy: &[T]) -> Option<Vec<T>> {
     let (weight, dy) = (as_f32(weight)?, as_f32(dy)?);
-    if !direct_kernels::applies_to_input_grad(geo) {
-        return None;
+    if direct_kernels::applies_to_input_grad(geo) {
+        return from_f32(direct_kernels::input_grad(geo, weight, dy));
     }
-    from_f32(direct_kernels::input_grad(geo, weight, dy))
+    if small_map_kernels::applies_to_input_grad(geo) {
+        return from_f32(small_map_kernels::input_grad(geo, weight, dy));
+    }
+    None
 }
 
 /// [`direct_weight_kernels::weight_grad`] where it applies (`f32`).
@@ -961,6 +970,49 @@ mod tests {
         let without = conv2d_forward(&geo, &x, &w, None);
         for (index, (a, b)) in with_bias.iter().zip(&without).enumerate() {
             assert_eq!(*a, b + bias[index / geo.out_plane() % 16], "bias [{index}]");
+        }
+    }
+
+    /// The small-map kernels' shapes: one and two vectors of output channels, 4×4 and 2×2
+    /// maps, a batch that leaves its last group of 8 images part empty, stride 2, dilation with
+    /// an asymmetric kernel and padding, padding wider than the kernel (pixels that read no
+    /// tap), several blocks per unit; their input gradients; and the shapes left to im2col.
+    #[test]
+    fn f32_small_map_convolutions_match_the_f64_sums() {
+        let forward_cases = [
+            ([16, 32, 4, 4], [64, 32, 3, 3], options(1, 1, 1)),
+            ([16, 16, 2, 2], [48, 16, 3, 3], options(1, 1, 1)),
+            ([12, 32, 4, 4], [64, 32, 3, 3], options(1, 1, 1)),
+            ([16, 16, 8, 8], [64, 16, 3, 3], options(2, 1, 1)),
+            (
+                [16, 16, 5, 3],
+                [64, 16, 3, 2],
+                ConvOptions::new([1, 1], [2, 1], [2, 1], 1),
+            ),
+            ([16, 16, 2, 2], [64, 16, 3, 3], options(1, 3, 1)),
+            ([8, 16, 4, 4], [256, 16, 3, 3], options(1, 1, 1)),
+        ];
+        check_taken(forward_cases, small_map_kernels::applies);
+        let input_grad_cases = [
+            ([32, 32, 4, 4], [64, 32, 3, 3], options(1, 1, 1)),
+            ([16, 64, 2, 2], [16, 64, 3, 3], options(1, 1, 1)),
+            (
+                [16, 48, 3, 2],
+                [32, 48, 3, 2],
+                ConvOptions::new([1, 1], [2, 1], [2, 1], 1),
+            ),
+        ];
+        check_taken(input_grad_cases, small_map_kernels::applies_to_input_grad);
+        // Too few images for a group of 8, too few multiply-adds per output, maps large enough
+        // for GEMM's columns: im2col.
+        for (x_shape, w_shape) in [
+            ([9, 32, 4, 4], [64, 32, 3, 3]),
+            ([16, 4, 4, 4], [64, 4, 3, 3]),
+            ([16, 16, 9, 9], [64, 16, 3, 3]),
+        ] {
+            let geo = Conv2dGeometry::new(&x_shape, &w_shape, &options(1, 1, 1));
+            assert!(!small_map_kernels::applies(&geo), "{geo:?}");
+            check_f32(x_shape, w_shape, options(1, 1, 1));
         }
     }
 

@@ -25,7 +25,7 @@
 
 use rayon::prelude::*;
 
-use crate::conv_geometry::{flipped_weight, thread_count, Conv2dGeometry};
+use crate::conv_geometry::{thread_count, Conv2dGeometry};
 use crate::nt_product;
 use crate::parallel_chunks::{for_each_chunk, zeroed_vec};
 use crate::transpose::transpose;
@@ -36,7 +36,7 @@ pub(crate) const LANES: usize = 16;
 pub(crate) const TILE_PIXELS: usize = 8;
 /// The fewest multiply-adds per output element (`C · KH · KW`) the direct kernels take: below
 /// it, writing each tile to NCHW (a transpose) outweighs the sums.
-const MIN_PRODUCT_DEPTH: usize = 64;
+pub(crate) const MIN_PRODUCT_DEPTH: usize = 64;
 
 /// Whether [`forward`] computes this convolution (an `f32` one: the caller checks the type).
 pub(crate) fn applies(geo: &Conv2dGeometry) -> bool {
@@ -46,18 +46,24 @@ pub(crate) fn applies(geo: &Conv2dGeometry) -> bool {
         && geo.c_in * geo.k_h * geo.k_w >= MIN_PRODUCT_DEPTH
         && matches!(geo.stride[1], 1 | 2)
         && geo.batch * geo.out_plane() > 0
-        && geo.out_w.div_ceil(TILE_PIXELS) * TILE_PIXELS * 7 <= geo.out_w * 8
+        && rows_fill_tiles(geo)
         && geo.batch * geo.c_out / (channel_vectors(geo) * LANES) >= MIN_BLOCKS
+}
+
+/// Whether whole tiles cover the output rows with at most 1/7 of their pixels past the row's
+/// end (rows 7, 8, 14, 16 … pixels wide, not 4 or 12).
+pub(crate) fn rows_fill_tiles(geo: &Conv2dGeometry) -> bool {
+    geo.out_w.div_ceil(TILE_PIXELS) * TILE_PIXELS * 7 <= geo.out_w * 8
 }
 
 /// The fewest blocks (an image's `16·NB` output channels) a convolution must have to take the
 /// direct kernels, which spread whole blocks over the threads (one image of a few channels
 /// is left to gemm's parallel loops). A fixed count, so the kernel a convolution takes does
 /// not depend on the thread count.
-const MIN_BLOCKS: usize = 4;
+pub(crate) const MIN_BLOCKS: usize = 4;
 
 /// Vectors of output channels per block (`NB`): two where the channels pair up, else one.
-fn channel_vectors(geo: &Conv2dGeometry) -> usize {
+pub(crate) fn channel_vectors(geo: &Conv2dGeometry) -> usize {
     if geo.c_out.is_multiple_of(2 * LANES) {
         2
     } else {
@@ -81,8 +87,18 @@ pub(crate) fn forward(
     bias: Option<&[f32]>,
 ) -> Vec<f32> {
     assert!(applies(geo), "direct conv2d: unsupported geometry {geo:?}");
+    let packed = pack_weight(geo, weight, channel_vectors(geo) * LANES);
+    forward_packed(geo, x, &packed, bias)
+}
+
+/// [`forward`] with the weight packed ([`pack_weight`]).
+fn forward_packed(
+    geo: &Conv2dGeometry,
+    x: &[f32],
+    packed: &[f32],
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
     let block = channel_vectors(geo);
-    let packed = pack_weight(geo, weight, block * LANES);
     let mut out = zeroed_vec(geo.batch * geo.out_image());
     let block_len = block * LANES * geo.out_plane();
     let blocks_per_image = geo.c_out / (block * LANES);
@@ -141,21 +157,41 @@ pub(crate) fn input_grad(geo: &Conv2dGeometry, weight: &[f32], dy: &[f32]) -> Ve
         applies_to_input_grad(geo),
         "direct conv2d: unsupported input gradient {geo:?}"
     );
-    forward(&geo.transposed(), dy, &flipped_weight(geo, weight), None)
+    let back = geo.transposed();
+    let packed = pack_flipped_weight(geo, weight, channel_vectors(&back) * LANES);
+    forward_packed(&back, dy, &packed, None)
 }
 
 /// The weight as the tiles read it: for each block of `block` output channels, `[C, KH·KW,
-/// block]` (a tap's weights for the block's channels side by side).
-fn pack_weight(geo: &Conv2dGeometry, weight: &[f32], block: usize) -> Vec<f32> {
+/// block]` (a tap's weights for the block's channels side by side), each block the transpose of
+/// its rows of the weight.
+pub(crate) fn pack_weight(geo: &Conv2dGeometry, weight: &[f32], block: usize) -> Vec<f32> {
     let per_channel = geo.col_rows();
     let mut packed = zeroed_vec(weight.len());
     packed
         .par_chunks_mut(per_channel * block)
         .zip(weight.par_chunks(per_channel * block))
-        .for_each(|(packed_block, rows)| {
-            for (lane, row) in rows.chunks_exact(per_channel).enumerate() {
-                for (ct, &w) in row.iter().enumerate() {
-                    packed_block[ct * block + lane] = w;
+        .for_each(|(packed_block, rows)| transpose(rows, block, per_channel, packed_block, None));
+    packed
+}
+
+/// [`pack_weight`] of [`Conv2dGeometry::transposed`] (whose output channels are this
+/// convolution's input channels) with [`flipped_weight`](crate::conv_geometry::flipped_weight),
+/// in one pass over this convolution's weight `w [O, C, KH, KW]`: for each block of `block`
+/// input channels, `packed[o, t, lane] = w[o, block·cb + lane, KH·KW − 1 − t]`.
+pub(crate) fn pack_flipped_weight(geo: &Conv2dGeometry, weight: &[f32], block: usize) -> Vec<f32> {
+    let taps = geo.k_h * geo.k_w;
+    let mut packed = zeroed_vec(weight.len());
+    packed
+        .par_chunks_mut(geo.c_out * taps * block)
+        .enumerate()
+        .for_each(|(cb, packed_block)| {
+            for (o, to) in packed_block.chunks_exact_mut(taps * block).enumerate() {
+                let from = &weight[(o * geo.c_in + cb * block) * taps..][..block * taps];
+                for (lane, lane_taps) in from.chunks_exact(taps).enumerate() {
+                    for (t, &w) in lane_taps.iter().rev().enumerate() {
+                        to[t * block + lane] = w;
+                    }
                 }
             }
         });
@@ -405,7 +441,7 @@ pub(crate) fn run_where(len: usize, holds: impl Fn(usize) -> bool) -> core::ops:
 
 /// Bytes of packed weight one group of input channels holds (a group's weights stay in L1
 /// while its sums are added to every tile of the block).
-const WEIGHT_BLOCK_BYTES: usize = 16 * 1024;
+pub(crate) const WEIGHT_BLOCK_BYTES: usize = 16 * 1024;
 
 /// What one tile reads: the input at its first pixel in the padded plane of a group's first
 /// channel and the packed weight of that channel at the tile's first kernel row, each with the

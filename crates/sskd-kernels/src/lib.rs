@@ -107,6 +107,7 @@ mod parallel_chunks;
 mod pointwise_kernels;
 pub mod sgd_kernels;
 mod sgd_ops;
+mod small_map_kernels;
 pub mod smooth_l1_kernels;
 mod smooth_l1_ops;
 #[cfg(test)]
