@@ -28,6 +28,7 @@ use rayon::prelude::*;
 use crate::conv_geometry::{thread_count, Conv2dGeometry};
 use crate::nt_product;
 use crate::parallel_chunks::{for_each_chunk, zeroed_vec};
+use crate::reused_buffers::with_reused_buffer;
 use crate::transpose::transpose;
 
 /// Lanes of one AVX-512 `f32` vector: output channels per vector.
@@ -87,8 +88,10 @@ pub(crate) fn forward(
     bias: Option<&[f32]>,
 ) -> Vec<f32> {
     assert!(applies(geo), "direct conv2d: unsupported geometry {geo:?}");
-    let packed = pack_weight(geo, weight, channel_vectors(geo) * LANES);
-    forward_packed(geo, x, &packed, bias)
+    with_reused_buffer(weight.len(), |packed| {
+        pack_weight(geo, weight, channel_vectors(geo) * LANES, packed);
+        forward_packed(geo, x, packed, bias)
+    })
 }
 
 /// [`forward`] with the weight packed ([`pack_weight`]).
@@ -158,30 +161,34 @@ pub(crate) fn input_grad(geo: &Conv2dGeometry, weight: &[f32], dy: &[f32]) -> Ve
         "direct conv2d: unsupported input gradient {geo:?}"
     );
     let back = geo.transposed();
-    let packed = pack_flipped_weight(geo, weight, channel_vectors(&back) * LANES);
-    forward_packed(&back, dy, &packed, None)
+    with_reused_buffer(weight.len(), |packed| {
+        pack_flipped_weight(geo, weight, channel_vectors(&back) * LANES, packed);
+        forward_packed(&back, dy, packed, None)
+    })
 }
 
-/// The weight as the tiles read it: for each block of `block` output channels, `[C, KH·KW,
-/// block]` (a tap's weights for the block's channels side by side), each block the transpose of
-/// its rows of the weight.
-pub(crate) fn pack_weight(geo: &Conv2dGeometry, weight: &[f32], block: usize) -> Vec<f32> {
+/// Writes the weight as the tiles read it into `packed`: for each block of `block` output
+/// channels, `[C, KH·KW, block]` (a tap's weights for the block's channels side by side), each
+/// block the transpose of its rows of the weight.
+pub(crate) fn pack_weight(geo: &Conv2dGeometry, weight: &[f32], block: usize, packed: &mut [f32]) {
     let per_channel = geo.col_rows();
-    let mut packed = zeroed_vec(weight.len());
     packed
         .par_chunks_mut(per_channel * block)
         .zip(weight.par_chunks(per_channel * block))
         .for_each(|(packed_block, rows)| transpose(rows, block, per_channel, packed_block, None));
-    packed
 }
 
 /// [`pack_weight`] of [`Conv2dGeometry::transposed`] (whose output channels are this
 /// convolution's input channels) with [`flipped_weight`](crate::conv_geometry::flipped_weight),
 /// in one pass over this convolution's weight `w [O, C, KH, KW]`: for each block of `block`
 /// input channels, `packed[o, t, lane] = w[o, block·cb + lane, KH·KW − 1 − t]`.
-pub(crate) fn pack_flipped_weight(geo: &Conv2dGeometry, weight: &[f32], block: usize) -> Vec<f32> {
+pub(crate) fn pack_flipped_weight(
+    geo: &Conv2dGeometry,
+    weight: &[f32],
+    block: usize,
+    packed: &mut [f32],
+) {
     let taps = geo.k_h * geo.k_w;
-    let mut packed = zeroed_vec(weight.len());
     packed
         .par_chunks_mut(geo.c_out * taps * block)
         .enumerate()
@@ -195,7 +202,6 @@ pub(crate) fn pack_flipped_weight(geo: &Conv2dGeometry, weight: &[f32], block: u
                 }
             }
         });
-    packed
 }
 
 std::thread_local! {

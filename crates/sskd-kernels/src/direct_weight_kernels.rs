@@ -34,6 +34,7 @@ use crate::direct_kernels::{
 };
 use crate::nt_product;
 use crate::parallel_chunks::{for_each_chunk, zeroed_vec};
+use crate::reused_buffers::with_reused_buffer;
 use crate::transpose::transpose;
 
 /// Output pixels a partial gradient sums at the least: fewer partials where the gradient is
@@ -87,14 +88,22 @@ pub(crate) fn weight_grad(geo: &Conv2dGeometry, x: &[f32], dy: &[f32]) -> Vec<f3
         applies(geo),
         "direct conv2d weight gradient: unsupported geometry {geo:?}"
     );
+    let (block_len, partials) = (geo.col_rows() * LANES, partial_count(geo));
+    with_reused_buffer(partials * geo.c_out / LANES * block_len, |sums| {
+        partial_sums(geo, x, dy, partials, sums);
+        add_partials(geo, sums, partials)
+    })
+}
+
+/// The partial gradients of the slices of the batch (`sums`, `[partials][O/16, C, KH·KW,
+/// 16]`): each unit one slice's run of blocks of 16 output channels, every element written.
+fn partial_sums(geo: &Conv2dGeometry, x: &[f32], dy: &[f32], partials: usize, sums: &mut [f32]) {
     let blocks = geo.c_out / LANES;
     let block_len = geo.col_rows() * LANES;
-    let partials = partial_count(geo);
     let blocks_per_unit = blocks_per_unit(partials, blocks);
-    let mut sums = zeroed_vec(partials * blocks * block_len);
     let call = CALLS.fetch_add(1, Ordering::Relaxed);
     for_each_chunk(
-        &mut sums,
+        sums,
         blocks_per_unit * block_len,
         true,
         |index, unit_sums| {
@@ -123,7 +132,6 @@ pub(crate) fn weight_grad(geo: &Conv2dGeometry, x: &[f32], dy: &[f32]) -> Vec<f3
             });
         },
     );
-    add_partials(geo, &sums, partials)
 }
 
 /// Calls of [`weight_grad`] so far: the key of the padded slices a thread keeps.

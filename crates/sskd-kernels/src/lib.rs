@@ -105,6 +105,7 @@ pub mod pairwise_kernels;
 mod pairwise_ops;
 mod parallel_chunks;
 mod pointwise_kernels;
+mod reused_buffers;
 pub mod sgd_kernels;
 mod sgd_ops;
 mod small_map_kernels;

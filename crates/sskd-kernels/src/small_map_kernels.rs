@@ -36,6 +36,7 @@ use crate::direct_kernels::{
 };
 use crate::nt_product;
 use crate::parallel_chunks::{for_each_chunk, zeroed_vec};
+use crate::reused_buffers::with_reused_buffer;
 use crate::transpose::transpose;
 
 /// Images per tile, side by side in the interleaved input.
@@ -79,8 +80,10 @@ pub(crate) fn forward(
         applies(geo),
         "small-map conv2d: unsupported geometry {geo:?}"
     );
-    let packed = pack_weight(geo, weight, channel_vectors(geo) * LANES);
-    forward_packed(geo, x, &packed, bias)
+    with_reused_buffer(weight.len(), |packed| {
+        pack_weight(geo, weight, channel_vectors(geo) * LANES, packed);
+        forward_packed(geo, x, packed, bias)
+    })
 }
 
 /// [`forward`] with the weight packed ([`pack_weight`]).
@@ -91,18 +94,30 @@ fn forward_packed(
     bias: Option<&[f32]>,
 ) -> Vec<f32> {
     let lanes = channel_vectors(geo) * LANES;
-    let interleaved = interleave_images(geo, x);
-    let taps = pixel_taps(geo, lanes);
     let groups = geo.batch.div_ceil(IMAGES);
-    let blocks = geo.c_out / lanes;
+    let group_len = geo.in_image() * IMAGES;
+    with_reused_buffer(groups * group_len, |interleaved| {
+        interleave_images(geo, x, interleaved);
+        let blocks = geo.c_out / lanes;
+        let block_len = IMAGES * geo.out_plane() * lanes;
+        with_reused_buffer(blocks * groups * block_len, |sums| {
+            sum_blocks(geo, interleaved, packed, sums);
+            write_images(geo, sums, bias)
+        })
+    })
+}
+
+/// The sums of each block of output channels and group of images (`sums`, `[O/(16·NB), ⌈B/8⌉,
+/// 8, OH·OW, 16·NB]`) from the interleaved images and the packed weight. A unit is one block
+/// over a run of groups of images: its weights are read once for all of them.
+fn sum_blocks(geo: &Conv2dGeometry, interleaved: &[f32], packed: &[f32], sums: &mut [f32]) {
+    let lanes = channel_vectors(geo) * LANES;
+    let (groups, blocks) = (geo.batch.div_ceil(IMAGES), geo.c_out / lanes);
     let block_len = IMAGES * geo.out_plane() * lanes;
     let group_len = geo.in_image() * IMAGES;
-    // A unit is one block of output channels over a run of groups of images: its weights are
-    // read once for all of them.
+    let taps = pixel_taps(geo, lanes);
     let unit_groups = blocks_per_unit(blocks, groups);
-    // The sums of each block of output channels and group of images: `[8, OH·OW, 16·NB]`.
-    let mut sums = zeroed_vec(blocks * groups * block_len);
-    for_each_chunk(&mut sums, unit_groups * block_len, true, |index, unit| {
+    for_each_chunk(sums, unit_groups * block_len, true, |index, unit| {
         let (block, first_group) = (index * unit_groups / groups, index * unit_groups % groups);
         let tiles = BlockTiles {
             geo,
@@ -115,6 +130,13 @@ fn forward_packed(
             _ => tiles.sum::<1>(unit),
         }
     });
+}
+
+/// `out [B, O, OH, OW]` from [`sum_blocks`]' sums, by 16×16 transposes, with the bias.
+fn write_images(geo: &Conv2dGeometry, sums: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    let lanes = channel_vectors(geo) * LANES;
+    let groups = geo.batch.div_ceil(IMAGES);
+    let block_len = IMAGES * geo.out_plane() * lanes;
     let mut out = zeroed_vec(geo.batch * geo.out_image());
     let plane = geo.out_plane();
     out.par_chunks_mut(geo.out_image())
@@ -141,28 +163,33 @@ pub(crate) fn input_grad(geo: &Conv2dGeometry, weight: &[f32], dy: &[f32]) -> Ve
         "small-map conv2d: unsupported input gradient {geo:?}"
     );
     let back = geo.transposed();
-    let packed = pack_flipped_weight(geo, weight, channel_vectors(&back) * LANES);
-    forward_packed(&back, dy, &packed, None)
+    with_reused_buffer(weight.len(), |packed| {
+        pack_flipped_weight(geo, weight, channel_vectors(&back) * LANES, packed);
+        forward_packed(&back, dy, packed, None)
+    })
 }
 
-/// `x [B, C, H, W]` as groups of [`IMAGES`] images interleaved pixel by pixel, `[⌈B/8⌉, C, H, W,
-/// 8]`: `out[((g·C + c)·H·W + p)·8 + j] = x[8g + j, c, p]`, zeros for the images past the batch.
-fn interleave_images(geo: &Conv2dGeometry, x: &[f32]) -> Vec<f32> {
+/// Writes `x [B, C, H, W]` into `out` as groups of [`IMAGES`] images interleaved pixel by pixel,
+/// `[⌈B/8⌉, C, H, W, 8]`: `out[((g·C + c)·H·W + p)·8 + j] = x[8g + j, c, p]`, zeros for the
+/// images past the batch.
+fn interleave_images(geo: &Conv2dGeometry, x: &[f32], out: &mut [f32]) {
     let image_len = geo.in_image();
-    let mut out = zeroed_vec(geo.batch.div_ceil(IMAGES) * IMAGES * image_len);
     if image_len == 0 {
-        return out;
+        return;
     }
     out.par_chunks_mut(IMAGES * image_len)
         .zip(x.par_chunks(IMAGES * image_len))
         .for_each(|(group, images)| {
-            for (j, image) in images.chunks_exact(image_len).enumerate() {
-                for (to, &value) in group[j..].iter_mut().step_by(IMAGES).zip(image) {
-                    *to = value;
+            let count = images.len() / image_len;
+            for (j, to) in group.chunks_exact_mut(IMAGES).enumerate() {
+                for (image, value) in to.iter_mut().enumerate() {
+                    *value = match image < count {
+                        true => images[image * image_len + j],
+                        false => 0.0,
+                    };
                 }
             }
         });
-    out
 }
 
 /// Per output pixel (`oh·OW + ow`), the taps that read the image: each as the offset of its
@@ -356,7 +383,8 @@ mod tests {
     fn images_are_interleaved_pixel_by_pixel() {
         let geo = geometry([10, 2, 1, 3], [16, 2, 1, 1], 1, 0);
         let x: Vec<f32> = (0..60).map(|v| v as f32).collect();
-        let out = interleave_images(&geo, &x);
+        let mut out = vec![f32::NAN; 2 * 8 * 6];
+        interleave_images(&geo, &x, &mut out);
         assert_eq!(out.len(), 2 * 8 * 6);
         for b in 0..16 {
             for i in 0..6 {
