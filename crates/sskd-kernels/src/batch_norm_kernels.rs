@@ -25,7 +25,8 @@ use burn_flex::FlexTensor;
 
 use crate::elementwise_kernels::{owned_contiguous, relu_backward, relu_of};
 use crate::flex_storage::{contiguous_as, tensor_from};
-use crate::parallel_chunks::{for_each_chunk, zeroed_vec, PARALLEL_ELEMENTS};
+use crate::parallel_chunks::{for_each_chunk, zeroed_vec, MIN_SLICE, PARALLEL_ELEMENTS};
+use crate::wide_vectors::with_avx512;
 
 /// What follows the normalisation inside the same pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,6 +137,7 @@ fn map_channels<R: Send>(
 const LANES: usize = 8;
 
 /// `Σ term(a[i], b[i])` in `f64` over equally long slices, in `LANES` partial sums.
+#[inline(always)]
 fn lane_sum<T: NormFloat>(a: &[T], b: &[T], term: impl Fn(f64, f64) -> f64) -> f64 {
     let mut lanes = [0.0f64; LANES];
     let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
@@ -145,15 +147,22 @@ fn lane_sum<T: NormFloat>(a: &[T], b: &[T], term: impl Fn(f64, f64) -> f64) -> f
             lanes[lane] += term(a8[lane].to_f64(), b8[lane].to_f64());
         }
     }
-    let tail: f64 = a_tail
-        .iter()
-        .zip(b_tail)
-        .map(|(&x, &y)| term(x.to_f64(), y.to_f64()))
-        .sum();
-    lanes.iter().sum::<f64>() + tail
+    // Plain loops from −0 (`Iterator::sum`'s start), which inline where iterator adaptors
+    // may not.
+    let mut tail = -0.0;
+    for (&x, &y) in a_tail.iter().zip(b_tail) {
+        tail += term(x.to_f64(), y.to_f64());
+    }
+    let mut total = -0.0;
+    for lane in lanes {
+        total += lane;
+    }
+    total + tail
 }
 
-/// `Σ_n lane_sum(a_row, b_row)` over the `batch` rows of channel `c` in `[N, C, len]` data.
+/// `Σ_n lane_sum(a_row, b_row)` over the `batch` rows of channel `c` in `[N, C, len]` data,
+/// compiled for AVX-512 where the CPU has it (the conversions to `f64` and the sums eight at a
+/// time; the same bits: [`wide_vectors`](crate::wide_vectors)).
 fn channel_sum<T: NormFloat>(
     (a, b): (&[T], &[T]),
     channels: usize,
@@ -161,13 +170,66 @@ fn channel_sum<T: NormFloat>(
     c: usize,
     term: impl Fn(f64, f64) -> f64 + Copy,
 ) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    if crate::nt_product::available() {
+        // SAFETY: the CPU has AVX-512F (checked on the line above).
+        return unsafe { channel_sum_avx512((a, b), channels, len, c, term) };
+    }
+    channel_rows_sum((a, b), channels, len, c, term)
+}
+
+/// [`channel_rows_sum`] compiled for AVX-512F (a function of its own, not a closure: the
+/// `#[inline(always)]` sum is then always inlined into it).
+///
+/// # Safety
+/// The CPU has AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn channel_sum_avx512<T: NormFloat>(
+    rows: (&[T], &[T]),
+    channels: usize,
+    len: usize,
+    c: usize,
+    term: impl Fn(f64, f64) -> f64 + Copy,
+) -> f64 {
+    channel_rows_sum(rows, channels, len, c, term)
+}
+
+/// The sum of [`channel_sum`].
+#[inline(always)]
+fn channel_rows_sum<T: NormFloat>(
+    (a, b): (&[T], &[T]),
+    channels: usize,
+    len: usize,
+    c: usize,
+    term: impl Fn(f64, f64) -> f64 + Copy,
+) -> f64 {
     let batch = a.len() / (channels * len).max(1);
-    (0..batch)
-        .map(|n| {
-            let rows = (n * channels + c) * len..(n * channels + c + 1) * len;
-            lane_sum(&a[rows.clone()], &b[rows], term)
+    let mut total = -0.0;
+    for n in 0..batch {
+        let rows = (n * channels + c) * len..(n * channels + c + 1) * len;
+        total += lane_sum(&a[rows.clone()], &b[rows], term);
+    }
+    total
+}
+
+/// `write(row, out_row)` for each row (`len` elements) of `out`: rows in parallel when
+/// `parallel`, in runs of at least [`MIN_SLICE`] elements, each run compiled for AVX-512 where
+/// the CPU has it.
+fn for_each_row<T: Send>(
+    out: &mut [T],
+    len: usize,
+    parallel: bool,
+    write: impl Fn(usize, &mut [T]) + Sync + Send,
+) {
+    let rows_per_run = MIN_SLICE.div_ceil(len.max(1));
+    for_each_chunk(out, rows_per_run * len, parallel, |run, rows| {
+        with_avx512(|| {
+            for (i, out_row) in rows.chunks_mut(len).enumerate() {
+                write(run * rows_per_run + i, out_row);
+            }
         })
-        .sum()
+    });
 }
 
 fn forward_typed<T: NormFloat>(
@@ -210,7 +272,7 @@ fn forward_typed<T: NormFloat>(
         .collect();
     let mean_t: Vec<T> = stats.iter().map(|&(mean, _)| T::from_f64(mean)).collect();
     let mut output = zeroed_vec::<T>(data.len());
-    for_each_chunk(&mut output, len, parallel, |row, out| {
+    for_each_row(&mut output, len, parallel, |row, out| {
         let c = row % channels;
         let (mean, scale, shift) = (mean_t[c].to_f64(), scale[c].to_f64(), beta[c].to_f64());
         for (o, &v) in out.iter_mut().zip(&data[row * len..(row + 1) * len]) {
@@ -274,7 +336,7 @@ fn backward_typed<T: NormFloat>(
         (sum_dy, sum_dy_centered)
     });
     // dx over dy, in place.
-    for_each_chunk(input_grad_buffer, len, parallel, |row, out| {
+    for_each_row(input_grad_buffer, len, parallel, |row, out| {
         let c = row % channels;
         let (mu, s) = (mean[c].to_f64(), inv_std[c].to_f64());
         let (sum_dy, sum_dy_centered) = sums[c];
@@ -338,7 +400,7 @@ fn inference_typed<T: NormFloat>(
     );
     let mut output = zeroed_vec::<T>(data.len());
     let parallel = data.len() >= PARALLEL_ELEMENTS;
-    for_each_chunk(&mut output, len, parallel, |row, out| {
+    for_each_row(&mut output, len, parallel, |row, out| {
         let (s, t) = (scale[row % channels], shift[row % channels]);
         for (o, &v) in out.iter_mut().zip(&data[row * len..(row + 1) * len]) {
             *o = activation.apply(v * s + t);

@@ -114,6 +114,7 @@ mod smooth_l1_ops;
 #[cfg(test)]
 mod test_values;
 mod transpose;
+mod wide_vectors;
 
 pub use batch_norm::{batch_norm_inference, batch_norm_train, TrainNormalised};
 pub use batch_norm_kernels::Activation;
