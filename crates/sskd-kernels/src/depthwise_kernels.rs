@@ -71,32 +71,39 @@ impl Wide {
     /// padding zero).
     fn pad_input<T: ConvFloat>(&self, geo: &Conv2dGeometry, plane: &[T], padded: &mut [T]) {
         padded.fill(T::zero());
-        let [pad_h, pad_w] = geo.padding;
         for (h, src) in plane.chunks_exact(geo.in_w).enumerate() {
-            let start = self.phase_index(geo, h + pad_h, pad_w);
-            if geo.stride[1] == 1 {
-                padded[start..][..geo.in_w].copy_from_slice(src);
-                continue;
-            }
-            for (w, &value) in src.iter().enumerate() {
-                padded[self.phase_index(geo, h + pad_h, w + pad_w)] = value;
-            }
+            self.for_each_column_phase(geo, h, |start, first_w| {
+                let to = padded[start..].iter_mut();
+                let from = src[first_w..].iter().step_by(geo.stride[1]);
+                to.zip(from).for_each(|(to, &value)| *to = value);
+            });
         }
     }
 
     /// Copies the interior of a padded plane held in phases (`padded`) into an input-shaped
     /// plane (`[H, W]`): the adjoint of [`Wide::pad_input`].
     fn crop_input<T: ConvFloat>(&self, geo: &Conv2dGeometry, padded: &[T], plane: &mut [T]) {
-        let [pad_h, pad_w] = geo.padding;
         for (h, dst) in plane.chunks_exact_mut(geo.in_w).enumerate() {
-            let start = self.phase_index(geo, h + pad_h, pad_w);
-            if geo.stride[1] == 1 {
-                dst.copy_from_slice(&padded[start..][..geo.in_w]);
-                continue;
-            }
-            for (w, value) in dst.iter_mut().enumerate() {
-                *value = padded[self.phase_index(geo, h + pad_h, w + pad_w)];
-            }
+            self.for_each_column_phase(geo, h, |start, first_w| {
+                let to = dst[first_w..].iter_mut().step_by(geo.stride[1]);
+                to.zip(&padded[start..])
+                    .for_each(|(to, &value)| *to = value);
+            });
+        }
+    }
+
+    /// For input row `h`, each column phase's run: `visit(start, first_w)` with the index in the
+    /// phases of the first input column `first_w` (`w = first_w + s_w·j` sits at `start + j`,
+    /// for the columns `w < W`).
+    fn for_each_column_phase(
+        &self,
+        geo: &Conv2dGeometry,
+        h: usize,
+        mut visit: impl FnMut(usize, usize),
+    ) {
+        let [pad_h, pad_w] = geo.padding;
+        for first_w in 0..geo.stride[1].min(geo.in_w) {
+            visit(self.phase_index(geo, h + pad_h, first_w + pad_w), first_w);
         }
     }
 
