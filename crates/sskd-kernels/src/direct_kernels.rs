@@ -88,8 +88,7 @@ pub(crate) fn forward(
     bias: Option<&[f32]>,
 ) -> Vec<f32> {
     assert!(applies(geo), "direct conv2d: unsupported geometry {geo:?}");
-    with_reused_buffer(weight.len(), |packed| {
-        pack_weight(geo, weight, channel_vectors(geo) * LANES, packed);
+    with_packed_weight(geo, weight, Packing::Forward, |geo, packed| {
         forward_packed(geo, x, packed, bias)
     })
 }
@@ -160,10 +159,39 @@ pub(crate) fn input_grad(geo: &Conv2dGeometry, weight: &[f32], dy: &[f32]) -> Ve
         applies_to_input_grad(geo),
         "direct conv2d: unsupported input gradient {geo:?}"
     );
-    let back = geo.transposed();
+    with_packed_weight(geo, weight, Packing::InputGrad, |back, packed| {
+        forward_packed(back, dy, packed, None)
+    })
+}
+
+/// What a packed weight serves: the convolution's forward pass, or its input gradient as the
+/// forward pass of [`Conv2dGeometry::transposed`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Packing {
+    Forward,
+    InputGrad,
+}
+
+/// `work(tiles, packed)` with the weight packed for the tiles of the forward pass of `tiles`:
+/// `geo` itself ([`pack_weight`]) or, for its input gradient, [`Conv2dGeometry::transposed`]
+/// ([`pack_flipped_weight`]); the packed weight in a reused buffer.
+pub(crate) fn with_packed_weight<R>(
+    geo: &Conv2dGeometry,
+    weight: &[f32],
+    packing: Packing,
+    work: impl FnOnce(&Conv2dGeometry, &[f32]) -> R,
+) -> R {
+    let tiles = match packing {
+        Packing::Forward => *geo,
+        Packing::InputGrad => geo.transposed(),
+    };
+    let lanes = channel_vectors(&tiles) * LANES;
     with_reused_buffer(weight.len(), |packed| {
-        pack_flipped_weight(geo, weight, channel_vectors(&back) * LANES, packed);
-        forward_packed(&back, dy, packed, None)
+        match packing {
+            Packing::Forward => pack_weight(geo, weight, lanes, packed),
+            Packing::InputGrad => pack_flipped_weight(geo, weight, lanes, packed),
+        }
+        work(&tiles, packed)
     })
 }
 
@@ -492,14 +520,7 @@ unsafe fn tile_sums<const NB: usize, const S: usize, const KW: usize>(
         w,
         channel_weights,
     } = *source;
-    let mut acc = [[_mm512_setzero_ps(); TILE_PIXELS]; NB];
-    if accumulate {
-        for (nb, pixels) in acc.iter_mut().enumerate() {
-            for (j, sums) in pixels.iter_mut().enumerate() {
-                *sums = _mm512_loadu_ps(tile.add(j * NB * LANES + nb * LANES));
-            }
-        }
-    }
+    let mut acc = tile_start::<NB>(tile, NB * LANES, accumulate);
     for c in 0..channels {
         let x_channel = x.add(c * plane);
         let mut w = w.add(c * channel_weights);
@@ -524,9 +545,46 @@ unsafe fn tile_sums<const NB: usize, const S: usize, const KW: usize>(
             }
         }
     }
+    tile_store(&acc, tile, NB * LANES);
+}
+
+/// A tile's [`TILE_PIXELS`] · `NB` accumulators: its sums so far when `accumulate` (pixel `j`'s
+/// vector `nb` at `tile + j · pixel_stride + nb·16`), else zeros.
+///
+/// # Safety
+/// The CPU has AVX-512F; with `accumulate`, `tile` is readable at every `j · pixel_stride +
+/// nb·16 + lane` (`j < 8`, `nb < NB`, `lane < 16`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn tile_start<const NB: usize>(
+    tile: *const f32,
+    pixel_stride: usize,
+    accumulate: bool,
+) -> [[std::arch::x86_64::__m512; TILE_PIXELS]; NB] {
+    use std::arch::x86_64::*;
+    core::array::from_fn(|nb| {
+        core::array::from_fn(|j| match accumulate {
+            true => _mm512_loadu_ps(tile.add(j * pixel_stride + nb * LANES)),
+            false => _mm512_setzero_ps(),
+        })
+    })
+}
+
+/// Stores a tile's accumulators where [`tile_start`] reads them.
+///
+/// # Safety
+/// The CPU has AVX-512F; `tile` is writable at every `j · pixel_stride + nb·16 + lane`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn tile_store<const NB: usize>(
+    acc: &[[std::arch::x86_64::__m512; TILE_PIXELS]; NB],
+    tile: *mut f32,
+    pixel_stride: usize,
+) {
+    use std::arch::x86_64::*;
     for (nb, pixels) in acc.iter().enumerate() {
         for (j, &sums) in pixels.iter().enumerate() {
-            _mm512_storeu_ps(tile.add(j * NB * LANES + nb * LANES), sums);
+            _mm512_storeu_ps(tile.add(j * pixel_stride + nb * LANES), sums);
         }
     }
 }

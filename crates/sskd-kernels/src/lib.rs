@@ -27,8 +27,8 @@
 //!   RKD's angle term, in one pass forward and two backward.
 //! - [`channel_mean_of_powers`]: `mean_C(f^p)` at every pixel ([`channel_mean_kernels`]), the
 //!   attention maps of AT and FT, in one pass over the map each way.
-//! - [`smooth_l1`]: the mean smooth-L1 distance of two tensors ([`smooth_l1_kernels`]) in one
-//!   pass, its gradient in one more.
+//! - [`mse`] and [`smooth_l1`]: the mean squared and smooth-L1 distances of two tensors
+//!   ([`mean_distance_kernels`]) in one pass, their gradients in one more.
 //! - [`sgd_step`]: one step of SGD with momentum and weight decay on a parameter
 //!   ([`sgd_kernels`]) in one pass on all cores; burn-flex runs the composite's five passes on
 //!   one thread.
@@ -69,7 +69,7 @@
 /// Runs the `f32` or `f64` form of a kernel, `$typed::<T>(args)`, by `$dtype`; panics naming
 /// `$what` for any other type.
 macro_rules! per_float {
-    ($what:literal, $dtype:expr, $typed:ident($($arg:expr),*)) => {
+    ($what:expr, $dtype:expr, $typed:ident($($arg:expr),*)) => {
         match $dtype {
             burn_backend::DType::F32 => $typed::<f32>($($arg),*),
             burn_backend::DType::F64 => $typed::<f64>($($arg),*),
@@ -100,6 +100,8 @@ mod gemm_product;
 pub mod gram_kernels;
 mod gram_ops;
 pub mod main_thread_pool;
+pub mod mean_distance_kernels;
+mod mean_distance_ops;
 mod nt_product;
 pub mod pairwise_kernels;
 mod pairwise_ops;
@@ -109,8 +111,6 @@ mod reused_buffers;
 pub mod sgd_kernels;
 mod sgd_ops;
 mod small_map_kernels;
-pub mod smooth_l1_kernels;
-mod smooth_l1_ops;
 #[cfg(test)]
 mod test_values;
 mod transpose;
@@ -125,10 +125,10 @@ pub use elementwise_ops::{add, leaky_relu, relu};
 pub use freed_memory::{freed_memory_kept, keep_freed_memory};
 pub use gram_ops::gram;
 pub use main_thread_pool::{adopt_main_thread, MainThreadPoolError};
+pub use mean_distance_ops::{mse, smooth_l1};
 pub use pairwise_ops::unit_differences;
 pub use sgd_kernels::SgdScalars;
 pub use sgd_ops::{sgd_step, sgd_step_applies};
-pub use smooth_l1_ops::smooth_l1;
 
 use core::sync::atomic::{AtomicBool, Ordering};
 

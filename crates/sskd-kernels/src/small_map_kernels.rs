@@ -31,16 +31,18 @@ use rayon::prelude::*;
 
 use crate::conv_geometry::Conv2dGeometry;
 use crate::direct_kernels::{
-    self, blocks_per_unit, channel_vectors, pack_flipped_weight, pack_weight, LANES, MIN_BLOCKS,
-    MIN_PRODUCT_DEPTH, WEIGHT_BLOCK_BYTES,
+    self, blocks_per_unit, channel_vectors, with_packed_weight, Packing, LANES, MIN_BLOCKS,
+    MIN_PRODUCT_DEPTH, TILE_PIXELS, WEIGHT_BLOCK_BYTES,
 };
+#[cfg(target_arch = "x86_64")]
+use crate::direct_kernels::{tile_start, tile_store};
 use crate::nt_product;
 use crate::parallel_chunks::{for_each_chunk, zeroed_vec};
 use crate::reused_buffers::with_reused_buffer;
 use crate::transpose::transpose;
 
-/// Images per tile, side by side in the interleaved input.
-const IMAGES: usize = 8;
+/// Images per tile, side by side in the interleaved input: a tile's pixels.
+const IMAGES: usize = TILE_PIXELS;
 
 /// The most output pixels per map this kernel takes: a block's sums (`8 · OH·OW · 16·NB`
 /// values) stay within 64 KB, and larger maps have rows long enough for [`direct_kernels`] or
@@ -80,8 +82,7 @@ pub(crate) fn forward(
         applies(geo),
         "small-map conv2d: unsupported geometry {geo:?}"
     );
-    with_reused_buffer(weight.len(), |packed| {
-        pack_weight(geo, weight, channel_vectors(geo) * LANES, packed);
+    with_packed_weight(geo, weight, Packing::Forward, |geo, packed| {
         forward_packed(geo, x, packed, bias)
     })
 }
@@ -162,10 +163,8 @@ pub(crate) fn input_grad(geo: &Conv2dGeometry, weight: &[f32], dy: &[f32]) -> Ve
         applies_to_input_grad(geo),
         "small-map conv2d: unsupported input gradient {geo:?}"
     );
-    let back = geo.transposed();
-    with_reused_buffer(weight.len(), |packed| {
-        pack_flipped_weight(geo, weight, channel_vectors(&back) * LANES, packed);
-        forward_packed(&back, dy, packed, None)
+    with_packed_weight(geo, weight, Packing::InputGrad, |back, packed| {
+        forward_packed(back, dy, packed, None)
     })
 }
 
@@ -319,14 +318,7 @@ unsafe fn image_tile_sums<const NB: usize>(
         w,
         w_channel,
     } = *source;
-    let mut acc = [[_mm512_setzero_ps(); IMAGES]; NB];
-    if accumulate {
-        for (nb, images) in acc.iter_mut().enumerate() {
-            for (j, sums) in images.iter_mut().enumerate() {
-                *sums = _mm512_loadu_ps(tile.add(j * image_stride + nb * LANES));
-            }
-        }
-    }
+    let mut acc = tile_start::<NB>(tile, image_stride, accumulate);
     for c in 0..channels {
         let (x, w) = (x.add(c * x_channel), w.add(c * w_channel));
         for &(input, weight) in taps {
@@ -340,11 +332,7 @@ unsafe fn image_tile_sums<const NB: usize>(
             }
         }
     }
-    for (nb, images) in acc.iter().enumerate() {
-        for (j, &sums) in images.iter().enumerate() {
-            _mm512_storeu_ps(tile.add(j * image_stride + nb * LANES), sums);
-        }
-    }
+    tile_store(&acc, tile, image_stride);
 }
 
 #[cfg(test)]

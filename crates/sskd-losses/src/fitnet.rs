@@ -8,6 +8,7 @@ use burn::tensor::{backend::Backend, Tensor};
 use sskd_models::batch_norm::{BatchNorm, BatchNormConfig};
 use sskd_models::layers::Conv2d;
 
+use crate::functional::mse;
 use crate::{DistillInputs, FeatureTerm, LossError, MethodContext, Needs, TermConfig};
 
 /// The convolution of a [`ConvReg`].
@@ -180,8 +181,6 @@ impl<B: Backend> FeatureTerm<B> for FitNet<B> {
     fn term(&self, inputs: &DistillInputs<B>) -> Result<Tensor<B, 1>, LossError> {
         let student = hinted_map(&inputs.student.features, self.hint_layer, "student")?;
         let teacher = hinted_map(&inputs.teacher.features, self.hint_layer, "teacher")?;
-        Ok((self.regressor.forward(student) - teacher)
-            .powf_scalar(2.0)
-            .mean())
+        Ok(mse(self.regressor.forward(student), teacher))
     }
 }

@@ -4,7 +4,7 @@ use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::functional::{div_scalar, match_spatial, sum_layers};
+use crate::functional::{div_scalar, match_spatial, mse, sum_layers};
 use crate::{DistillInputs, FeatureTerm, LossError, Needs, Pretraining};
 
 /// FSP on all feature maps `feat[:-1]`: for consecutive maps (bottom, top) of one network,
@@ -73,9 +73,7 @@ impl<B: Backend> FeatureTerm<B> for Fsp {
             });
         }
         let pairs = fsp_matrices(student).into_iter().zip(fsp_matrices(teacher));
-        Ok(sum_layers(
-            pairs.map(|(s, t)| (s - t).powf_scalar(2.0).mean()),
-        ))
+        Ok(sum_layers(pairs.map(|(s, t)| mse(s, t))))
     }
 
     /// The student's feature layers learn the teacher's FSP matrices.

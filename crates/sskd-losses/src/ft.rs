@@ -7,7 +7,7 @@ use burn::nn::PaddingConfig2d;
 use burn::tensor::{backend::Backend, Tensor};
 use sskd_models::layers::{leaky_relu, Conv2d, ConvBn};
 
-use crate::functional::{attention_map, last_map, match_spatial};
+use crate::functional::{attention_map, last_map, match_spatial, mse};
 use crate::{DistillInputs, FeatureTerm, LossError, MethodContext, Needs, Pretraining, TermConfig};
 
 const SLOPE: f64 = 0.1;
@@ -74,7 +74,7 @@ impl<B: Backend> Paraphraser<B> {
         let reconstruction = self.decoder.iter().fold(factor, |hidden, conv| {
             leaky_relu(conv.forward(hidden), SLOPE)
         });
-        (reconstruction - map).powf_scalar(2.0).mean()
+        mse(reconstruction, map)
     }
 }
 

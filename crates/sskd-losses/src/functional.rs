@@ -314,6 +314,19 @@ pub fn channel_mean<B: Backend>(features: Tensor<B, 4>) -> Tensor<B, 2> {
         .reshape([batch, height * width])
 }
 
+/// Mean squared distance, as `F.mse_loss`: with feature `flex`, one pass on all cores on the CPU
+/// backend (`sskd_kernels::mse`), Burn's operations elsewhere.
+///
+/// # Shapes
+/// - inputs of equal shape; output `[1]`
+pub fn mse<B: Backend, const D: usize>(input: Tensor<B, D>, target: Tensor<B, D>) -> Tensor<B, 1> {
+    #[cfg(feature = "flex")]
+    if let Some(loss) = sskd_kernels::mse(input.clone(), target.clone()) {
+        return loss;
+    }
+    (input - target).powf_scalar(2.0).mean()
+}
+
 /// Mean smooth-L1 (Huber, β = 1) distance, as `F.smooth_l1_loss`: with feature `flex`, one
 /// pass on all cores on the CPU backend (`sskd_kernels::smooth_l1`), Burn's operations
 /// elsewhere.
