@@ -592,7 +592,7 @@ pub(crate) unsafe fn tile_store<const NB: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_values::{on_threads, spread_f32};
+    use crate::test_values::assert_thread_count_moves_no_bit;
     use burn_backend::ops::ConvOptions;
 
     fn geometry(x: [usize; 4], w: [usize; 4], padding: usize, dilation: usize) -> Conv2dGeometry {
@@ -629,14 +629,8 @@ mod tests {
             return;
         }
         let geo = geometry([4, 32, 9, 16], [64, 32, 3, 3], 1, 1);
-        let x = spread_f32(geo.batch * geo.in_image(), 1);
-        let w = spread_f32(geo.c_out * geo.col_rows(), 2);
-        let dy = spread_f32(geo.batch * geo.out_image(), 3);
-        let run = |threads: usize| {
-            on_threads(threads, || {
-                (forward(&geo, &x, &w, None), input_grad(&geo, &w, &dy))
-            })
-        };
-        assert_eq!(run(1), run(3));
+        assert_thread_count_moves_no_bit(&geo, |x, w, dy| {
+            (forward(&geo, x, w, None), input_grad(&geo, w, dy))
+        });
     }
 }
