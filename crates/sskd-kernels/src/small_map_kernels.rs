@@ -14,8 +14,9 @@
 //! channels over a run of groups of images (the whole batch where the blocks alone keep the
 //! threads busy), so that its weights are read once for all of them; the input channels are
 //! taken in groups whose packed weights stay in L1 ([`WEIGHT_BLOCK_BYTES`]), each group adding
-//! to every tile of the unit. The sums go to NCHW by 16×16 transposes, with the bias. Every output element is
-//! one tile's sum in a fixed order (input channels, then taps), whichever thread computes it.
+//! to every tile of the unit. The sums go to NCHW by 16×16 transposes, with the bias. Every
+//! output element is one tile's sum in a fixed order (input channels, then taps), whichever
+//! thread computes it.
 //!
 //! The input gradient of a stride-1 convolution is the same kernel: `dx = conv(dy, w')` with the
 //! weight flipped and its channel axes swapped ([`Conv2dGeometry::transposed`]).
@@ -25,7 +26,8 @@
 //! multiply-adds per output, whose output rows [`direct_kernels`] does not take, with at most
 //! [`MAX_OUT_PLANE`] pixels per map, batches that fill at least three quarters of their groups
 //! of eight images, and at least [`MIN_BLOCKS`] units of work (any stride, padding and
-//! dilation). Measured against im2col and PyTorch in docs/performance.md ("Small maps").
+//! dilation). Measured against im2col and PyTorch in docs/performance.md ("Small maps as tiles
+//! of eight images").
 
 use rayon::prelude::*;
 
@@ -87,7 +89,7 @@ pub(crate) fn forward(
     })
 }
 
-/// [`forward`] with the weight packed ([`pack_weight`]).
+/// [`forward`] with the weight packed ([`with_packed_weight`]).
 fn forward_packed(
     geo: &Conv2dGeometry,
     x: &[f32],
