@@ -27,6 +27,8 @@
 //!   RKD's angle term, in one pass forward and two backward.
 //! - [`channel_mean_of_powers`]: `mean_C(f^p)` at every pixel ([`channel_mean_kernels`]), the
 //!   attention maps of AT and FT, in one pass over the map each way.
+//! - [`max_pool2d`]: 2D max pooling with its gradient, the planes on all cores
+//!   ([`max_pool_kernels`]).
 //! - [`mse`] and [`smooth_l1`]: the mean squared and smooth-L1 distances of two tensors
 //!   ([`mean_distance_kernels`]) in one pass, their gradients in one more.
 //! - [`sgd_step`]: one step of SGD with momentum and weight decay on a parameter
@@ -100,6 +102,8 @@ mod gemm_product;
 pub mod gram_kernels;
 mod gram_ops;
 pub mod main_thread_pool;
+pub mod max_pool_kernels;
+mod max_pool_ops;
 pub mod mean_distance_kernels;
 mod mean_distance_ops;
 mod nt_product;
@@ -125,6 +129,7 @@ pub use elementwise_ops::{add, leaky_relu, relu};
 pub use freed_memory::{freed_memory_kept, keep_freed_memory};
 pub use gram_ops::gram;
 pub use main_thread_pool::{adopt_main_thread, MainThreadPoolError};
+pub use max_pool_ops::max_pool2d;
 pub use mean_distance_ops::{mse, smooth_l1};
 pub use pairwise_ops::unit_differences;
 pub use sgd_kernels::SgdScalars;

@@ -9,7 +9,7 @@ use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 pub use crate::batch_norm::{BatchNorm, BatchNormConfig};
 use crate::conv2d::conv2d;
 pub use crate::conv2d::Conv2d;
-pub use crate::elementwise::{add, leaky_relu, relu};
+pub use crate::elementwise::{add, leaky_relu, max_pool2d, relu};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{backend::Backend, s, Tensor};
 

@@ -17,7 +17,7 @@ use crate::batch_norm::BatchNorm;
 use burn::tensor::{backend::Backend, Tensor};
 
 use crate::layers::{
-    add, batch_norm, classifier, global_avg_pool, relu, ConvBn, ConvInit, LinearInit,
+    add, batch_norm, classifier, global_avg_pool, max_pool2d, relu, ConvBn, ConvInit, LinearInit,
     SquareConvConfig,
 };
 use crate::ModelOutput;
@@ -285,7 +285,7 @@ impl<B: Backend> Backbone<B> for ResNet<B> {
     fn forward(&self, input: Tensor<B, 4>) -> ModelOutput<B> {
         let mut hidden = self.bn1.forward_relu(self.conv1.forward(input)); // [batch, c0, h, w]
         if let Some(pool) = &self.maxpool {
-            hidden = pool.forward(hidden); // [batch, 64, h/4, w/4]
+            hidden = max_pool2d(pool, hidden); // [batch, 64, h/4, w/4]
         }
         let mut features = vec![hidden.clone()];
         let mut preact_features = vec![hidden.clone()];

@@ -10,7 +10,8 @@ use burn::tensor::{backend::Backend, Tensor};
 use crate::backbone::Backbone;
 use crate::key_rules::{KeyRules, NOT_A_KEY};
 use crate::layers::{
-    batch_norm, classifier, global_avg_pool, relu, ConvBn, ConvInit, LinearInit, SquareConvConfig,
+    batch_norm, classifier, global_avg_pool, max_pool2d, relu, ConvBn, ConvInit, LinearInit,
+    SquareConvConfig,
 };
 use crate::ModelOutput;
 
@@ -167,7 +168,7 @@ impl<B: Backend> Backbone<B> for Vgg<B> {
         for (index, block) in later_blocks.into_iter().enumerate() {
             // Pools before blocks 1, 2, 3 always; before block 4 only at 64×64 input.
             if index < 3 || input_height == 64 {
-                hidden = self.pool.forward(hidden);
+                hidden = max_pool2d(&self.pool, hidden);
             }
             let preact = run_block(block, hidden);
             hidden = relu(preact.clone());
