@@ -93,7 +93,10 @@ fn forward_typed<T: ConvFloat + Element>(
     let (in_plane, out_plane) = (height * width, out_h * out_w);
     let mut output = zeroed_vec::<T>(batch * channels * out_plane);
     let mut indices = vec![EMPTY; batch * channels * out_plane];
-    if out_plane > 0 {
+    if in_plane == 0 {
+        // Every window is empty: −∞, as a window of padding alone.
+        output.fill(T::neg_infinity());
+    } else if out_plane > 0 {
         output
             .par_chunks_mut(out_plane)
             .zip(indices.par_chunks_mut(out_plane))
@@ -290,6 +293,11 @@ mod tests {
             dilation: [2, 1],
         };
         check(spread(2 * 3 * 7 * 8, 2), [2, 3, 7, 8], asymmetric);
+        let empty = tensor_from(Vec::<f64>::new(), vec![2, 3, 0, 4]);
+        let (out, indices) = max_pool2d_with_indices(&empty, options(1, 1, 1, 1));
+        assert_eq!(out.layout().shape().to_vec(), vec![2, 3, 2, 6]);
+        assert!(out.storage::<f64>().iter().all(|&v| v == f64::NEG_INFINITY));
+        assert!(indices.iter().all(|&i| i == EMPTY));
     }
 
     /// Ties keep the first maximum, the last NaN wins, and a plane of −∞ still points into its
