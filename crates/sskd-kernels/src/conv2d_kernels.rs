@@ -36,6 +36,7 @@ use burn_std::{bf16, f16};
 use crate::conv_geometry::{
     as_f32, flipped_weight, from_f32, thread_count, Conv2dGeometry, ConvFloat,
 };
+use crate::direct_kernels::{with_packed_weight, Packing};
 use crate::flex_storage::{contiguous_as, tensor_from};
 use crate::float_cast::{cast_from_f32, cast_to_f32};
 use crate::gemm_product::{gemm, gemm_nt, sum_partials, MatRef};
@@ -376,7 +377,20 @@ pub(crate) fn conv2d_forward<T: ConvFloat>(
     out
 }
 
-/// [`direct_kernels::forward`] or [`small_map_kernels::forward`] where one applies (`f32`).
+/// A direct kernel's forward pass on a weight packed for it ([`with_packed_weight`]).
+type PackedForward = fn(&Conv2dGeometry, &[f32], &[f32], Option<&[f32]>) -> Vec<f32>;
+
+/// The direct kernel that computes the forward pass of `geo` on an AVX-512 CPU (an `f32` one):
+/// tiles of one row ([`direct_kernels`]) or, on maps whose rows are too short for them, tiles
+/// of eight images ([`small_map_kernels`]).
+fn direct_kernel(geo: &Conv2dGeometry) -> Option<PackedForward> {
+    if direct_kernels::applies(geo) {
+        return Some(direct_kernels::forward_packed);
+    }
+    small_map_kernels::applies(geo).then_some(small_map_kernels::forward_packed as PackedForward)
+}
+
+/// The forward pass by [`direct_kernel`] where one applies (`f32`).
 fn direct_forward<T: ConvFloat>(
     geo: &Conv2dGeometry,
     x: &[T],
@@ -388,26 +402,25 @@ fn direct_forward<T: ConvFloat>(
         Some(bias) => Some(as_f32(bias)?),
         None => None,
     };
-    if direct_kernels::applies(geo) {
-        return from_f32(direct_kernels::forward(geo, x, weight, bias));
-    }
-    if small_map_kernels::applies(geo) {
-        return from_f32(small_map_kernels::forward(geo, x, weight, bias));
-    }
-    None
+    let kernel = direct_kernel(geo)?;
+    let out = with_packed_weight(geo, weight, Packing::Forward, |geo, packed| {
+        kernel(geo, x, packed, bias)
+    });
+    from_f32(out)
 }
 
-/// [`direct_kernels::input_grad`] or [`small_map_kernels::input_grad`] where one applies
-/// (`f32`).
+/// The input gradient of a stride-1 convolution as the forward pass of its transposed
+/// convolution by [`direct_kernel`], where one applies (`f32`).
 fn direct_input_grad<T: ConvFloat>(geo: &Conv2dGeometry, weight: &[T], dy: &[T]) -> Option<Vec<T>> {
     let (weight, dy) = (as_f32(weight)?, as_f32(dy)?);
-    if direct_kernels::applies_to_input_grad(geo) {
-        return from_f32(direct_kernels::input_grad(geo, weight, dy));
+    if !geo.input_grad_is_a_convolution() {
+        return None;
     }
-    if small_map_kernels::applies_to_input_grad(geo) {
-        return from_f32(small_map_kernels::input_grad(geo, weight, dy));
-    }
-    None
+    let kernel = direct_kernel(&geo.transposed())?;
+    let dx = with_packed_weight(geo, weight, Packing::InputGrad, |back, packed| {
+        kernel(back, dy, packed, None)
+    });
+    from_f32(dx)
 }
 
 /// [`direct_weight_kernels::weight_grad`] where it applies (`f32`).
@@ -1002,7 +1015,9 @@ mod tests {
                 ConvOptions::new([1, 1], [2, 1], [2, 1], 1),
             ),
         ];
-        check_taken(input_grad_cases, small_map_kernels::applies_to_input_grad);
+        check_taken(input_grad_cases, |geo| {
+            geo.input_grad_is_a_convolution() && small_map_kernels::applies(&geo.transposed())
+        });
         // Too few images for a group of 8, too few multiply-adds per output, maps large enough
         // for GEMM's columns: im2col.
         for (x_shape, w_shape) in [
@@ -1013,6 +1028,37 @@ mod tests {
             let geo = Conv2dGeometry::new(&x_shape, &w_shape, &options(1, 1, 1));
             assert!(!small_map_kernels::applies(&geo), "{geo:?}");
             check_f32(x_shape, w_shape, options(1, 1, 1));
+        }
+    }
+
+    /// Each output element of the direct and small-map kernels is one tile's sum in a fixed
+    /// order: the bits of a forward pass and an input gradient do not depend on the number of
+    /// threads that share the tiles.
+    #[test]
+    fn direct_tiles_do_not_change_a_bit_with_the_threads() {
+        use crate::test_values::{on_threads, spread_f32};
+        type Applies = fn(&Conv2dGeometry) -> bool;
+        let kernels: [([usize; 4], Applies); 2] = [
+            ([4, 32, 9, 16], direct_kernels::applies),
+            ([32, 32, 4, 4], small_map_kernels::applies),
+        ];
+        for (x_shape, applies) in kernels {
+            let geo = Conv2dGeometry::new(&x_shape, &[64, 32, 3, 3], &options(1, 1, 1));
+            if crate::nt_product::available() {
+                assert!(applies(&geo) && applies(&geo.transposed()), "{geo:?}");
+            }
+            let x = spread_f32(geo.batch * geo.in_image(), 1);
+            let w = spread_f32(geo.c_out * geo.col_rows(), 2);
+            let dy = spread_f32(geo.batch * geo.out_image(), 3);
+            let run = |threads: usize| {
+                on_threads(threads, || {
+                    (
+                        conv2d_forward(&geo, &x, &w, None),
+                        conv2d_input_grad(&geo, &w, &dy),
+                    )
+                })
+            };
+            assert_eq!(run(1), run(3), "{geo:?}");
         }
     }
 

@@ -16,12 +16,12 @@
 //! The input gradient of a stride-1 convolution is the same kernel: `dx = conv(dy, w')` with the
 //! weight flipped and its two channel axes swapped, padded by `dilation · (K − 1) − pad`.
 //!
-//! Taken in `f32` on an AVX-512 CPU ([`applies`], [`applies_to_input_grad`]) for ungrouped
-//! convolutions with a multiple of 16 output channels, at least [`MIN_PRODUCT_DEPTH`]
-//! multiply-adds per output, a row stride of 1 or 2 and output rows that whole tiles cover
-//! with at most 1/7 of their pixels past the row's end (7, 8, 14, 16 … pixels wide, not 4 or
-//! 12), and at least [`MIN_BLOCKS`] blocks of output channels over the batch; the im2col/GEMM
-//! kernels otherwise. Measured against them in docs/performance.md ("Direct convolutions").
+//! Taken in `f32` on an AVX-512 CPU ([`applies`]; for an input gradient, to its transposed
+//! convolution) for ungrouped convolutions with a multiple of 16 output channels, at least
+//! [`MIN_PRODUCT_DEPTH`] multiply-adds per output, a row stride of 1 or 2 and output rows that
+//! whole tiles cover with at most 1/7 of their pixels past the row's end (7, 8, 14, 16 …
+//! pixels wide, not 4 or 12), and at least [`MIN_BLOCKS`] blocks of output channels over the
+//! batch; the im2col/GEMM kernels otherwise. Measured against them in docs/performance.md ("Direct convolutions").
 
 use rayon::prelude::*;
 
@@ -39,7 +39,8 @@ pub(crate) const TILE_PIXELS: usize = 8;
 /// it, writing each tile to NCHW (a transpose) outweighs the sums.
 pub(crate) const MIN_PRODUCT_DEPTH: usize = 64;
 
-/// Whether [`forward`] computes this convolution (an `f32` one: the caller checks the type).
+/// Whether [`forward_packed`] computes this convolution (an `f32` one: the caller checks the
+/// type).
 pub(crate) fn applies(geo: &Conv2dGeometry) -> bool {
     nt_product::available()
         && geo.groups == 1
@@ -72,34 +73,20 @@ pub(crate) fn channel_vectors(geo: &Conv2dGeometry) -> usize {
     }
 }
 
-/// Whether [`input_grad`] computes this convolution's input gradient (an `f32` one).
-pub(crate) fn applies_to_input_grad(geo: &Conv2dGeometry) -> bool {
-    geo.input_grad_is_a_convolution() && applies(&geo.transposed())
-}
-
-/// `out [B, O, OH, OW] = conv2d(x [B, C, H, W], w [O, C, KH, KW]) + bias [O]`.
+/// `out [B, O, OH, OW] = conv2d(x [B, C, H, W], w [O, C, KH, KW]) + bias [O]` with the weight
+/// packed for these tiles ([`with_packed_weight`]); the input gradient of a stride-1
+/// convolution is this pass of [`Conv2dGeometry::transposed`] on the flipped weight
+/// ([`Packing::InputGrad`]).
 ///
 /// # Panics
 /// If [`applies`] does not hold for `geo`.
-pub(crate) fn forward(
-    geo: &Conv2dGeometry,
-    x: &[f32],
-    weight: &[f32],
-    bias: Option<&[f32]>,
-) -> Vec<f32> {
-    assert!(applies(geo), "direct conv2d: unsupported geometry {geo:?}");
-    with_packed_weight(geo, weight, Packing::Forward, |geo, packed| {
-        forward_packed(geo, x, packed, bias)
-    })
-}
-
-/// [`forward`] with the weight packed ([`pack_weight`]).
-fn forward_packed(
+pub(crate) fn forward_packed(
     geo: &Conv2dGeometry,
     x: &[f32],
     packed: &[f32],
     bias: Option<&[f32]>,
 ) -> Vec<f32> {
+    assert!(applies(geo), "direct conv2d: unsupported geometry {geo:?}");
     let block = channel_vectors(geo);
     let mut out = zeroed_vec(geo.batch * geo.out_image());
     let block_len = block * LANES * geo.out_plane();
@@ -148,21 +135,6 @@ pub(crate) fn blocks_per_unit(groups: usize, blocks: usize) -> usize {
 
 /// Units of work per thread the direct kernels aim for (whole groups where there are enough).
 const UNITS_PER_THREAD: usize = 4;
-
-/// The input gradient of a stride-1 convolution, `dx [B, C, H, W]` from `dy [B, O, OH, OW]`:
-/// [`forward`] of [`Conv2dGeometry::transposed`] with the flipped, channel-swapped weight.
-///
-/// # Panics
-/// If [`applies_to_input_grad`] does not hold for `geo`.
-pub(crate) fn input_grad(geo: &Conv2dGeometry, weight: &[f32], dy: &[f32]) -> Vec<f32> {
-    assert!(
-        applies_to_input_grad(geo),
-        "direct conv2d: unsupported input gradient {geo:?}"
-    );
-    with_packed_weight(geo, weight, Packing::InputGrad, |back, packed| {
-        forward_packed(back, dy, packed, None)
-    })
-}
 
 /// What a packed weight serves: the convolution's forward pass, or its input gradient as the
 /// forward pass of [`Conv2dGeometry::transposed`].
@@ -592,7 +564,6 @@ pub(crate) unsafe fn tile_store<const NB: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_values::assert_thread_count_moves_no_bit;
     use burn_backend::ops::ConvOptions;
 
     fn geometry(x: [usize; 4], w: [usize; 4], padding: usize, dilation: usize) -> Conv2dGeometry {
@@ -619,18 +590,5 @@ mod tests {
             );
             assert_eq!((back.out_h, back.out_w), (geo.in_h, geo.in_w));
         }
-    }
-
-    /// Each output element is one tile's sum in a fixed order: the bits do not depend on the
-    /// number of threads that share the tiles.
-    #[test]
-    fn the_threads_do_not_change_a_bit() {
-        if !nt_product::available() {
-            return;
-        }
-        let geo = geometry([4, 32, 9, 16], [64, 32, 3, 3], 1, 1);
-        assert_thread_count_moves_no_bit(&geo, |x, w, dy| {
-            (forward(&geo, x, w, None), input_grad(&geo, w, dy))
-        });
     }
 }

@@ -2,9 +2,8 @@
 //! gradient scattered back through it, the planes on all cores.
 //!
 //! burn-flex 0.21 runs a 2D max pooling as a 3D one, generic scalar loops that bound-check every
-//! tap and write `i64` indices: 20 forward passes of a `[16, 64, 32, 32]` map, 2×2, took 120 ms
-//! on 2 threads where PyTorch took 56 (the 2-core build VM, 2026-12-06). Here each output plane's
-//! windows are clipped to the image once per output, and the argmax is a `u32` index into the
+//! tap and write `i64` indices (8.4 % of `head/vgg13/16`'s samples, docs/performance.md). Here
+//! each output's window is clipped to the image once, and the argmax is a `u32` index into the
 //! input plane.
 //!
 //! As PyTorch's CPU kernel (`cpu_max_pool`): a window starts from −∞ at its first element in

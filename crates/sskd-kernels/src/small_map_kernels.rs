@@ -21,10 +21,10 @@
 //! The input gradient of a stride-1 convolution is the same kernel: `dx = conv(dy, w')` with the
 //! weight flipped and its channel axes swapped ([`Conv2dGeometry::transposed`]).
 //!
-//! Taken in `f32` on an AVX-512 CPU ([`applies`], [`applies_to_input_grad`]) for ungrouped
-//! convolutions with a multiple of 16 output channels and at least [`MIN_PRODUCT_DEPTH`]
-//! multiply-adds per output, whose output rows [`direct_kernels`] does not take, with at most
-//! [`MAX_OUT_PLANE`] pixels per map, batches that fill at least three quarters of their groups
+//! Taken in `f32` on an AVX-512 CPU ([`applies`]; for an input gradient, to its transposed
+//! convolution) for ungrouped convolutions with a multiple of 16 output channels and at least
+//! [`MIN_PRODUCT_DEPTH`] multiply-adds per output, whose output rows [`direct_kernels`] does
+//! not take, with at most [`MAX_OUT_PLANE`] pixels per map, batches that fill at least three quarters of their groups
 //! of eight images, and at least [`MIN_BLOCKS`] units of work (any stride, padding and
 //! dilation). Measured against im2col and PyTorch in docs/performance.md ("Small maps as tiles
 //! of eight images").
@@ -33,8 +33,8 @@ use rayon::prelude::*;
 
 use crate::conv_geometry::Conv2dGeometry;
 use crate::direct_kernels::{
-    self, blocks_per_unit, channel_vectors, with_packed_weight, Packing, LANES, MIN_BLOCKS,
-    MIN_PRODUCT_DEPTH, TILE_PIXELS, WEIGHT_BLOCK_BYTES,
+    self, blocks_per_unit, channel_vectors, LANES, MIN_BLOCKS, MIN_PRODUCT_DEPTH, TILE_PIXELS,
+    WEIGHT_BLOCK_BYTES,
 };
 #[cfg(target_arch = "x86_64")]
 use crate::direct_kernels::{tile_start, tile_store};
@@ -51,7 +51,8 @@ const IMAGES: usize = TILE_PIXELS;
 /// columns enough for GEMM.
 const MAX_OUT_PLANE: usize = 64;
 
-/// Whether [`forward`] computes this convolution (an `f32` one: the caller checks the type).
+/// Whether [`forward_packed`] computes this convolution (an `f32` one: the caller checks the
+/// type).
 pub(crate) fn applies(geo: &Conv2dGeometry) -> bool {
     let groups = geo.batch.div_ceil(IMAGES);
     nt_product::available()
@@ -65,37 +66,22 @@ pub(crate) fn applies(geo: &Conv2dGeometry) -> bool {
         && groups * geo.c_out / (channel_vectors(geo) * LANES) >= MIN_BLOCKS
 }
 
-/// Whether [`input_grad`] computes this convolution's input gradient (an `f32` one).
-pub(crate) fn applies_to_input_grad(geo: &Conv2dGeometry) -> bool {
-    geo.input_grad_is_a_convolution() && applies(&geo.transposed())
-}
-
-/// `out [B, O, OH, OW] = conv2d(x [B, C, H, W], w [O, C, KH, KW]) + bias [O]`.
+/// `out [B, O, OH, OW] = conv2d(x [B, C, H, W], w [O, C, KH, KW]) + bias [O]` with the weight
+/// packed for these tiles (`direct_kernels::with_packed_weight`); the input gradient of a
+/// stride-1 convolution is this pass of [`Conv2dGeometry::transposed`] on the flipped weight.
 ///
 /// # Panics
 /// If [`applies`] does not hold for `geo`.
-pub(crate) fn forward(
+pub(crate) fn forward_packed(
     geo: &Conv2dGeometry,
     x: &[f32],
-    weight: &[f32],
+    packed: &[f32],
     bias: Option<&[f32]>,
 ) -> Vec<f32> {
     assert!(
         applies(geo),
         "small-map conv2d: unsupported geometry {geo:?}"
     );
-    with_packed_weight(geo, weight, Packing::Forward, |geo, packed| {
-        forward_packed(geo, x, packed, bias)
-    })
-}
-
-/// [`forward`] with the weight packed ([`with_packed_weight`]).
-fn forward_packed(
-    geo: &Conv2dGeometry,
-    x: &[f32],
-    packed: &[f32],
-    bias: Option<&[f32]>,
-) -> Vec<f32> {
     let lanes = channel_vectors(geo) * LANES;
     let groups = geo.batch.div_ceil(IMAGES);
     let group_len = geo.in_image() * IMAGES;
@@ -153,21 +139,6 @@ fn write_images(geo: &Conv2dGeometry, sums: &[f32], bias: Option<&[f32]>) -> Vec
             }
         });
     out
-}
-
-/// The input gradient of a stride-1 convolution, `dx [B, C, H, W]` from `dy [B, O, OH, OW]`:
-/// [`forward`] of [`Conv2dGeometry::transposed`] with the flipped, channel-swapped weight.
-///
-/// # Panics
-/// If [`applies_to_input_grad`] does not hold for `geo`.
-pub(crate) fn input_grad(geo: &Conv2dGeometry, weight: &[f32], dy: &[f32]) -> Vec<f32> {
-    assert!(
-        applies_to_input_grad(geo),
-        "small-map conv2d: unsupported input gradient {geo:?}"
-    );
-    with_packed_weight(geo, weight, Packing::InputGrad, |back, packed| {
-        forward_packed(back, dy, packed, None)
-    })
 }
 
 /// Writes `x [B, C, H, W]` into `out` as groups of [`IMAGES`] images interleaved pixel by pixel,
@@ -340,7 +311,6 @@ unsafe fn image_tile_sums<const NB: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_values::assert_thread_count_moves_no_bit;
     use burn_backend::ops::ConvOptions;
 
     fn geometry(x: [usize; 4], w: [usize; 4], stride: usize, padding: usize) -> Conv2dGeometry {
@@ -386,18 +356,5 @@ mod tests {
                 );
             }
         }
-    }
-
-    /// Each output element is one tile's sum in a fixed order: the bits do not depend on the
-    /// number of threads that share the tiles.
-    #[test]
-    fn the_threads_do_not_change_a_bit() {
-        if !nt_product::available() {
-            return;
-        }
-        let geo = geometry([32, 32, 4, 4], [64, 32, 3, 3], 1, 1);
-        assert_thread_count_moves_no_bit(&geo, |x, w, dy| {
-            (forward(&geo, x, w, None), input_grad(&geo, w, dy))
-        });
     }
 }

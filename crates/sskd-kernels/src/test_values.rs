@@ -22,16 +22,3 @@ pub(crate) fn on_threads<R: Send>(threads: usize, work: impl FnOnce() -> R + Sen
         .expect("a thread pool")
         .install(work)
 }
-
-/// Asserts that a convolution's forward pass and input gradient, `kernels(x, w, dy)` on spread
-/// values of `geo`'s shapes, give the same bits on 1 and 3 threads.
-pub(crate) fn assert_thread_count_moves_no_bit(
-    geo: &crate::conv_geometry::Conv2dGeometry,
-    kernels: impl Fn(&[f32], &[f32], &[f32]) -> (Vec<f32>, Vec<f32>) + Sync,
-) {
-    let x = spread_f32(geo.batch * geo.in_image(), 1);
-    let w = spread_f32(geo.c_out * geo.col_rows(), 2);
-    let dy = spread_f32(geo.batch * geo.out_image(), 3);
-    let run = |threads: usize| on_threads(threads, || kernels(&x, &w, &dy));
-    assert_eq!(run(1), run(3), "{geo:?}");
-}
