@@ -25,7 +25,7 @@ use burn_flex::FlexTensor;
 
 use crate::elementwise_kernels::{owned_contiguous, relu_backward, relu_of};
 use crate::flex_storage::{contiguous_as, tensor_from};
-use crate::parallel_chunks::{for_each_chunk, zeroed_vec, MIN_SLICE, PARALLEL_ELEMENTS};
+use crate::parallel_chunks::{for_each_chunk, vec_by_chunks, MIN_SLICE, PARALLEL_ELEMENTS};
 use crate::wide_vectors::with_avx512;
 
 /// What follows the normalisation inside the same pass.
@@ -224,12 +224,31 @@ fn for_each_row<T: Send>(
 ) {
     let rows_per_run = MIN_SLICE.div_ceil(len.max(1));
     for_each_chunk(out, rows_per_run * len, parallel, |run, rows| {
-        with_avx512(|| {
-            for (i, out_row) in rows.chunks_mut(len).enumerate() {
-                write(run * rows_per_run + i, out_row);
-            }
-        })
+        write_run(run * rows_per_run, rows, len, &write)
     });
+}
+
+/// A vector of `total` elements written as [`for_each_row`] writes rows.
+fn rows_by<T: NormFloat>(
+    total: usize,
+    len: usize,
+    parallel: bool,
+    write: impl Fn(usize, &mut [T]) + Sync + Send,
+) -> Vec<T> {
+    let rows_per_run = MIN_SLICE.div_ceil(len.max(1));
+    vec_by_chunks(total, rows_per_run * len, parallel, |run, rows| {
+        write_run(run * rows_per_run, rows, len, &write)
+    })
+}
+
+/// `write(row, out_row)` for the rows of a run, `first_row` its first, compiled for AVX-512
+/// where the CPU has it.
+fn write_run<T>(first_row: usize, rows: &mut [T], len: usize, write: &impl Fn(usize, &mut [T])) {
+    with_avx512(|| {
+        for (i, out_row) in rows.chunks_mut(len).enumerate() {
+            write(first_row + i, out_row);
+        }
+    })
 }
 
 fn forward_typed<T: NormFloat>(
@@ -271,8 +290,7 @@ fn forward_typed<T: NormFloat>(
         .map(|c| T::from_f64(gamma[c].to_f64() * inv_std[c]))
         .collect();
     let mean_t: Vec<T> = stats.iter().map(|&(mean, _)| T::from_f64(mean)).collect();
-    let mut output = zeroed_vec::<T>(data.len());
-    for_each_row(&mut output, len, parallel, |row, out| {
+    let output = rows_by(data.len(), len, parallel, |row, out: &mut [T]| {
         let c = row % channels;
         let (mean, scale, shift) = (mean_t[c].to_f64(), scale[c].to_f64(), beta[c].to_f64());
         for (o, &v) in out.iter_mut().zip(&data[row * len..(row + 1) * len]) {
@@ -398,9 +416,8 @@ fn inference_typed<T: NormFloat>(
         scale.len(),
         shift.len()
     );
-    let mut output = zeroed_vec::<T>(data.len());
     let parallel = data.len() >= PARALLEL_ELEMENTS;
-    for_each_row(&mut output, len, parallel, |row, out| {
+    let output = rows_by(data.len(), len, parallel, |row, out: &mut [T]| {
         let (s, t) = (scale[row % channels], shift[row % channels]);
         for (o, &v) in out.iter_mut().zip(&data[row * len..(row + 1) * len]) {
             *o = activation.apply(v * s + t);

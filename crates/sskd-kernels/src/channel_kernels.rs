@@ -12,9 +12,8 @@
 use burn_backend::DType;
 use burn_flex::{FlexTensor, Layout};
 use burn_std::{Bytes, Shape};
-use rayon::prelude::*;
 
-use crate::parallel_chunks::zeroed_vec;
+use crate::parallel_chunks::vec_by_chunks;
 
 /// A 4-D tensor's storage read as `[batch, channels]` planes of `h · w` contiguous elements.
 struct Planes<'a, E> {
@@ -107,18 +106,17 @@ fn gather_typed<E: bytemuck::Pod + Send + Sync>(
     source: &(dyn Fn(usize) -> (usize, usize) + Sync),
 ) -> Bytes {
     let views: Vec<Planes<'_, E>> = inputs.iter().map(Planes::of).collect();
-    let mut out = zeroed_vec(batch * channels * plane);
-    let image_len = channels * plane;
-    if image_len > 0 {
-        out.par_chunks_mut(image_len)
-            .enumerate()
-            .for_each(|(image, out_image)| {
-                for (j, dst) in out_image.chunks_exact_mut(plane.max(1)).enumerate() {
-                    let (input, channel) = source(j);
-                    dst.copy_from_slice(views[input].plane(image, channel));
-                }
-            });
-    }
+    let out = vec_by_chunks(
+        batch * channels * plane,
+        channels * plane,
+        true,
+        |image, out_image| {
+            for (j, dst) in out_image.chunks_exact_mut(plane.max(1)).enumerate() {
+                let (input, channel) = source(j);
+                dst.copy_from_slice(views[input].plane(image, channel));
+            }
+        },
+    );
     Bytes::from_elems(out)
 }
 

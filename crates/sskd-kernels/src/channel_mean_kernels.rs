@@ -16,7 +16,7 @@ use burn_flex::FlexTensor;
 
 use crate::conv_geometry::ConvFloat;
 use crate::flex_storage::{contiguous_as, tensor_from};
-use crate::parallel_chunks::{for_each_chunk, zeroed_vec, PARALLEL_ELEMENTS};
+use crate::parallel_chunks::{vec_by_chunks, PARALLEL_ELEMENTS};
 
 /// Whether the kernels of this module handle tensors of `dtype`.
 pub fn supports(dtype: DType) -> bool {
@@ -65,9 +65,8 @@ fn forward_typed<T: ConvFloat + Element>(features: &FlexTensor, p: f64) -> FlexT
     let data = features.storage::<T>();
     let p = T::from(p).expect("the exponent fits the float type");
     let count = T::from(channels).expect("a channel count is a float");
-    let mut means = zeroed_vec::<T>(batch * pixels);
     let parallel = data.len() >= PARALLEL_ELEMENTS;
-    for_each_chunk(&mut means, pixels, parallel, |b, mean| {
+    let means = vec_by_chunks(batch * pixels, pixels, parallel, |b, mean: &mut [T]| {
         let image = &data[b * channels * pixels..][..channels * pixels];
         for plane in image.chunks_exact(pixels) {
             for (m, &x) in mean.iter_mut().zip(plane) {
@@ -95,20 +94,24 @@ fn backward_typed<T: ConvFloat + Element>(
     );
     let p = T::from(p).expect("the exponent fits the float type");
     let count = T::from(channels).expect("a channel count is a float");
-    let mut grad = zeroed_vec::<T>(data.len());
     let parallel = data.len() >= PARALLEL_ELEMENTS;
-    for_each_chunk(&mut grad, channels * pixels, parallel, |b, grad_image| {
-        let image = &data[b * channels * pixels..][..channels * pixels];
-        let mean_grad = &means_grad[b * pixels..][..pixels];
-        let planes = grad_image
-            .chunks_exact_mut(pixels)
-            .zip(image.chunks_exact(pixels));
-        for (grad_plane, plane) in planes {
-            for ((g, &x), &m) in grad_plane.iter_mut().zip(plane).zip(mean_grad) {
-                *g = m * power_slope(x, p) / count;
+    let grad = vec_by_chunks(
+        data.len(),
+        channels * pixels,
+        parallel,
+        |b, grad_image: &mut [T]| {
+            let image = &data[b * channels * pixels..][..channels * pixels];
+            let mean_grad = &means_grad[b * pixels..][..pixels];
+            let planes = grad_image
+                .chunks_exact_mut(pixels)
+                .zip(image.chunks_exact(pixels));
+            for (grad_plane, plane) in planes {
+                for ((g, &x), &m) in grad_plane.iter_mut().zip(plane).zip(mean_grad) {
+                    *g = m * power_slope(x, p) / count;
+                }
             }
-        }
-    });
+        },
+    );
     tensor_from(grad, shape)
 }
 

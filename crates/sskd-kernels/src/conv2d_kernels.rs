@@ -40,7 +40,7 @@ use crate::direct_kernels::{with_packed_weight, Packing};
 use crate::flex_storage::{contiguous_as, tensor_from};
 use crate::float_cast::{cast_from_f32, cast_to_f32};
 use crate::gemm_product::{gemm, gemm_nt, sum_partials, MatRef};
-use crate::parallel_chunks::{for_each_chunk, zeroed_vec};
+use crate::parallel_chunks::vec_by_chunks;
 use crate::{
     depthwise_kernels, direct_kernels, direct_weight_kernels, pointwise_kernels, small_map_kernels,
 };
@@ -321,14 +321,10 @@ pub(crate) fn conv2d_forward<T: ConvFloat>(
     if let Some(out) = direct_forward(geo, x, weight, bias) {
         return out;
     }
-    let mut out = zeroed_vec(geo.batch * geo.out_image());
-    if out.is_empty() {
-        return out;
-    }
     let (m, k) = (geo.out_per_group(), geo.col_rows());
     let chunk = geo.images_per_chunk();
-    for_each_chunk(
-        &mut out,
+    vec_by_chunks(
+        geo.batch * geo.out_image(),
         chunk * geo.out_image(),
         geo.chunks_in_parallel(),
         |index, out_chunk| {
@@ -373,8 +369,7 @@ pub(crate) fn conv2d_forward<T: ConvFloat>(
                 }
             })
         },
-    );
-    out
+    )
 }
 
 /// A direct kernel's forward pass on a weight packed for it ([`with_packed_weight`]).
@@ -465,11 +460,10 @@ pub(crate) fn conv2d_input_grad<T: ConvFloat>(
     if input_grad_as_forward(geo) {
         return conv2d_forward(&geo.transposed(), dy, &flipped_weight(geo, weight), None);
     }
-    let mut dx = zeroed_vec(geo.batch * geo.in_image());
     let (m, k) = (geo.col_rows(), geo.out_per_group());
     let chunk = geo.images_per_chunk();
-    for_each_chunk(
-        &mut dx,
+    vec_by_chunks(
+        geo.batch * geo.in_image(),
         chunk * geo.in_image(),
         geo.chunks_in_parallel(),
         |index, dx_chunk| {
@@ -496,8 +490,7 @@ pub(crate) fn conv2d_input_grad<T: ConvFloat>(
                 }
             })
         },
-    );
-    dx
+    )
 }
 
 /// The gradient of [`conv2d_forward`] with respect to its weight: `dw [O, C/g, KH, KW]` from
@@ -520,9 +513,8 @@ pub(crate) fn conv2d_weight_grad<T: ConvFloat>(geo: &Conv2dGeometry, x: &[T], dy
     let chunk = geo.images_per_chunk();
     let chunks = geo.batch.div_ceil(chunk);
     let slices = thread_count().min(chunks);
-    let mut partials = vec![T::zero(); slices * weight_len];
     // Slice `s` sums the chunks `s·C/S .. (s+1)·C/S` of the batch into partial sum `s`.
-    for_each_chunk(&mut partials, weight_len, slices > 1, |slice, dw| {
+    let partials = vec_by_chunks(slices * weight_len, weight_len, slices > 1, |slice, dw| {
         with_scratch::<T, _>(geo, |scratch| {
             let chunk_range = slice * chunks / slices..(slice + 1) * chunks / slices;
             for (step, c) in chunk_range.enumerate() {

@@ -17,10 +17,8 @@
 //! Results depend only on the shapes, never on the thread count: planes are independent, and
 //! each filter's weight gradient sums the batch in order.
 
-use rayon::prelude::*;
-
 use crate::conv_geometry::{Conv2dGeometry, ConvFloat};
-use crate::parallel_chunks::zeroed_vec;
+use crate::parallel_chunks::vec_by_chunks_with;
 
 /// Whether these kernels compute `geo`: any depthwise convolution with an output.
 pub(crate) fn applies(geo: &Conv2dGeometry) -> bool {
@@ -147,18 +145,22 @@ fn dot<T: ConvFloat>(a: &[T], b: &[T]) -> T {
     lanes.iter().copied().sum::<T>() + tail
 }
 
-/// Runs `work(index, chunk)` over `chunk_len`-sized chunks of `data` in parallel, each worker
-/// with two zeroed scratch planes of `scratch_len` elements it keeps across its chunks.
-fn for_each_plane<T: ConvFloat>(
-    data: &mut [T],
+/// A vector of `len` elements written by `work(index, chunk, first, second)` over its
+/// `chunk_len`-sized chunks (each zero-filled first) in parallel, each worker with two zeroed
+/// scratch planes of `scratch_len` elements it keeps across its chunks.
+fn planes_by<T: ConvFloat>(
+    len: usize,
     chunk_len: usize,
     scratch_len: usize,
     work: impl Fn(usize, &mut [T], &mut [T], &mut [T]) + Sync + Send,
-) {
-    data.par_chunks_mut(chunk_len).enumerate().for_each_init(
+) -> Vec<T> {
+    vec_by_chunks_with(
+        len,
+        chunk_len,
+        true,
         || (vec![T::zero(); scratch_len], vec![T::zero(); scratch_len]),
-        |(first, second), (index, chunk)| work(index, chunk, first, second),
-    );
+        |(first, second), index, chunk| work(index, chunk, first, second),
+    )
 }
 
 /// The forward pass: `out [B, O, OH, OW]` from `x [B, C, H, W]`, `weight [O, 1, KH, KW]` and
@@ -171,9 +173,8 @@ pub(crate) fn forward<T: ConvFloat>(
 ) -> Vec<T> {
     let wide = Wide::new(geo);
     let (taps, multiplier) = (geo.k_h * geo.k_w, geo.out_per_group());
-    let mut out = zeroed_vec(geo.batch * geo.out_image());
-    for_each_plane(
-        &mut out,
+    planes_by(
+        geo.batch * geo.out_image(),
         geo.out_plane(),
         wide.padded_len,
         |index, out_plane, padded, acc| {
@@ -190,17 +191,15 @@ pub(crate) fn forward<T: ConvFloat>(
                 dst.copy_from_slice(&acc[oh * wide.row..][..geo.out_w]);
             }
         },
-    );
-    out
+    )
 }
 
 /// The input gradient: `dx [B, C, H, W]` from `weight [O, 1, KH, KW]` and `dy [B, O, OH, OW]`.
 pub(crate) fn input_grad<T: ConvFloat>(geo: &Conv2dGeometry, weight: &[T], dy: &[T]) -> Vec<T> {
     let wide = Wide::new(geo);
     let (taps, multiplier) = (geo.k_h * geo.k_w, geo.out_per_group());
-    let mut dx = zeroed_vec(geo.batch * geo.in_image());
-    for_each_plane(
-        &mut dx,
+    planes_by(
+        geo.batch * geo.in_image(),
         geo.in_plane(),
         wide.padded_len,
         |index, dx_plane, dx_padded, dy_wide| {
@@ -219,8 +218,7 @@ pub(crate) fn input_grad<T: ConvFloat>(geo: &Conv2dGeometry, weight: &[T], dy: &
             }
             wide.crop_input(geo, dx_padded, dx_plane);
         },
-    );
-    dx
+    )
 }
 
 /// The weight gradient: `dw [O, 1, KH, KW]` from `x [B, C, H, W]` and `dy [B, O, OH, OW]`, the
@@ -228,9 +226,8 @@ pub(crate) fn input_grad<T: ConvFloat>(geo: &Conv2dGeometry, weight: &[T], dy: &
 pub(crate) fn weight_grad<T: ConvFloat>(geo: &Conv2dGeometry, x: &[T], dy: &[T]) -> Vec<T> {
     let wide = Wide::new(geo);
     let (taps, multiplier) = (geo.k_h * geo.k_w, geo.out_per_group());
-    let mut dw = vec![T::zero(); geo.c_out * taps];
-    for_each_plane(
-        &mut dw,
+    planes_by(
+        geo.c_out * taps,
         taps,
         wide.padded_len,
         |o, dw_taps, padded, dy_wide| {
@@ -247,6 +244,5 @@ pub(crate) fn weight_grad<T: ConvFloat>(geo: &Conv2dGeometry, x: &[T], dy: &[T])
                 }
             }
         },
-    );
-    dw
+    )
 }

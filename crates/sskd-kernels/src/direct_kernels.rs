@@ -27,7 +27,7 @@ use rayon::prelude::*;
 
 use crate::conv_geometry::{thread_count, Conv2dGeometry};
 use crate::nt_product;
-use crate::parallel_chunks::{for_each_chunk, zeroed_vec};
+use crate::parallel_chunks::vec_by_chunks;
 use crate::reused_buffers::with_reused_buffer;
 use crate::transpose::transpose;
 
@@ -88,13 +88,12 @@ pub(crate) fn forward_packed(
 ) -> Vec<f32> {
     assert!(applies(geo), "direct conv2d: unsupported geometry {geo:?}");
     let block = channel_vectors(geo);
-    let mut out = zeroed_vec(geo.batch * geo.out_image());
     let block_len = block * LANES * geo.out_plane();
     let blocks_per_image = geo.c_out / (block * LANES);
     let blocks_per_unit = blocks_per_unit(geo.batch, blocks_per_image);
     // A unit is one image's run of blocks: its padded copy is made once for all of them.
-    for_each_chunk(
-        &mut out,
+    vec_by_chunks(
+        geo.batch * geo.out_image(),
         blocks_per_unit * block_len,
         true,
         |index, out_unit| {
@@ -117,8 +116,7 @@ pub(crate) fn forward_packed(
                 }
             });
         },
-    );
-    out
+    )
 }
 
 /// Blocks per unit of work when each of `groups` groups (images, slices of the batch) holds

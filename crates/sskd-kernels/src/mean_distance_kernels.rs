@@ -22,7 +22,7 @@ use rayon::prelude::*;
 use crate::conv_geometry::ConvFloat;
 use crate::elementwise_kernels::same_shape;
 use crate::flex_storage::{contiguous_as, tensor_from};
-use crate::parallel_chunks::{for_each_chunk, zeroed_vec, MIN_SLICE, PARALLEL_ELEMENTS};
+use crate::parallel_chunks::{vec_by_chunks, MIN_SLICE, PARALLEL_ELEMENTS};
 
 /// Whether the kernels of this module handle tensors of `dtype`.
 pub fn supports(dtype: DType) -> bool {
@@ -109,9 +109,8 @@ fn backward_typed<T: ConvFloat + Element>(
     let (input, target) = (input.storage::<T>(), target.storage::<T>());
     let count = T::from(input.len()).expect("an element count is a float");
     let scale = grad.storage::<T>()[0] / count;
-    let mut input_grad = zeroed_vec::<T>(input.len());
     let parallel = input.len() >= PARALLEL_ELEMENTS;
-    for_each_chunk(&mut input_grad, MIN_SLICE, parallel, |slice, part| {
+    let input_grad = vec_by_chunks(input.len(), MIN_SLICE, parallel, |slice, part| {
         let start = slice * MIN_SLICE;
         let pairs = input[start..].iter().zip(&target[start..]);
         for (d, (&a, &b)) in part.iter_mut().zip(pairs) {

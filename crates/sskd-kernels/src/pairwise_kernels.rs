@@ -19,7 +19,7 @@ use burn_flex::FlexTensor;
 
 use crate::conv_geometry::ConvFloat;
 use crate::flex_storage::{contiguous_as, tensor_from};
-use crate::parallel_chunks::{for_each_chunk, zeroed_vec, PARALLEL_ELEMENTS};
+use crate::parallel_chunks::{for_each_chunk, vec_by_chunks, zeroed_vec, PARALLEL_ELEMENTS};
 
 /// Whether the kernels of this module handle tensors of `dtype`.
 pub fn supports(dtype: DType) -> bool {
@@ -120,8 +120,7 @@ fn backward_typed<T: ConvFloat + Element>(
     let eps = T::from(eps).expect("eps fits the float type");
     let parallel = in_parallel(units.len());
     // d̄[i, j] = (ū − u·⟨u, ū⟩) / n, or ū / eps where the norm was clamped.
-    let mut difference_grads = zeroed_vec::<T>(units.len());
-    for_each_chunk(&mut difference_grads, columns, parallel, |pair, grad| {
+    let difference_grads = vec_by_chunks(units.len(), columns, parallel, |pair, grad| {
         let unit = &units[pair * columns..][..columns];
         let unit_grad = &units_grad[pair * columns..][..columns];
         let norm = norms[pair];
@@ -138,8 +137,7 @@ fn backward_typed<T: ConvFloat + Element>(
     });
     // x̄_m = Σ_i d̄[i, m] − Σ_j d̄[m, j]: `x_m` is the far end of the first, the anchor of the
     // second.
-    let mut input_grad = zeroed_vec::<T>(rows * columns);
-    for_each_chunk(&mut input_grad, columns, parallel, |m, grad| {
+    let input_grad = vec_by_chunks(rows * columns, columns, parallel, |m, grad: &mut [T]| {
         for i in 0..rows {
             let far_end = &difference_grads[(i * rows + m) * columns..][..columns];
             grad.iter_mut().zip(far_end).for_each(|(g, &d)| *g = *g + d);

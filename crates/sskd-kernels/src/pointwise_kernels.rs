@@ -15,7 +15,7 @@
 
 use crate::conv_geometry::{thread_count, Conv2dGeometry, ConvFloat};
 use crate::gemm_product::{gemm, sum_partials, MatRef};
-use crate::parallel_chunks::{for_each_chunk, zeroed_vec};
+use crate::parallel_chunks::vec_by_chunks;
 
 /// The smallest `H·W` for which per-image products beat gathering several images into one.
 const MIN_PLANE: usize = 64;
@@ -47,9 +47,9 @@ pub(crate) fn forward<T: ConvFloat>(
     bias: Option<&[T]>,
 ) -> Vec<T> {
     let (m, k, plane) = (geo.out_per_group(), geo.in_per_group(), geo.out_plane());
-    let mut out = zeroed_vec(geo.batch * geo.out_image());
     let (parallel, parallelism) = image_parallelism(geo.batch);
-    for_each_chunk(&mut out, geo.out_image(), parallel, |b, out_image| {
+    let out_len = geo.batch * geo.out_image();
+    vec_by_chunks(out_len, geo.out_image(), parallel, |b, out_image| {
         let x_image = &x[b * geo.in_image()..][..geo.in_image()];
         for g in 0..geo.groups {
             gemm(
@@ -66,16 +66,15 @@ pub(crate) fn forward<T: ConvFloat>(
                 channel.iter_mut().for_each(|v| *v = *v + b);
             }
         }
-    });
-    out
+    })
 }
 
 /// The input gradient: `dx [B, C, H, W]` from `weight [O, C/g, 1, 1]` and `dy [B, O, H, W]`.
 pub(crate) fn input_grad<T: ConvFloat>(geo: &Conv2dGeometry, weight: &[T], dy: &[T]) -> Vec<T> {
     let (m, k, plane) = (geo.in_per_group(), geo.out_per_group(), geo.out_plane());
-    let mut dx = zeroed_vec(geo.batch * geo.in_image());
     let (parallel, parallelism) = image_parallelism(geo.batch);
-    for_each_chunk(&mut dx, geo.in_image(), parallel, |b, dx_image| {
+    let dx_len = geo.batch * geo.in_image();
+    vec_by_chunks(dx_len, geo.in_image(), parallel, |b, dx_image| {
         let dy_image = &dy[b * geo.out_image()..][..geo.out_image()];
         for g in 0..geo.groups {
             gemm(
@@ -87,8 +86,7 @@ pub(crate) fn input_grad<T: ConvFloat>(geo: &Conv2dGeometry, weight: &[T], dy: &
                 parallelism,
             );
         }
-    });
-    dx
+    })
 }
 
 /// The weight gradient: `dw [O, C/g, 1, 1]` from `x [B, C, H, W]` and `dy [B, O, H, W]`.
@@ -100,9 +98,8 @@ pub(crate) fn weight_grad<T: ConvFloat>(geo: &Conv2dGeometry, x: &[T], dy: &[T])
         1 => gemm::Parallelism::Rayon(0),
         _ => gemm::Parallelism::None,
     };
-    let mut partials = vec![T::zero(); slices * weight_len];
     // Slice `s` sums images `s·B/S .. (s+1)·B/S` into partial sum `s`.
-    for_each_chunk(&mut partials, weight_len, slices > 1, |slice, dw| {
+    let partials = vec_by_chunks(slices * weight_len, weight_len, slices > 1, |slice, dw| {
         let images = slice * geo.batch / slices..(slice + 1) * geo.batch / slices;
         for (step, b) in images.enumerate() {
             let x_image = &x[b * geo.in_image()..][..geo.in_image()];

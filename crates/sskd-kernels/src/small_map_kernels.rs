@@ -39,7 +39,7 @@ use crate::direct_kernels::{
 #[cfg(target_arch = "x86_64")]
 use crate::direct_kernels::{tile_start, tile_store};
 use crate::nt_product;
-use crate::parallel_chunks::{for_each_chunk, zeroed_vec};
+use crate::parallel_chunks::{for_each_chunk, vec_by_chunks};
 use crate::reused_buffers::with_reused_buffer;
 use crate::transpose::transpose;
 
@@ -126,19 +126,16 @@ fn write_images(geo: &Conv2dGeometry, sums: &[f32], bias: Option<&[f32]>) -> Vec
     let lanes = channel_vectors(geo) * LANES;
     let groups = geo.batch.div_ceil(IMAGES);
     let block_len = IMAGES * geo.out_plane() * lanes;
-    let mut out = zeroed_vec(geo.batch * geo.out_image());
     let plane = geo.out_plane();
-    out.par_chunks_mut(geo.out_image())
-        .enumerate()
-        .for_each(|(b, out_image)| {
-            let (group, image) = (b / IMAGES, b % IMAGES);
-            for (block, out_block) in out_image.chunks_exact_mut(lanes * plane).enumerate() {
-                let from = &sums[(block * groups + group) * block_len + image * plane * lanes..];
-                let bias = bias.map(|b| &b[block * lanes..][..lanes]);
-                transpose(from, plane, lanes, out_block, bias);
-            }
-        });
-    out
+    let out_len = geo.batch * geo.out_image();
+    vec_by_chunks(out_len, geo.out_image(), true, |b, out_image| {
+        let (group, image) = (b / IMAGES, b % IMAGES);
+        for (block, out_block) in out_image.chunks_exact_mut(lanes * plane).enumerate() {
+            let from = &sums[(block * groups + group) * block_len + image * plane * lanes..];
+            let bias = bias.map(|b| &b[block * lanes..][..lanes]);
+            transpose(from, plane, lanes, out_block, bias);
+        }
+    })
 }
 
 /// Writes `x [B, C, H, W]` into `out` as groups of [`IMAGES`] images interleaved pixel by pixel,
