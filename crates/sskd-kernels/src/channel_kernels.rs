@@ -125,6 +125,16 @@ fn gather_typed<E: bytemuck::Pod + Send + Sync>(
 /// # Panics
 /// If the tensors are not 4-D, disagree in batch, height, width or dtype.
 pub fn cat_channels(first: &FlexTensor, second: &FlexTensor) -> FlexTensor {
+    cat_channels_shuffled(first, second, 1)
+}
+
+/// [`channel_shuffle`]`(`[`cat_channels`]`(first, second), groups)` in one copy (ShuffleNetV2's
+/// units end so): `[batch, c1 + c2, h, w]`, contiguous.
+///
+/// # Panics
+/// If the tensors are not 4-D, disagree in batch, height, width or dtype, or `groups` is 0 or
+/// does not divide `c1 + c2`.
+pub fn cat_channels_shuffled(first: &FlexTensor, second: &FlexTensor, groups: usize) -> FlexTensor {
     let [batch, c1, h, w] = dims_of(first);
     let [batch2, c2, h2, w2] = dims_of(second);
     assert!(
@@ -133,7 +143,11 @@ pub fn cat_channels(first: &FlexTensor, second: &FlexTensor) -> FlexTensor {
         first.dtype(),
         second.dtype()
     );
-    let source = move |j: usize| if j < c1 { (0, j) } else { (1, j - c1) };
+    let shuffle = Shuffle::new(c1 + c2, groups);
+    let source = move |j: usize| match shuffle.source(j) {
+        s if s < c1 => (0, s),
+        s => (1, s - c1),
+    };
     gather_planes(
         &[first.clone(), second.clone()],
         [batch, c1 + c2, h, w],
@@ -144,14 +158,63 @@ pub fn cat_channels(first: &FlexTensor, second: &FlexTensor) -> FlexTensor {
 /// Channels `[start, start + len)` of `tensor` (`[batch, channels, h, w]`), contiguous: the
 /// gradient of one part of [`cat_channels`].
 pub fn narrow_channels(tensor: &FlexTensor, start: usize, len: usize) -> FlexTensor {
-    let [batch, channels, h, w] = dims_of(tensor);
+    unshuffled_channels(tensor, start, len, 1)
+}
+
+/// Channels `[start, start + len)` of the tensor whose shuffle in `groups` groups is `shuffled`
+/// (`[batch, channels, h, w]`), contiguous: the gradient of one part of
+/// [`cat_channels_shuffled`].
+///
+/// # Panics
+/// If the channels are out of range, or `groups` is 0 or does not divide them.
+pub fn unshuffled_channels(
+    shuffled: &FlexTensor,
+    start: usize,
+    len: usize,
+    groups: usize,
+) -> FlexTensor {
+    let [batch, channels, h, w] = dims_of(shuffled);
     assert!(
         start + len <= channels,
         "narrow_channels: channels {start}..{} of {channels}",
         start + len
     );
-    let source = move |j: usize| (0, start + j);
-    gather_planes(std::slice::from_ref(tensor), [batch, len, h, w], &source)
+    let shuffle = Shuffle::new(channels, groups);
+    let source = move |j: usize| (0, shuffle.position(start + j));
+    gather_planes(std::slice::from_ref(shuffled), [batch, len, h, w], &source)
+}
+
+/// ShuffleNet's channel shuffle of `channels` channels in `groups` groups, as a permutation.
+#[derive(Clone, Copy, Debug)]
+struct Shuffle {
+    groups: usize,
+    per_group: usize,
+}
+
+impl Shuffle {
+    /// # Panics
+    /// If `groups` is 0 or does not divide `channels`.
+    fn new(channels: usize, groups: usize) -> Self {
+        assert!(
+            groups > 0 && channels.is_multiple_of(groups),
+            "channel_shuffle: {channels} channels in {groups} groups"
+        );
+        Self {
+            groups,
+            per_group: channels / groups,
+        }
+    }
+
+    /// The input channel that output channel `j` holds: `k · channels/groups + i` for
+    /// `j = i · groups + k`.
+    fn source(self, j: usize) -> usize {
+        (j % self.groups) * self.per_group + j / self.groups
+    }
+
+    /// The output channel that input channel `s` goes to (the inverse of [`Shuffle::source`]).
+    fn position(self, s: usize) -> usize {
+        (s % self.per_group) * self.groups + s / self.per_group
+    }
 }
 
 /// ShuffleNet's channel shuffle of `tensor` (`[batch, channels, h, w]`) in `groups` groups:
@@ -163,13 +226,8 @@ pub fn narrow_channels(tensor: &FlexTensor, start: usize, len: usize) -> FlexTen
 /// If `groups` is 0 or does not divide the channels.
 pub fn channel_shuffle(tensor: &FlexTensor, groups: usize) -> FlexTensor {
     let dims = dims_of(tensor);
-    let channels = dims[1];
-    assert!(
-        groups > 0 && channels.is_multiple_of(groups),
-        "channel_shuffle: {channels} channels in {groups} groups"
-    );
-    let per_group = channels / groups;
-    let source = move |j: usize| (0, (j % groups) * per_group + j / groups);
+    let shuffle = Shuffle::new(dims[1], groups);
+    let source = move |j: usize| (0, shuffle.source(j));
     gather_planes(std::slice::from_ref(tensor), dims, &source)
 }
 
@@ -230,6 +288,22 @@ mod tests {
             values(part.to_contiguous())
         );
         assert_eq!(values(narrow_channels(&joined, 3, 2)), values(other));
+    }
+
+    #[test]
+    fn a_shuffled_cat_is_the_shuffle_of_the_cat_and_its_parts_come_back() {
+        let (first, second) = (tensor([2, 4, 1, 3]), tensor([2, 2, 1, 3]).narrow(1, 0, 2));
+        for groups in [1, 2, 3, 6] {
+            let fused = cat_channels_shuffled(&first, &second, groups);
+            let composed = channel_shuffle(&cat_channels(&first, &second), groups);
+            assert_eq!(values(fused.clone()), values(composed), "{groups} groups");
+            let parts = (
+                unshuffled_channels(&fused, 0, 4, groups),
+                unshuffled_channels(&fused, 4, 2, groups),
+            );
+            assert_eq!(values(parts.0), values(first.clone()), "{groups} groups");
+            assert_eq!(values(parts.1), values(second.clone()), "{groups} groups");
+        }
     }
 
     #[test]

@@ -65,19 +65,40 @@ pub fn channel_shuffle<B: Backend>(x: Tensor<B, 4>, groups: usize) -> Tensor<B, 
 /// # Panics
 /// If batch, height or width disagree.
 pub fn cat_channels<B: Backend>(first: Tensor<B, 4>, second: Tensor<B, 4>) -> Tensor<B, 4> {
+    cat_channels_shuffled(first, second, 1)
+}
+
+/// [`channel_shuffle`]`(`[`cat_channels`]`(first, second), groups)`, as ShuffleNetV2's units
+/// end.
+///
+/// On `Autodiff<Flex>` and `Flex` one copy of whole planes, and each gradient one copy back
+/// (contiguous); elsewhere Burn's concatenation and shuffle.
+///
+/// # Shapes
+/// - first `[batch, c1, h, w]`, second `[batch, c2, h, w]`, output `[batch, c1 + c2, h, w]`
+///
+/// # Panics
+/// If batch, height or width disagree, or `groups` is 0 or does not divide `c1 + c2`.
+pub fn cat_channels_shuffled<B: Backend>(
+    first: Tensor<B, 4>,
+    second: Tensor<B, 4>,
+    groups: usize,
+) -> Tensor<B, 4> {
     let same_dtype = first.dtype() == second.dtype();
     match path_for(&first) {
         Path::Autodiff if same_dtype => {
             let first = primitive_of::<CpuAutodiff, _, 4>(first);
             let second = primitive_of::<CpuAutodiff, _, 4>(second);
-            tensor_of::<B, CpuAutodiff, 4>(cat_tracked(first, second))
+            tensor_of::<B, CpuAutodiff, 4>(cat_tracked(first, second, groups))
         }
         Path::Flex if same_dtype => {
             let first = primitive_of::<Flex, _, 4>(first);
             let second = primitive_of::<Flex, _, 4>(second);
-            tensor_of::<B, Flex, 4>(channel_kernels::cat_channels(&first, &second))
+            let output = channel_kernels::cat_channels_shuffled(&first, &second, groups);
+            tensor_of::<B, Flex, 4>(output)
         }
-        _ => Tensor::cat(vec![first, second], 1),
+        _ if groups == 1 => Tensor::cat(vec![first, second], 1),
+        _ => channel_shuffle(Tensor::cat(vec![first, second], 1), groups),
     }
 }
 
@@ -103,23 +124,24 @@ fn shuffle_tracked(x: FloatTensor<CpuAutodiff>, groups: usize) -> FloatTensor<Cp
     finish(prep.compute_bound(), groups, output)
 }
 
-/// The concatenation's autodiff operation; its state is the channel count of the first part.
+/// The (shuffled) concatenation's autodiff operation; its state is the channel count of the
+/// first part and the shuffle's groups.
 #[derive(Debug)]
 struct CatBackward;
 
 impl Backward<Flex, 2> for CatBackward {
-    type State = usize;
+    type State = (usize, usize);
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let split = ops.state;
+        let (split, groups) = ops.state;
         binary::<Flex, _, _>(
             ops.parents,
             ops.node,
             grads,
-            |grad| channel_kernels::narrow_channels(&grad, 0, split),
+            |grad| channel_kernels::unshuffled_channels(&grad, 0, split, groups),
             |grad| {
                 let channels = grad.layout().shape()[1];
-                channel_kernels::narrow_channels(&grad, split, channels - split)
+                channel_kernels::unshuffled_channels(&grad, split, channels - split, groups)
             },
         );
     }
@@ -128,11 +150,13 @@ impl Backward<Flex, 2> for CatBackward {
 fn cat_tracked(
     first: FloatTensor<CpuAutodiff>,
     second: FloatTensor<CpuAutodiff>,
+    groups: usize,
 ) -> FloatTensor<CpuAutodiff> {
     let split = first.primitive.layout().shape()[1];
-    let output = channel_kernels::cat_channels(&first.primitive, &second.primitive);
+    let output =
+        channel_kernels::cat_channels_shuffled(&first.primitive, &second.primitive, groups);
     let prep = CatBackward.prepare::<NoCheckpointing>([first.node, second.node]);
-    finish(prep.compute_bound(), split, output)
+    finish(prep.compute_bound(), (split, groups), output)
 }
 
 #[cfg(test)]
@@ -201,6 +225,26 @@ mod tests {
         ours.0.assert_approx_eq::<f32>(&burns.0, exact);
         ours.1.assert_approx_eq::<f32>(&burns.1, exact);
         ours.2.assert_approx_eq::<f32>(&burns.2, exact);
+    }
+
+    #[test]
+    fn a_shuffled_cat_matches_burns_cat_then_shuffle_with_both_gradients() {
+        for groups in [2, 3] {
+            let run = |cat: &dyn Fn(Tensor<Ad, 4>, Tensor<Ad, 4>) -> Tensor<Ad, 4>| {
+                let whole = random([2, 7, 3, 3], 5);
+                let second = random([2, 2, 3, 3], 6);
+                let first = whole.clone().slice([0..2, 1..5, 0..3, 0..3]);
+                let out = cat(first, second.clone());
+                let grads = (out.clone() * weights([2, 6, 3, 3])).sum().backward();
+                let grad_of = |input: &Tensor<Ad, 4>| input.grad(&grads).unwrap().to_data();
+                (out.to_data(), grad_of(&whole), grad_of(&second))
+            };
+            let ours = run(&|a, b| cat_channels_shuffled(a, b, groups));
+            let burns = run(&|a, b| burn_shuffle(Tensor::cat(vec![a, b], 1), groups));
+            ours.0.assert_eq(&burns.0, true);
+            ours.1.assert_eq(&burns.1, true);
+            ours.2.assert_eq(&burns.2, true);
+        }
     }
 
     #[test]

@@ -256,6 +256,36 @@ pub fn cat_channels<B: Backend>(first: Tensor<B, 4>, second: Tensor<B, 4>) -> Te
     Tensor::cat(vec![first, second], 1)
 }
 
+/// `channel_shuffle(cat([first, second], 1), groups)`, how ShuffleNetV2's units end (with
+/// feature `flex`, one copy of whole planes on the CPU backend:
+/// `sskd_kernels::cat_channels_shuffled`).
+///
+/// # Shapes
+/// - first `[batch, c1, h, w]`, second `[batch, c2, h, w]`, output `[batch, c1 + c2, h, w]`,
+///   `c1 + c2` divisible by `groups`
+#[cfg(feature = "flex")]
+pub fn cat_channels_shuffled<B: Backend>(
+    first: Tensor<B, 4>,
+    second: Tensor<B, 4>,
+    groups: usize,
+) -> Tensor<B, 4> {
+    sskd_kernels::cat_channels_shuffled(first, second, groups)
+}
+
+/// `channel_shuffle(cat([first, second], 1), groups)`, how ShuffleNetV2's units end.
+///
+/// # Shapes
+/// - first `[batch, c1, h, w]`, second `[batch, c2, h, w]`, output `[batch, c1 + c2, h, w]`,
+///   `c1 + c2` divisible by `groups`
+#[cfg(not(feature = "flex"))]
+pub fn cat_channels_shuffled<B: Backend>(
+    first: Tensor<B, 4>,
+    second: Tensor<B, 4>,
+    groups: usize,
+) -> Tensor<B, 4> {
+    channel_shuffle(cat_channels(first, second), groups)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

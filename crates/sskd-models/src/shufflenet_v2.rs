@@ -12,7 +12,7 @@ use crate::batch_norm::BatchNorm;
 use burn::tensor::{backend::Backend, Tensor};
 
 use crate::layers::{
-    batch_norm, cat_channels, channel_shuffle, classifier, global_avg_pool, relu, ConvInit,
+    batch_norm, cat_channels, cat_channels_shuffled, classifier, global_avg_pool, relu, ConvInit,
     LinearInit, SquareConvConfig,
 };
 use crate::ModelOutput;
@@ -95,9 +95,22 @@ impl<B: Backend> SplitBlock<B> {
         }
     }
 
+    /// Applies the unit.
+    pub fn forward(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
+        let (kept, branch_preact) = self.kept_and_branch(input);
+        cat_channels_shuffled(kept, relu(branch_preact), 2)
+    }
+
     /// Returns `(output, preact)`; `preact` is `[kept half, branch before its last ReLU]`,
     /// unshuffled, as in the reference.
-    pub fn forward(&self, input: Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 4>) {
+    pub fn forward_with_preact(&self, input: Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 4>) {
+        let (kept, branch_preact) = self.kept_and_branch(input);
+        let output = cat_channels_shuffled(kept.clone(), relu(branch_preact.clone()), 2);
+        (output, cat_channels(kept, branch_preact))
+    }
+
+    /// The kept half of the input's channels, and the branch before its last ReLU.
+    fn kept_and_branch(&self, input: Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 4>) {
         let [batch, channels, height, width] = input.dims();
         let half = channels / 2;
         let kept = input
@@ -106,10 +119,7 @@ impl<B: Backend> SplitBlock<B> {
         let branch = input.slice([0..batch, half..channels, 0..height, 0..width]);
         let branch = self.bn1.forward_relu(self.conv1.forward(branch));
         let branch = self.bn2.forward(self.conv2.forward(branch));
-        let branch_preact = self.bn3.forward(self.conv3.forward(branch));
-        let output = cat_channels(kept.clone(), relu(branch_preact.clone()));
-        let preact = cat_channels(kept, branch_preact);
-        (channel_shuffle(output, 2), preact)
+        (kept, self.bn3.forward(self.conv3.forward(branch)))
     }
 }
 
@@ -173,7 +183,7 @@ impl<B: Backend> DownBlock<B> {
         let right = self.bn3.forward_relu(self.conv3.forward(input));
         let right = self.bn4.forward(self.conv4.forward(right));
         let right = self.bn5.forward_relu(self.conv5.forward(right));
-        channel_shuffle(cat_channels(left, right), 2)
+        cat_channels_shuffled(left, right, 2)
     }
 }
 
@@ -187,14 +197,17 @@ pub struct ShuffleStageV2<B: Backend> {
 }
 
 impl<B: Backend> ShuffleStageV2<B> {
-    /// Returns `(output, preact)` of the stage (`preact` of its last unit).
+    /// Returns `(output, preact)` of the stage (`preact` of its last unit; the down-sampling
+    /// unit's output when there is no other).
     pub fn forward(&self, input: Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 4>) {
         let hidden = self.down.forward(input);
-        self.blocks
+        let Some((last, first)) = self.blocks.split_last() else {
+            return (hidden.clone(), hidden);
+        };
+        let hidden = first
             .iter()
-            .fold((hidden.clone(), hidden), |(hidden, _), block| {
-                block.forward(hidden)
-            })
+            .fold(hidden, |hidden, block| block.forward(hidden));
+        last.forward_with_preact(hidden)
     }
 }
 
