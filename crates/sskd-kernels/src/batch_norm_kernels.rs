@@ -133,84 +133,147 @@ fn map_channels<R: Send>(
     (0..channels).map(per_channel).collect()
 }
 
-/// Independent partial sums per pass, so that the additions vectorise.
+/// Elements per vector of partial sums (eight `f64`, one 512-bit register).
 const LANES: usize = 8;
 
-/// `Σ term(a[i], b[i])` in `f64` over equally long slices, in `LANES` partial sums.
-#[inline(always)]
-fn lane_sum<T: NormFloat>(a: &[T], b: &[T], term: impl Fn(f64, f64) -> f64) -> f64 {
-    let mut lanes = [0.0f64; LANES];
-    let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let (a_tail, b_tail) = (a_chunks.remainder(), b_chunks.remainder());
-    for (a8, b8) in a_chunks.zip(b_chunks) {
-        for lane in 0..LANES {
-            lanes[lane] += term(a8[lane].to_f64(), b8[lane].to_f64());
-        }
-    }
-    // Plain loops from −0 (`Iterator::sum`'s start), which inline where iterator adaptors
-    // may not.
-    let mut tail = -0.0;
-    for (&x, &y) in a_tail.iter().zip(b_tail) {
-        tail += term(x.to_f64(), y.to_f64());
-    }
-    let mut total = -0.0;
-    for lane in lanes {
-        total += lane;
-    }
-    total + tail
+/// Vectors of partial sums per sum: the additions into one vector wait for each other (about
+/// four cycles each), those into different vectors do not.
+const ACCUMULATORS: usize = 4;
+
+/// `K` partial sums of `term(a[i], b[i])` in `f64`: [`ACCUMULATORS`] vectors of [`LANES`] each,
+/// and a scalar sum for the elements past the last whole vector of each row.
+struct PartialSums<const K: usize> {
+    vectors: [[[f64; LANES]; ACCUMULATORS]; K],
+    tail: [f64; K],
 }
 
-/// `Σ_n lane_sum(a_row, b_row)` over the `batch` rows of channel `c` in `[N, C, len]` data,
-/// compiled for AVX-512 where the CPU has it (the conversions to `f64` and the sums eight at a
-/// time; the same bits: [`wide_vectors`](crate::wide_vectors)).
-fn channel_sum<T: NormFloat>(
+impl<const K: usize> PartialSums<K> {
+    #[inline(always)]
+    fn new() -> Self {
+        Self {
+            vectors: [[[0.0; LANES]; ACCUMULATORS]; K],
+            tail: [-0.0; K],
+        }
+    }
+
+    /// Adds one row: runs of `ACCUMULATORS` vectors, one into each; the vectors left (fewer
+    /// than `ACCUMULATORS`) into the first ones in order; the rest into the scalar sums.
+    #[inline(always)]
+    fn add_row<T: NormFloat>(
+        &mut self,
+        a: &[T],
+        b: &[T],
+        term: impl Fn(f64, f64) -> [f64; K] + Copy,
+    ) {
+        let run = LANES * ACCUMULATORS;
+        let (runs, rest) = (a.len() / run * run, a.len() / LANES * LANES);
+        let (a_runs, b_runs) = (a[..runs].chunks_exact(run), b[..runs].chunks_exact(run));
+        for (a_run, b_run) in a_runs.zip(b_runs) {
+            for accumulator in 0..ACCUMULATORS {
+                let at = accumulator * LANES..(accumulator + 1) * LANES;
+                self.add_vector(accumulator, &a_run[at.clone()], &b_run[at], term);
+            }
+        }
+        let (a_left, b_left) = (
+            a[runs..rest].chunks_exact(LANES),
+            b[runs..rest].chunks_exact(LANES),
+        );
+        for (accumulator, (a8, b8)) in a_left.zip(b_left).enumerate() {
+            self.add_vector(accumulator, a8, b8, term);
+        }
+        for (&x, &y) in a[rest..].iter().zip(&b[rest..]) {
+            let terms = term(x.to_f64(), y.to_f64());
+            for k in 0..K {
+                self.tail[k] += terms[k];
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn add_vector<T: NormFloat>(
+        &mut self,
+        accumulator: usize,
+        a8: &[T],
+        b8: &[T],
+        term: impl Fn(f64, f64) -> [f64; K],
+    ) {
+        for lane in 0..LANES {
+            let terms = term(a8[lane].to_f64(), b8[lane].to_f64());
+            for k in 0..K {
+                self.vectors[k][accumulator][lane] += terms[k];
+            }
+        }
+    }
+
+    /// The `K` sums: the partial sums added in a fixed order, from −0 (`Iterator::sum`'s
+    /// start; plain loops, which inline where iterator adaptors may not).
+    #[inline(always)]
+    fn totals(&self) -> [f64; K] {
+        let mut totals = [-0.0; K];
+        for k in 0..K {
+            for vector in &self.vectors[k] {
+                for &lane in vector {
+                    totals[k] += lane;
+                }
+            }
+            totals[k] += self.tail[k];
+        }
+        totals
+    }
+}
+
+/// `Σ_n Σ_i term(a_row[i], b_row[i])` over the `batch` rows of channel `c` in `[N, C, len]`
+/// data (`K` sums in one pass), compiled for AVX-512 where the CPU has it (the conversions to
+/// `f64` and the sums eight at a time; the same bits: [`wide_vectors`](crate::wide_vectors)).
+/// The order of the additions depends on the shape alone.
+fn channel_sums<T: NormFloat, const K: usize>(
     (a, b): (&[T], &[T]),
     channels: usize,
     len: usize,
     c: usize,
-    term: impl Fn(f64, f64) -> f64 + Copy,
-) -> f64 {
+    term: impl Fn(f64, f64) -> [f64; K] + Copy,
+) -> [f64; K] {
     #[cfg(target_arch = "x86_64")]
     if crate::nt_product::available() {
         // SAFETY: the CPU has AVX-512F (checked on the line above).
-        return unsafe { channel_sum_avx512((a, b), channels, len, c, term) };
+        return unsafe { channel_sums_avx512((a, b), channels, len, c, term) };
     }
-    channel_rows_sum((a, b), channels, len, c, term)
+    channel_rows_sums((a, b), channels, len, c, term)
 }
 
-/// [`channel_rows_sum`] compiled for AVX-512F (a function of its own, not a closure: the
-/// `#[inline(always)]` sum is then always inlined into it).
+/// [`channel_rows_sums`] compiled for AVX-512F (a function of its own, not a closure: the
+/// `#[inline(always)]` sums are then always inlined into it).
 ///
 /// # Safety
 /// The CPU has AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn channel_sum_avx512<T: NormFloat>(
+unsafe fn channel_sums_avx512<T: NormFloat, const K: usize>(
     rows: (&[T], &[T]),
     channels: usize,
     len: usize,
     c: usize,
-    term: impl Fn(f64, f64) -> f64 + Copy,
-) -> f64 {
-    channel_rows_sum(rows, channels, len, c, term)
+    term: impl Fn(f64, f64) -> [f64; K] + Copy,
+) -> [f64; K] {
+    channel_rows_sums(rows, channels, len, c, term)
 }
 
-/// The sum of [`channel_sum`].
+/// The sums of [`channel_sums`].
 #[inline(always)]
-fn channel_rows_sum<T: NormFloat>(
+fn channel_rows_sums<T: NormFloat, const K: usize>(
     (a, b): (&[T], &[T]),
     channels: usize,
     len: usize,
     c: usize,
-    term: impl Fn(f64, f64) -> f64 + Copy,
-) -> f64 {
+    term: impl Fn(f64, f64) -> [f64; K] + Copy,
+) -> [f64; K] {
     let batch = a.len() / (channels * len).max(1);
-    let mut total = -0.0;
+    let mut sums = PartialSums::new();
     for n in 0..batch {
         let rows = (n * channels + c) * len..(n * channels + c + 1) * len;
-        total += lane_sum(&a[rows.clone()], &b[rows], term);
+        sums.add_row(&a[rows.clone()], &b[rows], term);
     }
-    total
+    sums.totals()
 }
 
 /// `write(row, out_row)` for each row (`len` elements) of `out`: rows in parallel when
@@ -276,11 +339,12 @@ fn forward_typed<T: NormFloat>(
     let count = (batch * len).max(1) as f64;
     let parallel = data.len() >= PARALLEL_ELEMENTS;
     let stats = map_channels(channels, parallel, |c| {
-        let mean = channel_sum((data, data), channels, len, c, |v, _| v) / count;
-        let var = channel_sum((data, data), channels, len, c, |v, _| {
-            (v - mean) * (v - mean)
-        }) / count;
-        (mean, var)
+        let [sum] = channel_sums((data, data), channels, len, c, |v, _| [v]);
+        let mean = sum / count;
+        let [squares] = channel_sums((data, data), channels, len, c, |v, _| {
+            [(v - mean) * (v - mean)]
+        });
+        (mean, squares / count)
     });
     let inv_std: Vec<f64> = stats
         .iter()
@@ -349,8 +413,8 @@ fn backward_typed<T: NormFloat>(
     // Per channel: Σ dy and Σ dy · (x − μ).
     let sums = map_channels(channels, parallel, |c| {
         let mu = mean[c].to_f64();
-        let sum_dy = channel_sum((dy, dy), channels, len, c, |g, _| g);
-        let sum_dy_centered = channel_sum((dy, data), channels, len, c, |g, v| g * (v - mu));
+        let [sum_dy, sum_dy_centered] =
+            channel_sums((dy, data), channels, len, c, |g, v| [g, g * (v - mu)]);
         (sum_dy, sum_dy_centered)
     });
     // dx over dy, in place.
@@ -572,6 +636,11 @@ mod tests {
             check((1, 3, 5), activation);
             check((4, 3, 7), activation);
             check((2, 5, 1), activation);
+            // Rows of whole runs of vectors, of a run and one vector, of a run, three vectors
+            // and a tail.
+            check((3, 2, 64), activation);
+            check((3, 2, 40), activation);
+            check((3, 2, 59), activation);
             // Large enough for the parallel passes.
             check((16, 8, 17 * 17), activation);
         }

@@ -79,12 +79,12 @@ fn dims_of(tensor: &FlexTensor) -> [usize; 4] {
 }
 
 /// A contiguous `[batch, channels, h, w]` tensor of `dtype` whose plane `(b, j)` is
-/// `inputs[i]`'s plane `(b, c)` for `(i, c) = source(j)`. Every input has the batch and
-/// plane size of the output.
+/// `inputs[i]`'s plane `(b, c)` for `Some((i, c)) = source(j)`, and zeros where `source(j)` is
+/// `None`. Every input has the batch and plane size of the output.
 fn gather_planes(
     inputs: &[FlexTensor],
     [batch, channels, height, width]: [usize; 4],
-    source: &(dyn Fn(usize) -> (usize, usize) + Sync),
+    source: &(dyn Fn(usize) -> Option<(usize, usize)> + Sync),
 ) -> FlexTensor {
     let dtype = inputs[0].dtype();
     let inputs: Vec<FlexTensor> = inputs.iter().map(plane_contiguous).collect();
@@ -103,7 +103,7 @@ fn gather_planes(
 fn gather_typed<E: bytemuck::Pod + Send + Sync>(
     inputs: &[FlexTensor],
     [batch, channels, plane]: [usize; 3],
-    source: &(dyn Fn(usize) -> (usize, usize) + Sync),
+    source: &(dyn Fn(usize) -> Option<(usize, usize)> + Sync),
 ) -> Bytes {
     let views: Vec<Planes<'_, E>> = inputs.iter().map(Planes::of).collect();
     let out = vec_by_chunks(
@@ -112,8 +112,9 @@ fn gather_typed<E: bytemuck::Pod + Send + Sync>(
         true,
         |image, out_image| {
             for (j, dst) in out_image.chunks_exact_mut(plane.max(1)).enumerate() {
-                let (input, channel) = source(j);
-                dst.copy_from_slice(views[input].plane(image, channel));
+                if let Some((input, channel)) = source(j) {
+                    dst.copy_from_slice(views[input].plane(image, channel));
+                }
             }
         },
     );
@@ -145,8 +146,8 @@ pub fn cat_channels_shuffled(first: &FlexTensor, second: &FlexTensor, groups: us
     );
     let shuffle = Shuffle::new(c1 + c2, groups);
     let source = move |j: usize| match shuffle.source(j) {
-        s if s < c1 => (0, s),
-        s => (1, s - c1),
+        s if s < c1 => Some((0, s)),
+        s => Some((1, s - c1)),
     };
     gather_planes(
         &[first.clone(), second.clone()],
@@ -180,8 +181,24 @@ pub fn unshuffled_channels(
         start + len
     );
     let shuffle = Shuffle::new(channels, groups);
-    let source = move |j: usize| (0, shuffle.position(start + j));
+    let source = move |j: usize| Some((0, shuffle.position(start + j)));
     gather_planes(std::slice::from_ref(shuffled), [batch, len, h, w], &source)
+}
+
+/// `part` (`[batch, len, h, w]`) as channels `[start, start + len)` of a `[batch, channels, h,
+/// w]` tensor of zeros, contiguous: the gradient of a channel slice.
+///
+/// # Panics
+/// If the part does not fit in `channels`.
+pub fn widen_channels(part: &FlexTensor, start: usize, channels: usize) -> FlexTensor {
+    let [batch, len, h, w] = dims_of(part);
+    assert!(
+        start + len <= channels,
+        "widen_channels: channels {start}..{} of {channels}",
+        start + len
+    );
+    let source = move |j: usize| (start..start + len).contains(&j).then(|| (0, j - start));
+    gather_planes(std::slice::from_ref(part), [batch, channels, h, w], &source)
 }
 
 /// ShuffleNet's channel shuffle of `channels` channels in `groups` groups, as a permutation.
@@ -227,7 +244,7 @@ impl Shuffle {
 pub fn channel_shuffle(tensor: &FlexTensor, groups: usize) -> FlexTensor {
     let dims = dims_of(tensor);
     let shuffle = Shuffle::new(dims[1], groups);
-    let source = move |j: usize| (0, shuffle.source(j));
+    let source = move |j: usize| Some((0, shuffle.source(j)));
     gather_planes(std::slice::from_ref(tensor), dims, &source)
 }
 
@@ -304,6 +321,27 @@ mod tests {
             assert_eq!(values(parts.0), values(first.clone()), "{groups} groups");
             assert_eq!(values(parts.1), values(second.clone()), "{groups} groups");
         }
+    }
+
+    #[test]
+    fn a_widened_part_is_the_part_between_zeros() {
+        let part = tensor([2, 3, 1, 2]).narrow(1, 1, 2);
+        let wide = widen_channels(&part, 1, 4);
+        assert_eq!(wide.layout().shape().to_vec(), vec![2, 4, 1, 2]);
+        let image = |b: f32| {
+            let first = b * 6.0;
+            [
+                0.0,
+                0.0,
+                first + 2.0,
+                first + 3.0,
+                first + 4.0,
+                first + 5.0,
+                0.0,
+                0.0,
+            ]
+        };
+        assert_eq!(values(wide), [image(0.0), image(1.0)].concat());
     }
 
     #[test]

@@ -9,6 +9,7 @@ use burn::backend::autodiff::ops::{binary, unary, Backward, Ops};
 use burn::backend::Flex;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{backend::Backend, Tensor};
+use std::ops::Range;
 
 use crate::backend_type::{
     finish, kernel_path, primitive_of, tensor_of, CpuAutodiff, KernelPath as Path,
@@ -100,6 +101,55 @@ pub fn cat_channels_shuffled<B: Backend>(
         _ if groups == 1 => Tensor::cat(vec![first, second], 1),
         _ => channel_shuffle(Tensor::cat(vec![first, second], 1), groups),
     }
+}
+
+/// Channels `range` of `x`, as `x.slice([.., range, .., ..])`.
+///
+/// On `Autodiff<Flex>` and `Flex` the same strided view as Burn's slice, and its gradient one
+/// pass (the part's planes between zero planes; Burn's zero-fills the whole gradient, then
+/// copies the part into it); elsewhere Burn's slice.
+///
+/// # Shapes
+/// - x `[batch, channels, h, w]`, output `[batch, range.len(), h, w]`
+///
+/// # Panics
+/// If `range` is not within the channels.
+pub fn narrow_channels<B: Backend>(x: Tensor<B, 4>, range: Range<usize>) -> Tensor<B, 4> {
+    let [batch, channels, height, width] = x.dims();
+    assert!(
+        range.start <= range.end && range.end <= channels,
+        "narrow_channels: channels {range:?} of {channels}"
+    );
+    match path_for(&x) {
+        Path::Autodiff => {
+            let x = primitive_of::<CpuAutodiff, _, 4>(x);
+            tensor_of::<B, CpuAutodiff, 4>(narrow_tracked(x, range))
+        }
+        _ => x.slice([0..batch, range, 0..height, 0..width]),
+    }
+}
+
+/// The channel slice's autodiff operation; its state is the slice's first channel and the
+/// input's channel count.
+#[derive(Debug)]
+struct NarrowBackward;
+
+impl Backward<Flex, 1> for NarrowBackward {
+    type State = (usize, usize);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (start, channels) = ops.state;
+        unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
+            channel_kernels::widen_channels(&grad, start, channels)
+        });
+    }
+}
+
+fn narrow_tracked(x: FloatTensor<CpuAutodiff>, range: Range<usize>) -> FloatTensor<CpuAutodiff> {
+    let channels = x.primitive.layout().shape()[1];
+    let output = x.primitive.narrow(1, range.start, range.len());
+    let prep = NarrowBackward.prepare::<NoCheckpointing>([x.node]);
+    finish(prep.compute_bound(), (range.start, channels), output)
 }
 
 /// The shuffle's autodiff operation; its state is the group count.
@@ -245,6 +295,22 @@ mod tests {
             ours.1.assert_eq(&burns.1, true);
             ours.2.assert_eq(&burns.2, true);
         }
+    }
+
+    #[test]
+    fn a_channel_slice_matches_burns_with_its_gradient() {
+        let run = |narrow: &dyn Fn(Tensor<Ad, 4>) -> Tensor<Ad, 4>| {
+            let x = random([2, 7, 3, 3], 7);
+            // Two slices of one input, as a ShuffleNetV2 unit takes: their gradients add up.
+            let (first, second) = (narrow(x.clone()), x.clone().slice([0..2, 5..7, 0..3, 0..3]));
+            let out = cat_channels(first, second);
+            let grads = (out.clone() * weights([2, 5, 3, 3])).sum().backward();
+            (out.to_data(), x.grad(&grads).unwrap().to_data())
+        };
+        let ours = run(&|x| narrow_channels(x, 1..4));
+        let burns = run(&|x| x.slice([0..2, 1..4, 0..3, 0..3]));
+        ours.0.assert_eq(&burns.0, true);
+        ours.1.assert_eq(&burns.1, true);
     }
 
     #[test]

@@ -123,7 +123,7 @@ mod wide_vectors;
 pub use batch_norm::{batch_norm_inference, batch_norm_train, TrainNormalised};
 pub use batch_norm_kernels::Activation;
 pub use channel_mean_ops::channel_mean_of_powers;
-pub use channel_ops::{cat_channels, cat_channels_shuffled, channel_shuffle};
+pub use channel_ops::{cat_channels, cat_channels_shuffled, channel_shuffle, narrow_channels};
 pub use conv2d::conv2d;
 pub use elementwise_ops::{add, leaky_relu, relu};
 pub use freed_memory::{freed_memory_kept, keep_freed_memory};

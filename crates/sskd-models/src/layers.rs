@@ -12,6 +12,7 @@ pub use crate::conv2d::Conv2d;
 pub use crate::elementwise::{add, leaky_relu, max_pool2d, relu};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{backend::Backend, s, Tensor};
+use std::ops::Range;
 
 /// How the weights of a convolution are drawn, following the reference zoo.
 #[derive(Config, Debug, Copy, PartialEq)]
@@ -254,6 +255,26 @@ pub fn cat_channels<B: Backend>(first: Tensor<B, 4>, second: Tensor<B, 4>) -> Te
 #[cfg(not(feature = "flex"))]
 pub fn cat_channels<B: Backend>(first: Tensor<B, 4>, second: Tensor<B, 4>) -> Tensor<B, 4> {
     Tensor::cat(vec![first, second], 1)
+}
+
+/// Channels `range` of `input` (with feature `flex`, a gradient in one pass on the CPU backend:
+/// `sskd_kernels::narrow_channels`).
+///
+/// # Shapes
+/// - input `[batch, channels, h, w]`, output `[batch, range.len(), h, w]`
+#[cfg(feature = "flex")]
+pub fn narrow_channels<B: Backend>(input: Tensor<B, 4>, range: Range<usize>) -> Tensor<B, 4> {
+    sskd_kernels::narrow_channels(input, range)
+}
+
+/// Channels `range` of `input`.
+///
+/// # Shapes
+/// - input `[batch, channels, h, w]`, output `[batch, range.len(), h, w]`
+#[cfg(not(feature = "flex"))]
+pub fn narrow_channels<B: Backend>(input: Tensor<B, 4>, range: Range<usize>) -> Tensor<B, 4> {
+    let [batch, _, height, width] = input.dims();
+    input.slice([0..batch, range, 0..height, 0..width])
 }
 
 /// `channel_shuffle(cat([first, second], 1), groups)`, how ShuffleNetV2's units end (with

@@ -12,8 +12,8 @@ use crate::batch_norm::BatchNorm;
 use burn::tensor::{backend::Backend, Tensor};
 
 use crate::layers::{
-    batch_norm, cat_channels, cat_channels_shuffled, classifier, global_avg_pool, relu, ConvInit,
-    LinearInit, SquareConvConfig,
+    batch_norm, cat_channels, cat_channels_shuffled, classifier, global_avg_pool, narrow_channels,
+    relu, ConvInit, LinearInit, SquareConvConfig,
 };
 use crate::ModelOutput;
 
@@ -111,12 +111,10 @@ impl<B: Backend> SplitBlock<B> {
 
     /// The kept half of the input's channels, and the branch before its last ReLU.
     fn kept_and_branch(&self, input: Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 4>) {
-        let [batch, channels, height, width] = input.dims();
+        let channels = input.dims()[1];
         let half = channels / 2;
-        let kept = input
-            .clone()
-            .slice([0..batch, 0..half, 0..height, 0..width]);
-        let branch = input.slice([0..batch, half..channels, 0..height, 0..width]);
+        let kept = narrow_channels(input.clone(), 0..half);
+        let branch = narrow_channels(input, half..channels);
         let branch = self.bn1.forward_relu(self.conv1.forward(branch));
         let branch = self.bn2.forward(self.conv2.forward(branch));
         (kept, self.bn3.forward(self.conv3.forward(branch)))
