@@ -6,7 +6,7 @@ use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::Flex;
-use burn::tensor::ops::{ConvOptions, FloatTensor, ModuleOps, PadMode, PaddedConvOptions};
+use burn::tensor::ops::{ConvOptions, FloatTensor, PadMode, PaddedConvOptions};
 use burn::tensor::{backend::Backend, DType, Tensor};
 use burn_flex::FlexTensor;
 
@@ -45,7 +45,7 @@ pub fn conv2d<B: Backend>(
         return tensor_of::<B, CpuAutodiff, 4>(output);
     }
     if ours && is::<B, Flex>() {
-        let output = forward(
+        let output = conv2d_kernels::conv2d(
             primitive_of::<Flex, _, 4>(x),
             primitive_of::<Flex, _, 4>(weight),
             bias.map(primitive_of::<Flex, _, 1>),
@@ -78,25 +78,6 @@ fn padded_symmetrically<B: Backend>(
 /// Whether the kernels handle tensors of `dtype`.
 fn supports(dtype: DType) -> bool {
     matches!(dtype, DType::F32 | DType::F64 | DType::F16 | DType::BF16)
-}
-
-/// The forward pass on `Flex`: this crate's kernels, except for canonical depthwise
-/// convolutions (one input and one output channel per group) at a stride or dilation other than
-/// 1, where burn-flex's own direct kernel is faster (1.8 vs 4.4 ms for MobileNetV2's stride-2
-/// 3×3 on 96 channels of 16×16, batch 64; benches/conv_kernels.rs, 2026-12-05).
-fn forward(
-    x: FlexTensor,
-    weight: FlexTensor,
-    bias: Option<FlexTensor>,
-    options: &ConvOptions<2>,
-) -> FlexTensor {
-    let [c_out, in_per_group] = [weight.layout().shape()[0], weight.layout().shape()[1]];
-    let depthwise = options.groups > 1 && in_per_group == 1 && c_out == options.groups;
-    let unit_steps = options.stride == [1, 1] && options.dilation == [1, 1];
-    if depthwise && !unit_steps {
-        return Flex::conv2d(x, weight, bias, options.clone());
-    }
-    conv2d_kernels::conv2d(x, weight, bias, options)
 }
 
 /// What the backward pass needs: the input, the weight, the bias (for its shape) and the
@@ -144,7 +125,7 @@ fn forward_tracked(
     options: ConvOptions<2>,
 ) -> FloatTensor<CpuAutodiff> {
     let bias_primitive = bias.as_ref().map(|b| b.primitive.clone());
-    let output = forward(
+    let output = conv2d_kernels::conv2d(
         x.primitive.clone(),
         weight.primitive.clone(),
         bias_primitive.clone(),

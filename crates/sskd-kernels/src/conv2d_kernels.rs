@@ -37,10 +37,11 @@ use crate::conv_geometry::{
     as_f32, flipped_weight, from_f32, thread_count, Conv2dGeometry, ConvFloat,
 };
 use crate::direct_kernels::{with_packed_weight, Packing};
-use crate::flex_storage::{contiguous_as, tensor_from};
+use crate::flex_storage::{contiguous_as, image_blocks, tensor_from};
 use crate::float_cast::{cast_from_f32, cast_to_f32};
 use crate::gemm_product::{gemm, gemm_nt, sum_partials, MatRef};
 use crate::parallel_chunks::vec_by_chunks;
+use crate::pointwise_kernels::Images;
 use crate::{
     depthwise_kernels, direct_kernels, direct_weight_kernels, pointwise_kernels, small_map_kernels,
 };
@@ -316,6 +317,7 @@ pub(crate) fn conv2d_forward<T: ConvFloat>(
         return depthwise_kernels::forward(geo, x, weight, bias);
     }
     if pointwise_kernels::applies(geo) {
+        let x = Images::contiguous(x, geo.in_image());
         return pointwise_kernels::forward(geo, x, weight, bias);
     }
     if let Some(out) = direct_forward(geo, x, weight, bias) {
@@ -504,6 +506,7 @@ pub(crate) fn conv2d_weight_grad<T: ConvFloat>(geo: &Conv2dGeometry, x: &[T], dy
         return depthwise_kernels::weight_grad(geo, x, dy);
     }
     if pointwise_kernels::applies(geo) {
+        let x = Images::contiguous(x, geo.in_image());
         return pointwise_kernels::weight_grad(geo, x, dy);
     }
     if let Some(dw) = direct_weight_grad(geo, x, dy) {
@@ -568,6 +571,20 @@ pub(crate) fn conv2d_bias_grad<T: ConvFloat>(batch: usize, c_out: usize, dy: &[T
 /// `tensor` laid out contiguously, checked to hold `T`, ready for `storage::<T>()`.
 fn elements<T: ConvFloat + burn_backend::Element>(tensor: &FlexTensor) -> FlexTensor {
     contiguous_as::<T>(tensor, "conv2d")
+}
+
+/// `x`'s images read where they lie, for the pointwise kernels, when those compute `geo` and
+/// each image of `x` is contiguous (a channel slice, as ShuffleNetV2's units take: no
+/// contiguous copy first).
+fn pointwise_images<'a, T: ConvFloat + burn_backend::Element>(
+    geo: &Conv2dGeometry,
+    x: &'a FlexTensor,
+) -> Option<Images<'a, T>> {
+    if depthwise_kernels::applies(geo) || !pointwise_kernels::applies(geo) {
+        return None;
+    }
+    let (data, stride) = image_blocks::<T>(x)?;
+    Some(Images::strided(data, geo.batch, stride, geo.in_image()))
 }
 
 /// Runs `op` in the tensors' float type: `f32` and `f64` natively, `f16` and `bf16` through
@@ -639,14 +656,13 @@ pub fn conv2d(
     let mut inputs = vec![x, weight];
     inputs.extend(bias);
     per_float!(inputs, |t| {
-        let (x, w) = (elements::<T>(&t[0]), elements::<T>(&t[1]));
+        let w = elements::<T>(&t[1]);
         let bias = t.get(2).map(elements::<T>);
-        let out = conv2d_forward::<T>(
-            &geo,
-            x.storage(),
-            w.storage(),
-            bias.as_ref().map(|b| b.storage()),
-        );
+        let bias = bias.as_ref().map(|b| b.storage());
+        let out = match pointwise_images::<T>(&geo, &t[0]) {
+            Some(x) => pointwise_kernels::forward(&geo, x, w.storage(), bias),
+            None => conv2d_forward::<T>(&geo, elements::<T>(&t[0]).storage(), w.storage(), bias),
+        };
         tensor_from(out, out_shape.clone())
     })
 }
@@ -681,11 +697,12 @@ pub fn conv2d_weight_backward(
     let w_shape = shape_of(&weight);
     let geo = Conv2dGeometry::new(&shape_of(&x), &w_shape, options);
     per_float!(vec![x, output_grad], |t| {
-        let (x, dy) = (elements::<T>(&t[0]), elements::<T>(&t[1]));
-        tensor_from(
-            conv2d_weight_grad::<T>(&geo, x.storage(), dy.storage()),
-            w_shape.clone(),
-        )
+        let dy = elements::<T>(&t[1]);
+        let dw = match pointwise_images::<T>(&geo, &t[0]) {
+            Some(x) => pointwise_kernels::weight_grad(&geo, x, dy.storage()),
+            None => conv2d_weight_grad::<T>(&geo, elements::<T>(&t[0]).storage(), dy.storage()),
+        };
+        tensor_from(dw, w_shape.clone())
     })
 }
 
@@ -1180,6 +1197,37 @@ mod tests {
         check([1, 6, 9, 9], [6, 2, 1, 1], options(1, 0, 3));
         check([5, 4, 8, 10], [7, 4, 1, 1], options(1, 0, 1));
         check([3, 8, 16, 8], [8, 2, 1, 1], options(1, 0, 4));
+    }
+
+    /// A channel slice of a larger tensor (ShuffleNetV2's branch), read where it lies by the
+    /// pointwise kernels: the same values as its contiguous copy, forward and weight gradient.
+    #[test]
+    fn pointwise_convolutions_of_a_channel_slice_read_it_in_place() {
+        let tensor = |values: Vec<f64>, shape: [usize; 4]| {
+            FlexTensor::from_data(burn_backend::TensorData::new(values, shape.to_vec()))
+        };
+        let whole = tensor(values(3 * 10 * 8 * 8, 1), [3, 10, 8, 8]);
+        let weight = tensor(values(5 * 4, 2), [5, 4, 1, 1]);
+        let dy = tensor(values(3 * 5 * 8 * 8, 3), [3, 5, 8, 8]);
+        let slice = whole.narrow(1, 6, 4);
+        let copy = slice.to_contiguous();
+        let geo = Conv2dGeometry::new(&[3, 4, 8, 8], &[5, 4, 1, 1], &options(1, 0, 1));
+        assert!(pointwise_images::<f64>(&geo, &slice).is_some());
+        let opts = options(1, 0, 1);
+        let forward = |x: &FlexTensor| conv2d(x.clone(), weight.clone(), None, &opts);
+        let weight_grad =
+            |x: &FlexTensor| conv2d_weight_backward(x.clone(), weight.clone(), dy.clone(), &opts);
+        for (ours, reference) in [
+            (forward(&slice), forward(&copy)),
+            (weight_grad(&slice), weight_grad(&copy)),
+        ] {
+            assert_eq!(ours.storage::<f64>(), reference.storage::<f64>());
+        }
+        // The copy's values are those of the slice (a misread offset would show).
+        let reference: Vec<f64> = (0..3)
+            .flat_map(|b| values(3 * 10 * 8 * 8, 1)[(b * 10 + 6) * 64..][..4 * 64].to_vec())
+            .collect();
+        assert_eq!(copy.storage::<f64>(), reference.as_slice());
     }
 
     #[test]

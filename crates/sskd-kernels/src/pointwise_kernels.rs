@@ -29,6 +29,45 @@ pub(crate) fn applies(geo: &Conv2dGeometry) -> bool {
         && geo.out_plane() >= MIN_PLANE
 }
 
+/// A batch of `[C, H, W]` images as these kernels read them: image `b` is
+/// `data[b · stride ..][..len]`, so a channel slice of a contiguous tensor (ShuffleNetV2's
+/// branch) is read where it lies, without a contiguous copy.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Images<'a, T> {
+    data: &'a [T],
+    stride: usize,
+    len: usize,
+}
+
+impl<'a, T> Images<'a, T> {
+    /// The images of a contiguous `[B, C, H, W]` tensor, `len = C·H·W` elements each.
+    pub(crate) fn contiguous(data: &'a [T], len: usize) -> Self {
+        Self {
+            data,
+            stride: len,
+            len,
+        }
+    }
+
+    /// `batch` images of `len` elements, `stride` apart from the start of `data`.
+    ///
+    /// # Panics
+    /// If `stride < len` or `data` does not hold them.
+    pub(crate) fn strided(data: &'a [T], batch: usize, stride: usize, len: usize) -> Self {
+        assert!(
+            stride >= len && (batch == 0 || (batch - 1) * stride + len <= data.len()),
+            "pointwise conv2d: {batch} images of {len} elements, {stride} apart, in {}",
+            data.len()
+        );
+        Self { data, stride, len }
+    }
+
+    /// Image `b`.
+    fn image(&self, b: usize) -> &'a [T] {
+        &self.data[b * self.stride..][..self.len]
+    }
+}
+
 /// Whether images run on separate threads, each product serial (at least as many images as
 /// threads), and the parallelism of each product.
 fn image_parallelism(batch: usize) -> (bool, gemm::Parallelism) {
@@ -42,7 +81,7 @@ fn image_parallelism(batch: usize) -> (bool, gemm::Parallelism) {
 /// optional bias `[O]`.
 pub(crate) fn forward<T: ConvFloat>(
     geo: &Conv2dGeometry,
-    x: &[T],
+    x: Images<'_, T>,
     weight: &[T],
     bias: Option<&[T]>,
 ) -> Vec<T> {
@@ -50,7 +89,7 @@ pub(crate) fn forward<T: ConvFloat>(
     let (parallel, parallelism) = image_parallelism(geo.batch);
     let out_len = geo.batch * geo.out_image();
     vec_by_chunks(out_len, geo.out_image(), parallel, |b, out_image| {
-        let x_image = &x[b * geo.in_image()..][..geo.in_image()];
+        let x_image = x.image(b);
         for g in 0..geo.groups {
             gemm(
                 &mut out_image[g * m * plane..],
@@ -90,7 +129,11 @@ pub(crate) fn input_grad<T: ConvFloat>(geo: &Conv2dGeometry, weight: &[T], dy: &
 }
 
 /// The weight gradient: `dw [O, C/g, 1, 1]` from `x [B, C, H, W]` and `dy [B, O, H, W]`.
-pub(crate) fn weight_grad<T: ConvFloat>(geo: &Conv2dGeometry, x: &[T], dy: &[T]) -> Vec<T> {
+pub(crate) fn weight_grad<T: ConvFloat>(
+    geo: &Conv2dGeometry,
+    x: Images<'_, T>,
+    dy: &[T],
+) -> Vec<T> {
     let (m, n, plane) = (geo.out_per_group(), geo.in_per_group(), geo.out_plane());
     let weight_len = geo.c_out * n;
     let slices = thread_count().min(geo.batch).max(1);
@@ -102,7 +145,7 @@ pub(crate) fn weight_grad<T: ConvFloat>(geo: &Conv2dGeometry, x: &[T], dy: &[T])
     let partials = vec_by_chunks(slices * weight_len, weight_len, slices > 1, |slice, dw| {
         let images = slice * geo.batch / slices..(slice + 1) * geo.batch / slices;
         for (step, b) in images.enumerate() {
-            let x_image = &x[b * geo.in_image()..][..geo.in_image()];
+            let x_image = x.image(b);
             let dy_image = &dy[b * geo.out_image()..][..geo.out_image()];
             for g in 0..geo.groups {
                 gemm(
