@@ -15,9 +15,10 @@
 //! - [`batch_norm_train`]: training-mode batch norm as one autodiff operation on
 //!   `Autodiff<Flex>` (`None` elsewhere, where the caller runs its composite of generic ops);
 //!   [`batch_norm_inference`]: inference mode in one parallel pass on `Flex`.
-//! - [`channel_shuffle`] and [`cat_channels`]: ShuffleNet's channel shuffle and a channel
-//!   concatenation as copies of whole planes ([`channel_kernels`]), with contiguous gradients;
-//!   Burn's composites walk strided views element by element on `Flex`.
+//! - [`channel_shuffle`], [`cat_channels`], [`cat_channels_shuffled`] and [`narrow_channels`]:
+//!   ShuffleNet's channel shuffle, a channel concatenation (shuffled or not) and a channel
+//!   slice, as copies of whole planes ([`channel_kernels`]), with contiguous gradients; Burn's
+//!   composites walk strided views element by element on `Flex`.
 //! - [`relu`], [`leaky_relu`] and [`add`] (the rectifiers and a residual sum) on all cores, in
 //!   place where a buffer is free ([`elementwise_kernels`]); burn-flex runs its element-wise
 //!   operations on one thread.
@@ -31,6 +32,8 @@
 //!   ([`max_pool_kernels`]).
 //! - [`mse`] and [`smooth_l1`]: the mean squared and smooth-L1 distances of two tensors
 //!   ([`mean_distance_kernels`]) in one pass, their gradients in one more.
+//! - [`kl_batchmean`]: knowledge distillation's softened KL divergence of two logit matrices
+//!   ([`kl_kernels`]), one pass over the rows each way.
 //! - [`sgd_step`]: one step of SGD with momentum and weight decay on a parameter
 //!   ([`sgd_kernels`]) in one pass on all cores; burn-flex runs the composite's five passes on
 //!   one thread.
@@ -101,6 +104,8 @@ pub mod freed_memory;
 mod gemm_product;
 pub mod gram_kernels;
 mod gram_ops;
+pub mod kl_kernels;
+mod kl_ops;
 pub mod main_thread_pool;
 pub mod max_pool_kernels;
 mod max_pool_ops;
@@ -128,6 +133,7 @@ pub use conv2d::conv2d;
 pub use elementwise_ops::{add, leaky_relu, relu};
 pub use freed_memory::{freed_memory_kept, keep_freed_memory};
 pub use gram_ops::gram;
+pub use kl_ops::kl_batchmean;
 pub use main_thread_pool::{adopt_main_thread, MainThreadPoolError};
 pub use max_pool_ops::max_pool2d;
 pub use mean_distance_ops::{mse, smooth_l1};

@@ -22,7 +22,8 @@ pub fn div_scalar<B: Backend, const D: usize>(tensor: Tensor<B, D>, divisor: f64
 
 /// `KL(softmax(teacher/T) ‖ softmax(student/T))` summed over classes and divided by the number
 /// of rows (PyTorch's `kl_div(..., reduction="batchmean")`), computed with log-softmax on both
-/// sides. Zero rows give 0. Not multiplied by `T²`.
+/// sides. Zero rows give 0. Not multiplied by `T²`. One pass over the rows each way on the CPU
+/// backend (`sskd_kernels::kl_batchmean`), Burn's operations elsewhere.
 ///
 /// # Shapes
 /// - `teacher_logits`, `student_logits`: `[rows, classes]`; output `[1]`
@@ -34,6 +35,10 @@ pub fn kl_batchmean<B: Backend>(
     let [rows, _] = student_logits.dims();
     if rows == 0 {
         return Tensor::zeros([1], (&student_logits.device(), student_logits.dtype()));
+    }
+    let pair = (teacher_logits.clone(), student_logits.clone());
+    if let Some(loss) = sskd_kernels::kl_batchmean(pair.0, pair.1, temperature) {
+        return loss;
     }
     kl_of_log_probs(
         log_softmax(div_scalar(teacher_logits, temperature), 1),
