@@ -147,6 +147,8 @@ struct PartialSums<const K: usize> {
     tail: [f64; K],
 }
 
+// Index loops over constant bounds, unrolled whole: the partial sums stay in registers.
+#[allow(clippy::needless_range_loop)]
 impl<const K: usize> PartialSums<K> {
     #[inline(always)]
     fn new() -> Self {
