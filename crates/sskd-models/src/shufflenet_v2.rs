@@ -199,10 +199,10 @@ impl<B: Backend> ShuffleStageV2<B> {
     /// unit's output when there is no other).
     pub fn forward(&self, input: Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 4>) {
         let hidden = self.down.forward(input);
-        let Some((last, first)) = self.blocks.split_last() else {
+        let Some((last, earlier)) = self.blocks.split_last() else {
             return (hidden.clone(), hidden);
         };
-        let hidden = first
+        let hidden = earlier
             .iter()
             .fold(hidden, |hidden, block| block.forward(hidden));
         last.forward_with_preact(hidden)
