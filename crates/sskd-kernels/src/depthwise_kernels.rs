@@ -65,14 +65,20 @@ impl Wide {
         ((y % s_h) * s_w + x % s_w) * self.phase_len + (y / s_h) * self.row + x / s_w
     }
 
-    /// Copies an input plane (`[H, W]`) into the phases of its padded plane (`padded`, the
-    /// padding zero).
+    /// Copies an input plane (`[H, W]`) into the phases of its padded plane (`padded`). Only
+    /// the input's pixels are written: the padding's places keep what they hold, zeros in a
+    /// scratch plane that was zero-filled when made and that only this function writes (every
+    /// call of one convolution writes the same places).
     fn pad_input<T: ConvFloat>(&self, geo: &Conv2dGeometry, plane: &[T], padded: &mut [T]) {
-        padded.fill(T::zero());
+        let stride = geo.stride[1];
         for (h, src) in plane.chunks_exact(geo.in_w).enumerate() {
             self.for_each_column_phase(geo, h, |start, first_w| {
+                if stride == 1 {
+                    padded[start..][..geo.in_w].copy_from_slice(src);
+                    return;
+                }
                 let to = padded[start..].iter_mut();
-                let from = src[first_w..].iter().step_by(geo.stride[1]);
+                let from = src[first_w..].iter().step_by(stride);
                 to.zip(from).for_each(|(to, &value)| *to = value);
             });
         }
@@ -146,8 +152,9 @@ fn dot<T: ConvFloat>(a: &[T], b: &[T]) -> T {
 }
 
 /// A vector of `len` elements written by `work(index, chunk, first, second)` over its
-/// `chunk_len`-sized chunks (each zero-filled first) in parallel, each worker with two zeroed
-/// scratch planes of `scratch_len` elements it keeps across its chunks.
+/// `chunk_len`-sized chunks (each zero-filled first) in parallel, each worker with two scratch
+/// planes of `scratch_len` elements, zero-filled when made, that it keeps across its chunks
+/// ([`Wide::pad_input`] leaves the padding of the first as it finds it).
 fn planes_by<T: ConvFloat>(
     len: usize,
     chunk_len: usize,
